@@ -1,0 +1,3 @@
+from pydfs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""``pydfs``: parse, dispatch, and turn every error into one line and an exit code.
+
+Exit codes: 0 success, 1 an error the message explains, 2 bad usage, 130 interrupted.
+``--debug`` shows the traceback that is otherwise never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pydfs.errors import PydfsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from pydfs.cli import servers
+    from pydfs.cli.commands import COMMANDS
+
+    table = "\n".join(
+        f"  {'' if c.number is None else c.number:>2}  {c.name:<17} {c.alias:<6} {c.help}"
+        for c in COMMANDS
+    )
+    parser = argparse.ArgumentParser(
+        prog="pydfs",
+        description="pydfs: a distributed file system.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"client commands (by number, name or alias):\n{table}",
+    )
+    parser.add_argument("--namenode", help="name node URL (else $PYDFS_NAMENODE, else the config)")
+    parser.add_argument("--user", help="act as this user (else the config, else your login)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, aliases=[c.alias] if c.alias else [], help=c.help)
+        c.arguments(p)
+        p.set_defaults(handler=c.handler)
+    servers.add_parsers(sub)
+    return parser
+
+
+def _by_number(argv: list[str]) -> list[str]:
+    """``pydfs 5 PATH`` is ``pydfs file_info PATH``: the commands keep their numbers."""
+    from pydfs.cli.commands import COMMANDS
+
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-"):
+            if arg.isdigit():
+                names = {str(c.number): c.name for c in COMMANDS if c.number is not None}
+                if arg in names:
+                    argv = [*argv[:i], names[arg], *argv[i + 1 :]]
+            break
+        if arg in ("--namenode", "--user"):
+            continue
+    return argv
+
+
+async def _run_client(args: argparse.Namespace) -> int:
+    from pydfs.cli.commands import Context, load_cwd
+    from pydfs.client import AsyncClient
+
+    async with AsyncClient(args.namenode, user=args.user) as client:
+        ctx = Context(client, load_cwd(client.namenode, client.user), args.json, args.quiet)
+        code: int = await args.handler(ctx, args)
+        return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parser.parse_args(_by_number(raw))
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if hasattr(args, "run"):
+            code: int = args.run(args)
+            return code
+        return asyncio.run(_run_client(args))
+    except KeyboardInterrupt:
+        print("pydfs: interrupted", file=sys.stderr)
+        return 130
+    except (PydfsError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"pydfs: error: {_message(exc)}", file=sys.stderr)
+        return 1
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, PydfsError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc) or exc.__class__.__name__

@@ -1,0 +1,252 @@
+"""AsyncClient: the one implementation of the SDK (the CLI and the blocking Client use it).
+
+Metadata goes to the name node as JSON; file bytes go straight between this process and the data
+nodes (``client.blocks``). Paths are absolute DFS paths; relative ones resolve against ``/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import io
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from pydfs import rpc, wire
+from pydfs.client import blocks
+from pydfs.config import ClientConfig
+from pydfs.errors import Conflict, InvalidArgument, IsADirectory, PydfsError, Unavailable
+
+USER_HEADER = "X-Pydfs-User"
+
+
+def resolve_namenode(namenode: str | None, config: ClientConfig | None = None) -> str:
+    url = namenode or os.environ.get("PYDFS_NAMENODE") or (config or ClientConfig.read()).namenode
+    if not url:
+        raise InvalidArgument(
+            "no name node configured: pass --namenode URL, set PYDFS_NAMENODE, "
+            "or start a local cluster with `pydfs cluster up`"
+        )
+    if not url.startswith(("http://", "https://")):
+        url = "http://" + url
+    return url.rstrip("/")
+
+
+def default_user(config: ClientConfig | None = None) -> str:
+    return os.environ.get("PYDFS_USER") or (config or ClientConfig.read()).user or getpass.getuser()
+
+
+class AsyncClient:
+    """A connection to one pydfs cluster. Use ``async with AsyncClient(url) as fs: ...``."""
+
+    def __init__(
+        self,
+        namenode: str | None = None,
+        *,
+        user: str | None = None,
+        replication: int | None = None,
+        block_size: int | None = None,
+    ) -> None:
+        config = None if namenode and user else ClientConfig.read()
+        self.namenode = resolve_namenode(namenode, config)
+        self.user = user or default_user(config)
+        self.replication = replication
+        self.block_size = block_size
+        self._session: aiohttp.ClientSession | None = None
+        self._rpc: rpc.Rpc | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            self._rpc = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = rpc.new_session()
+        return self._session
+
+    @property
+    def rpc(self) -> rpc.Rpc:
+        if self._rpc is None:
+            self._rpc = rpc.Rpc(self.namenode, self.session, headers={USER_HEADER: self.user})
+        return self._rpc
+
+    # --- namespace ------------------------------------------------------------------------
+
+    async def info(self, path: str) -> wire.FileStatus:
+        return await self.rpc.call("GET", "/fs/stat", reply=wire.FileStatus, params={"path": path})
+
+    async def ls(self, path: str = "/") -> list[wire.FileStatus]:
+        listing = await self.rpc.call("GET", "/fs/list", reply=wire.Listing, params={"path": path})
+        return listing.entries
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.info(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def mkdir(self, path: str, *, parents: bool = False) -> wire.FileStatus:
+        req = wire.MkdirRequest(path, parents)
+        return await self.rpc.call("POST", "/fs/mkdir", req, reply=wire.FileStatus)
+
+    async def touch(self, path: str) -> wire.FileStatus:
+        return await self.rpc.call(
+            "POST", "/fs/create", wire.PathRequest(path), reply=wire.FileStatus
+        )
+
+    async def delete(self, path: str) -> None:
+        """Delete a file (not a directory: see ``rmdir``)."""
+        await self.rpc.call("POST", "/fs/delete", wire.DeleteRequest(path, type="file"))
+
+    async def rmdir(self, path: str, *, recursive: bool = False) -> None:
+        await self.rpc.call("POST", "/fs/delete", wire.DeleteRequest(path, recursive, "dir"))
+
+    async def copy(
+        self, src: str, dst: str | None = None, *, overwrite: bool = False
+    ) -> wire.FileStatus:
+        req = wire.CopyRequest(src, dst, overwrite)
+        return await self.rpc.call("POST", "/fs/copy", req, reply=wire.FileStatus)
+
+    async def move(self, src: str, dst: str, *, overwrite: bool = False) -> wire.FileStatus:
+        req = wire.MoveRequest(src, dst, overwrite)
+        return await self.rpc.call("POST", "/fs/move", req, reply=wire.FileStatus)
+
+    async def format(self) -> wire.FormatReply:
+        return await self.rpc.call("POST", "/fs/format", {}, reply=wire.FormatReply)
+
+    async def space(self) -> wire.Space:
+        return await self.rpc.call("GET", "/cluster/space", reply=wire.Space)
+
+    async def datanodes(self) -> list[wire.DataNodeState]:
+        return (await self.rpc.call("GET", "/cluster/datanodes", reply=wire.DataNodeList)).nodes
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def write_stream(
+        self,
+        path: str,
+        stream: IO[bytes],
+        *,
+        overwrite: bool = True,
+        replication: int | None = None,
+        block_size: int | None = None,
+    ) -> wire.FileStatus:
+        """Upload everything *stream* yields to *path*; the file appears, whole, only at the end.
+
+        A seekable stream lets a block whose first data node fails be sent again elsewhere.
+        """
+        req = wire.UploadRequest(
+            path,
+            replication=replication or self.replication,
+            block_size=block_size or self.block_size,
+            overwrite=overwrite,
+        )
+        grant = await self.rpc.call("POST", "/uploads", req, reply=wire.UploadGrant)
+        route = f"/uploads/{grant.upload_id}"
+        start = stream.tell() if stream.seekable() else None
+
+        async def read(n: int) -> bytes:
+            return stream.read(n) or b""
+
+        async def rewind(offset: int) -> bool:
+            if start is None:
+                return False
+            stream.seek(start + offset)
+            return True
+
+        async def allocate(exclude: list[str]) -> wire.BlockGrant:
+            alloc = wire.BlockAllocRequest(exclude)
+            return await self.rpc.call("POST", f"{route}/blocks", alloc, reply=wire.BlockGrant)
+
+        try:
+            stored = await blocks.write_blocks(self.session, read, grant, allocate, rewind)
+            commit = wire.CommitRequest(stored)
+            return await self.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
+        except BaseException:
+            await asyncio.shield(self._abort(route))
+            raise
+
+    async def _abort(self, route: str) -> None:
+        try:
+            await self.rpc.call("DELETE", route)
+        except PydfsError:
+            pass  # the lease expires on its own; its blocks are collected then
+
+    async def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:
+        return await self.write_stream(path, io.BytesIO(data), **kwargs)
+
+    async def upload(
+        self, local: str | os.PathLike[str], path: str, **kwargs: Any
+    ) -> wire.FileStatus:
+        with open(local, "rb") as f:
+            return await self.write_stream(path, f, **kwargs)
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def read_stream(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Verified bytes of *path* from *offset*, as they arrive."""
+        status = await self.info(path)
+        if status.type == "dir":
+            raise IsADirectory(f"{path} is a directory")
+        end = status.size if length is None else min(status.size, offset + length)
+        block_start = 0
+        for block in status.blocks or []:
+            block_end = block_start + block.size
+            if block_end > offset and block_start < end:
+                lo, hi = max(offset, block_start) - block_start, min(end, block_end) - block_start
+                try:
+                    async for data in blocks.read_block(self.session, block, lo, hi):
+                        yield data
+                except Unavailable:
+                    await self._raise_if_replaced(path, status)
+                    raise
+            block_start = block_end
+
+    async def _raise_if_replaced(self, path: str, status: wire.FileStatus) -> None:
+        try:
+            now = await self.info(path)
+        except FileNotFoundError:
+            raise Conflict(f"{path} was deleted while being read") from None
+        if [b.id for b in now.blocks or []] != [b.id for b in status.blocks or []]:
+            raise Conflict(f"{path} was replaced while being read; read it again")
+
+    async def read_bytes(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        return b"".join([d async for d in self.read_stream(path, offset, length)])
+
+    async def download(
+        self, path: str, local: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> int:
+        """Save *path* to a local file, atomically: a failed download leaves nothing behind."""
+        target = Path(local)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists (use --force to overwrite it)")
+        tmp = target.with_name(f".{target.name}.pydfs-part")
+        size = 0
+        try:
+            with open(tmp, "wb") as f:
+                async for data in self.read_stream(path):
+                    f.write(data)
+                    size += len(data)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return size
+
+
+__all__ = ["AsyncClient", "default_user", "resolve_namenode"]

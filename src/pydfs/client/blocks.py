@@ -1,0 +1,187 @@
+"""Streaming blocks between the client and data nodes, in constant memory.
+
+Writes send each block once, as CRC-framed chunks, to the first node of a pipeline that forwards
+them on; reads verify every chunk against its CRC32C and move on to the next replica, from the
+same offset, when a node is unreachable or a chunk fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+
+from pydfs import checksum, rpc, wire
+from pydfs.errors import (
+    ChecksumMismatch,
+    NotFound,
+    ProtocolError,
+    PydfsError,
+    Unavailable,
+)
+
+log = logging.getLogger("pydfs.client")
+
+Reader = Callable[[int], Awaitable[bytes]]
+"""``read(n)``: up to *n* bytes of the source; ``b""`` at its end."""
+
+
+class BlockSource:
+    """The bytes of one block, pulled from the file's reader and framed for the wire."""
+
+    def __init__(self, read: Reader, first: bytes, limit: int) -> None:
+        self._read = read
+        self._first = first
+        self._limit = limit
+        self.size = 0
+        self.crc = 0
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        data = self._first
+        while data:
+            crc = checksum.crc(data)
+            self.crc = checksum.crc(data, self.crc)
+            self.size += len(data)
+            yield wire.FRAME.pack(len(data), crc)
+            yield data
+            want = min(wire.CHUNK_SIZE, self._limit - self.size)
+            data = await _read_full(self._read, want) if want > 0 else b""
+        yield wire.FRAME.pack(0, self.crc)
+
+
+async def _read_full(read: Reader, n: int) -> bytes:
+    """Exactly *n* bytes unless the source ends first: frames must fill whole chunks."""
+    data = await read(n)
+    if len(data) in (0, n):
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = await read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+async def put_block(
+    session: aiohttp.ClientSession, grant: wire.BlockGrant, source: BlockSource
+) -> wire.StoredBlock:
+    """Send one block down its pipeline; the answer lists the nodes that made it durable."""
+    head, rest = grant.targets[0], grant.targets[1:]
+    url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
+    headers = {
+        wire.H_PIPELINE: ",".join(t.url for t in rest),
+        "Content-Type": "application/octet-stream",
+    }
+    try:
+        async with session.put(url, data=source.frames(), headers=headers) as resp:
+            await rpc.raise_for_error(resp)
+            stored = wire.decode(await resp.read(), wire.StoredBlock)
+    except PydfsError:
+        raise
+    except Exception as exc:
+        raise rpc.translate(exc, head.url) from exc
+    if stored.size != source.size or stored.crc != source.crc or not stored.nodes:
+        raise ChecksumMismatch(f"data node {head.id} acknowledged different bytes")
+    return stored
+
+
+async def write_blocks(
+    session: aiohttp.ClientSession,
+    read: Reader,
+    grant: wire.UploadGrant,
+    allocate: Callable[[list[str]], Awaitable[wire.BlockGrant]],
+    rewind: Callable[[int], Awaitable[bool]],
+) -> list[wire.StoredBlock]:
+    """Write the whole source as blocks; returns what to commit.
+
+    A block whose first node fails is sent again to a fresh pipeline that avoids the failed
+    nodes, if the source can be rewound (a local file can; a pipe cannot).
+    """
+    stored: list[wire.StoredBlock] = []
+    block: wire.BlockGrant | None = grant.block
+    failed: list[str] = []
+    offset = 0
+    while True:
+        first = await _read_full(read, min(wire.CHUNK_SIZE, grant.block_size))
+        if not first:
+            return stored
+        for attempt in range(4):
+            if block is None:
+                block = await allocate(failed)
+            source = BlockSource(read, first, grant.block_size)
+            try:
+                result = await put_block(session, block, source)
+            except (Unavailable, ChecksumMismatch, ProtocolError, NotFound) as exc:
+                failed.append(block.targets[0].id)
+                block = None
+                log.warning("block write to %s failed (%s); retrying", failed[-1], exc)
+                if attempt == 3 or not await rewind(offset):
+                    raise
+                first = await _read_full(read, min(wire.CHUNK_SIZE, grant.block_size))
+                continue
+            failed += [t.id for t in block.targets if t.id not in result.nodes]
+            stored.append(result)
+            offset += result.size
+            block = None
+            break
+        if stored[-1].size < grant.block_size:
+            return stored
+
+
+async def read_block(
+    session: aiohttp.ClientSession, block: wire.BlockInfo, offset: int, end: int
+) -> AsyncIterator[bytes]:
+    """Verified bytes ``[offset, end)`` of *block*, failing over between its replicas."""
+    problems: list[str] = []
+    pos = offset
+    for node in block.nodes:
+        try:
+            while pos < end:
+                async for data, new_pos in _read_range(session, node, block, pos, end):
+                    pos = new_pos
+                    yield data
+            return
+        except PydfsError as exc:
+            problems.append(f"{node.id}: {exc}")
+            log.warning("reading block %s from %s failed: %s", block.id, node.id, exc)
+    if not block.nodes:
+        problems.append("no replica is known")
+    raise Unavailable(f"no replica of block {block.id} could be read ({'; '.join(problems)})")
+
+
+async def _read_range(
+    session: aiohttp.ClientSession, node: wire.NodeRef, block: wire.BlockInfo, pos: int, end: int
+) -> AsyncIterator[tuple[bytes, int]]:
+    url = f"{node.url}{wire.API}/blocks/{block.id}"
+    try:
+        async with session.get(url, params={"offset": str(pos), "length": str(end - pos)}) as resp:
+            await rpc.raise_for_error(resp)
+            try:
+                start = int(resp.headers[wire.H_OFFSET])
+                chunk = int(resp.headers[wire.H_CHUNK_SIZE])
+                size = int(resp.headers[wire.H_BLOCK_SIZE])
+                crcs = checksum.unpack_crcs(resp.headers[wire.H_CHUNK_CRCS])
+            except (KeyError, ValueError):
+                raise ProtocolError(f"{node.id} sent a block without its checksums") from None
+            if size != block.size:
+                raise ChecksumMismatch(f"replica on {node.id} has {size} bytes, not {block.size}")
+            p = start
+            for expected in crcs:
+                n = min(chunk, size - p)
+                data = await resp.content.readexactly(n)
+                if checksum.crc(data) != expected:
+                    raise ChecksumMismatch(f"chunk at {p} of block {block.id} on {node.id}")
+                lo, hi = max(pos, p) - p, min(end, p + n) - p
+                p += n
+                if hi > lo:
+                    yield (data if (lo, hi) == (0, n) else data[lo:hi]), p if p < end else end
+                if p >= end:
+                    return
+    except PydfsError:
+        raise
+    except Exception as exc:
+        raise rpc.translate(exc, node.url) from exc

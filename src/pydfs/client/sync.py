@@ -1,0 +1,91 @@
+"""Client: the blocking SDK, a facade that runs AsyncClient on a private event loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from pydfs import wire
+from pydfs.client.aio import AsyncClient
+
+T = TypeVar("T")
+
+
+class Client:
+    """Blocking access to a pydfs cluster; every method mirrors ``AsyncClient``'s."""
+
+    def __init__(self, namenode: str | None = None, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="pydfs-client", daemon=True
+        )
+        self._thread.start()
+        self._aio = AsyncClient(namenode, **kwargs)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._aio.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def namenode(self) -> str:
+        return self._aio.namenode
+
+    def info(self, path: str) -> wire.FileStatus:
+        return self._run(self._aio.info(path))
+
+    def ls(self, path: str = "/") -> list[wire.FileStatus]:
+        return self._run(self._aio.ls(path))
+
+    def exists(self, path: str) -> bool:
+        return self._run(self._aio.exists(path))
+
+    def mkdir(self, path: str, *, parents: bool = False) -> wire.FileStatus:
+        return self._run(self._aio.mkdir(path, parents=parents))
+
+    def touch(self, path: str) -> wire.FileStatus:
+        return self._run(self._aio.touch(path))
+
+    def delete(self, path: str) -> None:
+        self._run(self._aio.delete(path))
+
+    def rmdir(self, path: str, *, recursive: bool = False) -> None:
+        self._run(self._aio.rmdir(path, recursive=recursive))
+
+    def copy(self, src: str, dst: str | None = None, *, overwrite: bool = False) -> wire.FileStatus:
+        return self._run(self._aio.copy(src, dst, overwrite=overwrite))
+
+    def move(self, src: str, dst: str, *, overwrite: bool = False) -> wire.FileStatus:
+        return self._run(self._aio.move(src, dst, overwrite=overwrite))
+
+    def format(self) -> wire.FormatReply:
+        return self._run(self._aio.format())
+
+    def space(self) -> wire.Space:
+        return self._run(self._aio.space())
+
+    def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:
+        return self._run(self._aio.write_bytes(path, data, **kwargs))
+
+    def upload(self, local: str | os.PathLike[str], path: str, **kwargs: Any) -> wire.FileStatus:
+        return self._run(self._aio.upload(local, path, **kwargs))
+
+    def read_bytes(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._run(self._aio.read_bytes(path, offset, length))
+
+    def download(self, path: str, local: str | os.PathLike[str], *, overwrite: bool = False) -> int:
+        return self._run(self._aio.download(path, local, overwrite=overwrite))

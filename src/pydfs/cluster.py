@@ -1,0 +1,247 @@
+"""LocalCluster: a name node and N data nodes as child processes on 127.0.0.1.
+
+Used by ``pydfs cluster up`` and by the integration and fault tests, so that the demo and the
+tests start, wait for, kill and restart nodes the same way. Every process binds port 0 (the name
+node may ask for a fixed port) and publishes the URL it really bound in ``<data-dir>/<role>.url``;
+readiness is that file plus an answered ``/v1/health``, polled against a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydfs.errors import Unavailable
+
+READY_TIMEOUT = 30.0
+
+
+class ProcessFailed(Unavailable):
+    """A node process exited while we waited for it."""
+
+
+@dataclass
+class NodeProcess:
+    """One server process: start it, wait for it, stop, kill, pause or restart it."""
+
+    role: str  # "namenode" | "datanode"
+    name: str
+    data_dir: Path
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    popen: subprocess.Popen[bytes] | None = None
+    url: str = ""
+
+    @property
+    def url_file(self) -> Path:
+        return self.data_dir / f"{self.role}.url"
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.url_file.unlink(missing_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pydfs",
+            self.role,
+            "--data-dir",
+            str(self.data_dir),
+            *self.args,
+        ]
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYDFS_PARENT_PID": str(os.getpid()), **self.env},
+                start_new_session=True,  # Ctrl-C reaches the harness, which stops nodes in order
+            )
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen is None or self.popen.poll() is not None:
+                raise ProcessFailed(f"{self.name} exited during start-up; see {self.log_path}")
+            if self.url_file.exists():
+                url = self.url_file.read_text().strip()
+                if url and _healthy(url):
+                    self.url = url
+                    return url
+            time.sleep(0.02)
+        raise ProcessFailed(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}")
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.popen = None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as in a crash."""
+        if self.popen is not None:
+            self.popen.kill()
+            self.popen.wait()
+            self.popen = None
+
+    def pause(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def restart(self) -> str:
+        self.stop()
+        self.start()
+        return self.wait_ready()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v1/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalCluster:
+    """``with LocalCluster(tmp_path) as c: ...``: a whole cluster, stopped on exit."""
+
+    def __init__(
+        self,
+        root: Path,
+        datanodes: int = 2,
+        *,
+        namenode_port: int = 0,
+        namenode_args: list[str] | None = None,
+        datanode_args: list[str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._namenode_args = namenode_args or []
+        self._datanode_args = datanode_args or []
+        self.namenode = NodeProcess(
+            "namenode",
+            "namenode",
+            self.root / "namenode",
+            ["--port", str(namenode_port), *self._namenode_args],
+            self.root / "namenode.log",
+        )
+        self.datanodes: list[NodeProcess] = []
+        for _ in range(datanodes):
+            self._new_datanode()
+
+    def _new_datanode(self) -> NodeProcess:
+        name = f"datanode-{len(self.datanodes) + 1}"
+        node = NodeProcess("datanode", name, self.root / name, [], self.root / f"{name}.log")
+        self.datanodes.append(node)
+        return node
+
+    @property
+    def url(self) -> str:
+        return self.namenode.url
+
+    def _datanode_argv(self) -> list[str]:
+        return ["--namenode", self.url, "--port", "0", *self._datanode_args]
+
+    def start(self) -> LocalCluster:
+        try:
+            self.namenode.start()
+            self.namenode.wait_ready()
+            for node in self.datanodes:
+                node.args = self._datanode_argv()
+                node.start()
+            for node in self.datanodes:
+                node.wait_ready()
+            self.wait_for_live(len(self.datanodes))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def add_datanode(self) -> NodeProcess:
+        node = self._new_datanode()
+        node.args = self._datanode_argv()
+        node.start()
+        node.wait_ready()
+        return node
+
+    def restart_namenode(self) -> None:
+        """Restart the name node on the same port, so that data nodes and clients find it."""
+        port = self.url.rsplit(":", 1)[1]
+        self.namenode.stop()
+        self.namenode.args = ["--port", port, *self._namenode_args]
+        self.namenode.start()
+        self.namenode.wait_ready()
+
+    def datanode_states(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.url}/v1/cluster/datanodes", timeout=5) as resp:
+            nodes: list[dict[str, Any]] = json.load(resp)["nodes"]
+            return nodes
+
+    def wait_for_live(self, count: int, timeout: float = READY_TIMEOUT) -> None:
+        self.wait_until(
+            lambda: sum(n["state"] == "live" for n in self.datanode_states()) == count,
+            timeout,
+            f"{count} live data nodes",
+        )
+
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if predicate():
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.datanodes:
+            node.stop()
+        self.namenode.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

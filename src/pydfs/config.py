@@ -1,0 +1,133 @@
+"""Typed settings per role, parsed once at start-up.
+
+Load order: defaults < TOML file (``--config``) < ``PYDFS_<OPTION>`` environment variables <
+command-line flags. Every option is documented in ``docs/pydfs.sample.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydfs.errors import InvalidArgument
+
+MiB = 1024 * 1024
+DEFAULT_NAMENODE_PORT = 7800
+
+C = TypeVar("C")
+
+
+@dataclasses.dataclass(frozen=True)
+class NameNodeConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_NAMENODE_PORT
+    advertise: str | None = None
+    replication: int = 2
+    block_size: int = 64 * MiB
+    heartbeat_interval: float = 3.0
+    dead_after: float = 30.0
+    upload_lease: float = 600.0
+    log_level: str = "INFO"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataNodeConfig:
+    data_dir: Path
+    namenode: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    advertise: str | None = None
+    capacity: int | None = None  # bytes; None: the free space of the disk
+    heartbeat_interval: float = 3.0
+    report_interval: float = 3600.0
+    log_level: str = "INFO"
+
+
+def load(cls: type[C], section: str, flags: Mapping[str, Any], config_file: str | None) -> C:
+    """Build *cls* from the TOML ``[section]``, the environment and *flags* (None = unset)."""
+    values: dict[str, Any] = {}
+    if config_file:
+        try:
+            with open(config_file, "rb") as f:
+                values.update(tomllib.load(f).get(section, {}))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument(f"cannot read config file {config_file}: {exc}") from None
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for name in fields:
+        env = os.environ.get(f"PYDFS_{section.upper()}_{name.upper()}")
+        if env is not None:
+            values[name] = env
+        if flags.get(name) is not None:
+            values[name] = flags[name]
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise InvalidArgument(f"unknown {section} option(s): {', '.join(sorted(unknown))}")
+    try:
+        return cls(**{k: _coerce(fields[k].type, v, k) for k, v in values.items()})
+    except TypeError as exc:
+        raise InvalidArgument(f"{section} configuration: {exc}") from None
+
+
+def _coerce(annotation: Any, value: Any, name: str) -> Any:
+    kind = str(annotation)
+    try:
+        if "Path" in kind:
+            return Path(value).expanduser()
+        if kind.startswith("int"):
+            return None if value in (None, "") else int(value)
+        if kind.startswith("float"):
+            return float(value)
+    except ValueError:
+        raise InvalidArgument(f"option {name}: {value!r} is not a number") from None
+    return value
+
+
+# --- client configuration -----------------------------------------------------------------
+
+
+def client_config_path() -> Path:
+    if "PYDFS_CONFIG" in os.environ:
+        return Path(os.environ["PYDFS_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "pydfs" / "client.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientConfig:
+    namenode: str | None = None
+    user: str | None = None
+
+    @classmethod
+    def read(cls, path: Path | None = None) -> ClientConfig:
+        path = path or client_config_path()
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f).get("client", {})
+        except FileNotFoundError:
+            return cls()
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument(f"cannot read client config {path}: {exc}") from None
+        return cls(namenode=data.get("namenode"), user=data.get("user"))
+
+    def write(self, path: Path | None = None) -> Path:
+        path = path or client_config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = ["[client]"]
+        for key in ("namenode", "user"):
+            value = getattr(self, key)
+            if value is not None:
+                lines.append(f"{key} = {_toml_str(value)}")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        return path
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

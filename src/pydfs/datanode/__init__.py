@@ -1,0 +1,60 @@
+"""The data node: block storage on local disk behind an HTTP API, heartbeating to the name node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+
+from pydfs import rpc, server, wire
+from pydfs.config import DataNodeConfig
+from pydfs.datanode import app
+from pydfs.datanode.blockstore import BlockStore
+from pydfs.datanode.heartbeat import Heartbeater
+
+log = logging.getLogger("pydfs.datanode")
+
+__all__ = ["DataNode", "run"]
+
+
+class DataNode:
+    def __init__(self, config: DataNodeConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self._lock = server.lock_data_dir(config.data_dir, "datanode")
+        self.store = BlockStore(config.data_dir, wire.CHUNK_SIZE, config.capacity)
+        self.session = session
+        self.namenode = rpc.Rpc(config.namenode, session)
+        self.url = ""
+        self.bytes_read = 0
+        self.heartbeater = Heartbeater(self)
+
+
+def run(config: DataNodeConfig) -> None:
+    async def main() -> None:
+        async with rpc.new_session() as session:
+            dn = DataNode(config, session)
+            log.info("data node %s with %d blocks", dn.store.node_id, dn.store.count)
+            tasks: list[asyncio.Task[None]] = []
+
+            async def after_bind(url: str) -> None:
+                dn.url = url
+                tasks.append(asyncio.create_task(dn.heartbeater.run_forever()))
+
+            try:
+                await server.serve(
+                    app.build(dn),
+                    config.host,
+                    config.port,
+                    advertise=config.advertise,
+                    url_file=config.data_dir / "datanode.url",
+                    after_bind=after_bind,
+                )
+            finally:
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    server.run(main(), use_uvloop=False)

@@ -1,0 +1,206 @@
+"""The data node's HTTP routes: block PUT (framed, verified, pipelined), GET (sendfile), DELETE."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, BinaryIO
+
+import aiohttp
+from aiohttp import web
+
+from pydfs import checksum, rpc, wire
+from pydfs.datanode.blockstore import check_block_id
+from pydfs.errors import InvalidArgument, NotFound, ProtocolError, PydfsError
+from pydfs.server import json_response, make_app
+
+if TYPE_CHECKING:
+    from pydfs.datanode import DataNode
+
+log = logging.getLogger("pydfs.datanode")
+
+_QUEUE_DEPTH = 32  # frames buffered towards the next node of a pipeline (2 MiB at 64 KiB)
+
+
+def build(dn: DataNode) -> web.Application:
+    app = make_app()
+    v1 = wire.API
+
+    async def put_block(request: web.Request) -> web.Response:
+        block_id = check_block_id(request.match_info["id"])
+        pipeline = [u for u in request.headers.get(wire.H_PIPELINE, "").split(",") if u]
+        expected = request.content_length
+        writer = dn.store.writer(block_id, expected)
+        forward: Forwarder | None = None
+        if pipeline:
+            forward = Forwarder(dn.session, pipeline, block_id)
+        try:
+            block_crc = await _receive(request.content, writer.write_chunk, forward)
+            await writer.commit(block_crc)
+        except BaseException:
+            writer.abort()
+            if forward is not None:
+                forward.cancel()
+            raise
+        nodes = [dn.store.node_id]
+        if forward is not None:
+            try:
+                downstream = await forward.result()
+            except PydfsError as exc:
+                log.warning("pipeline for block %s lost %s: %s", block_id, pipeline[0], exc)
+            else:
+                if downstream.crc == block_crc:
+                    nodes += downstream.nodes
+        return json_response(wire.StoredBlock(block_id, writer.size, block_crc, nodes))
+
+    async def get_block(request: web.Request) -> web.StreamResponse:
+        block_id = check_block_id(request.match_info["id"])
+        sums = dn.store.checksums(block_id)
+        try:
+            offset = int(request.query.get("offset", "0"))
+            length = int(request.query.get("length", str(sums.size)))
+        except ValueError:
+            raise InvalidArgument("offset and length must be integers") from None
+        if offset < 0 or length < 0 or offset > sums.size:
+            raise InvalidArgument(f"range outside the block (size {sums.size})")
+        first = offset // sums.chunk_size
+        end = min(sums.size, offset + length)
+        last = max(first + 1, -(-end // sums.chunk_size))
+        last = min(last, first + wire.MAX_READ_CHUNKS, len(sums.chunk_crcs))
+        start = first * sums.chunk_size
+        count = max(0, min(sums.size, last * sums.chunk_size) - start)
+        resp = web.StreamResponse(
+            headers={
+                wire.H_BLOCK_SIZE: str(sums.size),
+                wire.H_CHUNK_SIZE: str(sums.chunk_size),
+                wire.H_OFFSET: str(start),
+                wire.H_CHUNK_CRCS: checksum.pack_crcs(sums.chunk_crcs[first:last]),
+                "Content-Type": "application/octet-stream",
+            }
+        )
+        resp.content_length = count
+        try:
+            f = open(dn.store.path(block_id), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"block {block_id} not on this node") from None
+        with f:
+            await resp.prepare(request)
+            try:
+                await _send(request, resp, f, start, count)
+            except BaseException:
+                # The status line is gone already: all a reader can be told is a cut connection.
+                if request.transport is not None:
+                    request.transport.close()
+                raise
+        await resp.write_eof()
+        dn.bytes_read += count
+        return resp
+
+    async def delete_block(request: web.Request) -> web.Response:
+        found = dn.store.delete(check_block_id(request.match_info["id"]))
+        return json_response({"deleted": found})
+
+    app.router.add_put(f"{v1}/blocks/{{id}}", put_block)
+    app.router.add_get(f"{v1}/blocks/{{id}}", get_block)
+    app.router.add_delete(f"{v1}/blocks/{{id}}", delete_block)
+    return app
+
+
+async def _send(
+    request: web.Request, resp: web.StreamResponse, f: BinaryIO, start: int, count: int
+) -> None:
+    """Block bytes to the socket: sendfile when the loop has it, else 1 MiB reads."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("reader went away")
+    if count == 0:
+        return
+    try:
+        await asyncio.get_running_loop().sendfile(transport, f, start, count)
+        return
+    except NotImplementedError:
+        pass
+    f.seek(start)
+    while count > 0:
+        data = f.read(min(count, 1 << 20))
+        if not data:
+            raise ConnectionResetError("block file shrank while being read")
+        await resp.write(data)
+        count -= len(data)
+
+
+async def _receive(
+    content: aiohttp.StreamReader,
+    write_chunk: Callable[[bytes, int], None],
+    forward: Forwarder | None,
+) -> int:
+    """Read frames until the closing one; returns the whole-block CRC the writer declared."""
+    while True:
+        try:
+            header = await content.readexactly(wire.FRAME.size)
+        except asyncio.IncompleteReadError:
+            raise ProtocolError("block stream ended before its closing frame") from None
+        length, crc = wire.FRAME.unpack(header)
+        if length == 0:
+            if forward is not None:
+                await forward.send(header)
+                await forward.send(None)
+            return int(crc)
+        if length > wire.CHUNK_SIZE:
+            raise ProtocolError("frame longer than a chunk")
+        try:
+            data = await content.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise ProtocolError("block stream ended inside a frame") from None
+        write_chunk(data, crc)
+        if forward is not None:
+            await forward.send(header + data)
+
+
+class Forwarder:
+    """Streams the frames a data node receives on to the next node of the write pipeline.
+
+    A failing downstream never fails the upstream write: the block is then acknowledged with
+    fewer replicas, and the name node's view of its replicas says so.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, pipeline: list[str], block_id: str) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_DEPTH)
+        self._url = f"{pipeline[0].rstrip('/')}{wire.API}/blocks/{block_id}"
+        self._task = asyncio.ensure_future(self._run(session, pipeline[0], pipeline[1:]))
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        while (item := await self._queue.get()) is not None:
+            yield item
+
+    async def _run(
+        self, session: aiohttp.ClientSession, url: str, rest: list[str]
+    ) -> wire.StoredBlock:
+        headers = {wire.H_PIPELINE: ",".join(rest), "Content-Type": "application/octet-stream"}
+        try:
+            async with session.put(self._url, data=self._body(), headers=headers) as resp:
+                await rpc.raise_for_error(resp)
+                return wire.decode(await resp.read(), wire.StoredBlock)
+        except Exception as exc:
+            raise rpc.translate(exc, url) from exc
+
+    async def send(self, item: bytes | None) -> None:
+        if self._task.done():
+            return
+        if not self._queue.full():
+            self._queue.put_nowait(item)
+            return
+        put = asyncio.ensure_future(self._queue.put(item))
+        await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+
+    async def result(self) -> wire.StoredBlock:
+        return await self._task
+
+    def cancel(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        elif not self._task.cancelled():
+            self._task.exception()  # retrieved: the upstream failure is what gets reported

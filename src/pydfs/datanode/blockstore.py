@@ -1,0 +1,226 @@
+"""Block files and their checksum sidecars on local disk.
+
+Layout under the data directory::
+
+    node_id                 this node's stable id
+    blocks/ab/<id>.blk      block bytes, raw (so they can be sent with sendfile)
+    blocks/ab/<id>.crc      checksum sidecar (``pydfs.checksum``)
+    tmp/                    blocks being received; emptied at start
+    quarantine/             replicas that failed verification
+
+A block is written to ``tmp/``, fsync'd with its sidecar, and renamed into place (sidecar first),
+then the directory is fsync'd: a block file that exists is complete and durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydfs import checksum
+from pydfs.checksum import BlockChecksums
+from pydfs.errors import ChecksumMismatch, InvalidArgument, NoSpace, NotFound, ProtocolError
+
+_BLOCK_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def check_block_id(block_id: str) -> str:
+    """Block ids are 32 hex digits: they can never name a file outside the block directory."""
+    if not _BLOCK_ID.fullmatch(block_id):
+        raise InvalidArgument(f"invalid block id {block_id[:64]!r}")
+    return block_id
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlockStore:
+    def __init__(self, root: Path, chunk_size: int, capacity: int | None = None) -> None:
+        self.root = root
+        self.chunk_size = chunk_size
+        self.capacity = capacity
+        self.blocks_dir = root / "blocks"
+        self.tmp_dir = root / "tmp"
+        self.quarantine_dir = root / "quarantine"
+        for d in (self.blocks_dir, self.tmp_dir, self.quarantine_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        for stale in self.tmp_dir.iterdir():
+            stale.unlink()
+        self.node_id = self._load_node_id()
+        self.used = 0
+        self.count = 0
+        self.reserved = 0  # bytes promised to writes in progress
+        for block_id in self.list():
+            self.used += self.path(block_id).stat().st_size
+            self.count += 1
+
+    def _load_node_id(self) -> str:
+        path = self.root / "node_id"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            node_id = "dn-" + secrets.token_hex(4)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(node_id + "\n")
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(self.root)
+            return node_id
+
+    def path(self, block_id: str) -> Path:
+        check_block_id(block_id)
+        return self.blocks_dir / block_id[:2] / f"{block_id}.blk"
+
+    def exists(self, block_id: str) -> bool:
+        return self.path(block_id).exists()
+
+    def list(self) -> Iterator[str]:
+        for sub in self.blocks_dir.iterdir():
+            for entry in os.scandir(sub):
+                if entry.name.endswith(".blk"):
+                    block_id = entry.name[:-4]
+                    if _BLOCK_ID.fullmatch(block_id):
+                        yield block_id
+
+    def checksums(self, block_id: str) -> BlockChecksums:
+        try:
+            return BlockChecksums.decode(self.path(block_id).with_suffix(".crc").read_bytes())
+        except FileNotFoundError:
+            raise NotFound(f"block {block_id} not on this node") from None
+
+    def free(self) -> int:
+        disk = shutil.disk_usage(self.root).free - self.reserved
+        if self.capacity is not None:
+            disk = min(disk, self.capacity - self.used - self.reserved)
+        return max(0, disk)
+
+    def total(self) -> int:
+        if self.capacity is not None:
+            return self.capacity
+        return shutil.disk_usage(self.root).total
+
+    def writer(self, block_id: str, expected: int | None) -> BlockWriter:
+        if self.exists(block_id):
+            raise InvalidArgument(f"block {block_id} already exists")
+        if expected is not None and expected > self.free():
+            raise NoSpace(f"data node {self.node_id} has no room for {expected} bytes")
+        return BlockWriter(self, block_id, expected or 0)
+
+    def delete(self, block_id: str) -> bool:
+        path = self.path(block_id)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        path.with_suffix(".crc").unlink(missing_ok=True)
+        self.used -= size
+        self.count -= 1
+        return True
+
+    def quarantine(self, block_id: str) -> None:
+        """Move a replica that failed verification out of service, keeping it for inspection."""
+        path = self.path(block_id)
+        size = path.stat().st_size
+        os.replace(path, self.quarantine_dir / path.name)
+        crc = path.with_suffix(".crc")
+        if crc.exists():
+            os.replace(crc, self.quarantine_dir / crc.name)
+        self.used -= size
+        self.count -= 1
+
+    def wipe(self) -> None:
+        for block_id in list(self.list()):
+            self.delete(block_id)
+
+
+class BlockWriter:
+    """Receives one block's verified chunks into a temporary file, then makes it durable."""
+
+    def __init__(self, store: BlockStore, block_id: str, reserve: int) -> None:
+        self.store = store
+        self.block_id = block_id
+        self.size = 0
+        self.block_crc = 0
+        self.chunk_crcs: list[int] = []
+        self._short = False
+        self._reserved = reserve
+        store.reserved += reserve
+        self._tmp = store.tmp_dir / f"{block_id}.{secrets.token_hex(4)}"
+        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def write_chunk(self, data: bytes, crc: int) -> None:
+        """Check one chunk against the CRC its writer sent, then append it."""
+        assert self._fd is not None
+        if self._short:
+            raise ProtocolError("only the last chunk of a block may be shorter than a chunk")
+        if len(data) > self.store.chunk_size:
+            raise ProtocolError("chunk larger than the chunk size")
+        self._short = len(data) < self.store.chunk_size
+        if checksum.crc(data) != crc:
+            raise ChecksumMismatch(f"block {self.block_id}: chunk failed its CRC32C on arrival")
+        self.size += len(data)
+        self.block_crc = checksum.crc(data, self.block_crc)
+        self.chunk_crcs.append(crc)
+        if self.store.capacity is not None and self.size > self._reserved + self.store.free():
+            raise NoSpace(f"data node {self.store.node_id} is full")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise NoSpace(f"data node {self.store.node_id}: disk full") from None
+            raise
+
+    async def commit(self, block_crc: int) -> BlockChecksums:
+        """Verify the whole block, fsync it and its sidecar, and rename both into place."""
+        if self.block_crc != block_crc:
+            raise ChecksumMismatch(f"block {self.block_id}: whole-block CRC32C mismatch")
+        sums = BlockChecksums(self.store.chunk_size, self.size, self.block_crc, self.chunk_crcs)
+        await asyncio.to_thread(self._durable, sums)
+        return sums
+
+    def _durable(self, sums: BlockChecksums) -> None:
+        store = self.store
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        final = store.path(self.block_id)
+        final.parent.mkdir(exist_ok=True)
+        side_tmp = self._tmp.with_suffix(".crc")
+        with open(side_tmp, "wb") as f:
+            f.write(sums.encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(side_tmp, final.with_suffix(".crc"))
+        os.replace(self._tmp, final)
+        _fsync_dir(final.parent)
+        store.used += sums.size
+        store.count += 1
+        self._release()
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._tmp.unlink(missing_ok=True)
+        self._tmp.with_suffix(".crc").unlink(missing_ok=True)
+        self._release()
+
+    def _release(self) -> None:
+        self.store.reserved -= self._reserved
+        self._reserved = 0

@@ -1,0 +1,67 @@
+"""Heartbeats and block reports to the name node, and the work that comes back with them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pydfs import wire
+from pydfs.errors import PydfsError
+
+if TYPE_CHECKING:
+    from pydfs.datanode import DataNode
+
+log = logging.getLogger("pydfs.datanode.heartbeat")
+
+
+class Heartbeater:
+    def __init__(self, dn: DataNode) -> None:
+        self.dn = dn
+        self._last_report = 0.0
+
+    async def run_once(self) -> wire.HeartbeatReply:
+        """One heartbeat; sends a full block report when the name node asks or one is due."""
+        dn, store = self.dn, self.dn.store
+        hb = wire.Heartbeat(
+            id=store.node_id,
+            url=dn.url,
+            capacity=store.total(),
+            used=store.used,
+            free=store.free(),
+            blocks=store.count,
+        )
+        reply = await dn.namenode.call(
+            "POST", "/datanodes/heartbeat", hb, reply=wire.HeartbeatReply
+        )
+        self.execute(reply.commands)
+        due = time.monotonic() - self._last_report > dn.config.report_interval
+        if reply.send_report or due:
+            await self.report()
+        return reply
+
+    async def report(self) -> None:
+        store = self.dn.store
+        report = wire.BlockReport(id=store.node_id, blocks=list(store.list()))
+        reply = await self.dn.namenode.call(
+            "POST", "/datanodes/report", report, reply=wire.HeartbeatReply
+        )
+        self._last_report = time.monotonic()
+        log.info("sent block report of %d blocks", len(report.blocks))
+        self.execute(reply.commands)
+
+    def execute(self, commands: list[wire.Command]) -> None:
+        for command in commands:
+            if command.op == "delete":
+                deleted = sum(self.dn.store.delete(b) for b in command.blocks)
+                log.info("deleted %d of %d blocks as ordered", deleted, len(command.blocks))
+
+    async def run_forever(self) -> None:
+        interval = self.dn.config.heartbeat_interval
+        while True:
+            try:
+                await self.run_once()
+            except PydfsError as exc:
+                log.warning("heartbeat to %s failed: %s", self.dn.namenode.base_url, exc)
+            await asyncio.sleep(interval)

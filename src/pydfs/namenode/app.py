@@ -1,0 +1,141 @@
+"""The name node's HTTP routes: parse, call one domain method, encode. No logic beyond that."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from pydfs import paths, wire
+from pydfs.server import json_response, make_app, query, read_body
+
+if TYPE_CHECKING:
+    from pydfs.namenode import NameNode
+
+USER_HEADER = "X-Pydfs-User"
+
+
+def _user(request: web.Request) -> str:
+    user = request.headers.get(USER_HEADER, "anonymous")
+    return paths.validate_name(user)
+
+
+def build(nn: NameNode) -> web.Application:
+    app = make_app()
+    ns, uploads, members = nn.namespace, nn.uploads, nn.membership
+    r = app.router
+    v1 = wire.API
+
+    async def stat(request: web.Request) -> web.Response:
+        return json_response(ns.stat(paths.normalize(query(request, "path"))))
+
+    async def listdir(request: web.Request) -> web.Response:
+        return json_response(ns.listdir(paths.normalize(query(request, "path"))))
+
+    async def mkdir(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.MkdirRequest)
+        return json_response(
+            ns.mkdir(paths.normalize(req.path), _user(request), parents=req.parents)
+        )
+
+    async def create(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.PathRequest)
+        return json_response(ns.create_file(paths.normalize(req.path), _user(request)))
+
+    async def delete(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.DeleteRequest)
+        files = ns.delete(paths.normalize(req.path), recursive=req.recursive, type=req.type)
+        return json_response({"deleted_files": files})
+
+    async def copy(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.CopyRequest)
+        dst = None if req.dst is None else paths.normalize(req.dst)
+        return json_response(
+            ns.copy(paths.normalize(req.src), dst, _user(request), overwrite=req.overwrite)
+        )
+
+    async def move(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.MoveRequest)
+        return json_response(
+            ns.move(paths.normalize(req.src), paths.normalize(req.dst), overwrite=req.overwrite)
+        )
+
+    async def format_(request: web.Request) -> web.Response:
+        files, blocks = ns.format()
+        members.request_reports()  # so that blocks the namespace never knew go too
+        return json_response(wire.FormatReply(files, blocks, members.space(ns.replication)))
+
+    async def space(request: web.Request) -> web.Response:
+        return json_response(members.space(ns.replication))
+
+    async def datanodes(request: web.Request) -> web.Response:
+        return json_response(wire.DataNodeList(members.states()))
+
+    async def start_upload(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.UploadRequest)
+        return json_response(uploads.start(req, _user(request)))
+
+    async def allocate(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.BlockAllocRequest)
+        return json_response(uploads.allocate(request.match_info["id"], req))
+
+    async def commit(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.CommitRequest)
+        return json_response(uploads.commit(request.match_info["id"], req))
+
+    async def abort(request: web.Request) -> web.Response:
+        uploads.abort(request.match_info["id"])
+        return json_response({})
+
+    async def heartbeat(request: web.Request) -> web.Response:
+        hb = await read_body(request, wire.Heartbeat)
+        node = members.heartbeat(hb)
+        return json_response(nn.orders(node))
+
+    async def report(request: web.Request) -> web.Response:
+        rep = await read_body(request, wire.BlockReport)
+        ns.reconcile(rep.id, rep.blocks, uploads.in_flight())
+        node = members.nodes.get(rep.id)
+        if node is not None:
+            node.wants_report = False
+        return json_response(wire.HeartbeatReply(commands=nn.delete_orders(rep.id)))
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=_status_page(nn), content_type="text/html")
+
+    r.add_get(f"{v1}/fs/stat", stat)
+    r.add_get(f"{v1}/fs/list", listdir)
+    r.add_post(f"{v1}/fs/mkdir", mkdir)
+    r.add_post(f"{v1}/fs/create", create)
+    r.add_post(f"{v1}/fs/delete", delete)
+    r.add_post(f"{v1}/fs/copy", copy)
+    r.add_post(f"{v1}/fs/move", move)
+    r.add_post(f"{v1}/fs/format", format_)
+    r.add_get(f"{v1}/cluster/space", space)
+    r.add_get(f"{v1}/cluster/datanodes", datanodes)
+    r.add_post(f"{v1}/uploads", start_upload)
+    r.add_post(f"{v1}/uploads/{{id}}/blocks", allocate)
+    r.add_post(f"{v1}/uploads/{{id}}/commit", commit)
+    r.add_delete(f"{v1}/uploads/{{id}}", abort)
+    r.add_post(f"{v1}/datanodes/heartbeat", heartbeat)
+    r.add_post(f"{v1}/datanodes/report", report)
+    r.add_get("/", index)
+    return app
+
+
+def _status_page(nn: NameNode) -> str:
+    space = nn.membership.space(nn.namespace.replication)
+    rows = "".join(
+        f"<tr><td>{html.escape(s.id)}</td><td>{html.escape(s.url)}</td><td>{s.state}</td>"
+        f"<td>{s.used:,}</td><td>{s.free:,}</td><td>{s.blocks:,}</td></tr>"
+        for s in nn.membership.states()
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>pydfs name node</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{padding:.3em 1em;text-align:left}}
+</style></head><body><h1>pydfs name node</h1>
+<p>{space.live_nodes} live and {space.dead_nodes} dead data nodes;
+{space.raw_free:,} bytes free ({space.usable:,} usable at replication {space.replication}).</p>
+<table><tr><th>data node</th><th>address</th><th>state</th>
+<th>used</th><th>free</th><th>blocks</th></tr>
+{rows}</table></body></html>"""

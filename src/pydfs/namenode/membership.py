@@ -1,0 +1,108 @@
+"""The data node registry: who is alive, where they are and how much room they have.
+
+Liveness is soft state rebuilt from heartbeats (a restarted name node knows every node again
+within one heartbeat interval); only a node's id and URL are persisted, so that block locations
+keep an address while their node is away.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from pydfs import wire
+from pydfs.namenode.placement import Candidate
+from pydfs.namenode.store import Store
+
+
+@dataclass(slots=True)
+class Node:
+    id: str
+    url: str
+    capacity: int = 0
+    used: int = 0
+    free: int = 0
+    blocks: int = 0
+    last_heartbeat: float = 0.0  # monotonic
+    last_heartbeat_wall: float = 0.0
+    wants_report: bool = False
+
+
+@dataclass
+class Membership:
+    store: Store
+    dead_after: float
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node_id, url in self.store.db.execute("SELECT id, url FROM datanodes"):
+            self.nodes[node_id] = Node(node_id, url)
+
+    def heartbeat(self, hb: wire.Heartbeat) -> Node:
+        """Record a heartbeat; a node new to this process is asked for a full block report."""
+        node = self.nodes.get(hb.id)
+        first = node is None or node.last_heartbeat == 0.0
+        if node is None or node.url != hb.url:
+            with self.store.write() as db:
+                db.execute(
+                    "INSERT INTO datanodes (id, url) VALUES (?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET url = excluded.url",
+                    (hb.id, hb.url),
+                )
+            node = self.nodes[hb.id] = Node(hb.id, hb.url)
+        node.capacity, node.used, node.free, node.blocks = hb.capacity, hb.used, hb.free, hb.blocks
+        node.last_heartbeat = time.monotonic()
+        node.last_heartbeat_wall = time.time()
+        if first:
+            node.wants_report = True
+        return node
+
+    def is_live(self, node_id: str) -> bool:
+        node = self.nodes.get(node_id)
+        return (
+            node is not None
+            and node.last_heartbeat > 0
+            and time.monotonic() - node.last_heartbeat <= self.dead_after
+        )
+
+    def live(self) -> list[Node]:
+        return [n for n in self.nodes.values() if self.is_live(n.id)]
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate(n.id, n.free) for n in self.live()]
+
+    def ref(self, node_id: str) -> wire.NodeRef:
+        node = self.nodes.get(node_id)
+        return wire.NodeRef(node_id, node.url if node else "", self.is_live(node_id))
+
+    def request_reports(self) -> None:
+        for node in self.nodes.values():
+            node.wants_report = True
+
+    def space(self, replication: int) -> wire.Space:
+        live = self.live()
+        free = sum(n.free for n in live)
+        return wire.Space(
+            raw_capacity=sum(n.capacity for n in live),
+            raw_free=free,
+            used=sum(n.used for n in live),
+            usable=free // max(1, min(replication, len(live) or 1)),
+            replication=replication,
+            live_nodes=len(live),
+            dead_nodes=len(self.nodes) - len(live),
+        )
+
+    def states(self) -> list[wire.DataNodeState]:
+        return [
+            wire.DataNodeState(
+                id=n.id,
+                url=n.url,
+                state="live" if self.is_live(n.id) else "dead",
+                capacity=n.capacity,
+                used=n.used,
+                free=n.free,
+                blocks=n.blocks,
+                last_heartbeat=n.last_heartbeat_wall,
+            )
+            for n in sorted(self.nodes.values(), key=lambda n: n.id)
+        ]

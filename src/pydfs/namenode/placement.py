@@ -1,0 +1,42 @@
+"""Choosing data nodes for new blocks: pure functions, no I/O.
+
+Nodes are drawn without replacement with a probability proportional to their free space, so that
+fuller nodes fill more slowly and concurrent writers spread out instead of all picking the emptiest
+node. A node without room for one more block is never chosen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    id: str
+    free: int
+
+
+def choose(
+    candidates: Sequence[Candidate],
+    count: int,
+    block_size: int,
+    *,
+    exclude: frozenset[str] = frozenset(),
+    rng: random.Random | None = None,
+) -> list[str]:
+    """Up to *count* distinct node ids for a block of at most *block_size* bytes."""
+    rng = rng or random.Random()
+    pool = [c for c in candidates if c.id not in exclude and c.free >= block_size]
+    chosen: list[str] = []
+    while pool and len(chosen) < count:
+        total = sum(c.free for c in pool)
+        pick = rng.uniform(0, total)
+        for i, c in enumerate(pool):
+            pick -= c.free
+            if pick <= 0 or i == len(pool) - 1:
+                chosen.append(c.id)
+                del pool[i]
+                break
+    return chosen

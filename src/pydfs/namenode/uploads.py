@@ -1,0 +1,151 @@
+"""Upload leases: a file being written, the blocks handed out for it, and their commit.
+
+Leases live in memory only. A block is durable on its data nodes before the name node hears of it,
+so a name node that crashes mid-upload forgets the lease; the writer's commit then fails cleanly,
+and the data nodes' next block reports name the blocks as unknown, which sends them to the trash.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from pydfs import paths, wire
+from pydfs.errors import (
+    AlreadyExists,
+    Conflict,
+    InsufficientNodes,
+    InvalidArgument,
+    IsADirectory,
+    ProtocolError,
+)
+from pydfs.namenode import placement
+from pydfs.namenode.membership import Membership
+from pydfs.namenode.namespace import Namespace
+
+MIN_BLOCK_SIZE = 4096
+MAX_BLOCK_SIZE = 2**31
+MAX_REPLICATION = 16
+
+
+@dataclass
+class Upload:
+    id: str
+    path: str
+    owner: str
+    replication: int
+    block_size: int
+    overwrite: bool
+    expires: float
+    targets: dict[str, list[str]] = field(default_factory=dict)  # block id → nodes it went to
+
+
+class Uploads:
+    def __init__(self, namespace: Namespace, membership: Membership, *, lease: float) -> None:
+        self.namespace = namespace
+        self.membership = membership
+        self.lease = lease
+        self._uploads: dict[str, Upload] = {}
+
+    def start(self, req: wire.UploadRequest, owner: str) -> wire.UploadGrant:
+        path = paths.normalize(req.path)
+        replication = self.namespace.replication if req.replication is None else req.replication
+        block_size = self.namespace.block_size if req.block_size is None else req.block_size
+        if not 1 <= replication <= MAX_REPLICATION:
+            raise InvalidArgument(f"replication must be between 1 and {MAX_REPLICATION}")
+        if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
+            raise InvalidArgument(
+                f"block size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes"
+            )
+        if path == paths.ROOT:
+            raise IsADirectory("/ is a directory")
+        # Fail early on what the commit would refuse anyway.
+        self.namespace.resolve_dir(paths.parent(path))
+        existing = self.namespace.lookup(path)
+        if existing is not None and existing.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        if existing is not None and not req.overwrite:
+            raise AlreadyExists(f"{path} already exists")
+        upload = Upload(
+            id=secrets.token_hex(16),
+            path=path,
+            owner=owner,
+            replication=replication,
+            block_size=block_size,
+            overwrite=req.overwrite,
+            expires=time.monotonic() + self.lease,
+        )
+        block = self._allocate(upload, frozenset())
+        self._uploads[upload.id] = upload
+        return wire.UploadGrant(upload.id, path, replication, block_size, block)
+
+    def _get(self, upload_id: str) -> Upload:
+        upload = self._uploads.get(upload_id)
+        if upload is None:
+            raise Conflict("upload unknown or expired (was the name node restarted?)")
+        upload.expires = time.monotonic() + self.lease
+        return upload
+
+    def _allocate(self, upload: Upload, exclude: frozenset[str]) -> wire.BlockGrant:
+        targets = placement.choose(
+            self.membership.candidates(), upload.replication, upload.block_size, exclude=exclude
+        )
+        if not targets:
+            live = len(self.membership.live())
+            raise InsufficientNodes(
+                f"no live data node can take a block ({live} live, {len(exclude)} excluded)"
+            )
+        block_id = secrets.token_hex(16)
+        upload.targets[block_id] = targets
+        return wire.BlockGrant(block_id, [self.membership.ref(t) for t in targets])
+
+    def allocate(self, upload_id: str, req: wire.BlockAllocRequest) -> wire.BlockGrant:
+        return self._allocate(self._get(upload_id), frozenset(req.exclude))
+
+    def commit(self, upload_id: str, req: wire.CommitRequest) -> wire.FileStatus:
+        upload = self._get(upload_id)
+        seen: set[str] = set()
+        for block in req.blocks:
+            targets = upload.targets.get(block.block_id)
+            if targets is None or block.block_id in seen:
+                raise ProtocolError(f"block {block.block_id} does not belong to this upload")
+            if not block.nodes or not set(block.nodes) <= set(targets):
+                raise ProtocolError(f"block {block.block_id} names nodes it was not sent to")
+            if not 0 <= block.size <= upload.block_size:
+                raise ProtocolError(f"block {block.block_id} has an impossible size")
+            seen.add(block.block_id)
+        status = self.namespace.commit_file(
+            upload.path,
+            upload.owner,
+            replication=upload.replication,
+            block_size=upload.block_size,
+            blocks=req.blocks,
+            overwrite=upload.overwrite,
+        )
+        self._forget(upload, keep=seen)
+        return status
+
+    def abort(self, upload_id: str) -> None:
+        upload = self._uploads.get(upload_id)
+        if upload is not None:
+            self._forget(upload, keep=set())
+
+    def _forget(self, upload: Upload, keep: set[str]) -> None:
+        del self._uploads[upload.id]
+        self.namespace.trash_blocks(
+            (node, block)
+            for block, nodes in upload.targets.items()
+            if block not in keep
+            for node in nodes
+        )
+
+    def expire(self) -> int:
+        now = time.monotonic()
+        stale = [u for u in self._uploads.values() if u.expires < now]
+        for upload in stale:
+            self._forget(upload, keep=set())
+        return len(stale)
+
+    def in_flight(self) -> set[str]:
+        return {b for u in self._uploads.values() for b in u.targets}

@@ -1,0 +1,187 @@
+"""Shared aiohttp scaffolding for the name node and data nodes.
+
+Errors map to HTTP statuses in exactly one place (``_errors``): a ``PydfsError`` becomes its
+status and a coded ``ErrorBody``; anything else is logged with its traceback and answered with a
+bare ``internal`` error, never the traceback itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from pydfs import wire
+from pydfs.errors import InternalError, ProtocolError, PydfsError
+
+log = logging.getLogger("pydfs.server")
+T = TypeVar("T")
+
+
+def error_response(exc: PydfsError) -> web.Response:
+    return web.Response(
+        status=exc.status,
+        body=wire.encode(wire.ErrorBody(exc.code, exc.message)),
+        content_type="application/json",
+    )
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PydfsError as exc:
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(ProtocolError("request body too large"))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(_http_error(exc))
+        raise
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(InternalError("internal error; see the server log"))
+
+
+def _http_error(exc: web.HTTPException) -> PydfsError:
+    from pydfs import errors
+
+    if exc.status == 404:
+        return errors.NotFound(f"no such endpoint: {exc.reason}")
+    if exc.status == 405:
+        return ProtocolError("method not allowed")
+    return ProtocolError(exc.reason)
+
+
+def make_app(client_max_size: int = wire.MAX_JSON_BODY) -> web.Application:
+    app = web.Application(middlewares=[_errors], client_max_size=client_max_size)
+    app.router.add_get(f"{wire.API}/health", _health)
+    return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=wire.encode(obj), status=status, content_type="application/json")
+
+
+async def read_body(request: web.Request, type: type[T]) -> T:
+    """Decode the request body into *type* (size is bounded by the app's client_max_size)."""
+    return wire.decode(await request.read(), type)
+
+
+def query(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if value is None:
+        raise ProtocolError(f"missing query parameter {name!r}")
+    return value
+
+
+def lock_data_dir(data_dir: Path, role: str) -> int:
+    """Hold an exclusive lock on *data_dir* for this process's life: two servers must never
+    share one directory (two name nodes on one database would corrupt it)."""
+    import fcntl
+
+    from pydfs.errors import Conflict
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / f"{role}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Conflict(f"{data_dir} is in use by another {role}") from None
+    return fd
+
+
+def write_url_file(path: Path, url: str) -> None:
+    """Publish the address a server really bound, atomically, for harnesses and operators."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(url + "\n")
+    os.replace(tmp, path)
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    advertise: str | None,
+    url_file: Path | None,
+    after_bind: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Bind, announce the real URL, run until SIGTERM or SIGINT, then shut down gracefully."""
+    _exit_with_parent()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None)
+    assert sockets, "the site did not bind a socket"
+    bound_host, bound_port = sockets[0].getsockname()[:2]
+    url = (
+        advertise
+        or f"http://{_url_host(host if host not in ('0.0.0.0', '::') else bound_host)}:{bound_port}"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if after_bind is not None:
+            await after_bind(url)
+        if url_file is not None:
+            write_url_file(url_file, url)
+        log.info("listening on %s", url)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        if url_file is not None:
+            url_file.unlink(missing_ok=True)
+
+
+def _exit_with_parent() -> None:
+    """A node started by a harness (``PYDFS_PARENT_PID``) gets SIGTERM when the harness dies,
+    even by SIGKILL, instead of living on as an orphan that holds its ports and data."""
+    parent = os.environ.get("PYDFS_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def run(main: Awaitable[None], *, use_uvloop: bool = True) -> None:
+    """Run a server coroutine, on uvloop when it is installed and wanted (uvloop has no
+    ``loop.sendfile``, so data nodes, which serve blocks with it, run on asyncio's own loop)."""
+    runner = asyncio.Runner()
+    if use_uvloop:
+        try:
+            import uvloop
+
+            runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+        except ImportError:
+            pass
+    with runner:
+        runner.run(main)  # type: ignore[arg-type]

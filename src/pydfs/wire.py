@@ -1,0 +1,225 @@
+"""Every message that crosses the network, in one place.
+
+Bodies are JSON encoded with msgspec; a server decodes a request into its declared Struct and
+rejects anything else with ``ProtocolError``. Routes live under ``API`` so the protocol can move
+to ``/v2`` without breaking old clients.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from pydfs.errors import ProtocolError
+
+API = "/v1"
+
+# Headers.
+H_PIPELINE = "X-Pydfs-Pipeline"  # downstream data node URLs of a block write, comma-separated
+H_BLOCK_CRC = "X-Pydfs-Block-Crc"  # CRC32C of the whole block (hex)
+H_BLOCK_SIZE = "X-Pydfs-Block-Size"  # size of the whole block
+H_CHUNK_SIZE = "X-Pydfs-Chunk-Size"
+H_CHUNK_CRCS = "X-Pydfs-Chunk-Crcs"  # CRC32C of each chunk a read covers (hex, 8 chars each)
+H_OFFSET = "X-Pydfs-Offset"  # where in the block a read answer starts (a chunk boundary)
+H_REQUEST_ID = "X-Request-Id"
+
+# A block travels to a data node as frames: a header ``<length u32><crc32c u32>`` and then
+# ``length`` bytes. Every frame but the last data frame is exactly ``CHUNK_SIZE`` bytes, so chunk
+# CRCs line up with the sidecar's; a final frame of length 0 carries the whole block's CRC. Each
+# data node checks every frame before it acknowledges, so a write is verified end to end.
+FRAME = struct.Struct("<II")
+CHUNK_SIZE = 64 * 1024
+# The most chunks one read answers (its CRCs travel in a header).
+MAX_READ_CHUNKS = 256
+
+# Largest JSON body a server accepts; block data has its own limit (the block size).
+MAX_JSON_BODY = 64 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+class Struct(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=False):
+    pass
+
+
+class ErrorBody(Struct):
+    code: str
+    message: str
+
+
+# --- namespace ----------------------------------------------------------------------------
+
+
+class NodeRef(Struct):
+    id: str
+    url: str
+    live: bool = True
+
+
+class BlockInfo(Struct):
+    id: str
+    size: int
+    crc: int
+    nodes: list[NodeRef] = []
+
+
+class FileStatus(Struct):
+    path: str
+    name: str
+    type: Literal["file", "dir"]
+    size: int
+    mtime: float
+    ctime: float
+    owner: str
+    replication: int = 0
+    block_size: int = 0
+    blocks: list[BlockInfo] | None = None
+
+
+class Listing(Struct):
+    path: str
+    entries: list[FileStatus]
+
+
+class PathRequest(Struct):
+    path: str
+
+
+class MkdirRequest(Struct):
+    path: str
+    parents: bool = False
+
+
+class DeleteRequest(Struct):
+    path: str
+    recursive: bool = False
+    type: Literal["file", "dir", "any"] = "any"
+
+
+class CopyRequest(Struct):
+    src: str
+    dst: str | None = None
+    overwrite: bool = False
+
+
+class MoveRequest(Struct):
+    src: str
+    dst: str
+    overwrite: bool = False
+
+
+class Space(Struct):
+    raw_capacity: int
+    raw_free: int
+    used: int
+    usable: int
+    replication: int
+    live_nodes: int
+    dead_nodes: int
+
+
+class FormatReply(Struct):
+    removed_files: int
+    removed_blocks: int
+    space: Space
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+
+class UploadRequest(Struct):
+    path: str
+    replication: int | None = None
+    block_size: int | None = None
+    overwrite: bool = True
+
+
+class BlockGrant(Struct):
+    block_id: str
+    targets: list[NodeRef]
+
+
+class UploadGrant(Struct):
+    upload_id: str
+    path: str
+    replication: int
+    block_size: int
+    block: BlockGrant
+
+
+class BlockAllocRequest(Struct):
+    exclude: list[str] = []
+
+
+class StoredBlock(Struct):
+    """A block as the write pipeline stored it: what a data node acknowledges to its writer."""
+
+    block_id: str
+    size: int
+    crc: int
+    nodes: list[str]
+
+
+class CommitRequest(Struct):
+    blocks: list[StoredBlock]
+
+
+# --- data nodes ---------------------------------------------------------------------------
+
+
+class DataNodeState(Struct):
+    id: str
+    url: str
+    state: Literal["live", "dead"]
+    capacity: int
+    used: int
+    free: int
+    blocks: int
+    last_heartbeat: float
+
+
+class Heartbeat(Struct):
+    id: str
+    url: str
+    capacity: int
+    used: int
+    free: int
+    blocks: int
+
+
+class Command(Struct):
+    op: Literal["delete"]
+    blocks: list[str]
+
+
+class HeartbeatReply(Struct):
+    commands: list[Command] = []
+    send_report: bool = False
+
+
+class BlockReport(Struct):
+    id: str
+    blocks: list[str]
+
+
+class DataNodeList(Struct):
+    nodes: list[DataNodeState]
+
+
+# --- encoding -----------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(obj: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+def decode(data: bytes | str, type: type[T]) -> T:
+    """Decode *data* into *type*, turning any malformed input into ``ProtocolError``."""
+    try:
+        return msgspec.json.decode(data, type=type)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"malformed {type.__name__}: {exc}") from None

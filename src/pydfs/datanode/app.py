@@ -81,7 +81,7 @@ def build(dn: DataNode) -> web.Application:
         )
         resp.content_length = count
         try:
-            f = open(dn.store.path(block_id), "rb")
+            f = open(dn.store.path(block_id), "rb")  # noqa: SIM115 (closed below, after prepare)
         except FileNotFoundError:
             raise NotFound(f"block {block_id} not on this node") from None
         with f:

@@ -211,7 +211,7 @@ async def delete_directory(ctx: Context, args: argparse.Namespace) -> int:
         await ctx.client.rmdir(path)
     except DirectoryNotEmpty:
         entries = await ctx.client.ls(path)
-        if not args.yes and not ctx.json:
+        if not args.yes and sys.stdin.isatty():  # about to ask: show what would go
             shown = render.listing(entries[:20])
             more = f"\n... and {len(entries) - 20} more" if len(entries) > 20 else ""
             print(f"{path} is not empty; it holds:\n{shown}{more}", file=sys.stderr)

@@ -151,8 +151,8 @@ class AsyncClient:
         """
         req = wire.UploadRequest(
             path,
-            replication=replication or self.replication,
-            block_size=block_size or self.block_size,
+            replication=self.replication if replication is None else replication,
+            block_size=self.block_size if block_size is None else block_size,
             overwrite=overwrite,
         )
         grant = await self.rpc.call("POST", "/uploads", req, reply=wire.UploadGrant)

@@ -1,0 +1,162 @@
+"""Shared fixtures: real clusters on loopback through pydfs.cluster.LocalCluster, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pydfs.cluster import LocalCluster
+
+# Fast liveness for tests: heartbeats every 0.2 s, dead after 1.5 s of silence.
+HEARTBEAT = "0.2"
+DEAD_AFTER = "1.5"
+BLOCK_SIZE = 256 * 1024  # small blocks, so that ordinary test files span several
+
+
+def make_cluster(root: Path, datanodes: int = 2, *, capacity: int | None = None) -> LocalCluster:
+    dn_args = ["--heartbeat-interval", HEARTBEAT]
+    if capacity is not None:
+        dn_args += ["--capacity", str(capacity)]
+    return LocalCluster(
+        root,
+        datanodes,
+        namenode_args=["--dead-after", DEAD_AFTER, "--block-size", str(BLOCK_SIZE)],
+        datanode_args=dn_args,
+    )
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
+    started: list[LocalCluster] = []
+
+    def factory(datanodes: int = 2, **kwargs: object) -> LocalCluster:
+        c = make_cluster(tmp_path / f"cluster{len(started)}", datanodes, **kwargs)  # type: ignore[arg-type]
+        started.append(c)
+        return c.start()
+
+    yield factory
+    for c in started:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One cluster per test module, for tests that do not disturb its nodes."""
+    with make_cluster(tmp_path_factory.mktemp("cluster")) as c:
+        yield c
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+    raw: bytes = b""
+
+    def ok(self) -> Result:
+        assert self.code == 0, f"exit {self.code}: {self.err}"
+        return self
+
+
+@dataclass
+class Cli:
+    """Runs ``python -m pydfs`` as a subprocess against one name node, as one user."""
+
+    namenode: str
+    home: Path
+    user: str = "alice"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYDFS_")}
+        env.update(
+            PYDFS_NAMENODE=self.namenode,
+            PYDFS_CONFIG=str(self.home / "client.toml"),
+            PYDFS_USER=self.user,
+        )
+        return env
+
+    def __call__(self, *args: str, input: bytes | None = None, cwd: Path | None = None) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pydfs", *args],
+            input=input,
+            capture_output=True,
+            env=self.env,
+            cwd=cwd or self.home,
+            timeout=120,
+        )
+        return Result(
+            proc.returncode,
+            proc.stdout.decode(errors="replace"),
+            proc.stderr.decode(errors="replace"),
+            proc.stdout,
+        )
+
+    def fails(self, *args: str, input: bytes | None = None) -> str:
+        """Run a command that must fail cleanly: non-zero exit, one line on stderr, no traceback."""
+        r = self(*args, input=input)
+        assert r.code != 0, f"expected failure, got: {r.out}"
+        assert "Traceback" not in r.err, r.err
+        lines = r.err.strip().splitlines()
+        assert len(lines) == 1, r.err
+        return lines[0]
+
+    def with_tty(self, *args: str, answer: str) -> Result:
+        """Run with a terminal on stdin/stderr, answer the yes/no prompt, return the result."""
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pydfs", *args],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=self.env,
+            cwd=self.home,
+        )
+        os.close(slave)
+        seen = b""
+        deadline = time.monotonic() + 60
+        try:
+            while b"[y/N]" not in seen:
+                assert time.monotonic() < deadline, f"no prompt; saw {seen!r}"
+                ready, _, _ = select.select([master], [], [], 1)
+                if ready:
+                    seen += os.read(master, 4096)
+                assert proc.poll() is None or b"[y/N]" in seen, f"exited without asking: {seen!r}"
+            os.write(master, answer.encode() + b"\n")
+            out, _ = proc.communicate(timeout=60)
+            while select.select([master], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+        return Result(proc.wait(), out.decode(errors="replace"), seen.decode(errors="replace"))
+
+
+@pytest.fixture
+def cli(shared_cluster: LocalCluster, tmp_path: Path) -> Cli:
+    return Cli(shared_cluster.url, tmp_path)
+
+
+def block_files(cluster: LocalCluster) -> set[str]:
+    """Ids of every block stored on any data node of *cluster*."""
+    found = set()
+    for node in cluster.datanodes:
+        for f in (node.data_dir / "blocks").glob("*/*.blk"):
+            found.add(f.stem)
+    return found

@@ -1,0 +1,67 @@
+import msgspec
+import pytest
+
+from pydfs import wire
+from pydfs.errors import ProtocolError
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        wire.ErrorBody("not_found", "/x: no such file"),
+        wire.UploadRequest("/a/b", replication=3, block_size=1 << 20, overwrite=False),
+        wire.CommitRequest([wire.StoredBlock("ab" * 16, 10, 0xFFFFFFFF, ["dn-1", "dn-2"])]),
+        wire.HeartbeatReply([wire.Command("delete", ["ab" * 16])], send_report=True),
+        wire.FileStatus(
+            path="/f",
+            name="f",
+            type="file",
+            size=3,
+            mtime=1.5,
+            ctime=1.0,
+            owner="u",
+            replication=2,
+            block_size=4096,
+            blocks=[wire.BlockInfo("cd" * 16, 3, 7, [wire.NodeRef("dn-1", "http://h:1", False)])],
+        ),
+    ],
+)
+def test_round_trip(value):
+    assert wire.decode(wire.encode(value), type(value)) == value
+
+
+def test_decode_accepts_str_and_fills_defaults():
+    req = wire.decode('{"path": "/x"}', wire.UploadRequest)
+    assert req == wire.UploadRequest("/x", None, None, True)
+
+
+def test_decode_ignores_unknown_fields():
+    # Newer peers may add fields; old ones must still understand the message.
+    assert wire.decode(b'{"path": "/x", "future": 1}', wire.PathRequest) == wire.PathRequest("/x")
+
+
+@pytest.mark.parametrize(
+    ("data", "type_"),
+    [
+        (b"{not json", wire.PathRequest),
+        (b"", wire.PathRequest),
+        (b"[]", wire.PathRequest),
+        (b"{}", wire.PathRequest),  # missing a required field
+        (b'{"path": 1}', wire.PathRequest),
+        (b'{"path": "/x", "recursive": "yes"}', wire.DeleteRequest),
+        (b'{"path": "/x", "type": "socket"}', wire.DeleteRequest),
+        (b'{"blocks": [{"block_id": "a", "size": "1", "crc": 0, "nodes": []}]}', wire.CommitRequest),
+        (b'{"op": "format", "blocks": []}', wire.Command),
+    ],
+)
+def test_decode_malformed_raises_protocol_error(data, type_):
+    with pytest.raises(ProtocolError) as info:
+        wire.decode(data, type_)
+    assert type_.__name__ in str(info.value)
+    assert not isinstance(info.value, msgspec.DecodeError)
+
+
+def test_frame_header_layout():
+    assert wire.FRAME.size == 8
+    assert wire.FRAME.unpack(wire.FRAME.pack(5, 0xFFFFFFFF)) == (5, 0xFFFFFFFF)
+    assert wire.API.startswith("/v")

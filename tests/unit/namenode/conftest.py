@@ -1,6 +1,5 @@
 import pytest
 
-from pydfs import wire
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.store import Store
@@ -8,22 +7,23 @@ from pydfs.namenode.store import Store
 BLOCK_SIZE = 64 * 1024
 
 
-def open_namespace(path):
-    store = Store(path)
-    membership = Membership(store, dead_after=30)
-    return Namespace(store, membership, replication=2, block_size=BLOCK_SIZE)
+@pytest.fixture
+def open_ns(tmp_path):
+    """Open (or reopen) the namespace kept in one SQLite file; everything opened is closed."""
+    stores = []
+
+    def open_() -> Namespace:
+        store = Store(tmp_path / "ns.sqlite3")
+        stores.append(store)
+        return Namespace(
+            store, Membership(store, dead_after=30), replication=2, block_size=BLOCK_SIZE
+        )
+
+    yield open_
+    for store in stores:
+        store.close()
 
 
 @pytest.fixture
-def ns(tmp_path):
-    namespace = open_namespace(tmp_path / "ns.sqlite3")
-    yield namespace
-    namespace.store.close()
-
-
-def heartbeat(membership, node_id, free=10 * 1024 * 1024):
-    membership.heartbeat(
-        wire.Heartbeat(
-            id=node_id, url=f"http://{node_id}.test", capacity=free, used=0, free=free, blocks=0
-        )
-    )
+def ns(open_ns):
+    return open_ns()

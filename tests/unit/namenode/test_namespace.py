@@ -1,0 +1,370 @@
+import pytest
+
+from pydfs import wire
+from pydfs.errors import (
+    AlreadyExists,
+    DirectoryNotEmpty,
+    InvalidArgument,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+)
+
+OWNER = "alice"
+
+
+def bid(n: int) -> str:
+    return f"{n:032x}"
+
+
+def put(ns, path, *blocks, nodes=("dn-1", "dn-2"), overwrite=False):
+    """Commit *path* as blocks numbered *blocks*, 10 bytes each."""
+    stored = [wire.StoredBlock(bid(n), 10, n, list(nodes)) for n in blocks]
+    return ns.commit_file(
+        path, OWNER, replication=len(nodes), block_size=1024, blocks=stored, overwrite=overwrite
+    )
+
+
+def trash(ns):
+    return set(ns.db.execute("SELECT node, block FROM trash"))
+
+
+def block_ids(status):
+    return [b.id for b in status.blocks]
+
+
+def names(ns, path):
+    return [e.name for e in ns.listdir(path).entries]
+
+
+# --- directories and files ----------------------------------------------------------------
+
+
+def test_fresh_namespace_has_an_empty_root(ns):
+    root = ns.stat("/")
+    assert (root.type, root.name, root.path) == ("dir", "/", "/")
+    assert ns.listdir("/").entries == []
+
+
+def test_mkdir(ns):
+    status = ns.mkdir("/a", OWNER)
+    assert (status.type, status.path, status.owner) == ("dir", "/a", OWNER)
+    assert ns.stat("/a").type == "dir"
+    with pytest.raises(AlreadyExists):
+        ns.mkdir("/a", OWNER)
+    assert ns.mkdir("/a", OWNER, parents=True).path == "/a"  # -p: an existing dir is fine
+
+
+def test_mkdir_needs_parents_flag_for_missing_parents(ns):
+    with pytest.raises(NotFound):
+        ns.mkdir("/x/y/z", OWNER)
+    assert names(ns, "/") == []  # nothing half-created
+    assert ns.mkdir("/x/y/z", OWNER, parents=True).path == "/x/y/z"
+    assert names(ns, "/x") == ["y"]
+    assert names(ns, "/x/y") == ["z"]
+
+
+def test_mkdir_with_a_file_in_the_way(ns):
+    ns.create_file("/f", OWNER)
+    with pytest.raises(AlreadyExists):
+        ns.mkdir("/f", OWNER)
+    with pytest.raises(AlreadyExists):
+        ns.mkdir("/f", OWNER, parents=True)
+    with pytest.raises(NotADirectory):
+        ns.mkdir("/f/sub", OWNER)
+    with pytest.raises(NotADirectory):
+        ns.mkdir("/f/sub/deeper", OWNER, parents=True)
+
+
+def test_create_file(ns):
+    status = ns.create_file("/empty.txt", OWNER)
+    assert (status.type, status.size, status.blocks) == ("file", 0, [])
+    assert (status.replication, status.block_size) == (ns.replication, ns.block_size)
+    with pytest.raises(AlreadyExists):
+        ns.create_file("/empty.txt", OWNER)
+    with pytest.raises(NotFound):
+        ns.create_file("/missing/f", OWNER)
+    with pytest.raises(NotADirectory):
+        ns.create_file("/empty.txt/f", OWNER)
+    with pytest.raises(AlreadyExists):
+        ns.create_file("/", OWNER)
+
+
+def test_listdir_is_sorted_and_listing_a_file_gives_the_file(ns):
+    for name in ["b", "B", "a", "c.txt", "_"]:
+        ns.create_file(f"/{name}", OWNER)
+    ns.mkdir("/d", OWNER)
+    listing = ns.listdir("/")
+    assert [e.name for e in listing.entries] == sorted(["b", "B", "a", "c.txt", "_", "d"])
+    assert {e.path for e in listing.entries} == {"/b", "/B", "/a", "/c.txt", "/_", "/d"}
+    assert [e.path for e in ns.listdir("/c.txt").entries] == ["/c.txt"]
+    with pytest.raises(NotFound):
+        ns.listdir("/nope")
+
+
+def test_stat_reports_blocks_in_order_with_their_nodes(ns):
+    put(ns, "/f", 3, 1, 2, nodes=("dn-1", "dn-2"))
+    status = ns.stat("/f")
+    assert status.size == 30
+    assert block_ids(status) == [bid(3), bid(1), bid(2)]
+    assert [b.crc for b in status.blocks] == [3, 1, 2]
+    assert all(sorted(n.id for n in b.nodes) == ["dn-1", "dn-2"] for b in status.blocks)
+    with pytest.raises(NotFound):
+        ns.stat("/g")
+
+
+# --- deletion -----------------------------------------------------------------------------
+
+
+def test_delete_file_trashes_its_replicas(ns):
+    put(ns, "/f", 1, 2)
+    assert ns.delete("/f") == 1
+    assert names(ns, "/") == []
+    assert trash(ns) == {(n, bid(b)) for n in ("dn-1", "dn-2") for b in (1, 2)}
+    with pytest.raises(NotFound):
+        ns.delete("/f")
+
+
+def test_delete_checks_the_type(ns):
+    ns.mkdir("/d", OWNER)
+    ns.create_file("/f", OWNER)
+    with pytest.raises(IsADirectory):
+        ns.delete("/d", type="file")
+    with pytest.raises(NotADirectory):
+        ns.delete("/f", type="dir")
+    assert names(ns, "/") == ["d", "f"]
+
+
+def test_delete_directory_recursive_and_non_empty_refusal(ns):
+    ns.mkdir("/d/e", OWNER, parents=True)
+    put(ns, "/d/e/f", 1)
+    put(ns, "/d/g", 2)
+    ns.mkdir("/keep", OWNER)
+    with pytest.raises(DirectoryNotEmpty):
+        ns.delete("/d")
+    assert ns.stat("/d/e/f").size == 10
+    assert ns.delete("/d", recursive=True) == 2
+    assert names(ns, "/") == ["keep"]
+    assert {b for _, b in trash(ns)} == {bid(1), bid(2)}
+    assert ns.delete("/keep") == 0  # an empty directory needs no flag
+
+
+def test_root_cannot_be_deleted(ns):
+    with pytest.raises(InvalidArgument):
+        ns.delete("/", recursive=True)
+
+
+# --- copies -------------------------------------------------------------------------------
+
+
+def test_copy_shares_blocks(ns):
+    put(ns, "/a.txt", 1, 2)
+    ns.mkdir("/d", OWNER)
+    copied = ns.copy("/a.txt", "/d/b.txt", "bob")
+    assert copied.path == "/d/b.txt"
+    assert copied.owner == "bob"
+    assert copied.size == 20
+    assert block_ids(copied) == block_ids(ns.stat("/a.txt")) == [bid(1), bid(2)]
+    (count,) = ns.db.execute("SELECT count(*) FROM blocks").fetchone()
+    assert count == 2
+
+
+def test_copy_default_names(ns):
+    put(ns, "/a.txt", 1)
+    put(ns, "/README", 2)
+    put(ns, "/.profile", 3)
+    assert ns.copy("/a.txt", None, OWNER).path == "/a (copy).txt"
+    assert ns.copy("/a.txt", None, OWNER).path == "/a (copy 2).txt"
+    assert ns.copy("/a.txt", None, OWNER).path == "/a (copy 3).txt"
+    assert ns.copy("/README", None, OWNER).path == "/README (copy)"
+    assert ns.copy("/.profile", None, OWNER).path == "/.profile (copy)"
+    assert block_ids(ns.stat("/a (copy 3).txt")) == [bid(1)]
+
+
+def test_copy_into_a_directory_keeps_the_name(ns):
+    put(ns, "/a.txt", 1)
+    ns.mkdir("/d", OWNER)
+    assert ns.copy("/a.txt", "/d", OWNER).path == "/d/a.txt"
+    assert names(ns, "/d") == ["a.txt"]
+
+
+def test_copy_refusals(ns):
+    put(ns, "/a.txt", 1)
+    put(ns, "/b.txt", 2)
+    ns.mkdir("/d", OWNER)
+    with pytest.raises(AlreadyExists):
+        ns.copy("/a.txt", "/a.txt", OWNER)
+    with pytest.raises(AlreadyExists):
+        ns.copy("/a.txt", "/", OWNER)  # into its own directory: onto itself
+    with pytest.raises(AlreadyExists):
+        ns.copy("/a.txt", "/b.txt", OWNER)
+    with pytest.raises(IsADirectory):
+        ns.copy("/d", "/e", OWNER)
+    with pytest.raises(NotFound):
+        ns.copy("/nope", "/e", OWNER)
+    with pytest.raises(NotFound):
+        ns.copy("/a.txt", "/missing/e", OWNER)
+    assert block_ids(ns.stat("/b.txt")) == [bid(2)]
+
+
+def test_copy_overwrite_releases_the_replaced_blocks(ns):
+    put(ns, "/a", 1)
+    put(ns, "/b", 2)
+    status = ns.copy("/a", "/b", OWNER, overwrite=True)
+    assert block_ids(status) == [bid(1)]
+    assert trash(ns) == {("dn-1", bid(2)), ("dn-2", bid(2))}
+    assert names(ns, "/") == ["a", "b"]
+
+
+def test_copy_overwriting_a_copy_keeps_shared_blocks(ns):
+    put(ns, "/a", 1)
+    ns.copy("/a", "/b", OWNER)
+    ns.copy("/a", "/b", OWNER, overwrite=True)
+    assert trash(ns) == set()
+    assert block_ids(ns.stat("/b")) == [bid(1)]
+
+
+# --- moves --------------------------------------------------------------------------------
+
+
+def test_move_renames(ns):
+    put(ns, "/a", 1)
+    status = ns.move("/a", "/b")
+    assert status.path == "/b"
+    assert block_ids(status) == [bid(1)]
+    assert names(ns, "/") == ["b"]
+    assert trash(ns) == set()
+
+
+def test_move_into_a_directory_moves_the_subtree(ns):
+    ns.mkdir("/src/sub", OWNER, parents=True)
+    put(ns, "/src/sub/f", 1)
+    ns.mkdir("/dst", OWNER)
+    assert ns.move("/src", "/dst").path == "/dst/src"
+    assert block_ids(ns.stat("/dst/src/sub/f")) == [bid(1)]
+    assert names(ns, "/") == ["dst"]
+
+
+def test_move_a_directory_into_itself_is_refused(ns):
+    ns.mkdir("/a/b", OWNER, parents=True)
+    with pytest.raises(InvalidArgument):
+        ns.move("/a", "/a/b")
+    with pytest.raises(InvalidArgument):
+        ns.move("/a", "/a/b/c")
+    with pytest.raises(InvalidArgument):
+        ns.move("/", "/a")
+    assert names(ns, "/a") == ["b"]
+
+
+def test_move_onto_an_existing_file(ns):
+    put(ns, "/a", 1)
+    put(ns, "/b", 2)
+    with pytest.raises(AlreadyExists):
+        ns.move("/a", "/b")
+    assert block_ids(ns.stat("/b")) == [bid(2)]
+    assert ns.move("/a", "/b", overwrite=True).path == "/b"
+    assert names(ns, "/") == ["b"]
+    assert block_ids(ns.stat("/b")) == [bid(1)]
+    assert trash(ns) == {("dn-1", bid(2)), ("dn-2", bid(2))}
+
+
+def test_move_a_directory_onto_a_file_is_refused(ns):
+    ns.mkdir("/d", OWNER)
+    put(ns, "/f", 1)
+    with pytest.raises(AlreadyExists):
+        ns.move("/d", "/f", overwrite=True)
+    assert ns.stat("/f").type == "file"
+
+
+# --- commits ------------------------------------------------------------------------------
+
+
+def test_commit_creates_and_refuses_without_overwrite(ns):
+    status = put(ns, "/f", 1, 2)
+    assert (status.size, block_ids(status)) == (20, [bid(1), bid(2)])
+    with pytest.raises(AlreadyExists):
+        put(ns, "/f", 3)
+    with pytest.raises(IsADirectory):
+        put(ns, "/", 3)
+    ns.mkdir("/d", OWNER)
+    with pytest.raises(IsADirectory):
+        put(ns, "/d", 3, overwrite=True)
+    assert block_ids(ns.stat("/f")) == [bid(1), bid(2)]
+
+
+def test_commit_replaces_atomically_and_trashes_old_blocks(ns):
+    put(ns, "/f", 1, 2)
+    status = put(ns, "/f", 3, nodes=("dn-3",), overwrite=True)
+    assert (status.size, block_ids(status), status.replication) == (10, [bid(3)], 1)
+    assert trash(ns) == {(n, bid(b)) for n in ("dn-1", "dn-2") for b in (1, 2)}
+    (count,) = ns.db.execute("SELECT count(*) FROM blocks").fetchone()
+    assert count == 1
+
+
+def test_commit_replace_keeps_blocks_a_copy_still_uses(ns):
+    put(ns, "/f", 1, 2)
+    ns.copy("/f", "/g", OWNER)
+    put(ns, "/f", 3, overwrite=True)
+    assert trash(ns) == set()
+    assert block_ids(ns.stat("/g")) == [bid(1), bid(2)]
+    ns.delete("/g")
+    assert trash(ns) == {(n, bid(b)) for n in ("dn-1", "dn-2") for b in (1, 2)}
+
+
+# --- format, block reports, trash ----------------------------------------------------------
+
+
+def test_format(ns):
+    ns.mkdir("/d", OWNER)
+    put(ns, "/d/f", 1, 2)
+    ns.copy("/d/f", "/g", OWNER)
+    assert ns.format() == (2, 2)
+    assert names(ns, "/") == []
+    assert ns.stat("/").type == "dir"
+    assert trash(ns) == {(n, bid(b)) for n in ("dn-1", "dn-2") for b in (1, 2)}
+
+
+def test_reconcile_trashes_unknown_blocks_unless_in_flight(ns):
+    put(ns, "/f", 1, nodes=("dn-1",))
+    ns.reconcile("dn-9", [bid(1), bid(50), bid(51)], in_flight={bid(51)})
+    assert trash(ns) == {("dn-9", bid(50))}
+    nodes = {n.id for n in ns.stat("/f").blocks[0].nodes}
+    assert nodes == {"dn-1", "dn-9"}  # the known block gained a replica
+
+
+def test_reconcile_forgets_trash_the_node_no_longer_has(ns):
+    ns.trash_blocks([("dn-1", bid(7)), ("dn-1", bid(8)), ("dn-2", bid(7))])
+    ns.reconcile("dn-1", [bid(8)], in_flight=set())
+    assert trash(ns) == {("dn-1", bid(8)), ("dn-2", bid(7))}
+
+
+def test_trash_for_hands_out_and_forgets(ns):
+    put(ns, "/f", 1, 2)
+    ns.delete("/f")
+    assert sorted(ns.trash_for("dn-1")) == [bid(1), bid(2)]
+    assert ns.trash_for("dn-1") == []
+    assert sorted(ns.trash_for("dn-2", limit=1) + ns.trash_for("dn-2")) == [bid(1), bid(2)]
+    assert trash(ns) == set()
+
+
+# --- persistence --------------------------------------------------------------------------
+
+
+def test_everything_survives_a_reopen(open_ns):
+    ns = open_ns()
+    ns.mkdir("/a/b", OWNER, parents=True)
+    put(ns, "/a/b/f", 1, 2)
+    ns.copy("/a/b/f", "/g", OWNER)
+    put(ns, "/old", 3)
+    ns.delete("/old")
+    before = (ns.stat("/a/b/f"), ns.stat("/g"), ns.listdir("/"), trash(ns))
+    ns.store.close()
+
+    again = open_ns()
+    after = (again.stat("/a/b/f"), again.stat("/g"), again.listdir("/"), trash(again))
+    for status in (before[0], before[1], after[0], after[1]):
+        for block in status.blocks:
+            block.nodes.sort(key=lambda n: n.id)
+    assert after == before
+    assert block_ids(after[1]) == [bid(1), bid(2)]
+    assert trash(again) == {("dn-1", bid(3)), ("dn-2", bid(3))}

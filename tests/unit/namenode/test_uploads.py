@@ -1,0 +1,179 @@
+import pytest
+
+from pydfs import wire
+from pydfs.errors import (
+    AlreadyExists,
+    Conflict,
+    InsufficientNodes,
+    InvalidArgument,
+    IsADirectory,
+    NotFound,
+    ProtocolError,
+)
+from pydfs.namenode.uploads import MAX_BLOCK_SIZE, MAX_REPLICATION, MIN_BLOCK_SIZE, Uploads
+
+MiB = 1024 * 1024
+
+
+def live(ns, *node_ids, free=100 * MiB):
+    for node_id in node_ids:
+        ns.membership.heartbeat(
+            wire.Heartbeat(node_id, f"http://{node_id}.test", free, 0, free, 0)
+        )
+
+
+def trash(ns):
+    return set(ns.db.execute("SELECT node, block FROM trash"))
+
+
+def pairs(grant):
+    return {(n.id, grant.block_id) for n in grant.targets}
+
+
+def stored(grant, size=100, nodes=None):
+    ids = [n.id for n in grant.targets] if nodes is None else nodes
+    return wire.StoredBlock(grant.block_id, size, 1234, ids)
+
+
+@pytest.fixture
+def uploads(ns):
+    live(ns, "dn-1", "dn-2", "dn-3")
+    return Uploads(ns, ns.membership, lease=600)
+
+
+def test_start_grants_a_first_block(uploads):
+    grant = uploads.start(wire.UploadRequest("/d/../f", replication=2, block_size=MiB), "alice")
+    assert (grant.path, grant.replication, grant.block_size) == ("/f", 2, MiB)
+    assert len(grant.block.block_id) == 32
+    targets = [n.id for n in grant.block.targets]
+    assert len(set(targets)) == 2
+    assert set(targets) <= {"dn-1", "dn-2", "dn-3"}
+    assert all(n.live and n.url == f"http://{n.id}.test" for n in grant.block.targets)
+    assert uploads.in_flight() == {grant.block.block_id}
+
+
+def test_start_uses_namespace_defaults(uploads, ns):
+    grant = uploads.start(wire.UploadRequest("/f"), "alice")
+    assert (grant.replication, grant.block_size) == (ns.replication, ns.block_size)
+
+
+@pytest.mark.parametrize("replication", [0, -1, MAX_REPLICATION + 1])
+def test_start_validates_replication(uploads, replication):
+    with pytest.raises(InvalidArgument):
+        uploads.start(wire.UploadRequest("/f", replication=replication), "alice")
+    assert uploads.in_flight() == set()
+
+
+@pytest.mark.parametrize("block_size", [0, MIN_BLOCK_SIZE - 1, MAX_BLOCK_SIZE + 1])
+def test_start_validates_block_size(uploads, block_size):
+    with pytest.raises(InvalidArgument):
+        uploads.start(wire.UploadRequest("/f", block_size=block_size), "alice")
+
+
+def test_start_accepts_the_range_limits(uploads):
+    uploads.start(wire.UploadRequest("/a", replication=1, block_size=MIN_BLOCK_SIZE), "u")
+    uploads.start(wire.UploadRequest("/b", replication=MAX_REPLICATION, block_size=MIN_BLOCK_SIZE), "u")
+
+
+def test_start_refuses_directories_and_existing_files(uploads, ns):
+    ns.mkdir("/d", "alice")
+    ns.create_file("/f", "alice")
+    with pytest.raises(IsADirectory):
+        uploads.start(wire.UploadRequest("/d"), "alice")
+    with pytest.raises(IsADirectory):
+        uploads.start(wire.UploadRequest("/"), "alice")
+    with pytest.raises(AlreadyExists):
+        uploads.start(wire.UploadRequest("/f", overwrite=False), "alice")
+    with pytest.raises(NotFound):
+        uploads.start(wire.UploadRequest("/missing/f"), "alice")
+    assert uploads.in_flight() == set()
+    uploads.start(wire.UploadRequest("/f", overwrite=True), "alice")
+
+
+def test_start_without_live_nodes(ns):
+    uploads = Uploads(ns, ns.membership, lease=600)
+    with pytest.raises(InsufficientNodes):
+        uploads.start(wire.UploadRequest("/f"), "alice")
+    live(ns, "dn-1", free=MiB)  # alive, but no room for a block
+    with pytest.raises(InsufficientNodes):
+        uploads.start(wire.UploadRequest("/f", block_size=2 * MiB), "alice")
+
+
+def test_allocate_excludes_nodes(uploads):
+    grant = uploads.start(wire.UploadRequest("/f", replication=1), "alice")
+    block = uploads.allocate(grant.upload_id, wire.BlockAllocRequest(exclude=["dn-1", "dn-2"]))
+    assert [n.id for n in block.targets] == ["dn-3"]
+    with pytest.raises(InsufficientNodes):
+        uploads.allocate(grant.upload_id, wire.BlockAllocRequest(["dn-1", "dn-2", "dn-3"]))
+
+
+def test_commit_makes_the_file_and_trashes_unused_blocks(uploads, ns):
+    grant = uploads.start(wire.UploadRequest("/f", replication=2, block_size=MiB), "alice")
+    second = uploads.allocate(grant.upload_id, wire.BlockAllocRequest())
+    unused = uploads.allocate(grant.upload_id, wire.BlockAllocRequest())
+    status = uploads.commit(
+        grant.upload_id, wire.CommitRequest([stored(grant.block, 100), stored(second, 5)])
+    )
+    assert (status.path, status.owner, status.size) == ("/f", "alice", 105)
+    assert [b.id for b in status.blocks] == [grant.block.block_id, second.block_id]
+    assert trash(ns) == pairs(unused)
+    assert uploads.in_flight() == set()
+    with pytest.raises(Conflict):
+        uploads.commit(grant.upload_id, wire.CommitRequest([]))
+
+
+def test_commit_refuses_foreign_blocks(uploads):
+    mine = uploads.start(wire.UploadRequest("/a"), "alice")
+    other = uploads.start(wire.UploadRequest("/b"), "alice")
+    for blocks in (
+        [stored(other.block)],
+        [wire.StoredBlock("ff" * 16, 1, 0, ["dn-1"])],
+        [stored(mine.block), stored(mine.block)],  # the same block twice
+    ):
+        with pytest.raises(ProtocolError):
+            uploads.commit(mine.upload_id, wire.CommitRequest(blocks))
+    assert uploads.in_flight() == {mine.block.block_id, other.block.block_id}
+
+
+def test_commit_refuses_nodes_a_block_was_not_sent_to(uploads, ns):
+    grant = uploads.start(wire.UploadRequest("/f", replication=1), "alice")
+    (target,) = [n.id for n in grant.block.targets]
+    stranger = next(n for n in ("dn-1", "dn-2", "dn-3") if n != target)
+    for nodes in ([stranger], [target, stranger], []):
+        with pytest.raises(ProtocolError):
+            uploads.commit(grant.upload_id, wire.CommitRequest([stored(grant.block, nodes=nodes)]))
+    with pytest.raises(NotFound):
+        ns.stat("/f")
+
+
+def test_commit_refuses_impossible_sizes(uploads):
+    grant = uploads.start(wire.UploadRequest("/f", block_size=MIN_BLOCK_SIZE), "alice")
+    for size in (-1, MIN_BLOCK_SIZE + 1):
+        with pytest.raises(ProtocolError):
+            uploads.commit(grant.upload_id, wire.CommitRequest([stored(grant.block, size)]))
+
+
+def test_abort_trashes_every_target(uploads, ns):
+    grant = uploads.start(wire.UploadRequest("/f", replication=3), "alice")
+    second = uploads.allocate(grant.upload_id, wire.BlockAllocRequest())
+    uploads.abort(grant.upload_id)
+    assert trash(ns) == pairs(grant.block) | pairs(second)
+    assert len(trash(ns)) == 6
+    assert uploads.in_flight() == set()
+    uploads.abort(grant.upload_id)  # aborting twice is harmless
+    with pytest.raises(Conflict):
+        uploads.allocate(grant.upload_id, wire.BlockAllocRequest())
+
+
+def test_expire_drops_only_stale_uploads(ns):
+    live(ns, "dn-1", "dn-2")
+    stale = Uploads(ns, ns.membership, lease=-1.0)  # every lease is already over
+    fresh = Uploads(ns, ns.membership, lease=600)
+    old = stale.start(wire.UploadRequest("/a"), "alice")
+    new = fresh.start(wire.UploadRequest("/b"), "alice")
+    assert fresh.expire() == 0
+    assert stale.expire() == 1
+    assert trash(ns) == pairs(old.block)
+    assert fresh.in_flight() == {new.block.block_id}
+    with pytest.raises(Conflict):
+        stale.commit(old.upload_id, wire.CommitRequest([stored(old.block)]))

@@ -50,7 +50,10 @@ def test_decode_ignores_unknown_fields():
         (b'{"path": 1}', wire.PathRequest),
         (b'{"path": "/x", "recursive": "yes"}', wire.DeleteRequest),
         (b'{"path": "/x", "type": "socket"}', wire.DeleteRequest),
-        (b'{"blocks": [{"block_id": "a", "size": "1", "crc": 0, "nodes": []}]}', wire.CommitRequest),
+        (
+            b'{"blocks": [{"block_id": "a", "size": "1", "crc": 0, "nodes": []}]}',
+            wire.CommitRequest,
+        ),
         (b'{"op": "format", "blocks": []}', wire.Command),
     ],
 )

@@ -18,6 +18,7 @@ from pydfs.errors import (
     InsufficientNodes,
     InvalidArgument,
     IsADirectory,
+    NoSpace,
     ProtocolError,
 )
 from pydfs.namenode import placement
@@ -92,9 +93,14 @@ class Uploads:
             self.membership.candidates(), upload.replication, upload.block_size, exclude=exclude
         )
         if not targets:
-            live = len(self.membership.live())
-            raise InsufficientNodes(
-                f"no live data node can take a block ({live} live, {len(exclude)} excluded)"
+            live = [n for n in self.membership.live() if n.id not in exclude]
+            if not live:
+                raise InsufficientNodes(
+                    f"no live data node to write to ({len(exclude)} failed during this upload)"
+                )
+            raise NoSpace(
+                f"no live data node has room for a block of {upload.block_size} bytes "
+                f"(most free: {max(n.free for n in live)} bytes)"
             )
         block_id = secrets.token_hex(16)
         upload.targets[block_id] = targets

@@ -7,6 +7,7 @@ from pydfs.errors import (
     InsufficientNodes,
     InvalidArgument,
     IsADirectory,
+    NoSpace,
     NotFound,
     ProtocolError,
 )
@@ -17,9 +18,7 @@ MiB = 1024 * 1024
 
 def live(ns, *node_ids, free=100 * MiB):
     for node_id in node_ids:
-        ns.membership.heartbeat(
-            wire.Heartbeat(node_id, f"http://{node_id}.test", free, 0, free, 0)
-        )
+        ns.membership.heartbeat(wire.Heartbeat(node_id, f"http://{node_id}.test", free, 0, free, 0))
 
 
 def trash(ns):
@@ -72,7 +71,9 @@ def test_start_validates_block_size(uploads, block_size):
 
 def test_start_accepts_the_range_limits(uploads):
     uploads.start(wire.UploadRequest("/a", replication=1, block_size=MIN_BLOCK_SIZE), "u")
-    uploads.start(wire.UploadRequest("/b", replication=MAX_REPLICATION, block_size=MIN_BLOCK_SIZE), "u")
+    uploads.start(
+        wire.UploadRequest("/b", replication=MAX_REPLICATION, block_size=MIN_BLOCK_SIZE), "u"
+    )
 
 
 def test_start_refuses_directories_and_existing_files(uploads, ns):
@@ -94,9 +95,15 @@ def test_start_without_live_nodes(ns):
     uploads = Uploads(ns, ns.membership, lease=600)
     with pytest.raises(InsufficientNodes):
         uploads.start(wire.UploadRequest("/f"), "alice")
-    live(ns, "dn-1", free=MiB)  # alive, but no room for a block
-    with pytest.raises(InsufficientNodes):
+    assert uploads.in_flight() == set()
+
+
+def test_start_when_live_nodes_are_full(ns):
+    uploads = Uploads(ns, ns.membership, lease=600)
+    live(ns, "dn-1", free=MiB)  # alive, but no room for a 2 MiB block
+    with pytest.raises(NoSpace):
         uploads.start(wire.UploadRequest("/f", block_size=2 * MiB), "alice")
+    assert uploads.start(wire.UploadRequest("/f", block_size=MiB), "alice").block.targets
 
 
 def test_allocate_excludes_nodes(uploads):

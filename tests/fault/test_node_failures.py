@@ -1,0 +1,180 @@
+"""Real faults: SIGKILLed data nodes and name node, stale replicas, flipped bytes, full disks."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pydfs import Client, PydfsError
+from pydfs.cluster import LocalCluster, NodeProcess
+from tests.conftest import BLOCK_SIZE, Cli, block_files
+
+pytestmark = pytest.mark.fault
+
+
+class KillAfter(io.RawIOBase):
+    """A seekable source that runs *action* once, after *after* bytes have been read."""
+
+    def __init__(self, data: bytes, after: int, action: Callable[[], None]) -> None:
+        self._buf = io.BytesIO(data)
+        self._after = after
+        self._action: Callable[[], None] | None = action
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._buf.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._buf.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        if self._action is not None and self._buf.tell() >= self._after:
+            action, self._action = self._action, None
+            action()
+        return self._buf.read(n)
+
+
+def _write(fs: Client, path: str, source: io.RawIOBase) -> None:
+    fs._run(fs._aio.write_stream(path, source))  # type: ignore[arg-type]
+
+
+def _node_id(node: NodeProcess) -> str:
+    return (node.data_dir / "node_id").read_text().strip()
+
+
+def test_sigkill_datanode_reads_fail_over_and_writes_go_to_live_nodes(
+    cluster_factory: Callable[..., LocalCluster],
+) -> None:
+    cluster = cluster_factory(3)
+    files = {f"/f{i}": os.urandom(BLOCK_SIZE * 3 + i) for i in range(6)}
+    with Client(cluster.url) as fs:
+        for path, data in files.items():
+            fs.write_bytes(path, data)
+        victim = cluster.datanodes[0]
+        victim_id = _node_id(victim)
+        victim.kill()
+        for path, data in files.items():  # at once, before the name node notices
+            assert fs.read_bytes(path) == data
+        fs.write_bytes("/during", os.urandom(BLOCK_SIZE * 4))  # pipelines may still pick it
+        cluster.wait_for_live(2)
+        fs.write_bytes("/after", os.urandom(BLOCK_SIZE * 4))
+        placed = {n.id for b in fs.info("/after").blocks or [] for n in b.nodes}
+        assert victim_id not in placed and len(placed) == 2
+        for block in fs.info("/during").blocks or []:
+            assert any(n.id != victim_id for n in block.nodes)
+        assert fs.read_bytes("/during")  # readable without the dead node
+
+
+def test_sigkill_datanode_during_upload(cluster_factory: Callable[..., LocalCluster]) -> None:
+    cluster = cluster_factory(3)
+    data = os.urandom(BLOCK_SIZE * 12 + 99)
+    victim = cluster.datanodes[1]
+    victim_id = _node_id(victim)
+    with Client(cluster.url) as fs:
+        _write(fs, "/big", KillAfter(data, BLOCK_SIZE * 5 + 1000, victim.kill))
+        status = fs.info("/big")
+        assert status.size == len(data)
+        for block in status.blocks or []:
+            assert [n for n in block.nodes if n.id != victim_id], "a block only on the dead node"
+        assert fs.read_bytes("/big") == data
+
+
+def test_stale_replicas_are_removed_when_a_node_returns(
+    cluster_factory: Callable[..., LocalCluster],
+) -> None:
+    cluster = cluster_factory(2)
+    with Client(cluster.url) as fs:
+        fs.write_bytes("/gone", os.urandom(BLOCK_SIZE * 3))
+        fs.write_bytes("/replaced", os.urandom(BLOCK_SIZE * 2))
+        fs.write_bytes("/kept", os.urandom(BLOCK_SIZE * 2))
+        away = cluster.datanodes[1]
+        stale = {f.stem for f in (away.data_dir / "blocks").glob("*/*.blk")}
+        away.stop()
+        fs.delete("/gone")
+        fs.write_bytes("/replaced", os.urandom(BLOCK_SIZE))
+        kept = {b.id for b in fs.info("/kept").blocks or []}
+        away.start()
+        away.wait_ready()
+
+        def only_live_blocks_left() -> bool:
+            on_disk = {f.stem for f in (away.data_dir / "blocks").glob("*/*.blk")}
+            return on_disk == kept
+
+        cluster.wait_until(only_live_blocks_left, 15, "stale replicas deleted")
+        assert stale - kept  # there was something stale to delete
+        assert fs.read_bytes("/kept")
+
+
+def test_flipped_bytes_are_never_served(cluster_factory: Callable[..., LocalCluster]) -> None:
+    cluster = cluster_factory(2)
+    data = os.urandom(BLOCK_SIZE * 2 + 5)
+    with Client(cluster.url) as fs:
+        fs.write_bytes("/precious", data)
+        block = (fs.info("/precious").blocks or [])[1]
+        first = block.nodes[0]  # the replica a reader tries first
+        node = next(n for n in cluster.datanodes if _node_id(n) == first.id)
+        path = node.data_dir / "blocks" / block.id[:2] / f"{block.id}.blk"
+        raw = bytearray(path.read_bytes())
+        raw[1000] ^= 0xFF
+        path.write_bytes(bytes(raw))
+        assert fs.read_bytes("/precious") == data
+        assert fs.read_bytes("/precious", BLOCK_SIZE + 900, 200) == data[BLOCK_SIZE + 900 : BLOCK_SIZE + 1100]
+        # With every replica corrupt, the reader fails rather than return bad bytes.
+        for n in cluster.datanodes:
+            p = n.data_dir / "blocks" / block.id[:2] / f"{block.id}.blk"
+            raw = bytearray(p.read_bytes())
+            raw[7] ^= 0x01
+            p.write_bytes(bytes(raw))
+        with pytest.raises(PydfsError, match="no replica"):
+            fs.read_bytes("/precious")
+
+
+def test_namenode_sigkill_mid_write_leaves_no_file_and_orphans_are_collected(
+    cluster_factory: Callable[..., LocalCluster],
+) -> None:
+    cluster = cluster_factory(2)
+    with Client(cluster.url) as fs:
+        fs.write_bytes("/survivor", b"committed before the crash")
+        before = block_files(cluster)
+        data = os.urandom(BLOCK_SIZE * 10)
+        with pytest.raises(PydfsError):
+            _write(fs, "/half", KillAfter(data, BLOCK_SIZE * 4 + 10, cluster.namenode.kill))
+        assert block_files(cluster) - before  # blocks of the lost upload reached the disks
+        cluster.restart_namenode()
+        assert not fs.exists("/half")
+        assert fs.read_bytes("/survivor") == b"committed before the crash"
+        cluster.wait_until(lambda: block_files(cluster) == before, 20, "orphan blocks collected")
+
+
+def test_no_live_datanodes_is_a_clear_error(
+    cluster_factory: Callable[..., LocalCluster], tmp_path: Path
+) -> None:
+    cluster = cluster_factory(2)
+    cli = Cli(cluster.url, tmp_path)
+    for node in cluster.datanodes:
+        node.kill()
+    cluster.wait_for_live(0)
+    assert "no live data node" in cli.fails("put", "-", "/x", input=b"data")
+    assert "no such file" in cli.fails("stat", "/x")
+
+
+def test_full_disk_is_a_clear_error_and_keeps_old_data(
+    cluster_factory: Callable[..., LocalCluster], tmp_path: Path
+) -> None:
+    cluster = cluster_factory(2, capacity=5 * BLOCK_SIZE)
+    cli = Cli(cluster.url, tmp_path)
+    (tmp_path / "small").write_bytes(os.urandom(BLOCK_SIZE))
+    cli("put", "small", "/small").ok()
+    (tmp_path / "huge").write_bytes(os.urandom(12 * BLOCK_SIZE))
+    message = cli.fails("put", "huge", "/small")
+    assert "room" in message or "full" in message
+    assert cli("get", "/small", "-").ok().raw == (tmp_path / "small").read_bytes()

@@ -107,9 +107,10 @@ def pack_crcs(crcs: list[int]) -> str:
 
 
 def unpack_crcs(value: str) -> list[int]:
-    if len(value) % 8:
-        raise ProtocolError("malformed chunk checksum header")
     try:
-        return [int(value[i : i + 8], 16) for i in range(0, len(value), 8)]
+        raw = bytes.fromhex(value)
     except ValueError:
         raise ProtocolError("malformed chunk checksum header") from None
+    if len(raw) * 2 != len(value) or len(raw) % 4:
+        raise ProtocolError("malformed chunk checksum header")
+    return list(struct.unpack(f">{len(raw) // 4}I", raw))

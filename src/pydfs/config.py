@@ -1,7 +1,8 @@
 """Typed settings per role, parsed once at start-up.
 
-Load order: defaults < TOML file (``--config``) < ``PYDFS_<OPTION>`` environment variables <
-command-line flags. Every option is documented in ``docs/pydfs.sample.toml``.
+Load order: defaults < TOML file (``--config``) < ``PYDFS_<ROLE>_<OPTION>`` environment
+variables (e.g. ``PYDFS_NAMENODE_PORT``) < command-line flags. Every option is documented in
+``docs/pydfs.sample.toml``.
 """
 
 from __future__ import annotations

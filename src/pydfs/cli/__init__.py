@@ -46,15 +46,17 @@ def _by_number(argv: list[str]) -> list[str]:
     """``pydfs 5 PATH`` is ``pydfs file_info PATH``: the commands keep their numbers."""
     from pydfs.cli.commands import COMMANDS
 
+    names = {str(c.number): c.name for c in COMMANDS if c.number is not None}
+    skip = False
     for i, arg in enumerate(argv):
-        if not arg.startswith("-"):
-            if arg.isdigit():
-                names = {str(c.number): c.name for c in COMMANDS if c.number is not None}
-                if arg in names:
-                    argv = [*argv[:i], names[arg], *argv[i + 1 :]]
+        if skip:  # the value of --namenode or --user
+            skip = False
+        elif arg in ("--namenode", "--user"):
+            skip = True
+        elif not arg.startswith("-"):
+            if arg in names:
+                return [*argv[:i], names[arg], *argv[i + 1 :]]
             break
-        if arg in ("--namenode", "--user"):
-            continue
     return argv
 
 

@@ -250,9 +250,12 @@ def _parse_size(text: str) -> int:
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
     unit = t[-1] if t and t[-1] in "kmg" else ""
     try:
-        return int(float(t[: len(t) - len(unit)]) * units[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 65536, 64K or 64M)") from None
+        value = int(float(t[: len(t) - len(unit)]) * units[unit])
+    except (ValueError, OverflowError):
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 65536, 64K or 64M)")
+    return value
 
 
 def _yes(p: argparse.ArgumentParser) -> None:

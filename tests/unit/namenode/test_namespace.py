@@ -60,7 +60,7 @@ def test_mkdir_needs_parents_flag_for_missing_parents(ns):
         ns.mkdir("/x/y/z", OWNER)
     assert names(ns, "/") == []  # nothing half-created
     assert ns.mkdir("/x/y/z", OWNER, parents=True).path == "/x/y/z"
-    assert names(ns, "/x") == ["y"]
+    assert [e.path for e in ns.listdir("/x").entries] == ["/x/y"]
     assert names(ns, "/x/y") == ["z"]
 
 
@@ -330,6 +330,15 @@ def test_reconcile_trashes_unknown_blocks_unless_in_flight(ns):
     assert trash(ns) == {("dn-9", bid(50))}
     nodes = {n.id for n in ns.stat("/f").blocks[0].nodes}
     assert nodes == {"dn-1", "dn-9"}  # the known block gained a replica
+
+
+def test_reconcile_forgets_lost_replicas_only_after_the_grace_period(ns):
+    put(ns, "/f", 1, nodes=("dn-1", "dn-2"))
+    ns.reconcile("dn-1", [], in_flight=set())  # the block is too new to be in a report
+    assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1", "dn-2"}
+    ns.lost_replica_grace = -1.0
+    ns.reconcile("dn-1", [], in_flight=set())
+    assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-2"}
 
 
 def test_reconcile_forgets_trash_the_node_no_longer_has(ns):

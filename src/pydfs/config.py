@@ -30,7 +30,6 @@ class NameNodeConfig:
     advertise: str | None = None
     replication: int = 2
     block_size: int = 64 * MiB
-    heartbeat_interval: float = 3.0
     dead_after: float = 30.0
     upload_lease: float = 600.0
     log_level: str = "INFO"

@@ -127,7 +127,10 @@ def test_flipped_bytes_are_never_served(cluster_factory: Callable[..., LocalClus
         raw[1000] ^= 0xFF
         path.write_bytes(bytes(raw))
         assert fs.read_bytes("/precious") == data
-        assert fs.read_bytes("/precious", BLOCK_SIZE + 900, 200) == data[BLOCK_SIZE + 900 : BLOCK_SIZE + 1100]
+        assert (
+            fs.read_bytes("/precious", BLOCK_SIZE + 900, 200)
+            == data[BLOCK_SIZE + 900 : BLOCK_SIZE + 1100]
+        )
         # With every replica corrupt, the reader fails rather than return bad bytes.
         for n in cluster.datanodes:
             p = n.data_dir / "blocks" / block.id[:2] / f"{block.id}.blk"

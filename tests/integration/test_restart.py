@@ -57,10 +57,22 @@ def test_datanode_restart_loses_nothing(cluster_factory: Callable[..., LocalClus
 def test_cluster_up_serves_other_shells_and_restarts_intact(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDFS_")}
     env["PYDFS_CONFIG"] = str(tmp_path / "client.toml")
-    cmd = [sys.executable, "-m", "pydfs", "cluster", "up", "--dir", str(tmp_path / "c"), "--port", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pydfs",
+        "cluster",
+        "up",
+        "--dir",
+        str(tmp_path / "c"),
+        "--port",
+        "0",
+    ]
 
     def up() -> subprocess.Popen[str]:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+        )
         lines = []
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
@@ -87,14 +99,22 @@ def test_cluster_up_serves_other_shells_and_restarts_intact(tmp_path: Path) -> N
     proc = up()
     try:
         ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
-        assert sum("pydfs datanode" in line and "--data-dir" in line and str(tmp_path) in line
-                   for line in ps.splitlines()) == 2
+        assert (
+            sum(
+                "pydfs datanode" in line and "--data-dir" in line and str(tmp_path) in line
+                for line in ps.splitlines()
+            )
+            == 2
+        )
         # Another shell: only the client config that `cluster up` wrote tells it where to go.
         shell = Cli("", tmp_path)
         other = {k: v for k, v in shell.env.items() if k != "PYDFS_NAMENODE"}
         r = subprocess.run(
             [sys.executable, "-m", "pydfs", "put", "-", "/persisted.txt"],
-            input=b"still here", env=other, capture_output=True, cwd=tmp_path,
+            input=b"still here",
+            env=other,
+            capture_output=True,
+            cwd=tmp_path,
         )
         assert r.returncode == 0, r.stderr
     finally:

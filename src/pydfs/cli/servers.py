@@ -31,7 +31,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     nn = sub.add_parser("namenode", parents=[common], help="run the name node")
     nn.add_argument("--replication", type=int, help="default replicas per block (2)")
     nn.add_argument("--block-size", type=int, help="default block size in bytes (64 MiB)")
-    nn.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
     nn.add_argument("--dead-after", type=float, help="seconds of silence before a node is dead")
     nn.set_defaults(run=run_namenode)
 
@@ -61,9 +60,7 @@ _COMMON = ["data_dir", "host", "port", "advertise", "log_level"]
 def run_namenode(args: argparse.Namespace) -> int:
     from pydfs import log, namenode
 
-    flags = _flags(
-        args, [*_COMMON, "replication", "block_size", "heartbeat_interval", "dead_after"]
-    )
+    flags = _flags(args, [*_COMMON, "replication", "block_size", "dead_after"])
     cfg = config.load(config.NameNodeConfig, "namenode", flags, args.config)
     log.setup("namenode", cfg.log_level)
     namenode.run(cfg)

@@ -29,40 +29,6 @@ def crc(data: bytes | memoryview, value: int = 0) -> int:
     return int(crc32c(data, value))
 
 
-class ChunkHasher:
-    """Computes the block CRC and the chunk CRCs of a stream fed in pieces of any size."""
-
-    __slots__ = ("_chunk_crc", "_filled", "block_crc", "chunk_crcs", "chunk_size", "size")
-
-    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
-        self.chunk_size = chunk_size
-        self.size = 0
-        self.block_crc = 0
-        self.chunk_crcs: list[int] = []
-        self._chunk_crc = 0
-        self._filled = 0
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        self.size += len(view)
-        self.block_crc = crc32c(view, self.block_crc)
-        while view:
-            take = min(len(view), self.chunk_size - self._filled)
-            self._chunk_crc = crc32c(view[:take], self._chunk_crc)
-            self._filled += take
-            view = view[take:]
-            if self._filled == self.chunk_size:
-                self.chunk_crcs.append(self._chunk_crc)
-                self._chunk_crc = 0
-                self._filled = 0
-
-    def finish(self) -> BlockChecksums:
-        crcs = list(self.chunk_crcs)
-        if self._filled:
-            crcs.append(self._chunk_crc)
-        return BlockChecksums(self.chunk_size, self.size, self.block_crc, crcs)
-
-
 @dataclass(frozen=True, slots=True)
 class BlockChecksums:
     chunk_size: int

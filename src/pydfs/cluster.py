@@ -32,7 +32,7 @@ class ProcessFailed(Unavailable):
 
 @dataclass
 class NodeProcess:
-    """One server process: start it, wait for it, stop, kill, pause or restart it."""
+    """One server process: start it, wait for it, stop, kill or restart it."""
 
     role: str  # "namenode" | "datanode"
     name: str
@@ -110,12 +110,6 @@ class NodeProcess:
             self.popen.kill()
             self.popen.wait()
             self.popen = None
-
-    def pause(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
 
     def restart(self) -> str:
         self.stop()

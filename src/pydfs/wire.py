@@ -18,12 +18,10 @@ API = "/v1"
 
 # Headers.
 H_PIPELINE = "X-Pydfs-Pipeline"  # downstream data node URLs of a block write, comma-separated
-H_BLOCK_CRC = "X-Pydfs-Block-Crc"  # CRC32C of the whole block (hex)
 H_BLOCK_SIZE = "X-Pydfs-Block-Size"  # size of the whole block
 H_CHUNK_SIZE = "X-Pydfs-Chunk-Size"
 H_CHUNK_CRCS = "X-Pydfs-Chunk-Crcs"  # CRC32C of each chunk a read covers (hex, 8 chars each)
 H_OFFSET = "X-Pydfs-Offset"  # where in the block a read answer starts (a chunk boundary)
-H_REQUEST_ID = "X-Request-Id"
 
 # A block travels to a data node as frames: a header ``<length u32><crc32c u32>`` and then
 # ``length`` bytes. Every frame but the last data frame is exactly ``CHUNK_SIZE`` bytes, so chunk

@@ -3,7 +3,7 @@ import struct
 import pytest
 
 from pydfs import checksum
-from pydfs.checksum import BlockChecksums, ChunkHasher
+from pydfs.checksum import BlockChecksums
 from pydfs.errors import ProtocolError
 
 
@@ -44,18 +44,6 @@ def test_sidecar_round_trip_empty_block():
 def test_sidecar_decode_rejects(corrupt):
     with pytest.raises(ProtocolError):
         BlockChecksums.decode(corrupt(_sums().encode()))
-
-
-def test_chunk_hasher_matches_whole_and_chunks_for_any_feed():
-    data = bytes(range(256)) * 5  # 1280 bytes, chunk 100: 12 full chunks + 80
-    hasher = ChunkHasher(chunk_size=100)
-    for i in range(0, len(data), 37):
-        hasher.update(data[i : i + 37])
-    sums = hasher.finish()
-    assert sums.size == len(data)
-    assert sums.crc == checksum.crc(data)
-    assert sums.chunk_crcs == [checksum.crc(data[i : i + 100]) for i in range(0, len(data), 100)]
-    assert len(sums.chunk_crcs) == 13
 
 
 def test_pack_unpack_crcs():

@@ -27,7 +27,6 @@ class DataNode:
         self.session = session
         self.namenode = rpc.Rpc(config.namenode, session)
         self.url = ""
-        self.bytes_read = 0
         self.heartbeater = Heartbeater(self)
 
 

@@ -1,4 +1,6 @@
-"""The data node's HTTP routes: block PUT (framed, verified, pipelined), GET (sendfile), DELETE."""
+"""The data node's HTTP routes: block PUT (framed, verified, pipelined) and GET (sendfile).
+
+Blocks are deleted only on the name node's orders, which come back with heartbeat replies."""
 
 from __future__ import annotations
 
@@ -64,10 +66,8 @@ def build(dn: DataNode) -> web.Application:
             raise InvalidArgument("offset and length must be integers") from None
         if offset < 0 or length < 0 or offset > sums.size:
             raise InvalidArgument(f"range outside the block (size {sums.size})")
-        first = offset // sums.chunk_size
-        end = min(sums.size, offset + length)
-        last = max(first + 1, -(-end // sums.chunk_size))
-        last = min(last, first + wire.MAX_READ_CHUNKS, len(sums.chunk_crcs))
+        first, chunks = sums.chunk_range(offset, length)
+        last = first + min(chunks, wire.MAX_READ_CHUNKS)
         start = first * sums.chunk_size
         count = max(0, min(sums.size, last * sums.chunk_size) - start)
         resp = web.StreamResponse(
@@ -94,16 +94,10 @@ def build(dn: DataNode) -> web.Application:
                     request.transport.close()
                 raise
         await resp.write_eof()
-        dn.bytes_read += count
         return resp
-
-    async def delete_block(request: web.Request) -> web.Response:
-        found = dn.store.delete(check_block_id(request.match_info["id"]))
-        return json_response({"deleted": found})
 
     app.router.add_put(f"{v1}/blocks/{{id}}", put_block)
     app.router.add_get(f"{v1}/blocks/{{id}}", get_block)
-    app.router.add_delete(f"{v1}/blocks/{{id}}", delete_block)
     return app
 
 

@@ -141,10 +141,6 @@ class BlockStore:
         self.used -= size
         self.count -= 1
 
-    def wipe(self) -> None:
-        for block_id in list(self.list()):
-            self.delete(block_id)
-
 
 class BlockWriter:
     """Receives one block's verified chunks into a temporary file, then makes it durable."""

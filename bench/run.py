@@ -45,6 +45,7 @@ GiB = 1024 * MiB
 MB = 1_000_000  # throughput figures are in MB/s, MB = 10^6 bytes
 IO_CHUNK = 1 * MiB
 REPLICATION = 2
+DEFAULT_BLOCK_SIZE = 64 * MiB  # the name node's default, used when the plan leaves it unset
 DATANODES = 2
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -173,13 +174,38 @@ def read_file(path: Path) -> int:
     return total
 
 
-def fsync_copy(src: Path, dst: Path) -> None:
+def fsync_copy(src: Path, dst: Path, fsync_every: int | None = None) -> None:
+    """Copy *src* to *dst* and fsync it: at the end, and every *fsync_every* bytes if given."""
     buf = bytearray(IO_CHUNK)
     view = memoryview(buf)
+    pending = 0
     with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
         while n := fin.readinto(buf):
             fout.write(view[:n])
+            pending += n
+            if fsync_every and pending >= fsync_every:
+                os.fsync(fout.fileno())
+                pending = 0
         os.fsync(fout.fileno())
+
+
+def parallel_fsync_copies(src: Path, dsts: list[Path], fsync_every: int) -> None:
+    """One thread per copy, all at once, as the data nodes of a pipeline write a block."""
+    errors: list[BaseException] = []
+
+    def copy(dst: Path) -> None:
+        try:
+            fsync_copy(src, dst, fsync_every)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=copy, args=(d,), daemon=True) for d in dsts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def loopback_tcp(total: int) -> float:
@@ -271,6 +297,7 @@ class RunResult:
     local_read_mbps: float
     local_write_mbps: float
     local_write_2x_mbps: float
+    local_write_2x_parallel_mbps: float
     loopback_tcp_mbps: float
     w1_write_mbps: float
     w2_read_mbps: float
@@ -307,7 +334,8 @@ def one_run(
         return nbytes / MB / seconds
 
     # Machine limits: cold sequential read (which also leaves the source in the page cache,
-    # as it is for W1), two fsync'd copies in sequence, loopback TCP.
+    # as it is for W1), two fsync'd copies in sequence, the same two copies written at once
+    # with an fsync per block (as two data nodes do), loopback TCP.
     state.cache_dropped &= drop_caches()
     t0 = time.perf_counter()
     if read_file(source) != size:
@@ -319,6 +347,11 @@ def one_run(
     for copy in copies:
         fsync_copy(source, copy)
     both = time.perf_counter() - t0
+    for copy in copies:
+        copy.unlink()
+    t0 = time.perf_counter()
+    parallel_fsync_copies(source, copies, plan.block_size or DEFAULT_BLOCK_SIZE)
+    both_parallel = time.perf_counter() - t0
     for copy in copies:
         copy.unlink()
 
@@ -352,6 +385,7 @@ def one_run(
         local_read_mbps=local_read,
         local_write_mbps=mbps(both, 2 * size),
         local_write_2x_mbps=mbps(both),
+        local_write_2x_parallel_mbps=mbps(both_parallel),
         loopback_tcp_mbps=tcp,
         w1_write_mbps=mbps(w1_s),
         w2_read_mbps=mbps(w2_s),
@@ -376,6 +410,7 @@ UNITS = {
     "rss_datanode1_mib": "MiB",
     "rss_datanode2_mib": "MiB",
     "local_write_2x_mbps": "MB/s",
+    "local_write_2x_parallel_mbps": "MB/s",
     "local_write_mbps": "MB/s",
     "local_read_mbps": "MB/s",
     "loopback_tcp_mbps": "MB/s",
@@ -383,6 +418,9 @@ UNITS = {
 
 RATIOS: dict[str, Callable[[RunResult], float]] = {
     "ratio_w1_to_local_write_2x": lambda r: r.w1_write_mbps / r.local_write_2x_mbps,
+    "ratio_w1_to_local_write_2x_parallel": lambda r: (
+        r.w1_write_mbps / r.local_write_2x_parallel_mbps
+    ),
     "ratio_w1_to_loopback_tcp": lambda r: r.w1_write_mbps / r.loopback_tcp_mbps,
     "ratio_w2_to_local_read": lambda r: r.w2_read_mbps / r.local_read_mbps,
     "ratio_w2_to_loopback_tcp": lambda r: r.w2_read_mbps / r.loopback_tcp_mbps,
@@ -464,8 +502,12 @@ def _meminfo_total() -> int | None:
 # --- main ----------------------------------------------------------------------------------
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs."""
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Terminated(f"signal {signum}")
 
 
 def _print_log_tails(root: Path, lines: int = 15) -> None:
@@ -523,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"run {i}/{plan.runs}: W1 {r.w1_write_mbps:.1f} MB/s, "
                         f"W2 {r.w2_read_mbps:.1f} MB/s, W3 {r.w3_write_files_per_s:.1f}/"
                         f"{r.w3_read_files_per_s:.1f} files/s, local write 2x "
-                        f"{r.local_write_2x_mbps:.1f} MB/s, local read "
+                        f"{r.local_write_2x_mbps:.1f} (parallel "
+                        f"{r.local_write_2x_parallel_mbps:.1f}) MB/s, local read "
                         f"{r.local_read_mbps:.1f} MB/s, tcp {r.loopback_tcp_mbps:.1f} MB/s"
                     )
             finally:
@@ -537,9 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchFailure as exc:
         note(f"FAILED: {exc}")
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        failed = False
         note("interrupted; stopping the cluster and deleting its data")
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     finally:
         if failed:
             _print_log_tails(work / "cluster")

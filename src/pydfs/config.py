@@ -30,8 +30,11 @@ class NameNodeConfig:
     advertise: str | None = None
     replication: int = 2
     block_size: int = 64 * MiB
-    dead_after: float = 30.0
+    dead_after: float = 60.0
     upload_lease: float = 600.0
+    replication_interval: float = 3.0
+    max_copies_per_node: int = 2
+    copy_timeout: float = 120.0
     log_level: str = "INFO"
 
 
@@ -45,6 +48,10 @@ class DataNodeConfig:
     capacity: int | None = None  # bytes; None: the free space of the disk
     heartbeat_interval: float = 3.0
     report_interval: float = 3600.0
+    scan_rate: int = 8 * MiB  # bytes/s the background scrubber reads
+    scan_interval: float = 86400.0  # seconds from the start of one full scrub to the next
+    copy_bandwidth: int = 100 * MiB  # bytes/s of replication copies sent by this node
+    max_copies: int = 2  # replication copies sent at once
     log_level: str = "INFO"
 
 

@@ -118,6 +118,46 @@ class Space(Struct):
     dead_nodes: int
 
 
+class SetReplicationRequest(Struct):
+    path: str
+    replication: int
+
+
+class FileHealth(Struct):
+    path: str
+    blocks: int = 0
+    healthy: int = 0
+    under_replicated: int = 0
+    missing: int = 0
+    corrupt: int = 0
+
+
+class FsckReport(Struct):
+    path: str
+    files: int = 0
+    blocks: int = 0
+    healthy: int = 0
+    under_replicated: int = 0
+    missing: int = 0
+    corrupt: int = 0
+    file_details: list[FileHealth] = []
+
+    @property
+    def status(self) -> str:
+        if self.missing:
+            return "MISSING BLOCKS"
+        return "HEALTHY" if self.healthy == self.blocks and not self.corrupt else "DEGRADED"
+
+
+class NodeRequest(Struct):
+    node: str
+
+
+class CorruptReplica(Struct):
+    block: str
+    node: str
+
+
 class FormatReply(Struct):
     removed_files: int
     removed_blocks: int
@@ -167,10 +207,14 @@ class CommitRequest(Struct):
 # --- data nodes ---------------------------------------------------------------------------
 
 
+AdminState = Literal["normal", "decommissioning", "decommissioned"]
+
+
 class DataNodeState(Struct):
     id: str
     url: str
     state: Literal["live", "dead"]
+    admin_state: AdminState
     capacity: int
     used: int
     free: int
@@ -185,11 +229,18 @@ class Heartbeat(Struct):
     used: int
     free: int
     blocks: int
+    received: list[str] = []  # blocks stored since the last heartbeat (writes and copies)
+    corrupt: list[str] = []  # replicas that failed verification and went to quarantine
+    failed_copies: list[str] = []  # replication orders that could not be carried out
 
 
 class Command(Struct):
-    op: Literal["delete"]
+    """Work for a data node. ``delete``: drop these replicas. ``replicate``: copy these blocks
+    to ``target``. ``verify``: check these replicas now (a reader found one bad)."""
+
+    op: Literal["delete", "replicate", "verify"]
     blocks: list[str]
+    target: NodeRef | None = None
 
 
 class HeartbeatReply(Struct):

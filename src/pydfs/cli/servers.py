@@ -32,12 +32,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     nn.add_argument("--replication", type=int, help="default replicas per block (2)")
     nn.add_argument("--block-size", type=int, help="default block size in bytes (64 MiB)")
     nn.add_argument("--dead-after", type=float, help="seconds of silence before a node is dead")
+    nn.add_argument("--replication-interval", type=float, help="seconds between replication scans")
     nn.set_defaults(run=run_namenode)
 
     dn = sub.add_parser("datanode", parents=[common], help="run a data node")
     dn.add_argument("--namenode", help="the name node's URL")
     dn.add_argument("--capacity", type=int, help="bytes this node may use (default: the disk)")
     dn.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
+    dn.add_argument("--scan-interval", type=float, help="seconds between scrub passes")
+    dn.add_argument("--scan-rate", type=int, help="bytes/s the scrubber reads")
     dn.set_defaults(run=run_datanode)
 
     cl = sub.add_parser("cluster", help="run a whole local cluster")
@@ -60,7 +63,9 @@ _COMMON = ["data_dir", "host", "port", "advertise", "log_level"]
 def run_namenode(args: argparse.Namespace) -> int:
     from pydfs import log, namenode
 
-    flags = _flags(args, [*_COMMON, "replication", "block_size", "dead_after"])
+    flags = _flags(
+        args, [*_COMMON, "replication", "block_size", "dead_after", "replication_interval"]
+    )
     cfg = config.load(config.NameNodeConfig, "namenode", flags, args.config)
     log.setup("namenode", cfg.log_level)
     namenode.run(cfg)
@@ -70,7 +75,10 @@ def run_namenode(args: argparse.Namespace) -> int:
 def run_datanode(args: argparse.Namespace) -> int:
     from pydfs import datanode, log
 
-    flags = _flags(args, [*_COMMON, "namenode", "capacity", "heartbeat_interval"])
+    flags = _flags(
+        args,
+        [*_COMMON, "namenode", "capacity", "heartbeat_interval", "scan_interval", "scan_rate"],
+    )
     cfg = config.load(config.DataNodeConfig, "datanode", flags, args.config)
     log.setup("datanode", cfg.log_level)
     datanode.run(cfg)

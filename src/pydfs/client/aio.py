@@ -211,12 +211,20 @@ class AsyncClient:
             if block_end > offset and block_start < end:
                 lo, hi = max(offset, block_start) - block_start, min(end, block_end) - block_start
                 try:
-                    async for data in blocks.read_block(self.session, block, lo, hi):
+                    async for data in blocks.read_block(
+                        self.session, block, lo, hi, self._report_corrupt
+                    ):
                         yield data
                 except Unavailable:
                     await self._raise_if_replaced(path, status)
                     raise
             block_start = block_end
+
+    async def _report_corrupt(self, block: str, node: str) -> None:
+        try:
+            await self.rpc.call("POST", "/blocks/corrupt", wire.CorruptReplica(block, node))
+        except PydfsError:
+            pass  # the scrubber will find it anyway
 
     async def _raise_if_replaced(self, path: str, status: wire.FileStatus) -> None:
         try:

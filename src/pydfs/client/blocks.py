@@ -133,9 +133,14 @@ async def write_blocks(
 
 
 async def read_block(
-    session: aiohttp.ClientSession, block: wire.BlockInfo, offset: int, end: int
+    session: aiohttp.ClientSession,
+    block: wire.BlockInfo,
+    offset: int,
+    end: int,
+    on_corrupt: Callable[[str, str], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Verified bytes ``[offset, end)`` of *block*, failing over between its replicas."""
+    """Verified bytes ``[offset, end)`` of *block*, failing over between its replicas;
+    ``on_corrupt(block, node)`` hears of every replica that sent a bad chunk."""
     problems: list[str] = []
     pos = offset
     for node in block.nodes:
@@ -148,6 +153,8 @@ async def read_block(
         except PydfsError as exc:
             problems.append(f"{node.id}: {exc}")
             log.warning("reading block %s from %s failed: %s", block.id, node.id, exc)
+            if isinstance(exc, ChecksumMismatch) and on_corrupt is not None:
+                await on_corrupt(block.id, node.id)
     if not block.nodes:
         problems.append("no replica is known")
     raise Unavailable(f"no replica of block {block.id} could be read ({'; '.join(problems)})")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 import aiohttp
 
@@ -13,6 +15,8 @@ from pydfs.config import DataNodeConfig
 from pydfs.datanode import app
 from pydfs.datanode.blockstore import BlockStore
 from pydfs.datanode.heartbeat import Heartbeater
+from pydfs.datanode.scanner import Scanner
+from pydfs.datanode.transfer import Transfers
 
 log = logging.getLogger("pydfs.datanode")
 
@@ -28,6 +32,21 @@ class DataNode:
         self.namenode = rpc.Rpc(config.namenode, session)
         self.url = ""
         self.heartbeater = Heartbeater(self)
+        self.scanner = Scanner(self)
+        self.transfers = Transfers(self)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run *coro* in the background, kept referenced until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        await self.transfers.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def run(config: DataNodeConfig) -> None:
@@ -40,6 +59,7 @@ def run(config: DataNodeConfig) -> None:
             async def after_bind(url: str) -> None:
                 dn.url = url
                 tasks.append(asyncio.create_task(dn.heartbeater.run_forever()))
+                tasks.append(asyncio.create_task(dn.scanner.run_forever()))
 
             try:
                 await server.serve(
@@ -55,5 +75,6 @@ def run(config: DataNodeConfig) -> None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await dn.close()
 
     server.run(main(), use_uvloop=False)

@@ -40,6 +40,7 @@ def build(dn: DataNode) -> web.Application:
         try:
             block_crc = await _receive(request.content, writer.write_chunk, forward)
             await writer.commit(block_crc)
+            dn.heartbeater.received.append(block_id)
         except BaseException:
             writer.abort()
             if forward is not None:

@@ -19,7 +19,11 @@ log = logging.getLogger("pydfs.datanode.heartbeat")
 class Heartbeater:
     def __init__(self, dn: DataNode) -> None:
         self.dn = dn
-        self._last_report = 0.0
+        # News for the name node, kept until a heartbeat carrying it succeeds.
+        self.received: list[str] = []
+        self.corrupt: list[str] = []
+        self.failed_copies: list[str] = []
+        self._last_report: float | None = None  # a full report goes out at start
 
     async def run_once(self) -> wire.HeartbeatReply:
         """One heartbeat; sends a full block report when the name node asks or one is due."""
@@ -31,12 +35,21 @@ class Heartbeater:
             used=store.used,
             free=store.free(),
             blocks=store.count,
+            received=self.received[:],
+            corrupt=self.corrupt[:],
+            failed_copies=self.failed_copies[:],
         )
         reply = await dn.namenode.call(
             "POST", "/datanodes/heartbeat", hb, reply=wire.HeartbeatReply
         )
+        del self.received[: len(hb.received)]
+        del self.corrupt[: len(hb.corrupt)]
+        del self.failed_copies[: len(hb.failed_copies)]
         self.execute(reply.commands)
-        due = time.monotonic() - self._last_report > dn.config.report_interval
+        due = (
+            self._last_report is None
+            or time.monotonic() - self._last_report > dn.config.report_interval
+        )
         if reply.send_report or due:
             await self.report()
         return reply
@@ -56,6 +69,11 @@ class Heartbeater:
             if command.op == "delete":
                 deleted = sum(self.dn.store.delete(b) for b in command.blocks)
                 log.info("deleted %d of %d blocks as ordered", deleted, len(command.blocks))
+            elif command.op == "replicate" and command.target is not None:
+                self.dn.transfers.start(command.blocks, command.target)
+            elif command.op == "verify":
+                for block in command.blocks:
+                    self.dn.spawn(self.dn.scanner.verify_and_report(block))
 
     async def run_forever(self) -> None:
         interval = self.dn.config.heartbeat_interval

@@ -8,11 +8,13 @@ import logging
 
 from pydfs import server, wire
 from pydfs.config import NameNodeConfig
+from pydfs.errors import InvalidArgument
 from pydfs.namenode import app
-from pydfs.namenode.membership import Membership, Node
+from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
+from pydfs.namenode.replication import Replicator
 from pydfs.namenode.store import Store
-from pydfs.namenode.uploads import Uploads
+from pydfs.namenode.uploads import MAX_REPLICATION, Uploads
 
 log = logging.getLogger("pydfs.namenode")
 
@@ -32,29 +34,84 @@ class NameNode:
             block_size=config.block_size,
         )
         self.uploads = Uploads(self.namespace, self.membership, lease=config.upload_lease)
+        self.replicator = Replicator(
+            self.namespace,
+            self.membership,
+            max_copies_per_node=config.max_copies_per_node,
+            copy_timeout=config.copy_timeout,
+        )
+        self._verify: dict[str, list[str]] = {}  # node → replicas a reader found bad
+
+    def heartbeat(self, hb: wire.Heartbeat) -> wire.HeartbeatReply:
+        """Take in what a data node reports; answer with the work it is to do."""
+        node = self.membership.heartbeat(hb)
+        self.replicator.received(node.id, hb.received, self.uploads.in_flight())
+        self.replicator.corrupt_replicas(node.id, hb.corrupt)
+        if hb.failed_copies:
+            self.replicator.copy_failed(node.id, hb.failed_copies)
+        commands = self.delete_orders(node.id) + self.replicator.orders_for(node.id)
+        if verify := self._verify.pop(node.id, None):
+            commands.append(wire.Command(op="verify", blocks=verify))
+        return wire.HeartbeatReply(commands=commands, send_report=node.wants_report)
+
+    def block_report(self, report: wire.BlockReport) -> wire.HeartbeatReply:
+        self.namespace.reconcile(report.id, report.blocks, self.uploads.in_flight())
+        node = self.membership.nodes.get(report.id)
+        if node is not None:
+            node.wants_report = False
+        self.replicator.dirty = True
+        return wire.HeartbeatReply(commands=self.delete_orders(report.id))
 
     def delete_orders(self, node_id: str) -> list[wire.Command]:
         blocks = self.namespace.trash_for(node_id)
         return [wire.Command(op="delete", blocks=blocks)] if blocks else []
 
-    def orders(self, node: Node) -> wire.HeartbeatReply:
-        """The work a heartbeat reply carries back to its data node."""
-        return wire.HeartbeatReply(
-            commands=self.delete_orders(node.id), send_report=node.wants_report
+    def suspect(self, report: wire.CorruptReplica) -> None:
+        """A reader found a bad chunk: have the node verify the replica (it is the judge)."""
+        if report.node in self.membership.nodes:
+            self._verify.setdefault(report.node, []).append(report.block)
+
+    def setrep(self, path: str, replication: int) -> int:
+        if not 1 <= replication <= MAX_REPLICATION:
+            raise InvalidArgument(f"replication must be between 1 and {MAX_REPLICATION}")
+        files = self.namespace.setrep(path, replication)
+        self.replicator.dirty = True
+        return files
+
+    def fsck(self, path: str, *, files: bool) -> wire.FsckReport:
+        return self.namespace.fsck(
+            path,
+            {n.id for n in self.membership.live()},
+            {n.id for n in self.membership.serving()},
+            self.replicator.corrupt,
+            files=files,
         )
 
-    async def sweep_forever(self, interval: float = 30.0) -> None:
+    def decommission(self, node_id: str, *, undo: bool = False) -> wire.DataNodeState:
+        self.membership.set_admin_state(node_id, "normal" if undo else "decommissioning")
+        self.replicator.dirty = True
+        return next(s for s in self.membership.states() if s.id == node_id)
+
+    async def maintain_forever(self) -> None:
+        """Background upkeep: replication scans, and expiry of abandoned uploads."""
+        last_sweep = 0.0
         while True:
-            await asyncio.sleep(interval)
-            expired = self.uploads.expire()
-            if expired:
-                log.info("expired %d abandoned uploads", expired)
+            await asyncio.sleep(self.config.replication_interval)
+            try:
+                self.replicator.run_once()
+            except Exception:
+                log.exception("replication scan failed")
+            now = asyncio.get_running_loop().time()
+            if now - last_sweep > 30:
+                last_sweep = now
+                if expired := self.uploads.expire():
+                    log.info("expired %d abandoned uploads", expired)
 
 
 def run(config: NameNodeConfig) -> None:
     async def main() -> None:
         nn = NameNode(config)
-        sweeper = asyncio.create_task(nn.sweep_forever())
+        sweeper = asyncio.create_task(nn.maintain_forever())
         try:
             await server.serve(
                 app.build(nn),

@@ -89,17 +89,30 @@ def build(nn: NameNode) -> web.Application:
         return json_response({})
 
     async def heartbeat(request: web.Request) -> web.Response:
-        hb = await read_body(request, wire.Heartbeat)
-        node = members.heartbeat(hb)
-        return json_response(nn.orders(node))
+        return json_response(nn.heartbeat(await read_body(request, wire.Heartbeat)))
 
     async def report(request: web.Request) -> web.Response:
-        rep = await read_body(request, wire.BlockReport)
-        ns.reconcile(rep.id, rep.blocks, uploads.in_flight())
-        node = members.nodes.get(rep.id)
-        if node is not None:
-            node.wants_report = False
-        return json_response(wire.HeartbeatReply(commands=nn.delete_orders(rep.id)))
+        return json_response(nn.block_report(await read_body(request, wire.BlockReport)))
+
+    async def corrupt(request: web.Request) -> web.Response:
+        nn.suspect(await read_body(request, wire.CorruptReplica))
+        return json_response({})
+
+    async def setrep(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.SetReplicationRequest)
+        return json_response({"files": nn.setrep(paths.normalize(req.path), req.replication)})
+
+    async def fsck(request: web.Request) -> web.Response:
+        path = paths.normalize(request.query.get("path", "/"))
+        return json_response(nn.fsck(path, files=request.query.get("files") == "1"))
+
+    async def decommission(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.NodeRequest)
+        return json_response(nn.decommission(req.node))
+
+    async def recommission(request: web.Request) -> web.Response:
+        req = await read_body(request, wire.NodeRequest)
+        return json_response(nn.decommission(req.node, undo=True))
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=_status_page(nn), content_type="text/html")
@@ -120,6 +133,11 @@ def build(nn: NameNode) -> web.Application:
     r.add_delete(f"{v1}/uploads/{{id}}", abort)
     r.add_post(f"{v1}/datanodes/heartbeat", heartbeat)
     r.add_post(f"{v1}/datanodes/report", report)
+    r.add_post(f"{v1}/blocks/corrupt", corrupt)
+    r.add_post(f"{v1}/fs/setrep", setrep)
+    r.add_get(f"{v1}/fsck", fsck)
+    r.add_post(f"{v1}/cluster/decommission", decommission)
+    r.add_post(f"{v1}/cluster/recommission", recommission)
     r.add_get("/", index)
     return app
 

@@ -1,8 +1,12 @@
 """The data node registry: who is alive, where they are and how much room they have.
 
 Liveness is soft state rebuilt from heartbeats (a restarted name node knows every node again
-within one heartbeat interval); only a node's id and URL are persisted, so that block locations
-keep an address while their node is away.
+within one heartbeat interval); a node's id, URL and admin state are persisted, so that block
+locations keep an address while their node is away and a decommission survives a restart.
+
+A node *serves* when it is live and in the normal admin state: only serving nodes take new
+blocks and count towards a block's replication. A decommissioning node is still read from, and
+is a source for the copies that drain it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from pydfs import wire
+from pydfs.errors import NotFound
 from pydfs.namenode.placement import Candidate
 from pydfs.namenode.store import Store
 
@@ -26,6 +31,7 @@ class Node:
     last_heartbeat: float = 0.0  # monotonic
     last_heartbeat_wall: float = 0.0
     wants_report: bool = False
+    admin_state: wire.AdminState = "normal"
 
 
 @dataclass
@@ -35,13 +41,15 @@ class Membership:
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for node_id, url in self.store.db.execute("SELECT id, url FROM datanodes"):
-            self.nodes[node_id] = Node(node_id, url)
+        rows = self.store.db.execute("SELECT id, url, admin_state FROM datanodes")
+        for node_id, url, admin_state in rows:
+            self.nodes[node_id] = Node(node_id, url, admin_state=admin_state)
 
     def heartbeat(self, hb: wire.Heartbeat) -> Node:
-        """Record a heartbeat; a node new to this process is asked for a full block report."""
+        """Record a heartbeat. A node that is new to this process, or back from the dead, is
+        asked for a full block report so that its replicas are reconciled."""
         node = self.nodes.get(hb.id)
-        first = node is None or node.last_heartbeat == 0.0
+        returning = node is None or not self.is_live(hb.id)
         if node is None or node.url != hb.url:
             with self.store.write() as db:
                 db.execute(
@@ -49,11 +57,13 @@ class Membership:
                     "ON CONFLICT (id) DO UPDATE SET url = excluded.url",
                     (hb.id, hb.url),
                 )
-            node = self.nodes[hb.id] = Node(hb.id, hb.url)
+            if node is None:
+                node = self.nodes[hb.id] = Node(hb.id, hb.url)
+            node.url = hb.url
         node.capacity, node.used, node.free, node.blocks = hb.capacity, hb.used, hb.free, hb.blocks
         node.last_heartbeat = time.monotonic()
         node.last_heartbeat_wall = time.time()
-        if first:
+        if returning:
             node.wants_report = True
         return node
 
@@ -68,8 +78,20 @@ class Membership:
     def live(self) -> list[Node]:
         return [n for n in self.nodes.values() if self.is_live(n.id)]
 
+    def serving(self) -> list[Node]:
+        return [n for n in self.live() if n.admin_state == "normal"]
+
     def candidates(self) -> list[Candidate]:
-        return [Candidate(n.id, n.free) for n in self.live()]
+        return [Candidate(n.id, n.free) for n in self.serving()]
+
+    def set_admin_state(self, node_id: str, state: wire.AdminState) -> Node:
+        node = self.nodes.get(node_id)
+        if node is None:
+            raise NotFound(f"no data node {node_id!r}")
+        with self.store.write() as db:
+            db.execute("UPDATE datanodes SET admin_state = ? WHERE id = ?", (state, node_id))
+        node.admin_state = state
+        return node
 
     def ref(self, node_id: str) -> wire.NodeRef:
         node = self.nodes.get(node_id)
@@ -80,7 +102,7 @@ class Membership:
             node.wants_report = True
 
     def space(self, replication: int) -> wire.Space:
-        live = self.live()
+        live = self.serving()
         free = sum(n.free for n in live)
         return wire.Space(
             raw_capacity=sum(n.capacity for n in live),
@@ -98,6 +120,7 @@ class Membership:
                 id=n.id,
                 url=n.url,
                 state="live" if self.is_live(n.id) else "dead",
+                admin_state=n.admin_state,
                 capacity=n.capacity,
                 used=n.used,
                 free=n.free,

@@ -65,8 +65,8 @@ class Namespace:
         self.block_size = block_size
         self.lost_replica_grace = lost_replica_grace
         self.db.execute("PRAGMA temp_store=MEMORY")
-        for table in ("doomed", "doomed_blocks", "report"):
-            kind = "INTEGER" if table == "doomed" else "TEXT"
+        for table in ("subtree", "doomed_blocks", "report", "serving", "live"):
+            kind = "INTEGER" if table == "subtree" else "TEXT"
             self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (id {kind} PRIMARY KEY)")
         if self._get(ROOT_ID) is None:
             now = time.time()
@@ -224,28 +224,28 @@ class Namespace:
 
     # --- removal --------------------------------------------------------------------------
 
-    def _doom_subtree(self, db: sqlite3.Connection, inode_id: int) -> None:
-        db.execute("DELETE FROM temp.doomed")
+    def _select_subtree(self, db: sqlite3.Connection, inode_id: int) -> None:
+        db.execute("DELETE FROM temp.subtree")
         db.execute(
-            "INSERT INTO temp.doomed WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL "
+            "INSERT INTO temp.subtree WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL "
             "SELECT i.id FROM inodes i JOIN sub ON i.parent = sub.id) SELECT id FROM sub",
             (inode_id,),
         )
 
     def _release_doomed(self, db: sqlite3.Connection, *, keep_inodes: bool = False) -> int:
-        """Drop the content of every inode in temp.doomed (and the inodes unless *keep_inodes*);
+        """Drop the content of every inode in temp.subtree (and the inodes unless *keep_inodes*);
         returns the number of files whose content was dropped."""
         db.execute("DELETE FROM temp.doomed_blocks")
         db.execute(
             "INSERT OR IGNORE INTO temp.doomed_blocks SELECT block FROM file_blocks "
-            "WHERE inode IN (SELECT id FROM temp.doomed)"
+            "WHERE inode IN (SELECT id FROM temp.subtree)"
         )
-        db.execute("DELETE FROM file_blocks WHERE inode IN (SELECT id FROM temp.doomed)")
+        db.execute("DELETE FROM file_blocks WHERE inode IN (SELECT id FROM temp.subtree)")
         (files,) = db.execute(
-            "SELECT count(*) FROM inodes WHERE type = 'f' AND id IN (SELECT id FROM temp.doomed)"
+            "SELECT count(*) FROM inodes WHERE type = 'f' AND id IN (SELECT id FROM temp.subtree)"
         ).fetchone()
         if not keep_inodes:
-            db.execute("DELETE FROM inodes WHERE id IN (SELECT id FROM temp.doomed)")
+            db.execute("DELETE FROM inodes WHERE id IN (SELECT id FROM temp.subtree)")
         self._collect_unreferenced(db)
         return int(files)
 
@@ -276,7 +276,7 @@ class Namespace:
                 child = db.execute("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (node.id,))
                 if child.fetchone():
                     raise DirectoryNotEmpty(f"{path} is not empty")
-            self._doom_subtree(db, node.id)
+            self._select_subtree(db, node.id)
             files = self._release_doomed(db)
             db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (time.time(), node.parent))
         return files
@@ -319,8 +319,8 @@ class Namespace:
                     raise IsADirectory(f"{path} is a directory")
                 if not overwrite:
                     raise AlreadyExists(f"{path} already exists")
-                db.execute("DELETE FROM temp.doomed")
-                db.execute("INSERT INTO temp.doomed VALUES (?)", (existing.id,))
+                db.execute("DELETE FROM temp.subtree")
+                db.execute("INSERT INTO temp.subtree VALUES (?)", (existing.id,))
                 self._release_doomed(db, keep_inodes=True)
                 db.execute(
                     "UPDATE inodes SET size = ?, mtime = ?, replication = ?, block_size = ?, "
@@ -434,8 +434,8 @@ class Namespace:
                     raise AlreadyExists(f"{target} already exists")
                 if not overwrite:
                     raise AlreadyExists(f"{target} already exists (use --force to replace it)")
-                db.execute("DELETE FROM temp.doomed")
-                db.execute("INSERT INTO temp.doomed VALUES (?)", (existing.id,))
+                db.execute("DELETE FROM temp.subtree")
+                db.execute("INSERT INTO temp.subtree VALUES (?)", (existing.id,))
                 self._release_doomed(db)
             now = time.time()
             db.execute(
@@ -500,3 +500,149 @@ class Namespace:
         """Queue (node, block) replicas of blocks never committed, such as an aborted upload's."""
         with self.store.write() as db:
             db.executemany("INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", pairs)
+
+    # --- replication ----------------------------------------------------------------------
+
+    def _set_nodes(self, table: str, nodes: set[str]) -> None:
+        self.db.execute(f"DELETE FROM temp.{table}")
+        self.db.executemany(f"INSERT INTO temp.{table} VALUES (?)", ((n,) for n in nodes))
+
+    def add_replicas(self, node_id: str, blocks: list[str], in_flight: set[str]) -> None:
+        """A data node stored *blocks*: count the known ones, trash those nobody will commit."""
+        with self.store.write() as db:
+            for block in blocks:
+                if db.execute("SELECT 1 FROM blocks WHERE id = ?", (block,)).fetchone():
+                    db.execute(
+                        "INSERT OR IGNORE INTO replicas (block, node) VALUES (?, ?)",
+                        (block, node_id),
+                    )
+                elif block not in in_flight:
+                    db.execute(
+                        "INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", (node_id, block)
+                    )
+
+    def drop_replicas(self, node_id: str, blocks: list[str]) -> None:
+        """Forget replicas that *node_id* no longer has (it quarantined them)."""
+        with self.store.write() as db:
+            db.executemany(
+                "DELETE FROM replicas WHERE node = ? AND block = ?", ((node_id, b) for b in blocks)
+            )
+
+    def drop_replicas_of_block(self, block: str, nodes: list[str]) -> None:
+        """Surplus replicas: forget them and order their nodes to delete them."""
+        with self.store.write() as db:
+            for node in nodes:
+                db.execute("DELETE FROM replicas WHERE block = ? AND node = ?", (block, node))
+                db.execute("INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", (node, block))
+
+    def block_size_of(self, block: str) -> int:
+        row = self.db.execute("SELECT size FROM blocks WHERE id = ?", (block,)).fetchone()
+        return int(row[0]) if row else 0
+
+    _REQUIRED = (
+        "SELECT fb.block AS id, max(i.replication) AS req FROM file_blocks fb "
+        "JOIN inodes i ON i.id = fb.inode GROUP BY fb.block"
+    )
+    _SERVING = (
+        "SELECT r.block AS id, count(*) AS n FROM replicas r "
+        "WHERE r.node IN (SELECT id FROM temp.serving) GROUP BY r.block"
+    )
+
+    def replication_work(self, serving: set[str]) -> list[tuple[str, int, int, list[str]]]:
+        """(block, size, required replicas, nodes holding it) for every block whose count of
+        replicas on serving nodes is not what its files require; the fewest replicas first."""
+        self._set_nodes("serving", serving)
+        rows = self.db.execute(
+            f"WITH req AS ({self._REQUIRED}), cnt AS ({self._SERVING}) "
+            "SELECT req.id, b.size, req.req FROM req JOIN blocks b ON b.id = req.id "
+            "LEFT JOIN cnt ON cnt.id = req.id WHERE coalesce(cnt.n, 0) != req.req "
+            "ORDER BY coalesce(cnt.n, 0), req.id"
+        ).fetchall()
+        work = []
+        for block, size, required in rows:
+            holders = [
+                n for (n,) in self.db.execute("SELECT node FROM replicas WHERE block = ?", (block,))
+            ]
+            work.append((block, int(size), int(required), holders))
+        return work
+
+    def blocks_needing(self, node_id: str, serving: set[str]) -> int:
+        """How many blocks on *node_id* still lack their replicas on serving nodes."""
+        self._set_nodes("serving", serving)
+        (count,) = self.db.execute(
+            f"WITH req AS ({self._REQUIRED}), cnt AS ({self._SERVING}) "
+            "SELECT count(*) FROM replicas r JOIN req ON req.id = r.block "
+            "LEFT JOIN cnt ON cnt.id = r.block WHERE r.node = ? AND coalesce(cnt.n, 0) < req.req",
+            (node_id,),
+        ).fetchone()
+        return int(count)
+
+    def setrep(self, path: str, replication: int) -> int:
+        """Set the replication factor of a file, or of every file below a directory."""
+        with self.store.write() as db:
+            node = self.resolve(path)
+            self._select_subtree(db, node.id)
+            cur = db.execute(
+                "UPDATE inodes SET replication = ? "
+                "WHERE type = 'f' AND id IN (SELECT id FROM temp.subtree)",
+                (replication,),
+            )
+        return cur.rowcount
+
+    def _path_of(self, inode_id: int) -> str:
+        parts = []
+        while inode_id != ROOT_ID:
+            node = self._get(inode_id)
+            if node is None:
+                break
+            parts.append(node.name)
+            inode_id = node.parent
+        return "/" + "/".join(reversed(parts))
+
+    def fsck(
+        self, path: str, live: set[str], serving: set[str], corrupt: set[str], *, files: bool
+    ) -> wire.FsckReport:
+        """Block health below *path*: healthy (enough replicas on serving nodes), under-replicated
+        (readable, but too few), missing (no replica on a live node), corrupt (a replica failed
+        verification and has not been replaced yet)."""
+        node = self.resolve(path)
+        self._select_subtree(self.db, node.id)
+        self._set_nodes("serving", serving)
+        self._set_nodes("live", live)
+        rows = self.db.execute(
+            f"WITH req AS ({self._REQUIRED}), cnt AS ({self._SERVING}), "
+            "readable AS (SELECT r.block AS id, count(*) AS n FROM replicas r "
+            "WHERE r.node IN (SELECT id FROM temp.live) GROUP BY r.block) "
+            "SELECT fb.inode, fb.block, req.req, coalesce(cnt.n, 0), coalesce(readable.n, 0) "
+            "FROM file_blocks fb JOIN req ON req.id = fb.block "
+            "LEFT JOIN cnt ON cnt.id = fb.block LEFT JOIN readable ON readable.id = fb.block "
+            "WHERE fb.inode IN (SELECT id FROM temp.subtree) ORDER BY fb.inode, fb.idx"
+        )
+        report = wire.FsckReport(path=path)
+        per_file: dict[int, wire.FileHealth] = {}
+        for inode, block, required, have, readable in rows:
+            health = per_file.get(inode)
+            if health is None:
+                health = per_file[inode] = wire.FileHealth(path="")
+            health.blocks += 1
+            report.blocks += 1
+            if readable == 0:
+                health.missing += 1
+                report.missing += 1
+            elif have < required:
+                health.under_replicated += 1
+                report.under_replicated += 1
+            else:
+                health.healthy += 1
+                report.healthy += 1
+            if block in corrupt:
+                health.corrupt += 1
+                report.corrupt += 1
+        (report.files,) = self.db.execute(
+            "SELECT count(*) FROM inodes WHERE type = 'f' AND id IN (SELECT id FROM temp.subtree)"
+        ).fetchone()
+        if files:
+            for inode, health in sorted(per_file.items()):
+                health.path = self._path_of(inode)
+                report.file_details.append(health)
+        return report

@@ -1,0 +1,99 @@
+"""The scrubber: re-reads every block in the background and quarantines the ones that rotted.
+
+``run_once`` verifies each block against its sidecar (every chunk CRC, the block CRC and the
+size) at no more than ``scan_rate`` bytes per second, resuming after the last block it verified
+(kept in ``scanner.cursor``) so that a restart does not start the pass over. A bad replica moves
+to ``quarantine/`` and is reported with the next heartbeat; the name node then has a good copy
+made from another replica. ``run_forever`` starts a pass every ``scan_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from pydfs import checksum
+from pydfs.errors import PydfsError
+
+if TYPE_CHECKING:
+    from pydfs.datanode import DataNode
+
+log = logging.getLogger("pydfs.datanode.scanner")
+
+
+class Scanner:
+    def __init__(self, dn: DataNode) -> None:
+        self.dn = dn
+        self.cursor_file = dn.store.root / "scanner.cursor"
+        self.verified = 0
+        self.corrupt_found = 0
+
+    def verify(self, block_id: str) -> bool:
+        """True if the replica matches its checksums (blocking: run it in a thread)."""
+        store = self.dn.store
+        try:
+            sums = store.checksums(block_id)
+            with open(store.path(block_id), "rb") as f:
+                if os.fstat(f.fileno()).st_size != sums.size:
+                    return False
+                whole = 0
+                for expected in sums.chunk_crcs:
+                    data = f.read(sums.chunk_size)
+                    if checksum.crc(data) != expected:
+                        return False
+                    whole = checksum.crc(data, whole)
+                return whole == sums.crc and not f.read(1)
+        except FileNotFoundError:
+            return True  # deleted meanwhile: nothing to report
+        except (PydfsError, OSError):
+            return False
+
+    async def verify_and_report(self, block_id: str) -> bool:
+        ok = await asyncio.to_thread(self.verify, block_id)
+        if not ok and self.dn.store.exists(block_id):
+            self.dn.store.quarantine(block_id)
+            self.dn.heartbeater.corrupt.append(block_id)
+            self.corrupt_found += 1
+            log.warning("block %s failed verification: quarantined", block_id)
+        return ok
+
+    def _cursor(self) -> str:
+        try:
+            return self.cursor_file.read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    async def run_once(self) -> int:
+        """One pass over every block; returns how many were found corrupt."""
+        rate = self.dn.config.scan_rate
+        cursor = self._cursor()
+        found = 0
+        for block_id in sorted(b for b in self.dn.store.list() if b > cursor):
+            started = time.monotonic()
+            try:
+                size = self.dn.store.path(block_id).stat().st_size
+            except FileNotFoundError:
+                continue  # deleted since the listing
+            if not await self.verify_and_report(block_id):
+                found += 1
+            self.verified += 1
+            self.cursor_file.write_text(block_id)
+            if rate > 0:
+                await asyncio.sleep(max(0.0, size / rate - (time.monotonic() - started)))
+        self.cursor_file.unlink(missing_ok=True)  # the pass is complete; the next starts over
+        return found
+
+    async def run_forever(self) -> None:
+        interval = self.dn.config.scan_interval
+        while True:
+            started = time.monotonic()
+            try:
+                found = await self.run_once()
+                if found:
+                    log.warning("scrub pass found %d corrupt blocks", found)
+            except OSError:
+                log.exception("scrub pass failed")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

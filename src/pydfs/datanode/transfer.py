@@ -1,0 +1,98 @@
+"""Copying blocks to other data nodes on the name node's orders, throttled.
+
+A copy streams the block file with the chunk CRCs from its sidecar, in the same framed format a
+client writes, so the receiving node verifies every chunk on arrival exactly as for a client
+write. At most ``max_copies`` run at once, and together they send at most ``copy_bandwidth``
+bytes per second, so that healing never starves client traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from pydfs import rpc, wire
+from pydfs.errors import ChecksumMismatch, PydfsError
+
+if TYPE_CHECKING:
+    from pydfs.datanode import DataNode
+
+log = logging.getLogger("pydfs.datanode.transfer")
+
+
+class Throttle:
+    """A token bucket shared by all copies of one node."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._allowance = float(rate)
+        self._last = time.monotonic()
+
+    async def take(self, n: int) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        self._allowance = min(float(self.rate), self._allowance + (now - self._last) * self.rate)
+        self._last = now
+        self._allowance -= n
+        if self._allowance < 0:
+            await asyncio.sleep(-self._allowance / self.rate)
+
+
+class Transfers:
+    def __init__(self, dn: DataNode) -> None:
+        self.dn = dn
+        self._slots = asyncio.Semaphore(dn.config.max_copies)
+        self._throttle = Throttle(dn.config.copy_bandwidth)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, blocks: list[str], target: wire.NodeRef) -> None:
+        for block in blocks:
+            task = asyncio.ensure_future(self._copy(block, target))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _copy(self, block_id: str, target: wire.NodeRef) -> None:
+        async with self._slots:
+            try:
+                await self.copy(block_id, target)
+            except ChecksumMismatch:
+                # The target refused our bytes: find out whether our replica is the bad one.
+                log.warning("copy of %s to %s failed its checksum; verifying", block_id, target.id)
+                await self.dn.scanner.verify_and_report(block_id)
+                self.dn.heartbeater.failed_copies.append(block_id)
+            except (PydfsError, OSError) as exc:
+                log.warning("copy of %s to %s failed: %s", block_id, target.id, exc)
+                self.dn.heartbeater.failed_copies.append(block_id)
+
+    async def copy(self, block_id: str, target: wire.NodeRef) -> None:
+        store = self.dn.store
+        sums = store.checksums(block_id)
+        url = f"{target.url}{wire.API}/blocks/{block_id}"
+
+        async def frames() -> AsyncIterator[bytes]:
+            with open(store.path(block_id), "rb") as f:
+                for crc in sums.chunk_crcs:
+                    data = f.read(sums.chunk_size)
+                    await self._throttle.take(len(data))
+                    yield wire.FRAME.pack(len(data), crc)
+                    yield data
+            yield wire.FRAME.pack(0, sums.crc)
+
+        headers = {"Content-Type": "application/octet-stream"}
+        try:
+            async with self.dn.session.put(url, data=frames(), headers=headers) as resp:
+                await rpc.raise_for_error(resp)
+        except PydfsError:
+            raise
+        except Exception as exc:
+            raise rpc.translate(exc, target.url) from exc
+        log.info("copied block %s to %s", block_id, target.id)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

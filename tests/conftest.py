@@ -22,14 +22,29 @@ DEAD_AFTER = "1.5"
 BLOCK_SIZE = 256 * 1024  # small blocks, so that ordinary test files span several
 
 
-def make_cluster(root: Path, datanodes: int = 2, *, capacity: int | None = None) -> LocalCluster:
-    dn_args = ["--heartbeat-interval", HEARTBEAT]
+def make_cluster(
+    root: Path,
+    datanodes: int = 2,
+    *,
+    capacity: int | None = None,
+    datanode_args: list[str] | None = None,
+    namenode_args: list[str] | None = None,
+) -> LocalCluster:
+    dn_args = ["--heartbeat-interval", HEARTBEAT, *(datanode_args or [])]
     if capacity is not None:
         dn_args += ["--capacity", str(capacity)]
     return LocalCluster(
         root,
         datanodes,
-        namenode_args=["--dead-after", DEAD_AFTER, "--block-size", str(BLOCK_SIZE)],
+        namenode_args=[
+            "--dead-after",
+            DEAD_AFTER,
+            "--block-size",
+            str(BLOCK_SIZE),
+            "--replication-interval",
+            "0.2",
+            *(namenode_args or []),
+        ],
         datanode_args=dn_args,
     )
 
@@ -160,3 +175,17 @@ def block_files(cluster: LocalCluster) -> set[str]:
         for f in (node.data_dir / "blocks").glob("*/*.blk"):
             found.add(f.stem)
     return found
+
+
+def wait_healthy(cluster: LocalCluster, fs: object, timeout: float = 30) -> float:
+    """Wait until fsck finds every block at its replication factor; returns the seconds taken."""
+    import time as _time
+
+    started = _time.monotonic()
+
+    def healthy() -> bool:
+        report = fs.fsck()  # type: ignore[attr-defined]
+        return bool(report.healthy == report.blocks and not report.corrupt)
+
+    cluster.wait_until(healthy, timeout, "every block at its replication factor")
+    return _time.monotonic() - started

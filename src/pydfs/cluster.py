@@ -40,6 +40,7 @@ class NodeProcess:
     args: list[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "ns1"]
     popen: subprocess.Popen[bytes] | None = None
     url: str = ""
 
@@ -56,6 +57,7 @@ class NodeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.url_file.unlink(missing_ok=True)
         cmd = [
+            *self.prefix,
             sys.executable,
             "-m",
             "pydfs",
@@ -189,9 +191,13 @@ class LocalCluster:
             raise
         return self
 
-    def add_datanode(self) -> NodeProcess:
+    def add_datanode(
+        self, extra_args: list[str] | None = None, prefix: list[str] | None = None
+    ) -> NodeProcess:
+        """Start one more data node, with arguments of its own (``--capacity``, ``--host``...)."""
         node = self._new_datanode()
-        node.args = self._datanode_argv()
+        node.args = [*self._datanode_argv(), *(extra_args or [])]
+        node.prefix = prefix or []
         node.start()
         node.wait_ready()
         return node

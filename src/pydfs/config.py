@@ -33,7 +33,7 @@ class NameNodeConfig:
     dead_after: float = 60.0
     upload_lease: float = 600.0
     replication_interval: float = 3.0
-    max_copies_per_node: int = 2
+    max_copies_per_node: int = 4
     copy_timeout: float = 120.0
     log_level: str = "INFO"
 
@@ -51,7 +51,7 @@ class DataNodeConfig:
     scan_rate: int = 8 * MiB  # bytes/s the background scrubber reads
     scan_interval: float = 86400.0  # seconds from the start of one full scrub to the next
     copy_bandwidth: int = 100 * MiB  # bytes/s of replication copies sent by this node
-    max_copies: int = 2  # replication copies sent at once
+    max_copies: int = 4  # replication copies sent at once
     log_level: str = "INFO"
 
 

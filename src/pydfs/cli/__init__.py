@@ -15,7 +15,7 @@ from pydfs.errors import PydfsError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from pydfs.cli import servers
+    from pydfs.cli import admin, servers
     from pydfs.cli.commands import COMMANDS
 
     table = "\n".join(
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(c.name, aliases=[c.alias] if c.alias else [], help=c.help)
         c.arguments(p)
         p.set_defaults(handler=c.handler)
+    admin.add_parsers(sub)
     servers.add_parsers(sub)
     return parser
 

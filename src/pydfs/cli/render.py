@@ -68,3 +68,35 @@ def space(s: wire.Space) -> str:
         f"space available: {size(s.raw_free)} raw free, {size(s.usable)} usable at replication "
         f"{s.replication} ({s.live_nodes} live data nodes, {s.dead_nodes} dead)"
     )
+
+
+def datanodes(nodes: list[wire.DataNodeState], now: float) -> str:
+    lines = [
+        f"{'data node':<14}{'state':<8}{'admin':<17}{'used':>10}{'free':>12}{'blocks':>9}  "
+        "last heartbeat  address"
+    ]
+    for n in nodes:
+        ago = f"{now - n.last_heartbeat:.1f}s ago" if n.last_heartbeat else "never"
+        lines.append(
+            f"{n.id:<14}{n.state:<8}{n.admin_state:<17}{size(n.used):>10}{size(n.free):>12}"
+            f"{n.blocks:>9}  {ago:<14}  {n.url}"
+        )
+    return "\n".join(lines)
+
+
+def fsck(r: wire.FsckReport) -> str:
+    lines = [
+        f"{r.path}: {r.files} files, {r.blocks} blocks",
+        f"  healthy:          {r.healthy}",
+        f"  under-replicated: {r.under_replicated}",
+        f"  missing:          {r.missing}",
+        f"  corrupt:          {r.corrupt}",
+    ]
+    for f in r.file_details:
+        state = "MISSING" if f.missing else "UNDER" if f.under_replicated else "OK"
+        lines.append(
+            f"{state:<8} {f.path}  ({f.blocks} blocks: {f.healthy} healthy, "
+            f"{f.under_replicated} under-replicated, {f.missing} missing)"
+        )
+    lines.append(f"The file system under {r.path} is {r.status}.")
+    return "\n".join(lines)

@@ -134,6 +134,21 @@ class AsyncClient:
     async def datanodes(self) -> list[wire.DataNodeState]:
         return (await self.rpc.call("GET", "/cluster/datanodes", reply=wire.DataNodeList)).nodes
 
+    async def setrep(self, path: str, replication: int) -> int:
+        """Set the replication factor of a file or of every file below a directory; the
+        cluster then copies or trims replicas to match. Returns how many files changed."""
+        req = wire.SetReplicationRequest(path, replication)
+        reply = await self.rpc.call("POST", "/fs/setrep", req, reply=dict[str, int])
+        return reply["files"]
+
+    async def fsck(self, path: str = "/", *, files: bool = False) -> wire.FsckReport:
+        params = {"path": path, "files": "1" if files else "0"}
+        return await self.rpc.call("GET", "/fsck", reply=wire.FsckReport, params=params)
+
+    async def decommission(self, node: str, *, undo: bool = False) -> wire.DataNodeState:
+        route = "/cluster/recommission" if undo else "/cluster/decommission"
+        return await self.rpc.call("POST", route, wire.NodeRequest(node), reply=wire.DataNodeState)
+
     # --- writing --------------------------------------------------------------------------
 
     async def write_stream(

@@ -78,6 +78,18 @@ class Client:
     def space(self) -> wire.Space:
         return self._run(self._aio.space())
 
+    def datanodes(self) -> list[wire.DataNodeState]:
+        return self._run(self._aio.datanodes())
+
+    def setrep(self, path: str, replication: int) -> int:
+        return self._run(self._aio.setrep(path, replication))
+
+    def fsck(self, path: str = "/", *, files: bool = False) -> wire.FsckReport:
+        return self._run(self._aio.fsck(path, files=files))
+
+    def decommission(self, node: str, *, undo: bool = False) -> wire.DataNodeState:
+        return self._run(self._aio.decommission(node, undo=undo))
+
     def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:
         return self._run(self._aio.write_bytes(path, data, **kwargs))
 

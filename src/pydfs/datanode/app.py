@@ -41,6 +41,8 @@ def build(dn: DataNode) -> web.Application:
             block_crc = await _receive(request.content, writer.write_chunk, forward)
             await writer.commit(block_crc)
             dn.heartbeater.received.append(block_id)
+            if wire.H_COPY in request.headers:
+                dn.heartbeater.wake()  # the name node is waiting for this copy to finish
         except BaseException:
             writer.abort()
             if forward is not None:

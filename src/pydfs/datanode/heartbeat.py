@@ -23,7 +23,12 @@ class Heartbeater:
         self.received: list[str] = []
         self.corrupt: list[str] = []
         self.failed_copies: list[str] = []
+        self._wake = asyncio.Event()
         self._last_report: float | None = None  # a full report goes out at start
+
+    def wake(self) -> None:
+        """Send the next heartbeat now rather than at the end of the interval."""
+        self._wake.set()
 
     async def run_once(self) -> wire.HeartbeatReply:
         """One heartbeat; sends a full block report when the name node asks or one is due."""
@@ -82,4 +87,9 @@ class Heartbeater:
                 await self.run_once()
             except PydfsError as exc:
                 log.warning("heartbeat to %s failed: %s", self.dn.namenode.base_url, exc)
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+                await asyncio.sleep(0.05)  # let a burst of news gather into one heartbeat
+            except TimeoutError:
+                pass
+            self._wake.clear()

@@ -67,6 +67,7 @@ class Transfers:
             except (PydfsError, OSError) as exc:
                 log.warning("copy of %s to %s failed: %s", block_id, target.id, exc)
                 self.dn.heartbeater.failed_copies.append(block_id)
+            self.dn.heartbeater.wake()  # for news of the copy, and the next orders
 
     async def copy(self, block_id: str, target: wire.NodeRef) -> None:
         store = self.dn.store
@@ -82,7 +83,7 @@ class Transfers:
                     yield data
             yield wire.FRAME.pack(0, sums.crc)
 
-        headers = {"Content-Type": "application/octet-stream"}
+        headers = {"Content-Type": "application/octet-stream", wire.H_COPY: "1"}
         try:
             async with self.dn.session.put(url, data=frames(), headers=headers) as resp:
                 await rpc.raise_for_error(resp)

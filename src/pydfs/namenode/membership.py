@@ -111,7 +111,7 @@ class Membership:
             usable=free // max(1, min(replication, len(live) or 1)),
             replication=replication,
             live_nodes=len(live),
-            dead_nodes=len(self.nodes) - len(live),
+            dead_nodes=len(self.nodes) - len(self.live()),
         )
 
     def states(self) -> list[wire.DataNodeState]:

@@ -5,7 +5,7 @@ A block needs as many replicas on *serving* nodes (live, not decommissioning) as
 replication factor among the files that name it. ``run_once`` compares that with what the
 ``replicas`` table says, orders copies data node → data node for blocks with too few (those down
 to a single replica first), and trims surplus replicas from the fullest nodes. Copies are
-throttled: at most ``max_copies_per_node`` in flight from or to any one node, each with a
+throttled: at most ``max_copies_per_node`` in flight from, and to, any one node, each with a
 deadline after which it is forgotten and ordered again. A copy completes when its target reports
 the block received.
 
@@ -52,7 +52,7 @@ class Health:
 class Replicator:
     namespace: Namespace
     membership: Membership
-    max_copies_per_node: int = 2
+    max_copies_per_node: int = 4
     copy_timeout: float = 120.0
     dirty: bool = True
     health: Health = field(default_factory=Health)
@@ -131,11 +131,13 @@ class Replicator:
         live = {n.id for n in self.membership.live()}
         serving = {n.id for n in self.membership.serving()}
         health = Health()
-        busy: dict[str, int] = defaultdict(int)
+        sending: dict[str, int] = defaultdict(int)
+        receiving: dict[str, int] = defaultdict(int)
         for copies in self._in_flight.values():
             for c in copies:
-                busy[c.source] += 1
-                busy[c.target] += 1
+                sending[c.source] += 1
+                receiving[c.target] += 1
+        limit = self.max_copies_per_node
         candidates = self.membership.candidates()
         healthy_corrupt = set(self.corrupt)
         for block, size, required, holders in self.namespace.replication_work(serving):
@@ -148,7 +150,7 @@ class Replicator:
                 if not in_flight:
                     health.replicas_trimmed += self._trim(block, serving_holders, have - required)
                 continue
-            sources = [h for h in holders if h in live and busy[h] < self.max_copies_per_node]
+            sources = [h for h in holders if h in live and sending[h] < limit]
             if not any(h in live for h in holders):
                 health.missing += 1
                 continue
@@ -157,16 +159,16 @@ class Replicator:
             if need <= 0 or not sources:
                 continue
             exclude = frozenset(holders) | {c.target for c in in_flight}
-            exclude |= {n for n, count in busy.items() if count >= self.max_copies_per_node}
+            exclude |= {n for n, count in receiving.items() if count >= limit}
             for target in placement.choose(candidates, need, size, exclude=exclude):
-                source = min(sources, key=lambda h: busy[h])
+                source = min(sources, key=lambda h: sending[h])
                 copy = Copy(block, source, target, now + self.copy_timeout)
                 self._in_flight[block].append(copy)
                 self._orders[source].append(copy)
-                busy[source] += 1
-                busy[target] += 1
+                sending[source] += 1
+                receiving[target] += 1
                 health.copies_ordered += 1
-                if busy[source] >= self.max_copies_per_node:
+                if sending[source] >= limit:
                     sources.remove(source)
                     if not sources:
                         break

@@ -1,0 +1,60 @@
+"""Commands for keeping a cluster healthy: ``setrep``, ``fsck`` and ``admin``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import msgspec
+
+from pydfs.cli import render
+from pydfs.cli.commands import Context
+
+
+async def setrep(ctx: Context, args: argparse.Namespace) -> int:
+    path = ctx.path(args.path)
+    files = await ctx.client.setrep(path, args.replication)
+    ctx.out(
+        f"replication of {files} file(s) under {path} set to {args.replication}", {"files": files}
+    )
+    return 0
+
+
+async def fsck(ctx: Context, args: argparse.Namespace) -> int:
+    report = await ctx.client.fsck(ctx.path(args.path or "/"), files=args.files)
+    ctx.out(render.fsck(report), {**msgspec.to_builtins(report), "status": report.status})
+    return 1 if report.missing else 0
+
+
+async def report(ctx: Context, args: argparse.Namespace) -> int:
+    nodes = await ctx.client.datanodes()
+    space = await ctx.client.space()
+    ctx.out(render.datanodes(nodes, time.time()) + "\n" + render.space(space), nodes)
+    return 0
+
+
+async def decommission(ctx: Context, args: argparse.Namespace) -> int:
+    state = await ctx.client.decommission(args.node, undo=args.undo)
+    ctx.out(f"{state.id}: {state.admin_state}", state)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("setrep", help="change the replication factor of files")
+    p.add_argument("replication", type=int)
+    p.add_argument("path", help="a file, or a directory (every file below it)")
+    p.set_defaults(handler=setrep)
+
+    p = sub.add_parser("fsck", help="block health: healthy, under-replicated, missing, corrupt")
+    p.add_argument("path", nargs="?")
+    p.add_argument("--files", action="store_true", help="one line per file")
+    p.set_defaults(handler=fsck)
+
+    admin = sub.add_parser("admin", help="cluster administration")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    p = admin_sub.add_parser("report", help="each data node: state, capacity, use, blocks")
+    p.set_defaults(handler=report)
+    p = admin_sub.add_parser("decommission", help="drain a data node before removing it")
+    p.add_argument("node", help="data node id (see `pydfs admin report`)")
+    p.add_argument("--undo", action="store_true", help="put the node back in service")
+    p.set_defaults(handler=decommission)

@@ -187,5 +187,8 @@ def wait_healthy(cluster: LocalCluster, fs: object, timeout: float = 30) -> floa
         report = fs.fsck()  # type: ignore[attr-defined]
         return bool(report.healthy == report.blocks and not report.corrupt)
 
-    cluster.wait_until(healthy, timeout, "every block at its replication factor")
+    try:
+        cluster.wait_until(healthy, timeout, "every block at its replication factor")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}: {fs.fsck()}; {cluster.datanode_states()}") from None  # type: ignore[attr-defined]
     return _time.monotonic() - started

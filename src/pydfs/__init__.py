@@ -11,6 +11,7 @@ The SDK::
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from pydfs.errors import (
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from pydfs.client import AsyncClient, Client
 
 __version__ = "0.1.0"
+
+# A library logs, it does not print: applications choose where pydfs's records go.
+logging.getLogger("pydfs").addHandler(logging.NullHandler())
 
 __all__ = [
     "AlreadyExists",

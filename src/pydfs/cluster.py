@@ -215,6 +215,15 @@ class LocalCluster:
             nodes: list[dict[str, Any]] = json.load(resp)["nodes"]
             return nodes
 
+    def wait_for_registered(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until the name node knows every running data node, live, at its current URL."""
+        wanted = {n.url for n in self.datanodes if n.running}
+        self.wait_until(
+            lambda: wanted <= {n["url"] for n in self.datanode_states() if n["state"] == "live"},
+            timeout,
+            "every running data node registered at its current address",
+        )
+
     def wait_for_live(self, count: int, timeout: float = READY_TIMEOUT) -> None:
         self.wait_until(
             lambda: sum(n["state"] == "live" for n in self.datanode_states()) == count,

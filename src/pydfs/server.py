@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,7 +123,6 @@ async def serve(
     after_bind: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
     """Bind, announce the real URL, run until SIGTERM or SIGINT, then shut down gracefully."""
-    _exit_with_parent()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
@@ -140,6 +138,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watchdog = asyncio.ensure_future(_watch_parent(stop))
     try:
         if after_bind is not None:
             await after_bind(url)
@@ -149,23 +148,23 @@ async def serve(
         await stop.wait()
         log.info("shutting down")
     finally:
+        watchdog.cancel()
         await runner.cleanup()
         if url_file is not None:
             url_file.unlink(missing_ok=True)
 
 
-def _exit_with_parent() -> None:
-    """A node started by a harness (``PYDFS_PARENT_PID``) gets SIGTERM when the harness dies,
-    even by SIGKILL, instead of living on as an orphan that holds its ports and data."""
+async def _watch_parent(stop: asyncio.Event) -> None:
+    """A node started by a harness (``PYDFS_PARENT_PID``) stops when the harness process dies,
+    even by SIGKILL, instead of living on as an orphan that holds its ports and data.
+    (``PR_SET_PDEATHSIG`` will not do: it fires when the spawning *thread* ends.)"""
     parent = os.environ.get("PYDFS_PARENT_PID")
-    if not parent or not sys.platform.startswith("linux"):
+    if not parent:
         return
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(parent):  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+    while os.getppid() == int(parent):  # noqa: ASYNC110 (no event announces a parent death)
+        await asyncio.sleep(1.0)
+    log.warning("parent process %s is gone: stopping", parent)
+    stop.set()
 
 
 def _url_host(host: str) -> str:

@@ -226,6 +226,7 @@ class DataNodeState(Struct):
 class Heartbeat(Struct):
     id: str
     url: str
+    incarnation: str  # new each time the data node process starts
     capacity: int
     used: int
     free: int

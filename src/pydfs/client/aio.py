@@ -221,18 +221,26 @@ class AsyncClient:
             raise IsADirectory(f"{path} is a directory")
         end = status.size if length is None else min(status.size, offset + length)
         block_start = 0
-        for block in status.blocks or []:
+        for index, block in enumerate(status.blocks or []):
             block_end = block_start + block.size
             if block_end > offset and block_start < end:
                 lo, hi = max(offset, block_start) - block_start, min(end, block_end) - block_start
-                try:
-                    async for data in blocks.read_block(
-                        self.session, block, lo, hi, self._report_corrupt
-                    ):
-                        yield data
-                except Unavailable:
-                    await self._raise_if_replaced(path, status)
-                    raise
+                for attempt in range(3):
+                    try:
+                        async for data in blocks.read_block(
+                            self.session, block, lo, hi, self._report_corrupt
+                        ):
+                            yield data
+                            lo += len(data)
+                        break
+                    except Unavailable:
+                        # Every replica failed: the file may have been replaced, or its nodes
+                        # restarted on new addresses. Ask the name node again.
+                        if attempt == 2:
+                            raise
+                        await asyncio.sleep(0.3 * (attempt + 1))
+                        status = await self._still_same(path, status)
+                        block = (status.blocks or [])[index]
             block_start = block_end
 
     async def _report_corrupt(self, block: str, node: str) -> None:
@@ -241,13 +249,15 @@ class AsyncClient:
         except PydfsError:
             pass  # the scrubber will find it anyway
 
-    async def _raise_if_replaced(self, path: str, status: wire.FileStatus) -> None:
+    async def _still_same(self, path: str, status: wire.FileStatus) -> wire.FileStatus:
+        """Fresh block locations for *path*, provided it still has the same blocks."""
         try:
             now = await self.info(path)
         except FileNotFoundError:
             raise Conflict(f"{path} was deleted while being read") from None
         if [b.id for b in now.blocks or []] != [b.id for b in status.blocks or []]:
             raise Conflict(f"{path} was replaced while being read; read it again")
+        return now
 
     async def read_bytes(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
         return b"".join([d async for d in self.read_stream(path, offset, length)])

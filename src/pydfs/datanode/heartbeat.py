@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ class Heartbeater:
         self.failed_copies: list[str] = []
         self._wake = asyncio.Event()
         self._last_report: float | None = None  # a full report goes out at start
+        self.incarnation = secrets.token_hex(8)
 
     def wake(self) -> None:
         """Send the next heartbeat now rather than at the end of the interval."""
@@ -36,6 +38,7 @@ class Heartbeater:
         hb = wire.Heartbeat(
             id=store.node_id,
             url=dn.url,
+            incarnation=self.incarnation,
             capacity=store.total(),
             used=store.used,
             free=store.free(),

@@ -44,7 +44,9 @@ class NameNode:
 
     def heartbeat(self, hb: wire.Heartbeat) -> wire.HeartbeatReply:
         """Take in what a data node reports; answer with the work it is to do."""
-        node = self.membership.heartbeat(hb)
+        node, restarted = self.membership.heartbeat(hb)
+        if restarted:
+            self.replicator.forget_orders(node.id)  # a new process knows nothing of them
         self.replicator.received(node.id, hb.received, self.uploads.in_flight())
         self.replicator.corrupt_replicas(node.id, hb.corrupt)
         if hb.failed_copies:

@@ -31,6 +31,7 @@ class Node:
     last_heartbeat: float = 0.0  # monotonic
     last_heartbeat_wall: float = 0.0
     wants_report: bool = False
+    incarnation: str = ""
     admin_state: wire.AdminState = "normal"
 
 
@@ -45,11 +46,13 @@ class Membership:
         for node_id, url, admin_state in rows:
             self.nodes[node_id] = Node(node_id, url, admin_state=admin_state)
 
-    def heartbeat(self, hb: wire.Heartbeat) -> Node:
-        """Record a heartbeat. A node that is new to this process, or back from the dead, is
-        asked for a full block report so that its replicas are reconciled."""
+    def heartbeat(self, hb: wire.Heartbeat) -> tuple[Node, bool]:
+        """Record a heartbeat; returns the node and whether it is a new process since the last
+        one. A node that is new to this name node, restarted, or back from the dead is asked for
+        a full block report so that its replicas are reconciled."""
         node = self.nodes.get(hb.id)
-        returning = node is None or not self.is_live(hb.id)
+        restarted = node is None or node.incarnation != hb.incarnation
+        returning = restarted or not self.is_live(hb.id)
         if node is None or node.url != hb.url:
             with self.store.write() as db:
                 db.execute(
@@ -63,9 +66,10 @@ class Membership:
         node.capacity, node.used, node.free, node.blocks = hb.capacity, hb.used, hb.free, hb.blocks
         node.last_heartbeat = time.monotonic()
         node.last_heartbeat_wall = time.time()
+        node.incarnation = hb.incarnation
         if returning:
             node.wants_report = True
-        return node
+        return node, restarted
 
     def is_live(self, node_id: str) -> bool:
         node = self.nodes.get(node_id)

@@ -82,6 +82,15 @@ class Replicator:
                 self._in_flight.pop(block, None)
         self.dirty = True
 
+    def forget_orders(self, node_id: str) -> None:
+        """Copies that *node_id* was to send or receive will not happen: order them anew."""
+        self._orders.pop(node_id, None)
+        for block, copies in list(self._in_flight.items()):
+            copies[:] = [c for c in copies if node_id not in (c.source, c.target)]
+            if not copies:
+                del self._in_flight[block]
+        self.dirty = True
+
     def copy_failed(self, node_id: str, blocks: list[str]) -> None:
         for block in blocks:
             copies = self._in_flight.get(block, [])
@@ -121,14 +130,17 @@ class Replicator:
 
     def run_once(self) -> Health:
         now = time.monotonic()
+        live = {n.id for n in self.membership.live()}
         for block, copies in list(self._in_flight.items()):
-            copies[:] = [c for c in copies if c.deadline > now]
+            # A copy past its deadline, or between nodes one of which died, is ordered anew.
+            copies[:] = [
+                c for c in copies if c.deadline > now and c.source in live and c.target in live
+            ]
             if not copies:
                 del self._in_flight[block]
         if not (self._view_changed() or self.dirty or self._in_flight):
             return self.health
         self.dirty = False
-        live = {n.id for n in self.membership.live()}
         serving = {n.id for n in self.membership.serving()}
         health = Health()
         sending: dict[str, int] = defaultdict(int)

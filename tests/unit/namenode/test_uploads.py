@@ -18,7 +18,9 @@ MiB = 1024 * 1024
 
 def live(ns, *node_ids, free=100 * MiB):
     for node_id in node_ids:
-        ns.membership.heartbeat(wire.Heartbeat(node_id, f"http://{node_id}.test", free, 0, free, 0))
+        ns.membership.heartbeat(
+            wire.Heartbeat(node_id, f"http://{node_id}.test", "inc-1", free, 0, free, 0)
+        )
 
 
 def trash(ns):

@@ -11,7 +11,7 @@ import pytest
 
 from pydfs import Client, PydfsError
 from pydfs.cluster import LocalCluster, NodeProcess
-from tests.conftest import BLOCK_SIZE, Cli, block_files
+from tests.conftest import BLOCK_SIZE, Cli, block_files, wait_healthy
 
 pytestmark = pytest.mark.fault
 
@@ -86,6 +86,10 @@ def test_sigkill_datanode_during_upload(cluster_factory: Callable[..., LocalClus
         for block in status.blocks or []:
             assert [n for n in block.nodes if n.id != victim_id], "a block only on the dead node"
         assert fs.read_bytes("/big") == data
+        cluster.wait_for_live(2)
+        wait_healthy(cluster, fs)  # afterwards every block reaches its replication factor
+        for block in fs.info("/big").blocks or []:
+            assert len([n for n in block.nodes if n.live]) == 2
 
 
 def test_stale_replicas_are_removed_when_a_node_returns(

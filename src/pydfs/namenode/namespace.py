@@ -507,19 +507,24 @@ class Namespace:
         self.db.execute(f"DELETE FROM temp.{table}")
         self.db.executemany(f"INSERT INTO temp.{table} VALUES (?)", ((n,) for n in nodes))
 
-    def add_replicas(self, node_id: str, blocks: list[str], in_flight: set[str]) -> None:
-        """A data node stored *blocks*: count the known ones, trash those nobody will commit."""
+    def add_replicas(self, node_id: str, blocks: list[str], in_flight: set[str]) -> int:
+        """A data node stored *blocks*: count the known ones, trash those nobody will commit.
+        Returns how many replicas this changed (a client write's were counted at its commit)."""
+        changed = 0
         with self.store.write() as db:
             for block in blocks:
                 if db.execute("SELECT 1 FROM blocks WHERE id = ?", (block,)).fetchone():
-                    db.execute(
+                    changed += db.execute(
                         "INSERT OR IGNORE INTO replicas (block, node) VALUES (?, ?)",
                         (block, node_id),
-                    )
+                    ).rowcount
+                    # A fresh copy must not fall to a delete order given for an older one.
+                    db.execute("DELETE FROM trash WHERE node = ? AND block = ?", (node_id, block))
                 elif block not in in_flight:
-                    db.execute(
+                    changed += db.execute(
                         "INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", (node_id, block)
-                    )
+                    ).rowcount
+        return changed
 
     def drop_replicas(self, node_id: str, blocks: list[str]) -> None:
         """Forget replicas that *node_id* no longer has (it quarantined them)."""

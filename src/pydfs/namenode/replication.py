@@ -70,7 +70,8 @@ class Replicator:
         uploads still in flight are counted when their upload commits."""
         if not blocks:
             return
-        self.namespace.add_replicas(node_id, blocks, in_flight)
+        if self.namespace.add_replicas(node_id, blocks, in_flight):
+            self.dirty = True
         for block in blocks:
             copies = self._in_flight.get(block, [])
             done = [c for c in copies if c.target == node_id]
@@ -78,9 +79,9 @@ class Replicator:
                 copies.remove(copy)
                 self.blocks_copied += 1
                 self.bytes_copied += self.namespace.block_size_of(block)
+                self.dirty = True
             if not copies:
                 self._in_flight.pop(block, None)
-        self.dirty = True
 
     def forget_orders(self, node_id: str) -> None:
         """Copies that *node_id* was to send or receive will not happen: order them anew."""

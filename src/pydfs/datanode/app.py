@@ -101,6 +101,9 @@ def build(dn: DataNode) -> web.Application:
 
     app.router.add_put(f"{v1}/blocks/{{id}}", put_block)
     app.router.add_get(f"{v1}/blocks/{{id}}", get_block)
+    from pydfs import metrics
+
+    metrics.instrument(app, "datanode", dn)
     return app
 
 

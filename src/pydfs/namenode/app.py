@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -114,9 +113,6 @@ def build(nn: NameNode) -> web.Application:
         req = await read_body(request, wire.NodeRequest)
         return json_response(nn.decommission(req.node, undo=True))
 
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(text=_status_page(nn), content_type="text/html")
-
     r.add_get(f"{v1}/fs/stat", stat)
     r.add_get(f"{v1}/fs/list", listdir)
     r.add_post(f"{v1}/fs/mkdir", mkdir)
@@ -138,22 +134,9 @@ def build(nn: NameNode) -> web.Application:
     r.add_get(f"{v1}/fsck", fsck)
     r.add_post(f"{v1}/cluster/decommission", decommission)
     r.add_post(f"{v1}/cluster/recommission", recommission)
-    r.add_get("/", index)
+    from pydfs import metrics
+    from pydfs.web import routes as web_routes
+
+    web_routes.setup(app, nn)
+    metrics.instrument(app, "namenode", nn)
     return app
-
-
-def _status_page(nn: NameNode) -> str:
-    space = nn.membership.space(nn.namespace.replication)
-    rows = "".join(
-        f"<tr><td>{html.escape(s.id)}</td><td>{html.escape(s.url)}</td><td>{s.state}</td>"
-        f"<td>{s.used:,}</td><td>{s.free:,}</td><td>{s.blocks:,}</td></tr>"
-        for s in nn.membership.states()
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>pydfs name node</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{padding:.3em 1em;text-align:left}}
-</style></head><body><h1>pydfs name node</h1>
-<p>{space.live_nodes} live and {space.dead_nodes} dead data nodes;
-{space.raw_free:,} bytes free ({space.usable:,} usable at replication {space.replication}).</p>
-<table><tr><th>data node</th><th>address</th><th>state</th>
-<th>used</th><th>free</th><th>blocks</th></tr>
-{rows}</table></body></html>"""

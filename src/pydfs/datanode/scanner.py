@@ -47,7 +47,9 @@ class Scanner:
                     whole = checksum.crc(data, whole)
                 return whole == sums.crc and not f.read(1)
         except FileNotFoundError:
-            return True  # deleted meanwhile: nothing to report
+            # Deleted meanwhile (the block file goes first): nothing to report. A block file
+            # whose sidecar is lost can be neither verified nor served: it is bad.
+            return not store.exists(block_id)
         except (PydfsError, OSError):
             return False
 

@@ -41,6 +41,12 @@ class NameNode:
             copy_timeout=config.copy_timeout,
         )
         self._verify: dict[str, list[str]] = {}  # node → replicas a reader found bad
+        self.uploads.on_commit = self._committed
+
+    def _committed(self, blocks: list[wire.StoredBlock], replication: int) -> None:
+        """A write whose pipeline lost a node committed short blocks: have them healed."""
+        if any(len(b.nodes) < replication for b in blocks):
+            self.replicator.dirty = True
 
     def heartbeat(self, hb: wire.Heartbeat) -> wire.HeartbeatReply:
         """Take in what a data node reports; answer with the work it is to do."""

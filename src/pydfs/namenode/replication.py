@@ -134,9 +134,17 @@ class Replicator:
         live = {n.id for n in self.membership.live()}
         for block, copies in list(self._in_flight.items()):
             # A copy past its deadline, or between nodes one of which died, is ordered anew.
-            copies[:] = [
-                c for c in copies if c.deadline > now and c.source in live and c.target in live
+            dropped = [
+                c
+                for c in copies
+                if c.deadline <= now or c.source not in live or c.target not in live
             ]
+            for copy in dropped:
+                copies.remove(copy)
+                queued = self._orders.get(copy.source, [])
+                if copy in queued:
+                    queued.remove(copy)  # not handed out yet: withdraw it
+                self.dirty = True
             if not copies:
                 del self._in_flight[block]
         if not (self._view_changed() or self.dirty or self._in_flight):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydfs import paths, wire
@@ -43,10 +44,18 @@ class Upload:
 
 
 class Uploads:
-    def __init__(self, namespace: Namespace, membership: Membership, *, lease: float) -> None:
+    def __init__(
+        self,
+        namespace: Namespace,
+        membership: Membership,
+        *,
+        lease: float,
+        on_commit: Callable[[list[wire.StoredBlock], int], None] | None = None,
+    ) -> None:
         self.namespace = namespace
         self.membership = membership
         self.lease = lease
+        self.on_commit = on_commit  # (blocks, replication): lets healing see a short pipeline
         self._uploads: dict[str, Upload] = {}
 
     def start(self, req: wire.UploadRequest, owner: str) -> wire.UploadGrant:
@@ -130,6 +139,8 @@ class Uploads:
             overwrite=upload.overwrite,
         )
         self._forget(upload, keep=seen)
+        if self.on_commit is not None:
+            self.on_commit(req.blocks, upload.replication)
         return status
 
     def abort(self, upload_id: str) -> None:

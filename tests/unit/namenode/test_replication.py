@@ -6,13 +6,14 @@ Every scan is one ``run_once()``: no test sleeps.
 
 import os
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from pydfs import wire
 from pydfs.config import NameNodeConfig
 from pydfs.errors import InvalidArgument, NotFound
-from pydfs.namenode import NameNode
+from pydfs.namenode import NameNode, replication
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
@@ -232,12 +233,16 @@ def test_a_copy_from_a_dead_source_is_dropped_and_ordered_again_on_its_return(ns
     assert len(copies(rep, "dn-1")) == 1
 
 
-def test_a_copy_past_its_deadline_is_ordered_again(ns):
-    rep = Replicator(ns, ns.membership, copy_timeout=-1)  # every copy is already late
+def test_a_copy_past_its_deadline_is_ordered_again(ns, monkeypatch):
+    rep = Replicator(ns, ns.membership, copy_timeout=120)
     live(ns.membership, "dn-1", "dn-2", "dn-3")
     put(ns, "/f", 2, {bid(1): ["dn-1"]})
     rep.run_once()
     assert len(copies(rep, "dn-1")) == 1
+    assert rep.run_once().copies_ordered == 0  # in flight, within its deadline
+    later = time.monotonic() + 121
+    monkeypatch.setattr(replication, "time", SimpleNamespace(monotonic=lambda: later))
+    # Nothing else happens in the cluster: the late copy alone must lead to a new order.
     assert rep.run_once().copies_ordered == 1
     assert len(copies(rep, "dn-1")) == 1
 
@@ -291,7 +296,9 @@ def test_corrupt_replica_is_dropped_and_the_block_healed(ns, rep):
     rep.corrupt_replicas("dn-2", [bid(1)])
     assert holders(ns, bid(1)) == {"dn-1"}
     assert rep.corrupt == {bid(1)}
-    report = ns.fsck("/", {"dn-1", "dn-2", "dn-3"}, {"dn-1", "dn-2", "dn-3"}, rep.corrupt, files=False)
+    report = ns.fsck(
+        "/", {"dn-1", "dn-2", "dn-3"}, {"dn-1", "dn-2", "dn-3"}, rep.corrupt, files=False
+    )
     assert (report.corrupt, report.under_replicated) == (1, 1)
 
     health = rep.run_once()
@@ -515,7 +522,9 @@ def test_fsck_counts_block_health_per_file(nn):
     assert (report.files, report.blocks) == (3, 4)
     assert (report.healthy, report.under_replicated, report.missing) == (2, 1, 1)
     assert report.status != "HEALTHY"
-    details = {h.path: (h.blocks, h.healthy, h.under_replicated, h.missing) for h in report.file_details}
+    details = {
+        h.path: (h.blocks, h.healthy, h.under_replicated, h.missing) for h in report.file_details
+    }
     assert details == {
         "/a/healthy": (1, 1, 0, 0),
         "/a/under": (2, 1, 1, 0),
@@ -558,7 +567,7 @@ def test_an_upload_committed_with_too_few_replicas_is_repaired(nn):
     for node in ("dn-1", "dn-2", "dn-3"):
         beat(nn, node)
     grant = nn.uploads.start(wire.UploadRequest("/f", replication=2, block_size=4096), OWNER)
-    first, second = (n.id for n in grant.block.targets)
+    first = grant.block.targets[0].id
     beat(nn, first, received=[grant.block.block_id])  # stored, not yet committed
     nn.replicator.run_once()  # the scan happens to run before the commit
     # The second pipeline node failed: the writer commits with the one replica it has.

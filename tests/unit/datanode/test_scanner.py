@@ -1,0 +1,335 @@
+"""The scrubber (verify, quarantine, resumable passes, rate) and the copy throttle.
+
+Sleeps are recorded by a fake ``asyncio.sleep`` and clocks are faked, so no test waits.
+"""
+
+import asyncio
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from pydfs import checksum
+from pydfs.checksum import BlockChecksums
+from pydfs.datanode import scanner as scanner_module
+from pydfs.datanode import transfer
+from pydfs.datanode.blockstore import BlockStore
+from pydfs.datanode.scanner import Scanner
+from pydfs.datanode.transfer import Throttle
+
+CHUNK = 16
+
+
+def bid(n: int) -> str:
+    return f"{n:032x}"
+
+
+def write_block(store, block_id, data):
+    writer = store.writer(block_id, None)
+    for i in range(0, len(data), CHUNK):
+        chunk = data[i : i + CHUNK]
+        writer.write_chunk(chunk, checksum.crc(chunk))
+    return asyncio.run(writer.commit(checksum.crc(data)))
+
+
+def fake_dn(tmp_path, scan_rate=0):
+    """What the scanner uses of a DataNode: its store, its config and the heartbeat's news."""
+    return SimpleNamespace(
+        store=BlockStore(tmp_path, CHUNK),
+        config=SimpleNamespace(scan_rate=scan_rate),
+        heartbeater=SimpleNamespace(corrupt=[]),
+    )
+
+
+@pytest.fixture
+def dn(tmp_path):
+    return fake_dn(tmp_path)
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Every asyncio.sleep is recorded and returns at once."""
+    requested = []
+
+    async def sleep(delay, result=None):
+        requested.append(delay)
+        return result
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    return requested
+
+
+def flip_byte(path, offset):
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def quarantined(store):
+    return sorted(p.name for p in store.quarantine_dir.iterdir())
+
+
+# --- verify ---------------------------------------------------------------------------------
+
+
+def test_verify_accepts_a_good_block(dn):
+    write_block(dn.store, bid(1), os.urandom(3 * CHUNK + 5))
+    write_block(dn.store, bid(2), os.urandom(2 * CHUNK))
+    write_block(dn.store, bid(3), b"")
+    scanner = Scanner(dn)
+    assert scanner.verify(bid(1)) is True
+    assert scanner.verify(bid(2)) is True
+    assert scanner.verify(bid(3)) is True
+
+
+@pytest.mark.parametrize("offset", [0, CHUNK + 3, 3 * CHUNK + 4])
+def test_verify_rejects_a_flipped_byte(dn, offset):
+    write_block(dn.store, bid(1), os.urandom(3 * CHUNK + 5))
+    flip_byte(dn.store.path(bid(1)), offset)
+    assert Scanner(dn).verify(bid(1)) is False
+
+
+@pytest.mark.parametrize("keep", [0, CHUNK, 3 * CHUNK + 4])
+def test_verify_rejects_a_truncated_block(dn, keep):
+    write_block(dn.store, bid(1), os.urandom(3 * CHUNK + 5))
+    path = dn.store.path(bid(1))
+    path.write_bytes(path.read_bytes()[:keep])
+    assert Scanner(dn).verify(bid(1)) is False
+
+
+def test_verify_rejects_a_block_that_grew(dn):
+    write_block(dn.store, bid(1), os.urandom(2 * CHUNK))
+    with open(dn.store.path(bid(1)), "ab") as f:
+        f.write(b"x")
+    assert Scanner(dn).verify(bid(1)) is False
+
+
+def test_verify_rejects_a_damaged_sidecar(dn):
+    write_block(dn.store, bid(1), os.urandom(3 * CHUNK + 5))
+    sidecar = dn.store.path(bid(1)).with_suffix(".crc")
+    good = sidecar.read_bytes()
+    scanner = Scanner(dn)
+
+    sidecar.write_bytes(b"garbage")
+    assert scanner.verify(bid(1)) is False
+    sidecar.write_bytes(good[:-4])  # a chunk CRC short
+    assert scanner.verify(bid(1)) is False
+    raw = bytearray(good)  # the last chunk CRC wrong
+    raw[-1] ^= 0x01
+    sidecar.write_bytes(bytes(raw))
+    assert scanner.verify(bid(1)) is False
+    sums = BlockChecksums.decode(good)
+    wrong_block_crc = BlockChecksums(sums.chunk_size, sums.size, sums.crc ^ 1, sums.chunk_crcs)
+    sidecar.write_bytes(wrong_block_crc.encode())
+    assert scanner.verify(bid(1)) is False
+
+    sidecar.write_bytes(good)
+    assert scanner.verify(bid(1)) is True
+
+
+def test_verify_rejects_a_block_whose_sidecar_is_lost(dn):
+    # Blocks are deleted and quarantined block file first, so a block file without its
+    # sidecar is not a deletion in progress: the replica cannot be verified nor served.
+    write_block(dn.store, bid(1), os.urandom(CHUNK))
+    dn.store.path(bid(1)).with_suffix(".crc").unlink()
+    assert Scanner(dn).verify(bid(1)) is False
+    assert asyncio.run(Scanner(dn).verify_and_report(bid(1))) is False
+    assert dn.heartbeater.corrupt == [bid(1)]
+    assert not dn.store.exists(bid(1))
+
+
+def test_verify_of_a_block_deleted_meanwhile_is_not_a_failure(dn):
+    assert Scanner(dn).verify(bid(1)) is True
+
+
+# --- verify_and_report ----------------------------------------------------------------------
+
+
+def test_verify_and_report_quarantines_a_bad_replica(dn):
+    data = os.urandom(2 * CHUNK)
+    write_block(dn.store, bid(1), data)
+    write_block(dn.store, bid(2), data)
+    flip_byte(dn.store.path(bid(1)), 1)
+    scanner = Scanner(dn)
+    assert asyncio.run(scanner.verify_and_report(bid(2))) is True
+    assert dn.heartbeater.corrupt == []
+
+    assert asyncio.run(scanner.verify_and_report(bid(1))) is False
+    assert not dn.store.exists(bid(1))
+    assert quarantined(dn.store) == [f"{bid(1)}.blk", f"{bid(1)}.crc"]
+    assert dn.heartbeater.corrupt == [bid(1)]
+    assert scanner.corrupt_found == 1
+    assert (dn.store.count, dn.store.used) == (1, len(data))
+    assert dn.store.exists(bid(2))
+
+
+# --- run_once -------------------------------------------------------------------------------
+
+
+def test_run_once_quarantines_the_bad_and_keeps_the_good(dn):
+    for n in range(1, 6):
+        write_block(dn.store, bid(n), os.urandom(CHUNK * n))
+    flip_byte(dn.store.path(bid(2)), 0)
+    path = dn.store.path(bid(4))
+    path.write_bytes(path.read_bytes()[:-1])
+    scanner = Scanner(dn)
+    assert asyncio.run(scanner.run_once()) == 2
+    assert scanner.verified == 5
+    assert sorted(dn.heartbeater.corrupt) == [bid(2), bid(4)]
+    assert sorted(dn.store.list()) == [bid(1), bid(3), bid(5)]
+    assert quarantined(dn.store) == sorted(f"{bid(n)}.{e}" for n in (2, 4) for e in ("blk", "crc"))
+    assert not scanner.cursor_file.exists()  # the pass completed
+
+    assert asyncio.run(scanner.run_once()) == 0  # nothing left to find
+    assert scanner.verified == 8
+    assert len(dn.heartbeater.corrupt) == 2
+
+
+def test_run_once_resumes_after_the_cursor(dn):
+    for n in range(1, 5):
+        write_block(dn.store, bid(n), os.urandom(CHUNK))
+    flip_byte(dn.store.path(bid(1)), 0)  # before the cursor: not reached by this pass
+    flip_byte(dn.store.path(bid(4)), 0)
+    scanner = Scanner(dn)
+    scanner.cursor_file.write_text(bid(2) + "\n")
+    assert asyncio.run(scanner.run_once()) == 1
+    assert scanner.verified == 2  # bid(3) and bid(4)
+    assert dn.heartbeater.corrupt == [bid(4)]
+    assert dn.store.exists(bid(1))
+    assert not scanner.cursor_file.exists()
+
+    assert asyncio.run(scanner.run_once()) == 1  # the next pass starts over
+    assert dn.heartbeater.corrupt == [bid(4), bid(1)]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_pass_resumes_after_the_last_verified_block(tmp_path, monkeypatch):
+    dn = fake_dn(tmp_path, scan_rate=1024)
+    for n in range(1, 5):
+        write_block(dn.store, bid(n), os.urandom(CHUNK))
+    calls = []
+
+    async def sleep_then_crash(delay, result=None):
+        calls.append(delay)
+        if len(calls) == 2:
+            raise Interrupted  # the process stops during the pass
+
+    monkeypatch.setattr(asyncio, "sleep", sleep_then_crash)
+    with pytest.raises(Interrupted):
+        asyncio.run(Scanner(dn).run_once())
+    assert (tmp_path / "scanner.cursor").read_text() == bid(2)
+
+    dn.config.scan_rate = 0
+    scanner = Scanner(dn)  # a restarted node
+    assert asyncio.run(scanner.run_once()) == 0
+    assert scanner.verified == 2  # bid(3) and bid(4) only
+    assert not scanner.cursor_file.exists()
+
+
+def test_run_once_on_an_empty_store(dn, sleeps):
+    scanner = Scanner(dn)
+    assert asyncio.run(scanner.run_once()) == 0
+    assert scanner.verified == 0
+    assert sleeps == []
+    assert not scanner.cursor_file.exists()
+
+
+def test_scan_rate_zero_is_unthrottled(dn, sleeps):
+    for n in range(1, 4):
+        write_block(dn.store, bid(n), os.urandom(4 * CHUNK))
+    assert asyncio.run(Scanner(dn).run_once()) == 0
+    assert sleeps == []
+
+
+def test_scan_rate_paces_the_pass_by_block_size(tmp_path, sleeps, monkeypatch):
+    dn = fake_dn(tmp_path, scan_rate=32)  # bytes per second
+    sizes = [CHUNK, 4 * CHUNK, 2 * CHUNK + 3]
+    for n, size in enumerate(sizes, 1):
+        write_block(dn.store, bid(n), os.urandom(size))
+    monkeypatch.setattr(scanner_module, "time", SimpleNamespace(monotonic=lambda: 100.0))
+    assert asyncio.run(Scanner(dn).run_once()) == 0
+    assert sleeps == [size / 32 for size in sizes]
+
+
+def test_scan_rate_counts_the_time_verifying_took(tmp_path, sleeps, monkeypatch):
+    dn = fake_dn(tmp_path, scan_rate=32)
+    write_block(dn.store, bid(1), os.urandom(4 * CHUNK))  # 2 s worth at 32 B/s
+    write_block(dn.store, bid(2), os.urandom(CHUNK))  # 0.5 s worth
+    ticks = iter([0.0, 0.5, 10.0, 13.0])  # verifying bid(1) took 0.5 s, bid(2) took 3 s
+    monkeypatch.setattr(scanner_module, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    asyncio.run(Scanner(dn).run_once())
+    assert sleeps == [1.5, 0.0]
+
+
+# --- Throttle -------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch, sleeps):
+    """The throttle's clock, advanced by every (fake) sleep."""
+    fake = FakeClock()
+    monkeypatch.setattr(transfer, "time", fake)
+
+    async def sleep(delay, result=None):
+        sleeps.append(delay)
+        fake.now += delay
+        return result
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    return fake
+
+
+def test_throttle_rate_zero_never_sleeps(clock, sleeps):
+    throttle = Throttle(0)
+
+    async def main():
+        for _ in range(100):
+            await throttle.take(10**9)
+
+    asyncio.run(main())
+    assert sleeps == []
+
+
+def test_throttle_lets_a_burst_of_one_second_through(clock, sleeps):
+    throttle = Throttle(1000)
+    asyncio.run(throttle.take(1000))
+    assert sleeps == []
+
+
+def test_throttle_makes_taking_more_than_the_allowance_take_time(clock, sleeps):
+    throttle = Throttle(1000)
+    start = clock.now
+
+    async def main():
+        for _ in range(5):
+            await throttle.take(1000)
+
+    asyncio.run(main())
+    assert sleeps == [1.0, 1.0, 1.0, 1.0]
+    assert clock.now - start == pytest.approx(4.0)  # 5000 bytes: the burst, then 1000 B/s
+
+
+def test_throttle_refills_with_time_but_never_beyond_one_second(clock, sleeps):
+    throttle = Throttle(1000)
+
+    async def main():
+        await throttle.take(1000)  # the whole allowance
+        await throttle.take(500)  # 500 over: half a second
+        clock.now += 0.5  # the sleep and this: 1000 more allowed, 500 of them owed
+        await throttle.take(1000)  # 500 over again
+        clock.now += 60.0  # idle: the allowance is capped at one second's worth
+        await throttle.take(2000)
+
+    asyncio.run(main())
+    assert sleeps == pytest.approx([0.5, 0.5, 1.0])

@@ -1,0 +1,299 @@
+"""HTML for the web UI: the templates in ``templates/`` filled in with escaped values.
+
+Templates are ``string.Template`` files shipped as package data. Every value that reaches a
+template is HTML already: text goes through ``esc`` (``html.escape``) and URLs through ``url``,
+so nothing a user named (a file, a node) can inject markup.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import time
+from importlib import resources
+from string import Template
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+from pydfs import __version__, paths, wire
+
+if TYPE_CHECKING:
+    from pydfs.namenode.replication import Health
+
+NAV = (("/", "Overview"), ("/ui/browse?path=/", "Browse"), ("/ui/datanodes", "Data nodes"))
+
+
+@functools.cache
+def _template(name: str) -> Template:
+    text = resources.files(__package__).joinpath("templates", name).read_text("utf-8")
+    return Template(text)
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def url(route: str, **params: str) -> str:
+    """An escaped URL for an attribute: *route* with its query parameters."""
+    return esc(f"{route}?{urlencode(params, safe='/', quote_via=quote)}" if params else route)
+
+
+def browse_url(path: str) -> str:
+    return f"/ui/browse?{urlencode({'path': path}, safe='/', quote_via=quote)}"
+
+
+def page(title: str, body: str, *, host: str, active: str = "") -> str:
+    nav = "".join(
+        f'<a href="{esc(href)}"{" class=active" if label == active else ""}>{label}</a>'
+        for href, label in NAV
+    )
+    return _template("base.html").substitute(
+        title=esc(title), nav=nav, host=esc(host), body=body, version=esc(__version__)
+    )
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def size(n: int) -> str:
+    """``1.5 MiB``, with the exact count of bytes in a tooltip."""
+    value, unit = float(n), "B"
+    for next_unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, next_unit
+    text = f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+    return f'<span title="{n:,} bytes">{text}</span>'
+
+
+def when(ts: float) -> str:
+    if not ts:
+        return '<span class="muted">never</span>'
+    local = time.localtime(ts)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S%z", local)
+    return f'<time datetime="{iso}">{time.strftime("%Y-%m-%d %H:%M:%S", local)}</time>'
+
+
+def ago(ts: float, now: float) -> str:
+    if not ts:
+        return '<span class="muted">never</span>'
+    seconds = max(0.0, now - ts)
+    text = f"{seconds:.1f} s ago" if seconds < 60 else f"{seconds / 60:.0f} min ago"
+    if seconds >= 3600:
+        text = f"{seconds / 3600:.1f} h ago"
+    return (
+        f'<span title="{esc(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)))}">{text}</span>'
+    )
+
+
+def bar(part: int, whole: int) -> str:
+    fraction = part / whole if whole else 0.0
+    level = "bad" if fraction > 0.9 else "warn" if fraction > 0.75 else ""
+    return (
+        f'<div class="bar {level}" title="{fraction:.0%}">'
+        f'<span style="width:{min(100.0, fraction * 100):.1f}%"></span></div>'
+    )
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def _badge(text: str, level: str) -> str:
+    return f'<span class="badge {level}">{esc(text)}</span>'
+
+
+# --- pages --------------------------------------------------------------------------------
+
+
+def nodes_table(states: list[wire.DataNodeState], now: float) -> str:
+    if not states:
+        return '<p class="muted">No data node has registered yet.</p>'
+    rows = []
+    for s in states:
+        state = _badge(s.state, "ok" if s.state == "live" else "bad")
+        admin = _badge(s.admin_state, "neutral" if s.admin_state == "normal" else "warn")
+        rows.append(
+            f"<tr><td class=mono>{esc(s.id)}</td>"
+            f'<td class=mono><a href="{esc(s.url)}/v1/health">{esc(s.url)}</a></td>'
+            f"<td>{state}</td><td>{admin}</td>"
+            f"<td class=num>{size(s.used)}</td><td class=num>{size(s.free)}</td>"
+            f"<td style='width:12%'>{bar(s.capacity - s.free, s.capacity)}</td>"
+            f"<td class=num>{s.blocks:,}</td><td>{ago(s.last_heartbeat, now)}</td></tr>"
+        )
+    return (
+        '<table class="listing"><thead><tr><th>Id</th><th>Address</th><th>State</th>'
+        '<th>Admin state</th><th class="num">Used</th><th class="num">Free</th><th>Disk</th>'
+        '<th class="num">Blocks</th><th>Last heartbeat</th></tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def overview(
+    space: wire.Space,
+    report: wire.FsckReport,
+    health: Health,
+    states: list[wire.DataNodeState],
+    now: float,
+) -> str:
+    # As Membership.space does: each byte takes one replica on each of `copies` nodes.
+    copies = max(1, min(space.replication, space.live_nodes or 1))
+    status = report.status
+    level = {"HEALTHY": "ok", "DEGRADED": "warn"}.get(status, "bad")
+    if not report.blocks:
+        status, level = "NO BLOCKS", "neutral" if not report.files else level
+    return _template("overview.html").substitute(
+        raw_capacity=size(space.raw_capacity),
+        usage_bar=bar(space.raw_capacity - space.raw_free, space.raw_capacity),
+        raw_used=size(space.used),
+        raw_free=size(space.raw_free),
+        replication=space.replication,
+        usable_free=size(space.usable),
+        usable_capacity=size(space.raw_capacity // copies),
+        live=space.live_nodes,
+        dead=space.dead_nodes,
+        dead_class="bad" if space.dead_nodes else "",
+        decommissioning=sum(s.admin_state == "decommissioning" for s in states),
+        health=esc(status.lower()),
+        health_class=level,
+        files=plural(report.files, "file"),
+        blocks=plural(report.blocks, "block"),
+        serving=plural(space.live_nodes, "serving node"),
+        healthy=f"{report.healthy:,}",
+        under_replicated=f"{report.under_replicated:,}",
+        under_class="warn" if report.under_replicated else "",
+        missing=f"{report.missing:,}",
+        missing_class="bad" if report.missing else "",
+        corrupt=f"{report.corrupt:,}",
+        corrupt_class="bad" if report.corrupt else "",
+        over_replicated=f"{health.over_replicated:,}",
+        nodes=nodes_table(states, now),
+    )
+
+
+def datanodes(states: list[wire.DataNodeState], now: float) -> str:
+    live = sum(s.state == "live" for s in states)
+    summary = f"{live} live and {len(states) - live} dead of {len(states)} registered."
+    return _template("datanodes.html").substitute(
+        summary=esc(summary), nodes=nodes_table(states, now)
+    )
+
+
+def crumbs(path: str) -> str:
+    parts = paths.split(path)
+    links = [f'<a href="{esc(browse_url("/"))}">root</a>']
+    for i, name in enumerate(parts):
+        target = "/" + "/".join(parts[: i + 1])
+        if i == len(parts) - 1:
+            links.append(f'<span class="here">{esc(name)}</span>')
+        else:
+            links.append(f'<a href="{esc(browse_url(target))}">{esc(name)}</a>')
+    if not parts:
+        links[0] = '<span class="here">root</span>'
+    return '<span class="sep">/</span>'.join(links)
+
+
+def delete_form(entry: wire.FileStatus, *, small: bool = True) -> str:
+    is_dir = entry.type == "dir"
+    question = (
+        f"Delete the directory {entry.path} and everything in it?"
+        if is_dir
+        else f"Delete the file {entry.path}?"
+    )
+    return (
+        f'<form method="post" action="/ui/delete" data-confirm="{esc(question)}">'
+        f'<input type="hidden" name="path" value="{esc(entry.path)}">'
+        f'<input type="hidden" name="recursive" value="{"1" if is_dir else ""}">'
+        '<input type="hidden" name="confirmed" value="">'
+        f'<button type="submit" class="danger{" small" if small else ""}" '
+        f'aria-label="delete {esc(entry.name)}">Delete</button></form>'
+    )
+
+
+def browse(listing: wire.Listing) -> str:
+    rows = []
+    files = dirs = total = 0
+    for e in listing.entries:
+        link = url("/ui/browse", path=e.path)
+        if e.type == "dir":
+            dirs += 1
+            icon, kind, size_cell, rep = '<span class="icon dir">▸</span>', "directory", "", ""
+            actions = delete_form(e)
+        else:
+            files += 1
+            total += e.size
+            icon, kind = '<span class="icon">▫</span>', "file"
+            size_cell, rep = size(e.size), str(e.replication)
+            download = url("/ui/download", path=e.path)
+            actions = (
+                f'<a class="button small secondary" href="{download}" download>Download</a>'
+                + delete_form(e)
+            )
+        rows.append(
+            f'<tr data-name="{esc(e.name)}"><td>{icon}<a href="{link}">{esc(e.name)}</a></td>'
+            f"<td>{kind}</td><td class=num>{size_cell}</td><td>{when(e.mtime)}</td>"
+            f"<td>{esc(e.owner)}</td><td class=num>{rep}</td>"
+            f"<td class=actions>{actions}</td></tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="7" class="muted">This directory is empty.</td></tr>')
+    summary = (
+        f"{dirs:,} {'directory' if dirs == 1 else 'directories'}, {plural(files, 'file')}: "
+        f"{size(total)} in this directory."
+    )
+    return _template("browse.html").substitute(
+        crumbs=crumbs(listing.path),
+        path=esc(listing.path),
+        upload_action=url("/ui/upload", dir=listing.path),
+        rows="\n".join(rows),
+        summary=summary,
+    )
+
+
+def file_page(status: wire.FileStatus) -> str:
+    rows = []
+    for i, block in enumerate(status.blocks or []):
+        badges = [_badge(n.id, "ok" if n.live else "bad") for n in block.nodes]
+        replicas = " ".join(badges) or _badge("no replica", "bad")
+        rows.append(
+            f"<tr><td class=num>{i}</td><td class=mono>{esc(block.id)}</td>"
+            f"<td class=num>{size(block.size)}</td><td>{replicas}</td></tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="4" class="muted">An empty file has no blocks.</td></tr>')
+    return _template("file.html").substitute(
+        crumbs=crumbs(status.path),
+        download=url("/ui/download", path=status.path),
+        delete=delete_form(status, small=False),
+        size=size(status.size),
+        mtime=when(status.mtime),
+        ctime=when(status.ctime),
+        owner=esc(status.owner),
+        replication=status.replication,
+        block_size=size(status.block_size),
+        blocks="\n".join(rows),
+    )
+
+
+def error(status: int, reason: str, message: str, back: str) -> str:
+    label = "Back to the directory" if back.startswith("/ui/browse") else "Back to the overview"
+    return _template("error.html").substitute(
+        status=status, reason=esc(reason), message=esc(message), back=esc(back), back_label=label
+    )
+
+
+def confirm_delete(status: wire.FileStatus, recursive: bool) -> str:
+    is_dir = status.type == "dir"
+    question = (
+        f"Delete the directory {status.path} and everything in it?"
+        if is_dir and recursive
+        else f"Delete the {'directory' if is_dir else 'file'} {status.path}?"
+    )
+    return _template("confirm.html").substitute(
+        kind="directory" if is_dir else "file",
+        question=esc(question),
+        path=esc(status.path),
+        recursive="1" if recursive else "",
+        back=esc(browse_url(paths.parent(status.path))),
+    )

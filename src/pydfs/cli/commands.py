@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,11 @@ class Context:
 
     def path(self, path: str) -> str:
         return paths.normalize(path, self.cwd)
+
+    def progress(
+        self, label: str, total: int | None
+    ) -> AbstractContextManager[Callable[[int], None]]:
+        return render.progress(label, total, enabled=not (self.quiet or self.json))
 
     def out(self, human: str, data: object) -> None:
         if self.json:
@@ -123,7 +129,9 @@ async def file_read(ctx: Context, args: argparse.Namespace) -> int:
     local = Path(args.local or paths.basename(remote) or ".")
     if local.is_dir():
         local = local / paths.basename(remote)
-    size = await ctx.client.download(remote, local, overwrite=args.force)
+    total = (await ctx.client.info(remote)).size if sys.stderr.isatty() else None
+    with ctx.progress(f"get {paths.basename(remote)}", total) as advance:
+        size = await ctx.client.download(remote, local, overwrite=args.force, progress=advance)
     ctx.out(
         f"{remote} -> {local} ({render.size(size)})",
         {"path": remote, "local": str(local), "size": size},
@@ -144,11 +152,16 @@ async def file_write(ctx: Context, args: argparse.Namespace) -> int:
             remote = paths.join(remote, Path(args.local).name)
     kwargs = {"replication": args.replication, "block_size": args.block_size}
     if args.local == "-":
-        status = await ctx.client.write_stream(remote, sys.stdin.buffer, **kwargs)
+        with ctx.progress("put stdin", None) as advance:
+            status = await ctx.client.write_stream(
+                remote, sys.stdin.buffer, progress=advance, **kwargs
+            )
     else:
         if Path(args.local).is_dir():
             raise InvalidArgument(f"{args.local} is a directory")
-        status = await ctx.client.upload(args.local, remote, **kwargs)
+        total = Path(args.local).stat().st_size
+        with ctx.progress(f"put {Path(args.local).name}", total) as advance:
+            status = await ctx.client.upload(args.local, remote, progress=advance, **kwargs)
     ctx.out(
         f"{args.local} -> {status.path} ({render.size(status.size)}, "
         f"{len(status.blocks or [])} blocks, replication {status.replication})",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -100,3 +102,35 @@ def fsck(r: wire.FsckReport) -> str:
         )
     lines.append(f"The file system under {r.path} is {r.status}.")
     return "\n".join(lines)
+
+
+PROGRESS_MIN = 4 * 1024 * 1024  # smaller transfers finish before a bar would help
+
+
+@contextmanager
+def progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A transfer progress bar on stderr (bytes, rate, time left), or a no-op callback when
+    stderr is no terminal, output is quiet or JSON, or the transfer is small."""
+    if not enabled or not sys.stderr.isatty() or (total is not None and total < PROGRESS_MIN):
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -8,20 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import inspect
 import io
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, Protocol, cast, overload
 
 import aiohttp
 
-from pydfs import rpc, wire
-from pydfs.client import blocks
+from pydfs import paths, rpc, wire
+from pydfs.client import blocks, files
 from pydfs.config import ClientConfig
 from pydfs.errors import Conflict, InvalidArgument, IsADirectory, PydfsError, Unavailable
 
 USER_HEADER = "X-Pydfs-User"
+
+Progress = Callable[[int], None]
+"""``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
+
+
+class AsyncSource(Protocol):
+    async def read(self, n: int, /) -> bytes: ...
+
+
+ByteSource = IO[bytes] | AsyncSource
+"""What ``write_stream`` uploads: a binary file, or anything with ``async read(n)``."""
 
 
 def resolve_namenode(namenode: str | None, config: ClientConfig | None = None) -> str:
@@ -154,33 +166,62 @@ class AsyncClient:
     async def write_stream(
         self,
         path: str,
-        stream: IO[bytes],
+        stream: ByteSource,
         *,
         overwrite: bool = True,
         replication: int | None = None,
         block_size: int | None = None,
+        progress: Progress | None = None,
     ) -> wire.FileStatus:
         """Upload everything *stream* yields to *path*; the file appears, whole, only at the end.
 
-        A seekable stream lets a block whose first data node fails be sent again elsewhere.
+        *stream* has ``read(n)``, plain or ``async``. A seekable stream lets a block whose first
+        data node fails be sent again elsewhere. ``progress(n)`` hears of every *n* new bytes
+        taken from *stream* (bytes sent again after a failure are not counted twice).
         """
+        grant = await self._start_upload(path, overwrite, replication, block_size)
+        return await self._finish_upload(grant, stream, progress)
+
+    async def _start_upload(
+        self, path: str, overwrite: bool, replication: int | None, block_size: int | None
+    ) -> wire.UploadGrant:
         req = wire.UploadRequest(
             path,
             replication=self.replication if replication is None else replication,
             block_size=self.block_size if block_size is None else block_size,
             overwrite=overwrite,
         )
-        grant = await self.rpc.call("POST", "/uploads", req, reply=wire.UploadGrant)
+        return await self.rpc.call("POST", "/uploads", req, reply=wire.UploadGrant)
+
+    async def _finish_upload(
+        self, grant: wire.UploadGrant, stream: ByteSource, progress: Progress | None = None
+    ) -> wire.FileStatus:
+        """Stream *stream* into the upload *grant* and commit it; abort it on any failure
+        (cancellation included), so that nothing of it ever becomes visible."""
         route = f"/uploads/{grant.upload_id}"
-        start = stream.tell() if stream.seekable() else None
+        file = None if inspect.iscoroutinefunction(stream.read) else cast(IO[bytes], stream)
+        seekable = file is not None and file.seekable()
+        start = file.tell() if file is not None and seekable else 0
+        pos = done = 0  # where the source is, and how far progress has been told
 
         async def read(n: int) -> bytes:
-            return stream.read(n) or b""
+            nonlocal pos, done
+            if file is not None:
+                data = file.read(n) or b""
+            else:
+                data = await cast(AsyncSource, stream).read(n)
+            pos += len(data)
+            if progress is not None and pos > done:
+                progress(pos - done)
+                done = pos
+            return data
 
         async def rewind(offset: int) -> bool:
-            if start is None:
+            nonlocal pos
+            if file is None or not seekable:
                 return False
-            stream.seek(start + offset)
+            file.seek(start + offset)
+            pos = offset
             return True
 
         async def allocate(exclude: list[str]) -> wire.BlockGrant:
@@ -207,16 +248,82 @@ class AsyncClient:
     async def upload(
         self, local: str | os.PathLike[str], path: str, **kwargs: Any
     ) -> wire.FileStatus:
+        """Upload a local file; takes ``write_stream``'s keywords (``progress`` among them)."""
         with open(local, "rb") as f:
             return await self.write_stream(path, f, **kwargs)
+
+    @overload
+    def open(
+        self, path: str, mode: Literal["rb"] = "rb", *, buffer_size: int = ...
+    ) -> files.Opening[files.AsyncReader]: ...
+
+    @overload
+    def open(
+        self,
+        path: str,
+        mode: Literal["wb", "xb"],
+        *,
+        replication: int | None = ...,
+        block_size: int | None = ...,
+        progress: Progress | None = ...,
+    ) -> files.Opening[files.AsyncWriter]: ...
+
+    def open(self, path: str, mode: str = "rb", **options: Any) -> files.Opening[Any]:
+        """Open *path* as a file object: ``async with fs.open(p) as f`` or ``f = await fs.open(p)``.
+
+        ``"rb"`` gives an ``AsyncReader`` (seekable; ranged reads through a small read-ahead
+        buffer). ``"wb"`` (replace) and ``"xb"`` (must not exist) give an ``AsyncWriter`` that
+        streams into an upload and commits it, atomically, on ``close()``; leaving the ``with``
+        block by an exception, or ``abort()``, drops it and leaves any old content in place.
+        """
+        if mode == "rb":
+            return files.Opening(files.AsyncReader.open(self, path, **options))
+        if mode in ("wb", "xb"):
+            return files.Opening(files.AsyncWriter.open(self, path, mode == "wb", **options))
+        raise InvalidArgument(f"mode {mode!r} is not supported: use 'rb', 'wb' or 'xb'")
+
+    async def walk(self, path: str = "/") -> AsyncGenerator[tuple[str, list[str], list[str]], None]:
+        """Like ``os.walk`` (top down): ``(dirpath, dirnames, filenames)`` for every directory
+        under *path*, *path* included. Prune ``dirnames`` in place to skip subtrees; a directory
+        that disappears during the walk is skipped, as ``os.walk`` does."""
+        top = await self.info(path)
+        if top.type != "dir":
+            return
+        pending = [top.path]
+        while pending:
+            directory = pending.pop()
+            try:
+                entries = await self.ls(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            dirnames = [e.name for e in entries if e.type == "dir"]
+            filenames = [e.name for e in entries if e.type != "dir"]
+            yield directory, dirnames, filenames
+            pending.extend(paths.join(directory, name) for name in reversed(dirnames))
 
     # --- reading --------------------------------------------------------------------------
 
     async def read_stream(
-        self, path: str, offset: int = 0, length: int | None = None
+        self,
+        path: str,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        progress: Progress | None = None,
     ) -> AsyncIterator[bytes]:
-        """Verified bytes of *path* from *offset*, as they arrive."""
-        status = await self.info(path)
+        """Verified bytes of *path* from *offset*, as they arrive; ``progress(n)`` hears of each
+        piece."""
+        async for data in self._read_status(await self.info(path), offset, length):
+            if progress is not None:
+                progress(len(data))
+            yield data
+
+    async def _read_status(
+        self, status: wire.FileStatus, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Bytes of the file *status* describes: readers that have it already skip the lookup,
+        and keep reading the same version of the file."""
+        path = status.path
         if status.type == "dir":
             raise IsADirectory(f"{path} is a directory")
         end = status.size if length is None else min(status.size, offset + length)
@@ -263,9 +370,15 @@ class AsyncClient:
         return b"".join([d async for d in self.read_stream(path, offset, length)])
 
     async def download(
-        self, path: str, local: str | os.PathLike[str], *, overwrite: bool = False
+        self,
+        path: str,
+        local: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
     ) -> int:
-        """Save *path* to a local file, atomically: a failed download leaves nothing behind."""
+        """Save *path* to a local file, atomically: a failed download leaves nothing behind.
+        ``progress(n)`` hears of every *n* bytes written."""
         target = Path(local)
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} exists (use --force to overwrite it)")
@@ -273,7 +386,7 @@ class AsyncClient:
         size = 0
         try:
             with open(tmp, "wb") as f:
-                async for data in self.read_stream(path):
+                async for data in self.read_stream(path, progress=progress):
                     f.write(data)
                     size += len(data)
             os.replace(tmp, target)
@@ -282,4 +395,11 @@ class AsyncClient:
         return size
 
 
-__all__ = ["AsyncClient", "default_user", "resolve_namenode"]
+__all__ = [
+    "AsyncClient",
+    "AsyncSource",
+    "ByteSource",
+    "Progress",
+    "default_user",
+    "resolve_namenode",
+]

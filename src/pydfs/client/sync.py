@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Iterator
+from typing import Any, Literal, TypeVar, overload
 
 from pydfs import wire
-from pydfs.client.aio import AsyncClient
+from pydfs.client import files
+from pydfs.client.aio import AsyncClient, ByteSource, Progress
 
 T = TypeVar("T")
 
@@ -25,8 +26,19 @@ class Client:
         self._thread.start()
         self._aio = AsyncClient(namenode, **kwargs)
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+    def _run(self, aw: Awaitable[T]) -> T:
+        return files._run(self._loop, aw)
+
+    def _iterate(self, agen: AsyncGenerator[T, None]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self._run(anext(agen))
+                except StopAsyncIteration:
+                    return
+        finally:
+            if self._loop.is_running():
+                self._run(agen.aclose())
 
     def close(self) -> None:
         if self._loop.is_running():
@@ -93,11 +105,33 @@ class Client:
     def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:
         return self._run(self._aio.write_bytes(path, data, **kwargs))
 
+    def write_stream(self, path: str, stream: ByteSource, **kwargs: Any) -> wire.FileStatus:
+        return self._run(self._aio.write_stream(path, stream, **kwargs))
+
     def upload(self, local: str | os.PathLike[str], path: str, **kwargs: Any) -> wire.FileStatus:
         return self._run(self._aio.upload(local, path, **kwargs))
 
     def read_bytes(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._run(self._aio.read_bytes(path, offset, length))
 
-    def download(self, path: str, local: str | os.PathLike[str], *, overwrite: bool = False) -> int:
-        return self._run(self._aio.download(path, local, overwrite=overwrite))
+    def download(
+        self,
+        path: str,
+        local: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> int:
+        return self._run(self._aio.download(path, local, overwrite=overwrite, progress=progress))
+
+    @overload
+    def open(self, path: str, mode: Literal["rb"] = "rb", **options: Any) -> files.Reader: ...
+
+    @overload
+    def open(self, path: str, mode: Literal["wb", "xb"], **options: Any) -> files.Writer: ...
+
+    def open(self, path: str, mode: str = "rb", **options: Any) -> files.Reader | files.Writer:
+        return files.blocking(self._run(self._aio.open(path, mode, **options)), self._loop)  # type: ignore[call-overload]
+
+    def walk(self, path: str = "/") -> Iterator[tuple[str, list[str], list[str]]]:
+        return self._iterate(self._aio.walk(path))

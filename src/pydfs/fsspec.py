@@ -1,0 +1,462 @@
+"""``pydfs://`` for fsspec, and through it for pandas, pyarrow, dask and friends.
+
+``PydfsFileSystem`` is an ``AsyncFileSystem`` over ``AsyncClient``: fsspec's
+``mirror_sync_methods`` gives it the blocking API. URLs are ``pydfs://host:port/path``, where
+the name node answers at ``http://host:port``; ``pydfs:///path`` (or a bare ``/path``) uses the
+``namenode=`` storage option, else the client's configuration (``PYDFS_NAMENODE``, client.toml).
+
+Copies and moves happen on the name node: a copy shares the source's immutable blocks and a
+move is one atomic rename, so no file bytes pass through this process. Writes stream into an
+upload that commits when the file is closed; a write that fails, or a ``with`` block left by an
+exception, leaves nothing behind (nor disturbs what was there). Errors are pydfs errors, which
+are also the matching built-ins (``FileNotFoundError``, ``FileExistsError``, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import weakref
+from glob import has_magic
+from typing import Any
+
+from fsspec.asyn import AsyncFileSystem, sync, sync_wrapper
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+from fsspec.implementations.local import trailing_sep
+from fsspec.spec import AbstractBufferedFile
+from fsspec.utils import stringify_path
+
+from pydfs import paths, wire
+from pydfs.client.aio import AsyncClient, resolve_namenode
+from pydfs.client.files import AsyncReader, AsyncWriter
+
+PROTOCOL = "pydfs"
+PREFIX = f"{PROTOCOL}://"
+
+
+def _close_client(client: AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
+    """Close *client* on the loop that owns its session; if that loop is gone, drop the
+    session's sockets without it (what s3fs does for its aiobotocore clients)."""
+    if loop.is_running() and not loop.is_closed():
+        try:
+            sync(loop, client.close, timeout=5)
+            return
+        except Exception:  # the loop is stopping: fall through
+            pass
+    session = client._session
+    if session is not None and session.connector is not None:
+        session.connector._close()
+
+
+def _details(status: wire.FileStatus) -> dict[str, Any]:
+    is_dir = status.type == "dir"
+    return {
+        "name": status.path,
+        "size": 0 if is_dir else status.size,
+        "type": "directory" if is_dir else "file",
+        "mtime": status.mtime,
+        "created": status.ctime,
+        "owner": status.owner,
+        "replication": status.replication,
+        "block_size": status.block_size,
+    }
+
+
+class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
+    """A pydfs cluster as an fsspec filesystem (protocol ``pydfs``)."""
+
+    protocol = PROTOCOL
+    root_marker = "/"
+    sep = "/"
+
+    def __init__(
+        self,
+        namenode: str | None = None,
+        *,
+        user: str | None = None,
+        replication: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.namenode = resolve_namenode(namenode)
+        self.user = user
+        self.replication = replication
+        self._client: AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    # --- URLs -----------------------------------------------------------------------------
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = stringify_path(path)
+        if path.startswith(PREFIX):
+            rest = path[len(PREFIX) :]
+            slash = rest.find("/")
+            path = "" if slash < 0 else rest[slash:]  # drop host:port
+        elif path.startswith(f"{PROTOCOL}::"):
+            path = path[len(PROTOCOL) + 2 :]
+        return "/" + path.strip("/")
+
+    @staticmethod
+    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
+        if path.startswith(PREFIX):
+            netloc = path[len(PREFIX) :].split("/", 1)[0]
+            if netloc:
+                return {"namenode": f"http://{netloc}"}
+        return {}
+
+    def unstrip_protocol(self, name: str) -> str:
+        if name.startswith(PREFIX):
+            return name
+        netloc = self.namenode.removeprefix("http://")
+        host = "" if "://" in netloc else netloc  # an https name node has no pydfs:// form
+        return f"{PREFIX}{host}{self._strip_protocol(name)}"
+
+    # --- the client, one per event loop ---------------------------------------------------
+
+    def client(self) -> AsyncClient:
+        """The ``AsyncClient`` for the running loop. aiohttp sessions belong to the loop that
+        made them, so a filesystem used from another loop gets a client of its own."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            if self._finalizer is not None:
+                self._finalizer()  # the old loop's client
+            self._client = AsyncClient(self.namenode, user=self.user, replication=self.replication)
+            self._client_loop = loop
+            self._finalizer = weakref.finalize(self, _close_client, self._client, loop)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (for ``asynchronous=True`` users)."""
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
+            client, self._client = self._client, None
+            if self._finalizer is not None:
+                self._finalizer.detach()
+                self._finalizer = None
+            await client.close()
+
+    # --- metadata ---------------------------------------------------------------------------
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        return _details(await self.client().info(self._strip_protocol(path)))
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        entries = await self.client().ls(self._strip_protocol(path))
+        if detail:
+            return [_details(e) for e in entries]
+        return [e.path for e in entries]
+
+    async def _modified(self, path: str) -> datetime.datetime:
+        info = await self._info(path)
+        return datetime.datetime.fromtimestamp(info["mtime"], tz=datetime.UTC)
+
+    async def _created(self, path: str) -> datetime.datetime:
+        info = await self._info(path)
+        return datetime.datetime.fromtimestamp(info["created"], tz=datetime.UTC)
+
+    modified = sync_wrapper(_modified)
+    created = sync_wrapper(_created)
+
+    # --- directories ------------------------------------------------------------------------
+
+    async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        try:
+            await self.client().mkdir(path)
+        except FileNotFoundError:
+            if not create_parents:
+                raise
+            await self.client().mkdir(path, parents=True)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        path = self._strip_protocol(path)
+        try:
+            await self.client().mkdir(path)
+        except FileExistsError:
+            if not (exist_ok and await self._isdir(path)):
+                raise
+        except FileNotFoundError:
+            await self.client().mkdir(path, parents=True)
+
+    async def _rmdir(self, path: str) -> None:
+        await self.client().rmdir(self._strip_protocol(path))
+
+    rmdir = sync_wrapper(_rmdir)
+
+    async def _parent_dir(self, path: str) -> None:
+        """Create the directories above *path*, as a write to it needs them."""
+        parent = paths.parent(path)
+        if parent != paths.ROOT:
+            await self.client().mkdir(parent, parents=True)
+
+    # --- removal ----------------------------------------------------------------------------
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        try:
+            await self.client().delete(path)
+        except IsADirectoryError:
+            await self.client().rmdir(path)
+
+    async def _rm(
+        self,
+        path: str | list[str],
+        recursive: bool = False,
+        batch_size: int | None = None,
+        maxdepth: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(path, str) and not has_magic(path) and maxdepth is None:
+            targets = [self._strip_protocol(path)]
+        else:
+            targets = await self._expand_path(path, recursive=recursive, maxdepth=maxdepth)
+        if recursive and maxdepth is None:  # one recursive delete per topmost target
+            tops: list[str] = []
+            for target in sorted(targets, key=paths.split):  # descendants follow their parent
+                if not tops or not paths.is_within(target, tops[-1]):
+                    tops.append(target)
+            targets = tops
+        for target in sorted(targets, key=len, reverse=True):  # deepest first
+            try:
+                try:
+                    await self.client().delete(target)
+                except IsADirectoryError:
+                    await self.client().rmdir(target, recursive=recursive)
+            except FileNotFoundError:
+                if len(targets) == 1:
+                    raise
+
+    # --- copies and moves, on the name node ---------------------------------------------------
+
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """Server-side copy: the new file shares the source's blocks."""
+        src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+        await self._parent_dir(dst)
+        try:
+            await self.client().copy(src, dst, overwrite=True)
+        except IsADirectoryError:
+            if not await self._isdir(src):
+                raise
+            await self._makedirs(dst, exist_ok=True)  # a recursive copy reaches a directory
+
+    async def _mv_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """Atomic server-side rename, replacing a file at *path2*."""
+        src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+        if src != dst:
+            await self._parent_dir(dst)
+            await self.client().move(src, dst, overwrite=True)
+
+    async def _mv(
+        self,
+        path1: str | list[str],
+        path2: str | list[str],
+        recursive: bool = False,
+        maxdepth: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Move files or whole directories, each one rename on the name node.
+
+        A single path moves as it is (a directory with all it holds); into *path2* when that
+        is an existing directory or ends in "/". Lists move pairwise; a glob moves each match.
+        """
+        if isinstance(path1, list) and isinstance(path2, list):
+            pairs = list(zip(path1, path2, strict=True))
+        else:
+            assert isinstance(path2, str)
+            into = trailing_sep(path2) or await self._isdir(path2)
+            target = self._strip_protocol(path2)
+            if isinstance(path1, str) and not has_magic(path1):
+                sources = [self._strip_protocol(path1)]
+            else:
+                sources = await self._expand_path(path1, recursive=False, maxdepth=maxdepth)
+                into = True
+            if into:
+                await self._makedirs(target, exist_ok=True)
+                pairs = [(s, paths.join(target, paths.basename(s))) for s in sources]
+            else:
+                pairs = [(s, target) for s in sources]
+        for src, dst in pairs:
+            await self._mv_file(src, dst)
+
+    mv = sync_wrapper(_mv)
+
+    # --- bytes --------------------------------------------------------------------------------
+
+    async def _cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        path = self._strip_protocol(path)
+        client = self.client()
+        if (start or 0) < 0 or (end or 0) < 0:
+            size = (await client.info(path)).size
+            start = max(0, size + start) if start is not None and start < 0 else start
+            end = max(0, size + end) if end is not None and end < 0 else end
+        start = start or 0
+        length = None if end is None else max(0, end - start)
+        return await client.read_bytes(path, start, length)
+
+    async def _pipe_file(
+        self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any
+    ) -> None:
+        path = self._strip_protocol(path)
+        await self._parent_dir(path)
+        await self.client().write_bytes(path, bytes(value), overwrite=mode != "create")
+
+    async def _put_file(
+        self,
+        lpath: str,
+        rpath: str,
+        callback: Callback = DEFAULT_CALLBACK,
+        mode: str = "overwrite",
+        **kwargs: Any,
+    ) -> None:
+        rpath = self._strip_protocol(rpath)
+        if os.path.isdir(lpath):
+            await self._makedirs(rpath, exist_ok=True)
+            return
+        callback.set_size(os.path.getsize(lpath))
+        await self._parent_dir(rpath)
+        await self.client().upload(
+            lpath, rpath, overwrite=mode != "create", progress=callback.relative_update
+        )
+
+    async def _get_file(
+        self, rpath: str, lpath: str, callback: Callback = DEFAULT_CALLBACK, **kwargs: Any
+    ) -> None:
+        rpath = self._strip_protocol(rpath)
+        status = await self.client().info(rpath)
+        if status.type == "dir":
+            os.makedirs(lpath, exist_ok=True)
+            return
+        callback.set_size(status.size)
+        await self.client().download(
+            rpath, lpath, overwrite=True, progress=callback.relative_update
+        )
+
+    async def _touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        await self._parent_dir(path)
+        try:
+            await self.client().touch(path)
+        except FileExistsError:
+            if truncate:
+                await self.client().write_bytes(path, b"")
+
+    touch = sync_wrapper(_touch)
+
+    # --- file objects ---------------------------------------------------------------------------
+
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | str | None = None,
+        autocommit: bool = True,
+        cache_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> PydfsFile:
+        return PydfsFile(
+            self,
+            self._strip_protocol(path),
+            mode,
+            block_size="default" if block_size is None else block_size,
+            autocommit=autocommit,
+            cache_options=cache_options,
+            **kwargs,
+        )
+
+    async def _open_reader(self, path: str) -> AsyncReader:
+        return await self.client().open(path, "rb", buffer_size=0)  # fsspec caches instead
+
+    async def _open_writer(self, path: str, overwrite: bool, **options: Any) -> AsyncWriter:
+        await self._parent_dir(path)
+        return await self.client().open(path, "wb" if overwrite else "xb", **options)
+
+
+class PydfsFile(AbstractBufferedFile):  # type: ignore[misc]
+    """A pydfs file for fsspec. Reads are ranged block reads of the version of the file that
+    was current at open; writes stream into one upload, committed by ``close()`` (or, in a
+    transaction, by ``commit()``) and dropped by ``discard()`` or an exception in ``with``.
+    Append ("ab") is not supported: pydfs files are written once."""
+
+    DEFAULT_BLOCK_SIZE = 4 * 2**20
+    fs: PydfsFileSystem
+    closed: bool
+
+    def __init__(
+        self,
+        fs: PydfsFileSystem,
+        path: str,
+        mode: str = "rb",
+        block_size: int | str = "default",
+        autocommit: bool = True,
+        cache_type: str = "readahead",
+        cache_options: dict[str, Any] | None = None,
+        *,
+        replication: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._reader: AsyncReader | None = None
+        self._writer: AsyncWriter | None = None
+        if mode == "rb":
+            self._reader = sync(fs.loop, fs._open_reader, path)
+            kwargs["size"] = self._reader.size
+        elif mode in ("wb", "xb"):
+            options = {} if replication is None else {"replication": replication}
+            self._writer = sync(fs.loop, fs._open_writer, path, mode == "wb", **options)
+        else:
+            raise NotImplementedError(f"mode {mode!r}: pydfs files are written once (wb, xb)")
+        super().__init__(
+            fs, path, mode, block_size, autocommit, cache_type, cache_options, **kwargs
+        )
+        if self._reader is not None:
+            self.details = _details(self._reader.status)
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        assert self._reader is not None
+        data: bytes = sync(self.fs.loop, self._reader.read_at, start, end - start)
+        return data
+
+    def _upload_chunk(self, final: bool = False) -> bool:
+        assert self._writer is not None
+        data = self.buffer.getvalue()
+        if data:
+            sync(self.fs.loop, self._writer.write, data)
+        if final and self.autocommit:
+            self.commit()
+        return True
+
+    def commit(self) -> None:
+        assert self._writer is not None
+        sync(self.fs.loop, self._writer.close)
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            sync(self.fs.loop, self._writer.abort)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and self._writer is not None and not self.closed:
+            try:
+                self.discard()
+            finally:
+                self.closed = True
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        # fsspec would close(), committing a half-written file: abort instead, without
+        # waiting (this may run on the loop's own thread).
+        writer = getattr(self, "_writer", None)
+        if (
+            writer is not None
+            and not getattr(self, "closed", True)
+            and not self.fs.loop.is_closed()
+        ):
+            asyncio.run_coroutine_threadsafe(writer.abort(), self.fs.loop)
+
+
+__all__ = ["PydfsFile", "PydfsFileSystem"]

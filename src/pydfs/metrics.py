@@ -1,11 +1,308 @@
-"""Prometheus metrics (being written): ``/metrics`` on every server."""
+"""Prometheus metrics: ``GET /metrics`` on every server, in the Prometheus text format.
+
+Each app gets a registry of its own (``app[REGISTRY]``), never the process-wide default, so that
+several apps in one process (tests, the web UI's embedded client) keep their figures apart.
+
+What is measured, and where it comes from:
+
+* every request, by both roles, in one outermost middleware (so it sees the status the error
+  middleware answered with)::
+
+      pydfs_requests_total{role, route, method, status}
+      pydfs_request_seconds{role, route, method}        (histogram)
+
+  ``route`` is the matched route's template (``/v1/blocks/{id}``), or ``unmatched``: never a raw
+  path, whose ids would make a series per block.
+
+* name node figures, read from its objects at scrape time (the name node keeps plain counts and
+  its tables; nothing on its request path knows about Prometheus)::
+
+      pydfs_namenode_files, pydfs_namenode_directories, pydfs_namenode_blocks   (SQLite COUNTs)
+      pydfs_namenode_under_replicated_blocks, _over_replicated_blocks, _missing_blocks,
+      pydfs_namenode_corrupt_blocks                         (as of the last replication scan)
+      pydfs_namenode_datanodes{state="live"|"dead"}
+      pydfs_namenode_replication_copies_total, pydfs_namenode_replication_bytes_total
+      pydfs_namenode_uploads_in_flight
+
+* data node figures, likewise read at scrape time from plain counters that the block routes
+  (``DataNodeTraffic``), the scrubber and the copier bump once per block::
+
+      pydfs_datanode_bytes_written_total, pydfs_datanode_blocks_received_total
+      pydfs_datanode_bytes_read_total, pydfs_datanode_block_reads_total
+      pydfs_datanode_checksum_failures_total{found="arrival"|"stored"}
+      pydfs_datanode_blocks_verified_total
+      pydfs_datanode_copies_sent_total, pydfs_datanode_copy_bytes_sent_total,
+      pydfs_datanode_copies_failed_total
+      pydfs_datanode_blocks, pydfs_datanode_disk_used_bytes, pydfs_datanode_disk_free_bytes
+
+plus the usual ``process_*`` and ``python_info`` series.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from pydfs.datanode import DataNode
+    from pydfs.namenode import NameNode
+
+__all__ = ["REGISTRY", "DataNodeTraffic", "instrument"]
+
+REGISTRY = web.AppKey("pydfs_metrics_registry", CollectorRegistry)
+METRICS_PATH = "/metrics"
+
+# Request latencies run from a cached stat (well under a millisecond) to a whole block streamed
+# through a pipeline (seconds).
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_UNMATCHED = "unmatched"
+_CLIENT_GONE = 499  # nginx's code for a request whose client went away before the answer
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def instrument(app: web.Application, role: str, node: Any) -> None:
-    """Add request metrics and a ``/metrics`` route to a server's app."""
+@dataclass(slots=True)
+class DataNodeTraffic:
+    """What a data node's block routes moved: plain counts, bumped once per block."""
+
+    blocks_received: int = 0
+    bytes_written: int = 0  # block bytes received, verified and made durable
+    block_reads: int = 0
+    bytes_read: int = 0  # block bytes served to readers
+    arrival_failures: int = 0  # blocks refused because a chunk (or the whole) failed its CRC
+
+
+def instrument(
+    app: web.Application, role: str, node: Any, traffic: DataNodeTraffic | None = None
+) -> None:
+    """Count *app*'s requests and serve ``/metrics``, with *node*'s own figures (*node* is the
+    ``NameNode`` or the ``DataNode`` that *app* serves, as *role* says; a data node also passes
+    the ``traffic`` its block routes count)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    app[REGISTRY] = registry
+    # Outermost, ahead of the error middleware: it must see the status errors were mapped to.
+    app.middlewares.insert(0, _RequestMetrics(registry, role).middleware)
+    app.router.add_get(METRICS_PATH, _serve_metrics)
+    if role == "namenode":
+        registry.register(_NameNodeCollector(node))
+    elif role == "datanode":
+        registry.register(_DataNodeCollector(node, traffic or DataNodeTraffic()))
+    else:
+        raise ValueError(f"unknown role {role!r}")
+
+
+async def _serve_metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _RequestMetrics:
+    """The request counter and latency histogram, with their labelled children bound once per
+    (route, method[, status]) and then found by a dict lookup."""
+
+    def __init__(self, registry: CollectorRegistry, role: str) -> None:
+        self.role = role
+        self.requests = Counter(
+            "pydfs_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["role", "route", "method", "status"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "pydfs_request_seconds",
+            "Time from a request's arrival to the end of its answer, by route template and method.",
+            ["role", "route", "method"],
+            registry=registry,
+            buckets=_BUCKETS,
+        )
+        self._counts: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[tuple[str, str], Histogram] = {}
+
+    def _record(self, route: str, method: str, status: int, seconds: float) -> None:
+        count = self._counts.get((route, method, status))
+        if count is None:
+            count = self._counts[route, method, status] = self.requests.labels(
+                self.role, route, method, str(status)
+            )
+        timer = self._timers.get((route, method))
+        if timer is None:
+            timer = self._timers[route, method] = self.seconds.labels(self.role, route, method)
+        count.inc()
+        timer.observe(seconds)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as exc:  # what the error middleware lets through (redirects)
+            status = exc.status
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            status = _CLIENT_GONE
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else _UNMATCHED
+            method = request.method if request.method in _METHODS else "other"
+            self._record(route, method, status, time.perf_counter() - started)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+class _NameNodeCollector(Collector):
+    """The name node's figures, read from its tables and objects when scraped (in the event
+    loop's thread, like every other use of its SQLite connection)."""
+
+    def __init__(self, nn: NameNode) -> None:
+        self.nn = nn
+
+    def collect(self) -> Iterable[Metric]:
+        nn = self.nn
+        db = nn.store.db
+        kinds = dict(db.execute("SELECT type, count(*) FROM inodes GROUP BY type").fetchall())
+        (blocks,) = db.execute("SELECT count(*) FROM blocks").fetchone()
+        health = nn.replicator.health
+        nodes = nn.membership.nodes
+        live = sum(nn.membership.is_live(node_id) for node_id in nodes)
+        yield _gauge("pydfs_namenode_files", "Files in the namespace.", kinds.get("f", 0))
+        yield _gauge(
+            "pydfs_namenode_directories",
+            "Directories in the namespace, the root included.",
+            kinds.get("d", 0),
+        )
+        yield _gauge("pydfs_namenode_blocks", "Blocks named by the namespace.", blocks)
+        yield _gauge(
+            "pydfs_namenode_under_replicated_blocks",
+            "Blocks with fewer replicas than their replication factor, as of the last scan.",
+            health.under_replicated,
+        )
+        yield _gauge(
+            "pydfs_namenode_over_replicated_blocks",
+            "Blocks with more replicas than their replication factor, as of the last scan.",
+            health.over_replicated,
+        )
+        yield _gauge(
+            "pydfs_namenode_missing_blocks",
+            "Blocks with no replica on a live data node, as of the last scan.",
+            health.missing,
+        )
+        yield _gauge(
+            "pydfs_namenode_corrupt_blocks",
+            "Blocks with a replica found corrupt and not yet healed.",
+            len(nn.replicator.corrupt),
+        )
+        datanodes = GaugeMetricFamily(
+            "pydfs_namenode_datanodes", "Data nodes known, by liveness.", labels=["state"]
+        )
+        datanodes.add_metric(["live"], live)
+        datanodes.add_metric(["dead"], len(nodes) - live)
+        yield datanodes
+        yield _counter(
+            "pydfs_namenode_replication_copies",
+            "Block copies ordered by the replicator and completed.",
+            nn.replicator.blocks_copied,
+        )
+        yield _counter(
+            "pydfs_namenode_replication_bytes",
+            "Bytes of the block copies completed.",
+            nn.replicator.bytes_copied,
+        )
+        yield _gauge(
+            "pydfs_namenode_uploads_in_flight",
+            "Uploads started and neither committed, aborted nor expired.",
+            len(nn.uploads),
+        )
+
+
+class _DataNodeCollector(Collector):
+    """The data node's figures: its block routes' traffic, the scrubber's and the copier's
+    counts, and the block store's occupancy, read when scraped."""
+
+    def __init__(self, dn: DataNode, traffic: DataNodeTraffic) -> None:
+        self.dn = dn
+        self.traffic = traffic
+
+    def collect(self) -> Iterable[Metric]:
+        t, dn = self.traffic, self.dn
+        yield _counter(
+            "pydfs_datanode_bytes_written",
+            "Block bytes received, verified and stored (client writes, pipelines and copies).",
+            t.bytes_written,
+        )
+        yield _counter(
+            "pydfs_datanode_blocks_received",
+            "Blocks received, verified and stored.",
+            t.blocks_received,
+        )
+        yield _counter(
+            "pydfs_datanode_bytes_read",
+            "Block bytes served to readers (reads that completed).",
+            t.bytes_read,
+        )
+        yield _counter("pydfs_datanode_block_reads", "Block reads served.", t.block_reads)
+        failures = CounterMetricFamily(
+            "pydfs_datanode_checksum_failures",
+            "Checksum failures: blocks refused on arrival because a chunk failed its CRC, and "
+            "stored replicas that the scrubber or a verify order found bad (and quarantined).",
+            labels=["found"],
+        )
+        failures.add_metric(["arrival"], t.arrival_failures)
+        failures.add_metric(["stored"], dn.scanner.corrupt_found)
+        yield failures
+        yield _counter(
+            "pydfs_datanode_blocks_verified",
+            "Replicas the scrubber verified.",
+            dn.scanner.verified,
+        )
+        yield _counter(
+            "pydfs_datanode_copies_sent",
+            "Block copies sent to other data nodes on the name node's orders.",
+            dn.transfers.copies_sent,
+        )
+        yield _counter(
+            "pydfs_datanode_copy_bytes_sent",
+            "Bytes of the block copies sent.",
+            dn.transfers.bytes_sent,
+        )
+        yield _counter(
+            "pydfs_datanode_copies_failed",
+            "Block copies that failed.",
+            dn.transfers.copies_failed,
+        )
+        store = dn.store
+        yield _gauge("pydfs_datanode_blocks", "Block replicas stored.", store.count)
+        yield _gauge("pydfs_datanode_disk_used_bytes", "Bytes of stored block files.", store.used)
+        yield _gauge(
+            "pydfs_datanode_disk_free_bytes",
+            "Bytes still free for blocks (disk space, capped by the configured capacity).",
+            store.free(),
+        )

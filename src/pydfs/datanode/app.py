@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, BinaryIO
 import aiohttp
 from aiohttp import web
 
-from pydfs import checksum, rpc, wire
+from pydfs import checksum, metrics, rpc, wire
 from pydfs.datanode.blockstore import check_block_id
-from pydfs.errors import InvalidArgument, NotFound, ProtocolError, PydfsError
+from pydfs.errors import ChecksumMismatch, InvalidArgument, NotFound, ProtocolError, PydfsError
 from pydfs.server import json_response, make_app
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ _QUEUE_DEPTH = 32  # frames buffered towards the next node of a pipeline (2 MiB 
 def build(dn: DataNode) -> web.Application:
     app = make_app()
     v1 = wire.API
+    traffic = metrics.DataNodeTraffic()
 
     async def put_block(request: web.Request) -> web.Response:
         block_id = check_block_id(request.match_info["id"])
@@ -40,10 +41,14 @@ def build(dn: DataNode) -> web.Application:
         try:
             block_crc = await _receive(request.content, writer.write_chunk, forward)
             await writer.commit(block_crc)
+            traffic.blocks_received += 1
+            traffic.bytes_written += writer.size
             dn.heartbeater.received.append(block_id)
             if wire.H_COPY in request.headers:
                 dn.heartbeater.wake()  # the name node is waiting for this copy to finish
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, ChecksumMismatch):
+                traffic.arrival_failures += 1
             writer.abort()
             if forward is not None:
                 forward.cancel()
@@ -96,14 +101,14 @@ def build(dn: DataNode) -> web.Application:
                 if request.transport is not None:
                     request.transport.close()
                 raise
+        traffic.block_reads += 1
+        traffic.bytes_read += count
         await resp.write_eof()
         return resp
 
     app.router.add_put(f"{v1}/blocks/{{id}}", put_block)
     app.router.add_get(f"{v1}/blocks/{{id}}", get_block)
-    from pydfs import metrics
-
-    metrics.instrument(app, "datanode", dn)
+    metrics.instrument(app, "datanode", dn, traffic)
     return app
 
 

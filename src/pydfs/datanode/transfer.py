@@ -48,6 +48,9 @@ class Transfers:
         self._slots = asyncio.Semaphore(dn.config.max_copies)
         self._throttle = Throttle(dn.config.copy_bandwidth)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.copies_sent = 0
+        self.bytes_sent = 0
+        self.copies_failed = 0
 
     def start(self, blocks: list[str], target: wire.NodeRef) -> None:
         for block in blocks:
@@ -64,9 +67,11 @@ class Transfers:
                 log.warning("copy of %s to %s failed its checksum; verifying", block_id, target.id)
                 await self.dn.scanner.verify_and_report(block_id)
                 self.dn.heartbeater.failed_copies.append(block_id)
+                self.copies_failed += 1
             except (PydfsError, OSError) as exc:
                 log.warning("copy of %s to %s failed: %s", block_id, target.id, exc)
                 self.dn.heartbeater.failed_copies.append(block_id)
+                self.copies_failed += 1
             self.dn.heartbeater.wake()  # for news of the copy, and the next orders
 
     async def copy(self, block_id: str, target: wire.NodeRef) -> None:
@@ -91,6 +96,8 @@ class Transfers:
             raise
         except Exception as exc:
             raise rpc.translate(exc, target.url) from exc
+        self.copies_sent += 1
+        self.bytes_sent += sums.size
         log.info("copied block %s to %s", block_id, target.id)
 
     async def close(self) -> None:

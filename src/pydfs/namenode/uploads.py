@@ -164,5 +164,9 @@ class Uploads:
             self._forget(upload, keep=set())
         return len(stale)
 
+    def __len__(self) -> int:
+        """Uploads in progress."""
+        return len(self._uploads)
+
     def in_flight(self) -> set[str]:
         return {b for u in self._uploads.values() for b in u.targets}

@@ -55,6 +55,12 @@ class BlockStore:
         self.quarantine_dir = root / "quarantine"
         for d in (self.blocks_dir, self.tmp_dir, self.quarantine_dir):
             d.mkdir(parents=True, exist_ok=True)
+        # All 256 prefix directories exist, durably, before any block is acknowledged: a block
+        # renamed into a directory that a crash could forget would be lost with it.
+        for prefix in range(256):
+            (self.blocks_dir / f"{prefix:02x}").mkdir(exist_ok=True)
+        _fsync_dir(self.blocks_dir)
+        _fsync_dir(root)
         for stale in self.tmp_dir.iterdir():
             stale.unlink()
         self.node_id = self._load_node_id()
@@ -196,8 +202,7 @@ class BlockWriter:
         os.close(self._fd)
         self._fd = None
         final = store.path(self.block_id)
-        final.parent.mkdir(exist_ok=True)
-        side_tmp = self._tmp.with_suffix(".crc")
+        side_tmp = self._tmp.with_name(self._tmp.name + ".crc")
         with open(side_tmp, "wb") as f:
             f.write(sums.encode())
             f.flush()
@@ -214,7 +219,7 @@ class BlockWriter:
             os.close(self._fd)
             self._fd = None
         self._tmp.unlink(missing_ok=True)
-        self._tmp.with_suffix(".crc").unlink(missing_ok=True)
+        self._tmp.with_name(self._tmp.name + ".crc").unlink(missing_ok=True)
         self._release()
 
     def _release(self) -> None:

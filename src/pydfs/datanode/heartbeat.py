@@ -75,7 +75,12 @@ class Heartbeater:
     def execute(self, commands: list[wire.Command]) -> None:
         for command in commands:
             if command.op == "delete":
-                deleted = sum(self.dn.store.delete(b) for b in command.blocks)
+                deleted = 0
+                for block in command.blocks:
+                    try:
+                        deleted += self.dn.store.delete(block)
+                    except OSError as exc:  # the next block report repeats the order
+                        log.error("cannot delete block %s: %s", block, exc)
                 log.info("deleted %d of %d blocks as ordered", deleted, len(command.blocks))
             elif command.op == "replicate" and command.target is not None:
                 self.dn.transfers.start(command.blocks, command.target)
@@ -90,6 +95,8 @@ class Heartbeater:
                 await self.run_once()
             except PydfsError as exc:
                 log.warning("heartbeat to %s failed: %s", self.dn.namenode.base_url, exc)
+            except Exception:  # a heartbeat loop that dies would have this node declared dead
+                log.exception("heartbeat failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), interval)
                 await asyncio.sleep(0.05)  # let a burst of news gather into one heartbeat

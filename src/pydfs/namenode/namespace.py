@@ -455,10 +455,13 @@ class Namespace:
         with self.store.write() as db:
             db.execute("DELETE FROM temp.report")
             db.executemany("INSERT OR IGNORE INTO temp.report VALUES (?)", ((b,) for b in reported))
+            # A replica with a delete order still pending is on its way out (trimmed, say):
+            # counting it again would let the next trim take a real copy.
             db.execute(
                 "INSERT OR IGNORE INTO replicas (block, node) SELECT r.id, ? FROM temp.report r "
-                "WHERE EXISTS (SELECT 1 FROM blocks b WHERE b.id = r.id)",
-                (node_id,),
+                "WHERE EXISTS (SELECT 1 FROM blocks b WHERE b.id = r.id) "
+                "AND NOT EXISTS (SELECT 1 FROM trash t WHERE t.node = ? AND t.block = r.id)",
+                (node_id, node_id),
             )
             unknown = [
                 block_id
@@ -483,8 +486,9 @@ class Namespace:
             )
 
     def trash_for(self, node_id: str, limit: int = 10_000) -> list[str]:
-        """Hand out (and forget) replicas *node_id* must delete; a lost order is repeated by the
-        next block report, which finds the replica unknown."""
+        """Hand out (and forget) replicas *node_id* must delete. An order lost with a crashed
+        data node is repaired by its next block report: an unknown block is trashed again, and
+        a surplus replica of a live block is counted again and trimmed again."""
         rows = self.db.execute(
             "SELECT block FROM trash WHERE node = ? LIMIT ?", (node_id, limit)
         ).fetchall()

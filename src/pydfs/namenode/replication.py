@@ -86,6 +86,8 @@ class Replicator:
     def forget_orders(self, node_id: str) -> None:
         """Copies that *node_id* was to send or receive will not happen: order them anew."""
         self._orders.pop(node_id, None)
+        for queued in self._orders.values():
+            queued[:] = [c for c in queued if c.target != node_id]
         for block, copies in list(self._in_flight.items()):
             copies[:] = [c for c in copies if node_id not in (c.source, c.target)]
             if not copies:

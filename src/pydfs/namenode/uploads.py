@@ -129,6 +129,8 @@ class Uploads:
                 raise ProtocolError(f"block {block.block_id} names nodes it was not sent to")
             if not 0 <= block.size <= upload.block_size:
                 raise ProtocolError(f"block {block.block_id} has an impossible size")
+            if not 0 <= block.crc < 2**32:
+                raise ProtocolError(f"block {block.block_id} has an impossible CRC32C")
             seen.add(block.block_id)
         status = self.namespace.commit_file(
             upload.path,

@@ -377,3 +377,16 @@ def test_everything_survives_a_reopen(open_ns):
     assert after == before
     assert block_ids(after[1]) == [bid(1), bid(2)]
     assert trash(again) == {("dn-1", bid(3)), ("dn-2", bid(3))}
+
+
+def test_block_report_does_not_recount_a_replica_with_a_pending_delete(ns):
+    """A report listed before a trim's delete order reached the node must not bring the
+    trimmed replica back: the next trim would then take a real copy."""
+    ns.mkdir("/r", "u")
+    block = wire.StoredBlock("c" * 32, 10, 123, ["n1", "n2"])
+    ns.commit_file("/r/f", "u", replication=1, block_size=4096, blocks=[block], overwrite=False)
+    ns.drop_replicas_of_block(block.block_id, ["n2"])  # trimmed: delete order queued for n2
+    ns.reconcile("n2", [block.block_id], in_flight=set())  # n2's report still lists it
+    holders = {n.id for n in ns.stat("/r/f").blocks[0].nodes}
+    assert holders == {"n1"}
+    assert ns.trash_for("n2") == [block.block_id]

@@ -52,6 +52,7 @@ class DataNodeConfig:
     scan_interval: float = 86400.0  # seconds from the start of one full scrub to the next
     copy_bandwidth: int = 100 * MiB  # bytes/s of replication copies sent by this node
     max_copies: int = 4  # replication copies sent at once
+    stall_timeout: float = 30.0  # seconds a downstream node may take no bytes before it is dropped
     log_level: str = "INFO"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -185,3 +187,28 @@ def test_full_disk_is_a_clear_error_and_keeps_old_data(
     message = cli.fails("put", "huge", "/small")
     assert "room" in message or "full" in message
     assert cli("get", "/small", "-").ok().raw == (tmp_path / "small").read_bytes()
+
+
+def test_frozen_datanode_does_not_hang_writes_or_reads(
+    cluster_factory: Callable[..., LocalCluster],
+) -> None:
+    """SIGSTOP: the process holds its sockets open but answers nothing. Writers and pipelines
+    must give up on it after the stall timeout instead of waiting forever."""
+    cluster = cluster_factory(3, datanode_args=["--stall-timeout", "1"])
+    frozen = cluster.datanodes[0]
+    files = {f"/cold{i}": os.urandom(BLOCK_SIZE * 3 + i) for i in range(4)}
+    with Client(cluster.url, stall_timeout=2) as fs:
+        fs.write_bytes("/before", files["/cold0"])
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            for path, data in files.items():
+                fs.write_bytes(path, data)  # may meet the frozen node first or downstream
+            for path, data in files.items():
+                assert fs.read_bytes(path) == data
+            assert fs.read_bytes("/before") == files["/cold0"]
+            assert time.monotonic() - started < 60
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+        cluster.wait_for_live(3)
+        wait_healthy(cluster, fs)

@@ -41,6 +41,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     dn.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
     dn.add_argument("--scan-interval", type=float, help="seconds between scrub passes")
     dn.add_argument("--scan-rate", type=int, help="bytes/s the scrubber reads")
+    dn.add_argument("--stall-timeout", type=float, help="seconds before a silent peer is dropped")
     dn.set_defaults(run=run_datanode)
 
     cl = sub.add_parser("cluster", help="run a whole local cluster")
@@ -77,7 +78,15 @@ def run_datanode(args: argparse.Namespace) -> int:
 
     flags = _flags(
         args,
-        [*_COMMON, "namenode", "capacity", "heartbeat_interval", "scan_interval", "scan_rate"],
+        [
+            *_COMMON,
+            "namenode",
+            "capacity",
+            "heartbeat_interval",
+            "scan_interval",
+            "scan_rate",
+            "stall_timeout",
+        ],
     )
     cfg = config.load(config.DataNodeConfig, "datanode", flags, args.config)
     log.setup("datanode", cfg.log_level)

@@ -62,8 +62,10 @@ class AsyncClient:
         user: str | None = None,
         replication: int | None = None,
         block_size: int | None = None,
+        stall_timeout: float = blocks.STALL_TIMEOUT,
     ) -> None:
         config = None if namenode and user else ClientConfig.read()
+        self.stall_timeout = stall_timeout  # a data node silent this long is passed over
         self.namenode = resolve_namenode(namenode, config)
         self.user = user or default_user(config)
         self.replication = replication
@@ -229,7 +231,9 @@ class AsyncClient:
             return await self.rpc.call("POST", f"{route}/blocks", alloc, reply=wire.BlockGrant)
 
         try:
-            stored = await blocks.write_blocks(self.session, read, grant, allocate, rewind)
+            stored = await blocks.write_blocks(
+                self.session, read, grant, allocate, rewind, self.stall_timeout
+            )
             commit = wire.CommitRequest(stored)
             return await self.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
         except BaseException:
@@ -335,7 +339,7 @@ class AsyncClient:
                 for attempt in range(3):
                     try:
                         async for data in blocks.read_block(
-                            self.session, block, lo, hi, self._report_corrupt
+                            self.session, block, lo, hi, self._report_corrupt, self.stall_timeout
                         ):
                             yield data
                             lo += len(data)

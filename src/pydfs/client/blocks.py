@@ -7,7 +7,9 @@ same offset, when a node is unreachable or a chunk fails.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -18,10 +20,13 @@ from pydfs.errors import (
     NotFound,
     ProtocolError,
     PydfsError,
+    Timeout,
     Unavailable,
 )
 
 log = logging.getLogger("pydfs.client")
+
+STALL_TIMEOUT = 60.0  # seconds a data node may take no bytes, or send none, before we move on
 
 Reader = Callable[[int], Awaitable[bytes]]
 """``read(n)``: up to *n* bytes of the source; ``b""`` at its end."""
@@ -36,10 +41,12 @@ class BlockSource:
         self._limit = limit
         self.size = 0
         self.crc = 0
+        self.last_progress = time.monotonic()
 
     async def frames(self) -> AsyncIterator[bytes]:
         data = self._first
         while data:
+            self.last_progress = time.monotonic()
             crc = checksum.crc(data)
             self.crc = checksum.crc(data, self.crc)
             self.size += len(data)
@@ -67,23 +74,49 @@ async def _read_full(read: Reader, n: int) -> bytes:
 
 
 async def put_block(
-    session: aiohttp.ClientSession, grant: wire.BlockGrant, source: BlockSource
+    session: aiohttp.ClientSession,
+    grant: wire.BlockGrant,
+    source: BlockSource,
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> wire.StoredBlock:
-    """Send one block down its pipeline; the answer lists the nodes that made it durable."""
+    """Send one block down its pipeline; the answer lists the nodes that made it durable.
+
+    A first node that takes no bytes for *stall_timeout* seconds (a frozen process, a dead
+    link) fails the attempt with ``Timeout``, so the block goes to another pipeline instead of
+    hanging the write: TCP alone would wait forever on a full send window."""
     head, rest = grant.targets[0], grant.targets[1:]
     url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
     headers = {
         wire.H_PIPELINE: ",".join(t.url for t in rest),
         "Content-Type": "application/octet-stream",
     }
-    try:
-        async with session.put(url, data=source.frames(), headers=headers) as resp:
+    timeout = aiohttp.ClientTimeout(total=None, connect=stall_timeout, sock_read=stall_timeout)
+
+    async def send() -> wire.StoredBlock:
+        async with session.put(url, data=source.frames(), headers=headers, timeout=timeout) as resp:
             await rpc.raise_for_error(resp)
-            stored = wire.decode(await resp.read(), wire.StoredBlock)
+            return wire.decode(await resp.read(), wire.StoredBlock)
+
+    task = asyncio.ensure_future(send())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=stall_timeout / 4)
+            if done:
+                stored = task.result()
+                break
+            if time.monotonic() - source.last_progress > stall_timeout:
+                raise Timeout(f"data node {head.id} took no data for {stall_timeout:.0f}s")
     except PydfsError:
         raise
     except Exception as exc:
         raise rpc.translate(exc, head.url) from exc
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if stored.size != source.size or stored.crc != source.crc or not stored.nodes:
+        raise ChecksumMismatch(f"data node {head.id} acknowledged different bytes")
+    return stored
     if stored.size != source.size or stored.crc != source.crc or not stored.nodes:
         raise ChecksumMismatch(f"data node {head.id} acknowledged different bytes")
     return stored
@@ -95,6 +128,7 @@ async def write_blocks(
     grant: wire.UploadGrant,
     allocate: Callable[[list[str]], Awaitable[wire.BlockGrant]],
     rewind: Callable[[int], Awaitable[bool]],
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> list[wire.StoredBlock]:
     """Write the whole source as blocks; returns what to commit.
 
@@ -114,7 +148,7 @@ async def write_blocks(
                 block = await allocate(failed)
             source = BlockSource(read, first, grant.block_size)
             try:
-                result = await put_block(session, block, source)
+                result = await put_block(session, block, source, stall_timeout)
             except (Unavailable, ChecksumMismatch, ProtocolError, NotFound) as exc:
                 failed.append(block.targets[0].id)
                 block = None
@@ -138,6 +172,7 @@ async def read_block(
     offset: int,
     end: int,
     on_corrupt: Callable[[str, str], Awaitable[None]] | None = None,
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> AsyncIterator[bytes]:
     """Verified bytes ``[offset, end)`` of *block*, failing over between its replicas;
     ``on_corrupt(block, node)`` hears of every replica that sent a bad chunk."""
@@ -146,7 +181,9 @@ async def read_block(
     for node in block.nodes:
         try:
             while pos < end:
-                async for data, new_pos in _read_range(session, node, block, pos, end):
+                async for data, new_pos in _read_range(
+                    session, node, block, pos, end, stall_timeout
+                ):
                     pos = new_pos
                     yield data
             return
@@ -161,11 +198,18 @@ async def read_block(
 
 
 async def _read_range(
-    session: aiohttp.ClientSession, node: wire.NodeRef, block: wire.BlockInfo, pos: int, end: int
+    session: aiohttp.ClientSession,
+    node: wire.NodeRef,
+    block: wire.BlockInfo,
+    pos: int,
+    end: int,
+    stall_timeout: float,
 ) -> AsyncIterator[tuple[bytes, int]]:
     url = f"{node.url}{wire.API}/blocks/{block.id}"
+    params = {"offset": str(pos), "length": str(end - pos)}
+    timeout = aiohttp.ClientTimeout(total=None, connect=stall_timeout, sock_read=stall_timeout)
     try:
-        async with session.get(url, params={"offset": str(pos), "length": str(end - pos)}) as resp:
+        async with session.get(url, params=params, timeout=timeout) as resp:
             await rpc.raise_for_error(resp)
             try:
                 start = int(resp.headers[wire.H_OFFSET])

@@ -14,7 +14,14 @@ from aiohttp import web
 
 from pydfs import checksum, metrics, rpc, wire
 from pydfs.datanode.blockstore import check_block_id
-from pydfs.errors import ChecksumMismatch, InvalidArgument, NotFound, ProtocolError, PydfsError
+from pydfs.errors import (
+    ChecksumMismatch,
+    InvalidArgument,
+    NotFound,
+    ProtocolError,
+    PydfsError,
+    Unavailable,
+)
 from pydfs.server import json_response, make_app
 
 if TYPE_CHECKING:
@@ -46,7 +53,7 @@ def build(dn: DataNode) -> web.Application:
         writer = dn.store.writer(block_id, expected)
         forward: Forwarder | None = None
         if pipeline:
-            forward = Forwarder(dn.session, pipeline, block_id)
+            forward = Forwarder(dn.session, pipeline, block_id, dn.config.stall_timeout)
         try:
             block_crc = await _receive(request.content, writer.write_chunk, forward)
             await writer.commit(block_crc)
@@ -179,9 +186,17 @@ class Forwarder:
     fewer replicas, and the name node's view of its replicas says so.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, pipeline: list[str], block_id: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        pipeline: list[str],
+        block_id: str,
+        stall_timeout: float,
+    ) -> None:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_DEPTH)
         self._url = f"{pipeline[0].rstrip('/')}{wire.API}/blocks/{block_id}"
+        self._next = pipeline[0]
+        self._stall = stall_timeout
         self._task = asyncio.ensure_future(self._run(session, pipeline[0], pipeline[1:]))
 
     async def _body(self) -> AsyncIterator[bytes]:
@@ -192,8 +207,11 @@ class Forwarder:
         self, session: aiohttp.ClientSession, url: str, rest: list[str]
     ) -> wire.StoredBlock:
         headers = {wire.H_PIPELINE: ",".join(rest), "Content-Type": "application/octet-stream"}
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._stall, sock_read=self._stall)
         try:
-            async with session.put(self._url, data=self._body(), headers=headers) as resp:
+            async with session.put(
+                self._url, data=self._body(), headers=headers, timeout=timeout
+            ) as resp:
                 await rpc.raise_for_error(resp)
                 return wire.decode(await resp.read(), wire.StoredBlock)
         except Exception as exc:
@@ -206,12 +224,22 @@ class Forwarder:
             self._queue.put_nowait(item)
             return
         put = asyncio.ensure_future(self._queue.put(item))
-        await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {put, self._task}, timeout=self._stall, return_when=asyncio.FIRST_COMPLETED
+        )
         if not put.done():
             put.cancel()
+            if not self._task.done():  # the next node took nothing for too long: drop it
+                log.warning("pipeline to %s stalled for %.0fs: dropped", self._next, self._stall)
+                self._task.cancel()
 
     async def result(self) -> wire.StoredBlock:
-        return await self._task
+        try:
+            return await self._task
+        except asyncio.CancelledError:
+            if self._task.cancelled():
+                raise Unavailable(f"{self._next} stalled") from None
+            raise
 
     def cancel(self) -> None:
         if not self._task.done():

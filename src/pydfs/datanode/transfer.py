@@ -61,7 +61,14 @@ class Transfers:
     async def _copy(self, block_id: str, target: wire.NodeRef) -> None:
         async with self._slots:
             try:
-                await self.copy(block_id, target)
+                size = self.dn.store.checksums(block_id).size
+                rate = max(1, self.dn.config.copy_bandwidth)
+                limit = self.dn.config.stall_timeout + 4 * size / rate
+                await asyncio.wait_for(self.copy(block_id, target), limit)
+            except TimeoutError:
+                log.warning("copy of %s to %s timed out", block_id, target.id)
+                self.dn.heartbeater.failed_copies.append(block_id)
+                self.copies_failed += 1
             except ChecksumMismatch:
                 # The target refused our bytes: find out whether our replica is the bad one.
                 log.warning("copy of %s to %s failed its checksum; verifying", block_id, target.id)

@@ -22,6 +22,7 @@ H_BLOCK_SIZE = "X-Pydfs-Block-Size"  # size of the whole block
 H_CHUNK_SIZE = "X-Pydfs-Chunk-Size"
 H_CHUNK_CRCS = "X-Pydfs-Chunk-Crcs"  # CRC32C of each chunk a read covers (hex, 8 chars each)
 H_OFFSET = "X-Pydfs-Offset"  # where in the block a read answer starts (a chunk boundary)
+H_USER = "X-Pydfs-User"  # who the caller says it is (no authentication yet)
 H_COPY = "X-Pydfs-Copy"  # set on replication copies: the receiver reports them at once
 
 # A block travels to a data node as frames: a header ``<length u32><crc32c u32>`` and then

@@ -22,7 +22,7 @@ from pydfs.client import blocks, files
 from pydfs.config import ClientConfig
 from pydfs.errors import Conflict, InvalidArgument, IsADirectory, PydfsError, Unavailable
 
-USER_HEADER = "X-Pydfs-User"
+LEASE_RENEWAL = 60.0  # seconds between lease renewals of an open upload (leases last 600 s)
 
 Progress = Callable[[int], None]
 """``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
@@ -94,7 +94,7 @@ class AsyncClient:
     @property
     def rpc(self) -> rpc.Rpc:
         if self._rpc is None:
-            self._rpc = rpc.Rpc(self.namenode, self.session, headers={USER_HEADER: self.user})
+            self._rpc = rpc.Rpc(self.namenode, self.session, headers={wire.H_USER: self.user})
         return self._rpc
 
     # --- namespace ------------------------------------------------------------------------
@@ -230,6 +230,7 @@ class AsyncClient:
             alloc = wire.BlockAllocRequest(exclude)
             return await self.rpc.call("POST", f"{route}/blocks", alloc, reply=wire.BlockGrant)
 
+        keepalive = asyncio.ensure_future(self._keep_lease(route))
         try:
             stored = await blocks.write_blocks(
                 self.session, read, grant, allocate, rewind, self.stall_timeout
@@ -239,6 +240,18 @@ class AsyncClient:
         except BaseException:
             await asyncio.shield(self._abort(route))
             raise
+        finally:
+            keepalive.cancel()
+
+    async def _keep_lease(self, route: str) -> None:
+        """Renew an upload's lease while a slow writer (a trickling pipe, a file object fed a
+        line at a time) keeps it open longer than the name node's lease."""
+        while True:
+            await asyncio.sleep(LEASE_RENEWAL)
+            try:
+                await self.rpc.call("POST", f"{route}/renew", {})
+            except PydfsError:
+                pass  # the commit will say what went wrong
 
     async def _abort(self, route: str) -> None:
         try:

@@ -12,11 +12,9 @@ from pydfs.server import json_response, make_app, query, read_body
 if TYPE_CHECKING:
     from pydfs.namenode import NameNode
 
-USER_HEADER = "X-Pydfs-User"
-
 
 def _user(request: web.Request) -> str:
-    user = request.headers.get(USER_HEADER, "anonymous")
+    user = request.headers.get(wire.H_USER, "anonymous")
     return paths.validate_name(user)
 
 
@@ -83,6 +81,10 @@ def build(nn: NameNode) -> web.Application:
         req = await read_body(request, wire.CommitRequest)
         return json_response(uploads.commit(request.match_info["id"], req))
 
+    async def renew(request: web.Request) -> web.Response:
+        uploads.renew(request.match_info["id"])
+        return json_response({})
+
     async def abort(request: web.Request) -> web.Response:
         uploads.abort(request.match_info["id"])
         return json_response({})
@@ -126,6 +128,7 @@ def build(nn: NameNode) -> web.Application:
     r.add_post(f"{v1}/uploads", start_upload)
     r.add_post(f"{v1}/uploads/{{id}}/blocks", allocate)
     r.add_post(f"{v1}/uploads/{{id}}/commit", commit)
+    r.add_post(f"{v1}/uploads/{{id}}/renew", renew)
     r.add_delete(f"{v1}/uploads/{{id}}", abort)
     r.add_post(f"{v1}/datanodes/heartbeat", heartbeat)
     r.add_post(f"{v1}/datanodes/report", report)

@@ -115,6 +115,10 @@ class Uploads:
         upload.targets[block_id] = targets
         return wire.BlockGrant(block_id, [self.membership.ref(t) for t in targets])
 
+    def renew(self, upload_id: str) -> None:
+        """Extend a lease whose writer is still at work (it raises if the lease is gone)."""
+        self._get(upload_id)
+
     def allocate(self, upload_id: str, req: wire.BlockAllocRequest) -> wire.BlockGrant:
         return self._allocate(self._get(upload_id), frozenset(req.exclude))
 

@@ -186,3 +186,22 @@ def test_expire_drops_only_stale_uploads(ns):
     assert fresh.in_flight() == {new.block.block_id}
     with pytest.raises(Conflict):
         stale.commit(old.upload_id, wire.CommitRequest([stored(old.block)]))
+
+
+def test_renew_keeps_a_slow_upload_alive(uploads, monkeypatch):
+    import pydfs.namenode.uploads as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    slow = uploads.start(wire.UploadRequest("/slow"), "u")
+    idle = uploads.start(wire.UploadRequest("/idle"), "u")
+    expired = []
+    for _ in range(3):  # 3 × 500 s: longer than the 600 s lease, renewed all along
+        now[0] += 500
+        uploads.renew(slow.upload_id)
+        expired.append(uploads.expire())
+    assert expired == [0, 1, 0]  # the idle one went once its lease ran out
+    assert len(uploads) == 1
+    uploads.commit(slow.upload_id, wire.CommitRequest([stored(slow.block)]))
+    with pytest.raises(Conflict):
+        uploads.renew(idle.upload_id)

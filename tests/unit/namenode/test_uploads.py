@@ -196,7 +196,7 @@ def test_renew_keeps_a_slow_upload_alive(uploads, monkeypatch):
     slow = uploads.start(wire.UploadRequest("/slow"), "u")
     idle = uploads.start(wire.UploadRequest("/idle"), "u")
     expired = []
-    for _ in range(3):  # 3 × 500 s: longer than the 600 s lease, renewed all along
+    for _ in range(3):  # 3 times 500 s: longer than the 600 s lease, renewed all along
         now[0] += 500
         uploads.renew(slow.upload_id)
         expired.append(uploads.expire())

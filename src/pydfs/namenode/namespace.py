@@ -249,6 +249,13 @@ class Namespace:
         self._collect_unreferenced(db)
         return int(files)
 
+    def _release_file(self, db: sqlite3.Connection, inode_id: int, *, keep_inode: bool) -> None:
+        """Drop one file's content (and the file itself unless *keep_inode*); its blocks go
+        to the trash unless another file still names them."""
+        db.execute("DELETE FROM temp.subtree")
+        db.execute("INSERT INTO temp.subtree VALUES (?)", (inode_id,))
+        self._release_doomed(db, keep_inodes=keep_inode)
+
     def _collect_unreferenced(self, db: sqlite3.Connection) -> None:
         """Blocks in temp.doomed_blocks that no file names any more go to the trash."""
         db.execute(
@@ -319,9 +326,7 @@ class Namespace:
                     raise IsADirectory(f"{path} is a directory")
                 if not overwrite:
                     raise AlreadyExists(f"{path} already exists")
-                db.execute("DELETE FROM temp.subtree")
-                db.execute("INSERT INTO temp.subtree VALUES (?)", (existing.id,))
-                self._release_doomed(db, keep_inodes=True)
+                self._release_file(db, existing.id, keep_inode=True)
                 db.execute(
                     "UPDATE inodes SET size = ?, mtime = ?, replication = ?, block_size = ?, "
                     "owner = ? WHERE id = ?",
@@ -388,18 +393,13 @@ class Namespace:
             if target == src:
                 raise AlreadyExists(f"{src} cannot be copied onto itself")
             parent = self.resolve_dir(paths.parent(target))
-            db.execute("DELETE FROM temp.doomed_blocks")
             if existing is not None:
                 if existing.is_dir:
                     raise IsADirectory(f"{target} is a directory")
                 if not overwrite:
                     raise AlreadyExists(f"{target} already exists")
-                db.execute(
-                    "INSERT INTO temp.doomed_blocks SELECT block FROM file_blocks WHERE inode = ?",
-                    (existing.id,),
-                )
-                db.execute("DELETE FROM file_blocks WHERE inode = ?", (existing.id,))
-                db.execute("DELETE FROM inodes WHERE id = ?", (existing.id,))
+                # Blocks it shares with the source survive: the source still names them.
+                self._release_file(db, existing.id, keep_inode=False)
             inode_id = self._insert(
                 db,
                 parent,
@@ -415,7 +415,6 @@ class Namespace:
                 "SELECT ?, idx, block FROM file_blocks WHERE inode = ?",
                 (inode_id, source.id),
             )
-            self._collect_unreferenced(db)
         return self.stat(target)
 
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> wire.FileStatus:
@@ -434,9 +433,7 @@ class Namespace:
                     raise AlreadyExists(f"{target} already exists")
                 if not overwrite:
                     raise AlreadyExists(f"{target} already exists (use --force to replace it)")
-                db.execute("DELETE FROM temp.subtree")
-                db.execute("INSERT INTO temp.subtree VALUES (?)", (existing.id,))
-                self._release_doomed(db)
+                self._release_file(db, existing.id, keep_inode=False)
             now = time.time()
             db.execute(
                 "UPDATE inodes SET parent = ?, name = ? WHERE id = ?",

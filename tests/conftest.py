@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pydfs.cluster import LocalCluster
+from pydfs.cluster import LocalCluster, NodeProcess
+from pydfs.datanode.blockstore import block_file
 
 # Fast liveness for tests: heartbeats every 0.2 s, dead after 1.5 s of silence.
 HEARTBEAT = "0.2"
@@ -166,6 +167,15 @@ class Cli:
 @pytest.fixture
 def cli(shared_cluster: LocalCluster, tmp_path: Path) -> Cli:
     return Cli(shared_cluster.url, tmp_path)
+
+
+def node_id(node: NodeProcess) -> str:
+    """The stable id a data node keeps in its data directory."""
+    return (node.data_dir / "node_id").read_text().strip()
+
+
+def block_path(node: NodeProcess, block_id: str) -> Path:
+    return block_file(node.data_dir, block_id)
 
 
 def block_files(cluster: LocalCluster) -> set[str]:

@@ -13,13 +13,9 @@ import pytest
 
 from pydfs import Client
 from pydfs.cluster import LocalCluster, NodeProcess
-from tests.conftest import BLOCK_SIZE, Cli, wait_healthy
+from tests.conftest import BLOCK_SIZE, Cli, block_path, node_id, wait_healthy
 
 pytestmark = pytest.mark.fault
-
-
-def _node_id(node: NodeProcess) -> str:
-    return (node.data_dir / "node_id").read_text().strip()
 
 
 def _blocks_on(node: NodeProcess) -> set[str]:
@@ -52,7 +48,7 @@ def test_dead_node_is_healed_around(cluster_factory: Callable[..., LocalCluster]
             f"the node was declared dead ({total:.2f}s after the kill): "
             f"{len(lost) / healed:.0f} blocks/s, {size / healed / 1e6:.1f} MB/s"
         )
-        victim_id = _node_id(victim)
+        victim_id = node_id(victim)
         for path, data in files.items():
             status = fs.info(path)
             for block in status.blocks or []:
@@ -88,8 +84,8 @@ def test_flipped_bytes_are_quarantined_and_replaced(
     with Client(cluster.url) as fs:
         fs.write_bytes("/f", data)
         block = (fs.info("/f").blocks or [])[0]
-        holder = next(n for n in cluster.datanodes if _node_id(n) == block.nodes[0].id)
-        path = holder.data_dir / "blocks" / block.id[:2] / f"{block.id}.blk"
+        holder = next(n for n in cluster.datanodes if node_id(n) == block.nodes[0].id)
+        path = block_path(holder, block.id)
         raw = bytearray(path.read_bytes())
         raw[12345] ^= 0x10
         path.write_bytes(bytes(raw))
@@ -114,7 +110,7 @@ def test_scrubber_finds_rot_nobody_read(cluster_factory: Callable[..., LocalClus
         fs.write_bytes("/cold", data)
         node = cluster.datanodes[0]
         block = sorted(_blocks_on(node))[0]
-        path = node.data_dir / "blocks" / block[:2] / f"{block}.blk"
+        path = block_path(node, block)
         expected = path.read_bytes()
         raw = bytearray(expected)
         raw[BLOCK_SIZE - 1] ^= 0xFF
@@ -163,7 +159,7 @@ def test_decommission_drains_a_node_while_reads_go_on(
     with Client(cluster.url) as fs:
         files = _fill(fs, 8, 3)
         node = cluster.datanodes[2]
-        node_id = _node_id(node)
+        drained = node_id(node)
         assert _blocks_on(node)
         errors: list[BaseException] = []
         stop = threading.Event()
@@ -180,10 +176,10 @@ def test_decommission_drains_a_node_while_reads_go_on(
         thread = threading.Thread(target=read_loop)
         thread.start()
         try:
-            assert "decommissioning" in cli("admin", "decommission", node_id).ok().out
+            assert "decommissioning" in cli("admin", "decommission", drained).ok().out
             cluster.wait_until(
                 lambda: any(
-                    n["id"] == node_id and n["admin_state"] == "decommissioned"
+                    n["id"] == drained and n["admin_state"] == "decommissioned"
                     for n in cluster.datanode_states()
                 ),
                 30,
@@ -195,13 +191,13 @@ def test_decommission_drains_a_node_while_reads_go_on(
         assert not errors, errors[:3]
         for path in files:
             for block in fs.info(path).blocks or []:
-                assert len([n for n in block.nodes if n.id != node_id]) >= 2
+                assert len([n for n in block.nodes if n.id != drained]) >= 2
         assert "decommissioned" in cli("admin", "report").ok().out
         node.kill()  # safe to remove: nothing is lost
         for path, data in files.items():
             assert fs.read_bytes(path) == data
         fs.write_bytes("/after", b"x" * BLOCK_SIZE)
-        assert node_id not in {n.id for b in fs.info("/after").blocks or [] for n in b.nodes}
+        assert drained not in {n.id for b in fs.info("/after").blocks or [] for n in b.nodes}
 
 
 def test_disk_full_on_one_node_sends_blocks_elsewhere(
@@ -210,7 +206,7 @@ def test_disk_full_on_one_node_sends_blocks_elsewhere(
     cluster = cluster_factory(2)
     small = cluster.add_datanode(["--capacity", str(3 * BLOCK_SIZE)])
     cluster.wait_for_live(3)
-    small_id = _node_id(small)
+    small_id = node_id(small)
     with Client(cluster.url) as fs:
         files = {f"/x{i}": os.urandom(BLOCK_SIZE * 2) for i in range(8)}
         for path, data in files.items():

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pydfs import Client, PydfsError
-from pydfs.cluster import LocalCluster, NodeProcess
-from tests.conftest import BLOCK_SIZE, Cli, block_files, wait_healthy
+from pydfs.cluster import LocalCluster
+from tests.conftest import BLOCK_SIZE, Cli, block_files, block_path, node_id, wait_healthy
 
 pytestmark = pytest.mark.fault
 
@@ -49,10 +49,6 @@ def _write(fs: Client, path: str, source: io.RawIOBase) -> None:
     fs._run(fs._aio.write_stream(path, source))  # type: ignore[arg-type]
 
 
-def _node_id(node: NodeProcess) -> str:
-    return (node.data_dir / "node_id").read_text().strip()
-
-
 def test_sigkill_datanode_reads_fail_over_and_writes_go_to_live_nodes(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:
@@ -62,7 +58,7 @@ def test_sigkill_datanode_reads_fail_over_and_writes_go_to_live_nodes(
         for path, data in files.items():
             fs.write_bytes(path, data)
         victim = cluster.datanodes[0]
-        victim_id = _node_id(victim)
+        victim_id = node_id(victim)
         victim.kill()
         for path, data in files.items():  # at once, before the name node notices
             assert fs.read_bytes(path) == data
@@ -80,7 +76,7 @@ def test_sigkill_datanode_during_upload(cluster_factory: Callable[..., LocalClus
     cluster = cluster_factory(3)
     data = os.urandom(BLOCK_SIZE * 12 + 99)
     victim = cluster.datanodes[1]
-    victim_id = _node_id(victim)
+    victim_id = node_id(victim)
     with Client(cluster.url) as fs:
         _write(fs, "/big", KillAfter(data, BLOCK_SIZE * 5 + 1000, victim.kill))
         status = fs.info("/big")
@@ -127,8 +123,8 @@ def test_flipped_bytes_are_never_served(cluster_factory: Callable[..., LocalClus
         fs.write_bytes("/precious", data)
         block = (fs.info("/precious").blocks or [])[1]
         first = block.nodes[0]  # the replica a reader tries first
-        node = next(n for n in cluster.datanodes if _node_id(n) == first.id)
-        path = node.data_dir / "blocks" / block.id[:2] / f"{block.id}.blk"
+        node = next(n for n in cluster.datanodes if node_id(n) == first.id)
+        path = block_path(node, block.id)
         raw = bytearray(path.read_bytes())
         raw[1000] ^= 0xFF
         path.write_bytes(bytes(raw))
@@ -139,7 +135,7 @@ def test_flipped_bytes_are_never_served(cluster_factory: Callable[..., LocalClus
         )
         # With every replica corrupt, the reader fails rather than return bad bytes.
         for n in cluster.datanodes:
-            p = n.data_dir / "blocks" / block.id[:2] / f"{block.id}.blk"
+            p = block_path(n, block.id)
             raw = bytearray(p.read_bytes())
             raw[7] ^= 0x01
             p.write_bytes(bytes(raw))

@@ -16,7 +16,7 @@ import pytest
 
 from pydfs import Client
 from pydfs.cluster import LocalCluster
-from tests.conftest import BLOCK_SIZE, wait_healthy
+from tests.conftest import BLOCK_SIZE, node_id, wait_healthy
 
 pytestmark = pytest.mark.fault
 
@@ -72,7 +72,7 @@ def test_partitioned_datanode_is_healed_around_and_reconciled(
     )
     island = cluster.add_datanode(["--host", net.ns_ip], prefix=net.run_in_ns())
     cluster.wait_for_live(3)
-    island_id = (island.data_dir / "node_id").read_text().strip()
+    island_id = node_id(island)
     assert island.url.startswith(f"http://{net.ns_ip}:")
 
     with Client(cluster.url) as fs:

@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from pydfs import Client, NotFound
-from pydfs.cluster import LocalCluster, NodeProcess
-from tests.conftest import BLOCK_SIZE
+from pydfs.cluster import LocalCluster
+from tests.conftest import BLOCK_SIZE, block_path, node_id
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -133,20 +133,16 @@ def test_counters_follow_a_workload(shared_cluster: LocalCluster) -> None:
         assert value(samples, "pydfs_datanode_disk_free_bytes") > 0
 
 
-def _node_id(node: NodeProcess) -> str:
-    return (node.data_dir / "node_id").read_text().strip()
-
-
 def test_a_rotten_replica_is_counted(cluster_factory: Callable[..., LocalCluster]) -> None:
     cluster = cluster_factory(2)
     data = os.urandom(BLOCK_SIZE * 2)
     with Client(cluster.url) as fs:
         fs.write_bytes("/f", data)
         block = (fs.info("/f").blocks or [])[0]
-        holder = next(n for n in cluster.datanodes if _node_id(n) == block.nodes[0].id)
+        holder = next(n for n in cluster.datanodes if node_id(n) == block.nodes[0].id)
         other = next(n for n in cluster.datanodes if n is not holder)
         assert value(scrape(holder.url), "pydfs_datanode_checksum_failures_total") == 0
-        path = holder.data_dir / "blocks" / block.id[:2] / f"{block.id}.blk"
+        path = block_path(holder, block.id)
         raw = bytearray(path.read_bytes())
         raw[12345] ^= 0x10
         path.write_bytes(bytes(raw))

@@ -37,6 +37,12 @@ def check_block_id(block_id: str) -> str:
     return block_id
 
 
+def block_file(data_dir: Path, block_id: str) -> Path:
+    """Where a data node whose data directory is *data_dir* keeps block *block_id*."""
+    check_block_id(block_id)
+    return data_dir / "blocks" / block_id[:2] / f"{block_id}.blk"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -86,8 +92,7 @@ class BlockStore:
             return node_id
 
     def path(self, block_id: str) -> Path:
-        check_block_id(block_id)
-        return self.blocks_dir / block_id[:2] / f"{block_id}.blk"
+        return block_file(self.root, block_id)
 
     def exists(self, block_id: str) -> bool:
         return self.path(block_id).exists()

@@ -71,6 +71,15 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
         yield c
 
 
+@pytest.fixture(scope="module")
+def admin_env(shared_cluster: LocalCluster) -> Iterator[None]:
+    """``PYDFS_TOKEN`` set to the shared cluster's admin token, for code that opens pydfs://
+    URLs on its own (pandas, fsspec.open) and so finds its token the way users' code does."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYDFS_TOKEN", shared_cluster.admin_token)
+        yield
+
+
 @dataclass
 class Result:
     code: int
@@ -89,7 +98,7 @@ class Cli:
 
     namenode: str
     home: Path
-    user: str = "alice"
+    token: str
 
     @property
     def env(self) -> dict[str, str]:
@@ -97,8 +106,9 @@ class Cli:
         env.update(
             PYDFS_NAMENODE=self.namenode,
             PYDFS_CONFIG=str(self.home / "client.toml"),
-            PYDFS_USER=self.user,
         )
+        if self.token:
+            env["PYDFS_TOKEN"] = self.token
         return env
 
     def __call__(self, *args: str, input: bytes | None = None, cwd: Path | None = None) -> Result:
@@ -166,7 +176,7 @@ class Cli:
 
 @pytest.fixture
 def cli(shared_cluster: LocalCluster, tmp_path: Path) -> Cli:
-    return Cli(shared_cluster.url, tmp_path)
+    return Cli(shared_cluster.url, tmp_path, shared_cluster.admin_token)
 
 
 def node_id(node: NodeProcess) -> str:

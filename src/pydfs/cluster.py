@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,9 +20,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydfs.errors import Unavailable
+
+if TYPE_CHECKING:
+    from pydfs.client import AsyncClient, Client
 
 READY_TIMEOUT = 30.0
 
@@ -41,6 +45,7 @@ class NodeProcess:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "ns1"]
+    ca: Path | None = None  # verifies the node's certificate when it serves HTTPS
     popen: subprocess.Popen[bytes] | None = None
     url: str = ""
 
@@ -83,7 +88,7 @@ class NodeProcess:
                 raise ProcessFailed(f"{self.name} exited during start-up; see {self.log_path}")
             if self.url_file.exists():
                 url = self.url_file.read_text().strip()
-                if url and _healthy(url):
+                if url and _healthy(url, self.ca):
                     self.url = url
                     return url
             time.sleep(0.02)
@@ -119,9 +124,13 @@ class NodeProcess:
         return self.wait_ready()
 
 
-def _healthy(url: str) -> bool:
+def _tls(ca: Path | None) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=str(ca)) if ca else None
+
+
+def _healthy(url: str, ca: Path | None = None) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/v1/health", timeout=2) as resp:
+        with urllib.request.urlopen(f"{url}/v1/health", timeout=2, context=_tls(ca)) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -147,17 +156,28 @@ class LocalCluster:
         namenode_port: int = 0,
         namenode_args: list[str] | None = None,
         datanode_args: list[str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._namenode_args = namenode_args or []
-        self._datanode_args = datanode_args or []
+        self.ca: Path | None = None
+        tls_args: list[str] = []
+        if tls:
+            from pydfs.certs import ensure_local_ca
+
+            local = ensure_local_ca(self.root / "tls")
+            self.ca = local.ca
+            tls_args = ["--tls-cert", str(local.cert), "--tls-key", str(local.key)]
+            tls_args += ["--tls-ca", str(local.ca)]
+        self._namenode_args = [*tls_args, *(namenode_args or [])]
+        self._datanode_args = [*tls_args, *(datanode_args or [])]
         self.namenode = NodeProcess(
             "namenode",
             "namenode",
             self.root / "namenode",
             ["--port", str(namenode_port), *self._namenode_args],
             self.root / "namenode.log",
+            ca=self.ca,
         )
         self.datanodes: list[NodeProcess] = []
         for _ in range(datanodes):
@@ -165,7 +185,9 @@ class LocalCluster:
 
     def _new_datanode(self) -> NodeProcess:
         name = f"datanode-{len(self.datanodes) + 1}"
-        node = NodeProcess("datanode", name, self.root / name, [], self.root / f"{name}.log")
+        node = NodeProcess(
+            "datanode", name, self.root / name, [], self.root / f"{name}.log", ca=self.ca
+        )
         self.datanodes.append(node)
         return node
 
@@ -173,8 +195,34 @@ class LocalCluster:
     def url(self) -> str:
         return self.namenode.url
 
+    @property
+    def admin_token(self) -> str:
+        """The token of the admin user the name node made on its first start."""
+        return (self.namenode.data_dir / "admin.token").read_text().strip()
+
+    def client(self, **options: Any) -> Client:
+        """A blocking SDK client of this cluster, as its admin."""
+        from pydfs.client import Client
+
+        return Client(self.url, token=self.admin_token, ca=self.ca, **options)
+
+    def async_client(self, **options: Any) -> AsyncClient:
+        """An ``AsyncClient`` of this cluster, as its admin."""
+        from pydfs.client import AsyncClient
+
+        return AsyncClient(self.url, token=self.admin_token, ca=self.ca, **options)
+
     def _datanode_argv(self) -> list[str]:
-        return ["--namenode", self.url, "--port", "0", *self._datanode_args]
+        secret = self.namenode.data_dir / "cluster.secret"
+        return [
+            "--namenode",
+            self.url,
+            "--port",
+            "0",
+            "--secret-file",
+            str(secret),
+            *self._datanode_args,
+        ]
 
     def start(self) -> LocalCluster:
         try:
@@ -211,7 +259,11 @@ class LocalCluster:
         self.namenode.wait_ready()
 
     def datanode_states(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self.url}/v1/cluster/datanodes", timeout=5) as resp:
+        request = urllib.request.Request(
+            f"{self.url}/v1/cluster/datanodes",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
+        with urllib.request.urlopen(request, timeout=5, context=_tls(self.ca)) as resp:
             nodes: list[dict[str, Any]] = json.load(resp)["nodes"]
             return nodes
 

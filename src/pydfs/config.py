@@ -35,6 +35,12 @@ class NameNodeConfig:
     replication_interval: float = 3.0
     max_copies_per_node: int = 4
     copy_timeout: float = 120.0
+    umask: int = 0o022  # mode bits new files and directories do not get
+    block_token_lifetime: float = 600.0  # seconds a block access token stays good
+    secret_file: Path | None = None  # the cluster secret; default: <data_dir>/cluster.secret
+    tls_cert: Path | None = None  # PEM certificate (chain): serve HTTPS instead of HTTP
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # CA bundle the web UI's own client verifies this node with
     log_level: str = "INFO"
 
 
@@ -53,6 +59,10 @@ class DataNodeConfig:
     copy_bandwidth: int = 100 * MiB  # bytes/s of replication copies sent by this node
     max_copies: int = 4  # replication copies sent at once
     stall_timeout: float = 30.0  # seconds a downstream node may take no bytes before it is dropped
+    secret_file: Path | None = None  # a copy of the name node's cluster.secret
+    tls_cert: Path | None = None  # PEM certificate (chain): serve HTTPS instead of HTTP
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # CA bundle to verify the name node and peer data nodes
     log_level: str = "INFO"
 
 
@@ -86,6 +96,8 @@ def _coerce(annotation: Any, value: Any, name: str) -> Any:
     try:
         if "Path" in kind:
             return Path(value).expanduser()
+        if name == "umask" and isinstance(value, str):
+            return int(value, 8)  # written as in a shell: 022
         if kind.startswith("int"):
             return None if value in (None, "") else int(value)
         if kind.startswith("float"):
@@ -107,8 +119,12 @@ def client_config_path() -> Path:
 
 @dataclasses.dataclass(frozen=True)
 class ClientConfig:
+    """What ``pydfs login`` (or ``pydfs cluster up``) saves; mode 0600, as it holds a token."""
+
     namenode: str | None = None
     user: str | None = None
+    token: str | None = None
+    ca: str | None = None  # CA bundle that verifies an HTTPS cluster
 
     @classmethod
     def read(cls, path: Path | None = None) -> ClientConfig:
@@ -120,13 +136,13 @@ class ClientConfig:
             return cls()
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InvalidArgument(f"cannot read client config {path}: {exc}") from None
-        return cls(namenode=data.get("namenode"), user=data.get("user"))
+        return cls(**{k: data.get(k) for k in ("namenode", "user", "token", "ca")})
 
     def write(self, path: Path | None = None) -> Path:
         path = path or client_config_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = ["[client]"]
-        for key in ("namenode", "user"):
+        for key in ("namenode", "user", "token", "ca"):
             value = getattr(self, key)
             if value is not None:
                 lines.append(f"{key} = {_toml_str(value)}")

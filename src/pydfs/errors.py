@@ -11,6 +11,7 @@ the matching built-in so that ordinary Python code (``except FileNotFoundError``
     ├── IsADirectory        (+ IsADirectoryError)   409  is_a_directory
     ├── DirectoryNotEmpty   (+ OSError ENOTEMPTY)   409  directory_not_empty
     ├── PermissionDenied    (+ PermissionError)     403  permission_denied
+    │   └── Unauthenticated                         401  unauthenticated
     ├── InvalidPath         (+ ValueError)          400  invalid_path
     ├── InvalidArgument     (+ ValueError)          400  invalid_argument
     ├── InsufficientNodes                           503  insufficient_nodes
@@ -81,6 +82,12 @@ class PermissionDenied(PydfsError, PermissionError):
     """The caller may not do this."""
 
     code, status = "permission_denied", 403
+
+
+class Unauthenticated(PermissionDenied):
+    """No credentials, or credentials the server does not accept (wrong, revoked, expired)."""
+
+    code, status = "unauthenticated", 401
 
 
 class InvalidPath(PydfsError, ValueError):
@@ -157,6 +164,7 @@ _BY_CODE: dict[str, type[PydfsError]] = {
         IsADirectory,
         DirectoryNotEmpty,
         PermissionDenied,
+        Unauthenticated,
         InvalidPath,
         InvalidArgument,
         InsufficientNodes,

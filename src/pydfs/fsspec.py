@@ -74,13 +74,15 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
         self,
         namenode: str | None = None,
         *,
-        user: str | None = None,
+        token: str | None = None,
+        ca: str | None = None,
         replication: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.namenode = resolve_namenode(namenode)
-        self.user = user
+        self.token = token
+        self.ca = ca
         self.replication = replication
         self._client: AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -125,7 +127,9 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
         if self._client is None or self._client_loop is not loop:
             if self._finalizer is not None:
                 self._finalizer()  # the old loop's client
-            self._client = AsyncClient(self.namenode, user=self.user, replication=self.replication)
+            self._client = AsyncClient(
+                self.namenode, token=self.token, ca=self.ca, replication=self.replication
+            )
             self._client_loop = loop
             self._finalizer = weakref.finalize(self, _close_client, self._client, loop)
         return self._client
@@ -328,7 +332,7 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
         self, rpath: str, lpath: str, callback: Callback = DEFAULT_CALLBACK, **kwargs: Any
     ) -> None:
         rpath = self._strip_protocol(rpath)
-        status = await self.client().info(rpath)
+        status = await self.client().info(rpath, read=True)
         if status.type == "dir":
             os.makedirs(lpath, exist_ok=True)
             return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import ssl
 from collections.abc import Mapping
 from typing import Any, TypeVar, overload
 
@@ -22,14 +24,29 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 
-def new_session(timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=64, limit_per_host=32, ttl_dns_cache=300)
+def new_session(
+    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT, *, ca: str | os.PathLike[str] | None = None
+) -> aiohttp.ClientSession:
+    """A session for every call of one process; *ca* is the bundle that verifies HTTPS servers
+    (else the system's trust store). Certificates are always verified."""
+    connector = aiohttp.TCPConnector(
+        limit=64, limit_per_host=32, ttl_dns_cache=300, ssl=client_ssl(ca)
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         auto_decompress=False,
         skip_auto_headers=("User-Agent",),
     )
+
+
+def client_ssl(ca: str | os.PathLike[str] | None) -> ssl.SSLContext | bool:
+    if ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.InvalidArgument(f"cannot load the CA bundle {ca}: {exc}") from None
 
 
 async def raise_for_error(resp: aiohttp.ClientResponse) -> None:
@@ -54,6 +71,8 @@ def translate(exc: BaseException, url: str) -> errors.PydfsError:
         return exc
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return errors.Timeout(f"{url} did not answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return errors.Unavailable(f"TLS with {url} failed: {exc}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return errors.Unavailable(f"cannot reach {url}: {exc.os_error.strerror or exc.os_error}")
     if isinstance(exc, aiohttp.ClientError | OSError):

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from pydfs import wire
-from pydfs.errors import InternalError, ProtocolError, PydfsError
+from pydfs.errors import InternalError, InvalidArgument, ProtocolError, PydfsError
 
 log = logging.getLogger("pydfs.server")
 T = TypeVar("T")
@@ -121,18 +122,20 @@ async def serve(
     advertise: str | None,
     url_file: Path | None,
     after_bind: Callable[[str], Awaitable[None]] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Bind, announce the real URL, run until SIGTERM or SIGINT, then shut down gracefully."""
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
     await site.start()
     sockets = getattr(site._server, "sockets", None)
     assert sockets, "the site did not bind a socket"
     bound_host, bound_port = sockets[0].getsockname()[:2]
     url = (
         advertise
-        or f"http://{_url_host(host if host not in ('0.0.0.0', '::') else bound_host)}:{bound_port}"
+        or f"{'https' if tls else 'http'}://"
+        f"{_url_host(host if host not in ('0.0.0.0', '::') else bound_host)}:{bound_port}"
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -165,6 +168,21 @@ async def _watch_parent(stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
     log.warning("parent process %s is gone: stopping", parent)
     stop.set()
+
+
+def server_tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The TLS context of a server given a PEM certificate (chain) and key; None: plain HTTP."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InvalidArgument("TLS needs both tls_cert and tls_key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidArgument(f"cannot load TLS certificate {cert} or key {key}: {exc}") from None
+    return context
 
 
 def _url_host(host: str) -> str:

@@ -22,7 +22,7 @@ H_BLOCK_SIZE = "X-Pydfs-Block-Size"  # size of the whole block
 H_CHUNK_SIZE = "X-Pydfs-Chunk-Size"
 H_CHUNK_CRCS = "X-Pydfs-Chunk-Crcs"  # CRC32C of each chunk a read covers (hex, 8 chars each)
 H_OFFSET = "X-Pydfs-Offset"  # where in the block a read answer starts (a chunk boundary)
-H_USER = "X-Pydfs-User"  # who the caller says it is (no authentication yet)
+H_BLOCK_TOKEN = "X-Pydfs-Block-Token"  # a block access token from the name node (pydfs.tokens)
 H_COPY = "X-Pydfs-Copy"  # set on replication copies: the receiver reports them at once
 
 # A block travels to a data node as frames: a header ``<length u32><crc32c u32>`` and then
@@ -63,6 +63,7 @@ class BlockInfo(Struct):
     size: int
     crc: int
     nodes: list[NodeRef] = []
+    token: str | None = None  # a read token, when the caller asked to read and may
 
 
 class FileStatus(Struct):
@@ -73,6 +74,8 @@ class FileStatus(Struct):
     mtime: float
     ctime: float
     owner: str
+    group: str = ""
+    mode: int = 0  # POSIX permission bits, with the sticky bit (0o1000)
     replication: int = 0
     block_size: int = 0
     blocks: list[BlockInfo] | None = None
@@ -108,6 +111,19 @@ class MoveRequest(Struct):
     src: str
     dst: str
     overwrite: bool = False
+
+
+class ChmodRequest(Struct):
+    path: str
+    mode: int
+    recursive: bool = False
+
+
+class ChownRequest(Struct):
+    path: str
+    owner: str | None = None
+    group: str | None = None
+    recursive: bool = False
 
 
 class Space(Struct):
@@ -179,6 +195,7 @@ class UploadRequest(Struct):
 class BlockGrant(Struct):
     block_id: str
     targets: list[NodeRef]
+    token: str = ""  # a write token for this block, good on every target
 
 
 class UploadGrant(Struct):
@@ -244,6 +261,7 @@ class Command(Struct):
     op: Literal["delete", "replicate", "verify"]
     blocks: list[str]
     target: NodeRef | None = None
+    tokens: list[str] = []  # replicate: a write token per block, for the target
 
 
 class HeartbeatReply(Struct):
@@ -258,6 +276,37 @@ class BlockReport(Struct):
 
 class DataNodeList(Struct):
     nodes: list[DataNodeState]
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+class UserInfo(Struct):
+    name: str
+    admin: bool
+    groups: list[str]
+    home: str
+
+
+class UserList(Struct):
+    users: list[UserInfo]
+
+
+class NewUser(Struct):
+    name: str
+    admin: bool = False
+    groups: list[str] = []
+
+
+class UserName(Struct):
+    name: str
+
+
+class UserToken(Struct):
+    """A user's new token: shown once, never stored by the name node."""
+
+    name: str
+    token: str
 
 
 # --- encoding -----------------------------------------------------------------------------

@@ -139,13 +139,13 @@ def test_chaos_workload_while_datanodes_die(cluster_factory: Callable[..., Local
     chaos_rng = random.Random(master.random())
     errors: list[BaseException] = []
     deadline = time.monotonic() + duration
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         for w in workers:
             fs.mkdir(w.dir, parents=True)
 
     def work(worker: Worker) -> None:
         try:
-            with Client(cluster.url, user=f"w{worker.n}") as fs:
+            with cluster.client() as fs:
                 while time.monotonic() < deadline:
                     worker.step(fs)
         except BaseException as exc:
@@ -179,7 +179,7 @@ def test_chaos_workload_while_datanodes_die(cluster_factory: Callable[..., Local
                 node.start()
                 node.wait_ready()
         cluster.wait_for_registered()
-        with Client(cluster.url) as fs:
+        with cluster.client() as fs:
             healed = wait_healthy(cluster, fs, timeout=60)
             files = sum(w.verify(fs) for w in workers)
         ops = sum(" ok" in line or "FAILED" in line for line in lines)
@@ -208,7 +208,7 @@ def test_namenode_killed_mid_delete_stays_consistent(
     cluster_factory: Callable[..., LocalCluster], tmp_path: Path
 ) -> None:
     cluster = cluster_factory(2)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         for d in range(3):
             fs.mkdir(f"/tree{d}/sub", parents=True)
             for i in range(10):
@@ -226,7 +226,7 @@ def test_namenode_killed_mid_delete_stays_consistent(
         cluster.namenode.kill()
         proc.wait(60)
         cluster.restart_namenode()
-        with Client(cluster.url) as fs:
+        with cluster.client() as fs:
             try:
                 names = {e.name for e in fs.ls(f"/tree{d}/sub")}
             except FileNotFoundError:
@@ -235,7 +235,7 @@ def test_namenode_killed_mid_delete_stays_consistent(
             for name in names:
                 assert len(fs.read_bytes(f"/tree{d}/sub/{name}")) >= BLOCK_SIZE
     cluster.wait_for_live(2)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         wait_healthy(cluster, fs)
         referenced = _referenced_blocks(fs)
     # Blocks of deleted files leave the disks; blocks of surviving files stay.

@@ -32,7 +32,7 @@ def _fill(fs: Client, count: int, blocks_each: int) -> dict[str, bytes]:
 
 def test_dead_node_is_healed_around(cluster_factory: Callable[..., LocalCluster], tmp_path) -> None:
     cluster = cluster_factory(3)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         files = _fill(fs, 12, 4)
         victim = cluster.datanodes[0]
         lost = _blocks_on(victim)
@@ -55,13 +55,13 @@ def test_dead_node_is_healed_around(cluster_factory: Callable[..., LocalCluster]
                 live = [n for n in block.nodes if n.live and n.id != victim_id]
                 assert len(live) == 2
             assert fs.read_bytes(path) == data
-        report = Cli(cluster.url, tmp_path)("--json", "fsck").ok()
+        report = Cli(cluster.url, tmp_path, cluster.admin_token)("--json", "fsck").ok()
         assert json.loads(report.out)["status"] == "HEALTHY"
 
 
 def test_returning_node_is_brought_up_to_date(cluster_factory: Callable[..., LocalCluster]) -> None:
     cluster = cluster_factory(2)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         fs.write_bytes("/old", os.urandom(BLOCK_SIZE * 3))
         away = cluster.datanodes[1]
         away.stop()
@@ -81,7 +81,7 @@ def test_flipped_bytes_are_quarantined_and_replaced(
 ) -> None:
     cluster = cluster_factory(2)
     data = os.urandom(BLOCK_SIZE * 2)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         fs.write_bytes("/f", data)
         block = (fs.info("/f").blocks or [])[0]
         holder = next(n for n in cluster.datanodes if node_id(n) == block.nodes[0].id)
@@ -106,7 +106,7 @@ def test_flipped_bytes_are_quarantined_and_replaced(
 def test_scrubber_finds_rot_nobody_read(cluster_factory: Callable[..., LocalCluster]) -> None:
     cluster = cluster_factory(2, datanode_args=["--scan-interval", "0.3"])
     data = os.urandom(BLOCK_SIZE * 3)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         fs.write_bytes("/cold", data)
         node = cluster.datanodes[0]
         block = sorted(_blocks_on(node))[0]
@@ -126,8 +126,8 @@ def test_setrep_converges_up_and_down(
     cluster_factory: Callable[..., LocalCluster], tmp_path
 ) -> None:
     cluster = cluster_factory(3)
-    cli = Cli(cluster.url, tmp_path)
-    with Client(cluster.url) as fs:
+    cli = Cli(cluster.url, tmp_path, cluster.admin_token)
+    with cluster.client() as fs:
         _fill(fs, 3, 2)
 
         def replicas() -> set[int]:
@@ -155,8 +155,8 @@ def test_decommission_drains_a_node_while_reads_go_on(
     cluster_factory: Callable[..., LocalCluster], tmp_path
 ) -> None:
     cluster = cluster_factory(3)
-    cli = Cli(cluster.url, tmp_path)
-    with Client(cluster.url) as fs:
+    cli = Cli(cluster.url, tmp_path, cluster.admin_token)
+    with cluster.client() as fs:
         files = _fill(fs, 8, 3)
         node = cluster.datanodes[2]
         drained = node_id(node)
@@ -165,7 +165,7 @@ def test_decommission_drains_a_node_while_reads_go_on(
         stop = threading.Event()
 
         def read_loop() -> None:
-            with Client(cluster.url) as reader:
+            with cluster.client() as reader:
                 while not stop.is_set():
                     for path, data in files.items():
                         try:
@@ -207,7 +207,7 @@ def test_disk_full_on_one_node_sends_blocks_elsewhere(
     small = cluster.add_datanode(["--capacity", str(3 * BLOCK_SIZE)])
     cluster.wait_for_live(3)
     small_id = node_id(small)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         files = {f"/x{i}": os.urandom(BLOCK_SIZE * 2) for i in range(8)}
         for path, data in files.items():
             fs.write_bytes(path, data)  # never fails, though one node fills up

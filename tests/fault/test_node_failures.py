@@ -54,7 +54,7 @@ def test_sigkill_datanode_reads_fail_over_and_writes_go_to_live_nodes(
 ) -> None:
     cluster = cluster_factory(3)
     files = {f"/f{i}": os.urandom(BLOCK_SIZE * 3 + i) for i in range(6)}
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         for path, data in files.items():
             fs.write_bytes(path, data)
         victim = cluster.datanodes[0]
@@ -77,7 +77,7 @@ def test_sigkill_datanode_during_upload(cluster_factory: Callable[..., LocalClus
     data = os.urandom(BLOCK_SIZE * 12 + 99)
     victim = cluster.datanodes[1]
     victim_id = node_id(victim)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         _write(fs, "/big", KillAfter(data, BLOCK_SIZE * 5 + 1000, victim.kill))
         status = fs.info("/big")
         assert status.size == len(data)
@@ -94,7 +94,7 @@ def test_stale_replicas_are_removed_when_a_node_returns(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:
     cluster = cluster_factory(2)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         fs.write_bytes("/gone", os.urandom(BLOCK_SIZE * 3))
         fs.write_bytes("/replaced", os.urandom(BLOCK_SIZE * 2))
         fs.write_bytes("/kept", os.urandom(BLOCK_SIZE * 2))
@@ -119,7 +119,7 @@ def test_stale_replicas_are_removed_when_a_node_returns(
 def test_flipped_bytes_are_never_served(cluster_factory: Callable[..., LocalCluster]) -> None:
     cluster = cluster_factory(2)
     data = os.urandom(BLOCK_SIZE * 2 + 5)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         fs.write_bytes("/precious", data)
         block = (fs.info("/precious").blocks or [])[1]
         first = block.nodes[0]  # the replica a reader tries first
@@ -147,7 +147,7 @@ def test_namenode_sigkill_mid_write_leaves_no_file_and_orphans_are_collected(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:
     cluster = cluster_factory(2)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         fs.write_bytes("/survivor", b"committed before the crash")
         before = block_files(cluster)
         data = os.urandom(BLOCK_SIZE * 10)
@@ -164,7 +164,7 @@ def test_no_live_datanodes_is_a_clear_error(
     cluster_factory: Callable[..., LocalCluster], tmp_path: Path
 ) -> None:
     cluster = cluster_factory(2)
-    cli = Cli(cluster.url, tmp_path)
+    cli = Cli(cluster.url, tmp_path, cluster.admin_token)
     for node in cluster.datanodes:
         node.kill()
     cluster.wait_for_live(0)
@@ -176,7 +176,7 @@ def test_full_disk_is_a_clear_error_and_keeps_old_data(
     cluster_factory: Callable[..., LocalCluster], tmp_path: Path
 ) -> None:
     cluster = cluster_factory(2, capacity=5 * BLOCK_SIZE)
-    cli = Cli(cluster.url, tmp_path)
+    cli = Cli(cluster.url, tmp_path, cluster.admin_token)
     (tmp_path / "small").write_bytes(os.urandom(BLOCK_SIZE))
     cli("put", "small", "/small").ok()
     (tmp_path / "huge").write_bytes(os.urandom(12 * BLOCK_SIZE))
@@ -193,7 +193,7 @@ def test_frozen_datanode_does_not_hang_writes_or_reads(
     cluster = cluster_factory(3, datanode_args=["--stall-timeout", "1"])
     frozen = cluster.datanodes[0]
     files = {f"/cold{i}": os.urandom(BLOCK_SIZE * 3 + i) for i in range(4)}
-    with Client(cluster.url, stall_timeout=2) as fs:
+    with cluster.client(stall_timeout=2) as fs:
         fs.write_bytes("/before", files["/cold0"])
         os.kill(frozen.pid, signal.SIGSTOP)
         try:

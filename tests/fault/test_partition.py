@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from pydfs import Client
 from pydfs.cluster import LocalCluster
 from tests.conftest import BLOCK_SIZE, node_id, wait_healthy
 
@@ -75,7 +74,7 @@ def test_partitioned_datanode_is_healed_around_and_reconciled(
     island_id = node_id(island)
     assert island.url.startswith(f"http://{net.ns_ip}:")
 
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         files = {f"/p/f{i}": os.urandom(BLOCK_SIZE * 3 + i) for i in range(9)}
         fs.mkdir("/p")
         for path, data in files.items():

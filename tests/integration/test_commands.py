@@ -209,9 +209,9 @@ def test_error_messages(cli: Cli, home: str) -> None:
     assert "longer than 255" in cli.fails("touch", "n" * 300)
     assert "root" in cli.fails("rmdir", "--yes", "/")
     assert "no such file" in cli.fails("put", "/definitely/not/a/local/file").lower()
-    unreachable = Cli("http://127.0.0.1:9", cli.home)  # port 9: nothing listens
+    unreachable = Cli("http://127.0.0.1:9", cli.home, cli.token)  # port 9: nothing listens
     assert "127.0.0.1:9" in unreachable.fails("ls", "/")
-    nowhere = Cli("", cli.home)
+    nowhere = Cli("", cli.home, cli.token)
     assert "no name node configured" in nowhere.fails("ls", "/")
 
 
@@ -227,7 +227,8 @@ def test_initialize_asks_then_wipes_everything(cli: Cli, shared_cluster, tmp_pat
     yes = cli.with_tty("initialize", answer="yes")
     assert yes.code == 0, yes.err
     assert "raw free" in yes.out and "usable at replication 2" in yes.out
-    assert json.loads(cli("--json", "ls", "/").ok().out) == []
+    # What a fresh file system holds: /tmp and the users' homes.
+    assert [e["name"] for e in json.loads(cli("--json", "ls", "/").ok().out)] == ["tmp", "user"]
     reply = json.loads(cli("--json", "format", "--yes").ok().out)
     assert reply["space"]["live_nodes"] == 2 and reply["space"]["raw_free"] > 0
     shared_cluster.wait_until(lambda: not block_files(shared_cluster), 15, "blocks freed")

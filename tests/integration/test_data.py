@@ -9,7 +9,6 @@ import threading
 
 import pytest
 
-from pydfs import AsyncClient, Client
 from pydfs.cluster import LocalCluster
 from pydfs.wire import CHUNK_SIZE
 from tests.conftest import BLOCK_SIZE, block_files
@@ -29,7 +28,7 @@ SIZES = [
 @pytest.mark.parametrize("size", SIZES)
 def test_random_files_read_back_identical(shared_cluster: LocalCluster, size: int) -> None:
     data = os.urandom(size)
-    with Client(shared_cluster.url, user="sdk") as fs:
+    with shared_cluster.client() as fs:
         fs.mkdir("/sizes", parents=True)
         status = fs.write_bytes(f"/sizes/{size}", data)
         assert status.size == size
@@ -41,7 +40,7 @@ def test_random_files_read_back_identical(shared_cluster: LocalCluster, size: in
 
 def test_ranged_reads(shared_cluster: LocalCluster) -> None:
     data = os.urandom(2 * BLOCK_SIZE + 5000)
-    with Client(shared_cluster.url, user="sdk") as fs:
+    with shared_cluster.client() as fs:
         fs.write_bytes("/ranged", data)
         for offset, length in [
             (0, 10),
@@ -59,7 +58,7 @@ def test_upload_download_local_files_stream(shared_cluster: LocalCluster, tmp_pa
     with open(src, "wb") as f:
         for _ in range(12):
             f.write(os.urandom(BLOCK_SIZE // 2 + 1))
-    with Client(shared_cluster.url, user="sdk") as fs:
+    with shared_cluster.client() as fs:
         fs.upload(src, "/big.bin")
         fs.download("/big.bin", tmp_path / "back.bin")
         with pytest.raises(FileExistsError):
@@ -83,7 +82,7 @@ def test_failed_upload_leaves_nothing(shared_cluster: LocalCluster) -> None:
             return os.urandom(n)
 
     before = block_files(shared_cluster)
-    with Client(shared_cluster.url, user="sdk") as fs:
+    with shared_cluster.client() as fs:
         fs.write_bytes("/victim", b"old content")
         with pytest.raises(OSError, match="source went away"):
             fs._run(fs._aio.write_stream("/victim", Exploding()))  # type: ignore[arg-type]
@@ -108,7 +107,7 @@ def test_two_clients_at_once(shared_cluster: LocalCluster) -> None:
 
     def writer(payloads: list[bytes]) -> None:
         try:
-            with Client(shared_cluster.url, user="w") as fs:
+            with shared_cluster.client() as fs:
                 for _ in range(3):
                     for p in payloads:
                         fs.write_bytes("/contended", p)
@@ -117,7 +116,7 @@ def test_two_clients_at_once(shared_cluster: LocalCluster) -> None:
 
     def reader() -> None:
         try:
-            with Client(shared_cluster.url, user="r") as fs:
+            with shared_cluster.client() as fs:
                 while not stop.is_set():
                     try:
                         seen.add(_sha(fs.read_bytes("/contended")))
@@ -141,14 +140,14 @@ def test_two_clients_at_once(shared_cluster: LocalCluster) -> None:
         t.join(60)
     assert not errors, errors
     assert seen and seen <= digests  # every read was one whole version
-    with Client(shared_cluster.url) as fs:
+    with shared_cluster.client() as fs:
         assert _sha(fs.read_bytes("/contended")) in digests
 
 
 @pytest.mark.asyncio
 async def test_async_client_concurrent_files(shared_cluster: LocalCluster) -> None:
     files = {f"/async/{i}": os.urandom(BLOCK_SIZE + i * 999) for i in range(8)}
-    async with AsyncClient(shared_cluster.url, user="aio") as fs:
+    async with shared_cluster.async_client() as fs:
         await fs.mkdir("/async")
         await asyncio.gather(*(fs.write_bytes(p, d) for p, d in files.items()))
         back = await asyncio.gather(*(fs.read_bytes(p) for p in files))

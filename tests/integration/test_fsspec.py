@@ -13,7 +13,6 @@ import fsspec.asyn
 import fsspec.tests.abstract as abstract
 import pytest
 
-from pydfs import AsyncClient, Client
 from pydfs.cluster import LocalCluster
 from pydfs.fsspec import PydfsFileSystem
 from tests.conftest import BLOCK_SIZE
@@ -21,7 +20,9 @@ from tests.conftest import BLOCK_SIZE
 
 @pytest.fixture(scope="module")
 def pydfs_fs(shared_cluster: LocalCluster) -> Iterator[PydfsFileSystem]:
-    fs = PydfsFileSystem(namenode=shared_cluster.url, user="fsspec", skip_instance_cache=True)
+    fs = PydfsFileSystem(
+        namenode=shared_cluster.url, token=shared_cluster.admin_token, skip_instance_cache=True
+    )
     yield fs
     fsspec.asyn.sync(fs.loop, fs.aclose)
 
@@ -70,7 +71,9 @@ class TestPydfsOpen(abstract.AbstractOpenTests, PydfsFixtures):
 # --- pydfs specifics ------------------------------------------------------------------------
 
 
-def test_urls_resolve_through_the_entry_point(shared_cluster: LocalCluster) -> None:
+def test_urls_resolve_through_the_entry_point(
+    shared_cluster: LocalCluster, admin_env: None
+) -> None:
     hostport = shared_cluster.url.removeprefix("http://")
     url = f"pydfs://{hostport}/urls/hello.txt"
     fs, path = fsspec.core.url_to_fs(url)
@@ -95,7 +98,7 @@ def test_cp_file_is_server_side_and_shares_blocks(
     data = os.urandom(2 * BLOCK_SIZE + 123)
     pydfs_fs.pipe_file("/cp/src.bin", data)
     pydfs_fs.cp_file("/cp/src.bin", "/cp/deeper/dst.bin")
-    with Client(shared_cluster.url, user="fsspec") as client:
+    with shared_cluster.client() as client:
         src, dst = client.info("/cp/src.bin"), client.info("/cp/deeper/dst.bin")
     ids = [b.id for b in src.blocks or []]
     assert len(ids) == 3 and [b.id for b in dst.blocks or []] == ids
@@ -106,7 +109,7 @@ def test_mv_is_one_atomic_rename(pydfs_fs: PydfsFileSystem, shared_cluster: Loca
     data = os.urandom(BLOCK_SIZE + 1)
     pydfs_fs.pipe_file("/mv/a/file.bin", data)
     pydfs_fs.pipe_file("/mv/a/sub/x", b"x")
-    with Client(shared_cluster.url, user="fsspec") as client:
+    with shared_cluster.client() as client:
         before = [b.id for b in client.info("/mv/a/file.bin").blocks or []]
         pydfs_fs.mv("/mv/a/file.bin", "/mv/b.bin")  # same blocks, new name: a rename
         assert [b.id for b in client.info("/mv/b.bin").blocks or []] == before
@@ -175,13 +178,16 @@ def test_rm_and_makedirs(pydfs_fs: PydfsFileSystem) -> None:
 @pytest.mark.asyncio
 async def test_asynchronous_use_on_a_foreign_loop(shared_cluster: LocalCluster) -> None:
     fs = PydfsFileSystem(
-        namenode=shared_cluster.url, user="fsspec", asynchronous=True, skip_instance_cache=True
+        namenode=shared_cluster.url,
+        token=shared_cluster.admin_token,
+        asynchronous=True,
+        skip_instance_cache=True,
     )
     try:
         await fs._pipe_file("/async/x", b"async bytes")
         assert await fs._cat_file("/async/x", start=6) == b"bytes"
         assert [e["name"] for e in await fs._ls("/async")] == ["/async/x"]
-        async with AsyncClient(shared_cluster.url, user="fsspec") as client:
+        async with shared_cluster.async_client() as client:
             assert (await client.info("/async/x")).size == 11
     finally:
         await fs.aclose()

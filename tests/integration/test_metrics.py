@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from pydfs import Client, NotFound
+from pydfs import NotFound
 from pydfs.cluster import LocalCluster
 from tests.conftest import BLOCK_SIZE, block_path, node_id
 
@@ -56,7 +56,7 @@ def test_counters_follow_a_workload(shared_cluster: LocalCluster) -> None:
     files = {f"/m/f{i}": os.urandom(size) for i, size in enumerate(sizes)}
     nn_before, dn_before = scrape(cluster.url), scrape_datanodes(cluster)
 
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         fs.mkdir("/m")
         for path, data in files.items():
             fs.write_bytes(path, data)
@@ -136,7 +136,7 @@ def test_counters_follow_a_workload(shared_cluster: LocalCluster) -> None:
 def test_a_rotten_replica_is_counted(cluster_factory: Callable[..., LocalCluster]) -> None:
     cluster = cluster_factory(2)
     data = os.urandom(BLOCK_SIZE * 2)
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         fs.write_bytes("/f", data)
         block = (fs.info("/f").blocks or [])[0]
         holder = next(n for n in cluster.datanodes if node_id(n) == block.nodes[0].id)

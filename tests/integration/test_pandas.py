@@ -8,14 +8,13 @@ import pyarrow.dataset as ds
 import pyarrow.fs
 import pytest
 
-from pydfs import Client
 from pydfs.cluster import LocalCluster
 from pydfs.fsspec import PydfsFileSystem
 from tests.conftest import BLOCK_SIZE
 
 
 @pytest.fixture(scope="module")
-def base(shared_cluster: LocalCluster) -> str:
+def base(shared_cluster: LocalCluster, admin_env: None) -> str:
     return "pydfs://" + shared_cluster.url.removeprefix("http://")
 
 
@@ -34,7 +33,7 @@ def test_parquet_round_trip(base: str, shared_cluster: LocalCluster) -> None:
     df = frame(60_000)  # about 1.5 MB: several 256 KiB blocks
     url = f"{base}/pandas/table.parquet"
     df.to_parquet(url, compression=None)
-    with Client(shared_cluster.url) as client:
+    with shared_cluster.client() as client:
         assert len(client.info("/pandas/table.parquet").blocks or []) > 2
         assert client.info("/pandas/table.parquet").size > 2 * BLOCK_SIZE
     pd.testing.assert_frame_equal(pd.read_parquet(url), df)

@@ -31,11 +31,11 @@ def _check(fs: Client, files: dict[str, bytes]) -> None:
 
 def test_namenode_restart_loses_nothing(cluster_factory: Callable[..., LocalCluster]) -> None:
     cluster = cluster_factory()
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         files = _fill(fs)
     cluster.namenode.kill()  # SIGKILL: only what was fsync'd survives
     cluster.restart_namenode()
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         _check(fs, files)  # readable at once: replica locations are persisted
         cluster.wait_for_live(2)  # data nodes re-register with the new process
         fs.write_bytes("/after", b"new")
@@ -44,7 +44,7 @@ def test_namenode_restart_loses_nothing(cluster_factory: Callable[..., LocalClus
 
 def test_datanode_restart_loses_nothing(cluster_factory: Callable[..., LocalCluster]) -> None:
     cluster = cluster_factory()
-    with Client(cluster.url) as fs:
+    with cluster.client() as fs:
         files = _fill(fs)
         ids = {n["id"] for n in cluster.datanode_states()}
         for node in cluster.datanodes:
@@ -107,7 +107,7 @@ def test_cluster_up_serves_other_shells_and_restarts_intact(tmp_path: Path) -> N
             == 2
         )
         # Another shell: only the client config that `cluster up` wrote tells it where to go.
-        shell = Cli("", tmp_path)
+        shell = Cli("", tmp_path, "")
         other = {k: v for k, v in shell.env.items() if k != "PYDFS_NAMENODE"}
         r = subprocess.run(
             [sys.executable, "-m", "pydfs", "put", "-", "/persisted.txt"],
@@ -123,7 +123,7 @@ def test_cluster_up_serves_other_shells_and_restarts_intact(tmp_path: Path) -> N
     try:
         r = subprocess.run(
             [sys.executable, "-m", "pydfs", "get", "/persisted.txt", "-"],
-            env={k: v for k, v in Cli("", tmp_path).env.items() if k != "PYDFS_NAMENODE"},
+            env={k: v for k, v in Cli("", tmp_path, "").env.items() if k != "PYDFS_NAMENODE"},
             capture_output=True,
         )
         assert r.returncode == 0 and r.stdout == b"still here", r.stderr

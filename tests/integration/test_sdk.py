@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pydfs import AsyncClient, Client
+from pydfs import Client
 from pydfs.cluster import LocalCluster
 from pydfs.errors import InvalidArgument, PydfsError
 from pydfs.wire import CHUNK_SIZE
@@ -25,7 +25,7 @@ def data() -> bytes:
 
 @pytest.fixture
 def fs(shared_cluster: LocalCluster):
-    with Client(shared_cluster.url, user="sdk") as client:
+    with shared_cluster.client() as client:
         yield client
 
 
@@ -154,7 +154,7 @@ def test_progress_totals_equal_the_file_size(fs: Client, data: bytes, tmp_path: 
 
 @pytest.mark.asyncio
 async def test_async_reader_and_writer(shared_cluster: LocalCluster, data: bytes) -> None:
-    async with AsyncClient(shared_cluster.url, user="sdk") as fs:
+    async with shared_cluster.async_client() as fs:
         async with fs.open("/async.bin", "wb") as w:
             for i in range(0, SIZE, 100_000):
                 await w.write(data[i : i + 100_000])
@@ -187,7 +187,7 @@ async def test_async_reader_and_writer(shared_cluster: LocalCluster, data: bytes
 
 @pytest.mark.asyncio
 async def test_async_writer_abort_and_failure(shared_cluster: LocalCluster, data: bytes) -> None:
-    async with AsyncClient(shared_cluster.url, user="sdk") as fs:
+    async with shared_cluster.async_client() as fs:
         await fs.write_bytes("/async-atomic.bin", b"old")
         with pytest.raises(RuntimeError):
             async with fs.open("/async-atomic.bin", "wb") as w:
@@ -218,7 +218,7 @@ async def test_async_writer_abort_and_failure(shared_cluster: LocalCluster, data
 @pytest.mark.timeout(60)
 def test_writer_whose_upload_dies_raises_instead_of_hanging(cluster_factory, data: bytes) -> None:
     cluster = cluster_factory(datanodes=1)
-    with Client(cluster.url, user="sdk") as fs:
+    with cluster.client() as fs:
         f = fs.open("/dies.bin", "wb", replication=1)
         f.write(data[:BLOCK_SIZE])
         cluster.datanodes[0].kill()
@@ -232,7 +232,7 @@ def test_writer_whose_upload_dies_raises_instead_of_hanging(cluster_factory, dat
 
 @pytest.mark.asyncio
 async def test_async_walk(shared_cluster: LocalCluster) -> None:
-    async with AsyncClient(shared_cluster.url, user="sdk") as fs:
+    async with shared_cluster.async_client() as fs:
         await fs.mkdir("/awalk/x/y", parents=True)
         await fs.write_bytes("/awalk/x/f", b"f")
         seen = [entry async for entry in fs.walk("/awalk")]

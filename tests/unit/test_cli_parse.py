@@ -82,7 +82,7 @@ def test_bad_usage_exits_with_2(capsys):
             ["--namenode", "http://nn:7800", "5", "/f"],
             ["--namenode", "http://nn:7800", "file_info", "/f"],
         ),
-        (["--user", "7", "ls"], ["--user", "7", "ls"]),  # an option's value is not a command
+        (["--namenode", "7", "ls"], ["--namenode", "7", "ls"]),  # an option's value stays
     ],
 )
 def test_by_number(argv, expected):

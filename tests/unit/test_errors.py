@@ -12,6 +12,7 @@ EXPECTED = [
     (errors.IsADirectory, IsADirectoryError, "is_a_directory", 409),
     (errors.DirectoryNotEmpty, OSError, "directory_not_empty", 409),
     (errors.PermissionDenied, PermissionError, "permission_denied", 403),
+    (errors.Unauthenticated, PermissionError, "unauthenticated", 401),
     (errors.InvalidPath, ValueError, "invalid_path", 400),
     (errors.InvalidArgument, ValueError, "invalid_argument", 400),
     (errors.InsufficientNodes, PydfsError, "insufficient_nodes", 503),

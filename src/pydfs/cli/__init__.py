@@ -15,7 +15,7 @@ from pydfs.errors import PydfsError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from pydfs.cli import admin, servers
+    from pydfs.cli import account, admin, servers
     from pydfs.cli.commands import COMMANDS
 
     table = "\n".join(
@@ -29,7 +29,6 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"client commands (by number, name or alias):\n{table}",
     )
     parser.add_argument("--namenode", help="name node URL (else $PYDFS_NAMENODE, else the config)")
-    parser.add_argument("--user", help="act as this user (else the config, else your login)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -38,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(c.name, aliases=[c.alias] if c.alias else [], help=c.help)
         c.arguments(p)
         p.set_defaults(handler=c.handler)
+    account.add_parsers(sub)
     admin.add_parsers(sub)
     servers.add_parsers(sub)
     return parser
@@ -50,9 +50,9 @@ def _by_number(argv: list[str]) -> list[str]:
     names = {str(c.number): c.name for c in COMMANDS if c.number is not None}
     skip = False
     for i, arg in enumerate(argv):
-        if skip:  # the value of --namenode or --user
+        if skip:  # the value of --namenode
             skip = False
-        elif arg in ("--namenode", "--user"):
+        elif arg == "--namenode":
             skip = True
         elif not arg.startswith("-"):
             if arg in names:
@@ -65,8 +65,8 @@ async def _run_client(args: argparse.Namespace) -> int:
     from pydfs.cli.commands import Context, load_cwd
     from pydfs.client import AsyncClient
 
-    async with AsyncClient(args.namenode, user=args.user) as client:
-        ctx = Context(client, load_cwd(client.namenode, client.user), args.json, args.quiet)
+    async with AsyncClient(args.namenode) as client:
+        ctx = Context(client, load_cwd(client), args.json, args.quiet)
         code: int = await args.handler(ctx, args)
         return code
 

@@ -7,7 +7,7 @@ import time
 
 import msgspec
 
-from pydfs.cli import render
+from pydfs.cli import account, render
 from pydfs.cli.commands import Context
 
 
@@ -58,3 +58,4 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("node", help="data node id (see `pydfs admin report`)")
     p.add_argument("--undo", action="store_true", help="put the node back in service")
     p.set_defaults(handler=decommission)
+    account.add_user_parsers(admin_sub)

@@ -7,6 +7,7 @@ the parsed arguments, and returns an exit code. Errors are raised, and ``cli.mai
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -59,17 +60,25 @@ def _load_state() -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
-def load_cwd(namenode: str, user: str) -> str:
-    cwd = _load_state().get(f"{user}@{namenode}", "/")
+def _key(client: AsyncClient) -> str:
+    """Whose working directory: a fingerprint of the token (never the token), at which cluster."""
+    who = hashlib.sha256(client.token.encode()).hexdigest()[:16] if client.token else "anonymous"
+    return f"{who}@{client.namenode}"
+
+
+def load_cwd(client: AsyncClient) -> str:
+    """The saved working directory; at first the home of the user `pydfs login` saw, or /."""
+    home = f"/user/{client.user}" if client.user else "/"
+    cwd = _load_state().get(_key(client), home)
     try:
         return paths.normalize(cwd)
     except PydfsError:
         return "/"
 
 
-def save_cwd(namenode: str, user: str, cwd: str) -> None:
+def save_cwd(client: AsyncClient, cwd: str) -> None:
     state = _load_state()
-    state[f"{user}@{namenode}"] = cwd
+    state[_key(client)] = cwd
     target = _state_file()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
@@ -104,7 +113,7 @@ async def initialize(ctx: Context, args: argparse.Namespace) -> int:
         print("aborted", file=sys.stderr)
         return 1
     reply = await ctx.client.format()
-    save_cwd(ctx.client.namenode, ctx.client.user, "/")
+    save_cwd(ctx.client, "/")
     ctx.out(
         f"file system initialized: removed {reply.removed_files} files and "
         f"{reply.removed_blocks} blocks\n{render.space(reply.space)}",
@@ -201,7 +210,7 @@ async def open_directory(ctx: Context, args: argparse.Namespace) -> int:
     status = await ctx.client.info(target)
     if status.type != "dir":
         raise InvalidArgument(f"{target} is not a directory")
-    save_cwd(ctx.client.namenode, ctx.client.user, target)
+    save_cwd(ctx.client, target)
     ctx.out(target, {"cwd": target})
     return 0
 

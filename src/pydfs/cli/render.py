@@ -31,13 +31,23 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(msgspec.to_builtins(obj), indent=2, sort_keys=True) + "\n")
 
 
+def mode(s: wire.FileStatus) -> str:
+    """``drwxr-x--T`` style, as ls shows it."""
+    out = ["d" if s.type == "dir" else "-"]
+    for shift in (6, 3, 0):
+        bits = s.mode >> shift
+        out += ["r" if bits & 4 else "-", "w" if bits & 2 else "-", "x" if bits & 1 else "-"]
+    if s.mode & 0o1000:
+        out[9] = "t" if out[9] == "x" else "T"
+    return "".join(out)
+
+
 def listing(entries: list[wire.FileStatus]) -> str:
     lines = []
     for e in entries:
-        kind = "d" if e.type == "dir" else "-"
         shown = size(e.size) if e.type == "file" else ""
         name = e.name + ("/" if e.type == "dir" else "")
-        lines.append(f"{kind}  {shown:>10}  {when(e.mtime)}  {e.owner:<10}  {name}")
+        lines.append(f"{mode(e)}  {e.owner:<8} {e.group:<8} {shown:>10}  {when(e.mtime)}  {name}")
     return "\n".join(lines)
 
 
@@ -45,7 +55,7 @@ def status(s: wire.FileStatus) -> str:
     lines = [
         f"path:        {s.path}",
         f"type:        {'directory' if s.type == 'dir' else 'file'}",
-        f"owner:       {s.owner}",
+        f"owner:       {s.owner}:{s.group}  {mode(s)} ({s.mode:04o})",
         f"modified:    {when(s.mtime)}",
         f"created:     {when(s.ctime)}",
     ]

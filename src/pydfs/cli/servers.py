@@ -27,6 +27,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     common.add_argument("--advertise", help="URL other machines use to reach this node")
     common.add_argument("--config", help="TOML file with [namenode] / [datanode] settings")
     common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    common.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
+    common.add_argument("--tls-key", type=Path, help="the certificate's private key")
+    common.add_argument("--tls-ca", type=Path, help="CA bundle that verifies the other nodes")
 
     nn = sub.add_parser("namenode", parents=[common], help="run the name node")
     nn.add_argument("--replication", type=int, help="default replicas per block (2)")
@@ -42,6 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     dn.add_argument("--scan-interval", type=float, help="seconds between scrub passes")
     dn.add_argument("--scan-rate", type=int, help="bytes/s the scrubber reads")
     dn.add_argument("--stall-timeout", type=float, help="seconds before a silent peer is dropped")
+    dn.add_argument("--secret-file", type=Path, help="a copy of the name node's cluster.secret")
     dn.set_defaults(run=run_datanode)
 
     cl = sub.add_parser("cluster", help="run a whole local cluster")
@@ -51,6 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     up.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster state directory")
     up.add_argument("--port", type=int, default=config.DEFAULT_NAMENODE_PORT, help="name node port")
     up.add_argument("--no-check", action="store_true", help="skip the write/read self-check")
+    up.add_argument("--tls", action="store_true", help="HTTPS everywhere, with a local CA")
     up.set_defaults(run=run_cluster_up)
 
 
@@ -58,7 +63,7 @@ def _flags(args: argparse.Namespace, names: list[str]) -> dict[str, object]:
     return {n: getattr(args, n, None) for n in names}
 
 
-_COMMON = ["data_dir", "host", "port", "advertise", "log_level"]
+_COMMON = ["data_dir", "host", "port", "advertise", "log_level", "tls_cert", "tls_key", "tls_ca"]
 
 
 def run_namenode(args: argparse.Namespace) -> int:
@@ -86,6 +91,7 @@ def run_datanode(args: argparse.Namespace) -> int:
             "scan_interval",
             "scan_rate",
             "stall_timeout",
+            "secret_file",
         ],
     )
     cfg = config.load(config.DataNodeConfig, "datanode", flags, args.config)
@@ -101,22 +107,28 @@ def run_cluster_up(args: argparse.Namespace) -> int:
         raise InvalidArgument("a cluster needs at least one data node")
     root: Path = args.dir.expanduser().resolve()
     port = args.port if args.port and port_is_free(args.port) else 0
-    cluster = LocalCluster(root, args.datanodes, namenode_port=port)
+    cluster = LocalCluster(root, args.datanodes, namenode_port=port, tls=args.tls)
     signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly as on Ctrl-C
     print(f"starting pydfs in {root} ...", flush=True)
     cluster.start()
     try:
         cfg_path = config.ClientConfig(
-            namenode=cluster.url, user=config.ClientConfig.read().user
+            namenode=cluster.url,
+            user="admin",
+            token=cluster.admin_token,
+            ca=str(cluster.ca) if cluster.ca else None,
         ).write()
         print(f"name node   {cluster.url}  (pid {cluster.namenode.pid})")
-        print(f"web UI      {cluster.url}/")
+        print(f"web UI      {cluster.url}/  (sign in with the token in {cfg_path})")
         for node in cluster.datanodes:
             print(f"{node.name}  {node.url}  (pid {node.pid}, data {node.data_dir})")
-        print(f"client configuration written to {cfg_path}")
+        print(f"client configured as user admin in {cfg_path}")
+        if cluster.ca:
+            print(f"TLS on: certificates from the local CA {cluster.ca}")
         if not args.no_check:
-            _self_check(cluster.url)
+            _self_check(cluster.url, cluster.admin_token, cluster.ca)
         print("\nIn another shell, try:  pydfs ls /   pydfs put FILE   pydfs stat FILE")
+        print("Add a user:  pydfs admin user add NAME   (they then run: pydfs login)")
         print("Press Ctrl-C to stop the cluster.", flush=True)
         while True:
             time.sleep(1.0)
@@ -137,7 +149,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _self_check(url: str) -> None:
+def _self_check(url: str, token: str, ca: Path | None) -> None:
     """Show the cluster working: write a multi-block file, read it back, delete it."""
     import hashlib
 
@@ -146,7 +158,7 @@ def _self_check(url: str) -> None:
 
     payload = os.urandom(3 * 256 * 1024 + 12345)
     path = "/.pydfs-self-check"
-    with Client(url, user="pydfs") as fs:
+    with Client(url, token=token, ca=ca) as fs:
         status = fs.write_bytes(path, payload, block_size=256 * 1024)
         back = fs.read_bytes(path)
         fs.delete(path)

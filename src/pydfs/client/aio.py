@@ -7,7 +7,6 @@ nodes (``client.blocks``). Paths are absolute DFS paths; relative ones resolve a
 from __future__ import annotations
 
 import asyncio
-import getpass
 import inspect
 import io
 import os
@@ -48,26 +47,29 @@ def resolve_namenode(namenode: str | None, config: ClientConfig | None = None) -
     return url.rstrip("/")
 
 
-def default_user(config: ClientConfig | None = None) -> str:
-    return os.environ.get("PYDFS_USER") or (config or ClientConfig.read()).user or getpass.getuser()
-
-
 class AsyncClient:
-    """A connection to one pydfs cluster. Use ``async with AsyncClient(url) as fs: ...``."""
+    """A connection to one pydfs cluster. Use ``async with AsyncClient(url) as fs: ...``.
+
+    The token (from ``pydfs login``) comes from *token*, else ``$PYDFS_TOKEN``, else the client
+    config; *ca* (a CA bundle to verify an HTTPS name node) from *ca*, ``$PYDFS_CA`` or the config.
+    """
 
     def __init__(
         self,
         namenode: str | None = None,
         *,
-        user: str | None = None,
+        token: str | None = None,
+        ca: str | os.PathLike[str] | None = None,
         replication: int | None = None,
         block_size: int | None = None,
         stall_timeout: float = blocks.STALL_TIMEOUT,
     ) -> None:
-        config = None if namenode and user else ClientConfig.read()
+        config = ClientConfig.read()
         self.stall_timeout = stall_timeout  # a data node silent this long is passed over
         self.namenode = resolve_namenode(namenode, config)
-        self.user = user or default_user(config)
+        self.token = token or os.environ.get("PYDFS_TOKEN") or config.token
+        self.ca = ca or os.environ.get("PYDFS_CA") or config.ca
+        self.user = config.user  # the name `pydfs login` saw, if any (for the default cwd)
         self.replication = replication
         self.block_size = block_size
         self._session: aiohttp.ClientSession | None = None
@@ -88,19 +90,59 @@ class AsyncClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = rpc.new_session()
+            self._session = rpc.new_session(ca=self.ca)
         return self._session
 
     @property
     def rpc(self) -> rpc.Rpc:
         if self._rpc is None:
-            self._rpc = rpc.Rpc(self.namenode, self.session, headers={wire.H_USER: self.user})
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            self._rpc = rpc.Rpc(self.namenode, self.session, headers=headers)
         return self._rpc
 
     # --- namespace ------------------------------------------------------------------------
 
-    async def info(self, path: str) -> wire.FileStatus:
-        return await self.rpc.call("GET", "/fs/stat", reply=wire.FileStatus, params={"path": path})
+    async def info(self, path: str, *, read: bool = False) -> wire.FileStatus:
+        """Status of *path*; with *read*, also the block read tokens (r permission needed)."""
+        params = {"path": path, "read": "1"} if read else {"path": path}
+        return await self.rpc.call("GET", "/fs/stat", reply=wire.FileStatus, params=params)
+
+    async def whoami(self) -> wire.UserInfo:
+        return await self.rpc.call("GET", "/auth/whoami", reply=wire.UserInfo)
+
+    async def chmod(self, path: str, mode: int, *, recursive: bool = False) -> int:
+        req = wire.ChmodRequest(path, mode, recursive)
+        return (await self.rpc.call("POST", "/fs/chmod", req, reply=dict[str, int]))["changed"]
+
+    async def chown(
+        self,
+        path: str,
+        owner: str | None = None,
+        group: str | None = None,
+        *,
+        recursive: bool = False,
+    ) -> int:
+        req = wire.ChownRequest(path, owner, group, recursive)
+        return (await self.rpc.call("POST", "/fs/chown", req, reply=dict[str, int]))["changed"]
+
+    # --- users (admins) -------------------------------------------------------------------
+
+    async def users(self) -> list[wire.UserInfo]:
+        return (await self.rpc.call("GET", "/users", reply=wire.UserList)).users
+
+    async def add_user(
+        self, name: str, *, admin: bool = False, groups: list[str] | None = None
+    ) -> str:
+        """Create a user with a home directory; returns its token (shown only now)."""
+        req = wire.NewUser(name, admin, groups or [])
+        return (await self.rpc.call("POST", "/users", req, reply=wire.UserToken)).token
+
+    async def remove_user(self, name: str) -> None:
+        await self.rpc.call("POST", "/users/remove", wire.UserName(name))
+
+    async def reset_token(self, name: str) -> str:
+        req = wire.UserName(name)
+        return (await self.rpc.call("POST", "/users/reset-token", req, reply=wire.UserToken)).token
 
     async def ls(self, path: str = "/") -> list[wire.FileStatus]:
         listing = await self.rpc.call("GET", "/fs/list", reply=wire.Listing, params={"path": path})
@@ -330,7 +372,7 @@ class AsyncClient:
     ) -> AsyncIterator[bytes]:
         """Verified bytes of *path* from *offset*, as they arrive; ``progress(n)`` hears of each
         piece."""
-        async for data in self._read_status(await self.info(path), offset, length):
+        async for data in self._read_status(await self.info(path, read=True), offset, length):
             if progress is not None:
                 progress(len(data))
             yield data
@@ -376,7 +418,7 @@ class AsyncClient:
     async def _still_same(self, path: str, status: wire.FileStatus) -> wire.FileStatus:
         """Fresh block locations for *path*, provided it still has the same blocks."""
         try:
-            now = await self.info(path)
+            now = await self.info(path, read=True)
         except FileNotFoundError:
             raise Conflict(f"{path} was deleted while being read") from None
         if [b.id for b in now.blocks or []] != [b.id for b in status.blocks or []]:
@@ -417,6 +459,5 @@ __all__ = [
     "AsyncSource",
     "ByteSource",
     "Progress",
-    "default_user",
     "resolve_namenode",
 ]

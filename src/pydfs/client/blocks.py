@@ -88,6 +88,7 @@ async def put_block(
     url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
     headers = {
         wire.H_PIPELINE: ",".join(t.url for t in rest),
+        wire.H_BLOCK_TOKEN: grant.token,
         "Content-Type": "application/octet-stream",
     }
     timeout = aiohttp.ClientTimeout(total=None, connect=stall_timeout, sock_read=stall_timeout)
@@ -207,9 +208,10 @@ async def _read_range(
 ) -> AsyncIterator[tuple[bytes, int]]:
     url = f"{node.url}{wire.API}/blocks/{block.id}"
     params = {"offset": str(pos), "length": str(end - pos)}
+    headers = {wire.H_BLOCK_TOKEN: block.token} if block.token else {}
     timeout = aiohttp.ClientTimeout(total=None, connect=stall_timeout, sock_read=stall_timeout)
     try:
-        async with session.get(url, params=params, timeout=timeout) as resp:
+        async with session.get(url, params=params, headers=headers, timeout=timeout) as resp:
             await rpc.raise_for_error(resp)
             try:
                 start = int(resp.headers[wire.H_OFFSET])

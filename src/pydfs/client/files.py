@@ -82,7 +82,7 @@ class AsyncReader:
     async def open(
         cls, client: AsyncClient, path: str, *, buffer_size: int = READ_AHEAD
     ) -> AsyncReader:
-        status = await client.info(path)
+        status = await client.info(path, read=True)
         if status.type == "dir":
             raise IsADirectory(f"{path} is a directory")
         return cls(client, status, buffer_size)

@@ -10,13 +10,14 @@ from typing import Any
 
 import aiohttp
 
-from pydfs import rpc, server, wire
+from pydfs import rpc, server, tokens, wire
 from pydfs.config import DataNodeConfig
 from pydfs.datanode import app
 from pydfs.datanode.blockstore import BlockStore
 from pydfs.datanode.heartbeat import Heartbeater
 from pydfs.datanode.scanner import Scanner
 from pydfs.datanode.transfer import Transfers
+from pydfs.errors import InvalidArgument
 
 log = logging.getLogger("pydfs.datanode")
 
@@ -28,8 +29,13 @@ class DataNode:
         self.config = config
         self._lock = server.lock_data_dir(config.data_dir, "datanode")
         self.store = BlockStore(config.data_dir, wire.CHUNK_SIZE, config.capacity)
+        self.secret = load_secret(config)
         self.session = session
-        self.namenode = rpc.Rpc(config.namenode, session)
+        self.namenode = rpc.Rpc(
+            config.namenode,
+            session,
+            headers={"Authorization": f"Node {tokens.node_credential(self.secret)}"},
+        )
         self.url = ""
         self.heartbeater = Heartbeater(self)
         self.scanner = Scanner(self)
@@ -54,9 +60,25 @@ class DataNode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def load_secret(config: DataNodeConfig) -> bytes:
+    path = config.secret_file or config.data_dir / tokens.SECRET_FILE
+    try:
+        return tokens.read_secret(path)
+    except FileNotFoundError:
+        raise InvalidArgument(
+            f"no cluster secret at {path}: copy the name node's {tokens.SECRET_FILE} there "
+            "(or point --secret-file at it)"
+        ) from None
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the cluster secret {path}: {exc}") from None
+
+
 def run(config: DataNodeConfig) -> None:
+    tls = server.server_tls(config.tls_cert, config.tls_key)
+    rpc.client_ssl(config.tls_ca)  # a bad CA bundle fails here, in one line
+
     async def main() -> None:
-        async with rpc.new_session() as session:
+        async with rpc.new_session(ca=config.tls_ca) as session:
             dn = DataNode(config, session)
             log.info("data node %s with %d blocks", dn.store.node_id, dn.store.count)
             tasks: list[asyncio.Task[None]] = []
@@ -74,6 +96,7 @@ def run(config: DataNodeConfig) -> None:
                     advertise=config.advertise,
                     url_file=config.data_dir / "datanode.url",
                     after_bind=after_bind,
+                    tls=tls,
                 )
             finally:
                 for task in tasks:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import aiohttp
 from aiohttp import web
 
-from pydfs import checksum, metrics, rpc, wire
+from pydfs import checksum, metrics, rpc, tokens, wire
 from pydfs.datanode.blockstore import check_block_id
 from pydfs.errors import (
     ChecksumMismatch,
@@ -39,6 +39,8 @@ def build(dn: DataNode) -> web.Application:
 
     async def put_block(request: web.Request) -> web.Response:
         block_id = check_block_id(request.match_info["id"])
+        token = request.headers.get(wire.H_BLOCK_TOKEN)
+        tokens.check_block_token(dn.secret, token, block_id, "w")
         if wire.H_COPY in request.headers and dn.store.exists(block_id):
             # Ordered a copy of a block we hold already (our replica was not counted yet):
             # report it again instead of failing the copy, which would be ordered anew forever.
@@ -53,7 +55,8 @@ def build(dn: DataNode) -> web.Application:
         writer = dn.store.writer(block_id, expected)
         forward: Forwarder | None = None
         if pipeline:
-            forward = Forwarder(dn.session, pipeline, block_id, dn.config.stall_timeout)
+            assert token is not None
+            forward = Forwarder(dn.session, pipeline, block_id, token, dn.config.stall_timeout)
         try:
             block_crc = await _receive(request.content, writer.write_chunk, forward)
             await writer.commit(block_crc)
@@ -82,6 +85,7 @@ def build(dn: DataNode) -> web.Application:
 
     async def get_block(request: web.Request) -> web.StreamResponse:
         block_id = check_block_id(request.match_info["id"])
+        tokens.check_block_token(dn.secret, request.headers.get(wire.H_BLOCK_TOKEN), block_id, "r")
         sums = dn.store.checksums(block_id)
         try:
             offset = int(request.query.get("offset", "0"))
@@ -191,8 +195,10 @@ class Forwarder:
         session: aiohttp.ClientSession,
         pipeline: list[str],
         block_id: str,
+        token: str,
         stall_timeout: float,
     ) -> None:
+        self._token = token
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_DEPTH)
         self._url = f"{pipeline[0].rstrip('/')}{wire.API}/blocks/{block_id}"
         self._next = pipeline[0]
@@ -206,7 +212,11 @@ class Forwarder:
     async def _run(
         self, session: aiohttp.ClientSession, url: str, rest: list[str]
     ) -> wire.StoredBlock:
-        headers = {wire.H_PIPELINE: ",".join(rest), "Content-Type": "application/octet-stream"}
+        headers = {
+            wire.H_PIPELINE: ",".join(rest),
+            wire.H_BLOCK_TOKEN: self._token,
+            "Content-Type": "application/octet-stream",
+        }
         timeout = aiohttp.ClientTimeout(total=None, connect=self._stall, sock_read=self._stall)
         try:
             async with session.put(

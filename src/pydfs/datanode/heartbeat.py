@@ -83,7 +83,7 @@ class Heartbeater:
                         log.error("cannot delete block %s: %s", block, exc)
                 log.info("deleted %d of %d blocks as ordered", deleted, len(command.blocks))
             elif command.op == "replicate" and command.target is not None:
-                self.dn.transfers.start(command.blocks, command.target)
+                self.dn.transfers.start(command.blocks, command.target, command.tokens)
             elif command.op == "verify":
                 for block in command.blocks:
                     self.dn.spawn(self.dn.scanner.verify_and_report(block))

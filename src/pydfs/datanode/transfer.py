@@ -52,19 +52,19 @@ class Transfers:
         self.bytes_sent = 0
         self.copies_failed = 0
 
-    def start(self, blocks: list[str], target: wire.NodeRef) -> None:
-        for block in blocks:
-            task = asyncio.ensure_future(self._copy(block, target))
+    def start(self, blocks: list[str], target: wire.NodeRef, tokens: list[str]) -> None:
+        for block, token in zip(blocks, tokens, strict=False):
+            task = asyncio.ensure_future(self._copy(block, target, token))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _copy(self, block_id: str, target: wire.NodeRef) -> None:
+    async def _copy(self, block_id: str, target: wire.NodeRef, token: str) -> None:
         async with self._slots:
             try:
                 size = self.dn.store.checksums(block_id).size
                 rate = max(1, self.dn.config.copy_bandwidth)
                 limit = self.dn.config.stall_timeout + 4 * size / rate
-                await asyncio.wait_for(self.copy(block_id, target), limit)
+                await asyncio.wait_for(self.copy(block_id, target, token), limit)
             except TimeoutError:
                 log.warning("copy of %s to %s timed out", block_id, target.id)
                 self.dn.heartbeater.failed_copies.append(block_id)
@@ -81,7 +81,7 @@ class Transfers:
                 self.copies_failed += 1
             self.dn.heartbeater.wake()  # for news of the copy, and the next orders
 
-    async def copy(self, block_id: str, target: wire.NodeRef) -> None:
+    async def copy(self, block_id: str, target: wire.NodeRef, token: str) -> None:
         store = self.dn.store
         sums = store.checksums(block_id)
         url = f"{target.url}{wire.API}/blocks/{block_id}"
@@ -95,7 +95,11 @@ class Transfers:
                     yield data
             yield wire.FRAME.pack(0, sums.crc)
 
-        headers = {"Content-Type": "application/octet-stream", wire.H_COPY: "1"}
+        headers = {
+            "Content-Type": "application/octet-stream",
+            wire.H_COPY: "1",
+            wire.H_BLOCK_TOKEN: token,
+        }
         try:
             async with self.dn.session.put(url, data=frames(), headers=headers) as resp:
                 await rpc.raise_for_error(resp)

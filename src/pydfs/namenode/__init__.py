@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import logging
 
-from pydfs import server, wire
+from pydfs import server, tokens, wire
 from pydfs.config import NameNodeConfig
-from pydfs.errors import InvalidArgument
-from pydfs.namenode import app
+from pydfs.errors import InvalidArgument, PermissionDenied
+from pydfs.namenode import app, auth
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
@@ -25,16 +25,34 @@ class NameNode:
     def __init__(self, config: NameNodeConfig) -> None:
         self.config = config
         self._lock = server.lock_data_dir(config.data_dir, "namenode")
-        self.store = Store(config.data_dir / "namespace.sqlite3")
-        self.membership = Membership(self.store, dead_after=config.dead_after)
-        self.namespace = Namespace(
+        self.secret = tokens.load_or_create_secret(
+            config.secret_file or config.data_dir / tokens.SECRET_FILE
+        )
+        self.store: Store = Store(config.data_dir / "namespace.sqlite3")
+        self.membership: Membership = Membership(self.store, dead_after=config.dead_after)
+        self.namespace: Namespace = Namespace(
             self.store,
             self.membership,
             replication=config.replication,
             block_size=config.block_size,
+            umask=config.umask,
         )
-        self.uploads = Uploads(self.namespace, self.membership, lease=config.upload_lease)
-        self.replicator = Replicator(
+        self.namespace.read_token = lambda block: self.block_token(block, "r")
+        self.users: auth.Users = auth.Users(self.store)
+        if self.users.bootstrap(config.data_dir / auth.TOKEN_FILE):
+            log.warning(
+                "created user %r; its token is in %s",
+                auth.BOOTSTRAP_ADMIN,
+                config.data_dir / auth.TOKEN_FILE,
+            )
+        self._layout()
+        self.uploads: Uploads = Uploads(
+            self.namespace,
+            self.membership,
+            lease=config.upload_lease,
+            write_token=lambda block: self.block_token(block, "w"),
+        )
+        self.replicator: Replicator = Replicator(
             self.namespace,
             self.membership,
             max_copies_per_node=config.max_copies_per_node,
@@ -42,6 +60,31 @@ class NameNode:
         )
         self._verify: dict[str, list[str]] = {}  # node → replicas a reader found bad
         self.uploads.on_commit = self._committed
+
+    def block_token(self, block_id: str, mode: tokens.Mode) -> str:
+        return tokens.block_token(self.secret, block_id, mode, self.config.block_token_lifetime)
+
+    def _layout(self) -> None:
+        """What a fresh or just initialised file system holds: /tmp (1777) and every home."""
+        if self.namespace.lookup("/tmp") is None:
+            self.namespace.mkdir("/tmp", mode=0o1777)
+        for user in self.users.all():
+            self.namespace.make_home(user.name)
+
+    # --- users ----------------------------------------------------------------------------
+
+    def add_user(self, spec: wire.NewUser) -> wire.UserToken:
+        token = self.users.add(spec.name, admin=spec.admin, groups=spec.groups)
+        self.namespace.make_home(spec.name)
+        return wire.UserToken(spec.name, token)
+
+    def format(self, user: auth.User) -> wire.FormatReply:
+        if not user.admin:
+            raise PermissionDenied("only an admin may initialize the file system")
+        files, blocks = self.namespace.format()
+        self.membership.request_reports()  # so that blocks the namespace never knew go too
+        self._layout()
+        return wire.FormatReply(files, blocks, self.membership.space(self.namespace.replication))
 
     def _committed(self, blocks: list[wire.StoredBlock], replication: int) -> None:
         """A write whose pipeline lost a node committed short blocks: have them healed."""
@@ -58,6 +101,9 @@ class NameNode:
         if hb.failed_copies:
             self.replicator.copy_failed(node.id, hb.failed_copies)
         commands = self.delete_orders(node.id) + self.replicator.orders_for(node.id)
+        for command in commands:
+            if command.op == "replicate":
+                command.tokens = [self.block_token(b, "w") for b in command.blocks]
         if verify := self._verify.pop(node.id, None):
             commands.append(wire.Command(op="verify", blocks=verify))
         return wire.HeartbeatReply(commands=commands, send_report=node.wants_report)
@@ -79,10 +125,10 @@ class NameNode:
         if report.node in self.membership.nodes:
             self._verify.setdefault(report.node, []).append(report.block)
 
-    def setrep(self, path: str, replication: int) -> int:
+    def setrep(self, path: str, replication: int, user: auth.User | None = None) -> int:
         if not 1 <= replication <= MAX_REPLICATION:
             raise InvalidArgument(f"replication must be between 1 and {MAX_REPLICATION}")
-        files = self.namespace.setrep(path, replication)
+        files = self.namespace.setrep(path, replication, user)
         self.replicator.dirty = True
         return files
 
@@ -117,6 +163,8 @@ class NameNode:
 
 
 def run(config: NameNodeConfig) -> None:
+    tls = server.server_tls(config.tls_cert, config.tls_key)
+
     async def main() -> None:
         nn = NameNode(config)
         sweeper = asyncio.create_task(nn.maintain_forever())
@@ -127,6 +175,7 @@ def run(config: NameNodeConfig) -> None:
                 config.port,
                 advertise=config.advertise,
                 url_file=config.data_dir / "namenode.url",
+                tls=tls,
             )
         finally:
             sweeper.cancel()

@@ -1,145 +1,403 @@
-"""The name node's HTTP routes: parse, call one domain method, encode. No logic beyond that."""
+"""The name node's HTTP API: one table of endpoints, each parsing, authorising and calling one
+domain method. The same table drives authentication and the OpenAPI description, so neither can
+drift from the routes.
+
+Who may call what: ``user`` endpoints need a user's bearer token (``Authorization: Bearer``),
+``admin`` ones an admin's, ``node`` ones the cluster secret's node credential
+(``Authorization: Node``); ``open`` ones (health, the API description) need nothing.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
-from pydfs import paths, wire
+from pydfs import paths, tokens, wire
+from pydfs.errors import PermissionDenied, Unauthenticated
+from pydfs.namenode.auth import User
 from pydfs.server import json_response, make_app, query, read_body
 
 if TYPE_CHECKING:
     from pydfs.namenode import NameNode
 
+Access = Literal["user", "admin", "node", "open"]
+Handler = Callable[["Call"], Any]
 
-def _user(request: web.Request) -> str:
-    user = request.headers.get(wire.H_USER, "anonymous")
-    return paths.validate_name(user)
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler gets: the name node, the request, its decoded body and its caller."""
+
+    nn: NameNode
+    request: web.Request
+    body: Any
+    user: User
+
+    def q(self, name: str) -> str:
+        return query(self.request, name)
+
+    def path(self, name: str = "path") -> str:
+        return paths.normalize(query(self.request, name))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    route: str  # below wire.API
+    access: Access
+    handler: Handler
+    summary: str
+    body: type | None = None
+    reply: type | None = None
+    params: tuple[str, ...] = ()  # query parameters (required ones first, "?" marks optional)
+
+
+def _none(method: Callable[..., None], *args: Any) -> dict[str, Any]:
+    """Call a method that answers nothing; the reply is an empty object."""
+    method(*args)
+    return {}
+
+
+_NODE = User("datanode", admin=True)  # what a data node's calls run as (it never names a path)
+
+
+ENDPOINTS: list[Endpoint] = [
+    # --- namespace ---
+    Endpoint(
+        "GET",
+        "/fs/stat",
+        "user",
+        lambda c: c.nn.namespace.stat(c.path(), c.user, read=c.request.query.get("read") == "1"),
+        "Status of a file or directory, with its blocks (and read tokens with read=1).",
+        reply=wire.FileStatus,
+        params=("path", "read?"),
+    ),
+    Endpoint(
+        "GET",
+        "/fs/list",
+        "user",
+        lambda c: c.nn.namespace.listdir(c.path(), c.user),
+        "The entries of a directory.",
+        reply=wire.Listing,
+        params=("path",),
+    ),
+    Endpoint(
+        "POST",
+        "/fs/mkdir",
+        "user",
+        lambda c: c.nn.namespace.mkdir(
+            paths.normalize(c.body.path), c.user, parents=c.body.parents
+        ),
+        "Make a directory (with parents=true, and its missing parents).",
+        wire.MkdirRequest,
+        wire.FileStatus,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/create",
+        "user",
+        lambda c: c.nn.namespace.create_file(paths.normalize(c.body.path), c.user),
+        "Create an empty file.",
+        wire.PathRequest,
+        wire.FileStatus,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/delete",
+        "user",
+        lambda c: {
+            "deleted_files": c.nn.namespace.delete(
+                paths.normalize(c.body.path), c.user, recursive=c.body.recursive, type=c.body.type
+            )
+        },
+        "Delete a file or directory.",
+        wire.DeleteRequest,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/copy",
+        "user",
+        lambda c: c.nn.namespace.copy(
+            paths.normalize(c.body.src),
+            None if c.body.dst is None else paths.normalize(c.body.dst),
+            c.user,
+            overwrite=c.body.overwrite,
+        ),
+        "Copy a file (sharing its blocks).",
+        wire.CopyRequest,
+        wire.FileStatus,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/move",
+        "user",
+        lambda c: c.nn.namespace.move(
+            paths.normalize(c.body.src),
+            paths.normalize(c.body.dst),
+            c.user,
+            overwrite=c.body.overwrite,
+        ),
+        "Move or rename a file or directory.",
+        wire.MoveRequest,
+        wire.FileStatus,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/chmod",
+        "user",
+        lambda c: {
+            "changed": c.nn.namespace.chmod(
+                paths.normalize(c.body.path), c.body.mode, c.user, recursive=c.body.recursive
+            )
+        },
+        "Set permission bits (owner or admin).",
+        wire.ChmodRequest,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/chown",
+        "user",
+        lambda c: {
+            "changed": c.nn.namespace.chown(
+                paths.normalize(c.body.path),
+                c.body.owner,
+                c.body.group,
+                c.user,
+                recursive=c.body.recursive,
+            )
+        },
+        "Change owner (admin) or group (owner, to a group it is in).",
+        wire.ChownRequest,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/setrep",
+        "user",
+        lambda c: {"files": c.nn.setrep(paths.normalize(c.body.path), c.body.replication, c.user)},
+        "Set the replication factor of a file or of every file below a directory.",
+        wire.SetReplicationRequest,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/format",
+        "admin",
+        lambda c: c.nn.format(c.user),
+        "Wipe the file system (initialize).",
+        reply=wire.FormatReply,
+    ),
+    # --- uploads ---
+    Endpoint(
+        "POST",
+        "/uploads",
+        "user",
+        lambda c: c.nn.uploads.start(c.body, c.user),
+        "Start writing a file: a lease, and the first block's targets and write token.",
+        wire.UploadRequest,
+        wire.UploadGrant,
+    ),
+    Endpoint(
+        "POST",
+        "/uploads/{id}/blocks",
+        "user",
+        lambda c: c.nn.uploads.allocate(c.request.match_info["id"], c.body, c.user),
+        "Another block for an upload.",
+        wire.BlockAllocRequest,
+        wire.BlockGrant,
+    ),
+    Endpoint(
+        "POST",
+        "/uploads/{id}/commit",
+        "user",
+        lambda c: c.nn.uploads.commit(c.request.match_info["id"], c.body, c.user),
+        "Make the file name exactly the blocks written.",
+        wire.CommitRequest,
+        wire.FileStatus,
+    ),
+    Endpoint(
+        "POST",
+        "/uploads/{id}/renew",
+        "user",
+        lambda c: _none(c.nn.uploads.renew, c.request.match_info["id"], c.user),
+        "Extend an upload's lease.",
+    ),
+    Endpoint(
+        "DELETE",
+        "/uploads/{id}",
+        "user",
+        lambda c: _none(c.nn.uploads.abort, c.request.match_info["id"], c.user),
+        "Abandon an upload.",
+    ),
+    Endpoint(
+        "POST",
+        "/blocks/corrupt",
+        "user",
+        lambda c: _none(c.nn.suspect, c.body),
+        "Report a replica that failed verification (its node then checks it).",
+        wire.CorruptReplica,
+    ),
+    # --- cluster ---
+    Endpoint(
+        "GET",
+        "/cluster/space",
+        "user",
+        lambda c: c.nn.membership.space(c.nn.namespace.replication),
+        "Capacity and use.",
+        reply=wire.Space,
+    ),
+    Endpoint(
+        "GET",
+        "/cluster/datanodes",
+        "user",
+        lambda c: wire.DataNodeList(c.nn.membership.states()),
+        "Every data node.",
+        reply=wire.DataNodeList,
+    ),
+    Endpoint(
+        "GET",
+        "/fsck",
+        "admin",
+        lambda c: c.nn.fsck(
+            paths.normalize(c.request.query.get("path", "/")),
+            files=c.request.query.get("files") == "1",
+        ),
+        "Block health below a path.",
+        reply=wire.FsckReport,
+        params=("path?", "files?"),
+    ),
+    Endpoint(
+        "POST",
+        "/cluster/decommission",
+        "admin",
+        lambda c: c.nn.decommission(c.body.node),
+        "Move every block off a data node.",
+        wire.NodeRequest,
+        wire.DataNodeState,
+    ),
+    Endpoint(
+        "POST",
+        "/cluster/recommission",
+        "admin",
+        lambda c: c.nn.decommission(c.body.node, undo=True),
+        "Cancel a decommission.",
+        wire.NodeRequest,
+        wire.DataNodeState,
+    ),
+    # --- users ---
+    Endpoint(
+        "GET",
+        "/auth/whoami",
+        "user",
+        lambda c: c.user.info(),
+        "The caller.",
+        reply=wire.UserInfo,
+    ),
+    Endpoint(
+        "GET",
+        "/users",
+        "admin",
+        lambda c: wire.UserList(c.nn.users.all()),
+        "Every user.",
+        reply=wire.UserList,
+    ),
+    Endpoint(
+        "POST",
+        "/users",
+        "admin",
+        lambda c: c.nn.add_user(c.body),
+        "Add a user (and its home directory); the reply holds its token, shown once.",
+        wire.NewUser,
+        wire.UserToken,
+    ),
+    Endpoint(
+        "POST",
+        "/users/remove",
+        "admin",
+        lambda c: _none(c.nn.users.remove, c.body.name),
+        "Remove a user: its token stops working; its files stay.",
+        wire.UserName,
+    ),
+    Endpoint(
+        "POST",
+        "/users/reset-token",
+        "admin",
+        lambda c: wire.UserToken(c.body.name, c.nn.users.reset_token(c.body.name)),
+        "Give a user a new token; the old one stops working.",
+        wire.UserName,
+        wire.UserToken,
+    ),
+    # --- data nodes ---
+    Endpoint(
+        "POST",
+        "/datanodes/heartbeat",
+        "node",
+        lambda c: c.nn.heartbeat(c.body),
+        "A data node's heartbeat; the reply carries its work.",
+        wire.Heartbeat,
+        wire.HeartbeatReply,
+    ),
+    Endpoint(
+        "POST",
+        "/datanodes/report",
+        "node",
+        lambda c: c.nn.block_report(c.body),
+        "A data node's full block report.",
+        wire.BlockReport,
+        wire.HeartbeatReply,
+    ),
+]
+
+
+def _bearer(request: web.Request, scheme: str) -> str | None:
+    header = request.headers.get("Authorization", "")
+    kind, _, value = header.partition(" ")
+    return value.strip() if kind.lower() == scheme.lower() and value.strip() else None
+
+
+def authenticate(nn: NameNode, request: web.Request, access: Access) -> User:
+    """The caller of *request*, or ``Unauthenticated``/``PermissionDenied``."""
+    if access == "open":
+        return User("anonymous")
+    if access == "node":
+        credential = _bearer(request, "Node")
+        if credential is None:
+            raise Unauthenticated("data node calls need the cluster secret")
+        tokens.check_node_credential(nn.secret, credential)
+        return _NODE
+    token = _bearer(request, "Bearer")
+    if token is None:
+        raise Unauthenticated("no token given: run `pydfs login` (or pass token= to the SDK)")
+    user = nn.users.authenticate(token)
+    if access == "admin" and not user.admin:
+        raise PermissionDenied("only an admin may do this")
+    return user
+
+
+def _handler(nn: NameNode, ep: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        user = authenticate(nn, request, ep.access)
+        body: Any = None if ep.body is None else await read_body(request, ep.body)
+        return json_response(ep.handler(Call(nn, request, body, user)))
+
+    return handle
 
 
 def build(nn: NameNode) -> web.Application:
-    app = make_app()
-    ns, uploads, members = nn.namespace, nn.uploads, nn.membership
-    r = app.router
-    v1 = wire.API
-
-    async def stat(request: web.Request) -> web.Response:
-        return json_response(ns.stat(paths.normalize(query(request, "path"))))
-
-    async def listdir(request: web.Request) -> web.Response:
-        return json_response(ns.listdir(paths.normalize(query(request, "path"))))
-
-    async def mkdir(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.MkdirRequest)
-        return json_response(
-            ns.mkdir(paths.normalize(req.path), _user(request), parents=req.parents)
-        )
-
-    async def create(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.PathRequest)
-        return json_response(ns.create_file(paths.normalize(req.path), _user(request)))
-
-    async def delete(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.DeleteRequest)
-        files = ns.delete(paths.normalize(req.path), recursive=req.recursive, type=req.type)
-        return json_response({"deleted_files": files})
-
-    async def copy(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.CopyRequest)
-        dst = None if req.dst is None else paths.normalize(req.dst)
-        return json_response(
-            ns.copy(paths.normalize(req.src), dst, _user(request), overwrite=req.overwrite)
-        )
-
-    async def move(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.MoveRequest)
-        return json_response(
-            ns.move(paths.normalize(req.src), paths.normalize(req.dst), overwrite=req.overwrite)
-        )
-
-    async def format_(request: web.Request) -> web.Response:
-        files, blocks = ns.format()
-        members.request_reports()  # so that blocks the namespace never knew go too
-        return json_response(wire.FormatReply(files, blocks, members.space(ns.replication)))
-
-    async def space(request: web.Request) -> web.Response:
-        return json_response(members.space(ns.replication))
-
-    async def datanodes(request: web.Request) -> web.Response:
-        return json_response(wire.DataNodeList(members.states()))
-
-    async def start_upload(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.UploadRequest)
-        return json_response(uploads.start(req, _user(request)))
-
-    async def allocate(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.BlockAllocRequest)
-        return json_response(uploads.allocate(request.match_info["id"], req))
-
-    async def commit(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.CommitRequest)
-        return json_response(uploads.commit(request.match_info["id"], req))
-
-    async def renew(request: web.Request) -> web.Response:
-        uploads.renew(request.match_info["id"])
-        return json_response({})
-
-    async def abort(request: web.Request) -> web.Response:
-        uploads.abort(request.match_info["id"])
-        return json_response({})
-
-    async def heartbeat(request: web.Request) -> web.Response:
-        return json_response(nn.heartbeat(await read_body(request, wire.Heartbeat)))
-
-    async def report(request: web.Request) -> web.Response:
-        return json_response(nn.block_report(await read_body(request, wire.BlockReport)))
-
-    async def corrupt(request: web.Request) -> web.Response:
-        nn.suspect(await read_body(request, wire.CorruptReplica))
-        return json_response({})
-
-    async def setrep(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.SetReplicationRequest)
-        return json_response({"files": nn.setrep(paths.normalize(req.path), req.replication)})
-
-    async def fsck(request: web.Request) -> web.Response:
-        path = paths.normalize(request.query.get("path", "/"))
-        return json_response(nn.fsck(path, files=request.query.get("files") == "1"))
-
-    async def decommission(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.NodeRequest)
-        return json_response(nn.decommission(req.node))
-
-    async def recommission(request: web.Request) -> web.Response:
-        req = await read_body(request, wire.NodeRequest)
-        return json_response(nn.decommission(req.node, undo=True))
-
-    r.add_get(f"{v1}/fs/stat", stat)
-    r.add_get(f"{v1}/fs/list", listdir)
-    r.add_post(f"{v1}/fs/mkdir", mkdir)
-    r.add_post(f"{v1}/fs/create", create)
-    r.add_post(f"{v1}/fs/delete", delete)
-    r.add_post(f"{v1}/fs/copy", copy)
-    r.add_post(f"{v1}/fs/move", move)
-    r.add_post(f"{v1}/fs/format", format_)
-    r.add_get(f"{v1}/cluster/space", space)
-    r.add_get(f"{v1}/cluster/datanodes", datanodes)
-    r.add_post(f"{v1}/uploads", start_upload)
-    r.add_post(f"{v1}/uploads/{{id}}/blocks", allocate)
-    r.add_post(f"{v1}/uploads/{{id}}/commit", commit)
-    r.add_post(f"{v1}/uploads/{{id}}/renew", renew)
-    r.add_delete(f"{v1}/uploads/{{id}}", abort)
-    r.add_post(f"{v1}/datanodes/heartbeat", heartbeat)
-    r.add_post(f"{v1}/datanodes/report", report)
-    r.add_post(f"{v1}/blocks/corrupt", corrupt)
-    r.add_post(f"{v1}/fs/setrep", setrep)
-    r.add_get(f"{v1}/fsck", fsck)
-    r.add_post(f"{v1}/cluster/decommission", decommission)
-    r.add_post(f"{v1}/cluster/recommission", recommission)
     from pydfs import metrics
+    from pydfs.namenode import openapi
     from pydfs.web import routes as web_routes
 
+    app = make_app()
+    for ep in ENDPOINTS:
+        app.router.add_route(ep.method, f"{wire.API}{ep.route}", _handler(nn, ep))
+    spec = openapi.describe(ENDPOINTS)
+
+    async def describe(request: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type="application/json")
+
+    app.router.add_get(openapi.ROUTE, describe)
     web_routes.setup(app, nn)
     metrics.instrument(app, "namenode", nn)
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pydfs import paths, wire
@@ -22,12 +22,15 @@ from pydfs.errors import (
     IsADirectory,
     NotADirectory,
     NotFound,
+    PermissionDenied,
 )
+from pydfs.namenode.auth import MODE_BITS, STICKY, R, User, W, X, allowed
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.store import Store
 
 ROOT_ID = 1
-_COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_size"
+_COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_size, grp, mode"
+SYSTEM = "root"  # owner of what the name node makes itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +45,24 @@ class Inode:
     owner: str
     replication: int
     block_size: int
+    group: str
+    mode: int
 
     @property
     def is_dir(self) -> bool:
         return self.type == "d"
+
+
+def _check(user: User | None, node: Inode, want: int, path: str) -> None:
+    if not allowed(user, node.owner, node.group, node.mode, want):
+        raise PermissionDenied(f"{path}: permission denied")
+
+
+def _check_sticky(user: User | None, parent: Inode, node: Inode, path: str) -> None:
+    """In a sticky directory (such as /tmp) only an entry's owner may remove or rename it."""
+    sticky = parent.mode & STICKY and user is not None and not user.admin
+    if sticky and user is not None and user.name not in (node.owner, parent.owner):
+        raise PermissionDenied(f"{path}: permission denied (sticky directory)")
 
 
 class Namespace:
@@ -57,6 +74,7 @@ class Namespace:
         replication: int,
         block_size: int,
         lost_replica_grace: float = 300.0,
+        umask: int = 0o022,
     ) -> None:
         self.store = store
         self.db = store.db
@@ -64,6 +82,9 @@ class Namespace:
         self.replication = replication
         self.block_size = block_size
         self.lost_replica_grace = lost_replica_grace
+        self.umask = umask
+        # Signs read tokens for the blocks of a file a caller opens (set by the name node).
+        self.read_token: Callable[[str], str] | None = None
         self.db.execute("PRAGMA temp_store=MEMORY")
         for table in ("subtree", "doomed_blocks", "report", "serving", "live"):
             kind = "INTEGER" if table == "subtree" else "TEXT"
@@ -72,8 +93,9 @@ class Namespace:
             now = time.time()
             with store.write() as db:
                 db.execute(
-                    f"INSERT INTO inodes ({_COLS}) VALUES (?, 0, '', 'd', 0, ?, ?, 'root', 0, 0)",
-                    (ROOT_ID, now, now),
+                    f"INSERT INTO inodes ({_COLS}) "
+                    "VALUES (?, 0, '', 'd', 0, ?, ?, ?, 0, 0, ?, 493)",
+                    (ROOT_ID, now, now, SYSTEM, SYSTEM),
                 )
 
     # --- lookups --------------------------------------------------------------------------
@@ -88,14 +110,16 @@ class Namespace:
         ).fetchone()
         return Inode(*row) if row else None
 
-    def lookup(self, path: str) -> Inode | None:
-        """The inode at *path*, or None; a file in the middle of the path is an error."""
+    def lookup(self, path: str, user: User | None = None) -> Inode | None:
+        """The inode at *path*, or None; a file in the middle of the path is an error, and so
+        is a directory on the way that *user* may not search (x)."""
         node = self._get(ROOT_ID)
         assert node is not None
         walked = ""
         for name in paths.split(path):
             if not node.is_dir:
                 raise NotADirectory(f"{walked} is not a directory")
+            _check(user, node, X, walked or "/")
             child = self._child(node.id, name)
             if child is None:
                 return None
@@ -103,19 +127,21 @@ class Namespace:
             walked += "/" + name
         return node
 
-    def resolve(self, path: str) -> Inode:
-        node = self.lookup(path)
+    def resolve(self, path: str, user: User | None = None) -> Inode:
+        node = self.lookup(path, user)
         if node is None:
             raise NotFound(f"{path}: no such file or directory")
         return node
 
-    def resolve_dir(self, path: str) -> Inode:
-        node = self.resolve(path)
+    def resolve_dir(self, path: str, user: User | None = None) -> Inode:
+        node = self.resolve(path, user)
         if not node.is_dir:
             raise NotADirectory(f"{path} is not a directory")
         return node
 
-    def _status(self, node: Inode, path: str, *, with_blocks: bool = False) -> wire.FileStatus:
+    def _status(
+        self, node: Inode, path: str, *, with_blocks: bool = False, tokens: bool = False
+    ) -> wire.FileStatus:
         return wire.FileStatus(
             path=path,
             name=node.name or "/",
@@ -124,12 +150,14 @@ class Namespace:
             mtime=node.mtime,
             ctime=node.ctime,
             owner=node.owner,
+            group=node.group,
+            mode=node.mode,
             replication=node.replication,
             block_size=node.block_size,
-            blocks=self._blocks(node.id) if with_blocks and not node.is_dir else None,
+            blocks=self._blocks(node.id, tokens) if with_blocks and not node.is_dir else None,
         )
 
-    def _blocks(self, inode_id: int) -> list[wire.BlockInfo]:
+    def _blocks(self, inode_id: int, tokens: bool = False) -> list[wire.BlockInfo]:
         rows = self.db.execute(
             "SELECT b.id, b.size, b.crc, r.node FROM file_blocks fb "
             "JOIN blocks b ON b.id = fb.block LEFT JOIN replicas r ON r.block = b.id "
@@ -146,15 +174,23 @@ class Namespace:
             # Readers take the first replica: spread them over live nodes, dead ones last.
             random.shuffle(block.nodes)
             block.nodes.sort(key=lambda n: not n.live)
+            if tokens and self.read_token is not None:
+                block.token = self.read_token(block.id)
         return blocks
 
-    def stat(self, path: str) -> wire.FileStatus:
-        return self._status(self.resolve(path), path, with_blocks=True)
+    def stat(self, path: str, user: User | None = None, *, read: bool = False) -> wire.FileStatus:
+        """A file's or directory's status with its blocks; with *read*, the caller wants to read
+        the file, must have r on it, and gets block read tokens."""
+        node = self.resolve(path, user)
+        if read and not node.is_dir:
+            _check(user, node, R, path)
+        return self._status(node, path, with_blocks=True, tokens=read)
 
-    def listdir(self, path: str) -> wire.Listing:
-        node = self.resolve(path)
+    def listdir(self, path: str, user: User | None = None) -> wire.Listing:
+        node = self.resolve(path, user)
         if not node.is_dir:
             return wire.Listing(path, [self._status(node, path)])
+        _check(user, node, R, path)
         rows = self.db.execute(
             f"SELECT {_COLS} FROM inodes WHERE parent = ? ORDER BY name", (node.id,)
         )
@@ -169,58 +205,110 @@ class Namespace:
         parent: Inode,
         name: str,
         type: str,
-        owner: str,
+        user: User | None,
         *,
         size: int = 0,
         replication: int = 0,
         block_size: int = 0,
+        mode: int | None = None,
+        group: str | None = None,
     ) -> int:
+        """A new inode owned by *user*, in its parent's group (as BSD and HDFS do), with the
+        mode bits 0777 (directories) or 0666 (files) less the umask, unless *mode* is given."""
         now = time.time()
+        if mode is None:
+            mode = (0o777 if type == "d" else 0o666) & ~self.umask
         cur = db.execute(
             "INSERT INTO inodes (parent, name, type, size, mtime, ctime, owner, replication, "
-            "block_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (parent.id, name, type, size, now, now, owner, replication, block_size),
+            "block_size, grp, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                parent.id,
+                name,
+                type,
+                size,
+                now,
+                now,
+                user.name if user is not None else SYSTEM,
+                replication,
+                block_size,
+                group or parent.group,
+                mode,
+            ),
         )
         db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (now, parent.id))
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def mkdir(self, path: str, owner: str, *, parents: bool = False) -> wire.FileStatus:
+    def mkdir(
+        self,
+        path: str,
+        user: User | None = None,
+        *,
+        parents: bool = False,
+        mode: int | None = None,
+        group: str | None = None,
+    ) -> wire.FileStatus:
         with self.store.write() as db:
-            existing = self.lookup(path)
+            existing = self.lookup(path, user)
             if existing is not None:
                 if parents and existing.is_dir:
                     return self._status(existing, path)
                 raise AlreadyExists(f"{path} already exists")
             todo = [path]
-            while (parent := self.lookup(paths.parent(todo[-1]))) is None:
+            while (parent := self.lookup(paths.parent(todo[-1]), user)) is None:
                 if not parents:
                     raise NotFound(f"{paths.parent(path)}: no such directory (use -p to create it)")
                 todo.append(paths.parent(todo[-1]))
             for p in reversed(todo):
                 if not parent.is_dir:
                     raise NotADirectory(f"{paths.parent(p)} is not a directory")
-                self._insert(db, parent, paths.basename(p), "d", owner)
+                _check(user, parent, W | X, paths.parent(p))
+                last = p == path
+                self._insert(
+                    db,
+                    parent,
+                    paths.basename(p),
+                    "d",
+                    user,
+                    mode=mode if last else None,
+                    group=group if last else None,
+                )
                 parent = self.resolve(p)
         return self._status(parent, path)
 
-    def create_file(self, path: str, owner: str) -> wire.FileStatus:
+    def create_file(self, path: str, user: User | None = None) -> wire.FileStatus:
         if path == paths.ROOT:
             raise AlreadyExists("/ already exists")
         with self.store.write() as db:
-            parent = self.resolve_dir(paths.parent(path))
+            parent = self.resolve_dir(paths.parent(path), user)
             if self._child(parent.id, paths.basename(path)) is not None:
                 raise AlreadyExists(f"{path} already exists")
+            _check(user, parent, W | X, paths.parent(path))
             self._insert(
                 db,
                 parent,
                 paths.basename(path),
                 "f",
-                owner,
+                user,
                 replication=self.replication,
                 block_size=self.block_size,
             )
         return self.stat(path)
+
+    def check_writable(self, path: str, user: User | None, *, overwrite: bool) -> None:
+        """Refuse early what ``commit_file`` of *path* by *user* would refuse."""
+        if path == paths.ROOT:
+            raise IsADirectory("/ is a directory")
+        parent = self.resolve_dir(paths.parent(path), user)
+        existing = self._child(parent.id, paths.basename(path))
+        if existing is None:
+            _check(user, parent, W | X, paths.parent(path))
+        elif existing.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        elif not overwrite:
+            raise AlreadyExists(f"{path} already exists")
+        else:
+            _check(user, existing, W, path)
 
     # --- removal --------------------------------------------------------------------------
 
@@ -269,12 +357,30 @@ class Namespace:
         db.execute("DELETE FROM replicas WHERE block IN (SELECT id FROM temp.doomed_blocks)")
         db.execute("DELETE FROM blocks WHERE id IN (SELECT id FROM temp.doomed_blocks)")
 
-    def delete(self, path: str, *, recursive: bool = False, type: str = "any") -> int:
+    def _check_subtree(self, user: User | None, node: Inode, path: str) -> None:
+        """Removing a tree needs rwx on every non-empty directory in it, as ``rm -r`` would."""
+        if user is None or user.admin or not node.is_dir:
+            return
+        denied = [
+            node_id
+            for (node_id, owner, group, mode) in self.db.execute(
+                "SELECT i.id, i.owner, i.grp, i.mode FROM inodes i "
+                "WHERE i.type = 'd' AND i.id IN (SELECT id FROM temp.subtree) "
+                "AND EXISTS (SELECT 1 FROM inodes c WHERE c.parent = i.id)"
+            )
+            if not allowed(user, owner, group, mode, R | W | X)
+        ]
+        if denied:
+            raise PermissionDenied(f"{self._path_of(denied[0])}: permission denied")
+
+    def delete(
+        self, path: str, user: User | None = None, *, recursive: bool = False, type: str = "any"
+    ) -> int:
         """Remove a file or directory; returns how many files went with it."""
         if path == paths.ROOT:
             raise InvalidArgument("the root directory cannot be deleted (use initialize)")
         with self.store.write() as db:
-            node = self.resolve(path)
+            node = self.resolve(path, user)
             if type == "file" and node.is_dir:
                 raise IsADirectory(f"{path} is a directory")
             if type == "dir" and not node.is_dir:
@@ -283,7 +389,12 @@ class Namespace:
                 child = db.execute("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (node.id,))
                 if child.fetchone():
                     raise DirectoryNotEmpty(f"{path} is not empty")
+            parent = self._get(node.parent)
+            assert parent is not None
+            _check(user, parent, W | X, paths.parent(path))
+            _check_sticky(user, parent, node, path)
             self._select_subtree(db, node.id)
+            self._check_subtree(user, node, path)
             files = self._release_doomed(db)
             db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (time.time(), node.parent))
         return files
@@ -305,7 +416,7 @@ class Namespace:
     def commit_file(
         self,
         path: str,
-        owner: str,
+        user: User | None,
         *,
         replication: int,
         block_size: int,
@@ -318,19 +429,17 @@ class Namespace:
         now = time.time()
         size = sum(b.size for b in blocks)
         with self.store.write() as db:
+            self.check_writable(path, user, overwrite=overwrite)
             parent = self.resolve_dir(paths.parent(path))
             name = paths.basename(path)
             existing = self._child(parent.id, name)
             if existing is not None:
-                if existing.is_dir:
-                    raise IsADirectory(f"{path} is a directory")
-                if not overwrite:
-                    raise AlreadyExists(f"{path} already exists")
+                # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
                 self._release_file(db, existing.id, keep_inode=True)
                 db.execute(
-                    "UPDATE inodes SET size = ?, mtime = ?, replication = ?, block_size = ?, "
-                    "owner = ? WHERE id = ?",
-                    (size, now, replication, block_size, owner, existing.id),
+                    "UPDATE inodes SET size = ?, mtime = ?, replication = ?, block_size = ? "
+                    "WHERE id = ?",
+                    (size, now, replication, block_size, existing.id),
                 )
                 inode_id = existing.id
             else:
@@ -339,7 +448,7 @@ class Namespace:
                     parent,
                     name,
                     "f",
-                    owner,
+                    user,
                     size=size,
                     replication=replication,
                     block_size=block_size,
@@ -358,12 +467,12 @@ class Namespace:
             )
         return self.stat(path)
 
-    def _target(self, src: str, dst: str) -> tuple[str, Inode | None]:
+    def _target(self, src: str, dst: str, user: User | None) -> tuple[str, Inode | None]:
         """Where a copy or move of *src* to *dst* lands: into *dst* when it is a directory."""
-        existing = self.lookup(dst)
+        existing = self.lookup(dst, user)
         if existing is not None and existing.is_dir:
             dst = paths.join(dst, paths.basename(src))
-            existing = self.lookup(dst)
+            existing = self.lookup(dst, user)
         return dst, existing
 
     def _free_copy_name(self, src: str) -> str:
@@ -379,25 +488,28 @@ class Namespace:
         raise AlreadyExists(f"no free name for a copy of {src}")
 
     def copy(
-        self, src: str, dst: str | None, owner: str, *, overwrite: bool = False
+        self, src: str, dst: str | None, user: User | None = None, *, overwrite: bool = False
     ) -> wire.FileStatus:
         """Copy a file by sharing its immutable blocks: no byte moves."""
         with self.store.write() as db:
-            source = self.resolve(src)
+            source = self.resolve(src, user)
             if source.is_dir:
                 raise IsADirectory(f"{src} is a directory (file_copy copies files)")
+            _check(user, source, R, src)
             if dst is None:
                 target, existing = self._free_copy_name(src), None
             else:
-                target, existing = self._target(src, dst)
+                target, existing = self._target(src, dst, user)
             if target == src:
                 raise AlreadyExists(f"{src} cannot be copied onto itself")
-            parent = self.resolve_dir(paths.parent(target))
+            parent = self.resolve_dir(paths.parent(target), user)
+            _check(user, parent, W | X, paths.parent(target))
             if existing is not None:
                 if existing.is_dir:
                     raise IsADirectory(f"{target} is a directory")
                 if not overwrite:
                     raise AlreadyExists(f"{target} already exists")
+                _check_sticky(user, parent, existing, target)
                 # Blocks it shares with the source survive: the source still names them.
                 self._release_file(db, existing.id, keep_inode=False)
             inode_id = self._insert(
@@ -405,7 +517,7 @@ class Namespace:
                 parent,
                 paths.basename(target),
                 "f",
-                owner,
+                user,
                 size=source.size,
                 replication=source.replication,
                 block_size=source.block_size,
@@ -417,22 +529,30 @@ class Namespace:
             )
         return self.stat(target)
 
-    def move(self, src: str, dst: str, *, overwrite: bool = False) -> wire.FileStatus:
+    def move(
+        self, src: str, dst: str, user: User | None = None, *, overwrite: bool = False
+    ) -> wire.FileStatus:
         if src == paths.ROOT:
             raise InvalidArgument("the root directory cannot be moved")
         with self.store.write() as db:
-            source = self.resolve(src)
-            target, existing = self._target(src, dst)
+            source = self.resolve(src, user)
+            target, existing = self._target(src, dst, user)
             if target == src:
                 return self._status(source, src)
             if source.is_dir and paths.is_within(target, src):
                 raise InvalidArgument(f"cannot move {src} into itself")
-            parent = self.resolve_dir(paths.parent(target))
+            parent = self.resolve_dir(paths.parent(target), user)
+            old_parent = self._get(source.parent)
+            assert old_parent is not None
+            _check(user, old_parent, W | X, paths.parent(src))
+            _check_sticky(user, old_parent, source, src)
+            _check(user, parent, W | X, paths.parent(target))
             if existing is not None:
                 if existing.is_dir or source.is_dir:
                     raise AlreadyExists(f"{target} already exists")
                 if not overwrite:
                     raise AlreadyExists(f"{target} already exists (use --force to replace it)")
+                _check_sticky(user, parent, existing, target)
                 self._release_file(db, existing.id, keep_inode=False)
             now = time.time()
             db.execute(
@@ -583,17 +703,105 @@ class Namespace:
         ).fetchone()
         return int(count)
 
-    def setrep(self, path: str, replication: int) -> int:
-        """Set the replication factor of a file, or of every file below a directory."""
+    def setrep(self, path: str, replication: int, user: User | None = None) -> int:
+        """Set the replication factor of a file, or of every file below a directory (the caller
+        needs w on each file, as HDFS asks)."""
         with self.store.write() as db:
-            node = self.resolve(path)
+            node = self.resolve(path, user)
             self._select_subtree(db, node.id)
+            self._check_each(user, W, "type = 'f'")
             cur = db.execute(
                 "UPDATE inodes SET replication = ? "
                 "WHERE type = 'f' AND id IN (SELECT id FROM temp.subtree)",
                 (replication,),
             )
         return cur.rowcount
+
+    def _check_each(self, user: User | None, want: int, where: str) -> None:
+        """Every inode in temp.subtree matching *where* must grant *user* the *want* bits."""
+        if user is None or user.admin:
+            return
+        for node_id, owner, group, mode in self.db.execute(
+            f"SELECT id, owner, grp, mode FROM inodes "
+            f"WHERE id IN (SELECT id FROM temp.subtree) AND {where}"
+        ):
+            if not allowed(user, owner, group, mode, want):
+                raise PermissionDenied(f"{self._path_of(node_id)}: permission denied")
+
+    # --- permissions ----------------------------------------------------------------------
+
+    def chmod(
+        self, path: str, mode: int, user: User | None = None, *, recursive: bool = False
+    ) -> int:
+        """Set mode bits; only an owner (of everything it touches) or an admin may."""
+        if not 0 <= mode <= MODE_BITS:
+            raise InvalidArgument(f"mode {mode:o} out of range (0 to 1777 octal)")
+        with self.store.write() as db:
+            node = self.resolve(path, user)
+            self._select_subtree(db, node.id) if recursive else self._select_one(db, node.id)
+            if user is not None and not user.admin:
+                (foreign,) = db.execute(
+                    "SELECT count(*) FROM inodes WHERE id IN (SELECT id FROM temp.subtree) "
+                    "AND owner != ?",
+                    (user.name,),
+                ).fetchone()
+                if foreign:
+                    raise PermissionDenied(f"{path}: only the owner or an admin may chmod")
+            cur = db.execute(
+                "UPDATE inodes SET mode = ? WHERE id IN (SELECT id FROM temp.subtree)", (mode,)
+            )
+        return cur.rowcount
+
+    def chown(
+        self,
+        path: str,
+        owner: str | None,
+        group: str | None,
+        user: User | None = None,
+        *,
+        recursive: bool = False,
+    ) -> int:
+        """Change owner (admins only) and/or group (an owner may pick a group it is in)."""
+        if user is not None and not user.admin:
+            if owner is not None and owner != user.name:
+                raise PermissionDenied("only an admin may give files away")
+            if group is not None and not user.in_group(group):
+                raise PermissionDenied(f"you are not a member of group {group!r}")
+        with self.store.write() as db:
+            node = self.resolve(path, user)
+            self._select_subtree(db, node.id) if recursive else self._select_one(db, node.id)
+            if user is not None and not user.admin:
+                (foreign,) = db.execute(
+                    "SELECT count(*) FROM inodes WHERE id IN (SELECT id FROM temp.subtree) "
+                    "AND owner != ?",
+                    (user.name,),
+                ).fetchone()
+                if foreign:
+                    raise PermissionDenied(f"{path}: only the owner or an admin may chown")
+            cur = db.execute(
+                "UPDATE inodes SET owner = coalesce(?, owner), grp = coalesce(?, grp) "
+                "WHERE id IN (SELECT id FROM temp.subtree)",
+                (owner, group),
+            )
+        return cur.rowcount
+
+    def _select_one(self, db: sqlite3.Connection, inode_id: int) -> None:
+        db.execute("DELETE FROM temp.subtree")
+        db.execute("INSERT INTO temp.subtree VALUES (?)", (inode_id,))
+
+    def make_home(self, name: str) -> str:
+        """``/user/NAME``, owned by the user, in its own group, 0750 (HDFS keeps homes there)."""
+        home = f"/user/{name}"
+        if self.lookup("/user") is None:
+            self.mkdir("/user", mode=0o755)
+        if self.lookup(home) is None:
+            self.mkdir(home, mode=0o750)
+            with self.store.write() as db:
+                node = self.resolve(home)
+                db.execute(
+                    "UPDATE inodes SET owner = ?, grp = ? WHERE id = ?", (name, name, node.id)
+                )
+        return home
 
     def _path_of(self, inode_id: int) -> str:
         parts = []

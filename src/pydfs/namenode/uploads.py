@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 
 from pydfs import paths, wire
 from pydfs.errors import (
-    AlreadyExists,
     Conflict,
     InsufficientNodes,
     InvalidArgument,
-    IsADirectory,
     NoSpace,
+    PermissionDenied,
     ProtocolError,
 )
 from pydfs.namenode import placement
+from pydfs.namenode.auth import User
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 
@@ -35,7 +35,7 @@ MAX_REPLICATION = 16
 class Upload:
     id: str
     path: str
-    owner: str
+    user: User
     replication: int
     block_size: int
     overwrite: bool
@@ -51,14 +51,16 @@ class Uploads:
         *,
         lease: float,
         on_commit: Callable[[list[wire.StoredBlock], int], None] | None = None,
+        write_token: Callable[[str], str] = lambda block_id: "",
     ) -> None:
         self.namespace = namespace
         self.membership = membership
         self.lease = lease
         self.on_commit = on_commit  # (blocks, replication): lets healing see a short pipeline
+        self.write_token = write_token  # signs the write token of a granted block
         self._uploads: dict[str, Upload] = {}
 
-    def start(self, req: wire.UploadRequest, owner: str) -> wire.UploadGrant:
+    def start(self, req: wire.UploadRequest, user: User) -> wire.UploadGrant:
         path = paths.normalize(req.path)
         replication = self.namespace.replication if req.replication is None else req.replication
         block_size = self.namespace.block_size if req.block_size is None else req.block_size
@@ -68,19 +70,12 @@ class Uploads:
             raise InvalidArgument(
                 f"block size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes"
             )
-        if path == paths.ROOT:
-            raise IsADirectory("/ is a directory")
         # Fail early on what the commit would refuse anyway.
-        self.namespace.resolve_dir(paths.parent(path))
-        existing = self.namespace.lookup(path)
-        if existing is not None and existing.is_dir:
-            raise IsADirectory(f"{path} is a directory")
-        if existing is not None and not req.overwrite:
-            raise AlreadyExists(f"{path} already exists")
+        self.namespace.check_writable(path, user, overwrite=req.overwrite)
         upload = Upload(
             id=secrets.token_hex(16),
             path=path,
-            owner=owner,
+            user=user,
             replication=replication,
             block_size=block_size,
             overwrite=req.overwrite,
@@ -90,10 +85,12 @@ class Uploads:
         self._uploads[upload.id] = upload
         return wire.UploadGrant(upload.id, path, replication, block_size, block)
 
-    def _get(self, upload_id: str) -> Upload:
+    def _get(self, upload_id: str, user: User) -> Upload:
         upload = self._uploads.get(upload_id)
         if upload is None:
             raise Conflict("upload unknown or expired (was the name node restarted?)")
+        if upload.user.name != user.name:
+            raise PermissionDenied("this upload belongs to another user")
         upload.expires = time.monotonic() + self.lease
         return upload
 
@@ -113,17 +110,19 @@ class Uploads:
             )
         block_id = secrets.token_hex(16)
         upload.targets[block_id] = targets
-        return wire.BlockGrant(block_id, [self.membership.ref(t) for t in targets])
+        return wire.BlockGrant(
+            block_id, [self.membership.ref(t) for t in targets], self.write_token(block_id)
+        )
 
-    def renew(self, upload_id: str) -> None:
+    def renew(self, upload_id: str, user: User) -> None:
         """Extend a lease whose writer is still at work (it raises if the lease is gone)."""
-        self._get(upload_id)
+        self._get(upload_id, user)
 
-    def allocate(self, upload_id: str, req: wire.BlockAllocRequest) -> wire.BlockGrant:
-        return self._allocate(self._get(upload_id), frozenset(req.exclude))
+    def allocate(self, upload_id: str, req: wire.BlockAllocRequest, user: User) -> wire.BlockGrant:
+        return self._allocate(self._get(upload_id, user), frozenset(req.exclude))
 
-    def commit(self, upload_id: str, req: wire.CommitRequest) -> wire.FileStatus:
-        upload = self._get(upload_id)
+    def commit(self, upload_id: str, req: wire.CommitRequest, user: User) -> wire.FileStatus:
+        upload = self._get(upload_id, user)
         seen: set[str] = set()
         for block in req.blocks:
             targets = upload.targets.get(block.block_id)
@@ -138,7 +137,7 @@ class Uploads:
             seen.add(block.block_id)
         status = self.namespace.commit_file(
             upload.path,
-            upload.owner,
+            upload.user,
             replication=upload.replication,
             block_size=upload.block_size,
             blocks=req.blocks,
@@ -149,9 +148,9 @@ class Uploads:
             self.on_commit(req.blocks, upload.replication)
         return status
 
-    def abort(self, upload_id: str) -> None:
+    def abort(self, upload_id: str, user: User) -> None:
         upload = self._uploads.get(upload_id)
-        if upload is not None:
+        if upload is not None and upload.user.name == user.name:
             self._forget(upload, keep=set())
 
     def _forget(self, upload: Upload, keep: set[str]) -> None:

@@ -222,7 +222,7 @@ def setup(app: web.Application, nn: NameNode) -> None:
         target = paths.normalize(name, directory)
         if ns.lookup(target) is not None:
             raise AlreadyExists(f"{target} already exists")
-        ns.mkdir(target, UI_USER, parents=True)  # "a/b" makes both
+        ns.mkdir(target, None, parents=True)  # "a/b" makes both
         raise web.HTTPSeeOther(pages.browse_url(directory))
 
     @html_errors
@@ -274,7 +274,7 @@ class _Transfers:
 
     def client(self, request: web.Request) -> AsyncClient:
         if self._client is None:
-            self._client = AsyncClient(_own_url(request), user=UI_USER)
+            self._client = AsyncClient(_own_url(request))
         return self._client
 
     async def close(self, app: web.Application) -> None:

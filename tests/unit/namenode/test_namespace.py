@@ -9,8 +9,9 @@ from pydfs.errors import (
     NotADirectory,
     NotFound,
 )
+from pydfs.namenode.auth import User
 
-OWNER = "alice"
+OWNER = User("alice", admin=True)  # permissions have tests of their own
 
 
 def bid(n: int) -> str:
@@ -48,7 +49,7 @@ def test_fresh_namespace_has_an_empty_root(ns):
 
 def test_mkdir(ns):
     status = ns.mkdir("/a", OWNER)
-    assert (status.type, status.path, status.owner) == ("dir", "/a", OWNER)
+    assert (status.type, status.path, status.owner) == ("dir", "/a", OWNER.name)
     assert ns.stat("/a").type == "dir"
     with pytest.raises(AlreadyExists):
         ns.mkdir("/a", OWNER)
@@ -160,7 +161,7 @@ def test_root_cannot_be_deleted(ns):
 def test_copy_shares_blocks(ns):
     put(ns, "/a.txt", 1, 2)
     ns.mkdir("/d", OWNER)
-    copied = ns.copy("/a.txt", "/d/b.txt", "bob")
+    copied = ns.copy("/a.txt", "/d/b.txt", User("bob", admin=True))
     assert copied.path == "/d/b.txt"
     assert copied.owner == "bob"
     assert copied.size == 20
@@ -382,9 +383,9 @@ def test_everything_survives_a_reopen(open_ns):
 def test_block_report_does_not_recount_a_replica_with_a_pending_delete(ns):
     """A report listed before a trim's delete order reached the node must not bring the
     trimmed replica back: the next trim would then take a real copy."""
-    ns.mkdir("/r", "u")
+    ns.mkdir("/r", OWNER)
     block = wire.StoredBlock("c" * 32, 10, 123, ["n1", "n2"])
-    ns.commit_file("/r/f", "u", replication=1, block_size=4096, blocks=[block], overwrite=False)
+    ns.commit_file("/r/f", OWNER, replication=1, block_size=4096, blocks=[block], overwrite=False)
     ns.drop_replicas_of_block(block.block_id, ["n2"])  # trimmed: delete order queued for n2
     ns.reconcile("n2", [block.block_id], in_flight=set())  # n2's report still lists it
     holders = {n.id for n in ns.stat("/r/f").blocks[0].nodes}

@@ -14,6 +14,7 @@ from pydfs import wire
 from pydfs.config import NameNodeConfig
 from pydfs.errors import InvalidArgument, NotFound
 from pydfs.namenode import NameNode, replication
+from pydfs.namenode.auth import User
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
@@ -21,7 +22,7 @@ from pydfs.namenode.store import Store
 from pydfs.namenode.uploads import MAX_REPLICATION
 
 MiB = 1024 * 1024
-OWNER = "alice"
+OWNER = User("alice", admin=True)  # admins pass permission checks: not tested here
 SIZE = 1000  # bytes in every test block
 
 
@@ -572,7 +573,7 @@ def test_an_upload_committed_with_too_few_replicas_is_repaired(nn):
     nn.replicator.run_once()  # the scan happens to run before the commit
     # The second pipeline node failed: the writer commits with the one replica it has.
     stored = wire.StoredBlock(grant.block.block_id, 100, 1234, [first])
-    nn.uploads.commit(grant.upload_id, wire.CommitRequest([stored]))
+    nn.uploads.commit(grant.upload_id, wire.CommitRequest([stored]), OWNER)
     health = nn.replicator.run_once()
     assert (health.under_replicated, health.copies_ordered) == (1, 1)
     assert [c.op for c in beat(nn, first).commands] == ["replicate"]

@@ -30,6 +30,7 @@ def make_cluster(
     capacity: int | None = None,
     datanode_args: list[str] | None = None,
     namenode_args: list[str] | None = None,
+    tls: bool = False,
 ) -> LocalCluster:
     dn_args = ["--heartbeat-interval", HEARTBEAT, *(datanode_args or [])]
     if capacity is not None:
@@ -47,6 +48,7 @@ def make_cluster(
             *(namenode_args or []),
         ],
         datanode_args=dn_args,
+        tls=tls,
     )
 
 
@@ -99,6 +101,7 @@ class Cli:
     namenode: str
     home: Path
     token: str
+    ca: Path | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -109,6 +112,8 @@ class Cli:
         )
         if self.token:
             env["PYDFS_TOKEN"] = self.token
+        if self.ca:
+            env["PYDFS_CA"] = str(self.ca)
         return env
 
     def __call__(self, *args: str, input: bytes | None = None, cwd: Path | None = None) -> Result:

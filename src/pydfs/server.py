@@ -64,7 +64,7 @@ def _http_error(exc: web.HTTPException) -> PydfsError:
     return ProtocolError(exc.reason)
 
 
-def make_app(client_max_size: int = wire.MAX_JSON_BODY) -> web.Application:
+def make_app(client_max_size: int = wire.MAX_REPORT_BODY) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=client_max_size)
     app.router.add_get(f"{wire.API}/health", _health)
     return app
@@ -78,9 +78,17 @@ def json_response(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=wire.encode(obj), status=status, content_type="application/json")
 
 
-async def read_body(request: web.Request, type: type[T]) -> T:
-    """Decode the request body into *type* (size is bounded by the app's client_max_size)."""
-    return wire.decode(await request.read(), type)
+async def read_body(request: web.Request, type: type[T], limit: int = wire.MAX_JSON_BODY) -> T:
+    """Decode the request body into *type*, refusing one over *limit* bytes before reading it
+    (or, sent without a length, as soon as it grows past the limit)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ProtocolError(f"request body too large (limit {limit} bytes)")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ProtocolError(f"request body too large (limit {limit} bytes)")
+    return wire.decode(bytes(body), type)
 
 
 def query(request: web.Request, name: str) -> str:

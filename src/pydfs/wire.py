@@ -34,8 +34,10 @@ CHUNK_SIZE = 64 * 1024
 # The most chunks one read answers (its CRCs travel in a header).
 MAX_READ_CHUNKS = 256
 
-# Largest JSON body a server accepts; block data has its own limit (the block size).
-MAX_JSON_BODY = 64 * 1024 * 1024
+# Largest JSON body a server accepts from a client (a commit of ~70,000 blocks fits), and from a
+# data node (a block report of ~7 million blocks); block data has its own limit (the block size).
+MAX_JSON_BODY = 8 * 1024 * 1024
+MAX_REPORT_BODY = 256 * 1024 * 1024
 
 T = TypeVar("T")
 

@@ -57,8 +57,8 @@ class Client:
     def namenode(self) -> str:
         return self._aio.namenode
 
-    def info(self, path: str) -> wire.FileStatus:
-        return self._run(self._aio.info(path))
+    def info(self, path: str, *, read: bool = False) -> wire.FileStatus:
+        return self._run(self._aio.info(path, read=read))
 
     def ls(self, path: str = "/") -> list[wire.FileStatus]:
         return self._run(self._aio.ls(path))
@@ -101,6 +101,34 @@ class Client:
 
     def decommission(self, node: str, *, undo: bool = False) -> wire.DataNodeState:
         return self._run(self._aio.decommission(node, undo=undo))
+
+    def whoami(self) -> wire.UserInfo:
+        return self._run(self._aio.whoami())
+
+    def chmod(self, path: str, mode: int, *, recursive: bool = False) -> int:
+        return self._run(self._aio.chmod(path, mode, recursive=recursive))
+
+    def chown(
+        self,
+        path: str,
+        owner: str | None = None,
+        group: str | None = None,
+        *,
+        recursive: bool = False,
+    ) -> int:
+        return self._run(self._aio.chown(path, owner, group, recursive=recursive))
+
+    def users(self) -> list[wire.UserInfo]:
+        return self._run(self._aio.users())
+
+    def add_user(self, name: str, *, admin: bool = False, groups: list[str] | None = None) -> str:
+        return self._run(self._aio.add_user(name, admin=admin, groups=groups))
+
+    def remove_user(self, name: str) -> None:
+        self._run(self._aio.remove_user(name))
+
+    def reset_token(self, name: str) -> str:
+        return self._run(self._aio.reset_token(name))
 
     def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:
         return self._run(self._aio.write_bytes(path, data, **kwargs))

@@ -378,7 +378,8 @@ def authenticate(nn: NameNode, request: web.Request, access: Access) -> User:
 def _handler(nn: NameNode, ep: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         user = authenticate(nn, request, ep.access)
-        body: Any = None if ep.body is None else await read_body(request, ep.body)
+        limit = wire.MAX_REPORT_BODY if ep.access == "node" else wire.MAX_JSON_BODY
+        body: Any = None if ep.body is None else await read_body(request, ep.body, limit)
         return json_response(ep.handler(Call(nn, request, body, user)))
 
     return handle

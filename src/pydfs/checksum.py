@@ -12,10 +12,10 @@ all little-endian.
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from crc32c import crc32c
 
 from pydfs.errors import ProtocolError
 
@@ -26,7 +26,16 @@ _HEADER = struct.Struct("<4sHHIQII")
 
 
 def crc(data: bytes | memoryview, value: int = 0) -> int:
-    return int(crc32c(data, value))
+    return int(_crc32c()(data, value))
+
+
+@functools.cache
+def _crc32c() -> Callable[[bytes | memoryview, int], int]:
+    """The crc32c package, imported on first use: its import (which reads package metadata)
+    costs a one-shot command that never touches block data more than the command itself."""
+    from crc32c import crc32c
+
+    return crc32c
 
 
 @dataclass(frozen=True, slots=True)

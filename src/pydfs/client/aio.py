@@ -12,14 +12,15 @@ import io
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol, cast, overload
-
-import aiohttp
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, cast, overload
 
 from pydfs import paths, rpc, wire
 from pydfs.client import blocks, files
 from pydfs.config import ClientConfig
 from pydfs.errors import Conflict, InvalidArgument, IsADirectory, PydfsError, Unavailable
+
+if TYPE_CHECKING:
+    import aiohttp
 
 LEASE_RENEWAL = 60.0  # seconds between lease renewals of an open upload (leases last 600 s)
 
@@ -63,8 +64,12 @@ class AsyncClient:
         replication: int | None = None,
         block_size: int | None = None,
         stall_timeout: float = blocks.STALL_TIMEOUT,
+        blocking_rpc: bool = False,
     ) -> None:
+        """*blocking_rpc*: ask the name node through ``rpc.BlockingRpc``, for one-shot commands
+        that should not pay for importing aiohttp unless they move file data."""
         config = ClientConfig.read()
+        self._blocking_rpc = blocking_rpc
         self.stall_timeout = stall_timeout  # a data node silent this long is passed over
         self.namenode = resolve_namenode(namenode, config)
         self.token = token or os.environ.get("PYDFS_TOKEN") or config.token
@@ -73,7 +78,7 @@ class AsyncClient:
         self.replication = replication
         self.block_size = block_size
         self._session: aiohttp.ClientSession | None = None
-        self._rpc: rpc.Rpc | None = None
+        self._rpc: rpc.Rpc | rpc.BlockingRpc | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -82,6 +87,9 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        if isinstance(self._rpc, rpc.BlockingRpc):
+            self._rpc.close()
+            self._rpc = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -94,10 +102,13 @@ class AsyncClient:
         return self._session
 
     @property
-    def rpc(self) -> rpc.Rpc:
+    def rpc(self) -> rpc.Rpc | rpc.BlockingRpc:
         if self._rpc is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            self._rpc = rpc.Rpc(self.namenode, self.session, headers=headers)
+            if self._blocking_rpc:
+                self._rpc = rpc.BlockingRpc(self.namenode, ca=self.ca, headers=headers)
+            else:
+                self._rpc = rpc.Rpc(self.namenode, self.session, headers=headers)
         return self._rpc
 
     # --- namespace ------------------------------------------------------------------------

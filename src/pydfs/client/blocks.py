@@ -11,8 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from pydfs import checksum, rpc, wire
 from pydfs.errors import (
@@ -23,6 +22,9 @@ from pydfs.errors import (
     Timeout,
     Unavailable,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("pydfs.client")
 
@@ -73,6 +75,12 @@ async def _read_full(read: Reader, n: int) -> bytes:
     return b"".join(parts)
 
 
+def _timeout(stall_timeout: float) -> aiohttp.ClientTimeout:
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, connect=stall_timeout, sock_read=stall_timeout)
+
+
 async def put_block(
     session: aiohttp.ClientSession,
     grant: wire.BlockGrant,
@@ -91,7 +99,7 @@ async def put_block(
         wire.H_BLOCK_TOKEN: grant.token,
         "Content-Type": "application/octet-stream",
     }
-    timeout = aiohttp.ClientTimeout(total=None, connect=stall_timeout, sock_read=stall_timeout)
+    timeout = _timeout(stall_timeout)
 
     async def send() -> wire.StoredBlock:
         async with session.put(url, data=source.frames(), headers=headers, timeout=timeout) as resp:
@@ -209,7 +217,7 @@ async def _read_range(
     url = f"{node.url}{wire.API}/blocks/{block.id}"
     params = {"offset": str(pos), "length": str(end - pos)}
     headers = {wire.H_BLOCK_TOKEN: block.token} if block.token else {}
-    timeout = aiohttp.ClientTimeout(total=None, connect=stall_timeout, sock_read=stall_timeout)
+    timeout = _timeout(stall_timeout)
     try:
         async with session.get(url, params=params, headers=headers, timeout=timeout) as resp:
             await rpc.raise_for_error(resp)

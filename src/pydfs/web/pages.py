@@ -3,6 +3,9 @@
 Templates are ``string.Template`` files shipped as package data. Every value that reaches a
 template is HTML already: text goes through ``esc`` (``html.escape``) and URLs through ``url``,
 so nothing a user named (a file, a node) can inject markup.
+
+Every form that changes something carries the session's CSRF token in a hidden ``csrf`` field
+(``csrf_field``), first, so that an upload's handler can check it before reading any file.
 """
 
 from __future__ import annotations
@@ -42,14 +45,44 @@ def browse_url(path: str) -> str:
     return f"/ui/browse?{urlencode({'path': path}, safe='/', quote_via=quote)}"
 
 
-def page(title: str, body: str, *, host: str, active: str = "") -> str:
-    nav = "".join(
-        f'<a href="{esc(href)}"{" class=active" if label == active else ""}>{label}</a>'
-        for href, label in NAV
+def page(title: str, body: str, *, host: str, active: str = "", account: str = "") -> str:
+    """A whole page. *account* is ``account(...)`` for a signed-in user; without it (the sign-in
+    page) the header has no navigation."""
+    nav = (
+        "".join(
+            f'<a href="{esc(href)}"{" class=active" if label == active else ""}>{label}</a>'
+            for href, label in NAV
+        )
+        if account
+        else ""
     )
     return _template("base.html").substitute(
-        title=esc(title), nav=nav, host=esc(host), body=body, version=esc(__version__)
+        title=esc(title),
+        nav=nav,
+        host=esc(host),
+        account=account,
+        body=body,
+        version=esc(__version__),
     )
+
+
+def csrf_field(csrf: str) -> str:
+    return f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+
+
+def account(name: str, admin: bool, csrf: str) -> str:
+    """The header's signed-in user and sign-out button."""
+    badge = ' <span class="badge neutral">admin</span>' if admin else ""
+    return (
+        f'<span class="user" title="signed in as {esc(name)}">{esc(name)}{badge}</span>'
+        f'<form class="signout" method="post" action="/ui/logout">{csrf_field(csrf)}'
+        '<button type="submit" class="small">Sign out</button></form>'
+    )
+
+
+def login(next_: str, message: str) -> str:
+    box = f'<p class="message" role="alert">{esc(message)}</p>' if message else ""
+    return _template("login.html").substitute(next=esc(next_), message=box)
 
 
 # --- formatting ---------------------------------------------------------------------------
@@ -194,7 +227,7 @@ def crumbs(path: str) -> str:
     return '<span class="sep">/</span>'.join(links)
 
 
-def delete_form(entry: wire.FileStatus, *, small: bool = True) -> str:
+def delete_form(entry: wire.FileStatus, csrf: str, *, small: bool = True) -> str:
     is_dir = entry.type == "dir"
     question = (
         f"Delete the directory {entry.path} and everything in it?"
@@ -203,6 +236,7 @@ def delete_form(entry: wire.FileStatus, *, small: bool = True) -> str:
     )
     return (
         f'<form method="post" action="/ui/delete" data-confirm="{esc(question)}">'
+        f"{csrf_field(csrf)}"
         f'<input type="hidden" name="path" value="{esc(entry.path)}">'
         f'<input type="hidden" name="recursive" value="{"1" if is_dir else ""}">'
         '<input type="hidden" name="confirmed" value="">'
@@ -211,7 +245,7 @@ def delete_form(entry: wire.FileStatus, *, small: bool = True) -> str:
     )
 
 
-def browse(listing: wire.Listing) -> str:
+def browse(listing: wire.Listing, csrf: str) -> str:
     rows = []
     files = dirs = total = 0
     for e in listing.entries:
@@ -219,7 +253,7 @@ def browse(listing: wire.Listing) -> str:
         if e.type == "dir":
             dirs += 1
             icon, kind, size_cell, rep = '<span class="icon dir">▸</span>', "directory", "", ""
-            actions = delete_form(e)
+            actions = delete_form(e, csrf)
         else:
             files += 1
             total += e.size
@@ -228,7 +262,7 @@ def browse(listing: wire.Listing) -> str:
             download = url("/ui/download", path=e.path)
             actions = (
                 f'<a class="button small secondary" href="{download}" download>Download</a>'
-                + delete_form(e)
+                + delete_form(e, csrf)
             )
         rows.append(
             f'<tr data-name="{esc(e.name)}"><td>{icon}<a href="{link}">{esc(e.name)}</a></td>'
@@ -245,13 +279,14 @@ def browse(listing: wire.Listing) -> str:
     return _template("browse.html").substitute(
         crumbs=crumbs(listing.path),
         path=esc(listing.path),
+        csrf=csrf_field(csrf),
         upload_action=url("/ui/upload", dir=listing.path),
         rows="\n".join(rows),
         summary=summary,
     )
 
 
-def file_page(status: wire.FileStatus) -> str:
+def file_page(status: wire.FileStatus, csrf: str) -> str:
     rows = []
     for i, block in enumerate(status.blocks or []):
         badges = [_badge(n.id, "ok" if n.live else "bad") for n in block.nodes]
@@ -265,7 +300,7 @@ def file_page(status: wire.FileStatus) -> str:
     return _template("file.html").substitute(
         crumbs=crumbs(status.path),
         download=url("/ui/download", path=status.path),
-        delete=delete_form(status, small=False),
+        delete=delete_form(status, csrf, small=False),
         size=size(status.size),
         mtime=when(status.mtime),
         ctime=when(status.ctime),
@@ -283,7 +318,7 @@ def error(status: int, reason: str, message: str, back: str) -> str:
     )
 
 
-def confirm_delete(status: wire.FileStatus, recursive: bool) -> str:
+def confirm_delete(status: wire.FileStatus, recursive: bool, csrf: str) -> str:
     is_dir = status.type == "dir"
     question = (
         f"Delete the directory {status.path} and everything in it?"
@@ -292,6 +327,7 @@ def confirm_delete(status: wire.FileStatus, recursive: bool) -> str:
     )
     return _template("confirm.html").substitute(
         kind="directory" if is_dir else "file",
+        csrf=csrf_field(csrf),
         question=esc(question),
         path=esc(status.path),
         recursive="1" if recursive else "",

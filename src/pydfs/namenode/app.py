@@ -391,6 +391,20 @@ def build(nn: NameNode) -> web.Application:
     from pydfs.web import routes as web_routes
 
     app = make_app()
+
+    @web.middleware
+    async def durable(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """No answer leaves before the commits it made or could have seen are on disk: one
+        fsync covers every request waiting at that moment (group commit)."""
+        try:
+            return await handler(request)
+        finally:
+            if nn.store.dirty:
+                await nn.store.flush()
+
+    app.middlewares.append(durable)  # inside the error middleware: errors wait too
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, f"{wire.API}{ep.route}", _handler(nn, ep))
     spec = openapi.describe(ENDPOINTS)

@@ -1,0 +1,99 @@
+"""Group commit: commits become durable by one shared fsync, and the name node answers a change
+only once it is on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from pydfs.config import NameNodeConfig
+from pydfs.namenode import NameNode, app
+from pydfs.namenode.store import Store
+
+pytestmark = pytest.mark.asyncio
+
+
+def _write(store: Store, n: int) -> None:
+    with store.write() as db:
+        db.execute("INSERT INTO datanodes (id, url) VALUES (?, ?)", (f"dn-{n}", "http://x"))
+
+
+async def test_flush_makes_every_earlier_commit_durable_with_one_fsync(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+    try:
+        base = store.fsyncs
+        assert not store.dirty
+        for n in range(5):
+            _write(store, n)
+        assert store.dirty
+        await asyncio.gather(*(store.flush() for _ in range(10)))
+        assert not store.dirty
+        assert store.fsyncs - base == 1
+        await store.flush()  # nothing new: no fsync
+        assert store.fsyncs - base == 1
+    finally:
+        store.close()
+
+
+async def test_a_commit_made_during_an_fsync_waits_for_the_next(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+    started, release = threading.Event(), threading.Event()
+    real_sync = store.sync
+
+    def slow_sync() -> None:
+        started.set()
+        release.wait(10)
+        real_sync()
+
+    store.sync = slow_sync  # type: ignore[method-assign]
+    base = store.fsyncs
+    try:
+        _write(store, 1)
+        first = asyncio.ensure_future(store.flush())
+        await asyncio.to_thread(started.wait, 10)
+        _write(store, 2)  # lands after the running fsync began: it does not cover this one
+        second = asyncio.ensure_future(store.flush())
+        await asyncio.sleep(0.05)
+        assert not first.done() and not second.done()
+        started.clear()
+        release.set()
+        await first
+        await second
+        assert not store.dirty
+        assert store.fsyncs - base == 2
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def namenode(tmp_path: Path) -> NameNode:
+    return NameNode(NameNodeConfig(data_dir=tmp_path / "nn"))
+
+
+async def test_a_change_is_not_acknowledged_before_its_fsync(namenode: NameNode) -> None:
+    gate = threading.Event()
+    real_sync = namenode.store.sync
+
+    def gated_sync() -> None:
+        gate.wait(10)
+        real_sync()
+
+    namenode.store.sync = gated_sync  # type: ignore[method-assign]
+    token = (namenode.config.data_dir / "admin.token").read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with TestClient(TestServer(app.build(namenode))) as client:
+        request = asyncio.ensure_future(
+            client.post("/v1/fs/mkdir", json={"path": "/tmp/d"}, headers=headers)
+        )
+        await asyncio.sleep(0.3)
+        assert not request.done(), "answered before the commit was on disk"
+        assert namenode.namespace.lookup("/tmp/d") is not None  # committed, not yet durable
+        gate.set()
+        resp = await request
+        assert resp.status == 200
+        assert not namenode.store.dirty
+    namenode.store.close()

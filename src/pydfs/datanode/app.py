@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pydfs.datanode")
 
-SMALL_READ = 64 * 1024  # ranges up to this size (one chunk) are answered from one pread, not sendfile
+SMALL_READ = 64 * 1024  # ranges up to one chunk are answered from one pread, not sendfile
 _QUEUE_DEPTH = 32  # frames buffered towards the next node of a pipeline (2 MiB at 64 KiB)
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pydfs import Client
+from common import connect_blocking
 from pydfs.cluster import LocalCluster
 
 MiB = 1024 * 1024
@@ -42,7 +42,7 @@ def main() -> None:
     )
     try:
         cluster.start()
-        with Client(cluster.url) as fs:
+        with connect_blocking(cluster) as fs:
             per_file = 4 * block
             for i in range(max(1, size // per_file)):
                 fs.write_bytes(f"/heal-{i}", os.urandom(per_file), block_size=block)

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""pydfs benchmark: throughput, small-file rate and memory of a fresh local cluster.
+"""pydfs benchmark: throughput, small files, metadata, many clients, CLI start-up and memory.
 
-    python bench/run.py [--quick] [--runs N] [--json PATH] [--dir DIR]
+    python bench/run.py [--quick] [--runs N] [--json PATH] [--dir DIR] [--only W,...]
 
 Starts a LocalCluster (1 name node, 2 data nodes, replication 2) under a temporary directory and
-drives it through the SDK (AsyncClient) from this process. In the same run it measures the
-machine's own limits (fsync'd local writes, a cold local read, loopback TCP) so that the pydfs
-figures can be read as fractions of what the disk and the network stack allow.
+drives it through the SDK (AsyncClient) from this process (W5 adds client processes of its
+own). In the same run it measures the machine's own limits (fsync'd local writes, a cold local
+read, loopback TCP, the interpreter's start-up) so that the pydfs figures can be read as
+fractions of what the disk, the network stack and Python allow.
 
 stdout carries only result lines, each ``name value unit``; every figure comes as three lines:
 the median over the runs (``name``), then ``name_min`` and ``name_max``. Progress and notes go
@@ -18,40 +19,69 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import platform
+import random
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from common import (
+    BENCH_DIR,
+    DATANODES,
+    MB,
+    BenchFailure,
+    Endpoint,
+    GiB,
+    KiB,
+    MiB,
+    Samples,
+    Terminated,
+    connect,
+    endpoint,
+    fmt,
+    note,
+    on_sigterm,
+    print_figure,
+    print_log_tails,
+    summarize,
+)
+from machine import (
+    PeakRss,
+    drop_caches,
+    fs_type,
+    fsync_copy,
+    generate_file,
+    loopback_tcp,
+    make_workdir,
+    meminfo_total_kib,
+    parallel_fsync_copies,
+    read_file,
+    sha256_file,
+)
 from pydfs.client.aio import AsyncClient
 from pydfs.cluster import LocalCluster
+from w5 import w5_parallel_writes
+from workloads import (
+    cli_startup,
+    stream_roundtrip,
+    w1_upload,
+    w2_download,
+    w3_small_files,
+    w4_clients,
+    w4_metadata,
+)
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-MB = 1_000_000  # throughput figures are in MB/s, MB = 10^6 bytes
-IO_CHUNK = 1 * MiB
-REPLICATION = 2
 DEFAULT_BLOCK_SIZE = 64 * MiB  # the name node's default, used when the plan leaves it unset
-DATANODES = 2
-BENCH_DIR = Path(__file__).resolve().parent
-
-
-class BenchFailure(Exception):
-    """pydfs returned wrong data or misbehaved: the benchmark fails with a non-zero exit."""
+WORKLOADS = ("limits", "w1w2", "stream", "w3", "w4", "w5", "cli")
 
 
 @dataclass(frozen=True)
@@ -63,250 +93,61 @@ class Plan:
     small_size: int
     tcp_bytes: int
     block_size: int | None  # None: the name node's default (64 MiB)
+    meta_mkdirs: int  # W4, from one client and again from 16
+    meta_stats: int
+    meta_creates: int
+    list_entries: int  # W4: entries of the listed directory
+    list_reps: int
+    w5_procs: int
+    w5_files: int  # per process
+    w5_size: int
+    w5_verify_per_proc: int  # files per process read back and compared
+    cli_reps: int  # timed `pydfs ls /` (and `python -c pass`) per run
+    stream_size: int
+    workloads: tuple[str, ...] = field(default=WORKLOADS)
 
 
-def make_plan(quick: bool, runs: int | None) -> Plan:
-    if quick:
-        # Same code paths, small sizes; 8 MiB blocks so the file still spans several blocks.
-        return Plan("quick", runs or 1, 32 * MiB, 100, 4 * KiB, 64 * MiB, 8 * MiB)
-    return Plan("full", runs or 3, 1 * GiB, 1000, 4 * KiB, 1 * GiB, None)
-
-
-def note(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-# --- the host ------------------------------------------------------------------------------
-
-
-def fs_type(path: Path) -> str:
-    """File-system type of the mount holding *path* (from /proc/mounts)."""
-    real = str(path.resolve())
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) < 3:
-                    continue
-                mnt = parts[1].replace("\\040", " ")
-                inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
-                if inside and len(mnt) > len(best):
-                    best, kind = mnt, parts[2]
-    except OSError:
-        pass
-    return kind
-
-
-def make_workdir(requested: str | None) -> Path:
-    """A fresh directory on a real disk: --dir, else the temp dir unless it is in memory."""
-    if requested:
-        parent = Path(requested).expanduser()
-        parent.mkdir(parents=True, exist_ok=True)
-    else:
-        parent = Path(tempfile.gettempdir())
-        if fs_type(parent) in ("tmpfs", "ramfs"):
-            parent = BENCH_DIR  # keep the data on the disk that holds the repository
-    return Path(tempfile.mkdtemp(prefix="pydfs-bench-", dir=parent))
-
-
-def drop_caches() -> bool:
-    """``sync; echo 3 > /proc/sys/vm/drop_caches``; False when not permitted."""
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        return False
-    return True
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Reset VmHWM of *pid* to its current RSS (``echo 5 > /proc/PID/clear_refs``)."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5\n")
-    except OSError:
-        return False
-    return True
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    raise BenchFailure(f"no VmHWM in /proc/{pid}/status")
-
-
-def generate_file(path: Path, size: int) -> str:
-    """Write *size* random bytes to *path*; returns their sha256."""
-    digest = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            data = os.urandom(min(IO_CHUNK, left))
-            digest.update(data)
-            f.write(data)
-            left -= len(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    buf = bytearray(IO_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-def read_file(path: Path) -> int:
-    """Sequential read of *path* in 1 MiB reads; returns the bytes read."""
-    buf = bytearray(IO_CHUNK)
-    total = 0
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            total += n
-    return total
-
-
-def fsync_copy(src: Path, dst: Path, fsync_every: int | None = None) -> None:
-    """Copy *src* to *dst* and fsync it: at the end, and every *fsync_every* bytes if given."""
-    buf = bytearray(IO_CHUNK)
-    view = memoryview(buf)
-    pending = 0
-    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
-        while n := fin.readinto(buf):
-            fout.write(view[:n])
-            pending += n
-            if fsync_every and pending >= fsync_every:
-                os.fsync(fout.fileno())
-                pending = 0
-        os.fsync(fout.fileno())
-
-
-def parallel_fsync_copies(src: Path, dsts: list[Path], fsync_every: int) -> None:
-    """One thread per copy, all at once, as the data nodes of a pipeline write a block."""
-    errors: list[BaseException] = []
-
-    def copy(dst: Path) -> None:
-        try:
-            fsync_copy(src, dst, fsync_every)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=copy, args=(d,), daemon=True) for d in dsts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-
-
-def loopback_tcp(total: int) -> float:
-    """Seconds to push *total* bytes through a 127.0.0.1 TCP connection in 1 MiB sends."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-        received = [0]
-        errors: list[BaseException] = []
-
-        def receive() -> None:
-            try:
-                conn, _ = server.accept()
-                with conn:
-                    buf = bytearray(IO_CHUNK)
-                    while received[0] < total:
-                        n = conn.recv_into(buf)
-                        if not n:
-                            break
-                        received[0] += n
-            except BaseException as exc:
-                errors.append(exc)
-
-        receiver = threading.Thread(target=receive, name="tcp-receiver", daemon=True)
-        receiver.start()
-        payload = os.urandom(IO_CHUNK)
-        t0 = time.perf_counter()
-        with socket.create_connection(("127.0.0.1", port)) as conn:
-            sent = 0
-            while sent < total:
-                chunk = payload[: min(IO_CHUNK, total - sent)]
-                conn.sendall(chunk)
-                sent += len(chunk)
-            receiver.join()
-        elapsed = time.perf_counter() - t0
-    if errors or received[0] != total:
-        raise BenchFailure(f"loopback test received {received[0]} of {total} bytes: {errors}")
-    return elapsed
-
-
-# --- pydfs workloads -----------------------------------------------------------------------
-
-
-async def w1_upload(fs: AsyncClient, local: Path, path: str, plan: Plan) -> float:
-    t0 = time.perf_counter()
-    status = await fs.upload(local, path, block_size=plan.block_size)
-    elapsed = time.perf_counter() - t0
-    if status.size != plan.big_size:
-        raise BenchFailure(f"W1: {path} committed with {status.size} bytes, not {plan.big_size}")
-    info = await fs.info(path)
-    blocks = info.blocks or []
-    short = [b.id for b in blocks if len(b.nodes) < REPLICATION]
-    if not blocks or short:
-        raise BenchFailure(f"W1: blocks of {path} with fewer than {REPLICATION} replicas: {short}")
-    return elapsed
-
-
-async def w2_download(fs: AsyncClient, path: str, local: Path) -> float:
-    t0 = time.perf_counter()
-    size = await fs.download(path, local, overwrite=True)
-    elapsed = time.perf_counter() - t0
-    if size != local.stat().st_size:
-        raise BenchFailure(f"W2: download reported {size} bytes, file has {local.stat().st_size}")
-    return elapsed
-
-
-async def w3_small_files(
-    fs: AsyncClient, directory: str, payloads: list[bytes]
-) -> tuple[float, float]:
-    await fs.mkdir(directory, parents=True)
-    paths = [f"{directory}/f{i:05d}" for i in range(len(payloads))]
-    t0 = time.perf_counter()
-    for path, data in zip(paths, payloads, strict=True):
-        await fs.write_bytes(path, data)
-    write_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    got = [await fs.read_bytes(path) for path in paths]
-    read_s = time.perf_counter() - t0
-    bad = [p for p, want, have in zip(paths, payloads, got, strict=True) if want != have]
-    if bad:
-        raise BenchFailure(f"W3: {len(bad)} files read back wrong, e.g. {bad[:3]}")
-    return write_s, read_s
-
-
-# --- one run -------------------------------------------------------------------------------
-
-
-@dataclass
-class RunResult:
-    local_read_mbps: float
-    local_write_mbps: float
-    local_write_2x_mbps: float
-    local_write_2x_parallel_mbps: float
-    loopback_tcp_mbps: float
-    w1_write_mbps: float
-    w2_read_mbps: float
-    w3_write_files_per_s: float
-    w3_read_files_per_s: float
-    rss_client_mib: float
-    rss_namenode_mib: float
-    rss_datanode1_mib: float
-    rss_datanode2_mib: float
+def make_plan(quick: bool, runs: int | None, workloads: tuple[str, ...]) -> Plan:
+    plan = Plan(
+        mode="full",
+        runs=runs or 3,
+        big_size=1 * GiB,
+        small_count=1000,
+        small_size=4 * KiB,
+        tcp_bytes=1 * GiB,
+        block_size=None,
+        meta_mkdirs=1000,
+        meta_stats=1000,
+        meta_creates=10_000,
+        list_entries=10_000,
+        list_reps=5,
+        w5_procs=8,
+        w5_files=100,
+        w5_size=64 * KiB,
+        w5_verify_per_proc=10,
+        cli_reps=5,
+        stream_size=4 * GiB,
+        workloads=workloads,
+    )
+    if not quick:
+        return plan
+    # Same code paths, small sizes; 8 MiB blocks so the big files still span several blocks.
+    return replace(
+        plan,
+        mode="quick",
+        runs=runs or 1,
+        big_size=32 * MiB,
+        small_count=100,
+        tcp_bytes=64 * MiB,
+        block_size=8 * MiB,
+        meta_mkdirs=100,
+        meta_stats=100,
+        meta_creates=500,
+        list_entries=1000,
+        w5_files=10,
+        cli_reps=3,
+        stream_size=256 * MiB,
+    )
 
 
 class State:
@@ -317,137 +158,235 @@ class State:
         self.peak_reset = True
 
 
-def one_run(
-    i: int,
-    plan: Plan,
-    work: Path,
-    source: Path,
-    source_sha: str,
-    cluster: LocalCluster,
-    runner: asyncio.Runner,
-    fs: AsyncClient,
-    state: State,
-) -> RunResult:
-    size = plan.big_size
+@dataclass
+class Bench:
+    """One benchmark session: the plan, the cluster and the client every run uses."""
 
-    def mbps(seconds: float, nbytes: int = size) -> float:
-        return nbytes / MB / seconds
+    plan: Plan
+    work: Path
+    cluster: LocalCluster
+    target: Endpoint
+    runner: asyncio.Runner
+    fs: AsyncClient
+    state: State
+    source: Path | None = None
+    source_sha: str = ""
 
-    # Machine limits: cold sequential read (which also leaves the source in the page cache,
-    # as it is for W1), two fsync'd copies in sequence, the same two copies written at once
-    # with an fsync per block (as two data nodes do), loopback TCP.
-    state.cache_dropped &= drop_caches()
+    def wants(self, workload: str) -> bool:
+        return workload in self.plan.workloads
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {
+            "client": os.getpid(),
+            "namenode": self.cluster.namenode.pid,
+            **{f"datanode{n + 1}": d.pid for n, d in enumerate(self.cluster.datanodes)},
+        }
+
+
+# --- one run -------------------------------------------------------------------------------
+
+
+def machine_limits(b: Bench, i: int) -> Samples:
+    """Cold sequential read (which also leaves the source in the page cache, as it is for W1),
+    two fsync'd copies in sequence, the same two copies written at once with an fsync per block
+    (as two data nodes do), loopback TCP."""
+    assert b.source is not None
+    size = b.plan.big_size
+    b.state.cache_dropped &= drop_caches()
     t0 = time.perf_counter()
-    if read_file(source) != size:
+    if read_file(b.source) != size:
         raise BenchFailure("local read: short read of the source file")
-    local_read = mbps(time.perf_counter() - t0)
+    local_read = time.perf_counter() - t0
 
-    copies = [work / "copy-1", work / "copy-2"]
+    copies = [b.work / "copy-1", b.work / "copy-2"]
     t0 = time.perf_counter()
     for copy in copies:
-        fsync_copy(source, copy)
+        fsync_copy(b.source, copy)
     both = time.perf_counter() - t0
     for copy in copies:
         copy.unlink()
     t0 = time.perf_counter()
-    parallel_fsync_copies(source, copies, plan.block_size or DEFAULT_BLOCK_SIZE)
+    parallel_fsync_copies(b.source, copies, b.plan.block_size or DEFAULT_BLOCK_SIZE)
     both_parallel = time.perf_counter() - t0
     for copy in copies:
         copy.unlink()
-
-    tcp = mbps(loopback_tcp(plan.tcp_bytes), plan.tcp_bytes)
-
-    # W1 + W2, with the peak RSS of every process measured over exactly these two.
-    pids = {
-        "client": os.getpid(),
-        "namenode": cluster.namenode.pid,
-        **{f"datanode{n + 1}": d.pid for n, d in enumerate(cluster.datanodes)},
+    tcp = loopback_tcp(b.plan.tcp_bytes)
+    return {
+        "local_read_mbps": [size / MB / local_read],
+        "local_write_mbps": [2 * size / MB / both],
+        "local_write_2x_mbps": [size / MB / both],
+        "local_write_2x_parallel_mbps": [size / MB / both_parallel],
+        "loopback_tcp_mbps": [b.plan.tcp_bytes / MB / tcp],
     }
-    for pid in pids.values():
-        state.peak_reset &= reset_peak_rss(pid)
-    runner.run(fs.mkdir(f"/bench/run{i}", parents=True))
-    big = f"/bench/run{i}/big.bin"
-    w1_s = runner.run(w1_upload(fs, source, big, plan))
 
-    state.cache_dropped &= drop_caches()
-    copy_back = work / "download.bin"
-    w2_s = runner.run(w2_download(fs, big, copy_back))
-    rss = {name: peak_rss_mib(pid) for name, pid in pids.items()}
+
+def big_file(b: Bench, i: int) -> Samples:
+    """W1 + W2, with the peak RSS of every process over exactly these two."""
+    assert b.source is not None
+    size = b.plan.big_size
+    big = f"/bench/run{i}/big.bin"
+    copy_back = b.work / "download.bin"
+    with PeakRss(b.pids) as peak:
+        w1_s = b.runner.run(w1_upload(b.fs, b.source, big, size, b.plan.block_size))
+        b.state.cache_dropped &= drop_caches()
+        w2_s = b.runner.run(w2_download(b.fs, big, copy_back))
+    b.state.peak_reset &= peak.exact
     got_sha = sha256_file(copy_back)
     copy_back.unlink()
-    if got_sha != source_sha:
-        raise BenchFailure(f"W2: sha256 of {big} is {got_sha}, the source's is {source_sha}")
+    if got_sha != b.source_sha:
+        raise BenchFailure(f"W2: sha256 of {big} is {got_sha}, the source's is {b.source_sha}")
+    return {
+        "w1_write_mbps": [size / MB / w1_s],
+        "w2_read_mbps": [size / MB / w2_s],
+        **{f"rss_{name}_mib": [mib] for name, mib in peak.mib.items()},
+    }
 
-    payloads = [os.urandom(plan.small_size) for _ in range(plan.small_count)]
-    write_s, read_s = runner.run(w3_small_files(fs, f"/bench/run{i}/small", payloads))
 
-    return RunResult(
-        local_read_mbps=local_read,
-        local_write_mbps=mbps(both, 2 * size),
-        local_write_2x_mbps=mbps(both),
-        local_write_2x_parallel_mbps=mbps(both_parallel),
-        loopback_tcp_mbps=tcp,
-        w1_write_mbps=mbps(w1_s),
-        w2_read_mbps=mbps(w2_s),
-        w3_write_files_per_s=plan.small_count / write_s,
-        w3_read_files_per_s=plan.small_count / read_s,
-        rss_client_mib=rss["client"],
-        rss_namenode_mib=rss["namenode"],
-        rss_datanode1_mib=rss["datanode1"],
-        rss_datanode2_mib=rss["datanode2"],
+def streaming(b: Bench, i: int) -> Samples:
+    """A generated file written and read back through the SDK's streams, sha256 on the fly;
+    the peak RSS of every process over both."""
+    size, path = b.plan.stream_size, f"/bench/run{i}/stream.bin"
+    with PeakRss(b.pids) as peak:
+        write_s, read_s = b.runner.run(
+            stream_roundtrip(b.fs, path, size, random.randrange(1 << 32), b.plan.block_size)
+        )
+    b.state.peak_reset &= peak.exact
+    b.runner.run(b.fs.delete(path))  # twice its size on the data nodes' disk
+    return {
+        "stream_write_mbps": [size / MB / write_s],
+        "stream_read_mbps": [size / MB / read_s],
+        **{f"stream_rss_{name}_mib": [mib] for name, mib in peak.mib.items()},
+    }
+
+
+def small_files(b: Bench, i: int) -> Samples:
+    payloads = [os.urandom(b.plan.small_size) for _ in range(b.plan.small_count)]
+    write_s, read_s = b.runner.run(w3_small_files(b.fs, f"/bench/run{i}/small", payloads))
+    return {
+        "w3_write_files_per_s": [b.plan.small_count / write_s],
+        "w3_read_files_per_s": [b.plan.small_count / read_s],
+    }
+
+
+def metadata(b: Bench, i: int) -> Samples:
+    async def go() -> Samples:
+        many = w4_clients(b.target)
+        try:
+            return await w4_metadata(
+                b.fs,
+                many,
+                f"/bench/run{i}/meta",
+                mkdirs=b.plan.meta_mkdirs,
+                stats=b.plan.meta_stats,
+                creates=b.plan.meta_creates,
+                list_entries=b.plan.list_entries,
+                list_reps=b.plan.list_reps,
+                pids={"client": os.getpid(), "namenode": b.cluster.namenode.pid},
+                seed=i,
+            )
+        finally:
+            await asyncio.gather(*(fs.close() for fs in many))
+
+    return b.runner.run(go())
+
+
+def many_processes(b: Bench, i: int) -> Samples:
+    return b.runner.run(
+        w5_parallel_writes(
+            b.fs,
+            b.target,
+            f"/bench/run{i}/w5",
+            procs=b.plan.w5_procs,
+            files=b.plan.w5_files,
+            size=b.plan.w5_size,
+            verify_per_proc=b.plan.w5_verify_per_proc,
+            seed=random.randrange(1 << 32),
+            logdir=b.work / "w5",
+        )
     )
+
+
+def cli(b: Bench, i: int) -> Samples:
+    return cli_startup(b.target, b.work / "cli", b.plan.cli_reps)
+
+
+# In this order; streaming early, before the client has held W3's and W4's data.
+STEPS: list[tuple[str, Callable[[Bench, int], Samples]]] = [
+    ("limits", machine_limits),
+    ("w1w2", big_file),
+    ("stream", streaming),
+    ("w3", small_files),
+    ("w4", metadata),
+    ("w5", many_processes),
+    ("cli", cli),
+]
+
+
+def one_run(b: Bench, i: int) -> Samples:
+    b.runner.run(b.fs.mkdir(f"/bench/run{i}", parents=True))
+    samples: Samples = {}
+    for name, step in STEPS:
+        if not b.wants(name):
+            continue
+        t0 = time.perf_counter()
+        got = step(b, i)
+        summary = ", ".join(f"{k} {fmt(statistics.median(v), unit_of(k))}" for k, v in got.items())
+        note(f"run {i}/{b.plan.runs} {name} ({time.perf_counter() - t0:.1f}s): {summary}")
+        samples.update(got)
+    return samples
 
 
 # --- report --------------------------------------------------------------------------------
 
-UNITS = {
-    "w1_write_mbps": "MB/s",
-    "w2_read_mbps": "MB/s",
-    "w3_write_files_per_s": "files/s",
-    "w3_read_files_per_s": "files/s",
-    "rss_client_mib": "MiB",
-    "rss_namenode_mib": "MiB",
-    "rss_datanode1_mib": "MiB",
-    "rss_datanode2_mib": "MiB",
-    "local_write_2x_mbps": "MB/s",
-    "local_write_2x_parallel_mbps": "MB/s",
-    "local_write_mbps": "MB/s",
-    "local_read_mbps": "MB/s",
-    "loopback_tcp_mbps": "MB/s",
+UNIT_SUFFIXES = {
+    "_mbps": "MB/s",
+    "_files_per_s": "files/s",
+    "_ops_per_s": "ops/s",
+    "_mib": "MiB",
+    "_ms": "ms",
+    "_pct": "%",
 }
 
-RATIOS: dict[str, Callable[[RunResult], float]] = {
-    "ratio_w1_to_local_write_2x": lambda r: r.w1_write_mbps / r.local_write_2x_mbps,
-    "ratio_w1_to_local_write_2x_parallel": lambda r: (
-        r.w1_write_mbps / r.local_write_2x_parallel_mbps
-    ),
-    "ratio_w1_to_loopback_tcp": lambda r: r.w1_write_mbps / r.loopback_tcp_mbps,
-    "ratio_w2_to_local_read": lambda r: r.w2_read_mbps / r.local_read_mbps,
-    "ratio_w2_to_loopback_tcp": lambda r: r.w2_read_mbps / r.loopback_tcp_mbps,
+# ratio name → (numerator, denominator), from the medians of one run, then median/min/max.
+RATIOS: dict[str, tuple[str, str]] = {
+    "ratio_w1_to_local_write_2x": ("w1_write_mbps", "local_write_2x_mbps"),
+    "ratio_w1_to_local_write_2x_parallel": ("w1_write_mbps", "local_write_2x_parallel_mbps"),
+    "ratio_w1_to_loopback_tcp": ("w1_write_mbps", "loopback_tcp_mbps"),
+    "ratio_w2_to_local_read": ("w2_read_mbps", "local_read_mbps"),
+    "ratio_w2_to_loopback_tcp": ("w2_read_mbps", "loopback_tcp_mbps"),
+    "ratio_w4_c16_to_one_mkdir": ("w4_c16_mkdir_ops_per_s", "w4_mkdir_ops_per_s"),
+    "ratio_w4_c16_to_one_stat": ("w4_c16_stat_ops_per_s", "w4_stat_ops_per_s"),
+    "ratio_w4_c16_to_one_create": ("w4_c16_create_ops_per_s", "w4_create_ops_per_s"),
+    "ratio_cli_ls_to_python_startup": ("cli_ls_ms", "python_startup_ms"),
 }
 
 
-def summarize(values: list[float], unit: str) -> dict[str, Any]:
-    return {
-        "unit": unit,
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "values": values,
-    }
-
-
-def fmt(value: float, unit: str) -> str:
-    return f"{value:.3f}" if unit == "ratio" else f"{value:.1f}"
+def unit_of(name: str) -> str:
+    for suffix, unit in UNIT_SUFFIXES.items():
+        if name.endswith(suffix):
+            return unit
+    return "ratio" if name.startswith("ratio_") else "1"
 
 
 def report(
-    plan: Plan, results: list[RunResult], state: State, work: Path, elapsed: float
+    plan: Plan, runs: list[Samples], state: State, work: Path, elapsed: float
 ) -> dict[str, Any]:
-    figures = {
-        name: summarize([getattr(r, name) for r in results], unit) for name, unit in UNITS.items()
-    }
-    ratios = {name: summarize([f(r) for r in results], "ratio") for name, f in RATIOS.items()}
+    names = list(dict.fromkeys(name for run in runs for name in run))
+    figures = {}
+    for name in names:
+        per_run = [run.get(name, []) for run in runs]
+        figures[name] = summarize([v for values in per_run for v in values], unit_of(name))
+        figures[name]["per_run"] = per_run
+    ratios = {}
+    for name, (num, den) in RATIOS.items():
+        values = [
+            statistics.median(run[num]) / statistics.median(run[den])
+            for run in runs
+            if run.get(num) and run.get(den)
+        ]
+        if values:
+            ratios[name] = summarize(values, "ratio")
     notes = []
     if not state.cache_dropped:
         notes.append(
@@ -456,15 +395,13 @@ def report(
         )
     if not state.peak_reset:
         notes.append(
-            "VmHWM could not be reset (/proc/PID/clear_refs): peak RSS figures are lifetime "
-            "peaks up to the end of W2, not peaks over W1+W2 alone"
+            "VmHWM could not be reset (/proc/PID/clear_refs): peak RSS figures come from "
+            "sampling VmRSS every 20 ms and may miss short peaks"
         )
     for line in notes:
         note(f"NOTE: {line}")
     for name, fig in (figures | ratios).items():
-        unit = fig["unit"]
-        for suffix, key in (("", "median"), ("_min", "min"), ("_max", "max")):
-            print(f"{name}{suffix} {fmt(fig[key], unit)} {unit}")
+        print_figure(name, fig)
     print(f"page_cache_dropped {int(state.cache_dropped)} bool")
     print(f"peak_rss_reset_before_w1 {int(state.peak_reset)} bool")
     sys.stdout.flush()
@@ -481,48 +418,18 @@ def report(
             "kernel": platform.release(),
             "python": platform.python_version(),
             "work_dir_fs": fs_type(work),
-            "mem_total_kib": _meminfo_total(),
+            "mem_total_kib": meminfo_total_kib(),
         },
         "total_seconds": elapsed,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
-def _meminfo_total() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 # --- main ----------------------------------------------------------------------------------
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the same clean-up runs."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated(f"signal {signum}")
-
-
-def _print_log_tails(root: Path, lines: int = 15) -> None:
-    for log in sorted(root.glob("*.log")):
-        try:
-            tail = log.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            continue
-        note(f"--- last lines of {log.name} ---")
-        for line in tail:
-            print(f"    {line}", file=sys.stderr)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 run (for CI)")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3; 1 with --quick)")
     parser.add_argument(
@@ -535,43 +442,57 @@ def main(argv: list[str] | None = None) -> int:
         help="parent for the temporary cluster and files (default: the temp dir, "
         "unless it is tmpfs; then bench/)",
     )
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
+    )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
-    plan = make_plan(args.quick, args.runs)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    workloads = WORKLOADS
+    if args.only:
+        workloads = tuple(w.strip() for w in args.only.split(",") if w.strip())
+        unknown = set(workloads) - set(WORKLOADS)
+        if unknown or not workloads:
+            parser.error(f"--only takes some of {', '.join(WORKLOADS)}; not {sorted(unknown)}")
+    return make_plan(args.quick, args.runs, workloads), args
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan, args = parse_args(argv)
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     started = time.perf_counter()
     work = make_workdir(args.dir)
-    note(f"{plan.mode} mode, {plan.runs} run(s); data in {work} ({fs_type(work)})")
+    note(
+        f"{plan.mode} mode, {plan.runs} run(s) of {','.join(plan.workloads)}; "
+        f"data in {work} ({fs_type(work)})"
+    )
     cluster = LocalCluster(work / "cluster", datanodes=DATANODES)
     state = State()
-    results: list[RunResult] = []
+    runs: list[Samples] = []
     failed = True
     try:
-        source = work / "source.bin"
-        t0 = time.perf_counter()
-        source_sha = generate_file(source, plan.big_size)
-        note(f"generated {plan.big_size / MiB:.0f} MiB source in {time.perf_counter() - t0:.1f}s")
+        source, source_sha = None, ""
+        if {"limits", "w1w2"} & set(plan.workloads):
+            source = work / "source.bin"
+            t0 = time.perf_counter()
+            source_sha = generate_file(source, plan.big_size)
+            note(
+                f"generated {plan.big_size / MiB:.0f} MiB source in {time.perf_counter() - t0:.1f}s"
+            )
         cluster.start()
         note(f"cluster up at {cluster.url}")
+        target = endpoint(cluster)
         with asyncio.Runner() as runner:
-            fs = AsyncClient(cluster.url, user="bench", replication=REPLICATION)
+            fs = connect(target)
             try:
+                b = Bench(plan, work, cluster, target, runner, fs, state, source, source_sha)
                 for i in range(1, plan.runs + 1):
-                    r = one_run(i, plan, work, source, source_sha, cluster, runner, fs, state)
-                    results.append(r)
-                    note(
-                        f"run {i}/{plan.runs}: W1 {r.w1_write_mbps:.1f} MB/s, "
-                        f"W2 {r.w2_read_mbps:.1f} MB/s, W3 {r.w3_write_files_per_s:.1f}/"
-                        f"{r.w3_read_files_per_s:.1f} files/s, local write 2x "
-                        f"{r.local_write_2x_mbps:.1f} (parallel "
-                        f"{r.local_write_2x_parallel_mbps:.1f}) MB/s, local read "
-                        f"{r.local_read_mbps:.1f} MB/s, tcp {r.loopback_tcp_mbps:.1f} MB/s"
-                    )
+                    runs.append(one_run(b, i))
             finally:
                 runner.run(fs.close())
-        data = report(plan, results, state, work, time.perf_counter() - started)
+        data = report(plan, runs, state, work, time.perf_counter() - started)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
         note(f"results written to {args.json}; total {time.perf_counter() - started:.0f}s")
@@ -586,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     finally:
         if failed:
-            _print_log_tails(work / "cluster")
+            print_log_tails(work / "cluster")
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
 

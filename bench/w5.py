@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""W5: several client processes writing 64 KiB files at once.
+
+run.py calls ``w5_parallel_writes``, which starts the processes, each this file run as a script:
+
+    python bench/w5.py --namenode URL [--token TOKEN] [--ca CA] [--user USER] --dir DFS_DIR \
+        --proc K --files N --size BYTES --seed SEED
+
+A child connects, makes its payloads (untimed), prints ``ready``, waits for a line ``go`` on
+stdin, writes its files into DFS_DIR one after another and prints one JSON line (files, bytes,
+its own seconds). The parent says ``go`` to all children at once once every one is ready, and
+times until the last one has answered. The payloads are a function of (seed, K, file), so the
+parent checks a sample of the files against what it computes itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from common import MB, BenchFailure, Endpoint, Samples, connect
+from pydfs.client.aio import AsyncClient
+
+CHILD_TIMEOUT = 600.0  # seconds for all children to get ready, and again to finish
+
+
+def payload(seed: int, proc: int, index: int, size: int) -> bytes:
+    """The content of file *index* of child *proc*: pseudo-random, the same in every process."""
+    return random.Random(f"{seed}/{proc}/{index}").randbytes(size)
+
+
+def file_name(index: int) -> str:
+    return f"f{index:04d}"
+
+
+# --- the parent ----------------------------------------------------------------------------
+
+
+async def w5_parallel_writes(
+    fs: AsyncClient,
+    target: Endpoint,
+    base: str,
+    *,
+    procs: int,
+    files: int,
+    size: int,
+    verify_per_proc: int,
+    seed: int,
+    logdir: Path,
+) -> Samples:
+    """*procs* processes, *files* files each, of *size* bytes, into ``base/pK``; then every listing
+    is checked and *verify_per_proc* files of each process are read back and compared."""
+    for k in range(procs):
+        await fs.mkdir(f"{base}/p{k}", parents=True)
+    seconds = await asyncio.to_thread(_run_children, target, base, procs, files, size, seed, logdir)
+    rng = random.Random(seed)
+    for k in range(procs):
+        directory = f"{base}/p{k}"
+        entries = await fs.ls(directory)
+        names = {e.name for e in entries}
+        wrong = [e.name for e in entries if e.size != size]
+        if names != {file_name(i) for i in range(files)} or wrong:
+            raise BenchFailure(
+                f"W5: {directory} holds {len(entries)} files ({len(wrong)} not of {size} bytes), "
+                f"expected {files}"
+            )
+        for i in rng.sample(range(files), min(verify_per_proc, files)):
+            path = f"{directory}/{file_name(i)}"
+            if await fs.read_bytes(path) != payload(seed, k, i, size):
+                raise BenchFailure(f"W5: {path} read back differs from what child {k} wrote")
+    total = procs * files
+    return {"w5_files_per_s": [total / seconds], "w5_mbps": [total * size / MB / seconds]}
+
+
+def _child_argv(
+    target: Endpoint, directory: str, k: int, files: int, size: int, seed: int
+) -> list[str]:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--namenode", target.url]
+    if target.token is not None:
+        argv += ["--token", target.token]
+    if target.ca is not None:
+        argv += ["--ca", target.ca]
+    argv += ["--user", target.user, "--dir", directory, "--proc", str(k)]
+    return [*argv, "--files", str(files), "--size", str(size), "--seed", str(seed)]
+
+
+def _run_children(
+    target: Endpoint, base: str, procs: int, files: int, size: int, seed: int, logdir: Path
+) -> float:
+    """Start the children, wait for all to be ready, say go, wait for all to answer; returns the
+    wall time from go to the last answer."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    children: list[tuple[subprocess.Popen[str], Path]] = []
+    try:
+        for k in range(procs):
+            log = logdir / f"w5-child-{k}.stderr"
+            with open(log, "wb") as err:
+                proc = subprocess.Popen(
+                    _child_argv(target, f"{base}/p{k}", k, files, size, seed),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    text=True,
+                )
+            children.append((proc, log))
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        for k, (proc, log) in enumerate(children):
+            if (line := _line(proc, k, log, deadline)) != "ready":
+                raise BenchFailure(f"W5: child {k} said {line!r}, not ready")
+        t0 = time.perf_counter()
+        for proc, _ in children:
+            stdin: IO[str] | None = proc.stdin
+            assert stdin is not None
+            stdin.write("go\n")
+            stdin.flush()
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        answers = [
+            json.loads(_line(proc, k, log, deadline)) for k, (proc, log) in enumerate(children)
+        ]
+        elapsed = time.perf_counter() - t0
+        for k, (proc, log) in enumerate(children):
+            if proc.wait(CHILD_TIMEOUT) != 0:
+                raise BenchFailure(f"W5: child {k} exited {proc.returncode}; see {_tail(log)}")
+        written = sum(a["files"] for a in answers)
+        if written != procs * files:
+            raise BenchFailure(f"W5: children wrote {written} files, not {procs * files}")
+        return elapsed
+    finally:
+        for proc, _ in children:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+
+
+def _line(proc: subprocess.Popen[str], k: int, log: Path, deadline: float) -> str:
+    """The next line child *k* prints, within the deadline."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+    if not ready:
+        raise BenchFailure(f"W5: child {k} said nothing in time; {_tail(log)}")
+    line = proc.stdout.readline()
+    if not line:
+        raise BenchFailure(f"W5: child {k} exited {proc.wait()}; {_tail(log)}")
+    return line.strip()
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no stderr"
+    return "stderr: " + (" | ".join(lines[-3:]) or "empty")
+
+
+# --- a child -------------------------------------------------------------------------------
+
+
+async def _child(args: argparse.Namespace) -> int:
+    data = [payload(args.seed, args.proc, i, args.size) for i in range(args.files)]
+    async with connect(Endpoint(args.namenode, args.token, args.user, args.ca)) as fs:
+        await fs.info(args.dir)  # the connection is open and the directory there before go
+        print("ready", flush=True)
+        if sys.stdin.readline().strip() != "go":
+            return 1
+        t0 = time.perf_counter()
+        for i, content in enumerate(data):
+            status = await fs.write_bytes(f"{args.dir}/{file_name(i)}", content)
+            if status.size != len(content):
+                raise BenchFailure(f"{status.path} committed with {status.size} bytes")
+        seconds = time.perf_counter() - t0
+        answer = {"files": len(data), "bytes": sum(map(len, data)), "seconds": seconds}
+        print(json.dumps(answer), flush=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="one W5 client process (started by run.py)")
+    parser.add_argument("--namenode", required=True)
+    parser.add_argument("--token")
+    parser.add_argument("--ca")
+    parser.add_argument("--user", default=Endpoint("").user)
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--proc", type=int, required=True)
+    parser.add_argument("--files", type=int, required=True)
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    return asyncio.run(_child(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

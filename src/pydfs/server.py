@@ -18,11 +18,17 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from pydfs import wire
+from pydfs import paths, wire
 from pydfs.errors import InternalError, InvalidArgument, ProtocolError, PydfsError
 
 log = logging.getLogger("pydfs.server")
 T = TypeVar("T")
+
+# The longest request line a server reads: room for any legal path with every byte
+# percent-encoded in a query, and for the rest of the URL. (aiohttp's default, 8190 bytes, let
+# its HTTP parser refuse a legal path of non-ASCII names with a plain-text 400 that no handler
+# or middleware ever sees, so such a file could be written but never stat'ed or read.)
+MAX_REQUEST_LINE = 3 * paths.MAX_PATH_BYTES + 4096
 
 
 def error_response(exc: PydfsError) -> web.Response:
@@ -88,7 +94,10 @@ async def read_body(request: web.Request, type: type[T], limit: int = wire.MAX_J
         body += chunk
         if len(body) > limit:
             raise ProtocolError(f"request body too large (limit {limit} bytes)")
-    return wire.decode(bytes(body), type)
+    try:
+        return wire.decode(bytes(body), type)
+    except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a JSON string
+        raise ProtocolError(f"malformed {type.__name__}: not UTF-8 ({exc.reason})") from None
 
 
 def query(request: web.Request, name: str) -> str:
@@ -133,7 +142,9 @@ async def serve(
     tls: ssl.SSLContext | None = None,
 ) -> None:
     """Bind, announce the real URL, run until SIGTERM or SIGINT, then shut down gracefully."""
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, max_line_size=MAX_REQUEST_LINE
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
     await site.start()

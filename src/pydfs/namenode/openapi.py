@@ -1,5 +1,10 @@
 """The OpenAPI 3.1 description of the name node API, generated from the endpoint table and the
-wire Structs, so that clients can be generated and the API fuzzed against its own schema."""
+wire Structs, so that clients can be generated and the API fuzzed against its own schema
+(tests/integration/test_fuzz.py runs schemathesis against it).
+
+Every refusal is a coded ``ErrorBody``: 4XX for the caller's mistakes, 5XX when the cluster
+cannot serve now (no live data node, no space) or on a bug (``internal``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,13 @@ if TYPE_CHECKING:
 
 ROUTE = "/api/openapi.json"
 _REF = "#/components/schemas/{name}"
+_FLAGS = ("read", "files")  # query flags: "1" turns them on, anything else leaves them off
+_FLAG = '"1" to turn on; anything else (or leaving it out) leaves it off.'
+_HEALTH = {
+    "type": "object",
+    "properties": {"status": {"type": "string"}},
+    "required": ["status"],
+}
 
 
 def describe(endpoints: Sequence[Endpoint]) -> bytes:
@@ -24,7 +36,27 @@ def describe(endpoints: Sequence[Endpoint]) -> bytes:
     )
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     error = {"content": {"application/json": {"schema": {"$ref": _REF.format(name="ErrorBody")}}}}
-    spec_paths: dict[str, dict[str, Any]] = {}
+    refused = {
+        "4XX": {"description": "refused; the body says why", **error},
+        "5XX": {
+            "description": "the cluster cannot do it now (or a bug); the body says why",
+            **error,
+        },
+    }
+    spec_paths: dict[str, dict[str, Any]] = {
+        f"{wire.API}/health": {
+            "get": {
+                "summary": "Liveness: answers while the server runs (needs no token).",
+                "operationId": "get_health",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": _HEALTH}},
+                    }
+                },
+            }
+        }
+    }
     for ep in endpoints:
         op: dict[str, Any] = {
             "summary": ep.summary,
@@ -40,7 +72,7 @@ def describe(endpoints: Sequence[Endpoint]) -> bytes:
                         }
                     },
                 },
-                "4XX": {"description": "refused; the body says why", **error},
+                **refused,
             },
         }
         if ep.access != "open":
@@ -51,6 +83,7 @@ def describe(endpoints: Sequence[Endpoint]) -> bytes:
                 "in": "query",
                 "required": not name.endswith("?"),
                 "schema": {"type": "string"},
+                **({"description": _FLAG} if name.rstrip("?") in _FLAGS else {}),
             }
             for name in ep.params
         ]
@@ -75,8 +108,18 @@ def describe(endpoints: Sequence[Endpoint]) -> bytes:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "node": {"type": "apiKey", "in": "header", "name": "Authorization"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A user's token: `Authorization: Bearer <token>`.",
+                },
+                "node": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "Data nodes only: `Authorization: Node <credential>`, the "
+                    "credential derived from the cluster secret.",
+                },
             },
         },
     }

@@ -351,8 +351,7 @@ class Namespace:
     def _release_file(self, db: sqlite3.Connection, inode_id: int, *, keep_inode: bool) -> None:
         """Drop one file's content (and the file itself unless *keep_inode*); its blocks go
         to the trash unless another file still names them."""
-        db.execute("DELETE FROM temp.subtree")
-        db.execute("INSERT INTO temp.subtree VALUES (?)", (inode_id,))
+        self._select_one(db, inode_id)
         self._release_doomed(db, keep_inodes=keep_inode)
 
     def _collect_unreferenced(self, db: sqlite3.Connection) -> None:
@@ -748,16 +747,7 @@ class Namespace:
         if not 0 <= mode <= MODE_BITS:
             raise InvalidArgument(f"mode {mode:o} out of range (0 to 1777 octal)")
         with self.store.write() as db:
-            node = self.resolve(path, user)
-            self._select_subtree(db, node.id) if recursive else self._select_one(db, node.id)
-            if user is not None and not user.admin:
-                (foreign,) = db.execute(
-                    "SELECT count(*) FROM inodes WHERE id IN (SELECT id FROM temp.subtree) "
-                    "AND owner != ?",
-                    (user.name,),
-                ).fetchone()
-                if foreign:
-                    raise PermissionDenied(f"{path}: only the owner or an admin may chmod")
+            self._select_owned(db, path, user, recursive=recursive, what="chmod")
             cur = db.execute(
                 "UPDATE inodes SET mode = ? WHERE id IN (SELECT id FROM temp.subtree)", (mode,)
             )
@@ -779,22 +769,29 @@ class Namespace:
             if group is not None and not user.in_group(group):
                 raise PermissionDenied(f"you are not a member of group {group!r}")
         with self.store.write() as db:
-            node = self.resolve(path, user)
-            self._select_subtree(db, node.id) if recursive else self._select_one(db, node.id)
-            if user is not None and not user.admin:
-                (foreign,) = db.execute(
-                    "SELECT count(*) FROM inodes WHERE id IN (SELECT id FROM temp.subtree) "
-                    "AND owner != ?",
-                    (user.name,),
-                ).fetchone()
-                if foreign:
-                    raise PermissionDenied(f"{path}: only the owner or an admin may chown")
+            self._select_owned(db, path, user, recursive=recursive, what="chown")
             cur = db.execute(
                 "UPDATE inodes SET owner = coalesce(?, owner), grp = coalesce(?, grp) "
                 "WHERE id IN (SELECT id FROM temp.subtree)",
                 (owner, group),
             )
         return cur.rowcount
+
+    def _select_owned(
+        self, db: sqlite3.Connection, path: str, user: User | None, *, recursive: bool, what: str
+    ) -> None:
+        """Put *path* (and, with *recursive*, all below it) in temp.subtree, refusing unless
+        *user* owns every one of them or is an admin."""
+        node = self.resolve(path, user)
+        self._select_subtree(db, node.id) if recursive else self._select_one(db, node.id)
+        if user is None or user.admin:
+            return
+        (foreign,) = db.execute(
+            "SELECT count(*) FROM inodes WHERE id IN (SELECT id FROM temp.subtree) AND owner != ?",
+            (user.name,),
+        ).fetchone()
+        if foreign:
+            raise PermissionDenied(f"{path}: only the owner or an admin may {what}")
 
     def _select_one(self, db: sqlite3.Connection, inode_id: int) -> None:
         db.execute("DELETE FROM temp.subtree")

@@ -391,6 +391,7 @@ def build(nn: NameNode) -> web.Application:
     from pydfs.web import routes as web_routes
 
     app = make_app()
+    in_flight = 0
 
     @web.middleware
     async def durable(
@@ -398,11 +399,16 @@ def build(nn: NameNode) -> web.Application:
     ) -> web.StreamResponse:
         """No answer leaves before the commits it made or could have seen are on disk: one
         fsync covers every request waiting at that moment (group commit)."""
+        nonlocal in_flight
+        in_flight += 1
         try:
             return await handler(request)
         finally:
-            if nn.store.dirty:
-                await nn.store.flush()
+            try:
+                if nn.store.dirty:
+                    await nn.store.flush(alone=in_flight == 1)
+            finally:
+                in_flight -= 1
 
     app.middlewares.append(durable)  # inside the error middleware: errors wait too
     for ep in ENDPOINTS:

@@ -75,25 +75,51 @@ def namenode(tmp_path: Path) -> NameNode:
 
 
 async def test_a_change_is_not_acknowledged_before_its_fsync(namenode: NameNode) -> None:
-    gate = threading.Event()
+    """A lone request fsyncs on the loop's thread: its answer still waits for that fsync."""
+    synced: list[tuple[bool, bool]] = []
     real_sync = namenode.store.sync
 
-    def gated_sync() -> None:
-        gate.wait(10)
+    def recording_sync() -> None:
+        on_loop = threading.current_thread() is threading.main_thread()
+        synced.append((on_loop, namenode.namespace.lookup("/tmp/d") is not None))
         real_sync()
 
-    namenode.store.sync = gated_sync  # type: ignore[method-assign]
+    namenode.store.sync = recording_sync  # type: ignore[method-assign]
     token = (namenode.config.data_dir / "admin.token").read_text().strip()
     headers = {"Authorization": f"Bearer {token}"}
     async with TestClient(TestServer(app.build(namenode))) as client:
-        request = asyncio.ensure_future(
-            client.post("/v1/fs/mkdir", json={"path": "/tmp/d"}, headers=headers)
-        )
-        await asyncio.sleep(0.3)
-        assert not request.done(), "answered before the commit was on disk"
-        assert namenode.namespace.lookup("/tmp/d") is not None  # committed, not yet durable
-        gate.set()
-        resp = await request
+        resp = await client.post("/v1/fs/mkdir", json={"path": "/tmp/d"}, headers=headers)
         assert resp.status == 200
-        assert not namenode.store.dirty
+        assert not namenode.store.dirty, "answered before the commit was on disk"
+        assert synced == [(True, True)]  # one fsync, inline, after the commit
     namenode.store.close()
+
+
+async def test_a_lone_flush_waits_for_a_running_fsync_instead_of_starting_one(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+    started, gate = threading.Event(), threading.Event()
+    real_sync = store.sync
+
+    def slow_sync() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            started.set()
+            gate.wait(10)
+        real_sync()
+
+    store.sync = slow_sync  # type: ignore[method-assign]
+    try:
+        _write(store, 1)
+        first = asyncio.ensure_future(store.flush())
+        await asyncio.to_thread(started.wait, 10)
+        _write(store, 2)
+        second = asyncio.ensure_future(store.flush(alone=True))
+        await asyncio.sleep(0.05)
+        assert not second.done(), "a lone flush ran beside a running fsync"
+        gate.set()
+        await asyncio.gather(first, second)
+        assert not store.dirty
+    finally:
+        gate.set()
+        store.close()

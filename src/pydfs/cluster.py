@@ -201,16 +201,16 @@ class LocalCluster:
         return (self.namenode.data_dir / "admin.token").read_text().strip()
 
     def client(self, **options: Any) -> Client:
-        """A blocking SDK client of this cluster, as its admin."""
+        """A blocking SDK client of this cluster, as its admin unless given another *token*."""
         from pydfs.client import Client
 
-        return Client(self.url, token=self.admin_token, ca=self.ca, **options)
+        return Client(self.url, **{"token": self.admin_token, "ca": self.ca, **options})
 
     def async_client(self, **options: Any) -> AsyncClient:
-        """An ``AsyncClient`` of this cluster, as its admin."""
+        """An ``AsyncClient`` of this cluster, as its admin unless given another *token*."""
         from pydfs.client import AsyncClient
 
-        return AsyncClient(self.url, token=self.admin_token, ca=self.ca, **options)
+        return AsyncClient(self.url, **{"token": self.admin_token, "ca": self.ca, **options})
 
     def _datanode_argv(self) -> list[str]:
         secret = self.namenode.data_dir / "cluster.secret"

@@ -237,3 +237,39 @@ async def test_async_walk(shared_cluster: LocalCluster) -> None:
         await fs.write_bytes("/awalk/x/f", b"f")
         seen = [entry async for entry in fs.walk("/awalk")]
         assert seen == [("/awalk", ["x"], []), ("/awalk/x", ["y"], ["f"]), ("/awalk/x/y", [], [])]
+
+
+def _uploads_in_flight(cluster: LocalCluster) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{cluster.url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("pydfs_namenode_uploads_in_flight")]
+    return int(float(line.split()[-1]))
+
+
+@pytest.mark.asyncio
+async def test_small_writes_take_leases_from_batches(shared_cluster: LocalCluster) -> None:
+    """Small files commit to the paths their writers name, are refused where those may not
+    write, and a closing client hands back the leases it did not use."""
+    name = f"small{os.getpid()}"
+    with shared_cluster.client() as admin:
+        token = admin.add_user(name)
+    before = _uploads_in_flight(shared_cluster)
+    async with shared_cluster.async_client(token=token) as fs:
+        home = f"/user/{name}"
+        contents = {f"{home}/f{i}": os.urandom(i * 1000) for i in range(7)}
+        for path, content in list(contents.items())[:3]:  # batches of 1 and 2
+            await fs.write_bytes(path, content)
+        await asyncio.gather(*(fs.write_bytes(p, c) for p, c in list(contents.items())[3:]))
+        for path, content in contents.items():
+            assert await fs.read_bytes(path) == content
+            assert (await fs.info(path)).owner == name
+        with pytest.raises(PydfsError, match="ermission"):
+            await fs.write_bytes("/not-mine", b"x")
+        with pytest.raises(PydfsError, match="exists"):
+            await fs.write_bytes(f"{home}/f1", b"new", overwrite=False)
+        assert await fs.read_bytes(f"{home}/f1") == contents[f"{home}/f1"]
+        assert not await fs.exists("/not-mine")
+        assert _uploads_in_flight(shared_cluster) > before  # unused leases of the last batch
+    assert _uploads_in_flight(shared_cluster) == before

@@ -200,6 +200,15 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint(
         "POST",
+        "/uploads/batch",
+        "user",
+        lambda c: c.nn.uploads.start_batch(c.body, c.user),
+        "Leases for several files at once, each with its first block; commits name the files.",
+        wire.UploadBatchRequest,
+        wire.UploadBatch,
+    ),
+    Endpoint(
+        "POST",
         "/uploads/{id}/blocks",
         "user",
         lambda c: c.nn.uploads.allocate(c.request.match_info["id"], c.body, c.user),

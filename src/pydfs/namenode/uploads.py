@@ -31,10 +31,13 @@ MAX_BLOCK_SIZE = 2**31
 MAX_REPLICATION = 16
 
 
+MAX_BATCH = 64
+
+
 @dataclass
 class Upload:
     id: str
-    path: str
+    path: str | None  # None until the commit of an upload from a batch names it
     user: User
     replication: int
     block_size: int
@@ -62,28 +65,46 @@ class Uploads:
 
     def start(self, req: wire.UploadRequest, user: User) -> wire.UploadGrant:
         path = paths.normalize(req.path)
-        replication = self.namespace.replication if req.replication is None else req.replication
-        block_size = self.namespace.block_size if req.block_size is None else req.block_size
+        replication, block_size = self._shape(req.replication, req.block_size)
+        # Fail early on what the commit would refuse anyway.
+        self.namespace.check_writable(path, user, overwrite=req.overwrite)
+        return self._open(path, user, replication, block_size, req.overwrite)
+
+    def start_batch(self, req: wire.UploadBatchRequest, user: User) -> wire.UploadBatch:
+        """Uploads whose paths their commits will name (and check then)."""
+        if not 1 <= req.count <= MAX_BATCH:
+            raise InvalidArgument(f"a batch holds 1 to {MAX_BATCH} uploads")
+        replication, block_size = self._shape(req.replication, req.block_size)
+        return wire.UploadBatch(
+            [self._open(None, user, replication, block_size, True) for _ in range(req.count)]
+        )
+
+    def _shape(self, replication: int | None, block_size: int | None) -> tuple[int, int]:
+        replication = self.namespace.replication if replication is None else replication
+        block_size = self.namespace.block_size if block_size is None else block_size
         if not 1 <= replication <= MAX_REPLICATION:
             raise InvalidArgument(f"replication must be between 1 and {MAX_REPLICATION}")
         if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
             raise InvalidArgument(
                 f"block size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes"
             )
-        # Fail early on what the commit would refuse anyway.
-        self.namespace.check_writable(path, user, overwrite=req.overwrite)
+        return replication, block_size
+
+    def _open(
+        self, path: str | None, user: User, replication: int, block_size: int, overwrite: bool
+    ) -> wire.UploadGrant:
         upload = Upload(
             id=secrets.token_hex(16),
             path=path,
             user=user,
             replication=replication,
             block_size=block_size,
-            overwrite=req.overwrite,
+            overwrite=overwrite,
             expires=time.monotonic() + self.lease,
         )
         block = self._allocate(upload, frozenset())
         self._uploads[upload.id] = upload
-        return wire.UploadGrant(upload.id, path, replication, block_size, block)
+        return wire.UploadGrant(upload.id, path or "", replication, block_size, block)
 
     def _get(self, upload_id: str, user: User) -> Upload:
         upload = self._uploads.get(upload_id)
@@ -123,6 +144,13 @@ class Uploads:
 
     def commit(self, upload_id: str, req: wire.CommitRequest, user: User) -> wire.FileStatus:
         upload = self._get(upload_id, user)
+        path, overwrite = upload.path, upload.overwrite
+        if path is None:
+            if req.path is None:
+                raise InvalidArgument("the commit of an upload from a batch names its file")
+            path, overwrite = paths.normalize(req.path), req.overwrite
+        elif req.path is not None and paths.normalize(req.path) != path:
+            raise InvalidArgument(f"this upload writes {path}, not {req.path}")
         seen: set[str] = set()
         for block in req.blocks:
             targets = upload.targets.get(block.block_id)
@@ -136,12 +164,12 @@ class Uploads:
                 raise ProtocolError(f"block {block.block_id} has an impossible CRC32C")
             seen.add(block.block_id)
         status = self.namespace.commit_file(
-            upload.path,
+            path,
             upload.user,
             replication=upload.replication,
             block_size=upload.block_size,
             blocks=req.blocks,
-            overwrite=upload.overwrite,
+            overwrite=overwrite,
         )
         self._forget(upload, keep=seen)
         if self.on_commit is not None:

@@ -9,6 +9,7 @@ from pydfs.errors import (
     IsADirectory,
     NoSpace,
     NotFound,
+    PermissionDenied,
     ProtocolError,
 )
 from pydfs.namenode.auth import User
@@ -212,3 +213,51 @@ def test_renew_keeps_a_slow_upload_alive(uploads, monkeypatch):
     uploads.commit(slow.upload_id, wire.CommitRequest([stored(slow.block)]), ALICE)
     with pytest.raises(Conflict):
         uploads.renew(idle.upload_id, ALICE)
+
+
+def test_a_batch_grants_leases_whose_commits_name_the_files(uploads, ns):
+    batch = uploads.start_batch(wire.UploadBatchRequest(3, replication=2, block_size=MiB), ALICE)
+    assert len({g.upload_id for g in batch.uploads}) == 3
+    assert all(g.path == "" and g.replication == 2 for g in batch.uploads)
+    first, second, unused = batch.uploads
+    for grant, path in ((first, "/a"), (second, "/d/../b")):
+        commit = wire.CommitRequest([stored(grant.block, 7)], path=path)
+        assert uploads.commit(grant.upload_id, commit, ALICE).size == 7
+    assert {e.name for e in ns.listdir("/", None).entries} == {"a", "b"}
+    assert uploads.in_flight() == {unused.block.block_id}
+
+
+def test_a_batch_commit_must_name_a_file_it_may_write(uploads, ns):
+    ns.mkdir("/private", None, mode=0o755)
+    ns.mkdir("/tmp", None, mode=0o1777)
+    bob = User("bob")
+    grant = uploads.start_batch(wire.UploadBatchRequest(1), bob).uploads[0]
+    block = [stored(grant.block)]
+    with pytest.raises(InvalidArgument):
+        uploads.commit(grant.upload_id, wire.CommitRequest(block), bob)
+    with pytest.raises(PermissionDenied):
+        uploads.commit(grant.upload_id, wire.CommitRequest(block, path="/private/f"), bob)
+    ns.mkdir("/tmp/x", None)
+    with pytest.raises(IsADirectory):
+        uploads.commit(grant.upload_id, wire.CommitRequest(block, path="/tmp/x"), bob)
+    uploads.commit(grant.upload_id, wire.CommitRequest(block, path="/tmp/f"), bob)
+    other = uploads.start_batch(wire.UploadBatchRequest(1), bob).uploads[0]
+    refused = wire.CommitRequest([stored(other.block)], path="/tmp/f", overwrite=False)
+    with pytest.raises(AlreadyExists):
+        uploads.commit(other.upload_id, refused, bob)
+    assert ns.stat("/tmp/f", None).blocks[0].id == grant.block.block_id
+
+
+def test_a_named_upload_commits_only_its_own_path(uploads, ns):
+    grant = uploads.start(wire.UploadRequest("/f"), ALICE)
+    with pytest.raises(InvalidArgument):
+        uploads.commit(grant.upload_id, wire.CommitRequest([stored(grant.block)], "/g"), ALICE)
+    uploads.commit(grant.upload_id, wire.CommitRequest([stored(grant.block)], "/./f"), ALICE)
+    assert ns.stat("/f", None).size == 100
+
+
+@pytest.mark.parametrize("count", [0, 65])
+def test_a_batch_is_bounded(uploads, count):
+    with pytest.raises(InvalidArgument):
+        uploads.start_batch(wire.UploadBatchRequest(count), ALICE)
+    assert len(uploads) == 0

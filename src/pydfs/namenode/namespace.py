@@ -629,8 +629,10 @@ class Namespace:
 
     def trash_blocks(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Queue (node, block) replicas of blocks never committed, such as an aborted upload's."""
-        with self.store.write() as db:
-            db.executemany("INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", pairs)
+        pairs = list(pairs)
+        if pairs:  # most commits use every block they were granted: no transaction for none
+            with self.store.write() as db:
+                db.executemany("INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", pairs)
 
     # --- replication ----------------------------------------------------------------------
 

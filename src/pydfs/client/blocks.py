@@ -126,9 +126,6 @@ async def put_block(
     if stored.size != source.size or stored.crc != source.crc or not stored.nodes:
         raise ChecksumMismatch(f"data node {head.id} acknowledged different bytes")
     return stored
-    if stored.size != source.size or stored.crc != source.crc or not stored.nodes:
-        raise ChecksumMismatch(f"data node {head.id} acknowledged different bytes")
-    return stored
 
 
 async def write_blocks(

@@ -45,6 +45,16 @@ class BlockSource:
         self.crc = 0
         self.last_progress = time.monotonic()
 
+    def whole(self) -> bytes | None:
+        """The framed block as one body, when its first chunk is all of it (a short chunk ends
+        the source): one write with a length instead of a chunked stream of three."""
+        data = self._first
+        if len(data) == wire.CHUNK_SIZE and len(data) < self._limit:
+            return None
+        crc = checksum.crc(data)
+        self.size, self.crc = len(data), crc
+        return b"".join((wire.FRAME.pack(len(data), crc), data, wire.FRAME.pack(0, crc)))
+
     async def frames(self) -> AsyncIterator[bytes]:
         data = self._first
         while data:
@@ -101,8 +111,11 @@ async def put_block(
     }
     timeout = _timeout(stall_timeout)
 
+    body = source.whole()
+    data = source.frames() if body is None else body
+
     async def send() -> wire.StoredBlock:
-        async with session.put(url, data=source.frames(), headers=headers, timeout=timeout) as resp:
+        async with session.put(url, data=data, headers=headers, timeout=timeout) as resp:
             await rpc.raise_for_error(resp)
             return wire.decode(await resp.read(), wire.StoredBlock)
 

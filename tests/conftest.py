@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pydfs.checksum import BlockChecksums
 from pydfs.cluster import LocalCluster, NodeProcess
 from pydfs.datanode.blockstore import block_file
 
@@ -190,7 +191,14 @@ def node_id(node: NodeProcess) -> str:
 
 
 def block_path(node: NodeProcess, block_id: str) -> Path:
+    """The block's file: its bytes from offset 0, then its checksum trailer."""
     return block_file(node.data_dir, block_id)
+
+
+def block_bytes(node: NodeProcess, block_id: str) -> bytes:
+    """The bytes of a block as *node* keeps it, without the trailer (which must validate)."""
+    with open(block_path(node, block_id), "rb") as f:
+        return os.pread(f.fileno(), BlockChecksums.read(f.fileno()).size, 0)
 
 
 def block_files(cluster: LocalCluster) -> set[str]:

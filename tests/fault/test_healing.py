@@ -13,7 +13,7 @@ import pytest
 
 from pydfs import Client
 from pydfs.cluster import LocalCluster, NodeProcess
-from tests.conftest import BLOCK_SIZE, Cli, block_path, node_id, wait_healthy
+from tests.conftest import BLOCK_SIZE, Cli, block_bytes, block_path, node_id, wait_healthy
 
 pytestmark = pytest.mark.fault
 
@@ -76,8 +76,16 @@ def test_returning_node_is_brought_up_to_date(cluster_factory: Callable[..., Loc
         cluster.wait_until(lambda: _blocks_on(away) == new_blocks, 15, "returning node reconciled")
 
 
+@pytest.mark.parametrize(
+    "at",
+    [
+        12345,  # a byte of the block
+        -5,  # a byte of its checksum trailer's footer: the replica cannot be verified at all
+    ],
+    ids=["data", "trailer"],
+)
 def test_flipped_bytes_are_quarantined_and_replaced(
-    cluster_factory: Callable[..., LocalCluster],
+    cluster_factory: Callable[..., LocalCluster], at: int
 ) -> None:
     cluster = cluster_factory(2)
     data = os.urandom(BLOCK_SIZE * 2)
@@ -87,7 +95,7 @@ def test_flipped_bytes_are_quarantined_and_replaced(
         holder = next(n for n in cluster.datanodes if node_id(n) == block.nodes[0].id)
         path = block_path(holder, block.id)
         raw = bytearray(path.read_bytes())
-        raw[12345] ^= 0x10
+        raw[at] ^= 0x10
         path.write_bytes(bytes(raw))
         quarantined = holder.data_dir / "quarantine" / f"{block.id}.blk"
 
@@ -100,10 +108,20 @@ def test_flipped_bytes_are_quarantined_and_replaced(
         cluster.wait_until(read_until_quarantined, 15, "bad replica quarantined")
         wait_healthy(cluster, fs)
         cluster.wait_until(path.exists, 15, "a good copy back on the node")
-        assert path.read_bytes() == data[:BLOCK_SIZE]
+        assert block_bytes(holder, block.id) == data[:BLOCK_SIZE]
 
 
-def test_scrubber_finds_rot_nobody_read(cluster_factory: Callable[..., LocalCluster]) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw[: BLOCK_SIZE - 1] + bytes([raw[BLOCK_SIZE - 1] ^ 0xFF]) + raw[BLOCK_SIZE:],
+        lambda raw: raw[:-1],  # truncated: the checksum trailer no longer validates
+    ],
+    ids=["flipped", "truncated"],
+)
+def test_scrubber_finds_rot_nobody_read(
+    cluster_factory: Callable[..., LocalCluster], damage: Callable[[bytes], bytes]
+) -> None:
     cluster = cluster_factory(2, datanode_args=["--scan-interval", "0.3"])
     data = os.urandom(BLOCK_SIZE * 3)
     with cluster.client() as fs:
@@ -112,9 +130,7 @@ def test_scrubber_finds_rot_nobody_read(cluster_factory: Callable[..., LocalClus
         block = sorted(_blocks_on(node))[0]
         path = block_path(node, block)
         expected = path.read_bytes()
-        raw = bytearray(expected)
-        raw[BLOCK_SIZE - 1] ^= 0xFF
-        path.write_bytes(bytes(raw))  # nobody reads it: only the scrubber can notice
+        path.write_bytes(damage(expected))  # nobody reads it: only the scrubber can notice
         quarantined = node.data_dir / "quarantine" / f"{block}.blk"
         cluster.wait_until(quarantined.exists, 20, "the scrubber quarantined the rotten replica")
         wait_healthy(cluster, fs)

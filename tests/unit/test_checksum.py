@@ -3,12 +3,27 @@ import struct
 import pytest
 
 from pydfs import checksum
-from pydfs.checksum import BlockChecksums
-from pydfs.errors import ProtocolError
+from pydfs.checksum import FOOTER_SIZE, BlockChecksums
+from pydfs.errors import ChecksumMismatch, ProtocolError
+
+DATA = b"0123456789"
 
 
 def _sums() -> BlockChecksums:
     return BlockChecksums(chunk_size=4, size=10, crc=0xDEADBEEF, chunk_crcs=[1, 0xFFFFFFFF, 7])
+
+
+def footer(magic=b"PDBT", version=2, reserved=0, chunk_size=4, size=10, n=3, footer_crc=None):
+    """A footer written out by hand from the documented layout (not with the code under test)."""
+    raw = struct.pack("<4sHHIQII", magic, version, reserved, chunk_size, size, 0xDEADBEEF, n)
+    return raw + struct.pack("<I", checksum.crc(raw) if footer_crc is None else footer_crc)
+
+
+def read(tmp_path, raw: bytes) -> BlockChecksums:
+    path = tmp_path / "block.blk"
+    path.write_bytes(raw)
+    with open(path, "rb") as f:
+        return BlockChecksums.read(f.fileno())
 
 
 def test_crc32c_known_value():
@@ -17,16 +32,71 @@ def test_crc32c_known_value():
     assert checksum.crc(b"6789", checksum.crc(b"12345")) == 0xE3069283
 
 
-def test_sidecar_round_trip():
-    sums = _sums()
-    raw = sums.encode()
-    assert raw[:4] == b"PDCK"
-    assert BlockChecksums.decode(raw) == sums
+def test_trailer_follows_the_documented_layout():
+    trailer = _sums().trailer()
+    assert FOOTER_SIZE == 32
+    assert trailer == struct.pack("<3I", 1, 0xFFFFFFFF, 7) + footer()
 
 
-def test_sidecar_round_trip_empty_block():
+def test_trailer_round_trip(tmp_path):
+    assert read(tmp_path, DATA + _sums().trailer()) == _sums()
+
+
+def test_trailer_round_trip_empty_block(tmp_path):
     sums = BlockChecksums(65536, 0, 0, [])
-    assert BlockChecksums.decode(sums.encode()) == sums
+    assert len(sums.trailer()) == FOOTER_SIZE
+    assert read(tmp_path, sums.trailer()) == sums
+
+
+def test_trailer_with_a_chunk_exactly_full(tmp_path):
+    sums = BlockChecksums(5, 10, 3, [1, 2])
+    assert read(tmp_path, DATA + sums.trailer()) == sums
+
+
+CRCS = struct.pack("<3I", 1, 0xFFFFFFFF, 7)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        DATA + CRCS + footer(magic=b"PDCK"),
+        DATA + CRCS + footer(version=1),
+        DATA + CRCS + footer(version=3),
+        DATA + CRCS + footer(reserved=1),
+        DATA + CRCS + footer(footer_crc=0),  # garbled footer
+        DATA + CRCS + footer()[:-1] + b"\0",  # the footer's CRC garbled
+        DATA + CRCS + footer(chunk_size=0, n=0),
+        DATA + CRCS + footer(n=2),  # chunk count does not fit the size
+        DATA + CRCS + footer(n=4),
+        DATA + CRCS + footer(chunk_size=3),  # 10 bytes in chunks of 3 are 4 chunks
+        DATA + CRCS + footer(size=11),  # more data than the file holds
+        DATA + CRCS + footer(size=9),  # fewer: the file is longer than its trailer says
+        DATA[:-1] + CRCS + footer(),  # truncated data
+        DATA + CRCS + footer() + b"x",  # grown
+        DATA + CRCS + footer()[:-1],  # truncated footer
+        DATA + CRCS[:-4] + footer(),  # a chunk CRC lost
+        footer()[:-1],
+        b"",
+        DATA,  # no trailer at all (a block of the first format)
+    ],
+)
+def test_trailer_read_rejects(tmp_path, raw):
+    with pytest.raises(ChecksumMismatch):
+        read(tmp_path, raw)
+
+
+def sidecar(sums: BlockChecksums, magic=b"PDCK", version=1) -> bytes:
+    """A first-format sidecar, from its documented layout."""
+    header = struct.pack(
+        "<4sHHIQII", magic, version, 0, sums.chunk_size, sums.size, sums.crc, len(sums.chunk_crcs)
+    )
+    return header + struct.pack(f"<{len(sums.chunk_crcs)}I", *sums.chunk_crcs)
+
+
+def test_sidecar_decode():
+    assert BlockChecksums.decode_sidecar(sidecar(_sums())) == _sums()
+    empty = BlockChecksums(65536, 0, 0, [])
+    assert BlockChecksums.decode_sidecar(sidecar(empty)) == empty
 
 
 @pytest.mark.parametrize(
@@ -38,12 +108,13 @@ def test_sidecar_round_trip_empty_block():
         lambda raw: raw[:-1],  # truncated CRC list
         lambda raw: raw + b"\0\0\0\0",  # trailing bytes
         lambda raw: raw[:8] + struct.pack("<I", 0) + raw[12:],  # chunk size 0
+        lambda raw: raw[:8] + struct.pack("<I", 5) + raw[12:],  # chunk count does not fit
         lambda raw: b"",
     ],
 )
 def test_sidecar_decode_rejects(corrupt):
     with pytest.raises(ProtocolError):
-        BlockChecksums.decode(corrupt(_sums().encode()))
+        BlockChecksums.decode_sidecar(corrupt(sidecar(_sums())))
 
 
 def test_pack_unpack_crcs():

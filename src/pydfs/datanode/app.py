@@ -88,42 +88,39 @@ def build(dn: DataNode) -> web.Application:
     async def get_block(request: web.Request) -> web.StreamResponse:
         block_id = check_block_id(request.match_info["id"])
         tokens.check_block_token(dn.secret, request.headers.get(wire.H_BLOCK_TOKEN), block_id, "r")
-        sums = dn.store.checksums(block_id)
-        try:
-            offset = int(request.query.get("offset", "0"))
-            length = int(request.query.get("length", str(sums.size)))
-        except ValueError:
-            raise InvalidArgument("offset and length must be integers") from None
-        if offset < 0 or length < 0 or offset > sums.size:
-            raise InvalidArgument(f"range outside the block (size {sums.size})")
-        first, chunks = sums.chunk_range(offset, length)
-        last = first + min(chunks, wire.MAX_READ_CHUNKS)
-        start = first * sums.chunk_size
-        count = max(0, min(sums.size, last * sums.chunk_size) - start)
-        headers = {
-            wire.H_BLOCK_SIZE: str(sums.size),
-            wire.H_CHUNK_SIZE: str(sums.chunk_size),
-            wire.H_OFFSET: str(start),
-            wire.H_CHUNK_CRCS: checksum.pack_crcs(sums.chunk_crcs[first:last]),
-            "Content-Type": "application/octet-stream",
-        }
-        try:
-            f = open(dn.store.path(block_id), "rb")  # noqa: SIM115 (closed below, after prepare)
-        except FileNotFoundError:
-            raise NotFound(f"block {block_id} not on this node") from None
-        if count <= SMALL_READ:
-            # A small range costs less as one read and one answer than as a sendfile, whose
-            # set-up (and the separate send of the headers) outweighs the copy it saves.
-            with f:
-                body = os.pread(f.fileno(), count, start)
-            if len(body) != count:
-                raise NotFound(f"block {block_id} is shorter than its checksums say")
-            traffic.block_reads += 1
-            traffic.bytes_read += count
-            return web.Response(body=body, headers=headers)
-        resp = web.StreamResponse(headers=headers)
-        resp.content_length = count
+        # A replica whose trailer does not validate raises ChecksumMismatch: the reader reports
+        # it, and the name node has this node verify (and so quarantine) it.
+        f, sums = dn.store.open_block(block_id)
         with f:
+            try:
+                offset = int(request.query.get("offset", "0"))
+                length = int(request.query.get("length", str(sums.size)))
+            except ValueError:
+                raise InvalidArgument("offset and length must be integers") from None
+            if offset < 0 or length < 0 or offset > sums.size:
+                raise InvalidArgument(f"range outside the block (size {sums.size})")
+            first, chunks = sums.chunk_range(offset, length)
+            last = first + min(chunks, wire.MAX_READ_CHUNKS)
+            start = first * sums.chunk_size
+            count = max(0, min(sums.size, last * sums.chunk_size) - start)
+            headers = {
+                wire.H_BLOCK_SIZE: str(sums.size),
+                wire.H_CHUNK_SIZE: str(sums.chunk_size),
+                wire.H_OFFSET: str(start),
+                wire.H_CHUNK_CRCS: checksum.pack_crcs(sums.chunk_crcs[first:last]),
+                "Content-Type": "application/octet-stream",
+            }
+            if count <= SMALL_READ:
+                # A small range costs less as one read and one answer than as a sendfile, whose
+                # set-up (and the separate send of the headers) outweighs the copy it saves.
+                body = os.pread(f.fileno(), count, start)
+                if len(body) != count:
+                    raise NotFound(f"block {block_id} shrank while being read")
+                traffic.block_reads += 1
+                traffic.bytes_read += count
+                return web.Response(body=body, headers=headers)
+            resp = web.StreamResponse(headers=headers)
+            resp.content_length = count  # the block's bytes only, never its trailer
             await resp.prepare(request)
             try:
                 await _send(request, resp, f, start, count)

@@ -1,31 +1,39 @@
-"""Block files and their checksum sidecars on local disk.
+"""Block files on local disk, each carrying its checksums in a trailer.
 
 Layout under the data directory::
 
     node_id                 this node's stable id
-    blocks/ab/<id>.blk      block bytes, raw (so they can be sent with sendfile)
-    blocks/ab/<id>.crc      checksum sidecar (``pydfs.checksum``)
+    blocks/ab/<id>.blk      the block's bytes from offset 0 (so ranges go out with sendfile),
+                            then its checksum trailer (``pydfs.checksum``)
     tmp/                    blocks being received; emptied at start
     quarantine/             replicas that failed verification
 
-A block is written to ``tmp/``, fsync'd with its sidecar, and renamed into place (sidecar first),
-then the directory is fsync'd: a block file that exists is complete and durable.
+A block is written to ``tmp/`` with its trailer, fsync'd once, and renamed into place, then the
+directory is fsync'd: a block file that exists is complete and durable. ``used`` counts the files'
+bytes on disk, trailers included.
+
+A data directory of the first format (raw ``<id>.blk`` beside an ``<id>.crc`` sidecar) is
+upgraded in place at start, see ``BlockStore._upgrade``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import re
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from pydfs import checksum
 from pydfs.checksum import BlockChecksums
 from pydfs.errors import ChecksumMismatch, InvalidArgument, NoSpace, NotFound, ProtocolError
+
+log = logging.getLogger("pydfs.datanode")
 
 _BLOCK_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -69,6 +77,8 @@ class BlockStore:
         _fsync_dir(root)
         for stale in self.tmp_dir.iterdir():
             stale.unlink()
+        for sidecar in self.blocks_dir.glob("*/*.crc"):
+            self._upgrade(sidecar)
         self.node_id = self._load_node_id()
         self.used = 0
         self.count = 0
@@ -91,6 +101,37 @@ class BlockStore:
             _fsync_dir(self.root)
             return node_id
 
+    def _upgrade(self, sidecar: Path) -> None:
+        """Give a first-format block (raw ``.blk`` beside a ``.crc`` sidecar) its trailer.
+
+        The block's first ``size`` bytes are never touched and only the sidecar's removal marks
+        the upgrade done, so all of it (truncate to ``size``, append the trailer, fsync, unlink
+        the sidecar) is redone from the start after a crash at any step. A sidecar whose block
+        is gone was left by a delete; a pair that cannot be read is quarantined.
+        """
+        path = sidecar.with_suffix(".blk")
+        if not _BLOCK_ID.fullmatch(path.stem):
+            return
+        try:
+            sums = BlockChecksums.decode_sidecar(sidecar.read_bytes())
+            with open(path, "r+b") as f:
+                if os.fstat(f.fileno()).st_size < sums.size:
+                    raise ProtocolError("block file shorter than its sidecar says")
+                f.truncate(sums.size)
+                f.seek(sums.size)
+                f.write(sums.trailer())
+                f.flush()
+                os.fsync(f.fileno())
+        except FileNotFoundError:
+            pass
+        except ProtocolError as exc:
+            log.warning("block %s cannot be upgraded (%s): quarantined", path.stem, exc)
+            for p in (path, sidecar):
+                if p.exists():
+                    os.replace(p, self.quarantine_dir / p.name)
+            return
+        sidecar.unlink()
+
     def path(self, block_id: str) -> Path:
         return block_file(self.root, block_id)
 
@@ -105,11 +146,23 @@ class BlockStore:
                     if _BLOCK_ID.fullmatch(block_id):
                         yield block_id
 
-    def checksums(self, block_id: str) -> BlockChecksums:
+    def open_block(self, block_id: str) -> tuple[BinaryIO, BlockChecksums]:
+        """The block file, open for reading, and its checksums; ChecksumMismatch if its trailer
+        does not validate."""
         try:
-            return BlockChecksums.decode(self.path(block_id).with_suffix(".crc").read_bytes())
+            f = open(self.path(block_id), "rb")  # noqa: SIM115 (the caller closes it)
         except FileNotFoundError:
             raise NotFound(f"block {block_id} not on this node") from None
+        try:
+            return f, BlockChecksums.read(f.fileno())
+        except BaseException:
+            f.close()
+            raise
+
+    def checksums(self, block_id: str) -> BlockChecksums:
+        f, sums = self.open_block(block_id)
+        f.close()
+        return sums
 
     def free(self) -> int:
         disk = shutil.disk_usage(self.root).free - self.reserved
@@ -136,7 +189,6 @@ class BlockStore:
             path.unlink()
         except FileNotFoundError:
             return False
-        path.with_suffix(".crc").unlink(missing_ok=True)
         self.used -= size
         self.count -= 1
         return True
@@ -146,9 +198,6 @@ class BlockStore:
         path = self.path(block_id)
         size = path.stat().st_size
         os.replace(path, self.quarantine_dir / path.name)
-        crc = path.with_suffix(".crc")
-        if crc.exists():
-            os.replace(crc, self.quarantine_dir / crc.name)
         self.used -= size
         self.count -= 1
 
@@ -183,6 +232,10 @@ class BlockWriter:
         self.chunk_crcs.append(crc)
         if self.store.capacity is not None and self.size > self._reserved + self.store.free():
             raise NoSpace(f"data node {self.store.node_id} is full")
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
         try:
             view = memoryview(data)
             while view:
@@ -193,38 +246,32 @@ class BlockWriter:
             raise
 
     async def commit(self, block_crc: int) -> BlockChecksums:
-        """Verify the whole block, fsync it and its sidecar, and rename both into place."""
+        """Verify the whole block, append its trailer, fsync it and rename it into place."""
         if self.block_crc != block_crc:
             raise ChecksumMismatch(f"block {self.block_id}: whole-block CRC32C mismatch")
         sums = BlockChecksums(self.store.chunk_size, self.size, self.block_crc, self.chunk_crcs)
-        await asyncio.to_thread(self._durable, sums)
+        trailer = sums.trailer()
+        self._write(trailer)
+        await asyncio.to_thread(self._durable)
+        self.store.used += sums.size + len(trailer)
+        self.store.count += 1
+        self._release()
         return sums
 
-    def _durable(self, sums: BlockChecksums) -> None:
-        store = self.store
+    def _durable(self) -> None:
         assert self._fd is not None
-        os.fsync(self._fd)
+        os.fsync(self._fd)  # not fdatasync: the new file's size and inode must be durable too
         os.close(self._fd)
         self._fd = None
-        final = store.path(self.block_id)
-        side_tmp = self._tmp.with_name(self._tmp.name + ".crc")
-        with open(side_tmp, "wb") as f:
-            f.write(sums.encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(side_tmp, final.with_suffix(".crc"))
+        final = self.store.path(self.block_id)
         os.replace(self._tmp, final)
         _fsync_dir(final.parent)
-        store.used += sums.size
-        store.count += 1
-        self._release()
 
     def abort(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         self._tmp.unlink(missing_ok=True)
-        self._tmp.with_name(self._tmp.name + ".crc").unlink(missing_ok=True)
         self._release()
 
     def _release(self) -> None:

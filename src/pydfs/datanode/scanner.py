@@ -1,22 +1,22 @@
 """The scrubber: re-reads every block in the background and quarantines the ones that rotted.
 
-``run_once`` verifies each block against its sidecar (every chunk CRC, the block CRC and the
-size) at no more than ``scan_rate`` bytes per second, resuming after the last block it verified
-(kept in ``scanner.cursor``) so that a restart does not start the pass over. A bad replica moves
-to ``quarantine/`` and is reported with the next heartbeat; the name node then has a good copy
-made from another replica. ``run_forever`` starts a pass every ``scan_interval`` seconds.
+``run_once`` verifies each block against its trailer (the trailer itself, every chunk CRC and
+the block CRC) at no more than ``scan_rate`` bytes per second, resuming after the last block it
+verified (kept in ``scanner.cursor``) so that a restart does not start the pass over. A bad
+replica moves to ``quarantine/`` and is reported with the next heartbeat; the name node then has
+a good copy made from another replica. ``run_forever`` starts a pass every ``scan_interval``
+seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import TYPE_CHECKING
 
 from pydfs import checksum
-from pydfs.errors import PydfsError
+from pydfs.errors import NotFound, PydfsError
 
 if TYPE_CHECKING:
     from pydfs.datanode import DataNode
@@ -35,23 +35,20 @@ class Scanner:
         """True if the replica matches its checksums (blocking: run it in a thread)."""
         store = self.dn.store
         try:
-            sums = store.checksums(block_id)
-            with open(store.path(block_id), "rb") as f:
-                if os.fstat(f.fileno()).st_size != sums.size:
-                    return False
-                whole = 0
+            f, sums = store.open_block(block_id)
+            with f:
+                whole, left = 0, sums.size
                 for expected in sums.chunk_crcs:
-                    data = f.read(sums.chunk_size)
+                    data = f.read(min(sums.chunk_size, left))
                     if checksum.crc(data) != expected:
                         return False
                     whole = checksum.crc(data, whole)
-                return whole == sums.crc and not f.read(1)
-        except FileNotFoundError:
-            # Deleted meanwhile (the block file goes first): nothing to report. A block file
-            # whose sidecar is lost can be neither verified nor served: it is bad.
-            return not store.exists(block_id)
+                    left -= len(data)
+                return whole == sums.crc
+        except NotFound:
+            return True  # deleted meanwhile: nothing to report
         except (PydfsError, OSError):
-            return False
+            return False  # a trailer that does not validate included: never served, so bad
 
     async def verify_and_report(self, block_id: str) -> bool:
         ok = await asyncio.to_thread(self.verify, block_id)

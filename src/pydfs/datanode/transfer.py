@@ -1,7 +1,7 @@
 """Copying blocks to other data nodes on the name node's orders, throttled.
 
-A copy streams the block file with the chunk CRCs from its sidecar, in the same framed format a
-client writes, so the receiving node verifies every chunk on arrival exactly as for a client
+A copy streams the block's bytes with the chunk CRCs from its trailer, in the same framed format
+a client writes, so the receiving node verifies every chunk on arrival exactly as for a client
 write. At most ``max_copies`` run at once, and together they send at most ``copy_bandwidth``
 bytes per second, so that healing never starves client traffic.
 """
@@ -82,17 +82,17 @@ class Transfers:
             self.dn.heartbeater.wake()  # for news of the copy, and the next orders
 
     async def copy(self, block_id: str, target: wire.NodeRef, token: str) -> None:
-        store = self.dn.store
-        sums = store.checksums(block_id)
+        f, sums = self.dn.store.open_block(block_id)
         url = f"{target.url}{wire.API}/blocks/{block_id}"
 
         async def frames() -> AsyncIterator[bytes]:
-            with open(store.path(block_id), "rb") as f:
-                for crc in sums.chunk_crcs:
-                    data = f.read(sums.chunk_size)
-                    await self._throttle.take(len(data))
-                    yield wire.FRAME.pack(len(data), crc)
-                    yield data
+            left = sums.size
+            for crc in sums.chunk_crcs:
+                data = f.read(min(sums.chunk_size, left))
+                left -= len(data)
+                await self._throttle.take(len(data))
+                yield wire.FRAME.pack(len(data), crc)
+                yield data
             yield wire.FRAME.pack(0, sums.crc)
 
         headers = {
@@ -101,8 +101,9 @@ class Transfers:
             wire.H_BLOCK_TOKEN: token,
         }
         try:
-            async with self.dn.session.put(url, data=frames(), headers=headers) as resp:
-                await rpc.raise_for_error(resp)
+            with f:
+                async with self.dn.session.put(url, data=frames(), headers=headers) as resp:
+                    await rpc.raise_for_error(resp)
         except PydfsError:
             raise
         except Exception as exc:

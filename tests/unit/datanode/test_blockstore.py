@@ -1,11 +1,14 @@
 import asyncio
 import os
+import struct
+from types import SimpleNamespace
 
 import pytest
 
 from pydfs import checksum
-from pydfs.checksum import BlockChecksums
+from pydfs.checksum import FOOTER_SIZE, BlockChecksums
 from pydfs.datanode.blockstore import BlockStore, check_block_id
+from pydfs.datanode.scanner import Scanner
 from pydfs.errors import ChecksumMismatch, InvalidArgument, NoSpace, NotFound, ProtocolError
 
 CHUNK = 16
@@ -27,25 +30,66 @@ def test_node_id_is_stable(tmp_path):
     assert BlockStore(tmp_path / "other", CHUNK).node_id != first
 
 
-def test_commit_makes_a_durable_block_with_its_sidecar(tmp_path):
+def chunk_crcs(data):
+    return [checksum.crc(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)]
+
+
+def test_commit_makes_one_durable_file_holding_the_block_and_its_checksums(tmp_path):
     store = BlockStore(tmp_path, CHUNK)
     data = os.urandom(3 * CHUNK + 5)
     sums = write_block(store, BLOCK, data, expected=len(data))
-    assert store.path(BLOCK).read_bytes() == data
+    assert sums == BlockChecksums(CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
+    raw = store.path(BLOCK).read_bytes()
+    assert raw == data + sums.trailer()
+    assert len(raw) == len(data) + 4 * 4 + FOOTER_SIZE
     assert store.path(BLOCK).parent.name == BLOCK[:2]
-    sidecar = BlockChecksums.decode(store.path(BLOCK).with_suffix(".crc").read_bytes())
-    assert sidecar == sums == store.checksums(BLOCK)
-    assert (sidecar.size, sidecar.crc, sidecar.chunk_size) == (len(data), checksum.crc(data), CHUNK)
-    assert sidecar.chunk_crcs == [
-        checksum.crc(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)
-    ]
-    assert (store.used, store.count, store.reserved) == (len(data), 1, 0)
+    assert sorted(p.name for p in store.path(BLOCK).parent.iterdir()) == [f"{BLOCK}.blk"]
+    assert store.checksums(BLOCK) == sums
+    f, opened = store.open_block(BLOCK)
+    with f:
+        assert opened == sums
+        assert f.read(len(data)) == data
+    assert (store.used, store.count, store.reserved) == (len(raw), 1, 0)
     assert list(store.list()) == [BLOCK]
     assert list(store.tmp_dir.iterdir()) == []
 
     again = BlockStore(tmp_path, CHUNK)
-    assert (again.used, again.count) == (len(data), 1)
+    assert (again.used, again.count) == (len(raw), 1)
     assert again.exists(BLOCK)
+    assert again.checksums(BLOCK) == sums
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, 2 * CHUNK + 1])
+def test_round_trip_of_any_size(tmp_path, size):
+    store = BlockStore(tmp_path, CHUNK)
+    data = os.urandom(size)
+    write_block(store, BLOCK, data)
+    f, sums = store.open_block(BLOCK)
+    with f:
+        assert sums == BlockChecksums(CHUNK, size, checksum.crc(data), chunk_crcs(data))
+        assert os.pread(f.fileno(), sums.size, 0) == data
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw[:-1],  # truncated
+        lambda raw: raw[: -FOOTER_SIZE - 4],  # the footer lost
+        lambda raw: raw + b"\0",  # grown
+        lambda raw: raw[:-FOOTER_SIZE] + os.urandom(FOOTER_SIZE),  # a garbled footer
+        lambda raw: raw[:-20] + bytes([raw[-20] ^ 1]) + raw[-19:],  # one bit of the footer
+        lambda raw: raw[:40],  # the data only, as in the first format
+    ],
+)
+def test_a_block_file_whose_trailer_does_not_validate_is_corrupt(tmp_path, damage):
+    store = BlockStore(tmp_path, CHUNK)
+    write_block(store, BLOCK, os.urandom(3 * CHUNK + 5))
+    path = store.path(BLOCK)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ChecksumMismatch):
+        store.open_block(BLOCK)
+    with pytest.raises(ChecksumMismatch):
+        store.checksums(BLOCK)
 
 
 def test_an_existing_block_cannot_be_written_again(tmp_path):
@@ -112,23 +156,20 @@ def test_delete(tmp_path):
     write_block(store, "a" * 32, b"y" * 7)
     assert store.delete(BLOCK) is True
     assert not store.path(BLOCK).exists()
-    assert not store.path(BLOCK).with_suffix(".crc").exists()
-    assert (store.used, store.count) == (7, 1)
+    assert list(store.path(BLOCK).parent.iterdir()) == []
+    assert (store.used, store.count) == (store.path("a" * 32).stat().st_size, 1)
     assert store.delete(BLOCK) is False
     with pytest.raises(NotFound):
         store.checksums(BLOCK)
 
 
-def test_quarantine_moves_block_and_sidecar(tmp_path):
+def test_quarantine_moves_the_block_file(tmp_path):
     store = BlockStore(tmp_path, CHUNK)
-    write_block(store, BLOCK, b"x" * 20)
+    sums = write_block(store, BLOCK, b"x" * 20)
     store.quarantine(BLOCK)
     assert not store.exists(BLOCK)
-    assert sorted(p.name for p in store.quarantine_dir.iterdir()) == [
-        f"{BLOCK}.blk",
-        f"{BLOCK}.crc",
-    ]
-    assert (store.quarantine_dir / f"{BLOCK}.blk").read_bytes() == b"x" * 20
+    assert [p.name for p in store.quarantine_dir.iterdir()] == [f"{BLOCK}.blk"]
+    assert (store.quarantine_dir / f"{BLOCK}.blk").read_bytes() == b"x" * 20 + sums.trailer()
     assert (store.used, store.count) == (0, 0)
     assert list(store.list()) == []
 
@@ -141,7 +182,8 @@ def test_invalid_block_ids_are_refused(tmp_path, bad):
     store = BlockStore(tmp_path, CHUNK)
     with pytest.raises(InvalidArgument):
         check_block_id(bad)
-    for call in (store.path, store.exists, store.delete, store.checksums, store.quarantine):
+    calls = (store.path, store.exists, store.delete, store.checksums, store.open_block)
+    for call in (*calls, store.quarantine):
         with pytest.raises(InvalidArgument):
             call(bad)
     with pytest.raises(InvalidArgument):
@@ -154,13 +196,126 @@ def test_capacity_limits_reservations_and_writes(tmp_path):
     assert (store.total(), store.free()) == (40, 40)
     with pytest.raises(NoSpace):
         store.writer(BLOCK, 41)
-    write_block(store, "a" * 32, b"x" * 30)
-    assert store.free() == 10
+    write_block(store, "a" * 32, b"x" * 2)  # 2 bytes, 4 of chunk CRC and the footer: 38 used
+    assert store.free() == 2
     writer = store.writer(BLOCK, None)
-    writer.write_chunk(b"y" * 10, checksum.crc(b"y" * 10))  # exactly fits
+    writer.write_chunk(b"y" * 2, checksum.crc(b"y" * 2))  # exactly fits
     writer.abort()
     writer = store.writer(BLOCK, None)
     with pytest.raises(NoSpace):
-        writer.write_chunk(b"y" * 11, checksum.crc(b"y" * 11))
+        writer.write_chunk(b"y" * 3, checksum.crc(b"y" * 3))
     writer.abort()
-    assert (store.used, store.count, store.reserved) == (30, 1, 0)
+    assert (store.used, store.count, store.reserved) == (38, 1, 0)
+
+
+# --- upgrade from the first format (raw .blk beside a .crc sidecar) -------------------------
+
+
+def old_sidecar(data: bytes) -> bytes:
+    """The first format's sidecar, written out by hand from its documented layout."""
+    crcs = chunk_crcs(data)
+    header = struct.pack(
+        "<4sHHIQII", b"PDCK", 1, 0, CHUNK, len(data), checksum.crc(data), len(crcs)
+    )
+    return header + struct.pack(f"<{len(crcs)}I", *crcs)
+
+
+def old_block(root, block_id, data, sidecar=None):
+    """A block as the first format left it: returns the paths of its two files."""
+    blk = root / "blocks" / block_id[:2] / f"{block_id}.blk"
+    blk.parent.mkdir(parents=True, exist_ok=True)
+    blk.write_bytes(data)
+    crc = blk.with_suffix(".crc")
+    crc.write_bytes(old_sidecar(data) if sidecar is None else sidecar)
+    return blk, crc
+
+
+def assert_upgraded(store, block_id, data):
+    blk = store.path(block_id)
+    assert not blk.with_suffix(".crc").exists()
+    sums = BlockChecksums(CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
+    assert blk.read_bytes() == data + sums.trailer()
+    assert store.checksums(block_id) == sums
+    assert Scanner(SimpleNamespace(store=store)).verify(block_id) is True
+
+
+def test_upgrade_gives_old_blocks_their_trailer_and_drops_the_sidecars(tmp_path):
+    blocks = {f"{n:032x}": os.urandom(n * 7) for n in range(4)}  # an empty one included
+    for block_id, data in blocks.items():
+        old_block(tmp_path, block_id, data)
+    store = BlockStore(tmp_path, CHUNK)
+    for block_id, data in blocks.items():
+        assert_upgraded(store, block_id, data)
+    assert sorted(store.list()) == sorted(blocks)
+    on_disk = sum(store.path(b).stat().st_size for b in blocks)
+    assert (store.used, store.count) == (on_disk, len(blocks))
+    assert list(tmp_path.glob("blocks/*/*.crc")) == []
+    assert list(store.quarantine_dir.iterdir()) == []
+
+    again = BlockStore(tmp_path, CHUNK)  # a second start changes nothing
+    for block_id, data in blocks.items():
+        assert_upgraded(again, block_id, data)
+
+
+def test_upgrade_of_a_block_whose_bytes_look_like_an_upgraded_block(tmp_path):
+    # A stored file can be a block file of the new format: its bytes stay what they are.
+    inner = BlockChecksums(CHUNK, 3, checksum.crc(b"abc"), [checksum.crc(b"abc")])
+    data = b"abc" + inner.trailer()
+    old_block(tmp_path, BLOCK, data)
+    assert_upgraded(BlockStore(tmp_path, CHUNK), BLOCK, data)
+
+
+@pytest.mark.parametrize(
+    "crashed",
+    [
+        "trailer half written",
+        "trailer written, sidecar kept",
+        "trailer written twice",  # cannot happen, but the sidecar still says where data ends
+    ],
+)
+def test_upgrade_interrupted_by_a_crash_is_finished_at_the_next_start(tmp_path, crashed):
+    data = os.urandom(2 * CHUNK + 3)
+    blk, _ = old_block(tmp_path, BLOCK, data)
+    sums = BlockChecksums(CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
+    trailer = {
+        "trailer half written": sums.trailer()[:11],
+        "trailer written, sidecar kept": sums.trailer(),
+        "trailer written twice": sums.trailer() * 2,
+    }[crashed]
+    blk.write_bytes(data + trailer)
+    store = BlockStore(tmp_path, CHUNK)
+    assert_upgraded(store, BLOCK, data)
+    assert (store.count, store.used) == (1, len(data) + len(sums.trailer()))
+
+
+def test_upgrade_drops_a_sidecar_whose_block_is_gone(tmp_path):
+    # The first format renamed the sidecar into place first, and deleted the block file first.
+    blk, crc = old_block(tmp_path, BLOCK, b"x" * 5)
+    blk.unlink()
+    store = BlockStore(tmp_path, CHUNK)
+    assert not crc.exists()
+    assert (list(store.list()), store.count, store.used) == ([], 0, 0)
+    assert list(store.quarantine_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "sidecar"),
+    [
+        (b"x" * 20, b"garbage"),
+        (b"x" * 20, old_sidecar(b"x" * 20)[:-1]),
+        (b"x" * 19, old_sidecar(b"x" * 20)),  # the block is shorter than its sidecar says
+    ],
+)
+def test_upgrade_quarantines_a_pair_it_cannot_read(tmp_path, data, sidecar):
+    old_block(tmp_path, BLOCK, data, sidecar)
+    good = "a" * 32
+    old_block(tmp_path, good, b"y" * 9)
+    store = BlockStore(tmp_path, CHUNK)
+    assert list(store.list()) == [good]
+    assert sorted(p.name for p in store.quarantine_dir.iterdir()) == [
+        f"{BLOCK}.blk",
+        f"{BLOCK}.crc",
+    ]
+    assert (store.quarantine_dir / f"{BLOCK}.blk").read_bytes() == data
+    assert store.count == 1
+    assert_upgraded(store, good, b"y" * 9)

@@ -89,7 +89,7 @@ def test_verify_rejects_a_flipped_byte(dn, offset):
     assert Scanner(dn).verify(bid(1)) is False
 
 
-@pytest.mark.parametrize("keep", [0, CHUNK, 3 * CHUNK + 4])
+@pytest.mark.parametrize("keep", [0, CHUNK, 3 * CHUNK + 4, 3 * CHUNK + 5, -1])
 def test_verify_rejects_a_truncated_block(dn, keep):
     write_block(dn.store, bid(1), os.urandom(3 * CHUNK + 5))
     path = dn.store.path(bid(1))
@@ -104,38 +104,42 @@ def test_verify_rejects_a_block_that_grew(dn):
     assert Scanner(dn).verify(bid(1)) is False
 
 
-def test_verify_rejects_a_damaged_sidecar(dn):
-    write_block(dn.store, bid(1), os.urandom(3 * CHUNK + 5))
-    sidecar = dn.store.path(bid(1)).with_suffix(".crc")
-    good = sidecar.read_bytes()
+def test_verify_rejects_a_damaged_trailer(dn):
+    data = os.urandom(3 * CHUNK + 5)
+    sums = write_block(dn.store, bid(1), data)
+    path = dn.store.path(bid(1))
     scanner = Scanner(dn)
 
-    sidecar.write_bytes(b"garbage")
+    path.write_bytes(data + b"garbage")
     assert scanner.verify(bid(1)) is False
-    sidecar.write_bytes(good[:-4])  # a chunk CRC short
+    path.write_bytes(data + sums.trailer()[4:])  # a chunk CRC short
     assert scanner.verify(bid(1)) is False
-    raw = bytearray(good)  # the last chunk CRC wrong
-    raw[-1] ^= 0x01
-    sidecar.write_bytes(bytes(raw))
-    assert scanner.verify(bid(1)) is False
-    sums = BlockChecksums.decode(good)
+    path.write_bytes(data + sums.trailer())
+    for at in range(len(sums.trailer())):  # any bit of the trailer wrong
+        flip_byte(path, len(data) + at)
+        assert scanner.verify(bid(1)) is False, at
+        flip_byte(path, len(data) + at)
     wrong_block_crc = BlockChecksums(sums.chunk_size, sums.size, sums.crc ^ 1, sums.chunk_crcs)
-    sidecar.write_bytes(wrong_block_crc.encode())
+    path.write_bytes(data + wrong_block_crc.trailer())  # a footer that validates, but wrong
     assert scanner.verify(bid(1)) is False
 
-    sidecar.write_bytes(good)
+    path.write_bytes(data + sums.trailer())
     assert scanner.verify(bid(1)) is True
 
 
-def test_verify_rejects_a_block_whose_sidecar_is_lost(dn):
-    # Blocks are deleted and quarantined block file first, so a block file without its
-    # sidecar is not a deletion in progress: the replica cannot be verified nor served.
-    write_block(dn.store, bid(1), os.urandom(CHUNK))
-    dn.store.path(bid(1)).with_suffix(".crc").unlink()
+def test_a_block_whose_trailer_is_garbled_is_quarantined_and_reported(dn):
+    # What a lost sidecar was in the first format: the replica can be neither verified nor
+    # served, so it is bad (not a deletion in progress).
+    data = os.urandom(CHUNK)
+    write_block(dn.store, bid(1), data)
+    path = dn.store.path(bid(1))
+    path.write_bytes(path.read_bytes()[:-8] + b"\xff" * 8)
     assert Scanner(dn).verify(bid(1)) is False
     assert asyncio.run(Scanner(dn).verify_and_report(bid(1))) is False
     assert dn.heartbeater.corrupt == [bid(1)]
     assert not dn.store.exists(bid(1))
+    assert quarantined(dn.store) == [f"{bid(1)}.blk"]
+    assert (dn.store.count, dn.store.used) == (0, 0)
 
 
 def test_verify_of_a_block_deleted_meanwhile_is_not_a_failure(dn):
@@ -156,10 +160,10 @@ def test_verify_and_report_quarantines_a_bad_replica(dn):
 
     assert asyncio.run(scanner.verify_and_report(bid(1))) is False
     assert not dn.store.exists(bid(1))
-    assert quarantined(dn.store) == [f"{bid(1)}.blk", f"{bid(1)}.crc"]
+    assert quarantined(dn.store) == [f"{bid(1)}.blk"]
     assert dn.heartbeater.corrupt == [bid(1)]
     assert scanner.corrupt_found == 1
-    assert (dn.store.count, dn.store.used) == (1, len(data))
+    assert (dn.store.count, dn.store.used) == (1, dn.store.path(bid(2)).stat().st_size)
     assert dn.store.exists(bid(2))
 
 
@@ -177,7 +181,7 @@ def test_run_once_quarantines_the_bad_and_keeps_the_good(dn):
     assert scanner.verified == 5
     assert sorted(dn.heartbeater.corrupt) == [bid(2), bid(4)]
     assert sorted(dn.store.list()) == [bid(1), bid(3), bid(5)]
-    assert quarantined(dn.store) == sorted(f"{bid(n)}.{e}" for n in (2, 4) for e in ("blk", "crc"))
+    assert quarantined(dn.store) == [f"{bid(2)}.blk", f"{bid(4)}.blk"]
     assert not scanner.cursor_file.exists()  # the pass completed
 
     assert asyncio.run(scanner.run_once()) == 0  # nothing left to find
@@ -244,20 +248,21 @@ def test_scan_rate_zero_is_unthrottled(dn, sleeps):
     assert sleeps == []
 
 
-def test_scan_rate_paces_the_pass_by_block_size(tmp_path, sleeps, monkeypatch):
+def test_scan_rate_paces_the_pass_by_block_file_size(tmp_path, sleeps, monkeypatch):
     dn = fake_dn(tmp_path, scan_rate=32)  # bytes per second
     sizes = [CHUNK, 4 * CHUNK, 2 * CHUNK + 3]
     for n, size in enumerate(sizes, 1):
         write_block(dn.store, bid(n), os.urandom(size))
     monkeypatch.setattr(scanner_module, "time", SimpleNamespace(monotonic=lambda: 100.0))
     assert asyncio.run(Scanner(dn).run_once()) == 0
-    assert sleeps == [size / 32 for size in sizes]
+    # The bytes read: the block's and its trailer's (4 per chunk, and the 32-byte footer).
+    assert sleeps == [(size + 4 * -(-size // CHUNK) + 32) / 32 for size in sizes]
 
 
 def test_scan_rate_counts_the_time_verifying_took(tmp_path, sleeps, monkeypatch):
     dn = fake_dn(tmp_path, scan_rate=32)
-    write_block(dn.store, bid(1), os.urandom(4 * CHUNK))  # 2 s worth at 32 B/s
-    write_block(dn.store, bid(2), os.urandom(CHUNK))  # 0.5 s worth
+    write_block(dn.store, bid(1), os.urandom(CHUNK + 8))  # 24 + 2*4 + 32 B: 2 s worth
+    write_block(dn.store, bid(2), os.urandom(CHUNK))  # 16 + 4 + 32 B: 1.625 s worth
     ticks = iter([0.0, 0.5, 10.0, 13.0])  # verifying bid(1) took 0.5 s, bid(2) took 3 s
     monkeypatch.setattr(scanner_module, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
     asyncio.run(Scanner(dn).run_once())

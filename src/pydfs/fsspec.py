@@ -15,6 +15,7 @@ are also the matching built-ins (``FileNotFoundError``, ``FileExistsError``, ...
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import weakref
@@ -47,6 +48,9 @@ def _close_client(client: AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
     session = client._session
     if session is not None and session.connector is not None:
         session.connector._close()
+    if client._rpc is not None:
+        with contextlib.suppress(RuntimeError):  # a closed loop refuses even an abort
+            client._rpc.close()
 
 
 def _details(status: wire.FileStatus) -> dict[str, Any]:

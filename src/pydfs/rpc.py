@@ -4,10 +4,12 @@ It owns the translation of foreign errors: connection errors become ``Unavailabl
 URL), timeouts become ``Timeout``, and a server's ``ErrorBody`` becomes the matching
 ``pydfs.errors`` class. Only ``Unavailable`` is retried, and only for idempotent calls.
 
-``Rpc`` calls over a shared aiohttp session. ``BlockingRpc`` makes the same calls with the
-standard library's ``http.client``: a one-shot CLI command that only asks the name node
-something (``ls``, ``stat``, ``mkdir``...) then never imports aiohttp, whose import alone costs
-more than the rest of the command. aiohttp is imported only when a session is made.
+JSON calls to the name node go over ``http1``, a lean HTTP/1.1 client: ``Rpc`` through a pool of
+kept-alive connections on the event loop, ``BlockingRpc`` through one blocking socket, so that
+a one-shot CLI command that only asks the name node something (``ls``, ``stat``, ``mkdir``...)
+never imports aiohttp, whose import alone costs more than the rest of the command. Block data
+streams over aiohttp (``new_session``, ``raise_for_error``, ``translate``); aiohttp is imported
+only when a session is made.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlencode, urlsplit
 
-from pydfs import errors, wire
+from pydfs import errors, http1, wire
 
 if TYPE_CHECKING:
-    import http.client
     import ssl
 
     import aiohttp
@@ -32,6 +33,7 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+JSON = "application/json"
 
 
 def new_session(
@@ -103,23 +105,21 @@ def translate(exc: BaseException, url: str) -> errors.PydfsError:
     return errors.InternalError(f"unexpected {exc.__class__.__name__} talking to {url}")
 
 
-class Rpc:
-    """JSON calls to one server (the name node) over a shared session."""
+class _Calls:
+    """What ``Rpc`` and ``BlockingRpc`` share: targets, bodies, answers, retries. They differ
+    only in how one request is exchanged."""
 
     def __init__(
-        self,
-        base_url: str,
-        session: aiohttp.ClientSession,
-        *,
-        retries: int = 2,
-        backoff: float = 0.2,
-        headers: Mapping[str, str] | None = None,
+        self, base_url: str, *, retries: int, backoff: float, headers: Mapping[str, str] | None
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.session = session
         self.retries = retries
         self.backoff = backoff
         self.headers = dict(headers or {})
+        self._prefix = urlsplit(self.base_url).path + wire.API
+
+    async def _exchange(self, method: str, target: str, data: bytes | None) -> tuple[int, bytes]:
+        raise NotImplementedError
 
     @overload
     async def call(
@@ -152,31 +152,56 @@ class Rpc:
         reply: type[T] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> T | None:
-        url = f"{self.base_url}{wire.API}{route}"
+        target = f"{self._prefix}{route}?{urlencode(params)}" if params else self._prefix + route
         data = None if body is None else wire.encode(body)
-        headers = {**self.headers, "Content-Type": "application/json"} if data else self.headers
         attempts = 1 + (self.retries if method == "GET" else 0)
         for attempt in range(attempts):
             try:
-                async with self.session.request(
-                    method, url, data=data, params=params, headers=headers
-                ) as resp:
-                    await raise_for_error(resp)
-                    raw = await resp.read()
-                return None if reply is None else wire.decode(raw, reply)
-            except errors.PydfsError as exc:
-                if not isinstance(exc, errors.Unavailable) or attempt == attempts - 1:
+                status, raw = await self._exchange(method, target, data)
+                if status >= 300:
+                    raise error_from(status, raw, self.base_url)
+            except errors.Unavailable:
+                if attempt == attempts - 1:
                     raise
-            except Exception as exc:
-                err = translate(exc, self.base_url)
-                if not isinstance(err, errors.Unavailable) or attempt == attempts - 1:
-                    raise err from exc
-            await asyncio.sleep(self.backoff * 2**attempt)
+                await asyncio.sleep(self.backoff * 2**attempt)
+                continue
+            return None if reply is None else wire.decode(raw, reply)
         raise AssertionError("unreachable")
 
 
-class BlockingRpc:
-    """``Rpc``'s calls over one keep-alive ``http.client`` connection, for one-shot commands.
+class Rpc(_Calls):
+    """JSON calls to one server (the name node) over a small pool of kept-alive connections;
+    concurrent calls each take one of their own. ``close()`` closes them."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ca: str | os.PathLike[str] | None = None,
+        retries: int = 2,
+        backoff: float = 0.2,
+        headers: Mapping[str, str] | None = None,
+        connections: int = 32,
+    ) -> None:
+        super().__init__(base_url, retries=retries, backoff=backoff, headers=headers)
+        self._pool = http1.Pool(
+            self.base_url,
+            self.headers,
+            ssl_context=_tls(self.base_url, ca),
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            size=connections,
+        )
+
+    async def _exchange(self, method: str, target: str, data: bytes | None) -> tuple[int, bytes]:
+        return await self._pool.request(method, target, data, JSON)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class BlockingRpc(_Calls):
+    """``Rpc``'s calls over one kept-alive blocking connection, for one-shot commands.
 
     Each call blocks the event loop while it waits: right for a CLI command that has nothing
     else to do, wrong for a server or an application (use ``Rpc``)."""
@@ -190,97 +215,25 @@ class BlockingRpc:
         backoff: float = 0.2,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._url = urlsplit(self.base_url)
-        self.ca = ca
-        self.retries = retries
-        self.backoff = backoff
-        self.headers = dict(headers or {})
-        self._conn: http.client.HTTPConnection | None = None
+        super().__init__(base_url, retries=retries, backoff=backoff, headers=headers)
+        self._conn = http1.Connection(
+            self.base_url,
+            self.headers,
+            ssl_context=_tls(self.base_url, ca),
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+        )
 
-    def _connection(self) -> http.client.HTTPConnection:
-        import http.client
-
-        if self._conn is None:
-            host, port = self._url.hostname or "", self._url.port
-            if self._url.scheme == "https":
-                context = client_ssl(self.ca)
-                self._conn = http.client.HTTPSConnection(
-                    host,
-                    port,
-                    timeout=READ_TIMEOUT,
-                    context=None if context is True else context,  # type: ignore[arg-type]
-                )
-            else:
-                self._conn = http.client.HTTPConnection(host, port, timeout=READ_TIMEOUT)
-        return self._conn
+    async def _exchange(self, method: str, target: str, data: bytes | None) -> tuple[int, bytes]:
+        return self._conn.request(method, target, data, JSON)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    async def call(
-        self,
-        method: str,
-        route: str,
-        body: Any = None,
-        *,
-        reply: type[T] | None = None,
-        params: Mapping[str, str] | None = None,
-    ) -> Any:
-        target = f"{self._url.path}{wire.API}{route}"
-        if params:
-            target += "?" + urlencode(params)
-        data = None if body is None else wire.encode(body)
-        headers = {**self.headers, "Content-Type": "application/json"} if data else self.headers
-        attempts = 1 + (self.retries if method == "GET" else 0)
-        for attempt in range(attempts):
-            try:
-                status, raw = self._exchange(method, target, data, headers)
-                if status >= 300:
-                    raise error_from(status, raw, self.base_url)
-                return None if reply is None else wire.decode(raw, reply)
-            except errors.PydfsError as exc:
-                if not isinstance(exc, errors.Unavailable) or attempt == attempts - 1:
-                    raise
-            except OSError as exc:
-                self.close()
-                err = _translate_os(exc, self.base_url)
-                if not isinstance(err, errors.Unavailable) or attempt == attempts - 1:
-                    raise err from exc
-            await asyncio.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
-
-    def _exchange(
-        self, method: str, target: str, data: bytes | None, headers: Mapping[str, str]
-    ) -> tuple[int, bytes]:
-        import http.client
-
-        for reuse in (True, False):
-            conn = self._connection()
-            try:
-                conn.request(method, target, body=data, headers=dict(headers))
-                resp = conn.getresponse()
-                return resp.status, resp.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.close()  # a kept-alive connection the server closed: once more, afresh
-                if not reuse:
-                    raise
-            except http.client.HTTPException as exc:
-                self.close()
-                raise errors.ProtocolError(f"{self.base_url} sent a bad answer: {exc}") from None
-        raise AssertionError("unreachable")
+        self._conn.close()
 
 
-def _translate_os(exc: OSError, url: str) -> errors.PydfsError:
-    import socket
-    import ssl
-
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return errors.Unavailable(f"TLS with {url} failed: {exc}")
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return errors.Timeout(f"{url} did not answer in time")
-    if isinstance(exc, ConnectionError | socket.gaierror) or exc.errno is not None:
-        return errors.Unavailable(f"cannot reach {url}: {exc.strerror or exc}")
-    return errors.Unavailable(f"connection to {url} failed: {exc.__class__.__name__}")
+def _tls(url: str, ca: str | os.PathLike[str] | None) -> ssl.SSLContext | None:
+    """The context that verifies *url*'s server, or None for plain HTTP."""
+    if not url.startswith("https:"):
+        return None
+    context = client_ssl(ca)
+    return None if isinstance(context, bool) else context  # None: http1 makes the default one

@@ -11,8 +11,10 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from pydfs import NotFound
+from pydfs import NotFound, checksum
+from pydfs.client.aio import SMALL_WRITE
 from pydfs.cluster import LocalCluster
+from pydfs.wire import CHUNK_SIZE
 from tests.conftest import BLOCK_SIZE, block_path, node_id
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -93,10 +95,14 @@ def test_counters_follow_a_workload(shared_cluster: LocalCluster) -> None:
         }
 
     # Name node: request counts by route template and status.
-    for route in ("/v1/uploads", "/v1/uploads/{id}/commit"):
+    # Small files take their leases from batches (1, then 2...); larger ones start an upload.
+    small = sum(size <= SMALL_WRITE for size in sizes)
+    calls = {"/v1/uploads": len(sizes) - small, "/v1/uploads/batch": small.bit_length()}
+    calls["/v1/uploads/{id}/commit"] = len(files)
+    for route, count in calls.items():
         ok = {"role": "namenode", "route": route, "method": "POST"}
-        assert moved("pydfs_requests_total", status="200", **ok) == len(files)
-        assert moved("pydfs_request_seconds_count", **ok) == len(files)
+        assert moved("pydfs_requests_total", status="200", **ok) == count
+        assert moved("pydfs_request_seconds_count", **ok) == count
     stat = {"role": "namenode", "route": "/v1/fs/stat", "method": "GET"}
     assert moved("pydfs_requests_total", status="404", **stat) == 1
     assert moved("pydfs_requests_total", route="unmatched", status="404") == 1
@@ -115,9 +121,17 @@ def test_counters_follow_a_workload(shared_cluster: LocalCluster) -> None:
     # The deleted file's replicas go with the next heartbeats: the gauges follow.
     kept = [sizes[0], sizes[2]]
     kept_blocks = sum(-(-size // BLOCK_SIZE) for size in kept)
+    # Each block file ends with its CRCs (4 bytes a chunk) and a footer: that is on disk too.
+    on_disk = sum(
+        min(BLOCK_SIZE, size - start)
+        + 4 * checksum.chunk_count(min(BLOCK_SIZE, size - start), CHUNK_SIZE)
+        + checksum.FOOTER_SIZE
+        for size in kept
+        for start in range(0, size, BLOCK_SIZE)
+    )
     grown = {
         "pydfs_datanode_blocks": kept_blocks * 2,
-        "pydfs_datanode_disk_used_bytes": sum(kept) * 2,
+        "pydfs_datanode_disk_used_bytes": on_disk * 2,
     }
 
     def gauges_settled() -> bool:

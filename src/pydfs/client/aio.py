@@ -2,11 +2,13 @@
 
 Metadata goes to the name node as JSON; file bytes go straight between this process and the data
 nodes (``client.blocks``). Paths are absolute DFS paths; relative ones resolve against ``/``.
+
+asyncio and ``client.files`` are imported by the methods that move file data, so that a CLI
+command that only asks the name node (over ``rpc.BlockingRpc``) never imports them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import io
 import os
@@ -15,12 +17,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, cast, overload
 
 from pydfs import paths, rpc, wire
-from pydfs.client import blocks, files
+from pydfs.client import blocks
 from pydfs.config import ClientConfig
 from pydfs.errors import Conflict, InvalidArgument, IsADirectory, PydfsError, Unavailable
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from pydfs.client import files
 
 LEASE_RENEWAL = 60.0  # seconds between lease renewals of an open upload (leases last 600 s)
 SMALL_WRITE = 1 << 20  # a write of at most this many bytes takes its lease from a batch
@@ -94,14 +98,15 @@ class AsyncClient:
         unused = [grant for shelf in self._leases.values() for _, grant in shelf.grants]
         self._leases.clear()
         if unused:  # handed back, so that the name node need not wait for them to expire
+            import asyncio
+
             await asyncio.gather(*(self._abort(f"/uploads/{g.upload_id}") for g in unused))
-        if isinstance(self._rpc, rpc.BlockingRpc):
+        if self._rpc is not None:
             self._rpc.close()
             self._rpc = None
         if self._session is not None:
             await self._session.close()
             self._session = None
-            self._rpc = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -116,7 +121,7 @@ class AsyncClient:
             if self._blocking_rpc:
                 self._rpc = rpc.BlockingRpc(self.namenode, ca=self.ca, headers=headers)
             else:
-                self._rpc = rpc.Rpc(self.namenode, self.session, headers=headers)
+                self._rpc = rpc.Rpc(self.namenode, ca=self.ca, headers=headers)
         return self._rpc
 
     # --- namespace ------------------------------------------------------------------------
@@ -257,6 +262,8 @@ class AsyncClient:
         """A lease from this client's batch for that shape of file, fetching a batch if none is
         left: one at first, twice as many each time after, so that a client writing one file
         asks for no more than it uses."""
+        import asyncio
+
         shelf = self._leases.setdefault((replication, block_size), _LeaseShelf())
         now = asyncio.get_running_loop().time()
         while shelf.grants:
@@ -296,6 +303,8 @@ class AsyncClient:
         """Stream *stream* into the upload *grant* and commit it (to *path*, for a lease from a
         batch); abort it on any failure (cancellation included), so that nothing of it ever
         becomes visible."""
+        import asyncio
+
         route = f"/uploads/{grant.upload_id}"
         file = None if inspect.iscoroutinefunction(stream.read) else cast(IO[bytes], stream)
         seekable = file is not None and file.seekable()
@@ -342,6 +351,8 @@ class AsyncClient:
     async def _keep_lease(self, route: str) -> None:
         """Renew an upload's lease while a slow writer (a trickling pipe, a file object fed a
         line at a time) keeps it open longer than the name node's lease."""
+        import asyncio
+
         while True:
             await asyncio.sleep(LEASE_RENEWAL)
             try:
@@ -389,6 +400,8 @@ class AsyncClient:
         streams into an upload and commits it, atomically, on ``close()``; leaving the ``with``
         block by an exception, or ``abort()``, drops it and leaves any old content in place.
         """
+        from pydfs.client import files
+
         if mode == "rb":
             return files.Opening(files.AsyncReader.open(self, path, **options))
         if mode in ("wb", "xb"):
@@ -458,6 +471,8 @@ class AsyncClient:
                         # restarted on new addresses. Ask the name node again.
                         if attempt == 2:
                             raise
+                        import asyncio
+
                         await asyncio.sleep(0.3 * (attempt + 1))
                         status = await self._still_same(path, status)
                         block = (status.blocks or [])[index]

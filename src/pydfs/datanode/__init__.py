@@ -33,7 +33,7 @@ class DataNode:
         self.session = session
         self.namenode = rpc.Rpc(
             config.namenode,
-            session,
+            ca=config.tls_ca,
             headers={"Authorization": f"Node {tokens.node_credential(self.secret)}"},
         )
         self.url = ""
@@ -58,6 +58,7 @@ class DataNode:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.namenode.close()
 
 
 def load_secret(config: DataNodeConfig) -> bytes:

@@ -89,6 +89,81 @@ def test_by_number(argv, expected):
     assert cli._by_number(argv) == expected
 
 
+def _words(parser):
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return set(sub.choices)
+
+
+def test_modules_table_names_every_other_command():
+    table = {w for c in COMMANDS for w in (c.name, c.alias) if w}
+    assert _words(cli._parser()) == table.union(*cli._MODULES.values())
+
+
+@pytest.mark.parametrize("word", sorted(_words(cli._parser())))
+def test_a_run_builds_only_its_own_command(word):
+    assert word in _words(cli._parser(word))
+    assert len(_words(cli._parser(word))) <= 4
+    assert _words(cli._parser("no_such_command")) == _words(cli._parser())
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["ls", "/"], "ls"),
+        (["--json", "-q", "--debug", "--quiet", "stat", "/f"], "stat"),
+        (["--namenode", "http://nn:7800", "ls"], "ls"),
+        (["--namenode=http://nn:7800", "ls"], "ls"),
+        (["--namenode", "ls", "stat"], "stat"),  # an option's value is no command
+        (["-h", "ls"], None),  # top-level help lists every command
+        (["--help"], None),
+        (["--js", "ls"], None),  # an abbreviation: argparse decides what it means
+        (["-qh", "ls"], None),
+        (["--", "ls"], None),
+        (["--namenode"], None),
+        ([], None),
+    ],
+)
+def test_command_word(argv, command):
+    assert cli._command(argv) == command
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls"],
+        ["--json", "ls", "/d"],
+        ["--namenode", "http://nn:7800", "-q", "put", "-r", "3", "-b", "64M", "local.bin", "/r"],
+        ["chown", "-R", "alice:staff", "/d"],
+        ["admin", "user", "add", "bob", "--admin"],
+        ["fsck", "--files"],
+        ["cluster", "up", "--datanodes", "3"],
+    ],
+)
+def test_one_command_parser_reads_a_line_as_all_of_them_do(argv):
+    assert cli._parser(cli._command(argv)).parse_args(argv) == cli._parser().parse_args(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls", "-h"],
+        ["ls", "/a", "/b"],
+        ["put", "-b", "lots", "x"],
+        ["mv", "/a"],
+        ["--json", "chmod", "9", "/f"],
+        ["admin"],
+        ["--namenode", "-q", "ls"],
+    ],
+)
+def test_one_command_parser_has_the_same_help_and_errors(argv, capsys):
+    said = []
+    for parser in (cli._parser(cli._command(argv)), cli._parser()):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args(argv)
+        said.append((info.value.code, capsys.readouterr()))
+    assert said[0] == said[1]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

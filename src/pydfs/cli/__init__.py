@@ -7,17 +7,29 @@ Exit codes: 0 success, 1 an error the message explains, 2 bad usage, 130 interru
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 
 from pydfs.errors import PydfsError
 
+# The commands the other modules add, so that a run imports and builds only its own parser.
+_MODULES = {
+    "account": ("login", "whoami", "chmod", "chown"),
+    "admin": ("setrep", "fsck", "admin"),
+    "servers": ("namenode", "datanode", "cluster"),
+}
+_FLAGS = ("--json", "-q", "--quiet", "--debug")
 
-def _parser() -> argparse.ArgumentParser:
-    from pydfs.cli import account, admin, servers
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with a *command* it knows, of that one only, which parses
+    its line alike and saves building some thirty parsers a run."""
     from pydfs.cli.commands import COMMANDS
 
+    known = {w for c in COMMANDS for w in (c.name, c.alias) if w}.union(*_MODULES.values())
+    if command not in known:
+        command = None
     table = "\n".join(
         f"  {'' if c.number is None else c.number:>2}  {c.name:<17} {c.alias:<6} {c.help}"
         for c in COMMANDS
@@ -34,13 +46,26 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for c in COMMANDS:
-        p = sub.add_parser(c.name, aliases=[c.alias] if c.alias else [], help=c.help)
-        c.arguments(p)
-        p.set_defaults(handler=c.handler)
-    account.add_parsers(sub)
-    admin.add_parsers(sub)
-    servers.add_parsers(sub)
+        if command in (None, c.name, c.alias):
+            p = sub.add_parser(c.name, aliases=[c.alias] if c.alias else [], help=c.help)
+            c.arguments(p)
+            p.set_defaults(handler=c.handler)
+    for module, names in _MODULES.items():
+        if command is None or command in names:
+            importlib.import_module(f"pydfs.cli.{module}").add_parsers(sub)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command word, when only top-level options spelled in full come before it, so that
+    argparse reads it alike; None for anything else (help, an abbreviation, no command)."""
+    words = iter(argv)
+    for arg in words:
+        if arg == "--namenode":
+            next(words, None)
+        elif arg not in _FLAGS and not arg.startswith("--namenode="):
+            return None if arg.startswith("-") else arg
+    return None
 
 
 def _by_number(argv: list[str]) -> list[str]:
@@ -72,9 +97,9 @@ async def _run_client(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    raw = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
-    args = parser.parse_args(_by_number(raw))
+    line = _by_number(list(sys.argv[1:] if argv is None else argv))
+    parser = _parser(_command(line))
+    args = parser.parse_args(line)
     if args.command is None:
         parser.print_help()
         return 2
@@ -86,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "run"):
             code: int = args.run(args)
             return code
+        import asyncio
+
         return asyncio.run(_run_client(args))
     except KeyboardInterrupt:
         print("pydfs: interrupted", file=sys.stderr)

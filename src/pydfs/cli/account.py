@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pydfs.errors import InvalidArgument
 def run_login(args: argparse.Namespace) -> int:
     """Check a token with the name node, then save it (mode 0600) in the client config."""
     import asyncio
+    import getpass
 
     from pydfs.client import AsyncClient
 

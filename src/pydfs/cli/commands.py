@@ -15,12 +15,15 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydfs import paths
 from pydfs.cli import render
-from pydfs.client import AsyncClient
 from pydfs.config import client_config_path
 from pydfs.errors import DirectoryNotEmpty, InvalidArgument, NotFound, PydfsError
+
+if TYPE_CHECKING:
+    from pydfs.client import AsyncClient
 
 
 @dataclass

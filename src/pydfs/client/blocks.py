@@ -7,7 +7,6 @@ same offset, when a node is unreachable or a chunk fails.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -102,6 +101,8 @@ async def put_block(
     A first node that takes no bytes for *stall_timeout* seconds (a frozen process, a dead
     link) fails the attempt with ``Timeout``, so the block goes to another pipeline instead of
     hanging the write: TCP alone would wait forever on a full send window."""
+    import asyncio  # here, not above: a command that moves no file data needs no event loop
+
     head, rest = grant.targets[0], grant.targets[1:]
     url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
     headers = {

@@ -103,7 +103,8 @@ def cli_env(target: LocalCluster | Endpoint, home: Path) -> dict[str, str]:
     """The environment for a ``pydfs`` CLI process: a client configuration file of its own in
     *home* (``PYDFS_CONFIG``) naming the name node and the token (or, without one, the user);
     no other PYDFS_* variable leaks in from ours, so the CLI reads the file as a user's shell
-    would."""
+    would, and
+    with byte code written, as for an installed package."""
     ep = endpoint(target) if isinstance(target, LocalCluster) else target
     home.mkdir(parents=True, exist_ok=True)
     config = home / "client.toml"
@@ -117,6 +118,9 @@ def cli_env(target: LocalCluster | Endpoint, home: Path) -> dict[str, str]:
     config.write_text("\n".join(lines) + "\n")
     config.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDFS_")}
+    # An installed pydfs has its byte code compiled (pip does it): a CLI figure that compiled
+    # the package's source on every run would measure the compiler, not the command.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYDFS_CONFIG"] = str(config)
     return env
 

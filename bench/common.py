@@ -103,8 +103,7 @@ def cli_env(target: LocalCluster | Endpoint, home: Path) -> dict[str, str]:
     """The environment for a ``pydfs`` CLI process: a client configuration file of its own in
     *home* (``PYDFS_CONFIG``) naming the name node and the token (or, without one, the user);
     no other PYDFS_* variable leaks in from ours, so the CLI reads the file as a user's shell
-    would, and
-    with byte code written, as for an installed package."""
+    would, with byte code written, as for an installed package."""
     ep = endpoint(target) if isinstance(target, LocalCluster) else target
     home.mkdir(parents=True, exist_ok=True)
     config = home / "client.toml"

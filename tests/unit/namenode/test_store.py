@@ -123,3 +123,29 @@ async def test_a_lone_flush_waits_for_a_running_fsync_instead_of_starting_one(
     finally:
         gate.set()
         store.close()
+
+
+async def test_after_a_crowded_fsync_a_lone_flush_still_uses_a_thread(tmp_path: Path) -> None:
+    """Requests of other clients may be unread in their sockets: blocking the loop with an
+    fsync would keep them out of the next group."""
+    store = Store(tmp_path / "ns.sqlite3")
+    threads: list[bool] = []
+    real_sync = store.sync
+
+    def recording_sync() -> None:
+        threads.append(threading.current_thread() is threading.main_thread())
+        real_sync()
+
+    store.sync = recording_sync  # type: ignore[method-assign]
+    try:
+        _write(store, 1)
+        await store.flush(alone=True)  # no crowd seen yet: inline
+        _write(store, 2)
+        _write(store, 3)
+        await store.flush()  # one threaded fsync for two commits: a crowd
+        _write(store, 4)
+        await store.flush(alone=True)
+        assert threads == [True, False, False]
+        assert not store.dirty
+    finally:
+        store.close()

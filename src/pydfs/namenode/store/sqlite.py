@@ -41,6 +41,8 @@ class Store:
         self._commits = 0  # commits made
         self._synced = 0  # commits known durable
         self._flushing: asyncio.Future[None] | None = None
+        self._grouped = 0  # commits the last threaded fsync covered
+        self._lone = 0  # lone flushes so far
         self._wal_fd: int | None = None
         self.fsyncs = 0
         self.db.execute("PRAGMA foreign_keys=OFF")
@@ -88,12 +90,18 @@ class Store:
         an fsync runs wait for the next one, which then covers them all (group commit).
 
         A caller that knows nobody else is waiting (*alone*) fsyncs on the event loop's own
-        thread: with nothing to overlap, the hand-off to a worker thread (about 250 µs here)
-        would cost more than the fsync it moves."""
+        thread, where the hand-off to a worker thread (about 250 µs here) would cost more than
+        the fsync it moves, unless the last threaded fsync covered several commits: other
+        clients' requests may then be unread in their sockets, and an fsync that blocks the
+        loop would keep them out of the group. Every 16th lone flush still goes to a thread,
+        to see whether a crowd came back."""
         target = self._commits
-        if alone and self._flushing is None and self._synced < target:
-            self.sync()
-            self._synced = target
+        if alone and self._flushing is None and self._synced < target and self._grouped <= 1:
+            self._lone += 1
+            if self._lone % 16:
+                self.sync()
+                self._synced = target
+                return
         while self._synced < target:
             if self._flushing is None:
                 self._flushing = asyncio.ensure_future(self._fsync())
@@ -103,6 +111,7 @@ class Store:
         upto = self._commits
         try:
             await asyncio.to_thread(self.sync)
+            self._grouped = upto - self._synced
             self._synced = max(self._synced, upto)
         finally:
             self._flushing = None

@@ -12,10 +12,15 @@ scripts work with either.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
+import shutil
+import signal
 import statistics
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,6 +170,39 @@ class Terminated(KeyboardInterrupt):
 
 def on_sigterm(signum: int, frame: object) -> None:
     raise Terminated(f"signal {signum}")
+
+
+def run_guarded(
+    work: Path,
+    cluster: LocalCluster,
+    body: Callable[[], dict[str, Any]],
+    json_path: str,
+    started: float,
+) -> int:
+    """Run *body* (which starts *cluster*) and write the figures it returns to *json_path*;
+    whatever happens, stop the cluster and delete *work*. Exit status: 0; 1 when pydfs
+    misbehaved (``BenchFailure``); 128 + the signal when interrupted. *started*: the
+    ``perf_counter()`` the script's total time counts from."""
+    failed = True
+    try:
+        data = body()
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(data, indent=2) + "\n")
+        note(f"results written to {json_path}; total {time.perf_counter() - started:.0f}s")
+        failed = False
+        return 0
+    except BenchFailure as exc:
+        note(f"FAILED: {exc}")
+        return 1
+    except KeyboardInterrupt as exc:
+        failed = False
+        note("interrupted; stopping the cluster and deleting its data")
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        if failed:
+            print_log_tails(work / "cluster")
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def print_log_tails(root: Path, lines: int = 15) -> None:

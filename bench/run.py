@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
 import resource
-import shutil
 import signal
 import statistics
 import sys
@@ -44,14 +42,13 @@ from common import (
     KiB,
     MiB,
     Samples,
-    Terminated,
     connect,
     endpoint,
     fmt,
     note,
     on_sigterm,
     print_figure,
-    print_log_tails,
+    run_guarded,
     summarize,
 )
 from machine import (
@@ -471,8 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(work / "cluster", datanodes=DATANODES)
     state = State()
     runs: list[Samples] = []
-    failed = True
-    try:
+
+    def body() -> dict[str, Any]:
         source, source_sha = None, ""
         if {"limits", "w1w2"} & set(plan.workloads):
             source = work / "source.bin"
@@ -492,24 +489,9 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(one_run(b, i))
             finally:
                 runner.run(fs.close())
-        data = report(plan, runs, state, work, time.perf_counter() - started)
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
-        note(f"results written to {args.json}; total {time.perf_counter() - started:.0f}s")
-        failed = False
-        return 0
-    except BenchFailure as exc:
-        note(f"FAILED: {exc}")
-        return 1
-    except KeyboardInterrupt as exc:
-        failed = False
-        note("interrupted; stopping the cluster and deleting its data")
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
-    finally:
-        if failed:
-            print_log_tails(work / "cluster")
-        cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        return report(plan, runs, state, work, time.perf_counter() - started)
+
+    return run_guarded(work, cluster, body, args.json, started)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import random
-import shutil
 import signal
 import statistics
 import sys
@@ -47,7 +45,6 @@ from common import (
     DATANODES,
     BenchFailure,
     Endpoint,
-    Terminated,
     connect,
     endpoint,
     fmt,
@@ -55,7 +52,7 @@ from common import (
     on_sigterm,
     percentile,
     print_figure,
-    print_log_tails,
+    run_guarded,
     summarize,
 )
 from machine import dir_size, make_workdir, status_mib
@@ -337,31 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     work = make_workdir(args.dir, prefix="pydfs-scale-")
     note(f"{args.files:,} files; data in {work}")
     cluster = LocalCluster(work / "cluster", datanodes=DATANODES)
-    failed = True
-    try:
+
+    def body() -> dict[str, Any]:
         cluster.start()
         note(f"cluster up at {cluster.url}")
         results = run(args, cluster, work)
         data = report(args, results)
         data["total_seconds"] = time.perf_counter() - started
         data["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
-        note(f"results written to {args.json}; total {data['total_seconds']:.0f}s")
-        failed = False
-        return 0
-    except BenchFailure as exc:
-        note(f"FAILED: {exc}")
-        return 1
-    except KeyboardInterrupt as exc:
-        failed = False
-        note("interrupted; stopping the cluster and deleting its data")
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
-    finally:
-        if failed:
-            print_log_tails(work / "cluster")
-        cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        return data
+
+    return run_guarded(work, cluster, body, args.json, started)
 
 
 if __name__ == "__main__":

@@ -63,9 +63,10 @@ if TYPE_CHECKING:
     from pydfs.datanode import DataNode
     from pydfs.namenode import NameNode
 
-__all__ = ["REGISTRY", "DataNodeTraffic", "instrument"]
+__all__ = ["REGISTRY", "REQUESTS", "DataNodeTraffic", "RequestMetrics", "instrument"]
 
 REGISTRY = web.AppKey("pydfs_metrics_registry", CollectorRegistry)
+REQUESTS: web.AppKey[RequestMetrics] = web.AppKey("pydfs_request_metrics")
 METRICS_PATH = "/metrics"
 
 # Request latencies run from a cached stat (well under a millisecond) to a whole block streamed
@@ -73,7 +74,7 @@ METRICS_PATH = "/metrics"
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _UNMATCHED = "unmatched"
-_CLIENT_GONE = 499  # nginx's code for a request whose client went away before the answer
+CLIENT_GONE = 499  # nginx's code for a request whose client went away before the answer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -100,7 +101,8 @@ def instrument(
     PlatformCollector(registry=registry)
     app[REGISTRY] = registry
     # Outermost, ahead of the error middleware: it must see the status errors were mapped to.
-    app.middlewares.insert(0, _RequestMetrics(registry, role).middleware)
+    requests = app[REQUESTS] = RequestMetrics(registry, role)
+    app.middlewares.insert(0, requests.middleware)
     app.router.add_get(METRICS_PATH, _serve_metrics)
     if role == "namenode":
         registry.register(_NameNodeCollector(node))
@@ -115,9 +117,10 @@ async def _serve_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-class _RequestMetrics:
+class RequestMetrics:
     """The request counter and latency histogram, with their labelled children bound once per
-    (route, method[, status]) and then found by a dict lookup."""
+    (route, method[, status]) and then found by a dict lookup. A server that answers requests
+    without aiohttp (the name node's fast path) records them here itself."""
 
     def __init__(self, registry: CollectorRegistry, role: str) -> None:
         self.role = role
@@ -137,7 +140,7 @@ class _RequestMetrics:
         self._counts: dict[tuple[str, str, int], Counter] = {}
         self._timers: dict[tuple[str, str], Histogram] = {}
 
-    def _record(self, route: str, method: str, status: int, seconds: float) -> None:
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
         count = self._counts.get((route, method, status))
         if count is None:
             count = self._counts[route, method, status] = self.requests.labels(
@@ -161,13 +164,13 @@ class _RequestMetrics:
             status = exc.status
             raise
         except (ConnectionResetError, asyncio.CancelledError):
-            status = _CLIENT_GONE
+            status = CLIENT_GONE
             raise
         finally:
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else _UNMATCHED
             method = request.method if request.method in _METHODS else "other"
-            self._record(route, method, status, time.perf_counter() - started)
+            self.record(route, method, status, time.perf_counter() - started)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

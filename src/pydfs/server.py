@@ -14,7 +14,7 @@ import signal
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -84,9 +84,9 @@ def json_response(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=wire.encode(obj), status=status, content_type="application/json")
 
 
-async def read_body(request: web.Request, type: type[T], limit: int = wire.MAX_JSON_BODY) -> T:
-    """Decode the request body into *type*, refusing one over *limit* bytes before reading it
-    (or, sent without a length, as soon as it grows past the limit)."""
+async def read_body(request: web.Request, limit: int = wire.MAX_JSON_BODY) -> bytes:
+    """The request body, refused if over *limit* bytes before it is read (or, sent without a
+    length, as soon as it grows past the limit)."""
     if request.content_length is not None and request.content_length > limit:
         raise ProtocolError(f"request body too large (limit {limit} bytes)")
     body = bytearray()
@@ -94,17 +94,14 @@ async def read_body(request: web.Request, type: type[T], limit: int = wire.MAX_J
         body += chunk
         if len(body) > limit:
             raise ProtocolError(f"request body too large (limit {limit} bytes)")
+    return bytes(body)
+
+
+def decode_body(body: bytes, type: type[T]) -> T:
     try:
-        return wire.decode(bytes(body), type)
+        return wire.decode(body, type)
     except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a JSON string
         raise ProtocolError(f"malformed {type.__name__}: not UTF-8 ({exc.reason})") from None
-
-
-def query(request: web.Request, name: str) -> str:
-    value = request.query.get(name)
-    if value is None:
-        raise ProtocolError(f"missing query parameter {name!r}")
-    return value
 
 
 def lock_data_dir(data_dir: Path, role: str) -> int:
@@ -131,6 +128,15 @@ def write_url_file(path: Path, url: str) -> None:
     os.replace(tmp, path)
 
 
+class Front(Protocol):
+    """A protocol factory to listen with in aiohttp's stead (given aiohttp's own, to hand
+    connections to), which closes its connections at shutdown."""
+
+    def __call__(self) -> asyncio.Protocol: ...
+
+    async def shutdown(self) -> None: ...
+
+
 async def serve(
     app: web.Application,
     host: str,
@@ -140,15 +146,27 @@ async def serve(
     url_file: Path | None,
     after_bind: Callable[[str], Awaitable[None]] | None = None,
     tls: ssl.SSLContext | None = None,
+    front: Callable[[Callable[[], asyncio.Protocol]], Front] | None = None,
 ) -> None:
-    """Bind, announce the real URL, run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Bind, announce the real URL, run until SIGTERM or SIGINT, then shut down gracefully.
+    With *front*, connections are accepted by the protocol it makes of aiohttp's."""
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, max_line_size=MAX_REQUEST_LINE
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
-    await site.start()
-    sockets = getattr(site._server, "sockets", None)
+    loop = asyncio.get_running_loop()
+    listener: Front | None = None
+    if front is None:
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
+        await site.start()
+        bound = site._server
+    else:
+        assert runner.server is not None
+        listener = front(runner.server)
+        bound = await loop.create_server(
+            listener, host, port, reuse_address=True, backlog=1024, ssl=tls
+        )
+    sockets = getattr(bound, "sockets", None)
     assert sockets, "the site did not bind a socket"
     bound_host, bound_port = sockets[0].getsockname()[:2]
     url = (
@@ -157,7 +175,6 @@ async def serve(
         f"{_url_host(host if host not in ('0.0.0.0', '::') else bound_host)}:{bound_port}"
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watchdog = asyncio.ensure_future(_watch_parent(stop))
@@ -171,6 +188,10 @@ async def serve(
         log.info("shutting down")
     finally:
         watchdog.cancel()
+        if listener is not None:
+            assert bound is not None
+            bound.close()
+            await listener.shutdown()
         await runner.cleanup()
         if url_file is not None:
             url_file.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ import logging
 from pydfs import server, tokens, wire
 from pydfs.config import NameNodeConfig
 from pydfs.errors import InvalidArgument, PermissionDenied
-from pydfs.namenode import app, auth
+from pydfs.namenode import app, auth, fastpath
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
@@ -168,14 +168,16 @@ def run(config: NameNodeConfig) -> None:
     async def main() -> None:
         nn = NameNode(config)
         sweeper = asyncio.create_task(nn.maintain_forever())
+        application = app.build(nn)
         try:
             await server.serve(
-                app.build(nn),
+                application,
                 config.host,
                 config.port,
                 advertise=config.advertise,
                 url_file=config.data_dir / "namenode.url",
                 tls=tls,
+                front=lambda fallback: fastpath.Front(application, nn, fallback),
             )
         finally:
             sweeper.cancel()

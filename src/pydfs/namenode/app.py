@@ -9,16 +9,16 @@ Who may call what: ``user`` endpoints need a user's bearer token (``Authorizatio
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
 from pydfs import paths, tokens, wire
-from pydfs.errors import PermissionDenied, Unauthenticated
+from pydfs.errors import PermissionDenied, ProtocolError, Unauthenticated
 from pydfs.namenode.auth import User
-from pydfs.server import json_response, make_app, query, read_body
+from pydfs.server import decode_body, make_app, read_body
 
 if TYPE_CHECKING:
     from pydfs.namenode import NameNode
@@ -29,18 +29,23 @@ Handler = Callable[["Call"], Any]
 
 @dataclass(frozen=True)
 class Call:
-    """What a handler gets: the name node, the request, its decoded body and its caller."""
+    """What a handler gets: the name node, the request's query and route parameters, its
+    decoded body and its caller."""
 
     nn: NameNode
-    request: web.Request
+    query: Mapping[str, str]
+    match: Mapping[str, str]
     body: Any
     user: User
 
     def q(self, name: str) -> str:
-        return query(self.request, name)
+        value = self.query.get(name)
+        if value is None:
+            raise ProtocolError(f"missing query parameter {name!r}")
+        return value
 
     def path(self, name: str = "path") -> str:
-        return paths.normalize(query(self.request, name))
+        return paths.normalize(self.q(name))
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ ENDPOINTS: list[Endpoint] = [
         "GET",
         "/fs/stat",
         "user",
-        lambda c: c.nn.namespace.stat(c.path(), c.user, read=c.request.query.get("read") == "1"),
+        lambda c: c.nn.namespace.stat(c.path(), c.user, read=c.query.get("read") == "1"),
         "Status of a file or directory, with its blocks (and read tokens with read=1).",
         reply=wire.FileStatus,
         params=("path", "read?"),
@@ -211,7 +216,7 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/uploads/{id}/blocks",
         "user",
-        lambda c: c.nn.uploads.allocate(c.request.match_info["id"], c.body, c.user),
+        lambda c: c.nn.uploads.allocate(c.match["id"], c.body, c.user),
         "Another block for an upload.",
         wire.BlockAllocRequest,
         wire.BlockGrant,
@@ -220,7 +225,7 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/uploads/{id}/commit",
         "user",
-        lambda c: c.nn.uploads.commit(c.request.match_info["id"], c.body, c.user),
+        lambda c: c.nn.uploads.commit(c.match["id"], c.body, c.user),
         "Make the file name exactly the blocks written.",
         wire.CommitRequest,
         wire.FileStatus,
@@ -229,14 +234,14 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/uploads/{id}/renew",
         "user",
-        lambda c: _none(c.nn.uploads.renew, c.request.match_info["id"], c.user),
+        lambda c: _none(c.nn.uploads.renew, c.match["id"], c.user),
         "Extend an upload's lease.",
     ),
     Endpoint(
         "DELETE",
         "/uploads/{id}",
         "user",
-        lambda c: _none(c.nn.uploads.abort, c.request.match_info["id"], c.user),
+        lambda c: _none(c.nn.uploads.abort, c.match["id"], c.user),
         "Abandon an upload.",
     ),
     Endpoint(
@@ -269,8 +274,8 @@ ENDPOINTS: list[Endpoint] = [
         "/fsck",
         "admin",
         lambda c: c.nn.fsck(
-            paths.normalize(c.request.query.get("path", "/")),
-            files=c.request.query.get("files") == "1",
+            paths.normalize(c.query.get("path", "/")),
+            files=c.query.get("files") == "1",
         ),
         "Block health below a path.",
         reply=wire.FsckReport,
@@ -359,23 +364,23 @@ ENDPOINTS: list[Endpoint] = [
 ]
 
 
-def _bearer(request: web.Request, scheme: str) -> str | None:
-    header = request.headers.get("Authorization", "")
-    kind, _, value = header.partition(" ")
+def _bearer(authorization: str, scheme: str) -> str | None:
+    kind, _, value = authorization.partition(" ")
     return value.strip() if kind.lower() == scheme.lower() and value.strip() else None
 
 
-def authenticate(nn: NameNode, request: web.Request, access: Access) -> User:
-    """The caller of *request*, or ``Unauthenticated``/``PermissionDenied``."""
+def authenticate(nn: NameNode, authorization: str, access: Access) -> User:
+    """The caller whose ``Authorization`` header is *authorization*, or
+    ``Unauthenticated``/``PermissionDenied``."""
     if access == "open":
         return User("anonymous")
     if access == "node":
-        credential = _bearer(request, "Node")
+        credential = _bearer(authorization, "Node")
         if credential is None:
             raise Unauthenticated("data node calls need the cluster secret")
         tokens.check_node_credential(nn.secret, credential)
         return _NODE
-    token = _bearer(request, "Bearer")
+    token = _bearer(authorization, "Bearer")
     if token is None:
         raise Unauthenticated("no token given: run `pydfs login` (or pass token= to the SDK)")
     user = nn.users.authenticate(token)
@@ -384,12 +389,52 @@ def authenticate(nn: NameNode, request: web.Request, access: Access) -> User:
     return user
 
 
+def body_limit(ep: Endpoint) -> int:
+    return wire.MAX_REPORT_BODY if ep.access == "node" else wire.MAX_JSON_BODY
+
+
+def answer(
+    nn: NameNode,
+    ep: Endpoint,
+    query: Mapping[str, str],
+    match: Mapping[str, str],
+    user: User,
+    body: bytes,
+) -> bytes:
+    """The JSON answer to one call of *ep* by *user* (from ``authenticate``, before the body is
+    read), or a ``PydfsError``: the one way both servers, aiohttp and the fast path, carry out an
+    endpoint."""
+    decoded = None if ep.body is None else decode_body(body, ep.body)
+    return wire.encode(ep.handler(Call(nn, query, match, decoded, user)))
+
+
+class Durability:
+    """No answer leaves before the commits it made or could have seen are on disk: one fsync
+    covers every request waiting at that moment (group commit). Requests of both servers count
+    as in flight, so that a lone one may fsync inline (``Store.flush``)."""
+
+    def __init__(self, nn: NameNode) -> None:
+        self.store = nn.store
+        self.in_flight = 0
+
+    async def settle(self) -> None:
+        """Called by a request that was counted in ``in_flight``, once its answer is made."""
+        try:
+            if self.store.dirty:
+                await self.store.flush(alone=self.in_flight == 1)
+        finally:
+            self.in_flight -= 1
+
+
+DURABILITY = web.AppKey("pydfs_durability", Durability)
+
+
 def _handler(nn: NameNode, ep: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
-        user = authenticate(nn, request, ep.access)
-        limit = wire.MAX_REPORT_BODY if ep.access == "node" else wire.MAX_JSON_BODY
-        body: Any = None if ep.body is None else await read_body(request, ep.body, limit)
-        return json_response(ep.handler(Call(nn, request, body, user)))
+        user = authenticate(nn, request.headers.get("Authorization", ""), ep.access)
+        body = b"" if ep.body is None else await read_body(request, body_limit(ep))
+        result = answer(nn, ep, request.query, request.match_info, user, body)
+        return web.Response(body=result, content_type="application/json")
 
     return handle
 
@@ -400,24 +445,17 @@ def build(nn: NameNode) -> web.Application:
     from pydfs.web import routes as web_routes
 
     app = make_app()
-    in_flight = 0
+    durability = app[DURABILITY] = Durability(nn)
 
     @web.middleware
     async def durable(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """No answer leaves before the commits it made or could have seen are on disk: one
-        fsync covers every request waiting at that moment (group commit)."""
-        nonlocal in_flight
-        in_flight += 1
+        durability.in_flight += 1
         try:
             return await handler(request)
         finally:
-            try:
-                if nn.store.dirty:
-                    await nn.store.flush(alone=in_flight == 1)
-            finally:
-                in_flight -= 1
+            await durability.settle()
 
     app.middlewares.append(durable)  # inside the error middleware: errors wait too
     for ep in ENDPOINTS:

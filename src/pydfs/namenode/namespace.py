@@ -259,32 +259,41 @@ class Namespace:
         mode: int | None = None,
         group: str | None = None,
     ) -> wire.FileStatus:
+        if path == paths.ROOT:
+            if parents:
+                return self.stat(path, user)
+            raise AlreadyExists("/ already exists")
         with self.store.write() as db:
-            existing = self.lookup(path, user)
-            if existing is not None:
-                if parents and existing.is_dir:
-                    return self._status(existing, path)
-                raise AlreadyExists(f"{path} already exists")
-            todo = [path]
+            todo = [path]  # the path, then each missing ancestor, up to an existing one
             while (parent := self.lookup(paths.parent(todo[-1]), user)) is None:
                 if not parents:
                     raise NotFound(f"{paths.parent(path)}: no such directory (use -p to create it)")
                 todo.append(paths.parent(todo[-1]))
+            if len(todo) == 1 and parent.is_dir:
+                _check(user, parent, X, paths.parent(path))
+                existing = self._child(parent.id, paths.basename(path))
+                if existing is not None:
+                    if parents and existing.is_dir:
+                        return self._status(existing, path)
+                    raise AlreadyExists(f"{path} already exists")
             for p in reversed(todo):
                 if not parent.is_dir:
                     raise NotADirectory(f"{paths.parent(p)} is not a directory")
                 _check(user, parent, W | X, paths.parent(p))
                 last = p == path
-                self._insert(
-                    db,
-                    parent,
-                    paths.basename(p),
-                    "d",
-                    user,
-                    mode=mode if last else None,
-                    group=group if last else None,
+                made = self._get(
+                    self._insert(
+                        db,
+                        parent,
+                        paths.basename(p),
+                        "d",
+                        user,
+                        mode=mode if last else None,
+                        group=group if last else None,
+                    )
                 )
-                parent = self.resolve(p)
+                assert made is not None
+                parent = made
         return self._status(parent, path)
 
     def create_file(self, path: str, user: User | None = None) -> wire.FileStatus:

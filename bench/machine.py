@@ -13,27 +13,9 @@ import time
 from pathlib import Path
 
 from common import BENCH_DIR, IO_CHUNK, BenchFailure
+from pydfs.datanode.blockstore import fs_type
 
 # --- where the data goes -------------------------------------------------------------------
-
-
-def fs_type(path: Path) -> str:
-    """File-system type of the mount holding *path* (from /proc/mounts)."""
-    real = str(path.resolve())
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) < 3:
-                    continue
-                mnt = parts[1].replace("\\040", " ")
-                inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
-                if inside and len(mnt) > len(best):
-                    best, kind = mnt, parts[2]
-    except OSError:
-        pass
-    return kind
 
 
 def make_workdir(requested: str | None, prefix: str = "pydfs-bench-") -> Path:

@@ -59,6 +59,7 @@ class DataNode:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.namenode.close()
+        self.store.close()
 
 
 def load_secret(config: DataNodeConfig) -> bytes:

@@ -3,14 +3,25 @@
 Layout under the data directory::
 
     node_id                 this node's stable id
+    running                 present while the node runs, and after it died
     blocks/ab/<id>.blk      the block's bytes from offset 0 (so ranges go out with sendfile),
                             then its checksum trailer (``pydfs.checksum``)
-    tmp/                    blocks being received; emptied at start
+    tmp/                    blocks being received, and spare empty files; emptied at start
     quarantine/             replicas that failed verification
 
-A block is written to ``tmp/`` with its trailer, fsync'd once, and renamed into place, then the
-directory is fsync'd: a block file that exists is complete and durable. ``used`` counts the files'
-bytes on disk, trailers included.
+A block is written with its trailer to a file in ``tmp/``, renamed into place, and then fsync'd;
+only then is it acknowledged. On a journaling file system (ext4, XFS, btrfs) that one fsync makes
+the rename durable with the data, in one journal commit; elsewhere the directory is fsync'd too.
+
+A crash can thus leave a block file that is incomplete under its final name (renamed, not yet
+synced). So a node whose last run did not end cleanly (``running`` is still there) checks every
+block file's trailer at start, and quarantines those that do not validate before reporting
+any. The scrubber re-reads the data itself later. ``used`` counts the files' bytes on disk,
+trailers included.
+
+The file a block is written to is an empty one made ahead of time (``Spares``): creating a file
+costs 0.1-0.3 ms of kernel time on ext4 here, 50 times a rename, and a small block's write should
+not wait for it.
 
 A data directory of the first format (raw ``<id>.blk`` beside an ``<id>.crc`` sidecar) is
 upgraded in place at start, see ``BlockStore._upgrade``.
@@ -19,12 +30,14 @@ upgraded in place at start, see ``BlockStore._upgrade``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
 import os
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -59,6 +72,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fs_type(path: Path) -> str:
+    """File-system type of the mount holding *path* (from /proc/mounts), or "unknown"."""
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        pass
+    return kind
+
+
+# File systems whose fsync of a file makes its latest rename durable too (the rename is in the
+# journal transaction, or log, that the fsync commits).
+JOURNALED = frozenset({"ext4", "xfs", "btrfs"})
+
+
 class BlockStore:
     def __init__(self, root: Path, chunk_size: int, capacity: int | None = None) -> None:
         self.root = root
@@ -77,15 +114,42 @@ class BlockStore:
         _fsync_dir(root)
         for stale in self.tmp_dir.iterdir():
             stale.unlink()
+        self.spares = Spares(self.tmp_dir)
+        self.sync_dir = fs_type(root) not in JOURNALED
         for sidecar in self.blocks_dir.glob("*/*.crc"):
             self._upgrade(sidecar)
         self.node_id = self._load_node_id()
         self.used = 0
         self.count = 0
         self.reserved = 0  # bytes promised to writes in progress
+        self.writing = 0  # writers that may have renamed a block they have not yet synced
+        self._running = root / "running"
+        unclean = self._running.exists()
+        bad = 0
         for block_id in self.list():
+            if unclean and not self._intact(block_id):
+                bad += 1
+                continue
             self.used += self.path(block_id).stat().st_size
             self.count += 1
+        if bad:
+            log.warning("%d block files left incomplete by a crash: quarantined", bad)
+        self._running.touch()
+        _fsync_dir(root)
+
+    def _intact(self, block_id: str) -> bool:
+        """Does the block file's trailer validate? If not, it is quarantined."""
+        try:
+            self.checksums(block_id)
+            return True
+        except ChecksumMismatch:
+            os.replace(self.path(block_id), self.quarantine_dir / self.path(block_id).name)
+            return False
+
+    def close(self) -> None:
+        """Mark a clean stop, unless a write may have left a renamed block unsynced."""
+        if self.writing == 0:
+            self._running.unlink(missing_ok=True)
 
     def _load_node_id(self) -> str:
         path = self.root / "node_id"
@@ -203,7 +267,8 @@ class BlockStore:
 
 
 class BlockWriter:
-    """Receives one block's verified chunks into a temporary file, then makes it durable."""
+    """Receives one block's verified chunks into a temporary file, then makes it durable.
+    ``state``: "open" (in ``tmp/``), "renamed" (under its final name, not yet synced), "durable"."""
 
     def __init__(self, store: BlockStore, block_id: str, reserve: int) -> None:
         self.store = store
@@ -212,10 +277,12 @@ class BlockWriter:
         self.block_crc = 0
         self.chunk_crcs: list[int] = []
         self._short = False
+        self.state = "open"
         self._reserved = reserve
         store.reserved += reserve
-        self._tmp = store.tmp_dir / f"{block_id}.{secrets.token_hex(4)}"
-        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._tmp = store.spares.take()
+        self._fd: int | None = os.open(self._tmp, os.O_WRONLY)
+        store.writing += 1
 
     def write_chunk(self, data: bytes, crc: int) -> None:
         """Check one chunk against the CRC its writer sent, then append it."""
@@ -252,28 +319,80 @@ class BlockWriter:
         sums = BlockChecksums(self.store.chunk_size, self.size, self.block_crc, self.chunk_crcs)
         trailer = sums.trailer()
         self._write(trailer)
-        await asyncio.to_thread(self._durable)
-        self.store.used += sums.size + len(trailer)
-        self.store.count += 1
-        self._release()
+        done = asyncio.ensure_future(asyncio.to_thread(self._durable))
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await asyncio.wait([done])  # the thread's syscalls run to their end regardless
+            raise
+        finally:
+            if self.state == "durable":
+                self.store.used += sums.size + len(trailer)
+                self.store.count += 1
+                self._release()
         return sums
 
     def _durable(self) -> None:
         assert self._fd is not None
-        os.fsync(self._fd)  # not fdatasync: the new file's size and inode must be durable too
-        os.close(self._fd)
-        self._fd = None
         final = self.store.path(self.block_id)
         os.replace(self._tmp, final)
-        _fsync_dir(final.parent)
+        self.state = "renamed"
+        os.fsync(self._fd)  # not fdatasync: the new name, size and inode must be durable too
+        if self.store.sync_dir:
+            _fsync_dir(final.parent)
+        os.close(self._fd)
+        self._fd = None
+        self.state = "durable"
+        self.store.writing -= 1
 
     def abort(self) -> None:
+        """Undo a write that will not be acknowledged (a durable block stays: it is complete)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self._tmp.unlink(missing_ok=True)
+        if self.state != "durable":
+            path = self._tmp if self.state == "open" else self.store.path(self.block_id)
+            path.unlink(missing_ok=True)
+            self.store.writing -= 1
+            self.state = "aborted"
         self._release()
 
     def _release(self) -> None:
         self.store.reserved -= self._reserved
         self._reserved = 0
+
+
+class Spares:
+    """Empty files in ``tmp/``, made ahead by a worker thread so that a block write finds one
+    ready; when none is left, a writer makes its own."""
+
+    LOW, HIGH = 16, 64  # refill below LOW, up to HIGH
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self.tmp_dir = tmp_dir
+        self._ready: collections.deque[Path] = collections.deque()
+        self._filling = threading.Lock()
+
+    def take(self) -> Path:
+        if len(self._ready) < self.LOW and not self._filling.locked():
+            threading.Thread(target=self._fill, name="spare-files", daemon=True).start()
+        try:
+            return self._ready.popleft()
+        except IndexError:
+            return self._make()
+
+    def _make(self) -> Path:
+        path = self.tmp_dir / f"spare.{secrets.token_hex(8)}"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        return path
+
+    def _fill(self) -> None:
+        if not self._filling.acquire(blocking=False):
+            return
+        try:
+            while len(self._ready) < self.HIGH:
+                self._ready.append(self._make())
+        except OSError as exc:  # a full or failing disk: writers will meet it themselves
+            log.warning("cannot make spare block files: %s", exc)
+        finally:
+            self._filling.release()

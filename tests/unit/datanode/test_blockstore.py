@@ -1,18 +1,32 @@
 import asyncio
 import os
 import struct
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from pydfs import checksum
 from pydfs.checksum import FOOTER_SIZE, BlockChecksums
-from pydfs.datanode.blockstore import BlockStore, check_block_id
+from pydfs.datanode import blockstore
+from pydfs.datanode.blockstore import BlockStore, Spares, check_block_id
 from pydfs.datanode.scanner import Scanner
 from pydfs.errors import ChecksumMismatch, InvalidArgument, NoSpace, NotFound, ProtocolError
 
 CHUNK = 16
 BLOCK = "0123456789abcdef" * 2
+
+
+@pytest.fixture(autouse=True)
+def no_spare_thread(monkeypatch):
+    """Writers make their own file, so that no thread races a test's look at ``tmp/``
+    (``test_spare_files_are_made_ahead`` covers the thread)."""
+    monkeypatch.setattr(Spares, "LOW", 0)
+
+
+def unsynced(store):
+    """Files in ``tmp/`` holding data (spares are empty)."""
+    return [p for p in store.tmp_dir.iterdir() if p.stat().st_size > 0]
 
 
 def write_block(store, block_id, data, *, expected=None):
@@ -52,6 +66,7 @@ def test_commit_makes_one_durable_file_holding_the_block_and_its_checksums(tmp_p
     assert (store.used, store.count, store.reserved) == (len(raw), 1, 0)
     assert list(store.list()) == [BLOCK]
     assert list(store.tmp_dir.iterdir()) == []
+    assert store.writing == 0
 
     again = BlockStore(tmp_path, CHUNK)
     assert (again.used, again.count) == (len(raw), 1)
@@ -136,9 +151,10 @@ def test_abort_leaves_nothing_behind(tmp_path):
     writer = store.writer(BLOCK, 100)
     assert store.reserved == 100
     writer.write_chunk(b"a" * CHUNK, checksum.crc(b"a" * CHUNK))
-    assert list(store.tmp_dir.iterdir()) != []
+    assert unsynced(store) != []
     writer.abort()
     assert list(store.tmp_dir.iterdir()) == []
+    assert store.writing == 0
     assert (store.reserved, store.used, store.count) == (0, 0, 0)
     assert not store.exists(BLOCK)
 
@@ -319,3 +335,83 @@ def test_upgrade_quarantines_a_pair_it_cannot_read(tmp_path, data, sidecar):
     assert (store.quarantine_dir / f"{BLOCK}.blk").read_bytes() == data
     assert store.count == 1
     assert_upgraded(store, good, b"y" * 9)
+
+
+def test_spare_files_are_made_ahead(tmp_path, monkeypatch):
+    monkeypatch.setattr(Spares, "LOW", 4)
+    monkeypatch.setattr(Spares, "HIGH", 8)
+    store = BlockStore(tmp_path, CHUNK)
+    first = store.spares.take()  # none ready: made on the spot, and a refill starts
+    assert first.exists() and first.stat().st_size == 0
+    for _ in range(200):
+        if len(list(store.tmp_dir.iterdir())) == 1 + 8:
+            break
+        time.sleep(0.01)
+    spares = sorted(set(store.tmp_dir.iterdir()) - {first})
+    assert len(spares) == 8 and all(p.stat().st_size == 0 for p in spares)
+    assert store.spares.take() in spares  # taken from the ready ones
+    write_block(store, BLOCK, b"x" * 20)
+    assert store.checksums(BLOCK).size == 20
+    assert BlockStore(tmp_path, CHUNK).tmp_dir.exists()
+    assert list(store.tmp_dir.iterdir()) == []  # the restart removed every spare
+
+
+def crash_mid_commit(store, block_id, data):
+    """A write that was renamed into place and then lost its last bytes (and so its trailer)
+    in a crash before its fsync."""
+    write_block(store, block_id, data)
+    path = store.path(block_id)
+    path.write_bytes(path.read_bytes()[:-3])
+
+
+def test_a_crash_leaves_no_incomplete_block_in_service(tmp_path):
+    store = BlockStore(tmp_path, CHUNK)
+    write_block(store, BLOCK, b"x" * 40)
+    crash_mid_commit(store, "a" * 32, b"y" * 40)
+    assert (tmp_path / "running").exists()  # never closed: as after SIGKILL
+    again = BlockStore(tmp_path, CHUNK)
+    assert list(again.list()) == [BLOCK]
+    assert (again.used, again.count) == (store.path(BLOCK).stat().st_size, 1)
+    assert [p.name for p in again.quarantine_dir.iterdir()] == [f"{'a' * 32}.blk"]
+
+
+def test_a_clean_stop_skips_the_check_unless_a_write_was_under_way(tmp_path):
+    store = BlockStore(tmp_path, CHUNK)
+    write_block(store, BLOCK, b"x" * 40)
+    store.close()
+    assert not (tmp_path / "running").exists()
+    store = BlockStore(tmp_path, CHUNK)
+    assert (tmp_path / "running").exists()
+    store.writer("b" * 32, None)  # under way at the stop
+    store.close()
+    assert (tmp_path / "running").exists()
+
+
+def test_commit_renames_then_syncs_and_a_cancel_waits_for_the_sync(tmp_path, monkeypatch):
+    store = BlockStore(tmp_path, CHUNK)
+    seen = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        seen.append(store.path(BLOCK).exists())  # already in place when its fsync starts
+        time.sleep(0.3)
+        real_fsync(fd)
+
+    monkeypatch.setattr(blockstore.os, "fsync", slow_fsync)
+
+    async def cancelled_commit():
+        writer = store.writer(BLOCK, None)
+        writer.write_chunk(b"z" * 5, checksum.crc(b"z" * 5))
+        task = asyncio.ensure_future(writer.commit(checksum.crc(b"z" * 5)))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return writer
+
+    writer = asyncio.run(cancelled_commit())
+    assert seen[0] is True
+    assert writer.state == "durable"  # the cancel waited for the thread to finish
+    writer.abort()  # what put_block does on a cancel: a durable block stays
+    assert store.checksums(BLOCK).size == 5
+    assert (store.count, store.writing, store.reserved) == (1, 0, 0)

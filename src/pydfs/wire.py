@@ -8,6 +8,7 @@ to ``/v2`` without breaking old clients.
 from __future__ import annotations
 
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -27,12 +28,30 @@ H_COPY = "X-Pydfs-Copy"  # set on replication copies: the receiver reports them 
 
 # A block travels to a data node as frames: a header ``<length u32><crc32c u32>`` and then
 # ``length`` bytes. Every frame but the last data frame is exactly ``CHUNK_SIZE`` bytes, so chunk
-# CRCs line up with the sidecar's; a final frame of length 0 carries the whole block's CRC. Each
-# data node checks every frame before it acknowledges, so a write is verified end to end.
+# CRCs line up with the block file's trailer; a final frame of length 0 carries the whole block's
+# CRC. Each data node checks every frame before it acknowledges, so a write is verified end to end.
 FRAME = struct.Struct("<II")
 CHUNK_SIZE = 64 * 1024
 # The most chunks one read answers (its CRCs travel in a header).
 MAX_READ_CHUNKS = 256
+
+
+def body_reader(body: bytes) -> Callable[[int], Awaitable[bytes]]:
+    """``readexactly(n)`` over a body received whole (a one-chunk block's frames, a small read's
+    chunks), for code that otherwise reads them from a stream; a short body is a
+    ``ProtocolError``."""
+    view, pos = memoryview(body), 0
+
+    async def readexactly(n: int) -> bytes:
+        nonlocal pos
+        data = bytes(view[pos : pos + n])
+        pos += len(data)
+        if len(data) < n:
+            raise ProtocolError(f"body ended {n - len(data)} bytes short of what it announced")
+        return data
+
+    return readexactly
+
 
 # Largest JSON body a server accepts from a client (a commit of ~70,000 blocks fits), and from a
 # data node (a block report of ~7 million blocks); block data has its own limit (the block size).

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from pydfs import Conflict
 from pydfs.cluster import LocalCluster
 from pydfs.wire import CHUNK_SIZE
 from tests.conftest import BLOCK_SIZE, block_files
@@ -120,7 +121,7 @@ def test_two_clients_at_once(shared_cluster: LocalCluster) -> None:
                 while not stop.is_set():
                     try:
                         seen.add(_sha(fs.read_bytes("/contended")))
-                    except (FileNotFoundError, ConnectionError):
+                    except (FileNotFoundError, ConnectionError, Conflict):
                         pass  # not written yet, or replaced and collected mid-read
         except BaseException as exc:
             errors.append(exc)

@@ -501,3 +501,56 @@ def test_a_bad_ca_bundle_is_an_invalid_argument(tmp_path):
 def test_headers_cannot_smuggle_lines():
     with pytest.raises(errors.InvalidArgument):
         rpc.Rpc("http://127.0.0.1:1", headers={"Authorization": "Bearer x\r\nX-Admin: 1"})
+
+
+# --- rpc.Links: whole block bodies to data nodes -------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_links_send_request_headers_and_return_answer_headers(raw_server):
+    def node(conn: Conn, server: RawServer) -> None:
+        while (req := conn.read_request()) is not None:
+            server.requests.append(req)
+            conn.answer(
+                b"block bytes",
+                extra="X-Pydfs-Offset: 64\r\nX-Pydfs-Offset: 99\r\nX-Pydfs-Chunk-Crcs: 0a0b\r\n",
+            )
+
+    server = raw_server(node)
+    links = rpc.Links(None, stall_timeout=5)
+    try:
+        put = await links.request(server.url, "PUT", "/blocks/b1", b"\x00framed", {"X-A": "1"})
+        get = await links.request(server.url, "GET", "/blocks/b1?offset=0&length=9")
+    finally:
+        links.close()
+    assert put.status == 200 and get.body == b"block bytes"
+    # Lower-case names; the first of a repeated header, as aiohttp's .get() gives.
+    assert get.headers["x-pydfs-offset"] == "64" and get.headers["x-pydfs-chunk-crcs"] == "0a0b"
+    sent_put, sent_get = server.requests
+    assert (sent_put.method, sent_put.target, sent_put.body) == (
+        "PUT",
+        "/v1/blocks/b1",
+        b"\x00framed",
+    )
+    assert sent_put.headers["x-a"] == "1"
+    assert sent_put.headers["content-type"] == "application/octet-stream"
+    assert sent_get.target == "/v1/blocks/b1?offset=0&length=9" and sent_get.body == b""
+    assert server.connections == 1  # one kept-alive connection per node
+
+
+@pytest.mark.asyncio
+async def test_links_raise_the_nodes_error_and_refuse_bad_headers(raw_server):
+    def refuse(conn: Conn, server: RawServer) -> None:
+        while conn.read_request() is not None:
+            body = json.dumps({"code": "unauthenticated", "message": "token expired"}).encode()
+            conn.answer(body, status=401)
+
+    server = raw_server(refuse)
+    links = rpc.Links(None, stall_timeout=5)
+    try:
+        with pytest.raises(errors.Unauthenticated, match="token expired"):
+            await links.request(server.url, "GET", "/blocks/b1")
+        with pytest.raises(errors.InvalidArgument, match="one line"):
+            await links.request(server.url, "PUT", "/blocks/b1", b"", {"X-Bad": "a\r\nInjected: 1"})
+    finally:
+        links.close()

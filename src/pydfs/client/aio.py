@@ -85,6 +85,7 @@ class AsyncClient:
         self.replication = replication
         self.block_size = block_size
         self._session: aiohttp.ClientSession | None = None
+        self._links: rpc.Links | None = None
         self._rpc: rpc.Rpc | rpc.BlockingRpc | None = None
         self._leases: dict[tuple[int | None, int | None], _LeaseShelf] = {}
 
@@ -104,6 +105,9 @@ class AsyncClient:
         if self._rpc is not None:
             self._rpc.close()
             self._rpc = None
+        if self._links is not None:
+            self._links.close()
+            self._links = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -113,6 +117,12 @@ class AsyncClient:
         if self._session is None:
             self._session = rpc.new_session(ca=self.ca)
         return self._session
+
+    @property
+    def links(self) -> rpc.Links:
+        if self._links is None:
+            self._links = rpc.Links(self.ca, self.stall_timeout)
+        return self._links
 
     @property
     def rpc(self) -> rpc.Rpc | rpc.BlockingRpc:
@@ -338,7 +348,7 @@ class AsyncClient:
         keepalive = asyncio.ensure_future(self._keep_lease(route))
         try:
             stored = await blocks.write_blocks(
-                self.session, read, grant, allocate, rewind, self.stall_timeout
+                self.session, read, grant, allocate, rewind, self.stall_timeout, self.links
             )
             commit = wire.CommitRequest(stored, path, overwrite)
             return await self.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
@@ -461,7 +471,13 @@ class AsyncClient:
                 for attempt in range(3):
                     try:
                         async for data in blocks.read_block(
-                            self.session, block, lo, hi, self._report_corrupt, self.stall_timeout
+                            self.session,
+                            block,
+                            lo,
+                            hi,
+                            self._report_corrupt,
+                            self.stall_timeout,
+                            self.links,
                         ):
                             yield data
                             lo += len(data)

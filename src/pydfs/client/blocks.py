@@ -3,14 +3,18 @@
 Writes send each block once, as CRC-framed chunks, to the first node of a pipeline that forwards
 them on; reads verify every chunk against its CRC32C and move on to the next replica, from the
 same offset, when a node is unreachable or a chunk fails.
+
+A block of one chunk, or a read of at most a chunk, goes in one body over ``rpc.Links`` (lean
+kept-alive connections); anything larger streams through aiohttp.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from pydfs import checksum, rpc, wire
 from pydfs.errors import (
@@ -95,6 +99,7 @@ async def put_block(
     grant: wire.BlockGrant,
     source: BlockSource,
     stall_timeout: float = STALL_TIMEOUT,
+    links: rpc.Links | None = None,
 ) -> wire.StoredBlock:
     """Send one block down its pipeline; the answer lists the nodes that made it durable.
 
@@ -105,14 +110,13 @@ async def put_block(
 
     head, rest = grant.targets[0], grant.targets[1:]
     url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
-    headers = {
-        wire.H_PIPELINE: ",".join(t.url for t in rest),
-        wire.H_BLOCK_TOKEN: grant.token,
-        "Content-Type": "application/octet-stream",
-    }
-    timeout = _timeout(stall_timeout)
-
+    headers = {wire.H_PIPELINE: ",".join(t.url for t in rest), wire.H_BLOCK_TOKEN: grant.token}
     body = source.whole()
+    if body is not None and links is not None:
+        answer = await links.request(head.url, "PUT", f"/blocks/{grant.block_id}", body, headers)
+        return _acknowledged(head, source, wire.decode(answer.body, wire.StoredBlock))
+    headers["Content-Type"] = "application/octet-stream"
+    timeout = _timeout(stall_timeout)
     data = source.frames() if body is None else body
 
     async def send() -> wire.StoredBlock:
@@ -137,6 +141,12 @@ async def put_block(
         if not task.done():
             task.cancel()
             await asyncio.wait({task})
+    return _acknowledged(head, source, stored)
+
+
+def _acknowledged(
+    head: wire.NodeRef, source: BlockSource, stored: wire.StoredBlock
+) -> wire.StoredBlock:
     if stored.size != source.size or stored.crc != source.crc or not stored.nodes:
         raise ChecksumMismatch(f"data node {head.id} acknowledged different bytes")
     return stored
@@ -149,6 +159,7 @@ async def write_blocks(
     allocate: Callable[[list[str]], Awaitable[wire.BlockGrant]],
     rewind: Callable[[int], Awaitable[bool]],
     stall_timeout: float = STALL_TIMEOUT,
+    links: rpc.Links | None = None,
 ) -> list[wire.StoredBlock]:
     """Write the whole source as blocks; returns what to commit.
 
@@ -168,7 +179,7 @@ async def write_blocks(
                 block = await allocate(failed)
             source = BlockSource(read, first, grant.block_size)
             try:
-                result = await put_block(session, block, source, stall_timeout)
+                result = await put_block(session, block, source, stall_timeout, links)
             except (Unavailable, ChecksumMismatch, ProtocolError, NotFound) as exc:
                 failed.append(block.targets[0].id)
                 block = None
@@ -193,6 +204,7 @@ async def read_block(
     end: int,
     on_corrupt: Callable[[str, str], Awaitable[None]] | None = None,
     stall_timeout: float = STALL_TIMEOUT,
+    links: rpc.Links | None = None,
 ) -> AsyncIterator[bytes]:
     """Verified bytes ``[offset, end)`` of *block*, failing over between its replicas;
     ``on_corrupt(block, node)`` hears of every replica that sent a bad chunk."""
@@ -201,9 +213,11 @@ async def read_block(
     for node in block.nodes:
         try:
             while pos < end:
-                async for data, new_pos in _read_range(
-                    session, node, block, pos, end, stall_timeout
-                ):
+                if links is not None and end - pos <= wire.CHUNK_SIZE:
+                    ranges = _read_small(links, node, block, pos, end)
+                else:
+                    ranges = _read_range(session, node, block, pos, end, stall_timeout)
+                async for data, new_pos in ranges:
                     pos = new_pos
                     yield data
             return
@@ -232,28 +246,57 @@ async def _read_range(
     try:
         async with session.get(url, params=params, headers=headers, timeout=timeout) as resp:
             await rpc.raise_for_error(resp)
-            try:
-                start = int(resp.headers[wire.H_OFFSET])
-                chunk = int(resp.headers[wire.H_CHUNK_SIZE])
-                size = int(resp.headers[wire.H_BLOCK_SIZE])
-                crcs = checksum.unpack_crcs(resp.headers[wire.H_CHUNK_CRCS])
-            except (KeyError, ValueError):
-                raise ProtocolError(f"{node.id} sent a block without its checksums") from None
-            if size != block.size:
-                raise ChecksumMismatch(f"replica on {node.id} has {size} bytes, not {block.size}")
-            p = start
-            for expected in crcs:
-                n = min(chunk, size - p)
-                data = await resp.content.readexactly(n)
-                if checksum.crc(data) != expected:
-                    raise ChecksumMismatch(f"chunk at {p} of block {block.id} on {node.id}")
-                lo, hi = max(pos, p) - p, min(end, p + n) - p
-                p += n
-                if hi > lo:
-                    yield (data if (lo, hi) == (0, n) else data[lo:hi]), p if p < end else end
-                if p >= end:
-                    return
+            read = resp.content.readexactly
+            async for piece in _pieces(node, block, resp.headers, read, pos, end):
+                yield piece
     except PydfsError:
         raise
     except Exception as exc:
         raise rpc.translate(exc, node.url) from exc
+
+
+async def _read_small(
+    links: rpc.Links, node: wire.NodeRef, block: wire.BlockInfo, pos: int, end: int
+) -> AsyncIterator[tuple[bytes, int]]:
+    """``_read_range`` for a range of at most a chunk: one answer, read whole."""
+    params = urlencode({"offset": str(pos), "length": str(end - pos)})
+    headers = {wire.H_BLOCK_TOKEN: block.token} if block.token else None
+    answer = await links.request(node.url, "GET", f"/blocks/{block.id}?{params}", None, headers)
+    read = wire.body_reader(answer.body)
+    async for piece in _pieces(node, block, answer.headers, read, pos, end):
+        yield piece
+
+
+async def _pieces(
+    node: wire.NodeRef,
+    block: wire.BlockInfo,
+    headers: Mapping[str, str],
+    readexactly: Callable[[int], Awaitable[bytes]],
+    pos: int,
+    end: int,
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The verified parts of a read answer's chunks within ``[pos, end)``, each with the
+    position after it."""
+    try:
+        start = int(headers[wire.H_OFFSET.lower()])
+        chunk = int(headers[wire.H_CHUNK_SIZE.lower()])
+        size = int(headers[wire.H_BLOCK_SIZE.lower()])
+        crcs = checksum.unpack_crcs(headers[wire.H_CHUNK_CRCS.lower()])
+    except (KeyError, ValueError):
+        raise ProtocolError(f"{node.id} sent a block without its checksums") from None
+    if size != block.size:
+        raise ChecksumMismatch(f"replica on {node.id} has {size} bytes, not {block.size}")
+    if chunk <= 0:
+        raise ProtocolError(f"{node.id} sent a chunk size of {chunk}")
+    p = start
+    for expected in crcs:
+        n = min(chunk, block.size - p)
+        data = await readexactly(n)
+        if checksum.crc(data) != expected:
+            raise ChecksumMismatch(f"chunk at {p} of block {block.id} on {node.id}")
+        lo, hi = max(pos, p) - p, min(end, p + n) - p
+        p += n
+        if hi > lo:
+            yield (data if (lo, hi) == (0, n) else data[lo:hi]), min(p, end)
+        if p >= end:
+            return

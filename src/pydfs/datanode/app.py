@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, BinaryIO
 
 import aiohttp
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pydfs.datanode")
 
 SMALL_READ = 64 * 1024  # ranges up to one chunk are answered from one pread, not sendfile
+WHOLE = 2 * wire.FRAME.size + wire.CHUNK_SIZE  # a block of one chunk, framed: read at once
 _QUEUE_DEPTH = 32  # frames buffered towards the next node of a pipeline (2 MiB at 64 KiB)
 
 
@@ -54,13 +55,23 @@ def build(dn: DataNode) -> web.Application:
             )
         pipeline = [u for u in request.headers.get(wire.H_PIPELINE, "").split(",") if u]
         expected = request.content_length
-        writer = dn.store.writer(block_id, expected)
-        forward: Forwarder | None = None
-        if pipeline:
+        read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
+        forward: Forwarder | Relay | None = None
+        if expected is not None and expected <= WHOLE:
+            # A one-chunk block, read whole: it goes on to the next node before it touches our
+            # disk, so that both nodes' writes and fsyncs overlap.
+            body = await request.read()
+            read = wire.body_reader(body)
+            if pipeline:
+                assert token is not None
+                forward = Relay(dn.links, pipeline, block_id, token, body)
+                await asyncio.sleep(0)  # let it send
+        elif pipeline:
             assert token is not None
             forward = Forwarder(dn.session, pipeline, block_id, token, dn.config.stall_timeout)
+        writer = dn.store.writer(block_id, expected)
         try:
-            block_crc = await _receive(request.content, writer.write_chunk, forward)
+            block_crc = await _receive(read, writer.write_chunk, forward)
             await writer.commit(block_crc)
             traffic.blocks_received += 1
             traffic.bytes_written += writer.size
@@ -164,14 +175,14 @@ async def _send(
 
 
 async def _receive(
-    content: aiohttp.StreamReader,
+    readexactly: Callable[[int], Awaitable[bytes]],
     write_chunk: Callable[[bytes, int], None],
-    forward: Forwarder | None,
+    forward: Forwarder | Relay | None,
 ) -> int:
     """Read frames until the closing one; returns the whole-block CRC the writer declared."""
     while True:
         try:
-            header = await content.readexactly(wire.FRAME.size)
+            header = await readexactly(wire.FRAME.size)
         except asyncio.IncompleteReadError:
             raise ProtocolError("block stream ended before its closing frame") from None
         length, crc = wire.FRAME.unpack(header)
@@ -183,12 +194,37 @@ async def _receive(
         if length > wire.CHUNK_SIZE:
             raise ProtocolError("frame longer than a chunk")
         try:
-            data = await content.readexactly(length)
+            data = await readexactly(length)
         except asyncio.IncompleteReadError:
             raise ProtocolError("block stream ended inside a frame") from None
         write_chunk(data, crc)
         if forward is not None:
             await forward.send(header + data)
+
+
+class Relay:
+    """``Forwarder`` for a block read whole: one lean request (``rpc.Links``) with its body,
+    sent at once; the frames ``_receive`` hands on are in it already."""
+
+    def __init__(
+        self, links: rpc.Links, pipeline: list[str], block_id: str, token: str, body: bytes
+    ) -> None:
+        headers = {wire.H_PIPELINE: ",".join(pipeline[1:]), wire.H_BLOCK_TOKEN: token}
+        self._task = asyncio.ensure_future(
+            links.request(pipeline[0], "PUT", f"/blocks/{block_id}", body, headers)
+        )
+
+    async def send(self, item: bytes | None) -> None:
+        pass
+
+    async def result(self) -> wire.StoredBlock:
+        return wire.decode((await self._task).body, wire.StoredBlock)
+
+    def cancel(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        elif not self._task.cancelled():
+            self._task.exception()  # retrieved: the upstream failure is what gets reported
 
 
 class Forwarder:

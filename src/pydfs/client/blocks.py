@@ -41,6 +41,7 @@ class BlockSource:
     """The bytes of one block, pulled from the file's reader and framed for the wire."""
 
     def __init__(self, read: Reader, first: bytes, limit: int) -> None:
+        """*first*: the block's first chunk, and one byte more if there is more (``first_read``)."""
         self._read = read
         self._first = first
         self._limit = limit
@@ -49,17 +50,17 @@ class BlockSource:
         self.last_progress = time.monotonic()
 
     def whole(self) -> bytes | None:
-        """The framed block as one body, when its first chunk is all of it (a short chunk ends
-        the source): one write with a length instead of a chunked stream of three."""
+        """The framed block as one body, when its first chunk is all of it: one write with a
+        length instead of a chunked stream of three."""
         data = self._first
-        if len(data) == wire.CHUNK_SIZE and len(data) < self._limit:
+        if len(data) > wire.CHUNK_SIZE:
             return None
         crc = checksum.crc(data)
         self.size, self.crc = len(data), crc
         return b"".join((wire.FRAME.pack(len(data), crc), data, wire.FRAME.pack(0, crc)))
 
     async def frames(self) -> AsyncIterator[bytes]:
-        data = self._first
+        data, carry = self._first[: wire.CHUNK_SIZE], self._first[wire.CHUNK_SIZE :]
         while data:
             self.last_progress = time.monotonic()
             crc = checksum.crc(data)
@@ -67,9 +68,16 @@ class BlockSource:
             self.size += len(data)
             yield wire.FRAME.pack(len(data), crc)
             yield data
-            want = min(wire.CHUNK_SIZE, self._limit - self.size)
-            data = await _read_full(self._read, want) if want > 0 else b""
+            want = min(wire.CHUNK_SIZE, self._limit - self.size) - len(carry)
+            data = carry + (await _read_full(self._read, want) if want > 0 else b"")
+            carry = b""
         yield wire.FRAME.pack(0, self.crc)
+
+
+def first_read(block_size: int) -> int:
+    """How much to read for a block's ``BlockSource``: a chunk, and one byte more to learn
+    whether the chunk is the whole block."""
+    return min(wire.CHUNK_SIZE + 1, block_size)
 
 
 async def _read_full(read: Reader, n: int) -> bytes:
@@ -171,7 +179,7 @@ async def write_blocks(
     failed: list[str] = []
     offset = 0
     while True:
-        first = await _read_full(read, min(wire.CHUNK_SIZE, grant.block_size))
+        first = await _read_full(read, first_read(grant.block_size))
         if not first:
             return stored
         for attempt in range(4):
@@ -186,7 +194,7 @@ async def write_blocks(
                 log.warning("block write to %s failed (%s); retrying", failed[-1], exc)
                 if attempt == 3 or not await rewind(offset):
                     raise
-                first = await _read_full(read, min(wire.CHUNK_SIZE, grant.block_size))
+                first = await _read_full(read, first_read(grant.block_size))
                 continue
             failed += [t.id for t in block.targets if t.id not in result.nodes]
             stored.append(result)

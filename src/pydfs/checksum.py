@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from pydfs.errors import ChecksumMismatch, ProtocolError
 
-DEFAULT_CHUNK_SIZE = 64 * 1024
 TRAILER_VERSION = 2
 _MAGIC = b"PDBT"
 _FIELDS = struct.Struct("<4sHHIQII")  # the footer without its CRC, and the version 1 header

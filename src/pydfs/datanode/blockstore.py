@@ -12,6 +12,8 @@ Layout under the data directory::
 A block is written with its trailer to a file in ``tmp/``, renamed into place, and then fsync'd;
 only then is it acknowledged. On a journaling file system (ext4, XFS, btrfs) that one fsync makes
 the rename durable with the data, in one journal commit; elsewhere the directory is fsync'd too.
+(An ext4 made without its journal, ``mkfs.ext4 -O ^has_journal``, cannot be told apart from
+``/proc/mounts``: it is no place for a data node.)
 
 A crash can thus leave a block file that is incomplete under its final name (renamed, not yet
 synced). So a node whose last run did not end cleanly (``running`` is still there) checks every
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import errno
 import logging
 import os
@@ -297,10 +300,10 @@ class BlockWriter:
         self.chunk_crcs: list[int] = []
         self._short = False
         self.state = "open"
-        self._reserved = reserve
-        store.reserved += reserve
         self._tmp = store.spares.take()
         self._fd: int | None = os.open(self._tmp, os.O_WRONLY)
+        self._reserved = reserve
+        store.reserved += reserve
         store.writing += 1
 
     def write_chunk(self, data: bytes, crc: int) -> None:
@@ -342,12 +345,15 @@ class BlockWriter:
         try:
             await asyncio.shield(done)
         except asyncio.CancelledError:
-            await asyncio.wait([done])  # the thread's syscalls run to their end regardless
+            while not done.done():  # the thread's syscalls run to their end regardless
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([done])
             raise
         finally:
-            if self.state == "durable":
+            if self.state == "durable":  # counted here, on the loop, never in the thread
                 self.store.used += sums.size + len(trailer)
                 self.store.count += 1
+                self.store.writing -= 1
                 self._release()
         return sums
 
@@ -362,7 +368,6 @@ class BlockWriter:
         os.close(self._fd)
         self._fd = None
         self.state = "durable"
-        self.store.writing -= 1
 
     def abort(self) -> None:
         """Undo a write that will not be acknowledged (a durable block stays: it is complete)."""

@@ -53,7 +53,7 @@ class Heartbeater:
         del self.received[: len(hb.received)]
         del self.corrupt[: len(hb.corrupt)]
         del self.failed_copies[: len(hb.failed_copies)]
-        await self.execute(reply.commands)
+        self.execute(reply.commands)
         due = (
             self._last_report is None
             or time.monotonic() - self._last_report > dn.config.report_interval
@@ -70,18 +70,21 @@ class Heartbeater:
         )
         self._last_report = time.monotonic()
         log.info("sent block report of %d blocks", len(report.blocks))
-        await self.execute(reply.commands)
+        self.execute(reply.commands)
 
-    async def execute(self, commands: list[wire.Command]) -> None:
+    def execute(self, commands: list[wire.Command]) -> None:
         for command in commands:
-            if command.op == "delete":
-                deleted = await self.dn.store.delete_many(command.blocks)
-                log.info("deleted %d of %d blocks as ordered", deleted, len(command.blocks))
+            if command.op == "delete":  # in the background: heartbeats must go on meanwhile
+                self.dn.spawn(self._delete(command.blocks))
             elif command.op == "replicate" and command.target is not None:
                 self.dn.transfers.start(command.blocks, command.target, command.tokens)
             elif command.op == "verify":
                 for block in command.blocks:
                     self.dn.spawn(self.dn.scanner.verify_and_report(block))
+
+    async def _delete(self, blocks: list[str]) -> None:
+        deleted = await self.dn.store.delete_many(blocks)
+        log.info("deleted %d of %d blocks as ordered", deleted, len(blocks))
 
     async def run_forever(self) -> None:
         interval = self.dn.config.heartbeat_interval

@@ -32,6 +32,7 @@ from aiohttp import web
 from pydfs import metrics, wire
 from pydfs.errors import InternalError, PydfsError
 from pydfs.namenode import app as api
+from pydfs.namenode.auth import User
 from pydfs.server import MAX_REQUEST_LINE
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ KEEPALIVE = 75.0  # aiohttp's keep-alive timeout: a connection idle this long is
 PAUSE_AT = 1 << 20  # bytes buffered behind a running request before reading pauses
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name
+# A head of printable ASCII lines (tabs and bytes over 127 allowed in header values) ending in
+# CRLF: a bare CR or LF, or another control byte, is aiohttp's to refuse.
+_HEAD = re.compile(rb"[!-~]+ [!-~]+ [!-~]+(?:\r\n[\t\x20-\x7e\x80-\xff]*)*")
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -98,19 +102,22 @@ class Front:
 
 
 class _Request:
-    __slots__ = ("authorization", "body", "ep", "keep_alive", "match", "query", "started")
+    """A request whose head is read: its caller is known before any of its body is."""
+
+    __slots__ = ("body", "ep", "keep_alive", "length", "match", "query", "started", "user")
 
     def __init__(
         self,
         ep: api.Endpoint,
         match: dict[str, str],
         query: dict[str, str],
-        authorization: str,
-        body: bytes,
+        length: int,
         keep_alive: bool,
     ) -> None:
-        self.ep, self.match, self.query, self.authorization = ep, match, query, authorization
-        self.body, self.keep_alive = body, keep_alive
+        self.ep, self.match, self.query, self.length = ep, match, query, length
+        self.keep_alive = keep_alive
+        self.user: User | None = None
+        self.body = b""
         self.started = time.perf_counter()
 
 
@@ -119,6 +126,7 @@ class _Connection(asyncio.Protocol):
         self.front = front
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
+        self.pending: _Request | None = None  # its head is read, its body not all yet
         self.task: asyncio.Task[None] | None = None
         self.paused = False  # reading
         self.blocked = False  # writing: the client is not reading its answers
@@ -136,6 +144,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self.idle_since = asyncio.get_running_loop().time()
         if self.task is None and not self.blocked:
             self._next()
         elif len(self.buf) > PAUSE_AT and not self.paused and self.transport is not None:
@@ -191,38 +200,47 @@ class _Connection(asyncio.Protocol):
         """Serve the buffered requests in order, until one must wait (for its body, or for a
         group fsync) or the connection goes to aiohttp."""
         while self.transport is not None and self.task is None and not self.blocked:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) > MAX_HEAD:
+            request = self.pending
+            if request is None:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self.buf) > MAX_HEAD:
+                        self._hand_off()
+                    return
+                parsed = self._parse(bytes(self.buf[:end]))
+                if parsed is None:
                     self._hand_off()
+                    return
+                request, authorization = parsed
+                del self.buf[: end + 4]
+                try:  # before reading any of the body, as aiohttp's route does
+                    request.user = api.authenticate(self.front.nn, authorization, request.ep.access)
+                except PydfsError as exc:
+                    if request.length:  # its body, unread, would be taken for a request
+                        request.keep_alive = False
+                    self._answer_error(request, exc)
+                    continue
+                self.pending = request
+            if len(self.buf) < request.length:
                 return
-            parsed = self._parse(bytes(self.buf[:end]))
-            if parsed is None:
-                self._hand_off()
-                return
-            ep, match, query, authorization, length, keep_alive = parsed
-            total = end + 4 + length
-            if len(self.buf) < total:
-                return
-            body = bytes(self.buf[end + 4 : total])
-            del self.buf[:total]
-            self._serve(_Request(ep, match, query, authorization, body, keep_alive))
+            request.body = bytes(self.buf[: request.length])
+            del self.buf[: request.length]
+            self.pending = None
+            self._serve(request)
 
-    def _parse(
-        self, head: bytes
-    ) -> tuple[api.Endpoint, dict[str, str], dict[str, str], str, int, bool] | None:
-        """What a request head asks for, or None if it is aiohttp's to answer."""
+    def _parse(self, head: bytes) -> tuple[_Request, str] | None:
+        """What a request head asks for and its ``Authorization``, or None if it is aiohttp's
+        to answer (anything unusual is, so that the two parsers never read a head two ways)."""
+        if not _HEAD.fullmatch(head):
+            return None
         line, _, fields = head.partition(b"\r\n")
         parts = line.split(b" ")
         if len(line) > MAX_REQUEST_LINE or len(parts) != 3 or parts[2] != b"HTTP/1.1":
             return None
-        try:
-            target = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            return None
+        target = parts[1].decode("ascii")  # _HEAD: printable ASCII
         path, _, qs = target.partition("?")
-        found = self.front.routes.find(parts[0].decode("ascii", "replace"), path)
-        if found is None or "#" in qs or ";" in qs:
+        found = self.front.routes.find(parts[0].decode("ascii"), path)
+        if found is None or "%" in path or "#" in qs or ";" in qs:
             return None
         ep, match = found
         length, authorization, keep_alive = -1, "", True
@@ -232,7 +250,7 @@ class _Connection(asyncio.Protocol):
                 return None
             name, value = name.lower(), value.strip(b" \t")
             if name == b"content-length":
-                if length >= 0 or not value.isdigit():
+                if length >= 0 or not value.isdigit() or len(value) > 18:
                     return None
                 length = int(value)
             elif name == b"authorization":
@@ -253,17 +271,22 @@ class _Connection(asyncio.Protocol):
         query: dict[str, str] = {}
         for key, value_ in pairs:
             query.setdefault(key, value_)  # the first of repeated parameters, as aiohttp's .get
-        return ep, match, query, authorization, max(length, 0), keep_alive
+        return _Request(ep, match, query, max(length, 0), keep_alive), authorization
+
+    def _answer_error(self, request: _Request, exc: PydfsError) -> None:
+        self._send(request, exc.status, wire.encode(wire.ErrorBody(exc.code, exc.message)))
 
     def _serve(self, request: _Request) -> None:
         front = self.front
         durability = front.durability
         durability.in_flight += 1
+        assert request.user is not None
         try:
-            user = api.authenticate(front.nn, request.authorization, request.ep.access)
             status, payload = (
                 200,
-                api.answer(front.nn, request.ep, request.query, request.match, user, request.body),
+                api.answer(
+                    front.nn, request.ep, request.query, request.match, request.user, request.body
+                ),
             )
         except PydfsError as exc:
             status, payload = exc.status, wire.encode(wire.ErrorBody(exc.code, exc.message))

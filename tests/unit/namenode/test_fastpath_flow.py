@@ -1,0 +1,90 @@
+"""The fast path's flow control, against a fake transport: a client that does not read its
+answers stops the next request, and one that sends too much behind a waiting request is no
+longer read, until the answers drain."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from pydfs import wire
+from pydfs.namenode.app import ENDPOINTS
+from pydfs.namenode.auth import User
+from pydfs.namenode.fastpath import PAUSE_AT, Routes, _Connection
+
+STAT = b"GET /v1/fs/stat?path=/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n"
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.reading = True
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def close(self) -> None:
+        pass
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+
+class Aiohttp:
+    """Stands in for aiohttp's protocol: what it was handed."""
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def connection_made(self, transport: Any) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+
+def front() -> Any:
+    status = wire.FileStatus("/", "/", "dir", 0, 0.0, 0.0, "root", "root", 0o755, 0, 0)
+    nn = SimpleNamespace(
+        users=SimpleNamespace(authenticate=lambda token: User("u")),
+        namespace=SimpleNamespace(stat=lambda path, user, read=False: status),
+    )
+    return SimpleNamespace(
+        nn=nn,
+        routes=Routes(ENDPOINTS),
+        durability=SimpleNamespace(in_flight=0, store=SimpleNamespace(dirty=False)),
+        metrics=SimpleNamespace(record=lambda *args: None),
+        connections=set(),
+        fallback=Aiohttp,
+    )
+
+
+def test_answers_wait_while_the_client_does_not_read() -> None:
+    async def go() -> None:
+        transport = Transport()
+        conn = _Connection(front())
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(STAT)
+        assert len(transport.written) == 1  # answered at once
+        conn.pause_writing()  # the client stopped reading
+        conn.data_received(STAT + STAT)
+        assert len(transport.written) == 1  # nothing more while it does not read
+        conn.data_received(b"X" * (PAUSE_AT + 1))  # and it is no longer read past PAUSE_AT
+        assert transport.reading is False
+        conn.resume_writing()
+        assert len(transport.written) == 3 and transport.reading is True
+        assert all(w.startswith(b"HTTP/1.1 200 OK") for w in transport.written)
+        # What follows is no request of the API: aiohttp gets it, every byte.
+        assert transport.protocol.received == b"X" * (PAUSE_AT + 1)
+
+    asyncio.run(go())

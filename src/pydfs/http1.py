@@ -426,24 +426,8 @@ class Connection(_Endpoint):
     """``Pool``'s blocking twin: one kept-alive socket. Each request blocks its thread, and the
     event loop of a coroutine that calls it."""
 
-    def __init__(
-        self,
-        url: str,
-        headers: Mapping[str, str],
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        connect_timeout: float,
-        read_timeout: float,
-    ) -> None:
-        super().__init__(
-            url,
-            headers,
-            ssl_context=ssl_context,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-        )
-        self._sock: socket.socket | None = None
-        self._idle_since = 0.0
+    _sock: socket.socket | None = None  # the kept-alive socket, once there is one
+    _idle_since = 0.0
 
     def request(
         self,

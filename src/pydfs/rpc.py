@@ -111,13 +111,24 @@ class _Calls:
     only in how one request is exchanged."""
 
     def __init__(
-        self, base_url: str, *, retries: int, backoff: float, headers: Mapping[str, str] | None
+        self,
+        base_url: str,
+        *,
+        ca: str | os.PathLike[str] | None = None,
+        retries: int = 2,
+        backoff: float = 0.2,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
         self.headers = dict(headers or {})
         self._prefix = urlsplit(self.base_url).path + wire.API
+        self._open(tls_context(self.base_url, ca))
+
+    def _open(self, ssl_context: ssl.SSLContext | None) -> None:
+        """Make the transport requests go over."""
+        raise NotImplementedError
 
     async def _exchange(self, method: str, target: str, data: bytes | None) -> http1.Answer:
         raise NotImplementedError
@@ -184,14 +195,17 @@ class Rpc(_Calls):
         headers: Mapping[str, str] | None = None,
         connections: int = 32,
     ) -> None:
-        super().__init__(base_url, retries=retries, backoff=backoff, headers=headers)
+        self._size = connections
+        super().__init__(base_url, ca=ca, retries=retries, backoff=backoff, headers=headers)
+
+    def _open(self, ssl_context: ssl.SSLContext | None) -> None:
         self._pool = http1.Pool(
             self.base_url,
             self.headers,
-            ssl_context=tls_context(self.base_url, ca),
+            ssl_context=ssl_context,
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
-            size=connections,
+            size=self._size,
         )
 
     async def _exchange(self, method: str, target: str, data: bytes | None) -> http1.Answer:
@@ -207,20 +221,11 @@ class BlockingRpc(_Calls):
     Each call blocks the event loop while it waits: right for a CLI command that has nothing
     else to do, wrong for a server or an application (use ``Rpc``)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        ca: str | os.PathLike[str] | None = None,
-        retries: int = 2,
-        backoff: float = 0.2,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(base_url, retries=retries, backoff=backoff, headers=headers)
+    def _open(self, ssl_context: ssl.SSLContext | None) -> None:
         self._conn = http1.Connection(
             self.base_url,
             self.headers,
-            ssl_context=tls_context(self.base_url, ca),
+            ssl_context=ssl_context,
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
         )

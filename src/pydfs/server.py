@@ -31,12 +31,18 @@ T = TypeVar("T")
 MAX_REQUEST_LINE = 3 * paths.MAX_PATH_BYTES + 4096
 
 
+def error_body(exc: PydfsError) -> bytes:
+    """The JSON an error is answered with, by either server (aiohttp's, the fast path)."""
+    return wire.encode(wire.ErrorBody(exc.code, exc.message))
+
+
+def internal_error() -> InternalError:
+    """What a caller is told of an unexpected failure (its traceback goes to the log)."""
+    return InternalError("internal error; see the server log")
+
+
 def error_response(exc: PydfsError) -> web.Response:
-    return web.Response(
-        status=exc.status,
-        body=wire.encode(wire.ErrorBody(exc.code, exc.message)),
-        content_type="application/json",
-    )
+    return web.Response(status=exc.status, body=error_body(exc), content_type="application/json")
 
 
 @web.middleware
@@ -57,7 +63,7 @@ async def _errors(
         raise
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return error_response(InternalError("internal error; see the server log"))
+        return error_response(internal_error())
 
 
 def _http_error(exc: web.HTTPException) -> PydfsError:

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import aiohttp
 from aiohttp import web
@@ -202,7 +202,19 @@ async def _receive(
             await forward.send(header + data)
 
 
-class Relay:
+class _Downstream:
+    """The write of a block to the next node of its pipeline, beside this node's own."""
+
+    _task: asyncio.Task[Any]
+
+    def cancel(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        elif not self._task.cancelled():
+            self._task.exception()  # retrieved: the upstream failure is what gets reported
+
+
+class Relay(_Downstream):
     """``Forwarder`` for a block read whole: one lean request (``rpc.Links``) with its body,
     sent at once; the frames ``_receive`` hands on are in it already."""
 
@@ -220,14 +232,8 @@ class Relay:
     async def result(self) -> wire.StoredBlock:
         return wire.decode((await self._task).body, wire.StoredBlock)
 
-    def cancel(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
-        elif not self._task.cancelled():
-            self._task.exception()  # retrieved: the upstream failure is what gets reported
 
-
-class Forwarder:
+class Forwarder(_Downstream):
     """Streams the frames a data node receives on to the next node of the write pipeline.
 
     A failing downstream never fails the upstream write: the block is then acknowledged with
@@ -247,7 +253,9 @@ class Forwarder:
         self._url = f"{pipeline[0].rstrip('/')}{wire.API}/blocks/{block_id}"
         self._next = pipeline[0]
         self._stall = stall_timeout
-        self._task = asyncio.ensure_future(self._run(session, pipeline[0], pipeline[1:]))
+        self._task: asyncio.Task[wire.StoredBlock] = asyncio.ensure_future(
+            self._run(session, pipeline[0], pipeline[1:])
+        )
 
     async def _body(self) -> AsyncIterator[bytes]:
         while (item := await self._queue.get()) is not None:
@@ -294,9 +302,3 @@ class Forwarder:
             if self._task.cancelled():
                 raise Unavailable(f"{self._next} stalled") from None
             raise
-
-    def cancel(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
-        elif not self._task.cancelled():
-            self._task.exception()  # retrieved: the upstream failure is what gets reported

@@ -128,24 +128,23 @@ class BlockStore:
         unclean = self._running.exists()
         bad = 0
         for block_id in self.list():
-            if unclean and not self._intact(block_id):
-                bad += 1
-                continue
             self.used += self.path(block_id).stat().st_size
             self.count += 1
+            if unclean and not self._intact(block_id):
+                self.quarantine(block_id)
+                bad += 1
         if bad:
             log.warning("%d block files left incomplete by a crash: quarantined", bad)
         self._running.touch()
         _fsync_dir(root)
 
     def _intact(self, block_id: str) -> bool:
-        """Does the block file's trailer validate? If not, it is quarantined."""
+        """Does the block file's trailer validate?"""
         try:
             self.checksums(block_id)
-            return True
         except ChecksumMismatch:
-            os.replace(self.path(block_id), self.quarantine_dir / self.path(block_id).name)
             return False
+        return True
 
     def close(self) -> None:
         """Mark a clean stop, unless a write may have left a renamed block unsynced."""

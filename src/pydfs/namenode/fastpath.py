@@ -30,10 +30,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from pydfs import metrics, wire
-from pydfs.errors import InternalError, PydfsError
+from pydfs.errors import PydfsError
 from pydfs.namenode import app as api
 from pydfs.namenode.auth import User
-from pydfs.server import MAX_REQUEST_LINE
+from pydfs.server import MAX_REQUEST_LINE, error_body, internal_error
 
 if TYPE_CHECKING:
     from pydfs.namenode import NameNode
@@ -274,7 +274,7 @@ class _Connection(asyncio.Protocol):
         return _Request(ep, match, query, max(length, 0), keep_alive), authorization
 
     def _answer_error(self, request: _Request, exc: PydfsError) -> None:
-        self._send(request, exc.status, wire.encode(wire.ErrorBody(exc.code, exc.message)))
+        self._send(request, exc.status, error_body(exc))
 
     def _serve(self, request: _Request) -> None:
         front = self.front
@@ -289,7 +289,7 @@ class _Connection(asyncio.Protocol):
                 ),
             )
         except PydfsError as exc:
-            status, payload = exc.status, wire.encode(wire.ErrorBody(exc.code, exc.message))
+            status, payload = exc.status, error_body(exc)
         except Exception:
             log.exception("%s %s failed", request.ep.method, request.ep.route)
             status, payload = _internal()
@@ -346,5 +346,5 @@ class _Connection(asyncio.Protocol):
 
 
 def _internal() -> tuple[int, bytes]:
-    exc = InternalError("internal error; see the server log")
-    return exc.status, wire.encode(wire.ErrorBody(exc.code, exc.message))
+    exc = internal_error()
+    return exc.status, error_body(exc)

@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-from pydfs import checksum, wire
-from pydfs.client.blocks import BlockSource, _read_full, first_read
+from pydfs import checksum, http1, wire
+from pydfs.client.blocks import BlockSource, _fan_out, _read_full, first_read
+from pydfs.errors import ChecksumMismatch, Unavailable
 
 CHUNK = wire.CHUNK_SIZE
 
@@ -76,3 +77,46 @@ def test_a_block_stops_at_its_size_and_leaves_the_rest() -> None:
     one = source_of(data, CHUNK)  # a block of exactly one chunk, with more to come
     body = one.whole()
     assert body is not None and unframe(body)[0] == [data[:CHUNK]]
+
+
+class FakeLinks:
+    """``rpc.Links`` answering as data nodes would, or failing for the nodes in *down*."""
+
+    def __init__(self, down: set[str] = frozenset(), lie: set[str] = frozenset()) -> None:
+        self.down, self.lie = down, lie
+        self.sent: list[tuple[str, str, bytes | None, dict[str, str]]] = []
+
+    async def request(self, url, method, route, body=None, headers=None):  # type: ignore[no-untyped-def]
+        self.sent.append((url, method, body, dict(headers or {})))
+        await asyncio.sleep(0)
+        if url in self.down:
+            raise Unavailable(f"{url} is down")
+        chunks, crc = unframe(body)
+        size = sum(map(len, chunks)) + (1 if url in self.lie else 0)
+        stored = wire.StoredBlock(route.rsplit("/", 1)[1], size, crc, [url[-1]])
+        return http1.Answer(200, wire.encode(stored), {})
+
+
+def fan_out(links: FakeLinks, data: bytes) -> wire.StoredBlock:
+    grant = wire.BlockGrant("b" * 32, [wire.NodeRef(n, f"http://dn{n}") for n in "12"], "tok")
+    source = source_of(data, 4 * CHUNK)
+    body = source.whole()
+    assert body is not None
+    return asyncio.run(_fan_out(links, grant, source, body))  # type: ignore[arg-type]
+
+
+def test_a_one_chunk_block_goes_to_every_node_at_once_without_a_pipeline() -> None:
+    links = FakeLinks()
+    stored = fan_out(links, b"small file")
+    assert [url for url, *_ in links.sent] == ["http://dn1", "http://dn2"]
+    assert all(m == "PUT" and wire.H_PIPELINE not in h for _, m, _, h in links.sent)
+    assert all(h[wire.H_BLOCK_TOKEN] == "tok" for *_, h in links.sent)
+    assert stored == wire.StoredBlock("b" * 32, 10, checksum.crc(b"small file"), ["1", "2"])
+
+
+def test_a_fan_out_counts_the_nodes_that_stored_it_and_fails_only_if_none_did() -> None:
+    assert fan_out(FakeLinks(down={"http://dn1"}), b"x").nodes == ["2"]
+    with pytest.raises(Unavailable, match="dn1"):
+        fan_out(FakeLinks(down={"http://dn1", "http://dn2"}), b"x")
+    with pytest.raises(ChecksumMismatch):
+        fan_out(FakeLinks(lie={"http://dn2"}), b"x")

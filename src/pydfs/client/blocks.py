@@ -4,8 +4,9 @@ Writes send each block once, as CRC-framed chunks, to the first node of a pipeli
 them on; reads verify every chunk against its CRC32C and move on to the next replica, from the
 same offset, when a node is unreachable or a chunk fails.
 
-A block of one chunk, or a read of at most a chunk, goes in one body over ``rpc.Links`` (lean
-kept-alive connections); anything larger streams through aiohttp.
+A block of one chunk goes in one body over ``rpc.Links`` (lean kept-alive connections) to every
+node at once, and a read of at most a chunk in one answer; anything larger streams through
+aiohttp.
 """
 
 from __future__ import annotations
@@ -121,8 +122,7 @@ async def put_block(
     headers = {wire.H_PIPELINE: ",".join(t.url for t in rest), wire.H_BLOCK_TOKEN: grant.token}
     body = source.whole()
     if body is not None and links is not None:
-        answer = await links.request(head.url, "PUT", f"/blocks/{grant.block_id}", body, headers)
-        return _acknowledged(head, source, wire.decode(answer.body, wire.StoredBlock))
+        return await _fan_out(links, grant, source, body)
     headers["Content-Type"] = "application/octet-stream"
     timeout = _timeout(stall_timeout)
     data = source.frames() if body is None else body
@@ -150,6 +150,37 @@ async def put_block(
             task.cancel()
             await asyncio.wait({task})
     return _acknowledged(head, source, stored)
+
+
+async def _fan_out(
+    links: rpc.Links, grant: wire.BlockGrant, source: BlockSource, body: bytes
+) -> wire.StoredBlock:
+    """A block of one body goes to every target at once, as Swift's proxy sends an object:
+    a pipeline would add a hop each way, and both nodes' fsyncs overlap (often into one journal
+    commit). It counts as stored on the nodes that made it durable; none of them fails the
+    attempt with the first node's error, as a pipeline's head would."""
+    import asyncio
+
+    headers = {wire.H_BLOCK_TOKEN: grant.token}
+    route = f"/blocks/{grant.block_id}"
+    answers = await asyncio.gather(
+        *(links.request(t.url, "PUT", route, body, headers) for t in grant.targets),
+        return_exceptions=True,
+    )
+    nodes: list[str] = []
+    for target, answer in zip(grant.targets, answers, strict=True):
+        if isinstance(answer, BaseException):
+            if not isinstance(answer, Exception):
+                raise answer  # a cancellation, or the like: not a node's failure
+            log.warning("block %s not stored on %s: %s", grant.block_id, target.id, answer)
+            continue
+        stored = _acknowledged(target, source, wire.decode(answer.body, wire.StoredBlock))
+        nodes += stored.nodes
+    if not nodes:
+        error = answers[0]
+        assert isinstance(error, Exception)
+        raise error
+    return wire.StoredBlock(grant.block_id, source.size, source.crc, nodes)
 
 
 def _acknowledged(

@@ -31,7 +31,6 @@ class DataNode:
         self.store = BlockStore(config.data_dir, wire.CHUNK_SIZE, config.capacity)
         self.secret = load_secret(config)
         self.session = session
-        self.links = rpc.Links(config.tls_ca, config.stall_timeout)
         self.namenode = rpc.Rpc(
             config.namenode,
             ca=config.tls_ca,
@@ -60,7 +59,6 @@ class DataNode:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.namenode.close()
-        self.links.close()
         self.store.close()
 
 

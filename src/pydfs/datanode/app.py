@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import aiohttp
 from aiohttp import web
@@ -56,19 +56,12 @@ def build(dn: DataNode) -> web.Application:
         pipeline = [u for u in request.headers.get(wire.H_PIPELINE, "").split(",") if u]
         expected = request.content_length
         writer = dn.store.writer(block_id, expected)  # refuses (no room, exists) before any relay
-        forward: Forwarder | Relay | None = None
+        forward: Forwarder | None = None
         try:
             read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
             if expected is not None and expected <= WHOLE:
-                # A one-chunk block, read whole: it goes on to the next node before it touches
-                # our disk, so that both nodes' writes and fsyncs overlap.
-                body = await request.read()
-                read = wire.body_reader(body)
-                if pipeline:
-                    assert token is not None
-                    forward = Relay(dn.links, pipeline, block_id, token, body)
-                    await asyncio.sleep(0)  # let it send
-            elif pipeline:
+                read = wire.body_reader(await request.read())  # a one-chunk block, read whole
+            if pipeline:
                 assert token is not None
                 forward = Forwarder(dn.session, pipeline, block_id, token, dn.config.stall_timeout)
             block_crc = await _receive(read, writer.write_chunk, forward)
@@ -177,7 +170,7 @@ async def _send(
 async def _receive(
     readexactly: Callable[[int], Awaitable[bytes]],
     write_chunk: Callable[[bytes, int], None],
-    forward: Forwarder | Relay | None,
+    forward: Forwarder | None,
 ) -> int:
     """Read frames until the closing one; returns the whole-block CRC the writer declared."""
     while True:
@@ -202,38 +195,7 @@ async def _receive(
             await forward.send(header + data)
 
 
-class _Downstream:
-    """The write of a block to the next node of its pipeline, beside this node's own."""
-
-    _task: asyncio.Task[Any]
-
-    def cancel(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
-        elif not self._task.cancelled():
-            self._task.exception()  # retrieved: the upstream failure is what gets reported
-
-
-class Relay(_Downstream):
-    """``Forwarder`` for a block read whole: one lean request (``rpc.Links``) with its body,
-    sent at once; the frames ``_receive`` hands on are in it already."""
-
-    def __init__(
-        self, links: rpc.Links, pipeline: list[str], block_id: str, token: str, body: bytes
-    ) -> None:
-        headers = {wire.H_PIPELINE: ",".join(pipeline[1:]), wire.H_BLOCK_TOKEN: token}
-        self._task = asyncio.ensure_future(
-            links.request(pipeline[0], "PUT", f"/blocks/{block_id}", body, headers)
-        )
-
-    async def send(self, item: bytes | None) -> None:
-        pass
-
-    async def result(self) -> wire.StoredBlock:
-        return wire.decode((await self._task).body, wire.StoredBlock)
-
-
-class Forwarder(_Downstream):
+class Forwarder:
     """Streams the frames a data node receives on to the next node of the write pipeline.
 
     A failing downstream never fails the upstream write: the block is then acknowledged with
@@ -294,6 +256,12 @@ class Forwarder(_Downstream):
             if not self._task.done():  # the next node took nothing for too long: drop it
                 log.warning("pipeline to %s stalled for %.0fs: dropped", self._next, self._stall)
                 self._task.cancel()
+
+    def cancel(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        elif not self._task.cancelled():
+            self._task.exception()  # retrieved: the upstream failure is what gets reported
 
     async def result(self) -> wire.StoredBlock:
         try:

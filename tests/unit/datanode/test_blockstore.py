@@ -1,6 +1,7 @@
 import asyncio
 import os
 import struct
+import threading
 import time
 from types import SimpleNamespace
 
@@ -410,9 +411,10 @@ def test_commit_renames_then_syncs_and_a_cancel_waits_for_the_sync(tmp_path, mon
     monkeypatch.setattr(blockstore.os, "fsync", slow_fsync)
 
     async def cancelled_commit():
-        writer = store.writer(BLOCK, None)
+        writer = store.writer(BLOCK, None)  # two chunks: synced in a thread
+        writer.write_chunk(b"z" * CHUNK, checksum.crc(b"z" * CHUNK))
         writer.write_chunk(b"z" * 5, checksum.crc(b"z" * 5))
-        task = asyncio.ensure_future(writer.commit(checksum.crc(b"z" * 5)))
+        task = asyncio.ensure_future(writer.commit(checksum.crc(b"z" * (CHUNK + 5))))
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -423,5 +425,33 @@ def test_commit_renames_then_syncs_and_a_cancel_waits_for_the_sync(tmp_path, mon
     assert seen[0] is True
     assert writer.state == "durable"  # the cancel waited for the thread to finish
     writer.abort()  # what put_block does on a cancel: a durable block stays
-    assert store.checksums(BLOCK).size == 5
+    assert store.checksums(BLOCK).size == CHUNK + 5
     assert (store.count, store.writing, store.reserved) == (1, 0, 0)
+
+
+def test_a_lone_one_chunk_write_syncs_on_the_loop_and_others_in_a_thread(tmp_path, monkeypatch):
+    store = BlockStore(tmp_path, CHUNK)
+    synced_on = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced_on.append(threading.current_thread() is threading.main_thread())
+        real_fsync(fd)
+
+    monkeypatch.setattr(blockstore.os, "fsync", fsync)
+
+    def writer(block_id, data):
+        w = store.writer(block_id, None)
+        for i in range(0, len(data), CHUNK):
+            w.write_chunk(data[i : i + CHUNK], checksum.crc(data[i : i + CHUNK]))
+        return w.commit(checksum.crc(data))
+
+    async def main():
+        await writer("1" * 32, b"a" * CHUNK)  # alone, one chunk: on the loop
+        await writer("2" * 32, b"b" * (CHUNK + 1))  # two chunks: in a thread
+        await asyncio.gather(writer("3" * 32, b"c"), writer("4" * 32, b"d"))  # side by side
+
+    asyncio.run(main())
+    assert synced_on == [True, False, False, False]
+    assert store.count == 4 and store.writing == 0
+    assert store.checksums("3" * 32).size == 1

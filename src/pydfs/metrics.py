@@ -120,7 +120,7 @@ async def _serve_metrics(request: web.Request) -> web.Response:
 class RequestMetrics:
     """The request counter and latency histogram, with their labelled children bound once per
     (route, method[, status]) and then found by a dict lookup. A server that answers requests
-    without aiohttp (the name node's fast path) records them here itself."""
+    without aiohttp (``pydfs.fastpath``) records them here itself."""
 
     def __init__(self, registry: CollectorRegistry, role: str) -> None:
         self.role = role

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from pydfs.cluster import LocalCluster
-from pydfs.namenode.app import ENDPOINTS
-from pydfs.namenode.fastpath import Routes
+from pydfs.namenode.fastpath import ROUTES
 from tests.integration.test_metrics import scrape, value
 
 
@@ -184,10 +183,10 @@ def test_fast_requests_are_counted_in_metrics(shared_cluster: LocalCluster, raw:
 
 
 def test_routes_match_as_aiohttp_does() -> None:
-    routes = Routes(ENDPOINTS)
+    routes = ROUTES
     found = routes.find("POST", "/v1/uploads/abc123/commit")
     assert found is not None and found[0].route == "/uploads/{id}/commit"
-    assert found[1] == {"id": "abc123"}
+    assert found[1:] == ("/v1/uploads/{id}/commit", {"id": "abc123"})
     assert routes.find("GET", "/v1/uploads/abc123/commit") is None  # wrong method
     assert routes.find("POST", "/v1/uploads/a/b/commit") is None  # a segment holds no "/"
     assert routes.find("GET", "/v1/fs/stat/") is None

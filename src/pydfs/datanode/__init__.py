@@ -12,7 +12,7 @@ import aiohttp
 
 from pydfs import rpc, server, tokens, wire
 from pydfs.config import DataNodeConfig
-from pydfs.datanode import app
+from pydfs.datanode import app, fastpath
 from pydfs.datanode.blockstore import BlockStore
 from pydfs.datanode.heartbeat import Heartbeater
 from pydfs.datanode.scanner import Scanner
@@ -90,15 +90,17 @@ def run(config: DataNodeConfig) -> None:
                 tasks.append(asyncio.create_task(dn.heartbeater.run_forever()))
                 tasks.append(asyncio.create_task(dn.scanner.run_forever()))
 
+            application, blocks = app.build(dn)
             try:
                 await server.serve(
-                    app.build(dn),
+                    application,
                     config.host,
                     config.port,
                     advertise=config.advertise,
                     url_file=config.data_dir / "datanode.url",
                     after_bind=after_bind,
                     tls=tls,
+                    front=lambda fallback: fastpath.Front(application, blocks, fallback),
                 )
             finally:
                 for task in tasks:

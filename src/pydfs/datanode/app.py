@@ -35,45 +35,52 @@ WHOLE = 2 * wire.FRAME.size + wire.CHUNK_SIZE  # a block of one chunk, framed: r
 _QUEUE_DEPTH = 32  # frames buffered towards the next node of a pipeline (2 MiB at 64 KiB)
 
 
-def build(dn: DataNode) -> web.Application:
-    app = make_app()
-    v1 = wire.API
-    traffic = metrics.DataNodeTraffic()
+class Blocks:
+    """What the block routes do, for aiohttp's handlers and the fast path
+    (``datanode.fastpath``) alike."""
 
-    async def put_block(request: web.Request) -> web.Response:
-        block_id = check_block_id(request.match_info["id"])
-        token = request.headers.get(wire.H_BLOCK_TOKEN)
-        tokens.check_block_token(dn.secret, token, block_id, "w")
-        if wire.H_COPY in request.headers and dn.store.exists(block_id):
+    def __init__(self, dn: DataNode) -> None:
+        self.dn = dn
+        self.traffic = metrics.DataNodeTraffic()
+
+    def admit(self, block_id: str, token: str | None, mode: tokens.Mode) -> str:
+        check_block_id(block_id)
+        tokens.check_block_token(self.dn.secret, token, block_id, mode)
+        return block_id
+
+    async def put(
+        self,
+        block_id: str,
+        token: str,
+        copy: bool,
+        pipeline: list[str],
+        expected: int | None,
+        read: Callable[[int], Awaitable[bytes]],
+    ) -> wire.StoredBlock:
+        """Receive a block's frames through *read* (down the *pipeline* too), make it durable."""
+        dn = self.dn
+        if copy and dn.store.exists(block_id):
             # Ordered a copy of a block we hold already (our replica was not counted yet):
             # report it again instead of failing the copy, which would be ordered anew forever.
             sums = dn.store.checksums(block_id)
             dn.heartbeater.received.append(block_id)
             dn.heartbeater.wake()
-            return json_response(
-                wire.StoredBlock(block_id, sums.size, sums.crc, [dn.store.node_id])
-            )
-        pipeline = [u for u in request.headers.get(wire.H_PIPELINE, "").split(",") if u]
-        expected = request.content_length
+            return wire.StoredBlock(block_id, sums.size, sums.crc, [dn.store.node_id])
         writer = dn.store.writer(block_id, expected)  # refuses (no room, exists) before any relay
         forward: Forwarder | None = None
         try:
-            read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
-            if expected is not None and expected <= WHOLE:
-                read = wire.body_reader(await request.read())  # a one-chunk block, read whole
             if pipeline:
-                assert token is not None
                 forward = Forwarder(dn.session, pipeline, block_id, token, dn.config.stall_timeout)
             block_crc = await _receive(read, writer.write_chunk, forward)
             await writer.commit(block_crc)
-            traffic.blocks_received += 1
-            traffic.bytes_written += writer.size
+            self.traffic.blocks_received += 1
+            self.traffic.bytes_written += writer.size
             dn.heartbeater.received.append(block_id)
-            if wire.H_COPY in request.headers:
+            if copy:
                 dn.heartbeater.wake()  # the name node is waiting for this copy to finish
         except BaseException as exc:
             if isinstance(exc, ChecksumMismatch):
-                traffic.arrival_failures += 1
+                self.traffic.arrival_failures += 1
             writer.abort()
             if forward is not None:
                 forward.cancel()
@@ -87,42 +94,81 @@ def build(dn: DataNode) -> web.Application:
             else:
                 if downstream.crc == block_crc:
                     nodes += downstream.nodes
-        return json_response(wire.StoredBlock(block_id, writer.size, block_crc, nodes))
+        return wire.StoredBlock(block_id, writer.size, block_crc, nodes)
 
-    async def get_block(request: web.Request) -> web.StreamResponse:
-        block_id = check_block_id(request.match_info["id"])
-        tokens.check_block_token(dn.secret, request.headers.get(wire.H_BLOCK_TOKEN), block_id, "r")
+    def open_range(
+        self, block_id: str, offset: str | None, length: str | None
+    ) -> tuple[BinaryIO, int, int, dict[str, str]]:
+        """The open block file, where the answer starts, how many bytes it has and its headers:
+        the whole chunks that cover the range asked for (at most ``MAX_READ_CHUNKS``)."""
         # A replica whose trailer does not validate raises ChecksumMismatch: the reader reports
         # it, and the name node has this node verify (and so quarantine) it.
-        f, sums = dn.store.open_block(block_id)
-        with f:
+        f, sums = self.dn.store.open_block(block_id)
+        try:
             try:
-                offset = int(request.query.get("offset", "0"))
-                length = int(request.query.get("length", str(sums.size)))
+                first_byte = int(offset or "0")
+                size = int(length) if length is not None else sums.size
             except ValueError:
                 raise InvalidArgument("offset and length must be integers") from None
-            if offset < 0 or length < 0 or offset > sums.size:
+            if first_byte < 0 or size < 0 or first_byte > sums.size:
                 raise InvalidArgument(f"range outside the block (size {sums.size})")
-            first, chunks = sums.chunk_range(offset, length)
-            last = first + min(chunks, wire.MAX_READ_CHUNKS)
-            start = first * sums.chunk_size
-            count = max(0, min(sums.size, last * sums.chunk_size) - start)
-            headers = {
-                wire.H_BLOCK_SIZE: str(sums.size),
-                wire.H_CHUNK_SIZE: str(sums.chunk_size),
-                wire.H_OFFSET: str(start),
-                wire.H_CHUNK_CRCS: checksum.pack_crcs(sums.chunk_crcs[first:last]),
-                "Content-Type": "application/octet-stream",
-            }
+        except BaseException:
+            f.close()
+            raise
+        first, chunks = sums.chunk_range(first_byte, size)
+        last = first + min(chunks, wire.MAX_READ_CHUNKS)
+        start = first * sums.chunk_size
+        count = max(0, min(sums.size, last * sums.chunk_size) - start)
+        headers = {
+            wire.H_BLOCK_SIZE: str(sums.size),
+            wire.H_CHUNK_SIZE: str(sums.chunk_size),
+            wire.H_OFFSET: str(start),
+            wire.H_CHUNK_CRCS: checksum.pack_crcs(sums.chunk_crcs[first:last]),
+        }
+        return f, start, count, headers
+
+    def read(self, block_id: str, f: BinaryIO, start: int, count: int) -> bytes:
+        """A small range in one read: less than a sendfile, whose set-up (and the separate
+        send of the headers) outweighs the copy it saves."""
+        body = os.pread(f.fileno(), count, start)
+        if len(body) != count:
+            raise NotFound(f"block {block_id} shrank while being read")
+        self.counted(count)
+        return body
+
+    def counted(self, count: int) -> None:
+        self.traffic.block_reads += 1
+        self.traffic.bytes_read += count
+
+
+def build(dn: DataNode) -> tuple[web.Application, Blocks]:
+    app = make_app()
+    v1 = wire.API
+    blocks = Blocks(dn)
+
+    async def put_block(request: web.Request) -> web.Response:
+        token = request.headers.get(wire.H_BLOCK_TOKEN)
+        block_id = blocks.admit(request.match_info["id"], token, "w")
+        assert token is not None
+        pipeline = [u for u in request.headers.get(wire.H_PIPELINE, "").split(",") if u]
+        expected = request.content_length
+        read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
+        if expected is not None and expected <= WHOLE:
+            read = wire.body_reader(await request.read())  # a one-chunk block, read whole
+        copy = wire.H_COPY in request.headers
+        return json_response(await blocks.put(block_id, token, copy, pipeline, expected, read))
+
+    async def get_block(request: web.Request) -> web.StreamResponse:
+        token = request.headers.get(wire.H_BLOCK_TOKEN)
+        block_id = blocks.admit(request.match_info["id"], token, "r")
+        query = request.query
+        f, start, count, headers = blocks.open_range(
+            block_id, query.get("offset"), query.get("length")
+        )
+        with f:
+            headers["Content-Type"] = "application/octet-stream"
             if count <= SMALL_READ:
-                # A small range costs less as one read and one answer than as a sendfile, whose
-                # set-up (and the separate send of the headers) outweighs the copy it saves.
-                body = os.pread(f.fileno(), count, start)
-                if len(body) != count:
-                    raise NotFound(f"block {block_id} shrank while being read")
-                traffic.block_reads += 1
-                traffic.bytes_read += count
-                return web.Response(body=body, headers=headers)
+                return web.Response(body=blocks.read(block_id, f, start, count), headers=headers)
             resp = web.StreamResponse(headers=headers)
             resp.content_length = count  # the block's bytes only, never its trailer
             await resp.prepare(request)
@@ -133,15 +179,14 @@ def build(dn: DataNode) -> web.Application:
                 if request.transport is not None:
                     request.transport.close()
                 raise
-        traffic.block_reads += 1
-        traffic.bytes_read += count
+        blocks.counted(count)
         await resp.write_eof()
         return resp
 
     app.router.add_put(f"{v1}/blocks/{{id}}", put_block)
     app.router.add_get(f"{v1}/blocks/{{id}}", get_block)
-    metrics.instrument(app, "datanode", dn, traffic)
-    return app
+    metrics.instrument(app, "datanode", dn, blocks.traffic)
+    return app, blocks
 
 
 async def _send(

@@ -8,10 +8,11 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from pydfs import wire
-from pydfs.namenode.app import ENDPOINTS
+from pydfs import metrics, wire
+from pydfs.fastpath import PAUSE_AT, _Connection
+from pydfs.namenode.app import DURABILITY
 from pydfs.namenode.auth import User
-from pydfs.namenode.fastpath import PAUSE_AT, Routes, _Connection
+from pydfs.namenode.fastpath import Front
 
 STAT = b"GET /v1/fs/stat?path=/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n"
 
@@ -59,14 +60,11 @@ def front() -> Any:
         users=SimpleNamespace(authenticate=lambda token: User("u")),
         namespace=SimpleNamespace(stat=lambda path, user, read=False: status),
     )
-    return SimpleNamespace(
-        nn=nn,
-        routes=Routes(ENDPOINTS),
-        durability=SimpleNamespace(in_flight=0, store=SimpleNamespace(dirty=False)),
-        metrics=SimpleNamespace(record=lambda *args: None),
-        connections=set(),
-        fallback=Aiohttp,
-    )
+    application = {
+        metrics.REQUESTS: SimpleNamespace(record=lambda *args: None),
+        DURABILITY: SimpleNamespace(in_flight=0, store=SimpleNamespace(dirty=False)),
+    }
+    return Front(application, nn, Aiohttp)  # type: ignore[arg-type]
 
 
 def test_answers_wait_while_the_client_does_not_read() -> None:

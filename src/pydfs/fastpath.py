@@ -125,6 +125,7 @@ class Front:
         self.metrics = requests
         self.fallback = fallback
         self.connections: set[_Connection] = set()
+        self.running: set[asyncio.Task[None]] = set()  # answers being made, client gone or not
 
     def find(
         self, method: str, path: str, query: dict[str, str], length: int
@@ -145,9 +146,8 @@ class Front:
 
     async def shutdown(self) -> None:
         """Let running requests finish (for up to 10 s), then close every connection."""
-        running = [c.task for c in self.connections if c.task is not None]
-        if running:
-            await asyncio.wait(running, timeout=10.0)
+        if self.running:
+            await asyncio.wait(self.running, timeout=10.0)
         for conn in list(self.connections):
             conn.close()
 
@@ -246,7 +246,10 @@ class _Connection(asyncio.Protocol):
                 del self.buf[: end + 4]
                 try:  # before reading any of the body, as aiohttp's routes do
                     self.front.admit(request)
-                except PydfsError as exc:
+                except Exception as exc:
+                    if not isinstance(exc, PydfsError):
+                        log.exception("%s %s failed", request.method, request.label)
+                        exc = internal_error()
                     if request.length:  # its body, unread, would be taken for a request
                         request.keep_alive = False
                     self._send(request, error_answer(exc))
@@ -300,7 +303,10 @@ class _Connection(asyncio.Protocol):
         for key, value_ in pairs:
             query.setdefault(key, value_)  # the first of repeated parameters, as aiohttp's .get
         method = parts[0].decode("ascii")
-        found = self.front.find(method, path, query, length)
+        try:
+            found = self.front.find(method, path, query, length)
+        except Exception:  # a query it cannot read: aiohttp's route answers it
+            return None
         if found is None:
             return None
         return Request(method, found, query, headers, max(length, 0), keep_alive)
@@ -317,6 +323,8 @@ class _Connection(asyncio.Protocol):
             self._send(request, answer)
         else:
             self.task = asyncio.ensure_future(self._finish(request, answer))
+            self.front.running.add(self.task)
+            self.task.add_done_callback(self.front.running.discard)
 
     async def _finish(self, request: Request, pending: Awaitable[Answer]) -> None:
         try:

@@ -46,6 +46,8 @@ def check_block_token(secret: bytes, token: str | None, block_id: str, mode: Mod
     """Refuse a missing, malformed, forged, expired or other-block token."""
     if not token:
         raise Unauthenticated("a block access token is required")
+    if not token.isascii():  # hmac.compare_digest takes no other str
+        raise Unauthenticated("malformed block access token")
     try:
         token_mode, expires, mac = token.split(".")
         deadline = int(expires)

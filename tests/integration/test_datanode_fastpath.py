@@ -134,3 +134,23 @@ def test_fast_requests_are_counted(shared_cluster: LocalCluster, node: Node) -> 
             == value(before, "pydfs_requests_total", **key) + n
         )
     assert value(after, "pydfs_datanode_block_reads_total") >= 3
+
+
+def test_queries_and_tokens_it_cannot_read_get_a_clear_answer(node: Node) -> None:
+    """Never a dropped connection: a length that is no plain number goes to aiohttp's route
+    (400), a token of other than ASCII is refused like any malformed one."""
+    block_id = fresh()
+    assert node.put(block_id, b"data").status == 200
+    for length in ("%C2%B2", "9" * 5000, "abc", "-1"):
+        answer = node.get(block_id, f"offset=0&length={length}")
+        assert answer.status == 400, length
+        assert answer.json()["code"] == "invalid_argument", length
+    other = Node.__new__(Node)
+    other.process, other.secret = node.process, node.secret
+    other.raw = Raw(node.process.url, "")
+    try:
+        refused = other.get(block_id, "offset=0&length=4", token="r.1.\u00e9")
+        assert refused.fast and refused.status == 401
+        assert other.get(block_id, "offset=0&length=4").body == b"data"
+    finally:
+        other.raw.close()

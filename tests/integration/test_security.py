@@ -357,12 +357,12 @@ def test_a_write_a_data_node_refuses_is_not_passed_down_its_pipeline(
 
     fresh = hashlib.md5(b"held by the first node only").hexdigest()
     assert put(fresh)[0] == 200  # on the first node only
-    status, body = put(hashlib.md5(b"relayed").hexdigest(), second)  # a kept-alive relay link
+    status, body = put(hashlib.md5(b"relayed").hexdigest(), second)  # forwarded down the pipeline
     assert status == 200 and isinstance(body, dict) and len(body["nodes"]) == 2
     before = puts_on_second()
     status, body = put(fresh, second)
     assert status == 400 and isinstance(body, dict) and "already exists" in str(body["message"])
-    time.sleep(0.5)  # a relayed copy would have arrived by now
+    time.sleep(0.5)  # a forwarded copy would have arrived by now
     assert puts_on_second() == before
 
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from pydfs import checksum, http1, wire
-from pydfs.client.blocks import BlockSource, _fan_out, _read_full, first_read
+from pydfs.client.blocks import BlockSource, _fan_out, _read_full, first_read, write_blocks
 from pydfs.errors import ChecksumMismatch, Unavailable
 
 CHUNK = wire.CHUNK_SIZE
@@ -82,8 +82,8 @@ def test_a_block_stops_at_its_size_and_leaves_the_rest() -> None:
 class FakeLinks:
     """``rpc.Links`` answering as data nodes would, or failing for the nodes in *down*."""
 
-    def __init__(self, down: set[str] = frozenset(), lie: set[str] = frozenset()) -> None:
-        self.down, self.lie = down, lie
+    def __init__(self, down=(), lie=(), garbage=()) -> None:  # type: ignore[no-untyped-def]
+        self.down, self.lie, self.garbage = set(down), set(lie), set(garbage)
         self.sent: list[tuple[str, str, bytes | None, dict[str, str]]] = []
 
     async def request(self, url, method, route, body=None, headers=None):  # type: ignore[no-untyped-def]
@@ -91,6 +91,8 @@ class FakeLinks:
         await asyncio.sleep(0)
         if url in self.down:
             raise Unavailable(f"{url} is down")
+        if url in self.garbage:
+            return http1.Answer(200, b"<html>a proxy's page</html>", {})
         chunks, crc = unframe(body)
         size = sum(map(len, chunks)) + (1 if url in self.lie else 0)
         stored = wire.StoredBlock(route.rsplit("/", 1)[1], size, crc, [url[-1]])
@@ -116,7 +118,37 @@ def test_a_one_chunk_block_goes_to_every_node_at_once_without_a_pipeline() -> No
 
 def test_a_fan_out_counts_the_nodes_that_stored_it_and_fails_only_if_none_did() -> None:
     assert fan_out(FakeLinks(down={"http://dn1"}), b"x").nodes == ["2"]
+    assert fan_out(FakeLinks(lie={"http://dn1"}), b"x").nodes == ["2"]  # wrong bytes: not stored
+    assert fan_out(FakeLinks(garbage={"http://dn2"}), b"x").nodes == ["1"]
     with pytest.raises(Unavailable, match="dn1"):
         fan_out(FakeLinks(down={"http://dn1", "http://dn2"}), b"x")
     with pytest.raises(ChecksumMismatch):
-        fan_out(FakeLinks(lie={"http://dn2"}), b"x")
+        fan_out(FakeLinks(lie={"http://dn1", "http://dn2"}), b"x")
+
+
+def test_a_block_no_node_stored_goes_to_nodes_that_avoid_all_of_them() -> None:
+    links = FakeLinks(down={"http://dn1", "http://dn2"})
+    excluded: list[list[str]] = []
+
+    async def allocate(exclude: list[str]) -> wire.BlockGrant:
+        excluded.append(list(exclude))
+        fresh = "12" if len(excluded) == 1 else "34"
+        return wire.BlockGrant(
+            f"{len(excluded):032x}", [wire.NodeRef(n, f"http://dn{n}") for n in fresh], "t"
+        )
+
+    data = bytearray(b"small file")
+
+    async def read(n: int) -> bytes:
+        piece = bytes(data[:n])
+        del data[:n]
+        return piece
+
+    async def rewind(offset: int) -> bool:
+        data[:] = b"small file"[offset:]
+        return True
+
+    grant = wire.UploadGrant("u", "", 2, 4 * CHUNK, None)  # type: ignore[arg-type]
+    stored = asyncio.run(write_blocks(None, read, grant, allocate, rewind, 5.0, links))  # type: ignore[arg-type]
+    assert excluded == [[], ["1", "2"]]
+    assert [b.nodes for b in stored] == [["3", "4"]]

@@ -1,8 +1,9 @@
 """Streaming blocks between the client and data nodes, in constant memory.
 
-Writes send each block once, as CRC-framed chunks, to the first node of a pipeline that forwards
-them on; reads verify every chunk against its CRC32C and move on to the next replica, from the
-same offset, when a node is unreachable or a chunk fails.
+Writes send each block as CRC-framed chunks: a block of one chunk to every node at once
+(``_fan_out``), a larger one once, to the first node of a pipeline that forwards it on. Reads
+verify every chunk against its CRC32C and move on to the next replica, from the same offset,
+when a node is unreachable or a chunk fails.
 
 A block of one chunk goes in one body over ``rpc.Links`` (lean kept-alive connections) to every
 node at once, and a read of at most a chunk in one answer; anything larger streams through
@@ -110,20 +111,24 @@ async def put_block(
     stall_timeout: float = STALL_TIMEOUT,
     links: rpc.Links | None = None,
 ) -> wire.StoredBlock:
-    """Send one block down its pipeline; the answer lists the nodes that made it durable.
+    """Send one block to its nodes (``fans_out``: to all at once, else down their pipeline);
+    the answer lists the nodes that made it durable.
 
     A first node that takes no bytes for *stall_timeout* seconds (a frozen process, a dead
     link) fails the attempt with ``Timeout``, so the block goes to another pipeline instead of
     hanging the write: TCP alone would wait forever on a full send window."""
     import asyncio  # here, not above: a command that moves no file data needs no event loop
 
-    head, rest = grant.targets[0], grant.targets[1:]
-    url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
-    headers = {wire.H_PIPELINE: ",".join(t.url for t in rest), wire.H_BLOCK_TOKEN: grant.token}
     body = source.whole()
     if body is not None and links is not None:
         return await _fan_out(links, grant, source, body)
-    headers["Content-Type"] = "application/octet-stream"
+    head, rest = grant.targets[0], grant.targets[1:]
+    url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
+    headers = {
+        wire.H_PIPELINE: ",".join(t.url for t in rest),
+        wire.H_BLOCK_TOKEN: grant.token,
+        "Content-Type": "application/octet-stream",
+    }
     timeout = _timeout(stall_timeout)
     data = source.frames() if body is None else body
 
@@ -152,13 +157,19 @@ async def put_block(
     return _acknowledged(head, source, stored)
 
 
+def fans_out(first: bytes, links: rpc.Links | None) -> bool:
+    """Does a block whose first read (``first_read``) is *first* go to all its nodes at once?"""
+    return links is not None and len(first) <= wire.CHUNK_SIZE
+
+
 async def _fan_out(
     links: rpc.Links, grant: wire.BlockGrant, source: BlockSource, body: bytes
 ) -> wire.StoredBlock:
     """A block of one body goes to every target at once, as Swift's proxy sends an object:
     a pipeline would add a hop each way, and both nodes' fsyncs overlap (often into one journal
-    commit). It counts as stored on the nodes that made it durable; none of them fails the
-    attempt with the first node's error, as a pipeline's head would."""
+    commit). It counts as stored on the nodes that made it durable and acknowledged the bytes
+    sent, as a pipeline drops a node that fails; if none did, the attempt fails with the first
+    node's error (and ``write_blocks`` avoids all of them)."""
     import asyncio
 
     headers = {wire.H_BLOCK_TOKEN: grant.token}
@@ -168,18 +179,19 @@ async def _fan_out(
         return_exceptions=True,
     )
     nodes: list[str] = []
+    errors: list[Exception] = []
     for target, answer in zip(grant.targets, answers, strict=True):
-        if isinstance(answer, BaseException):
-            if not isinstance(answer, Exception):
-                raise answer  # a cancellation, or the like: not a node's failure
-            log.warning("block %s not stored on %s: %s", grant.block_id, target.id, answer)
-            continue
-        stored = _acknowledged(target, source, wire.decode(answer.body, wire.StoredBlock))
-        nodes += stored.nodes
+        try:
+            if isinstance(answer, BaseException):
+                raise answer
+            stored = _acknowledged(target, source, wire.decode(answer.body, wire.StoredBlock))
+        except (PydfsError, OSError) as exc:
+            log.warning("block %s not stored on %s: %s", grant.block_id, target.id, exc)
+            errors.append(exc)
+        else:
+            nodes += stored.nodes
     if not nodes:
-        error = answers[0]
-        assert isinstance(error, Exception)
-        raise error
+        raise errors[0]
     return wire.StoredBlock(grant.block_id, source.size, source.crc, nodes)
 
 
@@ -202,8 +214,9 @@ async def write_blocks(
 ) -> list[wire.StoredBlock]:
     """Write the whole source as blocks; returns what to commit.
 
-    A block whose first node fails is sent again to a fresh pipeline that avoids the failed
-    nodes, if the source can be rewound (a local file can; a pipe cannot).
+    A block whose first node fails (or all of whose nodes do, when it fans out) is sent again
+    to fresh nodes that avoid the failed ones, if the source can be rewound (a local file can;
+    a pipe cannot).
     """
     stored: list[wire.StoredBlock] = []
     block: wire.BlockGrant | None = grant.block
@@ -220,9 +233,11 @@ async def write_blocks(
             try:
                 result = await put_block(session, block, source, stall_timeout, links)
             except (Unavailable, ChecksumMismatch, ProtocolError, NotFound) as exc:
-                failed.append(block.targets[0].id)
+                gone = block.targets if fans_out(first, links) else block.targets[:1]
+                failed += [t.id for t in gone]
                 block = None
-                log.warning("block write to %s failed (%s); retrying", failed[-1], exc)
+                names = ", ".join(t.id for t in gone)
+                log.warning("block write to %s failed (%s); retrying", names, exc)
                 if attempt == 3 or not await rewind(offset):
                     raise
                 first = await _read_full(read, first_read(grant.block_size))

@@ -66,9 +66,12 @@ class Blocks:
             dn.heartbeater.received.append(block_id)
             dn.heartbeater.wake()
             return wire.StoredBlock(block_id, sums.size, sums.crc, [dn.store.node_id])
-        writer = dn.store.writer(block_id, expected)  # refuses (no room, exists) before any relay
+        writer = dn.store.writer(block_id, expected)  # refuses (no room, exists) before forwarding
         forward: Forwarder | None = None
         try:
+            # Writes that arrived together all open their writers before any commits: a commit
+            # fsyncs on the loop only when it is alone (BlockWriter.commit).
+            await asyncio.sleep(0)
             if pipeline:
                 forward = Forwarder(dn.session, pipeline, block_id, token, dn.config.stall_timeout)
             block_crc = await _receive(read, writer.write_chunk, forward)
@@ -106,7 +109,7 @@ class Blocks:
         f, sums = self.dn.store.open_block(block_id)
         try:
             try:
-                first_byte = int(offset or "0")
+                first_byte = int("0" if offset is None else offset)
                 size = int(length) if length is not None else sums.size
             except ValueError:
                 raise InvalidArgument("offset and length must be integers") from None

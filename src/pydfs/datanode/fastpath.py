@@ -1,9 +1,10 @@
 """A data node's small block reads and writes on the fast path (``pydfs.fastpath``).
 
-It takes a block PUT whose body is one chunk with its frames (``app.WHOLE``), and a GET of at
-most ``app.SMALL_READ`` bytes: the requests small files are made of, which a client sends over
-``rpc.Links``. Both go through ``app.Blocks``, as aiohttp's routes do; larger blocks stream
-through aiohttp, and ranges of more than a chunk are sent with sendfile there.
+It takes a block PUT whose body is one chunk with its frames (``app.WHOLE``), and a GET asking
+for at most ``app.SMALL_READ`` bytes (answered with the whole chunks that cover them: two at
+most): the requests small files are made of, which a client sends over ``rpc.Links``. Both go
+through ``app.Blocks``, as aiohttp's routes do; larger blocks stream through aiohttp, and
+larger ranges are sent with sendfile there.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Front(fastpath.Front):
         if found[0] == "put":
             return found if 0 <= length <= WHOLE else None
         size = query.get("length", "")
-        return found if length <= 0 and size.isdigit() and int(size) <= SMALL_READ else None
+        small = size.isascii() and size.isdigit() and len(size) < 8 and int(size) <= SMALL_READ
+        return found if length <= 0 and small else None
 
     def admit(self, request: Request) -> None:
         token = request.headers.get(wire.H_BLOCK_TOKEN.lower())

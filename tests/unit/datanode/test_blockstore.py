@@ -429,16 +429,23 @@ def test_commit_renames_then_syncs_and_a_cancel_waits_for_the_sync(tmp_path, mon
     assert (store.count, store.writing, store.reserved) == (1, 0, 0)
 
 
-def test_a_lone_one_chunk_write_syncs_on_the_loop_and_others_in_a_thread(tmp_path, monkeypatch):
-    store = BlockStore(tmp_path, CHUNK)
-    synced_on = []
+@pytest.fixture
+def synced_on(monkeypatch):
+    """For each fsync of a block file: did it run on the main (the event loop's) thread?"""
+    seen = []
     real_fsync = os.fsync
 
     def fsync(fd):
-        synced_on.append(threading.current_thread() is threading.main_thread())
+        seen.append(threading.current_thread() is threading.main_thread())
         real_fsync(fd)
 
     monkeypatch.setattr(blockstore.os, "fsync", fsync)
+    return seen
+
+
+def test_a_lone_one_chunk_write_syncs_on_the_loop_and_others_in_a_thread(tmp_path, synced_on):
+    store = BlockStore(tmp_path, CHUNK)
+    synced_on.clear()  # the store's own files
 
     def writer(block_id, data):
         w = store.writer(block_id, None)
@@ -455,3 +462,33 @@ def test_a_lone_one_chunk_write_syncs_on_the_loop_and_others_in_a_thread(tmp_pat
     assert synced_on == [True, False, False, False]
     assert store.count == 4 and store.writing == 0
     assert store.checksums("3" * 32).size == 1
+
+
+def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
+    tmp_path, synced_on
+):
+    """Through ``app.Blocks.put``, as the fast path and aiohttp's route call it: each puts its
+    whole one-chunk body at once, so only the yield after opening its writer lets the others
+    be seen."""
+    from pydfs import wire
+    from pydfs.datanode.app import Blocks
+
+    store = BlockStore(tmp_path, wire.CHUNK_SIZE)
+    synced_on.clear()  # the store's own files
+    heartbeater = SimpleNamespace(received=[], wake=lambda: None)
+    blocks = Blocks(SimpleNamespace(store=store, heartbeater=heartbeater))  # type: ignore[arg-type]
+
+    def put(n):
+        data = bytes([n]) * 100
+        frames = wire.FRAME.pack(100, checksum.crc(data)) + data
+        frames += wire.FRAME.pack(0, checksum.crc(data))
+        read = wire.body_reader(frames)
+        return blocks.put(f"{n:032x}", "token", False, [], len(frames), read)
+
+    async def main():
+        await asyncio.gather(*(put(n) for n in range(8)))
+        await put(8)
+
+    asyncio.run(main())
+    assert synced_on == [False] * 8 + [True]
+    assert store.count == 9 and store.writing == 0 and len(heartbeater.received) == 9

@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pydfs import paths, wire
@@ -31,6 +32,7 @@ from pydfs.namenode.store import Store
 ROOT_ID = 1
 _COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_size, grp, mode"
 SYSTEM = "root"  # owner of what the name node makes itself
+MAX_CACHED_DIRS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,13 @@ class Namespace:
         self.umask = umask
         # Signs read tokens for the blocks of a file a caller opens (set by the name node).
         self.read_token: Callable[[str], str] | None = None
+        # Directories met on the way down paths, by (parent id, name), so that a deep path
+        # costs one query rather than one per component. A walk reads only their id, type,
+        # owner, group and mode, which no mkdir, create, commit or copy changes: those go
+        # through ``_write``, which keeps the cache; every other write to inodes goes through
+        # ``_reshape``, which empties it. Only committed rows are remembered.
+        self._dirs: dict[tuple[int, str], Inode] = {}
+        self._met: dict[tuple[int, str], Inode] | None = None  # in a _write, till it commits
         self.db.execute("PRAGMA temp_store=MEMORY")
         for table in ("subtree", "doomed_blocks", "report", "serving", "live"):
             kind = "INTEGER" if table == "subtree" else "TEXT"
@@ -110,22 +119,68 @@ class Namespace:
         ).fetchone()
         return Inode(*row) if row else None
 
-    def lookup(self, path: str, user: User | None = None) -> Inode | None:
+    def lookup(self, path: str, user: User | None = None, *, in_it: bool = False) -> Inode | None:
         """The inode at *path*, or None; a file in the middle of the path is an error, and so
-        is a directory on the way that *user* may not search (x)."""
-        node = self._get(ROOT_ID)
-        assert node is not None
+        is a directory on the way that *user* may not search (x). *in_it*: the caller reads
+        only what a walk does (it makes an entry in the directory), so a cached one will do."""
+        names = paths.split(path)
+        dirs = self._dirs
+        node = dirs.get((0, "")) if names else None  # the root, on the way (its times unread)
+        if node is None:
+            node = self._get(ROOT_ID)
+            assert node is not None
+            if names:
+                self._remember((0, ""), node)
         walked = ""
-        for name in paths.split(path):
+        last = len(names) - 1
+        for i, name in enumerate(names):
             if not node.is_dir:
                 raise NotADirectory(f"{walked} is not a directory")
             _check(user, node, X, walked or "/")
-            child = self._child(node.id, name)
+            on_way = i < last or in_it
+            child = dirs.get((node.id, name)) if on_way else None
             if child is None:
-                return None
+                child = self._child(node.id, name)
+                if child is None:
+                    return None
+                if on_way and child.is_dir:
+                    self._remember((node.id, name), child)
             node = child
             walked += "/" + name
         return node
+
+    def _remember(self, key: tuple[int, str], node: Inode) -> None:
+        if not self.db.in_transaction:
+            if len(self._dirs) >= MAX_CACHED_DIRS:
+                self._dirs.clear()
+            self._dirs[key] = node
+        elif self._met is not None:  # this transaction may have made it, and be rolled back
+            self._met[key] = node
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """``store.write()`` for a change no walk down a path can meet (new entries, sizes,
+        times, blocks): the directories it walked through are remembered once it commits."""
+        self._met = {}
+        try:
+            with self.store.write() as db:
+                yield db
+            if len(self._dirs) + len(self._met) > MAX_CACHED_DIRS:
+                self._dirs.clear()
+            self._dirs.update(self._met)
+        finally:
+            self._met = None
+
+    @contextmanager
+    def _reshape(self) -> Iterator[sqlite3.Connection]:
+        """``store.write()`` for a change a walk down a path could meet (names, parents, modes,
+        owners, deletions): the directory cache is emptied."""
+        self._dirs.clear()
+        try:
+            with self.store.write() as db:
+                yield db
+        finally:
+            self._dirs.clear()
 
     def resolve(self, path: str, user: User | None = None) -> Inode:
         node = self.lookup(path, user)
@@ -133,8 +188,10 @@ class Namespace:
             raise NotFound(f"{path}: no such file or directory")
         return node
 
-    def resolve_dir(self, path: str, user: User | None = None) -> Inode:
-        node = self.resolve(path, user)
+    def resolve_dir(self, path: str, user: User | None = None, *, in_it: bool = False) -> Inode:
+        node = self.lookup(path, user, in_it=in_it)
+        if node is None:
+            raise NotFound(f"{path}: no such file or directory")
         if not node.is_dir:
             raise NotADirectory(f"{path} is not a directory")
         return node
@@ -263,9 +320,9 @@ class Namespace:
             if parents:
                 return self.stat(path, user)
             raise AlreadyExists("/ already exists")
-        with self.store.write() as db:
+        with self._write() as db:
             todo = [path]  # the path, then each missing ancestor, up to an existing one
-            while (parent := self.lookup(paths.parent(todo[-1]), user)) is None:
+            while (parent := self.lookup(paths.parent(todo[-1]), user, in_it=True)) is None:
                 if not parents:
                     raise NotFound(f"{paths.parent(path)}: no such directory (use -p to create it)")
                 todo.append(paths.parent(todo[-1]))
@@ -299,8 +356,8 @@ class Namespace:
     def create_file(self, path: str, user: User | None = None) -> wire.FileStatus:
         if path == paths.ROOT:
             raise AlreadyExists("/ already exists")
-        with self.store.write() as db:
-            parent = self.resolve_dir(paths.parent(path), user)
+        with self._write() as db:
+            parent = self.resolve_dir(paths.parent(path), user, in_it=True)
             if self._child(parent.id, paths.basename(path)) is not None:
                 raise AlreadyExists(f"{path} already exists")
             _check(user, parent, W | X, paths.parent(path))
@@ -331,7 +388,7 @@ class Namespace:
         """The parent directory of *path* and the file there now, if *user* may write it."""
         if path == paths.ROOT:
             raise IsADirectory("/ is a directory")
-        parent = self.resolve_dir(paths.parent(path), user)
+        parent = self.resolve_dir(paths.parent(path), user, in_it=True)
         existing = self._child(parent.id, paths.basename(path))
         if existing is None:
             _check(user, parent, W | X, paths.parent(path))
@@ -411,7 +468,7 @@ class Namespace:
         """Remove a file or directory; returns how many files went with it."""
         if path == paths.ROOT:
             raise InvalidArgument("the root directory cannot be deleted (use initialize)")
-        with self.store.write() as db:
+        with self._reshape() as db:
             node = self.resolve(path, user)
             if type == "file" and node.is_dir:
                 raise IsADirectory(f"{path} is a directory")
@@ -433,7 +490,7 @@ class Namespace:
 
     def format(self) -> tuple[int, int]:
         """Remove everything but the root; returns (files, blocks) removed."""
-        with self.store.write() as db:
+        with self._reshape() as db:
             (files,) = db.execute("SELECT count(*) FROM inodes WHERE type = 'f'").fetchone()
             (blocks,) = db.execute("SELECT count(*) FROM blocks").fetchone()
             db.execute("INSERT OR IGNORE INTO trash (node, block) SELECT node, block FROM replicas")
@@ -460,7 +517,7 @@ class Namespace:
             raise IsADirectory("/ is a directory")
         now = time.time()
         size = sum(b.size for b in blocks)
-        with self.store.write() as db:
+        with self._write() as db:
             parent, existing = self._writable(path, user, overwrite=overwrite)
             name = paths.basename(path)
             if existing is not None:
@@ -521,7 +578,7 @@ class Namespace:
         self, src: str, dst: str | None, user: User | None = None, *, overwrite: bool = False
     ) -> wire.FileStatus:
         """Copy a file by sharing its immutable blocks: no byte moves."""
-        with self.store.write() as db:
+        with self._write() as db:
             source = self.resolve(src, user)
             if source.is_dir:
                 raise IsADirectory(f"{src} is a directory (file_copy copies files)")
@@ -564,7 +621,7 @@ class Namespace:
     ) -> wire.FileStatus:
         if src == paths.ROOT:
             raise InvalidArgument("the root directory cannot be moved")
-        with self.store.write() as db:
+        with self._reshape() as db:
             source = self.resolve(src, user)
             target, existing = self._target(src, dst, user)
             if target == src:
@@ -738,7 +795,7 @@ class Namespace:
     def setrep(self, path: str, replication: int, user: User | None = None) -> int:
         """Set the replication factor of a file, or of every file below a directory (the caller
         needs w on each file, as HDFS asks)."""
-        with self.store.write() as db:
+        with self._reshape() as db:
             node = self.resolve(path, user)
             self._select_subtree(db, node.id)
             self._check_each(user, W, "type = 'f'")
@@ -768,7 +825,7 @@ class Namespace:
         """Set mode bits; only an owner (of everything it touches) or an admin may."""
         if not 0 <= mode <= MODE_BITS:
             raise InvalidArgument(f"mode {mode:o} out of range (0 to 1777 octal)")
-        with self.store.write() as db:
+        with self._reshape() as db:
             self._select_owned(db, path, user, recursive=recursive, what="chmod")
             cur = db.execute(
                 "UPDATE inodes SET mode = ? WHERE id IN (SELECT id FROM temp.subtree)", (mode,)
@@ -790,7 +847,7 @@ class Namespace:
                 raise PermissionDenied("only an admin may give files away")
             if group is not None and not user.in_group(group):
                 raise PermissionDenied(f"you are not a member of group {group!r}")
-        with self.store.write() as db:
+        with self._reshape() as db:
             self._select_owned(db, path, user, recursive=recursive, what="chown")
             cur = db.execute(
                 "UPDATE inodes SET owner = coalesce(?, owner), grp = coalesce(?, grp) "
@@ -826,7 +883,7 @@ class Namespace:
             self.mkdir("/user", mode=0o755)
         if self.lookup(home) is None:
             self.mkdir(home, mode=0o750)
-            with self.store.write() as db:
+            with self._reshape() as db:
                 node = self.resolve(home)
                 db.execute(
                     "UPDATE inodes SET owner = ?, grp = ? WHERE id = ?", (name, name, node.id)

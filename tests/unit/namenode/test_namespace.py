@@ -8,6 +8,7 @@ from pydfs.errors import (
     IsADirectory,
     NotADirectory,
     NotFound,
+    PermissionDenied,
 )
 from pydfs.namenode.auth import User
 
@@ -391,3 +392,65 @@ def test_block_report_does_not_recount_a_replica_with_a_pending_delete(ns):
     holders = {n.id for n in ns.stat("/r/f").blocks[0].nodes}
     assert holders == {"n1"}
     assert ns.trash_for("n2") == [block.block_id]
+
+
+# --- the directory cache ------------------------------------------------------------------
+
+BOB = User("bob")
+
+
+def test_a_walk_sees_every_change_to_the_directories_on_its_way(ns):
+    """Deep paths are walked through cached directories: chmod, chown, move and delete of one
+    on the way must count at once."""
+    ns.mkdir("/a/b/c", OWNER, parents=True)
+    put(ns, "/a/b/c/f", 1)
+    assert ns.stat("/a/b/c/f", BOB).size == 10  # walked, and cached, as bob
+    ns.chmod("/a/b", 0o700, OWNER)
+    with pytest.raises(PermissionDenied):
+        ns.stat("/a/b/c/f", BOB)
+    ns.chown("/a/b", "bob", None, OWNER)
+    assert ns.stat("/a/b/c/f", BOB).size == 10
+    ns.move("/a/b", "/a/moved", OWNER)
+    assert ns.lookup("/a/b/c/f") is None
+    assert ns.stat("/a/moved/c/f").size == 10
+    ns.delete("/a/moved", OWNER, recursive=True)
+    ns.mkdir("/a/moved/c", OWNER, parents=True)  # the same names, new directories
+    assert ns.lookup("/a/moved/c/f") is None
+    put(ns, "/a/moved/c/f", 2)
+    assert block_ids(ns.stat("/a/moved/c/f")) == [bid(2)]
+
+
+def test_a_walk_returns_the_last_component_fresh(ns):
+    ns.mkdir("/d/e", OWNER, parents=True)
+    put(ns, "/d/e/f", 1)
+    ns.stat("/d/e/f")  # /d and /d/e cached on the way
+    before = ns.stat("/d/e").mtime
+    put(ns, "/d/e/g", 2)
+    assert ns.stat("/d/e").mtime >= before
+    assert names(ns, "/d/e") == ["f", "g"]
+    ns.chmod("/d/e/f", 0o600, OWNER)
+    assert ns.stat("/d/e/f").mode == 0o600
+
+
+def test_directories_a_rolled_back_write_made_are_never_walked_through(ns):
+    ns.mkdir("/r", OWNER)
+    with pytest.raises(RuntimeError), ns._write() as db:  # as mkdir's, create's, commit's
+        ghost = ns._insert(db, ns.resolve("/r"), "ghost", "d", OWNER)
+        assert ghost and ns.lookup("/r/ghost/x") is None  # walked inside the transaction
+        raise RuntimeError("rolled back")
+    put(ns, "/r/ghost", 1)  # a file now has that name
+    with pytest.raises(NotADirectory):
+        ns.lookup("/r/ghost/x")
+
+
+def test_writes_in_a_cached_directory_see_its_new_mode_and_owner(ns):
+    ns.mkdir("/w", OWNER, mode=0o777)
+    ns.create_file("/w/one", BOB)  # /w remembered by the write
+    ns.chmod("/w", 0o755, OWNER)
+    with pytest.raises(PermissionDenied):
+        ns.create_file("/w/two", BOB)
+    with pytest.raises(PermissionDenied):
+        ns.mkdir("/w/sub", BOB)
+    ns.chown("/w", "bob", None, OWNER)
+    assert ns.mkdir("/w/sub", BOB).owner == "bob"
+    assert put(ns, "/w/sub/f", 1).size == 10

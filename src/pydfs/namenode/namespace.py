@@ -32,7 +32,7 @@ from pydfs.namenode.store import Store
 ROOT_ID = 1
 _COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_size, grp, mode"
 SYSTEM = "root"  # owner of what the name node makes itself
-MAX_CACHED_DIRS = 100_000
+MAX_CACHED_DIRS = 20_000  # about 10 MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +89,10 @@ class Namespace:
         self.read_token: Callable[[str], str] | None = None
         # Directories met on the way down paths, by (parent id, name), so that a deep path
         # costs one query rather than one per component. A walk reads only their id, type,
-        # owner, group and mode, which no mkdir, create, commit or copy changes: those go
-        # through ``_write``, which keeps the cache; every other write to inodes goes through
-        # ``_reshape``, which empties it. Only committed rows are remembered.
+        # owner, group and mode. Writes that change none of these for a directory (new
+        # entries, sizes, times, replication, blocks, deleted files) go through ``_write``,
+        # which keeps the cache; any other write to inodes goes through ``_reshape`` (or
+        # calls ``_reshaping``), which empties it. Only committed rows are remembered.
         self._dirs: dict[tuple[int, str], Inode] = {}
         self._met: dict[tuple[int, str], Inode] | None = None  # in a _write, till it commits
         self.db.execute("PRAGMA temp_store=MEMORY")
@@ -159,28 +160,31 @@ class Namespace:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """``store.write()`` for a change no walk down a path can meet (new entries, sizes,
-        times, blocks): the directories it walked through are remembered once it commits."""
+        """``store.write()`` for a change no walk down a path meets (see ``__init__``): the
+        directories it walked through are remembered once it commits."""
+        assert not self.db.in_transaction, "namespace writes do not nest"
         self._met = {}
         try:
             with self.store.write() as db:
                 yield db
-            if len(self._dirs) + len(self._met) > MAX_CACHED_DIRS:
-                self._dirs.clear()
-            self._dirs.update(self._met)
+            if self._met is not None:
+                if len(self._dirs) + len(self._met) > MAX_CACHED_DIRS:
+                    self._dirs.clear()
+                self._dirs.update(self._met)
         finally:
             self._met = None
 
+    def _reshaping(self) -> None:
+        """Within a ``_write``: it changes what a walk down a path meets (names, parents,
+        modes, owners, deleted directories): nothing cached holds any more, or is added."""
+        self._dirs.clear()
+        self._met = None
+
     @contextmanager
     def _reshape(self) -> Iterator[sqlite3.Connection]:
-        """``store.write()`` for a change a walk down a path could meet (names, parents, modes,
-        owners, deletions): the directory cache is emptied."""
-        self._dirs.clear()
-        try:
-            with self.store.write() as db:
-                yield db
-        finally:
-            self._dirs.clear()
+        with self._write() as db:
+            self._reshaping()
+            yield db
 
     def resolve(self, path: str, user: User | None = None) -> Inode:
         node = self.lookup(path, user)
@@ -468,12 +472,14 @@ class Namespace:
         """Remove a file or directory; returns how many files went with it."""
         if path == paths.ROOT:
             raise InvalidArgument("the root directory cannot be deleted (use initialize)")
-        with self._reshape() as db:
+        with self._write() as db:
             node = self.resolve(path, user)
             if type == "file" and node.is_dir:
                 raise IsADirectory(f"{path} is a directory")
             if type == "dir" and not node.is_dir:
                 raise NotADirectory(f"{path} is not a directory")
+            if node.is_dir:
+                self._reshaping()
             if node.is_dir and not recursive:
                 child = db.execute("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (node.id,))
                 if child.fetchone():
@@ -795,7 +801,7 @@ class Namespace:
     def setrep(self, path: str, replication: int, user: User | None = None) -> int:
         """Set the replication factor of a file, or of every file below a directory (the caller
         needs w on each file, as HDFS asks)."""
-        with self._reshape() as db:
+        with self._write() as db:
             node = self.resolve(path, user)
             self._select_subtree(db, node.id)
             self._check_each(user, W, "type = 'f'")

@@ -1,0 +1,117 @@
+"""The name node's directory cache, against a namespace without it: the same random operations
+by several users (mkdir, create, commit, copy, move, delete, chmod, chown, setrep, initialize,
+homes, and every kind of lookup) must give the same answers and the same errors."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pydfs import wire
+from pydfs.errors import PydfsError
+from pydfs.namenode.auth import User
+from pydfs.namenode.membership import Membership
+from pydfs.namenode.namespace import Namespace
+from pydfs.namenode.store import Store
+
+USERS = [
+    None,
+    User("admin", admin=True),
+    User("alice", groups=frozenset({"staff"})),
+    User("bob", groups=frozenset({"staff"})),
+    User("carol"),
+]
+NAMES = ["a", "b", "c"]
+MODES = [0o000, 0o700, 0o755, 0o711, 0o1777, 0o777, 0o070, 0o701, 0o1755, 0o750, 0o644]
+
+
+def comparable(x: Any) -> Any:
+    if isinstance(x, wire.FileStatus):
+        blocks = None
+        if x.blocks is not None:
+            blocks = [(b.id, b.size, b.crc, sorted(n.id for n in b.nodes)) for b in x.blocks]
+        fields = (x.path, x.name, x.type, x.size, x.owner, x.group, x.mode, x.replication)
+        return (*fields, x.block_size, blocks)
+    if isinstance(x, wire.Listing):
+        return (x.path, [comparable(e) for e in x.entries])
+    if hasattr(x, "mode"):  # an Inode
+        return (x.id, x.parent, x.name, x.type, x.owner, x.group, x.mode, x.replication)
+    return x
+
+
+def random_call(rng: random.Random, serial: list[int]) -> tuple[str, list[Any], dict[str, Any]]:
+    user = rng.choice(USERS)
+
+    def path() -> str:
+        return "/" + "/".join(rng.choice(NAMES) for _ in range(rng.randint(0, 4)))
+
+    def flag(p: float = 0.5) -> bool:
+        return rng.random() < p
+
+    p, q, k = path(), path(), rng.random()
+    if rng.random() < 0.6:  # mostly the writes that keep the cache, and lookups
+        k = rng.choice([0.05, 0.15, 0.25, 0.33, 0.7, 0.8, 0.85, 0.9, 0.95])
+    if k < 0.12:
+        return "mkdir", [p, user], {"parents": flag(), "mode": rng.choice([None, *MODES])}
+    if k < 0.20:
+        return "create_file", [p, user], {}
+    if k < 0.30:
+        serial[0] += 1
+        blocks = [wire.StoredBlock(f"{serial[0]:032x}", 10, 1, ["dn-1"])]
+        kw = {"replication": 1, "block_size": 1024, "blocks": blocks, "overwrite": flag()}
+        return "commit_file", [p, user], kw
+    if k < 0.35:
+        return "copy", [p, q if flag(0.8) else None, user], {"overwrite": flag()}
+    if k < 0.42:
+        return "move", [p, q, user], {"overwrite": flag()}
+    if k < 0.48:
+        return "delete", [p, user], {"recursive": flag()}
+    if k < 0.56:
+        return "chmod", [p, rng.choice(MODES), user], {"recursive": flag(0.4)}
+    if k < 0.61:
+        owner = rng.choice([None, "alice", "bob", "carol"])
+        group = rng.choice([None, "staff", "alice", "bob"])
+        return "chown", [p, owner, group, user], {"recursive": flag(0.4)}
+    if k < 0.63:
+        return "setrep", [p, 3, user], {}
+    if k < 0.64:
+        return "format", [], {}
+    if k < 0.65:
+        return "make_home", [rng.choice(["alice", "bob"])], {}
+    if k < 0.75:
+        return "stat", [p, user], {"read": flag()}
+    if k < 0.82:
+        return "listdir", [p, user], {}
+    if k < 0.88:
+        return "check_writable", [p, user], {"overwrite": flag()}
+    if k < 0.94:
+        return "lookup", [p, user], {"in_it": flag(0.3)}
+    return "resolve_dir", [p, user], {"in_it": flag(0.3)}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_cache_never_changes_an_answer(tmp_path: Path, seed: int) -> None:
+    stores = [Store(tmp_path / "cached.sqlite3"), Store(tmp_path / "uncached.sqlite3")]
+    cached, uncached = (
+        Namespace(s, Membership(s, dead_after=30), replication=2, block_size=65536) for s in stores
+    )
+    uncached._remember = lambda key, node: None  # type: ignore[method-assign]
+    rng, serial, most_cached = random.Random(seed), [0], 0
+    try:
+        for step in range(400):
+            name, args, kwargs = random_call(rng, serial)
+            answers = []
+            for ns in (cached, uncached):
+                try:
+                    answers.append(("ok", comparable(getattr(ns, name)(*args, **kwargs))))
+                except PydfsError as exc:
+                    answers.append((type(exc).__name__, str(exc)))
+            assert answers[0] == answers[1], f"step {step}: {name}{tuple(args)} {kwargs}"
+            most_cached = max(most_cached, len(cached._dirs))
+        assert most_cached > 0, "the cache was never used"
+    finally:
+        for store in stores:
+            store.close()

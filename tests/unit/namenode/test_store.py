@@ -4,6 +4,7 @@ only once it is on disk."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -148,4 +149,39 @@ async def test_after_a_crowded_fsync_a_lone_flush_still_uses_a_thread(tmp_path: 
         assert threads == [True, False, False]
         assert not store.dirty
     finally:
+        store.close()
+
+
+class _FailingCommit:
+    """The store's connection, whose next COMMIT fails as SQLite's may (busy, disk full) while
+    the transaction stays open."""
+
+    def __init__(self, db: object) -> None:
+        self._db = db
+        self.armed = True
+
+    def execute(self, sql: str, *args: object) -> object:
+        if sql == "COMMIT" and self.armed:
+            self.armed = False
+            raise sqlite3.OperationalError("database is locked")
+        return self._db.execute(sql, *args)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+async def test_a_failed_commit_is_rolled_back_and_later_writes_go_on(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+    real = store.db
+    try:
+        store.db = _FailingCommit(real)  # type: ignore[assignment]
+        with pytest.raises(sqlite3.OperationalError):
+            _write(store, 1)
+        assert not real.in_transaction
+        assert not store.dirty  # nothing was committed
+        _write(store, 2)  # would fail with "cannot start a transaction within a transaction"
+        rows = real.execute("SELECT id FROM datanodes ORDER BY id").fetchall()
+        assert rows == [("dn-2",)]
+    finally:
+        store.db = real
         store.close()

@@ -73,12 +73,14 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
             self.db.execute("COMMIT")
-            self._commits += 1
+        except BaseException:
+            # Also after a failed COMMIT (busy, disk full), which may leave the transaction
+            # open: every later write would fail to begin.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        self._commits += 1
 
     @property
     def dirty(self) -> bool:

@@ -247,12 +247,9 @@ class _Connection(asyncio.Protocol):
                 try:  # before reading any of the body, as aiohttp's routes do
                     self.front.admit(request)
                 except Exception as exc:
-                    if not isinstance(exc, PydfsError):
-                        log.exception("%s %s failed", request.method, request.label)
-                        exc = internal_error()
                     if request.length:  # its body, unread, would be taken for a request
                         request.keep_alive = False
-                    self._send(request, error_answer(exc))
+                    self._send(request, failure(request, exc))
                     continue
                 self.pending = request
             if len(self.buf) < request.length:
@@ -314,11 +311,8 @@ class _Connection(asyncio.Protocol):
     def _serve(self, request: Request) -> None:
         try:
             answer = self.front.serve(request)
-        except PydfsError as exc:
-            answer = error_answer(exc)
-        except Exception:
-            log.exception("%s %s failed", request.method, request.label)
-            answer = error_answer(internal_error())
+        except Exception as exc:
+            answer = failure(request, exc)
         if isinstance(answer, Answer):
             self._send(request, answer)
         else:
@@ -329,11 +323,8 @@ class _Connection(asyncio.Protocol):
     async def _finish(self, request: Request, pending: Awaitable[Answer]) -> None:
         try:
             answer = await pending
-        except PydfsError as exc:
-            answer = error_answer(exc)
-        except Exception:
-            log.exception("%s %s failed", request.method, request.label)
-            answer = error_answer(internal_error())
+        except Exception as exc:
+            answer = failure(request, exc)
         self.task = None
         self._send(request, answer)
         self._resume()
@@ -378,3 +369,12 @@ class _Connection(asyncio.Protocol):
 
 def error_answer(exc: PydfsError) -> Answer:
     return Answer(exc.status, error_body(exc))
+
+
+def failure(request: Request, exc: Exception) -> Answer:
+    """The answer to *request*, which raised *exc*: its error, or an internal one (logged with
+    its traceback), as aiohttp's error middleware answers (``server._errors``)."""
+    if not isinstance(exc, PydfsError):
+        log.error("%s %s failed", request.method, request.label, exc_info=exc)
+        exc = internal_error()
+    return error_answer(exc)

@@ -102,9 +102,7 @@ class FakeLinks:
 def fan_out(links: FakeLinks, data: bytes) -> wire.StoredBlock:
     grant = wire.BlockGrant("b" * 32, [wire.NodeRef(n, f"http://dn{n}") for n in "12"], "tok")
     source = source_of(data, 4 * CHUNK)
-    body = source.whole()
-    assert body is not None
-    return asyncio.run(_fan_out(links, grant, source, body))  # type: ignore[arg-type]
+    return asyncio.run(_fan_out(links, grant, source))  # type: ignore[arg-type]
 
 
 def test_a_one_chunk_block_goes_to_every_node_at_once_without_a_pipeline() -> None:

@@ -51,11 +51,16 @@ class BlockSource:
         self.crc = 0
         self.last_progress = time.monotonic()
 
+    @property
+    def one_chunk(self) -> bool:
+        """Is the first chunk all of the block?"""
+        return len(self._first) <= wire.CHUNK_SIZE
+
     def whole(self) -> bytes | None:
-        """The framed block as one body, when its first chunk is all of it: one write with a
-        length instead of a chunked stream of three."""
+        """The framed block as one body, when it is ``one_chunk``: one write with a length
+        instead of a chunked stream of three."""
         data = self._first
-        if len(data) > wire.CHUNK_SIZE:
+        if not self.one_chunk:
             return None
         crc = checksum.crc(data)
         self.size, self.crc = len(data), crc
@@ -119,9 +124,9 @@ async def put_block(
     hanging the write: TCP alone would wait forever on a full send window."""
     import asyncio  # here, not above: a command that moves no file data needs no event loop
 
-    body = source.whole()
-    if body is not None and links is not None:
-        return await _fan_out(links, grant, source, body)
+    if fans_out(source, links):
+        assert links is not None
+        return await _fan_out(links, grant, source)
     head, rest = grant.targets[0], grant.targets[1:]
     url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
     headers = {
@@ -130,6 +135,7 @@ async def put_block(
         "Content-Type": "application/octet-stream",
     }
     timeout = _timeout(stall_timeout)
+    body = source.whole()
     data = source.frames() if body is None else body
 
     async def send() -> wire.StoredBlock:
@@ -157,13 +163,13 @@ async def put_block(
     return _acknowledged(head, source, stored)
 
 
-def fans_out(first: bytes, links: rpc.Links | None) -> bool:
-    """Does a block whose first read (``first_read``) is *first* go to all its nodes at once?"""
-    return links is not None and len(first) <= wire.CHUNK_SIZE
+def fans_out(source: BlockSource, links: rpc.Links | None) -> bool:
+    """Does the block go to all its nodes at once (``_fan_out``), not down a pipeline?"""
+    return links is not None and source.one_chunk
 
 
 async def _fan_out(
-    links: rpc.Links, grant: wire.BlockGrant, source: BlockSource, body: bytes
+    links: rpc.Links, grant: wire.BlockGrant, source: BlockSource
 ) -> wire.StoredBlock:
     """A block of one body goes to every target at once, as Swift's proxy sends an object:
     a pipeline would add a hop each way, and both nodes' fsyncs overlap (often into one journal
@@ -173,7 +179,8 @@ async def _fan_out(
     import asyncio
 
     headers = {wire.H_BLOCK_TOKEN: grant.token}
-    route = f"/blocks/{grant.block_id}"
+    route, body = f"/blocks/{grant.block_id}", source.whole()
+    assert body is not None  # fans_out
     answers = await asyncio.gather(
         *(links.request(t.url, "PUT", route, body, headers) for t in grant.targets),
         return_exceptions=True,
@@ -233,7 +240,7 @@ async def write_blocks(
             try:
                 result = await put_block(session, block, source, stall_timeout, links)
             except (Unavailable, ChecksumMismatch, ProtocolError, NotFound) as exc:
-                gone = block.targets if fans_out(first, links) else block.targets[:1]
+                gone = block.targets if fans_out(source, links) else block.targets[:1]
                 failed += [t.id for t in gone]
                 block = None
                 names = ", ".join(t.id for t in gone)

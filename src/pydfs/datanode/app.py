@@ -53,12 +53,14 @@ class Blocks:
         block_id: str,
         token: str,
         copy: bool,
-        pipeline: list[str],
+        next_nodes: str,
         expected: int | None,
         read: Callable[[int], Awaitable[bytes]],
     ) -> wire.StoredBlock:
-        """Receive a block's frames through *read* (down the *pipeline* too), make it durable."""
+        """Receive a block's frames through *read* (and down its pipeline: *next_nodes* is the
+        ``H_PIPELINE`` header), make it durable."""
         dn = self.dn
+        pipeline = [url for url in next_nodes.split(",") if url]
         if copy and dn.store.exists(block_id):
             # Ordered a copy of a block we hold already (our replica was not counted yet):
             # report it again instead of failing the copy, which would be ordered anew forever.
@@ -153,13 +155,13 @@ def build(dn: DataNode) -> tuple[web.Application, Blocks]:
         token = request.headers.get(wire.H_BLOCK_TOKEN)
         block_id = blocks.admit(request.match_info["id"], token, "w")
         assert token is not None
-        pipeline = [u for u in request.headers.get(wire.H_PIPELINE, "").split(",") if u]
+        next_nodes = request.headers.get(wire.H_PIPELINE, "")
         expected = request.content_length
         read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
         if expected is not None and expected <= WHOLE:
             read = wire.body_reader(await request.read())  # a one-chunk block, read whole
         copy = wire.H_COPY in request.headers
-        return json_response(await blocks.put(block_id, token, copy, pipeline, expected, read))
+        return json_response(await blocks.put(block_id, token, copy, next_nodes, expected, read))
 
     async def get_block(request: web.Request) -> web.StreamResponse:
         token = request.headers.get(wire.H_BLOCK_TOKEN)

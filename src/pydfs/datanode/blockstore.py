@@ -246,14 +246,6 @@ class BlockStore:
             raise NoSpace(f"data node {self.node_id} has no room for {expected} bytes")
         return BlockWriter(self, block_id, expected or 0)
 
-    def delete(self, block_id: str) -> bool:
-        size = self._unlink(block_id)
-        if size is None:
-            return False
-        self.used -= size
-        self.count -= 1
-        return True
-
     async def delete_many(self, block_ids: Iterable[str]) -> int:
         """Delete blocks from a worker thread: unlinking a 64 MiB block takes ~13 ms here (its
         extents are freed), and the blocks of one large file would stall every request to this

@@ -69,10 +69,10 @@ class Front(fastpath.Front):
     async def _put(self, request: Request) -> Answer:
         headers = request.headers
         token = headers[wire.H_BLOCK_TOKEN.lower()]  # admitted: there is one
-        pipeline = [u for u in headers.get(wire.H_PIPELINE.lower(), "").split(",") if u]
+        next_nodes = headers.get(wire.H_PIPELINE.lower(), "")
         copy = wire.H_COPY.lower() in headers
         read = wire.body_reader(request.body)
         stored = await self.blocks.put(
-            request.match["id"], token, copy, pipeline, request.length, read
+            request.match["id"], token, copy, next_nodes, request.length, read
         )
         return Answer(200, wire.encode(stored))

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pydfs import fastpath, metrics, wire
-from pydfs.errors import PydfsError
 from pydfs.fastpath import Answer, Request, error_answer
 from pydfs.namenode import app as api
 from pydfs.server import internal_error
@@ -59,11 +58,8 @@ class Front(fastpath.Front):
                 self.nn, request.endpoint, request.query, request.match, request.user, request.body
             )
             answer = Answer(200, body)
-        except PydfsError as exc:
-            answer = error_answer(exc)
-        except Exception:
-            log.exception("%s %s failed", request.method, request.label)
-            answer = error_answer(internal_error())
+        except Exception as exc:
+            answer = fastpath.failure(request, exc)
         if durability.store.dirty:  # this request's commit, or others' it may have seen
             return self._settle(answer)
         durability.in_flight -= 1

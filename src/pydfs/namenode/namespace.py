@@ -186,16 +186,14 @@ class Namespace:
             self._reshaping()
             yield db
 
-    def resolve(self, path: str, user: User | None = None) -> Inode:
-        node = self.lookup(path, user)
+    def resolve(self, path: str, user: User | None = None, *, in_it: bool = False) -> Inode:
+        node = self.lookup(path, user, in_it=in_it)
         if node is None:
             raise NotFound(f"{path}: no such file or directory")
         return node
 
     def resolve_dir(self, path: str, user: User | None = None, *, in_it: bool = False) -> Inode:
-        node = self.lookup(path, user, in_it=in_it)
-        if node is None:
-            raise NotFound(f"{path}: no such file or directory")
+        node = self.resolve(path, user, in_it=in_it)
         if not node.is_dir:
             raise NotADirectory(f"{path} is not a directory")
         return node

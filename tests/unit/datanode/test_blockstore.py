@@ -171,11 +171,11 @@ def test_delete(tmp_path):
     store = BlockStore(tmp_path, CHUNK)
     write_block(store, BLOCK, b"x" * 20)
     write_block(store, "a" * 32, b"y" * 7)
-    assert store.delete(BLOCK) is True
+    assert asyncio.run(store.delete_many([BLOCK])) == 1
     assert not store.path(BLOCK).exists()
     assert list(store.path(BLOCK).parent.iterdir()) == []
     assert (store.used, store.count) == (store.path("a" * 32).stat().st_size, 1)
-    assert store.delete(BLOCK) is False
+    assert asyncio.run(store.delete_many([BLOCK])) == 0
     with pytest.raises(NotFound):
         store.checksums(BLOCK)
 
@@ -209,7 +209,11 @@ def test_invalid_block_ids_are_refused(tmp_path, bad):
     store = BlockStore(tmp_path, CHUNK)
     with pytest.raises(InvalidArgument):
         check_block_id(bad)
-    calls = (store.path, store.exists, store.delete, store.checksums, store.open_block)
+
+    def delete(block_id):
+        return asyncio.run(store.delete_many([block_id]))
+
+    calls = (store.path, store.exists, delete, store.checksums, store.open_block)
     for call in (*calls, store.quarantine):
         with pytest.raises(InvalidArgument):
             call(bad)
@@ -483,7 +487,7 @@ def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
         frames = wire.FRAME.pack(100, checksum.crc(data)) + data
         frames += wire.FRAME.pack(0, checksum.crc(data))
         read = wire.body_reader(frames)
-        return blocks.put(f"{n:032x}", "token", False, [], len(frames), read)
+        return blocks.put(f"{n:032x}", "token", False, "", len(frames), read)
 
     async def main():
         await asyncio.gather(*(put(n) for n in range(8)))

@@ -1,25 +1,36 @@
 """Credentials that cross the network: user bearer tokens, block access tokens, node credentials.
 
 The name node and the data nodes share one *cluster secret*. With it the name node signs block
-access tokens (HMAC-SHA256 over the block id, the mode and an expiry), which a data node checks
-without asking anyone, and data nodes prove to the name node that they belong to the cluster.
+access tokens (HMAC-SHA256 over the block id, the mode, an expiry and, for writes, the data nodes
+the write may go to), which a data node checks without asking anyone, and data nodes prove to
+the name node that they belong to the cluster.
+
+A write token names its targets, in order, with their URLs: a data node takes a write only if
+it is one of them, and forwards it down a pipeline only to the targets after it, so a client
+can neither plant a block on a node the name node did not choose nor make a data node send
+anything anywhere else. Block ids are made fresh for each grant, so a token for a block is a
+token for one upload (``w``) or one ordered copy (``c``).
 User tokens are random; the name node keeps only their SHA-256 (they carry 256 bits of entropy,
 so a slow password hash would buy nothing).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydfs.errors import InvalidArgument, Unauthenticated
 
-Mode = Literal["r", "w"]
+Mode = Literal["r", "w", "c"]  # read; write of an upload; a copy the name node ordered
+Target = tuple[str, str]  # a data node's id and URL
 USER_TOKEN_PREFIX = "pydfs_"
 SECRET_FILE = "cluster.secret"
 
@@ -36,29 +47,56 @@ def _mac(secret: bytes, *parts: str) -> str:
     return hmac.new(secret, "|".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
-def block_token(secret: bytes, block_id: str, mode: Mode, lifetime: float) -> str:
-    """A token that lets its bearer read or write *block_id* on any data node until it expires."""
+def block_token(
+    secret: bytes, block_id: str, mode: Mode, lifetime: float, targets: Sequence[Target] = ()
+) -> str:
+    """A token that lets its bearer read *block_id* on any data node, or write it to *targets*
+    (and only to them), until it expires."""
     expires = str(int(time.time() + lifetime))
-    return f"{mode}.{expires}.{_mac(secret, 'block', block_id, mode, expires)}"
+    named = _encode_targets(targets)
+    return f"{mode}.{expires}.{named}.{_mac(secret, 'block', block_id, mode, expires, named)}"
 
 
-def check_block_token(secret: bytes, token: str | None, block_id: str, mode: Mode) -> None:
-    """Refuse a missing, malformed, forged, expired or other-block token."""
+def check_block_token(
+    secret: bytes, token: str | None, block_id: str, modes: str, node_id: str
+) -> tuple[Mode, list[Target]]:
+    """The mode (one of *modes*) and the targets of a token for *block_id*; refuse a missing,
+    malformed, forged, expired or other-block token, and a write token that does not name
+    *node_id*."""
     if not token:
         raise Unauthenticated("a block access token is required")
     if not token.isascii():  # hmac.compare_digest takes no other str
         raise Unauthenticated("malformed block access token")
     try:
-        token_mode, expires, mac = token.split(".")
+        token_mode, expires, named, mac = token.split(".")
         deadline = int(expires)
     except ValueError:
         raise Unauthenticated("malformed block access token") from None
-    if not hmac.compare_digest(mac, _mac(secret, "block", block_id, token_mode, expires)):
+    if not hmac.compare_digest(mac, _mac(secret, "block", block_id, token_mode, expires, named)):
         raise Unauthenticated(f"block access token not valid for block {block_id}")
-    if token_mode != mode:
-        raise Unauthenticated(f"block access token is for {token_mode!r}, not {mode!r}")
+    if token_mode not in modes:
+        raise Unauthenticated(f"block access token is for {token_mode!r}, not {modes!r}")
     if deadline < time.time():
         raise Unauthenticated("block access token expired")
+    targets = _decode_targets(named)
+    if token_mode != "r" and node_id not in (node for node, _ in targets):
+        raise Unauthenticated(f"block access token does not name data node {node_id}")
+    return token_mode, targets  # type: ignore[return-value]  # checked against modes
+
+
+def _encode_targets(targets: Sequence[Target]) -> str:
+    text = "\n".join(f"{node} {url}" for node, url in targets)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_targets(named: str) -> list[Target]:
+    """What ``_encode_targets`` made (under a valid MAC, so well formed)."""
+    try:
+        text = base64.urlsafe_b64decode(named + "=" * (-len(named) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("malformed block access token") from None
+    pairs = (line.partition(" ") for line in text.split("\n") if line)
+    return [(node, url) for node, _, url in pairs]
 
 
 def node_credential(secret: bytes) -> str:

@@ -18,13 +18,13 @@ from pydfs.errors import ProtocolError
 API = "/v1"
 
 # Headers.
-H_PIPELINE = "X-Pydfs-Pipeline"  # downstream data node URLs of a block write, comma-separated
+H_PIPELINE = "X-Pydfs-Pipeline"  # "1": forward the write to the targets after this node
 H_BLOCK_SIZE = "X-Pydfs-Block-Size"  # size of the whole block
+H_BLOCK_CRC = "X-Pydfs-Block-Crc"  # the whole block's CRC32C, from the replica's trailer
 H_CHUNK_SIZE = "X-Pydfs-Chunk-Size"
 H_CHUNK_CRCS = "X-Pydfs-Chunk-Crcs"  # CRC32C of each chunk a read covers (hex, 8 chars each)
 H_OFFSET = "X-Pydfs-Offset"  # where in the block a read answer starts (a chunk boundary)
 H_BLOCK_TOKEN = "X-Pydfs-Block-Token"  # a block access token from the name node (pydfs.tokens)
-H_COPY = "X-Pydfs-Copy"  # set on replication copies: the receiver reports them at once
 
 # A block travels to a data node as frames: a header ``<length u32><crc32c u32>`` and then
 # ``length`` bytes. Every frame but the last data frame is exactly ``CHUNK_SIZE`` bytes, so chunk
@@ -277,6 +277,16 @@ class DataNodeState(Struct):
     last_heartbeat: float
 
 
+class Received(Struct, array_like=True):
+    """A replica a data node stored (a write or an ordered copy) or found good when the name
+    node asked (``verify``), with what its trailer says: the name node counts it only if that
+    is what it recorded for the block."""
+
+    block: str
+    size: int
+    crc: int
+
+
 class Heartbeat(Struct):
     id: str
     url: str
@@ -285,14 +295,15 @@ class Heartbeat(Struct):
     used: int
     free: int
     blocks: int
-    received: list[str] = []  # blocks stored since the last heartbeat (writes and copies)
-    corrupt: list[str] = []  # replicas that failed verification and went to quarantine
+    received: list[Received] = []  # since the last heartbeat: writes, copies, verified
+    corrupt: list[str] = []  # replicas that failed verification (quarantined) or are gone
     failed_copies: list[str] = []  # replication orders that could not be carried out
 
 
 class Command(Struct):
     """Work for a data node. ``delete``: drop these replicas. ``replicate``: copy these blocks
-    to ``target``. ``verify``: check these replicas now (a reader found one bad)."""
+    to ``target``. ``verify``: check these replicas now (a reader found one bad or missing, or
+    a block report named one the name node had not counted)."""
 
     op: Literal["delete", "replicate", "verify"]
     blocks: list[str]
@@ -308,6 +319,7 @@ class HeartbeatReply(Struct):
 class BlockReport(Struct):
     id: str
     blocks: list[str]
+    took: float = 0.0  # seconds from the start of the listing to sending it
 
 
 class DataNodeList(Struct):

@@ -25,7 +25,8 @@ class Node:
         self.raw = Raw(self.process.url, "not used by data nodes")
 
     def put(self, block_id: str, data: bytes, token: str | None = None) -> Answer:
-        token = token or tokens.block_token(self.secret, block_id, "w", 600)
+        here = [(node_id(self.process), self.process.url)]
+        token = token or tokens.block_token(self.secret, block_id, "w", 600, here)
         body = b"".join(
             wire.FRAME.pack(
                 len(data[i : i + wire.CHUNK_SIZE]), checksum.crc(data[i : i + wire.CHUNK_SIZE])

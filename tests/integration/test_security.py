@@ -313,14 +313,19 @@ def test_data_nodes_refuse_writes_without_a_valid_token(
     info, url, secret = block
     frame = wire.FRAME.pack(0, 0)  # an empty block: the smallest valid body
     fresh = hashlib.md5(b"fresh").hexdigest()
+    here = [(info.nodes[0].id, url)]
+    elsewhere = [(n.id, n.url) for n in info.nodes[1:]] + [("dn-elsewhere", "http://127.0.0.1:9")]
     for label, block_id, token in (
         ("none", fresh, None),
-        ("forged", fresh, tokens.block_token(b"y" * 64, fresh, "w", 600)),
-        ("expired", fresh, tokens.block_token(secret, fresh, "w", -5)),
-        ("read, not write", fresh, tokens.block_token(secret, fresh, "r", 600)),
-        ("another block", fresh, tokens.block_token(secret, info.id, "w", 600)),
+        ("forged", fresh, tokens.block_token(b"y" * 64, fresh, "w", 600, here)),
+        ("expired", fresh, tokens.block_token(secret, fresh, "w", -5, here)),
+        ("read, not write", fresh, tokens.block_token(secret, fresh, "r", 600, here)),
+        ("another block", fresh, tokens.block_token(secret, info.id, "w", 600, here)),
+        ("for other nodes", fresh, tokens.block_token(secret, fresh, "w", 600, elsewhere)),
+        ("for no node", fresh, tokens.block_token(secret, fresh, "w", 600)),
+        ("targets altered", fresh, retarget(tokens.block_token(secret, fresh, "w", 600), here)),
         # Overwriting an existing replica with a token for a different block must fail too.
-        ("existing block", info.id, tokens.block_token(secret, fresh, "w", 600)),
+        ("existing block", info.id, tokens.block_token(secret, fresh, "w", 600, here)),
     ):
         headers = {"Content-Type": "application/octet-stream"}
         if token:
@@ -338,18 +343,16 @@ def test_a_write_a_data_node_refuses_is_not_passed_down_its_pipeline(
 ) -> None:
     _, _, secret = block
     first, second = (n.url for n in cluster.datanodes)
-    data = b"one small chunk"
-    frames = wire.FRAME.pack(len(data), checksum.crc(data)) + data
-    frames += wire.FRAME.pack(0, checksum.crc(data))
+    targets = [(node_id(n), n.url) for n in cluster.datanodes]
 
     def put(block_id: str, pipeline: str = "") -> tuple[int, dict[str, Any] | bytes]:
         headers = {
-            wire.H_BLOCK_TOKEN: tokens.block_token(secret, block_id, "w", 600),
+            wire.H_BLOCK_TOKEN: tokens.block_token(secret, block_id, "w", 600, targets),
             "Content-Type": "application/octet-stream",
         }
         if pipeline:
             headers[wire.H_PIPELINE] = pipeline
-        return http("PUT", f"{first}/v1/blocks/{block_id}", frames, headers)
+        return http("PUT", f"{first}/v1/blocks/{block_id}", one_chunk(), headers)
 
     def puts_on_second() -> float:
         labels = {"role": "datanode", "route": "/v1/blocks/{id}", "method": "PUT"}
@@ -357,13 +360,60 @@ def test_a_write_a_data_node_refuses_is_not_passed_down_its_pipeline(
 
     fresh = hashlib.md5(b"held by the first node only").hexdigest()
     assert put(fresh)[0] == 200  # on the first node only
-    status, body = put(hashlib.md5(b"relayed").hexdigest(), second)  # forwarded down the pipeline
+    status, body = put(hashlib.md5(b"relayed").hexdigest(), "1")  # forwarded down the pipeline
     assert status == 200 and isinstance(body, dict) and len(body["nodes"]) == 2
     before = puts_on_second()
-    status, body = put(fresh, second)
+    status, body = put(fresh, "1")
     assert status == 400 and isinstance(body, dict) and "already exists" in str(body["message"])
     time.sleep(0.5)  # a forwarded copy would have arrived by now
     assert puts_on_second() == before
+
+
+def one_chunk(data: bytes = b"one small chunk") -> bytes:
+    """A block of one chunk, framed as a writer sends it."""
+    frames = wire.FRAME.pack(len(data), checksum.crc(data)) + data
+    return frames + wire.FRAME.pack(0, checksum.crc(data))
+
+
+def retarget(token: str, targets: list[tuple[str, str]]) -> str:
+    """*token* with other targets put in, its signature kept (a forgery)."""
+    mode, expires, _, mac = token.split(".")
+    return ".".join((mode, expires, tokens._encode_targets(targets), mac))
+
+
+def test_a_data_node_forwards_a_write_only_to_the_targets_its_token_names(
+    cluster: LocalCluster, block: tuple[wire.BlockInfo, str, bytes]
+) -> None:
+    """The pipeline comes from the name node's signed grant: a client naming a URL of its own
+    (or the same node ten times) in the pipeline header gets no request sent anywhere."""
+    import socket
+
+    _, _, secret = block
+    first = cluster.datanodes[0]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(1.0)
+    trap = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        for label, header in (
+            ("a URL of the client's", f"{trap}/anything?x="),
+            ("the same node ten times", ",".join([first.url] * 10)),
+            ("a pipeline flag", "1"),
+        ):
+            block_id = hashlib.md5(label.encode()).hexdigest()
+            token = tokens.block_token(secret, block_id, "w", 600, [(node_id(first), first.url)])
+            headers = {wire.H_BLOCK_TOKEN: token, wire.H_PIPELINE: header}
+            status, body = http("PUT", f"{first.url}/v1/blocks/{block_id}", one_chunk(), headers)
+            assert status == 200, label
+            assert isinstance(body, dict) and body["nodes"] == [node_id(first)], label
+            with pytest.raises(TimeoutError):
+                listener.accept()  # nothing connected to the client's URL
+            assert not any(
+                (n.data_dir / "blocks").glob(f"*/{block_id}.blk") for n in cluster.datanodes[1:]
+            )
+    finally:
+        listener.close()
 
 
 def test_block_ids_can_never_name_files_outside_the_block_directory(

@@ -7,16 +7,34 @@ from pydfs.checksum import FOOTER_SIZE, BlockChecksums
 from pydfs.errors import ChecksumMismatch, ProtocolError
 
 DATA = b"0123456789"
+BLOCK = "00112233445566778899aabbccddeeff"
 
 
-def _sums() -> BlockChecksums:
-    return BlockChecksums(chunk_size=4, size=10, crc=0xDEADBEEF, chunk_crcs=[1, 0xFFFFFFFF, 7])
+def _sums(block_id: str = BLOCK) -> BlockChecksums:
+    return BlockChecksums(block_id, 4, 10, 0xDEADBEEF, [1, 0xFFFFFFFF, 7])
 
 
-def footer(magic=b"PDBT", version=2, reserved=0, chunk_size=4, size=10, n=3, footer_crc=None):
+def footer(
+    magic=b"PDBT", version=3, reserved=0, chunk_size=4, size=10, n=3, block=BLOCK, footer_crc=None
+):
     """A footer written out by hand from the documented layout (not with the code under test)."""
-    raw = struct.pack("<4sHHIQII", magic, version, reserved, chunk_size, size, 0xDEADBEEF, n)
+    raw = struct.pack(
+        "<4sHHIQII16s",
+        magic,
+        version,
+        reserved,
+        chunk_size,
+        size,
+        0xDEADBEEF,
+        n,
+        bytes.fromhex(block),
+    )
     return raw + struct.pack("<I", checksum.crc(raw) if footer_crc is None else footer_crc)
+
+
+def v2_footer(chunk_size=4, size=10, n=3):
+    raw = struct.pack("<4sHHIQII", b"PDBT", 2, 0, chunk_size, size, 0xDEADBEEF, n)
+    return raw + struct.pack("<I", checksum.crc(raw))
 
 
 def read(tmp_path, raw: bytes) -> BlockChecksums:
@@ -34,7 +52,7 @@ def test_crc32c_known_value():
 
 def test_trailer_follows_the_documented_layout():
     trailer = _sums().trailer()
-    assert FOOTER_SIZE == 32
+    assert FOOTER_SIZE == 48
     assert trailer == struct.pack("<3I", 1, 0xFFFFFFFF, 7) + footer()
 
 
@@ -42,15 +60,29 @@ def test_trailer_round_trip(tmp_path):
     assert read(tmp_path, DATA + _sums().trailer()) == _sums()
 
 
+def test_trailer_names_its_block(tmp_path):
+    other = "f" * 32
+    assert read(tmp_path, DATA + CRCS + footer(block=other)) == _sums(other)
+
+
 def test_trailer_round_trip_empty_block(tmp_path):
-    sums = BlockChecksums(65536, 0, 0, [])
+    sums = BlockChecksums(BLOCK, 65536, 0, 0, [])
     assert len(sums.trailer()) == FOOTER_SIZE
     assert read(tmp_path, sums.trailer()) == sums
 
 
 def test_trailer_with_a_chunk_exactly_full(tmp_path):
-    sums = BlockChecksums(5, 10, 3, [1, 2])
+    sums = BlockChecksums(BLOCK, 5, 10, 3, [1, 2])
     assert read(tmp_path, DATA + sums.trailer()) == sums
+
+
+def test_version_2_trailer_is_read_only_to_upgrade(tmp_path):
+    path = tmp_path / "old.blk"
+    path.write_bytes(DATA + CRCS + v2_footer())
+    with open(path, "rb") as f:
+        with pytest.raises(ChecksumMismatch):
+            BlockChecksums.read(f.fileno())
+        assert BlockChecksums.read_v2(f.fileno(), BLOCK) == _sums()
 
 
 CRCS = struct.pack("<3I", 1, 0xFFFFFFFF, 7)
@@ -61,7 +93,9 @@ CRCS = struct.pack("<3I", 1, 0xFFFFFFFF, 7)
     [
         DATA + CRCS + footer(magic=b"PDCK"),
         DATA + CRCS + footer(version=1),
-        DATA + CRCS + footer(version=3),
+        DATA + CRCS + footer(version=2),
+        DATA + CRCS + footer(version=4),
+        DATA + CRCS + v2_footer(),  # the previous format: upgraded at start, never served
         DATA + CRCS + footer(reserved=1),
         DATA + CRCS + footer(footer_crc=0),  # garbled footer
         DATA + CRCS + footer()[:-1] + b"\0",  # the footer's CRC garbled
@@ -94,9 +128,9 @@ def sidecar(sums: BlockChecksums, magic=b"PDCK", version=1) -> bytes:
 
 
 def test_sidecar_decode():
-    assert BlockChecksums.decode_sidecar(sidecar(_sums())) == _sums()
-    empty = BlockChecksums(65536, 0, 0, [])
-    assert BlockChecksums.decode_sidecar(sidecar(empty)) == empty
+    assert BlockChecksums.decode_sidecar(sidecar(_sums()), BLOCK) == _sums()
+    empty = BlockChecksums(BLOCK, 65536, 0, 0, [])
+    assert BlockChecksums.decode_sidecar(sidecar(empty), BLOCK) == empty
 
 
 @pytest.mark.parametrize(
@@ -114,7 +148,7 @@ def test_sidecar_decode():
 )
 def test_sidecar_decode_rejects(corrupt):
     with pytest.raises(ProtocolError):
-        BlockChecksums.decode_sidecar(corrupt(sidecar(_sums())))
+        BlockChecksums.decode_sidecar(corrupt(sidecar(_sums())), BLOCK)
 
 
 def test_pack_unpack_crcs():

@@ -127,13 +127,11 @@ async def put_block(
     if fans_out(source, links):
         assert links is not None
         return await _fan_out(links, grant, source)
-    head, rest = grant.targets[0], grant.targets[1:]
+    head = grant.targets[0]
     url = f"{head.url}{wire.API}/blocks/{grant.block_id}"
-    headers = {
-        wire.H_PIPELINE: ",".join(t.url for t in rest),
-        wire.H_BLOCK_TOKEN: grant.token,
-        "Content-Type": "application/octet-stream",
-    }
+    headers = {wire.H_BLOCK_TOKEN: grant.token, "Content-Type": "application/octet-stream"}
+    if len(grant.targets) > 1:  # the nodes forward to the targets the token names
+        headers[wire.H_PIPELINE] = "1"
     timeout = _timeout(stall_timeout)
     body = source.whole()
     data = source.frames() if body is None else body
@@ -268,7 +266,8 @@ async def read_block(
     links: rpc.Links | None = None,
 ) -> AsyncIterator[bytes]:
     """Verified bytes ``[offset, end)`` of *block*, failing over between its replicas;
-    ``on_corrupt(block, node)`` hears of every replica that sent a bad chunk."""
+    ``on_corrupt(block, node)`` hears of every replica that sent a bad chunk, another block's
+    bytes, or that its node does not have."""
     problems: list[str] = []
     pos = offset
     for node in block.nodes:
@@ -285,7 +284,7 @@ async def read_block(
         except PydfsError as exc:
             problems.append(f"{node.id}: {exc}")
             log.warning("reading block %s from %s failed: %s", block.id, node.id, exc)
-            if isinstance(exc, ChecksumMismatch) and on_corrupt is not None:
+            if isinstance(exc, (ChecksumMismatch, NotFound)) and on_corrupt is not None:
                 await on_corrupt(block.id, node.id)
     if not block.nodes:
         problems.append("no replica is known")
@@ -342,11 +341,14 @@ async def _pieces(
         start = int(headers[wire.H_OFFSET.lower()])
         chunk = int(headers[wire.H_CHUNK_SIZE.lower()])
         size = int(headers[wire.H_BLOCK_SIZE.lower()])
+        block_crc = int(headers[wire.H_BLOCK_CRC.lower()])
         crcs = checksum.unpack_crcs(headers[wire.H_CHUNK_CRCS.lower()])
     except (KeyError, ValueError):
         raise ProtocolError(f"{node.id} sent a block without its checksums") from None
     if size != block.size:
         raise ChecksumMismatch(f"replica on {node.id} has {size} bytes, not {block.size}")
+    if block_crc != block.crc:  # the chunk CRCs are the replica's own: bind them to the block
+        raise ChecksumMismatch(f"replica on {node.id} is not the block the name node recorded")
     if chunk <= 0:
         raise ProtocolError(f"{node.id} sent a chunk size of {chunk}")
     p = start

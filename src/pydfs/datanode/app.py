@@ -1,6 +1,8 @@
 """The data node's HTTP routes: block PUT (framed, verified, pipelined) and GET (sendfile).
 
-Blocks are deleted only on the name node's orders, which come back with heartbeat replies."""
+Blocks are deleted only on the name node's orders, which come back with heartbeat replies. A
+write goes only to the data nodes its token names (``pydfs.tokens``): down a pipeline, each node
+forwards to the next of them, never to an address the client chose."""
 
 from __future__ import annotations
 
@@ -43,44 +45,52 @@ class Blocks:
         self.dn = dn
         self.traffic = metrics.DataNodeTraffic()
 
-    def admit(self, block_id: str, token: str | None, mode: tokens.Mode) -> str:
+    def admit(
+        self, block_id: str, token: str | None, modes: str
+    ) -> tuple[tokens.Mode, list[tokens.Target]]:
         check_block_id(block_id)
-        tokens.check_block_token(self.dn.secret, token, block_id, mode)
-        return block_id
+        return tokens.check_block_token(
+            self.dn.secret, token, block_id, modes, self.dn.store.node_id
+        )
 
     async def put(
         self,
         block_id: str,
-        token: str,
-        copy: bool,
-        next_nodes: str,
+        token: str | None,
+        pipeline: bool,
         expected: int | None,
         read: Callable[[int], Awaitable[bytes]],
     ) -> wire.StoredBlock:
-        """Receive a block's frames through *read* (and down its pipeline: *next_nodes* is the
-        ``H_PIPELINE`` header), make it durable."""
+        """Receive a block's frames through *read* (and, with *pipeline*, forward them to the
+        next node its token names), make it durable.
+
+        A client's write (token mode ``w``) of a block this node holds, or deleted lately, is
+        refused: a committed block never changes. A copy the name node ordered (``c``)
+        replaces whatever this node holds under the id, which the name node did not count."""
         dn = self.dn
-        pipeline = [url for url in next_nodes.split(",") if url]
-        if copy and dn.store.exists(block_id):
-            # Ordered a copy of a block we hold already (our replica was not counted yet):
-            # report it again instead of failing the copy, which would be ordered anew forever.
-            sums = dn.store.checksums(block_id)
-            dn.heartbeater.received.append(block_id)
-            dn.heartbeater.wake()
-            return wire.StoredBlock(block_id, sums.size, sums.crc, [dn.store.node_id])
-        writer = dn.store.writer(block_id, expected)  # refuses (no room, exists) before forwarding
+        mode, targets = self.admit(block_id, token, "wc")
+        copy = mode == "c"
+        downstream: list[str] = []
+        if pipeline and not copy:
+            ids = [node for node, _ in targets]
+            downstream = [url for _, url in targets[ids.index(dn.store.node_id) + 1 :]][:1]
+        # Refuses (no room, exists, being written) before forwarding.
+        writer = dn.store.writer(block_id, expected, replace=copy)
         forward: Forwarder | None = None
         try:
             # Writes that arrived together all open their writers before any commits: a commit
             # fsyncs on the loop only when it is alone (BlockWriter.commit).
             await asyncio.sleep(0)
-            if pipeline:
-                forward = Forwarder(dn.session, pipeline, block_id, token, dn.config.stall_timeout)
+            if downstream:
+                assert token is not None
+                forward = Forwarder(
+                    dn.session, downstream[0], block_id, token, dn.config.stall_timeout
+                )
             block_crc = await _receive(read, writer.write_chunk, forward)
             await writer.commit(block_crc)
             self.traffic.blocks_received += 1
             self.traffic.bytes_written += writer.size
-            dn.heartbeater.received.append(block_id)
+            dn.heartbeater.received.append(wire.Received(block_id, writer.size, block_crc))
             if copy:
                 dn.heartbeater.wake()  # the name node is waiting for this copy to finish
         except BaseException as exc:
@@ -93,12 +103,12 @@ class Blocks:
         nodes = [dn.store.node_id]
         if forward is not None:
             try:
-                downstream = await forward.result()
+                stored = await forward.result()
             except PydfsError as exc:
-                log.warning("pipeline for block %s lost %s: %s", block_id, pipeline[0], exc)
+                log.warning("pipeline for block %s lost %s: %s", block_id, downstream[0], exc)
             else:
-                if downstream.crc == block_crc:
-                    nodes += downstream.nodes
+                if stored.crc == block_crc:
+                    nodes += stored.nodes
         return wire.StoredBlock(block_id, writer.size, block_crc, nodes)
 
     def open_range(
@@ -126,6 +136,7 @@ class Blocks:
         count = max(0, min(sums.size, last * sums.chunk_size) - start)
         headers = {
             wire.H_BLOCK_SIZE: str(sums.size),
+            wire.H_BLOCK_CRC: str(sums.crc),
             wire.H_CHUNK_SIZE: str(sums.chunk_size),
             wire.H_OFFSET: str(start),
             wire.H_CHUNK_CRCS: checksum.pack_crcs(sums.chunk_crcs[first:last]),
@@ -153,19 +164,19 @@ def build(dn: DataNode) -> tuple[web.Application, Blocks]:
 
     async def put_block(request: web.Request) -> web.Response:
         token = request.headers.get(wire.H_BLOCK_TOKEN)
-        block_id = blocks.admit(request.match_info["id"], token, "w")
-        assert token is not None
-        next_nodes = request.headers.get(wire.H_PIPELINE, "")
+        block_id = request.match_info["id"]
+        blocks.admit(block_id, token, "wc")  # before the body is read
+        pipeline = wire.H_PIPELINE in request.headers
         expected = request.content_length
         read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
         if expected is not None and expected <= WHOLE:
             read = wire.body_reader(await request.read())  # a one-chunk block, read whole
-        copy = wire.H_COPY in request.headers
-        return json_response(await blocks.put(block_id, token, copy, next_nodes, expected, read))
+        return json_response(await blocks.put(block_id, token, pipeline, expected, read))
 
     async def get_block(request: web.Request) -> web.StreamResponse:
         token = request.headers.get(wire.H_BLOCK_TOKEN)
-        block_id = blocks.admit(request.match_info["id"], token, "r")
+        block_id = request.match_info["id"]
+        blocks.admit(block_id, token, "r")
         query = request.query
         f, start, count, headers = blocks.open_range(
             block_id, query.get("offset"), query.get("length")
@@ -255,29 +266,27 @@ class Forwarder:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        pipeline: list[str],
+        next_url: str,
         block_id: str,
         token: str,
         stall_timeout: float,
     ) -> None:
         self._token = token
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_DEPTH)
-        self._url = f"{pipeline[0].rstrip('/')}{wire.API}/blocks/{block_id}"
-        self._next = pipeline[0]
+        self._url = f"{next_url.rstrip('/')}{wire.API}/blocks/{block_id}"
+        self._next = next_url
         self._stall = stall_timeout
         self._task: asyncio.Task[wire.StoredBlock] = asyncio.ensure_future(
-            self._run(session, pipeline[0], pipeline[1:])
+            self._run(session, next_url)
         )
 
     async def _body(self) -> AsyncIterator[bytes]:
         while (item := await self._queue.get()) is not None:
             yield item
 
-    async def _run(
-        self, session: aiohttp.ClientSession, url: str, rest: list[str]
-    ) -> wire.StoredBlock:
+    async def _run(self, session: aiohttp.ClientSession, url: str) -> wire.StoredBlock:
         headers = {
-            wire.H_PIPELINE: ",".join(rest),
+            wire.H_PIPELINE: "1",  # the next node forwards to the one after it, if any
             wire.H_BLOCK_TOKEN: self._token,
             "Content-Type": "application/octet-stream",
         }

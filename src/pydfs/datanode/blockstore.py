@@ -1,11 +1,13 @@
 """Block files on local disk, each carrying its checksums in a trailer.
 
-Layout under the data directory::
+Layout under the data directory (0700, files 0600: block bytes are readable only through a
+block access token, never by other local accounts)::
 
     node_id                 this node's stable id
     running                 present while the node runs, and after it died
+    trailers                the trailer version every block file has (absent: upgrade them)
     blocks/ab/<id>.blk      the block's bytes from offset 0 (so ranges go out with sendfile),
-                            then its checksum trailer (``pydfs.checksum``)
+                            then its checksum trailer (``pydfs.checksum``), which names the block
     tmp/                    blocks being received, and spare empty files; emptied at start
     quarantine/             replicas that failed verification
 
@@ -39,6 +41,7 @@ import re
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -73,6 +76,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_durably(path: Path, text: str) -> None:
+    """A small file, replaced atomically and durably (mode 0600)."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def fs_type(path: Path) -> str:
     """File-system type of the mount holding *path* (from /proc/mounts), or "unknown"."""
     real = os.path.realpath(path)
@@ -97,6 +112,12 @@ def fs_type(path: Path) -> str:
 JOURNALED = frozenset({"ext4", "xfs", "btrfs"})
 
 
+# How long a data node remembers a block it deleted, refusing client writes of it: longer than
+# any write token lives, so a leftover token cannot plant other bytes under a block id that a
+# trim or a delete order just freed.
+TOMBSTONE_SECONDS = 3600.0
+
+
 class BlockStore:
     def __init__(self, root: Path, chunk_size: int, capacity: int | None = None) -> None:
         self.root = root
@@ -105,12 +126,14 @@ class BlockStore:
         self.blocks_dir = root / "blocks"
         self.tmp_dir = root / "tmp"
         self.quarantine_dir = root / "quarantine"
-        for d in (self.blocks_dir, self.tmp_dir, self.quarantine_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        for d in (root, self.blocks_dir, self.tmp_dir, self.quarantine_dir):
+            d.mkdir(mode=0o700, exist_ok=True)
+            d.chmod(0o700)  # also a directory made before data directories were private
         # All 256 prefix directories exist, durably, before any block is acknowledged: a block
         # renamed into a directory that a crash could forget would be lost with it.
         for prefix in range(256):
-            (self.blocks_dir / f"{prefix:02x}").mkdir(exist_ok=True)
+            (self.blocks_dir / f"{prefix:02x}").mkdir(mode=0o700, exist_ok=True)
         _fsync_dir(self.blocks_dir)
         _fsync_dir(root)
         for stale in self.tmp_dir.iterdir():
@@ -124,17 +147,28 @@ class BlockStore:
         self.count = 0
         self.reserved = 0  # bytes promised to writes in progress
         self.writing = 0  # writers that may have renamed a block they have not yet synced
+        self.receiving: set[str] = set()  # blocks with a writer open
+        self._deleted: dict[str, float] = {}  # block → when this node deleted it (tombstones)
         self._running = root / "running"
         unclean = self._running.exists()
+        marker = root / "trailers"
+        upgrade = not marker.exists()
+        if upgrade:
+            self._running.touch()  # an upgrade cut short is checked like a crash
+            _fsync_dir(root)
         bad = 0
         for block_id in self.list():
             self.used += self.path(block_id).stat().st_size
             self.count += 1
-            if unclean and not self._intact(block_id):
+            if upgrade:
+                self._upgrade_trailer(block_id)
+            elif unclean and not self._intact(block_id):
                 self.quarantine(block_id)
                 bad += 1
         if bad:
             log.warning("%d block files left incomplete by a crash: quarantined", bad)
+        if upgrade:
+            _write_durably(marker, f"{checksum.TRAILER_VERSION}\n")
         self._running.touch()
         _fsync_dir(root)
 
@@ -145,6 +179,26 @@ class BlockStore:
         except ChecksumMismatch:
             return False
         return True
+
+    def _upgrade_trailer(self, block_id: str) -> None:
+        """Give a block file of trailer version 2 the footer that names its block (its file's
+        name is all there is to go by), and make it private; quarantine one that validates as
+        neither version. The new footer overwrites the old one, so a crash halfway leaves a
+        footer that does not validate: the replica is then quarantined and copied anew."""
+        path = self.path(block_id)
+        try:
+            with open(path, "r+b") as f:
+                os.fchmod(f.fileno(), 0o600)
+                try:
+                    BlockChecksums.read(f.fileno())
+                    return
+                except ChecksumMismatch:
+                    sums = BlockChecksums.read_v2(f.fileno(), block_id)
+                os.pwrite(f.fileno(), sums.footer(), sums.size + 4 * len(sums.chunk_crcs))
+                os.fsync(f.fileno())
+        except ChecksumMismatch:
+            log.warning("block %s has no valid trailer: quarantined", block_id)
+            self.quarantine(block_id)
 
     def close(self) -> None:
         """Mark a clean stop, unless a write may have left a renamed block unsynced."""
@@ -157,12 +211,7 @@ class BlockStore:
             return path.read_text().strip()
         except FileNotFoundError:
             node_id = "dn-" + secrets.token_hex(4)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(node_id + "\n")
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(self.root)
+            _write_durably(path, node_id + "\n")
             return node_id
 
     def _upgrade(self, sidecar: Path) -> None:
@@ -177,7 +226,7 @@ class BlockStore:
         if not _BLOCK_ID.fullmatch(path.stem):
             return
         try:
-            sums = BlockChecksums.decode_sidecar(sidecar.read_bytes())
+            sums = BlockChecksums.decode_sidecar(sidecar.read_bytes(), path.stem)
             with open(path, "r+b") as f:
                 if os.fstat(f.fileno()).st_size < sums.size:
                     raise ProtocolError("block file shorter than its sidecar says")
@@ -212,13 +261,16 @@ class BlockStore:
 
     def open_block(self, block_id: str) -> tuple[BinaryIO, BlockChecksums]:
         """The block file, open for reading, and its checksums; ChecksumMismatch if its trailer
-        does not validate."""
+        does not validate or names another block (a file copied or renamed over this one)."""
         try:
             f = open(self.path(block_id), "rb")  # noqa: SIM115 (the caller closes it)
         except FileNotFoundError:
             raise NotFound(f"block {block_id} not on this node") from None
         try:
-            return f, BlockChecksums.read(f.fileno())
+            sums = BlockChecksums.read(f.fileno())
+            if sums.block_id != block_id:
+                raise ChecksumMismatch(f"block file {block_id} holds block {sums.block_id}")
+            return f, sums
         except BaseException:
             f.close()
             raise
@@ -239,17 +291,33 @@ class BlockStore:
             return self.capacity
         return shutil.disk_usage(self.root).total
 
-    def writer(self, block_id: str, expected: int | None) -> BlockWriter:
-        if self.exists(block_id):
+    def writer(self, block_id: str, expected: int | None, *, replace: bool = False) -> BlockWriter:
+        """A writer for a new block; *replace*: a copy the name node ordered, which replaces
+        whatever this node holds under that id (only the name node's copy can be counted)."""
+        if block_id in self.receiving:
+            raise InvalidArgument(f"block {block_id} is being written already")
+        if not replace and (self.exists(block_id) or self._tombstoned(block_id)):
             raise InvalidArgument(f"block {block_id} already exists")
         if expected is not None and expected > self.free():
             raise NoSpace(f"data node {self.node_id} has no room for {expected} bytes")
         return BlockWriter(self, block_id, expected or 0)
 
+    def _tombstoned(self, block_id: str) -> bool:
+        deleted = self._deleted.get(block_id)
+        return deleted is not None and time.monotonic() - deleted < TOMBSTONE_SECONDS
+
+    def _bury(self, block_ids: Iterable[str]) -> None:
+        now = time.monotonic()
+        if len(self._deleted) > 100_000:  # forget the expired ones
+            self._deleted = {b: t for b, t in self._deleted.items() if now - t < TOMBSTONE_SECONDS}
+        self._deleted.update((b, now) for b in block_ids)
+
     async def delete_many(self, block_ids: Iterable[str]) -> int:
         """Delete blocks from a worker thread: unlinking a 64 MiB block takes ~13 ms here (its
         extents are freed), and the blocks of one large file would stall every request to this
         node for seconds. Returns how many there were."""
+        block_ids = list(block_ids)
+        self._bury(block_ids)
         sizes = await asyncio.to_thread(lambda: [self._unlink(b) for b in block_ids])
         gone = [size for size in sizes if size is not None]
         self.used -= sum(gone)
@@ -275,6 +343,7 @@ class BlockStore:
         path = self.path(block_id)
         size = path.stat().st_size
         os.replace(path, self.quarantine_dir / path.name)
+        self._bury([block_id])
         self.used -= size
         self.count -= 1
 
@@ -296,6 +365,8 @@ class BlockWriter:
         self._reserved = reserve
         store.reserved += reserve
         store.writing += 1
+        store.receiving.add(block_id)
+        self._replaced = 0  # bytes of the file this one replaced (a copy over a held block)
 
     def write_chunk(self, data: bytes, crc: int) -> None:
         """Check one chunk against the CRC its writer sent, then append it."""
@@ -334,7 +405,9 @@ class BlockWriter:
         after another waits on. Larger blocks, or writes side by side, fsync in a thread."""
         if self.block_crc != block_crc:
             raise ChecksumMismatch(f"block {self.block_id}: whole-block CRC32C mismatch")
-        sums = BlockChecksums(self.store.chunk_size, self.size, self.block_crc, self.chunk_crcs)
+        sums = BlockChecksums(
+            self.block_id, self.store.chunk_size, self.size, self.block_crc, self.chunk_crcs
+        )
         trailer = sums.trailer()
         self._write(trailer)
         try:
@@ -344,8 +417,8 @@ class BlockWriter:
                 await self._durable_in_thread()
         finally:
             if self.state == "durable":  # counted here, on the loop, never in the thread
-                self.store.used += sums.size + len(trailer)
-                self.store.count += 1
+                self.store.used += sums.size + len(trailer) - self._replaced
+                self.store.count += 0 if self._replaced else 1
                 self.store.writing -= 1
                 self._release()
         return sums
@@ -363,6 +436,10 @@ class BlockWriter:
     def _durable(self) -> None:
         assert self._fd is not None
         final = self.store.path(self.block_id)
+        try:
+            self._replaced = final.stat().st_size
+        except FileNotFoundError:
+            self._replaced = 0
         os.replace(self._tmp, final)
         self.state = "renamed"
         os.fsync(self._fd)  # not fdatasync: the new name, size and inode must be durable too
@@ -387,6 +464,7 @@ class BlockWriter:
     def _release(self) -> None:
         self.store.reserved -= self._reserved
         self._reserved = 0
+        self.store.receiving.discard(self.block_id)
 
 
 class Spares:
@@ -410,7 +488,7 @@ class Spares:
 
     def _make(self) -> Path:
         path = self.tmp_dir / f"spare.{secrets.token_hex(8)}"
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         return path
 
     def _fill(self) -> None:

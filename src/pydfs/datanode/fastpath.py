@@ -51,7 +51,7 @@ class Front(fastpath.Front):
 
     def admit(self, request: Request) -> None:
         token = request.headers.get(wire.H_BLOCK_TOKEN.lower())
-        self.blocks.admit(request.match["id"], token, "w" if request.endpoint == "put" else "r")
+        self.blocks.admit(request.match["id"], token, "wc" if request.endpoint == "put" else "r")
 
     def serve(self, request: Request) -> Answer | Awaitable[Answer]:
         if request.endpoint == "put":
@@ -69,10 +69,7 @@ class Front(fastpath.Front):
     async def _put(self, request: Request) -> Answer:
         headers = request.headers
         token = headers[wire.H_BLOCK_TOKEN.lower()]  # admitted: there is one
-        next_nodes = headers.get(wire.H_PIPELINE.lower(), "")
-        copy = wire.H_COPY.lower() in headers
+        pipeline = wire.H_PIPELINE.lower() in headers
         read = wire.body_reader(request.body)
-        stored = await self.blocks.put(
-            request.match["id"], token, copy, next_nodes, request.length, read
-        )
+        stored = await self.blocks.put(request.match["id"], token, pipeline, request.length, read)
         return Answer(200, wire.encode(stored))

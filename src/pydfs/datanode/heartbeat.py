@@ -21,16 +21,21 @@ class Heartbeater:
     def __init__(self, dn: DataNode) -> None:
         self.dn = dn
         # News for the name node, kept until a heartbeat carrying it succeeds.
-        self.received: list[str] = []
+        self.received: list[wire.Received] = []
         self.corrupt: list[str] = []
         self.failed_copies: list[str] = []
         self._wake = asyncio.Event()
-        self._last_report: float | None = None  # a full report goes out at start
+        self._last_report: float | None = None  # a full report goes out at start (None)
         self.incarnation = secrets.token_hex(8)
 
     def wake(self) -> None:
         """Send the next heartbeat now rather than at the end of the interval."""
         self._wake.set()
+
+    def report_soon(self) -> None:
+        """Send a full block report with the next heartbeat."""
+        self._last_report = None
+        self.wake()
 
     async def run_once(self) -> wire.HeartbeatReply:
         """One heartbeat; sends a full block report when the name node asks or one is due."""
@@ -64,7 +69,9 @@ class Heartbeater:
 
     async def report(self) -> None:
         store = self.dn.store
-        report = wire.BlockReport(id=store.node_id, blocks=list(store.list()))
+        started = time.monotonic()
+        blocks = await asyncio.to_thread(lambda: list(store.list()))
+        report = wire.BlockReport(store.node_id, blocks, took=time.monotonic() - started)
         reply = await self.dn.namenode.call(
             "POST", "/datanodes/report", report, reply=wire.HeartbeatReply
         )
@@ -80,7 +87,7 @@ class Heartbeater:
                 self.dn.transfers.start(command.blocks, command.target, command.tokens)
             elif command.op == "verify":
                 for block in command.blocks:
-                    self.dn.spawn(self.dn.scanner.verify_and_report(block))
+                    self.dn.spawn(self.dn.scanner.verify_and_report(block, ordered=True))
 
     async def _delete(self, blocks: list[str]) -> None:
         deleted = await self.dn.store.delete_many(blocks)

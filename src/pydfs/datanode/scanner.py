@@ -1,11 +1,12 @@
 """The scrubber: re-reads every block in the background and quarantines the ones that rotted.
 
-``run_once`` verifies each block against its trailer (the trailer itself, every chunk CRC and
-the block CRC) at no more than ``scan_rate`` bytes per second, resuming after the last block it
-verified (kept in ``scanner.cursor``) so that a restart does not start the pass over. A bad
-replica moves to ``quarantine/`` and is reported with the next heartbeat; the name node then has
-a good copy made from another replica. ``run_forever`` starts a pass every ``scan_interval``
-seconds.
+``run_once`` verifies each block against its trailer (the trailer itself, the block it names,
+every chunk CRC and the block CRC) at no more than ``scan_rate`` bytes per second, resuming
+after the last block it verified (kept in ``scanner.cursor``) so that a restart does not start
+the pass over. A bad replica moves to ``quarantine/`` and is reported with the next heartbeat;
+the name node then has a good copy made from another replica. A pass ends with a full block
+report, so that the name node also learns of replicas that vanished from the disk.
+``run_forever`` starts a pass every ``scan_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from pydfs import checksum
+from pydfs import checksum, wire
+from pydfs.checksum import BlockChecksums
 from pydfs.errors import NotFound, PydfsError
 
 if TYPE_CHECKING:
@@ -31,8 +33,9 @@ class Scanner:
         self.verified = 0
         self.corrupt_found = 0
 
-    def verify(self, block_id: str) -> bool:
-        """True if the replica matches its checksums (blocking: run it in a thread)."""
+    def verify(self, block_id: str) -> BlockChecksums | None:
+        """The replica's checksums if it matches them, else None; NotFound if it is not here
+        (blocking: run it in a thread)."""
         store = self.dn.store
         try:
             f, sums = store.open_block(block_id)
@@ -41,23 +44,35 @@ class Scanner:
                 for expected in sums.chunk_crcs:
                     data = f.read(min(sums.chunk_size, left))
                     if checksum.crc(data) != expected:
-                        return False
+                        return None
                     whole = checksum.crc(data, whole)
                     left -= len(data)
-                return whole == sums.crc
+                return sums if whole == sums.crc else None
         except NotFound:
-            return True  # deleted meanwhile: nothing to report
+            raise
         except (PydfsError, OSError):
-            return False  # a trailer that does not validate included: never served, so bad
+            return None  # a trailer that does not validate included: never served, so bad
 
-    async def verify_and_report(self, block_id: str) -> bool:
-        ok = await asyncio.to_thread(self.verify, block_id)
-        if not ok and self.dn.store.exists(block_id):
+    async def verify_and_report(self, block_id: str, *, ordered: bool = False) -> bool:
+        """Verify a replica; quarantine and report it if it is bad. *ordered*: the name node
+        asked (it counts the replica, or would): a good one is reported as received, with what
+        its trailer says, and a missing one as lost."""
+        heartbeater = self.dn.heartbeater
+        try:
+            sums = await asyncio.to_thread(self.verify, block_id)
+        except NotFound:
+            if ordered:
+                heartbeater.corrupt.append(block_id)
+                log.warning("block %s is missing: reported", block_id)
+            return not ordered  # otherwise deleted since it was listed: nothing to report
+        if sums is None and self.dn.store.exists(block_id):
             self.dn.store.quarantine(block_id)
-            self.dn.heartbeater.corrupt.append(block_id)
+            heartbeater.corrupt.append(block_id)
             self.corrupt_found += 1
             log.warning("block %s failed verification: quarantined", block_id)
-        return ok
+        elif sums is not None and ordered:
+            heartbeater.received.append(wire.Received(block_id, sums.size, sums.crc))
+        return sums is not None
 
     def _cursor(self) -> str:
         try:
@@ -83,6 +98,7 @@ class Scanner:
             if rate > 0:
                 await asyncio.sleep(max(0.0, size / rate - (time.monotonic() - started)))
         self.cursor_file.unlink(missing_ok=True)  # the pass is complete; the next starts over
+        self.dn.heartbeater.report_soon()  # a replica gone from the disk shows in no pass
         return found
 
     async def run_forever(self) -> None:

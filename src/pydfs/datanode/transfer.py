@@ -95,11 +95,7 @@ class Transfers:
                 yield data
             yield wire.FRAME.pack(0, sums.crc)
 
-        headers = {
-            "Content-Type": "application/octet-stream",
-            wire.H_COPY: "1",
-            wire.H_BLOCK_TOKEN: token,
-        }
+        headers = {"Content-Type": "application/octet-stream", wire.H_BLOCK_TOKEN: token}
         try:
             with f:
                 async with self.dn.session.put(url, data=frames(), headers=headers) as resp:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from pydfs import server, tokens, wire
 from pydfs.config import NameNodeConfig
@@ -17,6 +18,8 @@ from pydfs.namenode.store import Store
 from pydfs.namenode.uploads import MAX_REPLICATION, Uploads
 
 log = logging.getLogger("pydfs.namenode")
+
+REPORT_TRANSIT = 2.0  # seconds a block report may take from its data node to here
 
 __all__ = ["NameNode", "run"]
 
@@ -50,7 +53,9 @@ class NameNode:
             self.namespace,
             self.membership,
             lease=config.upload_lease,
-            write_token=lambda block: self.block_token(block, "w"),
+            write_token=lambda block, targets: self.block_token(
+                block, "w", [(t.id, t.url) for t in targets]
+            ),
         )
         self.replicator: Replicator = Replicator(
             self.namespace,
@@ -61,8 +66,12 @@ class NameNode:
         self._verify: dict[str, list[str]] = {}  # node → replicas a reader found bad
         self.uploads.on_commit = self._committed
 
-    def block_token(self, block_id: str, mode: tokens.Mode) -> str:
-        return tokens.block_token(self.secret, block_id, mode, self.config.block_token_lifetime)
+    def block_token(
+        self, block_id: str, mode: tokens.Mode, targets: list[tokens.Target] | None = None
+    ) -> str:
+        return tokens.block_token(
+            self.secret, block_id, mode, self.config.block_token_lifetime, targets or ()
+        )
 
     def _layout(self) -> None:
         """What a fresh or just initialised file system holds: /tmp (1777) and every home."""
@@ -96,25 +105,34 @@ class NameNode:
         node, restarted = self.membership.heartbeat(hb)
         if restarted:
             self.replicator.forget_orders(node.id)  # a new process knows nothing of them
-        self.replicator.received(node.id, hb.received, self.uploads.in_flight())
+        self.replicator.received(node.id, hb.received, self.uploads.granted())
         self.replicator.corrupt_replicas(node.id, hb.corrupt)
         if hb.failed_copies:
             self.replicator.copy_failed(node.id, hb.failed_copies)
         commands = self.delete_orders(node.id) + self.replicator.orders_for(node.id)
         for command in commands:
-            if command.op == "replicate":
-                command.tokens = [self.block_token(b, "w") for b in command.blocks]
+            if command.op == "replicate" and command.target is not None:
+                target = [(command.target.id, command.target.url)]
+                command.tokens = [self.block_token(b, "c", target) for b in command.blocks]
         if verify := self._verify.pop(node.id, None):
             commands.append(wire.Command(op="verify", blocks=verify))
         return wire.HeartbeatReply(commands=commands, send_report=node.wants_report)
 
     def block_report(self, report: wire.BlockReport) -> wire.HeartbeatReply:
-        self.namespace.reconcile(report.id, report.blocks, self.uploads.in_flight())
+        # Replicas counted after the listing may have begun cannot be judged by it (a few
+        # seconds allow for the report's trip here).
+        listed_after = time.time() - max(0.0, report.took) - REPORT_TRANSIT
+        uncounted = self.namespace.reconcile(
+            report.id, report.blocks, self.uploads.in_flight(), listed_after
+        )
         node = self.membership.nodes.get(report.id)
         if node is not None:
             node.wants_report = False
         self.replicator.dirty = True
-        return wire.HeartbeatReply(commands=self.delete_orders(report.id))
+        commands = self.delete_orders(report.id)
+        if uncounted:  # counted once the node has checked them against their trailers
+            commands.append(wire.Command(op="verify", blocks=uncounted))
+        return wire.HeartbeatReply(commands=commands)
 
     def delete_orders(self, node_id: str) -> list[wire.Command]:
         blocks = self.namespace.trash_for(node_id)

@@ -75,7 +75,6 @@ class Namespace:
         *,
         replication: int,
         block_size: int,
-        lost_replica_grace: float = 300.0,
         umask: int = 0o022,
     ) -> None:
         self.store = store
@@ -83,7 +82,6 @@ class Namespace:
         self.membership = membership
         self.replication = replication
         self.block_size = block_size
-        self.lost_replica_grace = lost_replica_grace
         self.umask = umask
         # Signs read tokens for the blocks of a file a caller opens (set by the name node).
         self.read_token: Callable[[str], str] | None = None
@@ -549,8 +547,8 @@ class Namespace:
                 [(b.block_id, b.size, b.crc, now) for b in blocks],
             )
             db.executemany(
-                "INSERT OR IGNORE INTO replicas (block, node) VALUES (?, ?)",
-                [(b.block_id, n) for b in blocks for n in b.nodes],
+                "INSERT OR IGNORE INTO replicas (block, node, added) VALUES (?, ?, ?)",
+                [(b.block_id, n, now) for b in blocks for n in b.nodes],
             )
             db.executemany(
                 "INSERT INTO file_blocks (inode, idx, block) VALUES (?, ?, ?)",
@@ -657,20 +655,29 @@ class Namespace:
 
     # --- data node bookkeeping ------------------------------------------------------------
 
-    def reconcile(self, node_id: str, reported: Iterable[str], in_flight: set[str]) -> None:
-        """Apply a full block report: count the replicas we know, trash those nobody needs, and
-        forget replicas the node no longer has (unless they are too new to be in its report)."""
+    def reconcile(
+        self, node_id: str, reported: Iterable[str], in_flight: set[str], listed_after: float
+    ) -> list[str]:
+        """Apply a full block report: trash the replicas nobody needs, forget the counted ones
+        the node no longer has (unless counted after *listed_after*, when its listing may have
+        begun), and return the blocks it holds that are not counted there: the node is to
+        verify them, and they count once it reports them good with the recorded CRC
+        (``add_replicas``), never on its word alone."""
         with self.store.write() as db:
             db.execute("DELETE FROM temp.report")
             db.executemany("INSERT OR IGNORE INTO temp.report VALUES (?)", ((b,) for b in reported))
             # A replica with a delete order still pending is on its way out (trimmed, say):
             # counting it again would let the next trim take a real copy.
-            db.execute(
-                "INSERT OR IGNORE INTO replicas (block, node) SELECT r.id, ? FROM temp.report r "
-                "WHERE EXISTS (SELECT 1 FROM blocks b WHERE b.id = r.id) "
-                "AND NOT EXISTS (SELECT 1 FROM trash t WHERE t.node = ? AND t.block = r.id)",
-                (node_id, node_id),
-            )
+            uncounted = [
+                block_id
+                for (block_id,) in db.execute(
+                    "SELECT r.id FROM temp.report r "
+                    "WHERE EXISTS (SELECT 1 FROM blocks b WHERE b.id = r.id) "
+                    "AND NOT EXISTS (SELECT 1 FROM replicas x WHERE x.block = r.id AND x.node = ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM trash t WHERE t.node = ? AND t.block = r.id)",
+                    (node_id, node_id),
+                )
+            ]
             unknown = [
                 block_id
                 for (block_id,) in db.execute(
@@ -685,13 +692,14 @@ class Namespace:
             )
             db.execute(
                 "DELETE FROM replicas WHERE node = ? AND block NOT IN (SELECT id FROM temp.report) "
-                "AND block IN (SELECT id FROM blocks WHERE ctime < ?)",
-                (node_id, time.time() - self.lost_replica_grace),
+                "AND added < ?",
+                (node_id, listed_after),
             )
             db.execute(
                 "DELETE FROM trash WHERE node = ? AND block NOT IN (SELECT id FROM temp.report)",
                 (node_id,),
             )
+        return uncounted
 
     def trash_for(self, node_id: str, limit: int = 10_000) -> list[str]:
         """Hand out (and forget) replicas *node_id* must delete. An order lost with a crashed
@@ -721,24 +729,43 @@ class Namespace:
         self.db.execute(f"DELETE FROM temp.{table}")
         self.db.executemany(f"INSERT INTO temp.{table} VALUES (?)", ((n,) for n in nodes))
 
-    def add_replicas(self, node_id: str, blocks: list[str], in_flight: set[str]) -> int:
-        """A data node stored *blocks*: count the known ones, trash those nobody will commit.
-        Returns how many replicas this changed (a client write's were counted at its commit)."""
-        changed = 0
+    def add_replicas(
+        self, node_id: str, received: list[wire.Received], in_flight: dict[str, list[str]]
+    ) -> tuple[int, list[str]]:
+        """A data node stored, or verified, these replicas. One of a committed block counts
+        only if its size and CRC are those recorded: a committed block never changes, so other
+        bytes under its id (a leftover write token's, a swapped file's) are trashed, and
+        returned as bad. One of an upload still in flight is counted by its commit, if the
+        grant named this node; anything else is trashed. Returns how many replicas this
+        changed (a client write's were counted at its commit), and the bad ones."""
+        changed, bad = 0, []
+        now = time.time()
         with self.store.write() as db:
-            for block in blocks:
-                if db.execute("SELECT 1 FROM blocks WHERE id = ?", (block,)).fetchone():
+            for got in received:
+                row = db.execute(
+                    "SELECT size, crc FROM blocks WHERE id = ?", (got.block,)
+                ).fetchone()
+                if row is not None and (got.size, got.crc) == tuple(row):
                     changed += db.execute(
-                        "INSERT OR IGNORE INTO replicas (block, node) VALUES (?, ?)",
-                        (block, node_id),
+                        "INSERT OR IGNORE INTO replicas (block, node, added) VALUES (?, ?, ?)",
+                        (got.block, node_id, now),
                     ).rowcount
                     # A fresh copy must not fall to a delete order given for an older one.
-                    db.execute("DELETE FROM trash WHERE node = ? AND block = ?", (node_id, block))
-                elif block not in in_flight:
+                    db.execute(
+                        "DELETE FROM trash WHERE node = ? AND block = ?", (node_id, got.block)
+                    )
+                    continue
+                if row is not None:
+                    bad.append(got.block)
                     changed += db.execute(
-                        "INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", (node_id, block)
+                        "DELETE FROM replicas WHERE block = ? AND node = ?", (got.block, node_id)
                     ).rowcount
-        return changed
+                elif node_id in in_flight.get(got.block, ()):
+                    continue
+                changed += db.execute(
+                    "INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", (node_id, got.block)
+                ).rowcount
+        return changed, bad
 
     def drop_replicas(self, node_id: str, blocks: list[str]) -> None:
         """Forget replicas that *node_id* no longer has (it quarantined them)."""

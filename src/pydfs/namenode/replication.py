@@ -65,14 +65,21 @@ class Replicator:
 
     # --- events -----------------------------------------------------------------------------
 
-    def received(self, node_id: str, blocks: list[str], in_flight: set[str]) -> None:
-        """A data node stored these blocks (a client write, or a copy we ordered); blocks of
-        uploads still in flight are counted when their upload commits."""
-        if not blocks:
+    def received(
+        self, node_id: str, received: list[wire.Received], in_flight: dict[str, list[str]]
+    ) -> None:
+        """A data node stored these replicas (a client write, a copy we ordered) or found them
+        good when asked; blocks of uploads still in flight are counted when their upload
+        commits. Other bytes than a committed block's are trashed, and count as corrupt."""
+        if not received:
             return
-        if self.namespace.add_replicas(node_id, blocks, in_flight):
+        changed, bad = self.namespace.add_replicas(node_id, received, in_flight)
+        if changed:
             self.dirty = True
-        for block in blocks:
+        if bad:
+            self.corrupt.update(bad)
+            log.warning("%s holds other bytes than recorded for %d blocks", node_id, len(bad))
+        for block in (r.block for r in received):
             copies = self._in_flight.get(block, [])
             done = [c for c in copies if c.target == node_id]
             for copy in done:

@@ -54,7 +54,7 @@ class Uploads:
         *,
         lease: float,
         on_commit: Callable[[list[wire.StoredBlock], int], None] | None = None,
-        write_token: Callable[[str], str] = lambda block_id: "",
+        write_token: Callable[[str, list[wire.NodeRef]], str] = lambda block_id, targets: "",
     ) -> None:
         self.namespace = namespace
         self.membership = membership
@@ -131,9 +131,8 @@ class Uploads:
             )
         block_id = secrets.token_hex(16)
         upload.targets[block_id] = targets
-        return wire.BlockGrant(
-            block_id, [self.membership.ref(t) for t in targets], self.write_token(block_id)
-        )
+        refs = [self.membership.ref(t) for t in targets]
+        return wire.BlockGrant(block_id, refs, self.write_token(block_id, refs))
 
     def renew(self, upload_id: str, user: User) -> None:
         """Extend a lease whose writer is still at work (it raises if the lease is gone)."""
@@ -203,3 +202,7 @@ class Uploads:
 
     def in_flight(self) -> set[str]:
         return {b for u in self._uploads.values() for b in u.targets}
+
+    def granted(self) -> dict[str, list[str]]:
+        """Each block of an upload in flight, and the data nodes its grant named."""
+        return {b: nodes for u in self._uploads.values() for b, nodes in u.targets.items()}

@@ -53,7 +53,7 @@ def test_commit_makes_one_durable_file_holding_the_block_and_its_checksums(tmp_p
     store = BlockStore(tmp_path, CHUNK)
     data = os.urandom(3 * CHUNK + 5)
     sums = write_block(store, BLOCK, data, expected=len(data))
-    assert sums == BlockChecksums(CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
+    assert sums == BlockChecksums(BLOCK, CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
     raw = store.path(BLOCK).read_bytes()
     assert raw == data + sums.trailer()
     assert len(raw) == len(data) + 4 * 4 + FOOTER_SIZE
@@ -82,7 +82,7 @@ def test_round_trip_of_any_size(tmp_path, size):
     write_block(store, BLOCK, data)
     f, sums = store.open_block(BLOCK)
     with f:
-        assert sums == BlockChecksums(CHUNK, size, checksum.crc(data), chunk_crcs(data))
+        assert sums == BlockChecksums(BLOCK, CHUNK, size, checksum.crc(data), chunk_crcs(data))
         assert os.pread(f.fileno(), sums.size, 0) == data
 
 
@@ -223,11 +223,11 @@ def test_invalid_block_ids_are_refused(tmp_path, bad):
 
 
 def test_capacity_limits_reservations_and_writes(tmp_path):
-    store = BlockStore(tmp_path, CHUNK, capacity=40)
-    assert (store.total(), store.free()) == (40, 40)
+    store = BlockStore(tmp_path, CHUNK, capacity=56)
+    assert (store.total(), store.free()) == (56, 56)
     with pytest.raises(NoSpace):
-        store.writer(BLOCK, 41)
-    write_block(store, "a" * 32, b"x" * 2)  # 2 bytes, 4 of chunk CRC and the footer: 38 used
+        store.writer(BLOCK, 57)
+    write_block(store, "a" * 32, b"x" * 2)  # 2 bytes, 4 of chunk CRC and the footer: 54 used
     assert store.free() == 2
     writer = store.writer(BLOCK, None)
     writer.write_chunk(b"y" * 2, checksum.crc(b"y" * 2))  # exactly fits
@@ -236,7 +236,7 @@ def test_capacity_limits_reservations_and_writes(tmp_path):
     with pytest.raises(NoSpace):
         writer.write_chunk(b"y" * 3, checksum.crc(b"y" * 3))
     writer.abort()
-    assert (store.used, store.count, store.reserved) == (38, 1, 0)
+    assert (store.used, store.count, store.reserved) == (54, 1, 0)
 
 
 # --- upgrade from the first format (raw .blk beside a .crc sidecar) -------------------------
@@ -264,10 +264,10 @@ def old_block(root, block_id, data, sidecar=None):
 def assert_upgraded(store, block_id, data):
     blk = store.path(block_id)
     assert not blk.with_suffix(".crc").exists()
-    sums = BlockChecksums(CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
+    sums = BlockChecksums(block_id, CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
     assert blk.read_bytes() == data + sums.trailer()
     assert store.checksums(block_id) == sums
-    assert Scanner(SimpleNamespace(store=store)).verify(block_id) is True
+    assert Scanner(SimpleNamespace(store=store)).verify(block_id) is not None
 
 
 def test_upgrade_gives_old_blocks_their_trailer_and_drops_the_sidecars(tmp_path):
@@ -290,7 +290,7 @@ def test_upgrade_gives_old_blocks_their_trailer_and_drops_the_sidecars(tmp_path)
 
 def test_upgrade_of_a_block_whose_bytes_look_like_an_upgraded_block(tmp_path):
     # A stored file can be a block file of the new format: its bytes stay what they are.
-    inner = BlockChecksums(CHUNK, 3, checksum.crc(b"abc"), [checksum.crc(b"abc")])
+    inner = BlockChecksums(BLOCK, CHUNK, 3, checksum.crc(b"abc"), [checksum.crc(b"abc")])
     data = b"abc" + inner.trailer()
     old_block(tmp_path, BLOCK, data)
     assert_upgraded(BlockStore(tmp_path, CHUNK), BLOCK, data)
@@ -307,7 +307,7 @@ def test_upgrade_of_a_block_whose_bytes_look_like_an_upgraded_block(tmp_path):
 def test_upgrade_interrupted_by_a_crash_is_finished_at_the_next_start(tmp_path, crashed):
     data = os.urandom(2 * CHUNK + 3)
     blk, _ = old_block(tmp_path, BLOCK, data)
-    sums = BlockChecksums(CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
+    sums = BlockChecksums(BLOCK, CHUNK, len(data), checksum.crc(data), chunk_crcs(data))
     trailer = {
         "trailer half written": sums.trailer()[:11],
         "trailer written, sidecar kept": sums.trailer(),
@@ -474,20 +474,24 @@ def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
     """Through ``app.Blocks.put``, as the fast path and aiohttp's route call it: each puts its
     whole one-chunk body at once, so only the yield after opening its writer lets the others
     be seen."""
-    from pydfs import wire
+    from pydfs import tokens, wire
     from pydfs.datanode.app import Blocks
 
     store = BlockStore(tmp_path, wire.CHUNK_SIZE)
     synced_on.clear()  # the store's own files
     heartbeater = SimpleNamespace(received=[], wake=lambda: None)
-    blocks = Blocks(SimpleNamespace(store=store, heartbeater=heartbeater))  # type: ignore[arg-type]
+    secret = b"s" * 32
+    dn = SimpleNamespace(store=store, heartbeater=heartbeater, secret=secret)
+    blocks = Blocks(dn)  # type: ignore[arg-type]
 
     def put(n):
         data = bytes([n]) * 100
         frames = wire.FRAME.pack(100, checksum.crc(data)) + data
         frames += wire.FRAME.pack(0, checksum.crc(data))
         read = wire.body_reader(frames)
-        return blocks.put(f"{n:032x}", "token", False, "", len(frames), read)
+        block_id = f"{n:032x}"
+        token = tokens.block_token(secret, block_id, "w", 60, [(store.node_id, "http://dn")])
+        return blocks.put(block_id, token, False, len(frames), read)
 
     async def main():
         await asyncio.gather(*(put(n) for n in range(8)))

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pydfs import checksum
+from pydfs import checksum, wire
 from pydfs.checksum import BlockChecksums
 from pydfs.datanode import scanner as scanner_module
 from pydfs.datanode import transfer
@@ -37,7 +37,7 @@ def fake_dn(tmp_path, scan_rate=0):
     return SimpleNamespace(
         store=BlockStore(tmp_path, CHUNK),
         config=SimpleNamespace(scan_rate=scan_rate),
-        heartbeater=SimpleNamespace(corrupt=[]),
+        heartbeater=SimpleNamespace(corrupt=[], received=[], report_soon=lambda: None),
     )
 
 
@@ -77,16 +77,16 @@ def test_verify_accepts_a_good_block(dn):
     write_block(dn.store, bid(2), os.urandom(2 * CHUNK))
     write_block(dn.store, bid(3), b"")
     scanner = Scanner(dn)
-    assert scanner.verify(bid(1)) is True
-    assert scanner.verify(bid(2)) is True
-    assert scanner.verify(bid(3)) is True
+    assert scanner.verify(bid(1)) is not None
+    assert scanner.verify(bid(2)) is not None
+    assert scanner.verify(bid(3)) is not None
 
 
 @pytest.mark.parametrize("offset", [0, CHUNK + 3, 3 * CHUNK + 4])
 def test_verify_rejects_a_flipped_byte(dn, offset):
     write_block(dn.store, bid(1), os.urandom(3 * CHUNK + 5))
     flip_byte(dn.store.path(bid(1)), offset)
-    assert Scanner(dn).verify(bid(1)) is False
+    assert Scanner(dn).verify(bid(1)) is None
 
 
 @pytest.mark.parametrize("keep", [0, CHUNK, 3 * CHUNK + 4, 3 * CHUNK + 5, -1])
@@ -94,14 +94,14 @@ def test_verify_rejects_a_truncated_block(dn, keep):
     write_block(dn.store, bid(1), os.urandom(3 * CHUNK + 5))
     path = dn.store.path(bid(1))
     path.write_bytes(path.read_bytes()[:keep])
-    assert Scanner(dn).verify(bid(1)) is False
+    assert Scanner(dn).verify(bid(1)) is None
 
 
 def test_verify_rejects_a_block_that_grew(dn):
     write_block(dn.store, bid(1), os.urandom(2 * CHUNK))
     with open(dn.store.path(bid(1)), "ab") as f:
         f.write(b"x")
-    assert Scanner(dn).verify(bid(1)) is False
+    assert Scanner(dn).verify(bid(1)) is None
 
 
 def test_verify_rejects_a_damaged_trailer(dn):
@@ -111,20 +111,22 @@ def test_verify_rejects_a_damaged_trailer(dn):
     scanner = Scanner(dn)
 
     path.write_bytes(data + b"garbage")
-    assert scanner.verify(bid(1)) is False
+    assert scanner.verify(bid(1)) is None
     path.write_bytes(data + sums.trailer()[4:])  # a chunk CRC short
-    assert scanner.verify(bid(1)) is False
+    assert scanner.verify(bid(1)) is None
     path.write_bytes(data + sums.trailer())
     for at in range(len(sums.trailer())):  # any bit of the trailer wrong
         flip_byte(path, len(data) + at)
-        assert scanner.verify(bid(1)) is False, at
+        assert scanner.verify(bid(1)) is None, at
         flip_byte(path, len(data) + at)
-    wrong_block_crc = BlockChecksums(sums.chunk_size, sums.size, sums.crc ^ 1, sums.chunk_crcs)
+    wrong_block_crc = BlockChecksums(
+        sums.block_id, sums.chunk_size, sums.size, sums.crc ^ 1, sums.chunk_crcs
+    )
     path.write_bytes(data + wrong_block_crc.trailer())  # a footer that validates, but wrong
-    assert scanner.verify(bid(1)) is False
+    assert scanner.verify(bid(1)) is None
 
     path.write_bytes(data + sums.trailer())
-    assert scanner.verify(bid(1)) is True
+    assert scanner.verify(bid(1)) is not None
 
 
 def test_a_block_whose_trailer_is_garbled_is_quarantined_and_reported(dn):
@@ -134,7 +136,7 @@ def test_a_block_whose_trailer_is_garbled_is_quarantined_and_reported(dn):
     write_block(dn.store, bid(1), data)
     path = dn.store.path(bid(1))
     path.write_bytes(path.read_bytes()[:-8] + b"\xff" * 8)
-    assert Scanner(dn).verify(bid(1)) is False
+    assert Scanner(dn).verify(bid(1)) is None
     assert asyncio.run(Scanner(dn).verify_and_report(bid(1))) is False
     assert dn.heartbeater.corrupt == [bid(1)]
     assert not dn.store.exists(bid(1))
@@ -143,7 +145,32 @@ def test_a_block_whose_trailer_is_garbled_is_quarantined_and_reported(dn):
 
 
 def test_verify_of_a_block_deleted_meanwhile_is_not_a_failure(dn):
-    assert Scanner(dn).verify(bid(1)) is True
+    assert asyncio.run(Scanner(dn).verify_and_report(bid(1))) is True
+    assert dn.heartbeater.corrupt == []
+
+
+def test_a_replica_missing_when_the_name_node_asks_is_reported_lost(dn):
+    assert asyncio.run(Scanner(dn).verify_and_report(bid(1), ordered=True)) is False
+    assert dn.heartbeater.corrupt == [bid(1)]
+
+
+def test_a_replica_found_good_when_the_name_node_asks_is_reported_with_its_crc(dn):
+    data = os.urandom(2 * CHUNK + 1)
+    write_block(dn.store, bid(1), data)
+    assert asyncio.run(Scanner(dn).verify_and_report(bid(1), ordered=True)) is True
+    assert dn.heartbeater.received == [wire.Received(bid(1), len(data), checksum.crc(data))]
+    assert dn.heartbeater.corrupt == []
+
+
+def test_a_block_file_swapped_for_another_blocks_is_quarantined(dn):
+    """Same size, same valid trailer, but it names the other block (a file copied over)."""
+    data, other = os.urandom(2 * CHUNK), os.urandom(2 * CHUNK)
+    write_block(dn.store, bid(1), data)
+    write_block(dn.store, bid(2), other)
+    dn.store.path(bid(1)).write_bytes(dn.store.path(bid(2)).read_bytes())
+    assert asyncio.run(Scanner(dn).verify_and_report(bid(1))) is False
+    assert dn.heartbeater.corrupt == [bid(1)]
+    assert not dn.store.exists(bid(1)) and dn.store.exists(bid(2))
 
 
 # --- verify_and_report ----------------------------------------------------------------------
@@ -255,18 +282,18 @@ def test_scan_rate_paces_the_pass_by_block_file_size(tmp_path, sleeps, monkeypat
         write_block(dn.store, bid(n), os.urandom(size))
     monkeypatch.setattr(scanner_module, "time", SimpleNamespace(monotonic=lambda: 100.0))
     assert asyncio.run(Scanner(dn).run_once()) == 0
-    # The bytes read: the block's and its trailer's (4 per chunk, and the 32-byte footer).
-    assert sleeps == [(size + 4 * -(-size // CHUNK) + 32) / 32 for size in sizes]
+    # The bytes read: the block's and its trailer's (4 per chunk, and the 48-byte footer).
+    assert sleeps == [(size + 4 * -(-size // CHUNK) + 48) / 32 for size in sizes]
 
 
 def test_scan_rate_counts_the_time_verifying_took(tmp_path, sleeps, monkeypatch):
     dn = fake_dn(tmp_path, scan_rate=32)
-    write_block(dn.store, bid(1), os.urandom(CHUNK + 8))  # 24 + 2*4 + 32 B: 2 s worth
-    write_block(dn.store, bid(2), os.urandom(CHUNK))  # 16 + 4 + 32 B: 1.625 s worth
+    write_block(dn.store, bid(1), os.urandom(CHUNK + 8))  # 24 + 2*4 + 48 B: 2.5 s worth
+    write_block(dn.store, bid(2), os.urandom(CHUNK))  # 16 + 4 + 48 B: 2.125 s worth
     ticks = iter([0.0, 0.5, 10.0, 13.0])  # verifying bid(1) took 0.5 s, bid(2) took 3 s
     monkeypatch.setattr(scanner_module, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
     asyncio.run(Scanner(dn).run_once())
-    assert sleeps == [1.5, 0.0]
+    assert sleeps == [2.0, 0.0]
 
 
 # --- Throttle -------------------------------------------------------------------------------

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from pydfs import wire
@@ -326,26 +328,40 @@ def test_format(ns):
     assert trash(ns) == {(n, bid(b)) for n in ("dn-1", "dn-2") for b in (1, 2)}
 
 
-def test_reconcile_trashes_unknown_blocks_unless_in_flight(ns):
+def test_reconcile_trashes_unknown_blocks_and_has_uncounted_ones_verified(ns):
     put(ns, "/f", 1, nodes=("dn-1",))
-    ns.reconcile("dn-9", [bid(1), bid(50), bid(51)], in_flight={bid(51)})
+    uncounted = ns.reconcile("dn-9", [bid(1), bid(50), bid(51)], {bid(51)}, time.time())
     assert trash(ns) == {("dn-9", bid(50))}
-    nodes = {n.id for n in ns.stat("/f").blocks[0].nodes}
-    assert nodes == {"dn-1", "dn-9"}  # the known block gained a replica
+    assert uncounted == [bid(1)]  # to verify: a report names blocks, it proves nothing
+    assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1"}
+    assert ns.reconcile("dn-1", [bid(1)], set(), time.time()) == []  # counted already
 
 
-def test_reconcile_forgets_lost_replicas_only_after_the_grace_period(ns):
-    put(ns, "/f", 1, nodes=("dn-1", "dn-2"))
-    ns.reconcile("dn-1", [], in_flight=set())  # the block is too new to be in a report
+def test_a_replica_counts_only_with_the_size_and_crc_recorded(ns):
+    put(ns, "/f", 1, nodes=("dn-1",))  # 10 bytes, CRC 1
+    changed, bad = ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 2)], {})
+    assert (changed, bad) == (1, [bid(1)])  # other bytes under the id: trashed, not counted
+    assert trash(ns) == {("dn-2", bid(1))}
+    assert ns.add_replicas("dn-3", [wire.Received(bid(1), 11, 1)], {})[1] == [bid(1)]
+    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1)], {}) == (1, [])
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1", "dn-2"}
-    ns.lost_replica_grace = -1.0
-    ns.reconcile("dn-1", [], in_flight=set())
+    assert trash(ns) == {("dn-3", bid(1))}  # a good copy is not deleted for the bad one
+    # A counted replica found to hold other bytes stops counting.
+    assert ns.add_replicas("dn-1", [wire.Received(bid(1), 10, 9)], {}) == (2, [bid(1)])
+    assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-2"}
+
+
+def test_reconcile_forgets_lost_replicas_counted_before_the_listing_began(ns):
+    put(ns, "/f", 1, nodes=("dn-1", "dn-2"))
+    ns.reconcile("dn-1", [], set(), time.time() - 60)  # counted after the listing began
+    assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1", "dn-2"}
+    ns.reconcile("dn-1", [], set(), time.time() + 1)
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-2"}
 
 
 def test_reconcile_forgets_trash_the_node_no_longer_has(ns):
     ns.trash_blocks([("dn-1", bid(7)), ("dn-1", bid(8)), ("dn-2", bid(7))])
-    ns.reconcile("dn-1", [bid(8)], in_flight=set())
+    ns.reconcile("dn-1", [bid(8)], set(), time.time())
     assert trash(ns) == {("dn-1", bid(8)), ("dn-2", bid(7))}
 
 
@@ -388,7 +404,7 @@ def test_block_report_does_not_recount_a_replica_with_a_pending_delete(ns):
     block = wire.StoredBlock("c" * 32, 10, 123, ["n1", "n2"])
     ns.commit_file("/r/f", OWNER, replication=1, block_size=4096, blocks=[block], overwrite=False)
     ns.drop_replicas_of_block(block.block_id, ["n2"])  # trimmed: delete order queued for n2
-    ns.reconcile("n2", [block.block_id], in_flight=set())  # n2's report still lists it
+    ns.reconcile("n2", [block.block_id], set(), time.time())  # n2's report still lists it
     holders = {n.id for n in ns.stat("/r/f").blocks[0].nodes}
     assert holders == {"n1"}
     assert ns.trash_for("n2") == [block.block_id]

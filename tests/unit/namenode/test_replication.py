@@ -53,6 +53,11 @@ def put(ns, path, replication, blocks):
     )
 
 
+def got(n: int, size: int = SIZE, crc: int = 1234) -> wire.Received:
+    """A replica as a data node reports it, by default with the size and CRC ``put`` records."""
+    return wire.Received(bid(n), size, crc)
+
+
 def holders(ns, block):
     return {n for (n,) in ns.db.execute("SELECT node FROM replicas WHERE block = ?", (block,))}
 
@@ -106,7 +111,7 @@ def test_received_completes_the_copy(ns, rep):
     orders = copies(rep, "dn-1")
     assert {t for _, t in orders} == {"dn-2", "dn-3"}
     for _, target in orders:
-        rep.received(target, [bid(1)], in_flight=set())
+        rep.received(target, [got(1)], in_flight={})
     assert holders(ns, bid(1)) == {"dn-1", "dn-2", "dn-3"}
     assert (rep.blocks_copied, rep.bytes_copied) == (2, 2 * SIZE)
     health = rep.run_once()
@@ -126,7 +131,9 @@ def test_single_replica_blocks_get_the_scarce_copy_slots_first(ns):
     assert (health.under_replicated, health.copies_ordered) == (2, 1)
     assert copies(rep, "dn-1") | copies(rep, "dn-2") == {(one, "dn-3")}
 
-    rep.received("dn-3", [one], in_flight=set())  # dn-3 has a free slot again
+    rep.received(
+        "dn-3", [wire.Received(one, SIZE, 1234)], in_flight={}
+    )  # dn-3 has a free slot again
     rep.run_once()
     assert copies(rep, "dn-1") | copies(rep, "dn-2") == {(two, "dn-3")}
 
@@ -306,7 +313,7 @@ def test_corrupt_replica_is_dropped_and_the_block_healed(ns, rep):
     assert (health.under_replicated, health.copies_ordered) == (1, 1)
     assert rep.corrupt == {bid(1)}  # not healed yet
     ((_, target),) = copies(rep, "dn-1")
-    rep.received(target, [bid(1)], in_flight=set())
+    rep.received(target, [got(1)], in_flight={})
     rep.run_once()
     assert rep.corrupt == set()
     assert len(holders(ns, bid(1))) == 2
@@ -322,9 +329,10 @@ def test_corrupt_replicas_with_no_blocks_changes_nothing(ns, rep):
 
 def test_received_unknown_blocks_go_to_the_trash_unless_in_flight(ns, rep):
     live(ns.membership, "dn-1")
-    rep.received("dn-1", [bid(7), bid(8)], in_flight={bid(8)})
-    assert ns.trash_for("dn-1") == [bid(7)]
-    assert holders(ns, bid(7)) == holders(ns, bid(8)) == set()
+    rep.received("dn-1", [got(7), got(8), got(9)], in_flight={bid(8): ["dn-1"], bid(9): ["dn-2"]})
+    # bid(9)'s grant named another node: planted here with a leftover token, say.
+    assert sorted(ns.trash_for("dn-1")) == [bid(7), bid(9)]
+    assert holders(ns, bid(7)) == holders(ns, bid(8)) == holders(ns, bid(9)) == set()
 
 
 # --- decommissioning ------------------------------------------------------------------------
@@ -352,7 +360,7 @@ def test_decommission_drains_the_node_then_completes(open_ns):
     assert copies(rep, "dn-1") == {(bid(1), "dn-2")}  # the draining node is the source
     assert ns.membership.nodes["dn-1"].admin_state == "decommissioning"
 
-    rep.received("dn-2", [bid(1)], in_flight=set())
+    rep.received("dn-2", [got(1)], in_flight={})
     health = rep.run_once()
     assert (health.under_replicated, health.over_replicated) == (0, 0)
     assert ns.membership.nodes["dn-1"].admin_state == "decommissioned"
@@ -421,7 +429,7 @@ def test_heartbeat_hands_out_delete_orders_once(nn):
 
 
 def test_heartbeat_trashes_a_received_block_nobody_knows_at_once(nn):
-    reply = beat(nn, "dn-1", received=[bid(9)])
+    reply = beat(nn, "dn-1", received=[got(9)])
     assert ops(reply) == [("delete", [bid(9)], None)]
 
 
@@ -432,7 +440,7 @@ def test_heartbeat_hands_out_replicate_orders_and_takes_the_copy(nn):
     nn.replicator.run_once()
     assert ops(beat(nn, "dn-2")) == []
     assert ops(beat(nn, "dn-1")) == [("replicate", [bid(1)], "dn-2")]
-    beat(nn, "dn-2", received=[bid(1)])
+    beat(nn, "dn-2", received=[got(1)])
     assert holders(nn.namespace, bid(1)) == {"dn-1", "dn-2"}
     assert nn.replicator.run_once().under_replicated == 0
     assert nn.fsck("/", files=False).healthy == 1
@@ -472,7 +480,7 @@ def test_a_corrupt_replica_reported_by_heartbeat_shows_in_fsck(nn):
     assert (report.corrupt, report.under_replicated, report.healthy) == (1, 1, 0)
     nn.replicator.run_once()
     assert ops(beat(nn, "dn-1")) == [("replicate", [bid(1)], "dn-2")]
-    beat(nn, "dn-2", received=[bid(1)])
+    beat(nn, "dn-2", received=[got(1)])
     nn.replicator.run_once()
     report = nn.fsck("/", files=False)
     assert (report.corrupt, report.under_replicated, report.healthy) == (0, 0, 1)
@@ -558,7 +566,7 @@ def test_decommission_through_heartbeats(nn):
     nn.decommission("dn-1")
     nn.replicator.run_once()
     assert ops(beat(nn, "dn-1")) == [("replicate", [bid(1)], "dn-2")]
-    beat(nn, "dn-2", received=[bid(1)])
+    beat(nn, "dn-2", received=[got(1)])
     nn.replicator.run_once()
     assert nn.membership.nodes["dn-1"].admin_state == "decommissioned"
     assert nn.fsck("/", files=False).healthy == 1
@@ -569,7 +577,8 @@ def test_an_upload_committed_with_too_few_replicas_is_repaired(nn):
         beat(nn, node)
     grant = nn.uploads.start(wire.UploadRequest("/f", replication=2, block_size=4096), OWNER)
     first = grant.block.targets[0].id
-    beat(nn, first, received=[grant.block.block_id])  # stored, not yet committed
+    stored = [wire.Received(grant.block.block_id, 100, 1234)]
+    beat(nn, first, received=stored)  # stored, not yet committed
     nn.replicator.run_once()  # the scan happens to run before the commit
     # The second pipeline node failed: the writer commits with the one replica it has.
     stored = wire.StoredBlock(grant.block.block_id, 100, 1234, [first])
@@ -591,7 +600,7 @@ def test_replication_state_survives_in_the_store(tmp_path):
         put(ns, "/f", 2, {bid(1): ["dn-1"]})
         rep = Replicator(ns, membership)
         rep.run_once()
-        rep.received("dn-2", [bid(1)], in_flight=set())
+        rep.received("dn-2", [got(1)], in_flight={})
     finally:
         store.close()
     store = Store(tmp_path / "ns.sqlite3")

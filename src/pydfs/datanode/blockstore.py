@@ -158,15 +158,17 @@ class BlockStore:
             _fsync_dir(root)
         bad = 0
         for block_id in self.list():
+            if upgrade:
+                intact = self._upgrade_trailer(block_id)
+            else:
+                intact = not unclean or self._intact(block_id)
             self.used += self.path(block_id).stat().st_size
             self.count += 1
-            if upgrade:
-                self._upgrade_trailer(block_id)
-            elif unclean and not self._intact(block_id):
+            if not intact:
                 self.quarantine(block_id)
                 bad += 1
         if bad:
-            log.warning("%d block files left incomplete by a crash: quarantined", bad)
+            log.warning("%d block files incomplete or unreadable: quarantined", bad)
         if upgrade:
             _write_durably(marker, f"{checksum.TRAILER_VERSION}\n")
         self._running.touch()
@@ -180,25 +182,25 @@ class BlockStore:
             return False
         return True
 
-    def _upgrade_trailer(self, block_id: str) -> None:
+    def _upgrade_trailer(self, block_id: str) -> bool:
         """Give a block file of trailer version 2 the footer that names its block (its file's
-        name is all there is to go by), and make it private; quarantine one that validates as
+        name is all there is to go by), and make it private; False for one that validates as
         neither version. The new footer overwrites the old one, so a crash halfway leaves a
         footer that does not validate: the replica is then quarantined and copied anew."""
-        path = self.path(block_id)
-        try:
-            with open(path, "r+b") as f:
-                os.fchmod(f.fileno(), 0o600)
-                try:
-                    BlockChecksums.read(f.fileno())
-                    return
-                except ChecksumMismatch:
-                    sums = BlockChecksums.read_v2(f.fileno(), block_id)
-                os.pwrite(f.fileno(), sums.footer(), sums.size + 4 * len(sums.chunk_crcs))
-                os.fsync(f.fileno())
-        except ChecksumMismatch:
-            log.warning("block %s has no valid trailer: quarantined", block_id)
-            self.quarantine(block_id)
+        with open(self.path(block_id), "r+b") as f:
+            os.fchmod(f.fileno(), 0o600)
+            try:
+                sums = BlockChecksums.read(f.fileno())
+                return sums.block_id == block_id
+            except ChecksumMismatch:
+                pass
+            try:
+                sums = BlockChecksums.read_v2(f.fileno(), block_id)
+            except ChecksumMismatch:
+                return False
+            os.pwrite(f.fileno(), sums.footer(), sums.size + 4 * len(sums.chunk_crcs))
+            os.fsync(f.fileno())
+        return True
 
     def close(self) -> None:
         """Mark a clean stop, unless a write may have left a renamed block unsynced."""

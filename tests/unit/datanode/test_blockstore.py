@@ -1,5 +1,6 @@
 import asyncio
 import os
+import stat
 import struct
 import threading
 import time
@@ -500,3 +501,77 @@ def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
     asyncio.run(main())
     assert synced_on == [False] * 8 + [True]
     assert store.count == 9 and store.writing == 0 and len(heartbeater.received) == 9
+
+
+# --- upgrade from trailer version 2, and private files ----------------------------------------
+
+
+def v2_block(root, block_id: str, data: bytes) -> None:
+    """A block file as trailer version 2 left it (no block id in its footer), by hand."""
+    crcs = chunk_crcs(data)
+    footer = struct.pack(
+        "<4sHHIQII", b"PDBT", 2, 0, CHUNK, len(data), checksum.crc(data), len(crcs)
+    )
+    path = root / "blocks" / block_id[:2] / f"{block_id}.blk"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data + struct.pack(f"<{len(crcs)}I", *crcs) + footer)
+    with open(path, "ab") as f:
+        f.write(struct.pack("<I", checksum.crc(footer)))
+
+
+def test_version_2_blocks_are_bound_to_their_block_at_the_first_start(tmp_path):
+    data = os.urandom(2 * CHUNK + 3)
+    v2_block(tmp_path, BLOCK, data)
+    v2_block(tmp_path, "a" * 32, b"")
+    bad = tmp_path / "blocks" / "bb" / f"{'b' * 32}.blk"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_bytes(b"neither version")
+    store = BlockStore(tmp_path, CHUNK)
+    assert store.checksums(BLOCK).block_id == BLOCK
+    assert store.path(BLOCK).read_bytes()[: len(data)] == data
+    assert store.checksums("a" * 32).size == 0
+    assert [p.name for p in store.quarantine_dir.iterdir()] == [bad.name]
+    assert (store.count, store.used) == (2, sum(store.path(b).stat().st_size for b in store.list()))
+    assert (tmp_path / "trailers").read_text().strip() == str(checksum.TRAILER_VERSION)
+    assert BlockStore(tmp_path, CHUNK).checksums(BLOCK) == store.checksums(BLOCK)  # once
+
+
+def test_a_block_file_copied_over_another_is_refused(tmp_path):
+    store = BlockStore(tmp_path, CHUNK)
+    write_block(store, BLOCK, b"mine")
+    write_block(store, "c" * 32, b"else")
+    store.path(BLOCK).write_bytes(store.path("c" * 32).read_bytes())
+    with pytest.raises(ChecksumMismatch, match="holds block"):
+        store.open_block(BLOCK)
+
+
+def test_data_directories_are_private(tmp_path):
+    root = tmp_path / "dn"
+    root.mkdir(mode=0o755)
+    store = BlockStore(root, CHUNK)
+    write_block(store, BLOCK, b"secret")
+    for d in (root, store.blocks_dir, store.path(BLOCK).parent, store.tmp_dir):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    assert stat.S_IMODE(store.path(BLOCK).stat().st_mode) == 0o600
+    for spare in store.tmp_dir.iterdir():
+        assert stat.S_IMODE(spare.stat().st_mode) == 0o600
+
+
+def test_a_deleted_block_cannot_be_written_again_but_can_be_copied_over(tmp_path):
+    """A leftover write token must not plant other bytes under an id a trim just freed; a copy
+    the name node orders replaces whatever is there."""
+    store = BlockStore(tmp_path, CHUNK)
+    write_block(store, BLOCK, b"first")
+    asyncio.run(store.delete_many([BLOCK]))
+    with pytest.raises(InvalidArgument):
+        store.writer(BLOCK, None)
+    writer = store.writer(BLOCK, None, replace=True)
+    writer.write_chunk(b"first", checksum.crc(b"first"))
+    asyncio.run(writer.commit(checksum.crc(b"first")))
+    writer = store.writer(BLOCK, None, replace=True)  # over the one it holds
+    writer.write_chunk(b"again", checksum.crc(b"again"))
+    asyncio.run(writer.commit(checksum.crc(b"again")))
+    assert (store.count, store.used) == (1, store.path(BLOCK).stat().st_size)
+    with pytest.raises(InvalidArgument, match="being written"):
+        store.writer(BLOCK, None, replace=True)
+        store.writer(BLOCK, None, replace=True)

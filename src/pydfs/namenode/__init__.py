@@ -14,9 +14,12 @@ from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
 from pydfs.namenode.store import Store
+from pydfs.namenode.suspects import Suspects
 from pydfs.namenode.uploads import MAX_REPLICATION, Uploads
 
 log = logging.getLogger("pydfs.namenode")
+
+HOLD = 20.0  # seconds a write is held at most while the name node waits for data nodes
 
 __all__ = ["NameNode", "run"]
 
@@ -29,7 +32,9 @@ class NameNode:
             config.secret_file or config.data_dir / tokens.SECRET_FILE
         )
         self.store: Store = Store(config.data_dir / "namespace.sqlite3")
-        self.membership: Membership = Membership(self.store, dead_after=config.dead_after)
+        self.membership: Membership = Membership(
+            self.store, dead_after=config.dead_after, safe_mode_wait=config.safe_mode_wait
+        )
         self.namespace: Namespace = Namespace(
             self.store,
             self.membership,
@@ -50,6 +55,8 @@ class NameNode:
             self.namespace,
             self.membership,
             lease=config.upload_lease,
+            lifetime=config.upload_lifetime,
+            max_open=config.max_open_uploads,
             write_token=lambda block: self.block_token(block, "w"),
         )
         self.replicator: Replicator = Replicator(
@@ -58,7 +65,8 @@ class NameNode:
             max_copies_per_node=config.max_copies_per_node,
             copy_timeout=config.copy_timeout,
         )
-        self._verify: dict[str, list[str]] = {}  # node → replicas a reader found bad
+        self.suspects: Suspects = Suspects(self.store)  # replicas readers found bad
+        self._up = asyncio.Event()  # set once out of safe mode (see ``waiting``)
         self.uploads.on_commit = self._committed
 
     def block_token(self, block_id: str, mode: tokens.Mode) -> str:
@@ -94,17 +102,20 @@ class NameNode:
     def heartbeat(self, hb: wire.Heartbeat) -> wire.HeartbeatReply:
         """Take in what a data node reports; answer with the work it is to do."""
         node, restarted = self.membership.heartbeat(hb)
+        if not self._up.is_set() and self.waiting() is None:
+            self._up.set()  # writes held since the start go on
         if restarted:
             self.replicator.forget_orders(node.id)  # a new process knows nothing of them
         self.replicator.received(node.id, hb.received, self.uploads.in_flight())
         self.replicator.corrupt_replicas(node.id, hb.corrupt)
+        self.suspects.changed(node.id, [*hb.received, *hb.corrupt])
         if hb.failed_copies:
             self.replicator.copy_failed(node.id, hb.failed_copies)
         commands = self.delete_orders(node.id) + self.replicator.orders_for(node.id)
         for command in commands:
             if command.op == "replicate":
                 command.tokens = [self.block_token(b, "w") for b in command.blocks]
-        if verify := self._verify.pop(node.id, None):
+        if verify := self.suspects.orders_for(node.id):
             commands.append(wire.Command(op="verify", blocks=verify))
         return wire.HeartbeatReply(commands=commands, send_report=node.wants_report)
 
@@ -120,10 +131,22 @@ class NameNode:
         blocks = self.namespace.trash_for(node_id)
         return [wire.Command(op="delete", blocks=blocks)] if blocks else []
 
-    def suspect(self, report: wire.CorruptReplica) -> None:
-        """A reader found a bad chunk: have the node verify the replica (it is the judge)."""
-        if report.node in self.membership.nodes:
-            self._verify.setdefault(report.node, []).append(report.block)
+    def suspect(self, report: wire.CorruptReplica, user: auth.User) -> None:
+        """A reader found a bad chunk: have the node verify the replica (it is the judge), unless
+        the report is one too many (``Suspects``)."""
+        if not self.suspects.report(user.name, report.node, report.block):
+            log.debug("report of %s on %s by %s left out", report.block, report.node, user.name)
+
+    def waiting(self) -> tuple[int, int] | None:
+        """While in safe mode: (data nodes that reported, data nodes it waits for)."""
+        return self.membership.starting(self.namespace.replication)
+
+    async def started(self) -> None:
+        """Hold a write while the name node waits for its data nodes (HOLD s at most; the
+        write then says why it cannot go on)."""
+        if self.waiting() is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._up.wait(), min(HOLD, self.config.safe_mode_wait))
 
     def setrep(self, path: str, replication: int, user: auth.User | None = None) -> int:
         if not 1 <= replication <= MAX_REPLICATION:
@@ -149,12 +172,18 @@ class NameNode:
     async def maintain_forever(self) -> None:
         """Background upkeep: replication scans, and expiry of abandoned uploads."""
         last_sweep = 0.0
+        if waiting := self.waiting():
+            log.info("safe mode: writes wait for %d data node(s) to report", waiting[1])
+        safe = waiting is not None
         while True:
             await asyncio.sleep(self.config.replication_interval)
             try:
                 self.replicator.run_once()
             except Exception:
                 log.exception("replication scan failed")
+            if safe and self.waiting() is None:
+                safe = False
+                log.info("out of safe mode: %d data node(s) serve", len(self.membership.serving()))
             now = asyncio.get_running_loop().time()
             if now - last_sweep > 30:
                 last_sweep = now

@@ -53,6 +53,9 @@ class Front(fastpath.Front):
     def serve(self, request: Request) -> Answer | Awaitable[Answer]:
         if request.endpoint.waits and self.nn.waiting() is not None:
             return self._after_start(request)
+        return self._answer(request)
+
+    def _answer(self, request: Request) -> Answer | Awaitable[Answer]:
         durability = self.durability
         durability.in_flight += 1
         try:
@@ -69,7 +72,7 @@ class Front(fastpath.Front):
 
     async def _after_start(self, request: Request) -> Answer:
         await self.nn.started()
-        answer = self.serve(request)
+        answer = self._answer(request)
         return answer if isinstance(answer, Answer) else await answer
 
     async def _settle(self, answer: Answer) -> Answer:

@@ -36,6 +36,9 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
     block_size: int = 64 * MiB
     dead_after: float = 60.0
     upload_lease: float = 600.0
+    upload_lifetime: float = 86400.0  # seconds an upload may stay open, renewals included
+    max_open_uploads: int = 256  # uploads one user may have open at once
+    safe_mode_wait: float = 30.0  # seconds after start writes may wait for data nodes
     replication_interval: float = 3.0
     max_copies_per_node: int = 4
     copy_timeout: float = 120.0
@@ -46,6 +49,14 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
     tls_key: Path | None = None
     tls_ca: Path | None = None  # CA bundle the web UI's own client verifies this node with
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.max_open_uploads < 1:
+            raise InvalidArgument("max_open_uploads must be at least 1")
+        if self.upload_lifetime <= 0:
+            raise InvalidArgument("upload_lifetime must be more than 0 seconds")
+        if self.safe_mode_wait < 0:
+            raise InvalidArgument("safe_mode_wait must be 0 seconds or more")
 
 
 class DataNodeConfig(msgspec.Struct, frozen=True):

@@ -18,6 +18,7 @@ the matching built-in so that ordinary Python code (``except FileNotFoundError``
     ├── NoSpace             (+ OSError ENOSPC)      507  no_space
     ├── Conflict                                    409  conflict
     ├── ChecksumMismatch                            422  checksum_mismatch
+    ├── LimitExceeded                               429  limit_exceeded
     ├── Unavailable         (+ ConnectionError)     503  unavailable
     │   └── Timeout         (+ TimeoutError)        504  timeout
     ├── ProtocolError                               400  protocol_error
@@ -131,6 +132,12 @@ class ChecksumMismatch(PydfsError):
     code, status = "checksum_mismatch", 422
 
 
+class LimitExceeded(PydfsError):
+    """The caller holds as much of something as one user may (open uploads, say)."""
+
+    code, status = "limit_exceeded", 429
+
+
 class Unavailable(PydfsError, ConnectionError):
     """A node could not be reached, or answered that it cannot serve now. Only these are retried."""
 
@@ -171,6 +178,7 @@ _BY_CODE: dict[str, type[PydfsError]] = {
         NoSpace,
         Conflict,
         ChecksumMismatch,
+        LimitExceeded,
         Unavailable,
         Timeout,
         ProtocolError,

@@ -259,6 +259,23 @@ class CommitRequest(Struct):
     overwrite: bool = True  # for an upload from a batch
 
 
+class OpenUpload(Struct):
+    """An upload not committed yet, as administrators see it."""
+
+    id: str
+    user: str
+    path: str | None  # None: a lease from a batch, whose commit will name its file
+    age: float  # seconds since it was granted
+    expires_in: float  # seconds until it is abandoned unless renewed (lifetime permitting)
+    blocks: int  # blocks granted to it
+    granted: int  # bytes those blocks may hold, per replica
+    replication: int
+
+
+class UploadList(Struct):
+    uploads: list[OpenUpload]
+
+
 # --- data nodes ---------------------------------------------------------------------------
 
 

@@ -72,6 +72,16 @@ def test_non_numbers(tmp_path, monkeypatch, option, value):
         config.load(NameNodeConfig, "namenode", {"data_dir": str(tmp_path)}, None)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("max_open_uploads", 0), ("upload_lifetime", 0), ("safe_mode_wait", -1)],
+)
+def test_limits_out_of_range(tmp_path, option, value):
+    flags = {"data_dir": str(tmp_path), option: value}
+    with pytest.raises(InvalidArgument, match=option):
+        config.load(NameNodeConfig, "namenode", flags, None)
+
+
 def test_missing_required_option_and_bad_files(tmp_path):
     with pytest.raises(InvalidArgument):
         config.load(NameNodeConfig, "namenode", {}, None)

@@ -19,6 +19,7 @@ EXPECTED = [
     (errors.NoSpace, OSError, "no_space", 507),
     (errors.Conflict, PydfsError, "conflict", 409),
     (errors.ChecksumMismatch, PydfsError, "checksum_mismatch", 422),
+    (errors.LimitExceeded, PydfsError, "limit_exceeded", 429),
     (errors.Unavailable, ConnectionError, "unavailable", 503),
     (errors.Timeout, TimeoutError, "timeout", 504),
     (errors.ProtocolError, PydfsError, "protocol_error", 400),

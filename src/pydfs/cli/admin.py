@@ -7,6 +7,7 @@ import time
 
 import msgspec
 
+from pydfs import wire
 from pydfs.cli import account, render
 from pydfs.cli.commands import Context
 
@@ -33,6 +34,12 @@ async def report(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def uploads(ctx: Context, args: argparse.Namespace) -> int:
+    listing = await ctx.client.rpc.call("GET", "/uploads", reply=wire.UploadList)
+    ctx.out(render.uploads(listing), listing)
+    return 0
+
+
 async def decommission(ctx: Context, args: argparse.Namespace) -> int:
     state = await ctx.client.decommission(args.node, undo=args.undo)
     ctx.out(f"{state.id}: {state.admin_state}", state)
@@ -54,6 +61,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
     p = admin_sub.add_parser("report", help="each data node: state, capacity, use, blocks")
     p.set_defaults(handler=report)
+    p = admin_sub.add_parser("uploads", help="open uploads: user, path, age, blocks granted")
+    p.set_defaults(handler=uploads)
     p = admin_sub.add_parser("decommission", help="drain a data node before removing it")
     p.add_argument("node", help="data node id (see `pydfs admin report`)")
     p.add_argument("--undo", action="store_true", help="put the node back in service")

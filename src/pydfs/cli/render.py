@@ -114,6 +114,27 @@ def fsck(r: wire.FsckReport) -> str:
     return "\n".join(lines)
 
 
+def duration(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def uploads(listing: wire.UploadList) -> str:
+    lines = [
+        f"{'upload':<10}{'user':<12}{'age':>8}{'expires':>9}{'blocks':>8}{'granted':>12}  path"
+    ]
+    for u in listing.uploads:
+        lines.append(
+            f"{u.id[:8]:<10}{u.user:<12}{duration(u.age):>8}{duration(u.expires_in):>9}"
+            f"{u.blocks:>8}{size(u.granted):>12}  {u.path or '(batch lease, not named yet)'}"
+        )
+    users = len({u.user for u in listing.uploads})
+    lines.append(f"{len(listing.uploads)} open upload(s) by {users} user(s)")
+    return "\n".join(lines)
+
+
 PROGRESS_MIN = 4 * 1024 * 1024  # smaller transfers finish before a bar would help
 
 

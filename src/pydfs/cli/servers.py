@@ -36,6 +36,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     nn.add_argument("--block-size", type=int, help="default block size in bytes (64 MiB)")
     nn.add_argument("--dead-after", type=float, help="seconds of silence before a node is dead")
     nn.add_argument("--replication-interval", type=float, help="seconds between replication scans")
+    nn.add_argument("--max-open-uploads", type=int, help="uploads one user may have open (256)")
+    nn.add_argument("--upload-lifetime", type=float, help="seconds an upload may stay open")
+    nn.add_argument("--safe-mode-wait", type=float, help="seconds writes may wait for data nodes")
     nn.set_defaults(run=run_namenode)
 
     dn = sub.add_parser("datanode", parents=[common], help="run a data node")
@@ -70,7 +73,17 @@ def run_namenode(args: argparse.Namespace) -> int:
     from pydfs import log, namenode
 
     flags = _flags(
-        args, [*_COMMON, "replication", "block_size", "dead_after", "replication_interval"]
+        args,
+        [
+            *_COMMON,
+            "replication",
+            "block_size",
+            "dead_after",
+            "replication_interval",
+            "max_open_uploads",
+            "upload_lifetime",
+            "safe_mode_wait",
+        ],
     )
     cfg = config.load(config.NameNodeConfig, "namenode", flags, args.config)
     log.setup("namenode", cfg.log_level)

@@ -15,11 +15,13 @@ from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
 from pydfs.namenode.store import Store
+from pydfs.namenode.suspects import Suspects
 from pydfs.namenode.uploads import MAX_REPLICATION, Uploads
 
 log = logging.getLogger("pydfs.namenode")
 
 REPORT_TRANSIT = 2.0  # seconds a block report may take from its data node to here
+HOLD = 20.0  # seconds a write is held at most while the name node waits for data nodes
 
 __all__ = ["NameNode", "run"]
 
@@ -32,7 +34,9 @@ class NameNode:
             config.secret_file or config.data_dir / tokens.SECRET_FILE
         )
         self.store: Store = Store(config.data_dir / "namespace.sqlite3")
-        self.membership: Membership = Membership(self.store, dead_after=config.dead_after)
+        self.membership: Membership = Membership(
+            self.store, dead_after=config.dead_after, safe_mode_wait=config.safe_mode_wait
+        )
         self.namespace: Namespace = Namespace(
             self.store,
             self.membership,
@@ -53,6 +57,8 @@ class NameNode:
             self.namespace,
             self.membership,
             lease=config.upload_lease,
+            lifetime=config.upload_lifetime,
+            max_open=config.max_open_uploads,
             write_token=lambda block, targets: self.block_token(
                 block, "w", [(t.id, t.url) for t in targets]
             ),
@@ -63,7 +69,8 @@ class NameNode:
             max_copies_per_node=config.max_copies_per_node,
             copy_timeout=config.copy_timeout,
         )
-        self._verify: dict[str, list[str]] = {}  # node → replicas a reader found bad
+        self.suspects: Suspects = Suspects(self.store)  # replicas readers found bad
+        self._up = asyncio.Event()  # set once out of safe mode (see ``waiting``)
         self.uploads.on_commit = self._committed
 
     def block_token(
@@ -103,10 +110,13 @@ class NameNode:
     def heartbeat(self, hb: wire.Heartbeat) -> wire.HeartbeatReply:
         """Take in what a data node reports; answer with the work it is to do."""
         node, restarted = self.membership.heartbeat(hb)
+        if not self._up.is_set() and self.waiting() is None:
+            self._up.set()  # writes held since the start go on
         if restarted:
             self.replicator.forget_orders(node.id)  # a new process knows nothing of them
         self.replicator.received(node.id, hb.received, self.uploads.granted())
         self.replicator.corrupt_replicas(node.id, hb.corrupt)
+        self.suspects.changed(node.id, [*(r.block for r in hb.received), *hb.corrupt])
         if hb.failed_copies:
             self.replicator.copy_failed(node.id, hb.failed_copies)
         commands = self.delete_orders(node.id) + self.replicator.orders_for(node.id)
@@ -114,7 +124,7 @@ class NameNode:
             if command.op == "replicate" and command.target is not None:
                 target = [(command.target.id, command.target.url)]
                 command.tokens = [self.block_token(b, "c", target) for b in command.blocks]
-        if verify := self._verify.pop(node.id, None):
+        if verify := self.suspects.orders_for(node.id):
             commands.append(wire.Command(op="verify", blocks=verify))
         return wire.HeartbeatReply(commands=commands, send_report=node.wants_report)
 
@@ -138,10 +148,22 @@ class NameNode:
         blocks = self.namespace.trash_for(node_id)
         return [wire.Command(op="delete", blocks=blocks)] if blocks else []
 
-    def suspect(self, report: wire.CorruptReplica) -> None:
-        """A reader found a bad chunk: have the node verify the replica (it is the judge)."""
-        if report.node in self.membership.nodes:
-            self._verify.setdefault(report.node, []).append(report.block)
+    def suspect(self, report: wire.CorruptReplica, user: auth.User) -> None:
+        """A reader found a bad chunk: have the node verify the replica (it is the judge), unless
+        the report is one too many (``Suspects``)."""
+        if not self.suspects.report(user.name, report.node, report.block):
+            log.debug("report of %s on %s by %s left out", report.block, report.node, user.name)
+
+    def waiting(self) -> tuple[int, int] | None:
+        """While in safe mode: (data nodes that reported, data nodes it waits for)."""
+        return self.membership.starting(self.namespace.replication)
+
+    async def started(self) -> None:
+        """Hold a write while the name node waits for its data nodes (HOLD s at most; the
+        write then says why it cannot go on)."""
+        if self.waiting() is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._up.wait(), min(HOLD, self.config.safe_mode_wait))
 
     def setrep(self, path: str, replication: int, user: auth.User | None = None) -> int:
         if not 1 <= replication <= MAX_REPLICATION:
@@ -167,12 +189,18 @@ class NameNode:
     async def maintain_forever(self) -> None:
         """Background upkeep: replication scans, and expiry of abandoned uploads."""
         last_sweep = 0.0
+        if waiting := self.waiting():
+            log.info("safe mode: writes wait for %d data node(s) to report", waiting[1])
+        safe = waiting is not None
         while True:
             await asyncio.sleep(self.config.replication_interval)
             try:
                 self.replicator.run_once()
             except Exception:
                 log.exception("replication scan failed")
+            if safe and self.waiting() is None:
+                safe = False
+                log.info("out of safe mode: %d data node(s) serve", len(self.membership.serving()))
             now = asyncio.get_running_loop().time()
             if now - last_sweep > 30:
                 last_sweep = now

@@ -58,6 +58,7 @@ class Endpoint:
     body: type | None = None
     reply: type | None = None
     params: tuple[str, ...] = ()  # query parameters (required ones first, "?" marks optional)
+    waits: bool = False  # held while the name node waits for its data nodes after a start
 
 
 def _none(method: Callable[..., None], *args: Any) -> dict[str, Any]:
@@ -202,6 +203,7 @@ ENDPOINTS: list[Endpoint] = [
         "Start writing a file: a lease, and the first block's targets and write token.",
         wire.UploadRequest,
         wire.UploadGrant,
+        waits=True,
     ),
     Endpoint(
         "POST",
@@ -211,6 +213,15 @@ ENDPOINTS: list[Endpoint] = [
         "Leases for several files at once, each with its first block; commits name the files.",
         wire.UploadBatchRequest,
         wire.UploadBatch,
+        waits=True,
+    ),
+    Endpoint(
+        "GET",
+        "/uploads",
+        "admin",
+        lambda c: c.nn.uploads.listing(),
+        "Every upload not committed yet: whose, where to, how old, how much it was granted.",
+        reply=wire.UploadList,
     ),
     Endpoint(
         "POST",
@@ -248,7 +259,7 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/blocks/corrupt",
         "user",
-        lambda c: _none(c.nn.suspect, c.body),
+        lambda c: _none(c.nn.suspect, c.body, c.user),
         "Report a replica that failed verification (its node then checks it).",
         wire.CorruptReplica,
     ),
@@ -433,6 +444,8 @@ def _handler(nn: NameNode, ep: Endpoint) -> Callable[[web.Request], Awaitable[we
     async def handle(request: web.Request) -> web.Response:
         user = authenticate(nn, request.headers.get("Authorization", ""), ep.access)
         body = b"" if ep.body is None else await read_body(request, body_limit(ep))
+        if ep.waits:
+            await nn.started()
         result = answer(nn, ep, request.query, request.match_info, user, body)
         return web.Response(body=result, content_type="application/json")
 

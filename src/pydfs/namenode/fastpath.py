@@ -51,6 +51,11 @@ class Front(fastpath.Front):
         request.user = api.authenticate(self.nn, authorization, ep.access)
 
     def serve(self, request: Request) -> Answer | Awaitable[Answer]:
+        if request.endpoint.waits and self.nn.waiting() is not None:
+            return self._after_start(request)
+        return self._answer(request)
+
+    def _answer(self, request: Request) -> Answer | Awaitable[Answer]:
         durability = self.durability
         durability.in_flight += 1
         try:
@@ -64,6 +69,11 @@ class Front(fastpath.Front):
             return self._settle(answer)
         durability.in_flight -= 1
         return answer
+
+    async def _after_start(self, request: Request) -> Answer:
+        await self.nn.started()
+        answer = self._answer(request)
+        return answer if isinstance(answer, Answer) else await answer
 
     async def _settle(self, answer: Answer) -> Answer:
         try:

@@ -7,11 +7,16 @@ locations keep an address while their node is away and a decommission survives a
 A node *serves* when it is live and in the normal admin state: only serving nodes take new
 blocks and count towards a block's replication. A decommissioning node is still read from, and
 is a source for the copies that drain it.
+
+Just after a start the name node has heard from no data node, and every write would fail for
+want of one. Like HDFS's safe mode, writes wait (``starting``) until as many nodes as a block
+needs have reported, of those the registry knew before, or until ``safe_mode_wait`` has passed.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydfs import wire
@@ -28,7 +33,7 @@ class Node:
     used: int = 0
     free: int = 0
     blocks: int = 0
-    last_heartbeat: float = 0.0  # monotonic
+    last_heartbeat: float | None = None  # on the registry's clock; None: never
     last_heartbeat_wall: float = 0.0
     wants_report: bool = False
     incarnation: str = ""
@@ -39,12 +44,29 @@ class Node:
 class Membership:
     store: Store
     dead_after: float
+    safe_mode_wait: float = 0.0  # seconds after start writes may wait for data nodes
+    clock: Callable[[], float] = time.monotonic
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rows = self.store.db.execute("SELECT id, url, admin_state FROM datanodes")
         for node_id, url, admin_state in rows:
             self.nodes[node_id] = Node(node_id, url, admin_state=admin_state)
+        self._known = sum(n.admin_state == "normal" for n in self.nodes.values())
+        self._started: float | None = self.clock()  # None once out of safe mode, for good
+
+    def starting(self, replication: int) -> tuple[int, int] | None:
+        """While the name node waits for data nodes after its start: (how many serve now, how
+        many it waits for); None once min(replication, nodes known before) serve, or once
+        ``safe_mode_wait`` has passed, and from then on."""
+        if self._started is None:
+            return None
+        wanted = min(replication, self._known)
+        serving = len(self.serving())
+        if serving >= wanted or self.clock() - self._started >= self.safe_mode_wait:
+            self._started = None
+            return None
+        return serving, wanted
 
     def heartbeat(self, hb: wire.Heartbeat) -> tuple[Node, bool]:
         """Record a heartbeat; returns the node and whether it is a new process since the last
@@ -64,7 +86,7 @@ class Membership:
                 node = self.nodes[hb.id] = Node(hb.id, hb.url)
             node.url = hb.url
         node.capacity, node.used, node.free, node.blocks = hb.capacity, hb.used, hb.free, hb.blocks
-        node.last_heartbeat = time.monotonic()
+        node.last_heartbeat = self.clock()
         node.last_heartbeat_wall = time.time()
         node.incarnation = hb.incarnation
         if returning:
@@ -75,8 +97,8 @@ class Membership:
         node = self.nodes.get(node_id)
         return (
             node is not None
-            and node.last_heartbeat > 0
-            and time.monotonic() - node.last_heartbeat <= self.dead_after
+            and node.last_heartbeat is not None
+            and self.clock() - node.last_heartbeat <= self.dead_after
         )
 
     def live(self) -> list[Node]:

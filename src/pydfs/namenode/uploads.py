@@ -3,6 +3,10 @@
 Leases live in memory only. A block is durable on its data nodes before the name node hears of it,
 so a name node that crashes mid-upload forgets the lease; the writer's commit then fails cleanly,
 and the data nodes' next block reports name the blocks as unknown, which sends them to the trash.
+
+Each user may hold ``max_open`` uploads at once, and an upload lives at most ``lifetime`` seconds
+however often it is renewed: open uploads hold blocks no file names, which only their commit or
+their expiry frees. ``listing`` shows them to administrators.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from pydfs.errors import (
     Conflict,
     InsufficientNodes,
     InvalidArgument,
+    LimitExceeded,
     NoSpace,
     PermissionDenied,
     ProtocolError,
+    Unavailable,
 )
 from pydfs.namenode import placement
 from pydfs.namenode.auth import User
@@ -42,6 +48,7 @@ class Upload:
     replication: int
     block_size: int
     overwrite: bool
+    started: float
     expires: float
     targets: dict[str, list[str]] = field(default_factory=dict)  # block id → nodes it went to
 
@@ -53,30 +60,56 @@ class Uploads:
         membership: Membership,
         *,
         lease: float,
+        lifetime: float = 86400.0,
+        max_open: int = 256,
         on_commit: Callable[[list[wire.StoredBlock], int], None] | None = None,
         write_token: Callable[[str, list[wire.NodeRef]], str] = lambda block_id, targets: "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.namespace = namespace
         self.membership = membership
         self.lease = lease
+        self.lifetime = lifetime  # seconds an upload may stay open, renewals included
+        self.max_open = max_open  # uploads one user may hold at once
+        self.clock = clock
         self.on_commit = on_commit  # (blocks, replication): lets healing see a short pipeline
         self.write_token = write_token  # signs the write token of a granted block
         self._uploads: dict[str, Upload] = {}
+        self._open_by_user: dict[str, int] = {}
+
+    def _room(self, user: User, wanted: int) -> int:
+        """How many of *wanted* new uploads *user* may open (at least one, else it raises);
+        also refuses while the name node waits for its data nodes after a start."""
+        if (waiting := self.membership.starting(self.namespace.replication)) is not None:
+            raise Unavailable(
+                "name node is starting: waiting for data nodes "
+                f"({waiting[0]} of {waiting[1]} reported); try again shortly"
+            )
+        room = self.max_open - self._open_by_user.get(user.name, 0)
+        if room <= 0:
+            raise LimitExceeded(
+                f"{user.name} has {self.max_open} uploads open, the most allowed: "
+                "finish or abandon some first"
+            )
+        return min(room, wanted)
 
     def start(self, req: wire.UploadRequest, user: User) -> wire.UploadGrant:
         path = paths.normalize(req.path)
         replication, block_size = self._shape(req.replication, req.block_size)
         # Fail early on what the commit would refuse anyway.
         self.namespace.check_writable(path, user, overwrite=req.overwrite)
+        self._room(user, 1)
         return self._open(path, user, replication, block_size, req.overwrite)
 
     def start_batch(self, req: wire.UploadBatchRequest, user: User) -> wire.UploadBatch:
-        """Uploads whose paths their commits will name (and check then)."""
+        """Uploads whose paths their commits will name (and check then); fewer than asked
+        for when the caller is near its limit of open uploads."""
         if not 1 <= req.count <= MAX_BATCH:
             raise InvalidArgument(f"a batch holds 1 to {MAX_BATCH} uploads")
         replication, block_size = self._shape(req.replication, req.block_size)
+        count = self._room(user, req.count)
         return wire.UploadBatch(
-            [self._open(None, user, replication, block_size, True) for _ in range(req.count)]
+            [self._open(None, user, replication, block_size, True) for _ in range(count)]
         )
 
     def _shape(self, replication: int | None, block_size: int | None) -> tuple[int, int]:
@@ -93,6 +126,7 @@ class Uploads:
     def _open(
         self, path: str | None, user: User, replication: int, block_size: int, overwrite: bool
     ) -> wire.UploadGrant:
+        now = self.clock()
         upload = Upload(
             id=secrets.token_hex(16),
             path=path,
@@ -100,10 +134,12 @@ class Uploads:
             replication=replication,
             block_size=block_size,
             overwrite=overwrite,
-            expires=time.monotonic() + self.lease,
+            started=now,
+            expires=now + min(self.lease, self.lifetime),
         )
         block = self._allocate(upload, frozenset())
         self._uploads[upload.id] = upload
+        self._open_by_user[user.name] = self._open_by_user.get(user.name, 0) + 1
         return wire.UploadGrant(upload.id, path or "", replication, block_size, block)
 
     def _get(self, upload_id: str, user: User) -> Upload:
@@ -112,7 +148,13 @@ class Uploads:
             raise Conflict("upload unknown or expired (was the name node restarted?)")
         if upload.user.name != user.name:
             raise PermissionDenied("this upload belongs to another user")
-        upload.expires = time.monotonic() + self.lease
+        now = self.clock()
+        if upload.expires < now:  # ran out, though not swept yet
+            self._forget(upload, keep=set())
+            if now - upload.started >= self.lifetime:
+                raise Conflict(f"upload expired: uploads stay open {self.lifetime:g} s at most")
+            raise Conflict("upload unknown or expired (was the name node restarted?)")
+        upload.expires = min(now + self.lease, upload.started + self.lifetime)
         return upload
 
     def _allocate(self, upload: Upload, exclude: frozenset[str]) -> wire.BlockGrant:
@@ -182,6 +224,11 @@ class Uploads:
 
     def _forget(self, upload: Upload, keep: set[str]) -> None:
         del self._uploads[upload.id]
+        left = self._open_by_user[upload.user.name] - 1
+        if left:
+            self._open_by_user[upload.user.name] = left
+        else:
+            del self._open_by_user[upload.user.name]
         self.namespace.trash_blocks(
             (node, block)
             for block, nodes in upload.targets.items()
@@ -190,7 +237,7 @@ class Uploads:
         )
 
     def expire(self) -> int:
-        now = time.monotonic()
+        now = self.clock()
         stale = [u for u in self._uploads.values() if u.expires < now]
         for upload in stale:
             self._forget(upload, keep=set())
@@ -206,3 +253,22 @@ class Uploads:
     def granted(self) -> dict[str, list[str]]:
         """Each block of an upload in flight, and the data nodes its grant named."""
         return {b: nodes for u in self._uploads.values() for b, nodes in u.targets.items()}
+
+    def listing(self) -> wire.UploadList:
+        """Every open upload, the oldest first: whose, where to, how old, what it holds."""
+        now = self.clock()
+        return wire.UploadList(
+            [
+                wire.OpenUpload(
+                    id=u.id,
+                    user=u.user.name,
+                    path=u.path,
+                    age=now - u.started,
+                    expires_in=u.expires - now,
+                    blocks=len(u.targets),
+                    granted=len(u.targets) * u.block_size,
+                    replication=u.replication,
+                )
+                for u in sorted(self._uploads.values(), key=lambda u: u.started)
+            ]
+        )

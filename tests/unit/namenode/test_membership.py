@@ -113,6 +113,25 @@ def test_liveness_follows_the_deadline(members):
     assert {s.id: s.state for s in members.states()} == {"dn-1": "live", "dn-2": "dead"}
 
 
+def test_liveness_is_measured_on_the_injected_clock_from_zero(tmp_path):
+    """A clock that starts at 0 (a fresh boot's, a test's): a heartbeat at 0 counts, and only
+    the registry's own clock decides when a node is dead."""
+    now = [0.0]
+    store = Store(tmp_path / "ns.sqlite3")
+    try:
+        members = Membership(store, dead_after=30, clock=lambda: now[0])
+        members.heartbeat(hb("dn-1"))
+        assert ids(members.live()) == ["dn-1"]
+        now[0] = 30.0
+        assert ids(members.live()) == ["dn-1"]
+        now[0] = 30.5
+        assert members.live() == []
+        members.heartbeat(hb("dn-1"))
+        assert members.is_live("dn-1")
+    finally:
+        store.close()
+
+
 def test_ref_names_a_node_and_its_liveness(members):
     members.heartbeat(hb("dn-1"))
     assert members.ref("dn-1") == wire.NodeRef("dn-1", "http://dn-1.test", True)

@@ -489,11 +489,16 @@ def test_a_corrupt_replica_reported_by_heartbeat_shows_in_fsck(nn):
 def test_suspect_yields_a_verify_command_on_that_nodes_next_heartbeat(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    nn.suspect(wire.CorruptReplica(bid(1), "dn-1"))
-    nn.suspect(wire.CorruptReplica(bid(2), "dn-1"))
-    nn.suspect(wire.CorruptReplica(bid(3), "dn-unknown"))
+    put(nn.namespace, "/f", 2, {bid(1): ["dn-1", "dn-2"], bid(2): ["dn-1"], bid(4): ["dn-2"]})
+    for _ in range(3):  # the same replica reported again is verified once
+        nn.suspect(wire.CorruptReplica(bid(1), "dn-1"), OWNER)
+    nn.suspect(wire.CorruptReplica(bid(2), "dn-1"), OWNER)
+    nn.suspect(wire.CorruptReplica(bid(3), "dn-1"), OWNER)  # no such block
+    nn.suspect(wire.CorruptReplica(bid(4), "dn-1"), OWNER)  # dn-1 does not hold it
+    nn.suspect(wire.CorruptReplica(bid(1), "dn-unknown"), OWNER)
     assert ops(beat(nn, "dn-2")) == []
     assert ops(beat(nn, "dn-1")) == [("verify", [bid(1), bid(2)], None)]
+    nn.suspect(wire.CorruptReplica(bid(1), "dn-1"), OWNER)  # verified just now
     assert ops(beat(nn, "dn-1")) == []
     assert ops(beat(nn, "dn-unknown")) == []
 

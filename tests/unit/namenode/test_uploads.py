@@ -7,13 +7,22 @@ from pydfs.errors import (
     InsufficientNodes,
     InvalidArgument,
     IsADirectory,
+    LimitExceeded,
     NoSpace,
     NotFound,
     PermissionDenied,
     ProtocolError,
+    Unavailable,
 )
 from pydfs.namenode.auth import User
-from pydfs.namenode.uploads import MAX_BLOCK_SIZE, MAX_REPLICATION, MIN_BLOCK_SIZE, Uploads
+from pydfs.namenode.membership import Membership
+from pydfs.namenode.uploads import (
+    MAX_BATCH,
+    MAX_BLOCK_SIZE,
+    MAX_REPLICATION,
+    MIN_BLOCK_SIZE,
+    Uploads,
+)
 
 MiB = 1024 * 1024
 
@@ -38,6 +47,23 @@ def pairs(grant):
 def stored(grant, size=100, nodes=None):
     ids = [n.id for n in grant.targets] if nodes is None else nodes
     return wire.StoredBlock(grant.block_id, size, 1234, ids)
+
+
+class Clock:
+    """A monotonic clock the test moves; it starts near 0, as a freshly booted machine's."""
+
+    def __init__(self) -> None:
+        self.now = 1.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(ns):
+    clock = Clock()
+    ns.membership.clock = clock
+    return clock
 
 
 @pytest.fixture
@@ -196,23 +222,173 @@ def test_expire_drops_only_stale_uploads(ns):
         stale.commit(old.upload_id, wire.CommitRequest([stored(old.block)]), ALICE)
 
 
-def test_renew_keeps_a_slow_upload_alive(uploads, monkeypatch):
-    import pydfs.namenode.uploads as module
-
-    now = [1000.0]
-    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+def test_renew_keeps_a_slow_upload_alive(ns, clock):
+    """On one injected clock, which starts where a freshly booted machine's would: data nodes
+    stay live as they heartbeat, leases run out only when not renewed."""
+    uploads = Uploads(ns, ns.membership, lease=600, clock=clock)
+    live(ns, "dn-1", "dn-2", "dn-3")
     slow = uploads.start(wire.UploadRequest("/slow"), ALICE)
     idle = uploads.start(wire.UploadRequest("/idle"), ALICE)
     expired = []
     for _ in range(3):  # 3 times 500 s: longer than the 600 s lease, renewed all along
-        now[0] += 500
+        clock.now += 500
+        live(ns, "dn-1", "dn-2", "dn-3")
         uploads.renew(slow.upload_id, ALICE)
+        uploads.allocate(slow.upload_id, wire.BlockAllocRequest(), ALICE)
         expired.append(uploads.expire())
     assert expired == [0, 1, 0]  # the idle one went once its lease ran out
     assert len(uploads) == 1
     uploads.commit(slow.upload_id, wire.CommitRequest([stored(slow.block)]), ALICE)
     with pytest.raises(Conflict):
         uploads.renew(idle.upload_id, ALICE)
+
+
+def test_a_lease_that_ran_out_is_gone_before_the_sweep(ns, clock):
+    uploads = Uploads(ns, ns.membership, lease=600, clock=clock)
+    live(ns, "dn-1", "dn-2")
+    grant = uploads.start(wire.UploadRequest("/f"), ALICE)
+    clock.now += 601
+    with pytest.raises(Conflict, match="expired"):
+        uploads.commit(grant.upload_id, wire.CommitRequest([stored(grant.block)]), ALICE)
+    assert trash(ns) == pairs(grant.block)
+    assert len(uploads) == 0
+
+
+def test_renewals_do_not_extend_an_upload_past_its_lifetime(ns, clock):
+    uploads = Uploads(ns, ns.membership, lease=600, lifetime=1000, clock=clock)
+    live(ns, "dn-1", "dn-2")
+    grant = uploads.start(wire.UploadRequest("/f"), ALICE)
+    clock.now += 500
+    uploads.renew(grant.upload_id, ALICE)
+    clock.now += 400  # 900 s old: renewed, but only up to its lifetime
+    uploads.renew(grant.upload_id, ALICE)
+    assert uploads.listing().uploads[0].expires_in == pytest.approx(100)
+    assert uploads.expire() == 0
+    clock.now += 101
+    assert uploads.expire() == 1  # though renewed 101 s ago
+    with pytest.raises(Conflict):
+        uploads.renew(grant.upload_id, ALICE)
+    assert trash(ns) == pairs(grant.block)
+
+
+def test_a_renewed_upload_past_its_lifetime_says_so(ns, clock):
+    uploads = Uploads(ns, ns.membership, lease=600, lifetime=1000, clock=clock)
+    live(ns, "dn-1", "dn-2")
+    grant = uploads.start(wire.UploadRequest("/f"), ALICE)
+    for _ in range(2):
+        clock.now += 500
+        uploads.renew(grant.upload_id, ALICE)
+    clock.now += 1
+    with pytest.raises(Conflict, match="1000 s at most"):
+        uploads.renew(grant.upload_id, ALICE)
+
+
+def test_each_user_may_hold_only_so_many_open_uploads(ns):
+    uploads = Uploads(ns, ns.membership, lease=600, max_open=3)
+    live(ns, "dn-1", "dn-2")
+    bob = User("bob", admin=True)
+    grants = [uploads.start(wire.UploadRequest(f"/f{i}"), ALICE) for i in range(3)]
+    with pytest.raises(LimitExceeded, match="alice has 3 uploads open"):
+        uploads.start(wire.UploadRequest("/f3"), ALICE)
+    with pytest.raises(LimitExceeded):
+        uploads.start_batch(wire.UploadBatchRequest(1), ALICE)
+    assert len(uploads) == 3  # nothing of the refused ones stays
+    uploads.start(wire.UploadRequest("/b"), bob)  # another user is not held back
+    uploads.abort(grants[0].upload_id, ALICE)
+    uploads.commit(grants[1].upload_id, wire.CommitRequest([stored(grants[1].block)]), ALICE)
+    assert len(uploads.start_batch(wire.UploadBatchRequest(5), ALICE).uploads) == 2
+    with pytest.raises(LimitExceeded):
+        uploads.start(wire.UploadRequest("/f4"), ALICE)
+
+
+def test_expired_uploads_count_no_more(ns, clock):
+    uploads = Uploads(ns, ns.membership, lease=600, max_open=2, clock=clock)
+    live(ns, "dn-1", "dn-2")
+    for i in range(2):
+        uploads.start(wire.UploadRequest(f"/f{i}"), ALICE)
+    clock.now += 601
+    assert uploads.expire() == 2
+    live(ns, "dn-1", "dn-2")
+    assert len(uploads.start_batch(wire.UploadBatchRequest(64), ALICE).uploads) == 2
+
+
+def test_batches_of_the_sdk_fit_under_the_default_limit(ns):
+    """A client keeps at most one batch of leases ahead (aio.MAX_BATCH): a writer of many
+    small files, one after the other, never meets the limit."""
+    from pydfs.client import aio
+
+    uploads = Uploads(ns, ns.membership, lease=600)
+    live(ns, "dn-1", "dn-2")
+    assert aio.MAX_BATCH <= MAX_BATCH < uploads.max_open
+    shelf: list[wire.UploadGrant] = []
+    size = 1
+    for i in range(300):
+        if not shelf:
+            shelf = uploads.start_batch(wire.UploadBatchRequest(size), ALICE).uploads
+            size = min(aio.MAX_BATCH, size * 2)
+        grant = shelf.pop()
+        commit = wire.CommitRequest([stored(grant.block)], path=f"/f{i}")
+        uploads.commit(grant.upload_id, commit, ALICE)
+    assert len(uploads) == len(shelf) < aio.MAX_BATCH
+
+
+def test_admins_see_every_open_upload(ns, clock):
+    uploads = Uploads(ns, ns.membership, lease=600, clock=clock)
+    live(ns, "dn-1", "dn-2")
+    named = uploads.start(wire.UploadRequest("/big", replication=2, block_size=MiB), ALICE)
+    uploads.allocate(named.upload_id, wire.BlockAllocRequest(), ALICE)
+    clock.now += 10
+    batch = uploads.start_batch(wire.UploadBatchRequest(1, block_size=2 * MiB), User("bob"))
+    clock.now += 5
+    first, second = uploads.listing().uploads
+    assert (first.id, first.user, first.path) == (named.upload_id, "alice", "/big")
+    assert (first.age, first.expires_in) == (15, 585)
+    assert (first.blocks, first.granted, first.replication) == (2, 2 * MiB, 2)
+    assert (second.id, second.user, second.path) == (batch.uploads[0].upload_id, "bob", None)
+    assert (second.age, second.blocks, second.granted) == (5, 1, 2 * MiB)
+
+
+def test_writes_wait_for_data_nodes_after_a_restart(ns, clock):
+    """Safe mode: a name node that knew data nodes refuses writes, as unavailable and saying
+    why, until as many as a block needs (the default replication, 2) have reported."""
+    live(ns, "dn-1", "dn-2", "dn-3")  # known to the store from now on
+    restarted = Membership(ns.store, dead_after=30, safe_mode_wait=30, clock=clock)
+    ns.membership = restarted
+    uploads = Uploads(ns, restarted, lease=600, clock=clock)
+    with pytest.raises(Unavailable, match=r"starting: waiting for data nodes \(0 of 2 reported"):
+        uploads.start(wire.UploadRequest("/f"), ALICE)
+    live(ns, "dn-1")
+    with pytest.raises(Unavailable, match=r"\(1 of 2 reported"):
+        uploads.start_batch(wire.UploadBatchRequest(4), ALICE)
+    assert len(uploads) == 0
+    live(ns, "dn-2")
+    assert restarted.starting(2) is None
+    assert uploads.start(wire.UploadRequest("/f"), ALICE).block.targets
+    restarted.nodes["dn-1"].last_heartbeat = clock.now - 1000  # out of safe mode for good
+    assert restarted.starting(2) is None
+
+
+def test_safe_mode_ends_after_its_wait_even_if_nodes_stay_away(ns, clock):
+    live(ns, "dn-1", "dn-2")
+    restarted = Membership(ns.store, dead_after=30, safe_mode_wait=30, clock=clock)
+    ns.membership = restarted
+    uploads = Uploads(ns, restarted, lease=600, clock=clock)
+    clock.now += 29
+    with pytest.raises(Unavailable):
+        uploads.start(wire.UploadRequest("/f"), ALICE)
+    clock.now += 1
+    with pytest.raises(InsufficientNodes):  # the old answer, once the wait is over
+        uploads.start(wire.UploadRequest("/f"), ALICE)
+
+
+def test_a_new_cluster_or_one_node_ends_safe_mode(ns, clock):
+    fresh = Membership(ns.store, dead_after=30, safe_mode_wait=30, clock=clock)
+    assert fresh.starting(2) is None  # no data node known: nothing to wait for
+    live(ns, "dn-1")
+    single = Membership(ns.store, dead_after=30, safe_mode_wait=30, clock=clock)
+    assert single.starting(2) == (0, 1)
+    single.heartbeat(wire.Heartbeat("dn-1", "http://dn-1.test", "inc-2", 1, 0, 1, 0))
+    assert single.starting(2) is None
 
 
 def test_a_batch_grants_leases_whose_commits_name_the_files(uploads, ns):

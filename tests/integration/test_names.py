@@ -128,7 +128,7 @@ def test_reserved_names_cannot_be_users_or_groups(cluster: LocalCluster, cli: Cl
         with pytest.raises(InvalidArgument, match="reserved"):
             admin.add_user("eve", groups=["root"])
         with pytest.raises(InvalidArgument):
-            admin.add_user("\u0430dmin")  # a Cyrillic "а": looks like admin
+            admin.add_user("\u0430dmin")  # U+0430, Cyrillic: it looks like admin
         names = {u.name for u in admin.users()}
         assert not names & {"root", "datanode", "anonymous", "eve", "\u0430dmin"}
         for path in ("/", "/user", "/tmp"):

@@ -107,8 +107,10 @@ def test_names_are_stored_in_nfc():
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("d/", True), ("/a/b/", True), ("d/.", True), ("d/..", True), ("/", True)]
-    + [("d", False), ("/a/b", False), ("/a/.b", False), ("/a/b...c", False)],
+    [
+        *[("d/", True), ("/a/b/", True), ("d/.", True), ("d/..", True), ("/", True)],
+        *[("d", False), ("/a/b", False), ("/a/.b", False), ("/a/b...c", False)],
+    ],
 )
 def test_a_trailing_slash_names_a_directory(path, expected):
     assert paths.names_directory(path) is expected

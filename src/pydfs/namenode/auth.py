@@ -67,7 +67,7 @@ def allowed(user: User | None, owner: str, group: str, mode: int, want: int) -> 
 
 def validate_user_name(name: str) -> str:
     """ASCII letters, digits, ``.``, ``_`` and ``-``, as portable Unix user names: no two names
-    that look alike (a Cyrillic "а" in "аdmin"), and none of the reserved ones."""
+    that look alike (U+0430, a Cyrillic letter, for the "a" of "admin"), and no reserved one."""
     if (
         not 0 < len(name) <= 64
         or not name.isascii()

@@ -83,12 +83,12 @@ def test_chmod_and_chown_r_stop_at_a_directory_the_caller_cannot_list(tree):
 
 def test_once_listable_the_entries_below_may_be_named(tree):
     tree.chmod("/shared/hidden", 0o755, ALICE)
-    with pytest.raises(PermissionDenied, match="^/shared/hidden/inner: permission denied$"):
+    with pytest.raises(PermissionDenied, match=r"^/shared/hidden/inner: permission denied$"):
         tree.setrep("/shared", 1, BOB)
     tree.chmod("/shared/hidden/inner", 0o755, ALICE)
-    with pytest.raises(PermissionDenied, match="^/shared/hidden/inner/deep: permission denied$"):
+    with pytest.raises(PermissionDenied, match=r"^/shared/hidden/inner/deep: permission denied$"):
         tree.setrep("/shared", 1, BOB)  # w on each file
-    with pytest.raises(PermissionDenied, match="^/shared/hidden/inner: only the owner"):
+    with pytest.raises(PermissionDenied, match=r"^/shared/hidden/inner: only the owner"):
         tree.chmod("/shared", 0o700, BOB, recursive=True)  # the first not his
 
 

@@ -1,31 +1,41 @@
 """DFS path normalisation and validation, shared by every role.
 
-A stored path is absolute, has no empty, ``.`` or ``..`` component, no NUL or control character,
-names of at most 255 UTF-8 bytes and a total of at most 4,096 bytes. ``..`` resolves lexically,
-and never above the root.
+A stored path is absolute, has no empty, ``.`` or ``..`` component, no control character (C0,
+DEL or C1: none can fake a line or a terminal sequence in a listing), names of at most 255 UTF-8
+bytes and a total of at most 4,096 bytes. ``..`` resolves lexically, and never above the root.
+Names are Unicode in NFC: "café" typed with a combining accent (NFD, as macOS spells it) names the
+same entry as the precomposed one, never a second entry that looks the same. A path written with a
+trailing ``/`` names a directory (``names_directory``): the name node makes no file there.
 """
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 from pydfs.errors import InvalidPath
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 ROOT = "/"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def validate_name(name: str) -> str:
-    """Check one path component as it will be stored."""
+    """Check one path component; returns it as it will be stored (in NFC)."""
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, such as undecodable bytes in argv
+            raise InvalidPath(f"invalid name {name!r}: not valid UTF-8") from None
+        name = unicodedata.normalize("NFC", name)
     if name in ("", ".", ".."):
         raise InvalidPath(f"invalid name {name!r}")
     if "/" in name:
         raise InvalidPath(f"invalid name {name!r}: contains '/'")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL.search(name):
         raise InvalidPath(f"invalid name {name!r}: contains a control character")
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidPath(f"invalid name {name!r}: not valid UTF-8") from None
+    size = len(name.encode("utf-8"))
     if size > MAX_NAME_BYTES:
         raise InvalidPath(f"name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
     return name
@@ -51,6 +61,12 @@ def normalize(path: str, cwd: str = ROOT) -> str:
     if len(result.encode("utf-8")) > MAX_PATH_BYTES:
         raise InvalidPath(f"path longer than {MAX_PATH_BYTES} bytes")
     return result
+
+
+def names_directory(path: str) -> bool:
+    """Was *path*, as written, a directory's name (``d/``, ``d/.``, ``d/..``)? A file cannot be
+    made there, as ``open(2)`` and coreutils refuse."""
+    return path.rsplit("/", 1)[-1] in ("", ".", "..", "...")
 
 
 def split(path: str) -> list[str]:

@@ -7,13 +7,14 @@ to ``/v2`` without breaking old clients.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from pydfs.errors import ProtocolError
+from pydfs.errors import InvalidPath, ProtocolError
 
 API = "/v1"
 
@@ -379,13 +380,44 @@ class UserToken(Struct):
 _encoder = msgspec.json.Encoder()
 
 
+_LONE_SURROGATE = "a name holds a lone UTF-16 surrogate, which is no character (not valid UTF-8)"
+
+
 def encode(obj: Any) -> bytes:
-    return _encoder.encode(obj)
+    try:
+        return _encoder.encode(obj)
+    except UnicodeEncodeError:  # such as a name made of undecodable bytes (surrogateescape)
+        raise InvalidPath(_LONE_SURROGATE) from None
 
 
 def decode(data: bytes | str, type: type[T]) -> T:
-    """Decode *data* into *type*, turning any malformed input into ``ProtocolError``."""
+    """Decode *data* into *type*, turning any malformed input into ``ProtocolError``, or into
+    ``InvalidPath`` for a string that escapes a lone surrogate (``"\\ud800"``), which msgspec
+    reports as truncated input."""
     try:
         return msgspec.json.decode(data, type=type)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        if isinstance(exc, msgspec.DecodeError) and _has_lone_surrogate(data):
+            raise InvalidPath(_LONE_SURROGATE) from None
         raise ProtocolError(f"malformed {type.__name__}: {exc}") from None
+
+
+def _has_lone_surrogate(data: bytes | str) -> bool:
+    """Does *data*, JSON that msgspec refused, hold a string with a lone surrogate? (Python's
+    own decoder accepts those; a malformed body costs this second look only.)"""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return False
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            todo.extend(item)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False

@@ -89,3 +89,28 @@ def test_join_parent_basename_split():
 )
 def test_is_within(path, ancestor, expected):
     assert paths.is_within(path, ancestor) is expected
+
+
+@pytest.mark.parametrize("bad", ["/a\u0080b", "/a\u009bb", "/a\u009f", "/\u0085"])
+def test_c1_control_characters_are_refused(bad):
+    with pytest.raises(InvalidPath, match="control character"):
+        paths.normalize(bad)
+
+
+def test_names_are_stored_in_nfc():
+    nfd = "/cafe\u0301/A\u030a"
+    assert paths.normalize(nfd) == "/caf\u00e9/\u00c5"
+    assert paths.normalize("\u212b", "/caf\u00e9") == "/caf\u00e9/\u00c5"  # the Angstrom sign
+    assert paths.join("/", "cafe\u0301") == "/caf\u00e9"
+    assert paths.validate_name("ok") == "ok"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        *[("d/", True), ("/a/b/", True), ("d/.", True), ("d/..", True), ("/", True)],
+        *[("d", False), ("/a/b", False), ("/a/.b", False), ("/a/b...c", False)],
+    ],
+)
+def test_a_trailing_slash_names_a_directory(path, expected):
+    assert paths.names_directory(path) is expected

@@ -1,8 +1,10 @@
+import json
+
 import msgspec
 import pytest
 
 from pydfs import wire
-from pydfs.errors import ProtocolError
+from pydfs.errors import InvalidPath, ProtocolError
 
 
 @pytest.mark.parametrize(
@@ -68,3 +70,17 @@ def test_frame_header_layout():
     assert wire.FRAME.size == 8
     assert wire.FRAME.unpack(wire.FRAME.pack(5, 0xFFFFFFFF)) == (5, 0xFFFFFFFF)
     assert wire.API.startswith("/v")
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"path": "/a\\ud800"}', b'{"path": "/a\\udcffb"}', b'{"path": "/\\ud800/x"}']
+)
+def test_a_lone_surrogate_is_an_invalid_path_not_truncated_input(body):
+    with pytest.raises(InvalidPath, match="surrogate"):
+        wire.decode(body, wire.PathRequest)
+    with pytest.raises(InvalidPath, match="surrogate"):
+        wire.encode(wire.PathRequest(json.loads(body)["path"]))  # as a client would send it
+
+
+def test_a_surrogate_pair_is_one_character():
+    assert wire.decode(b'{"path": "/\\ud83d\\ude00"}', wire.PathRequest).path == "/\U0001f600"

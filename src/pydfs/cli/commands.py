@@ -36,6 +36,12 @@ class Context:
     def path(self, path: str) -> str:
         return paths.normalize(path, self.cwd)
 
+    def file_path(self, path: str) -> str:
+        """``path`` for a file to be made: a trailing '/' stays, for the name node to refuse
+        (``touch d/name/`` makes no file ``name``)."""
+        resolved = self.path(path)
+        return resolved + "/" if paths.names_directory(path) and resolved != "/" else resolved
+
     def progress(
         self, label: str, total: int | None
     ) -> AbstractContextManager[Callable[[int], None]]:
@@ -126,7 +132,7 @@ async def initialize(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def file_create(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.out("", await ctx.client.touch(ctx.path(args.path)))
+    ctx.out("", await ctx.client.touch(ctx.file_path(args.path)))
     return 0
 
 
@@ -154,7 +160,7 @@ async def file_read(ctx: Context, args: argparse.Namespace) -> int:
 async def file_write(ctx: Context, args: argparse.Namespace) -> int:
     if args.local == "-" and not args.path:
         raise InvalidArgument("give a remote path when reading standard input")
-    remote = ctx.path(args.path or Path(args.local).name)
+    remote = ctx.file_path(args.path or Path(args.local).name)
     try:
         target = await ctx.client.info(remote)
     except NotFound:

@@ -30,6 +30,7 @@ class NameNode:
     def __init__(self, config: NameNodeConfig) -> None:
         self.config = config
         self._lock = server.lock_data_dir(config.data_dir, "namenode")
+        config.data_dir.chmod(0o700)  # names, token hashes, the cluster secret: the owner's only
         self.secret = tokens.load_or_create_secret(
             config.secret_file or config.data_dir / tokens.SECRET_FILE
         )

@@ -105,7 +105,9 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/fs/create",
         "user",
-        lambda c: c.nn.namespace.create_file(paths.normalize(c.body.path), c.user),
+        lambda c: c.nn.namespace.create_file(
+            paths.normalize(c.body.path), c.user, directory=paths.names_directory(c.body.path)
+        ),
         "Create an empty file.",
         wire.PathRequest,
         wire.FileStatus,

@@ -3,10 +3,17 @@
 A user is a name, a bearer token (kept as a hash), admin or not, and a set of groups; each user is
 also the only member of a group of its own name. Admins are superusers: permission bits do not
 apply to them (as root on Unix, or the HDFS superuser).
+
+The name node's own identity, ``root``, owns what it makes (``/``, ``/user``, ``/tmp``) and
+groups what existed before permissions did. It is no user: ``root``, like the other names the
+name node uses for its callers (``datanode``, ``anonymous``), is reserved, and cannot be a user's
+or a group's name. A database from before the reservation that holds a user with such a name
+loses that user at start (a warning says so): it would own ``/user`` and ``/tmp``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -22,6 +29,10 @@ STICKY = 0o1000
 MODE_BITS = 0o1777
 BOOTSTRAP_ADMIN = "admin"
 TOKEN_FILE = "admin.token"
+SYSTEM = "root"  # owner and group of what the name node makes itself
+RESERVED = frozenset({SYSTEM, "datanode", "anonymous"})  # see namenode.app: who calls
+
+log = logging.getLogger("pydfs.namenode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +66,21 @@ def allowed(user: User | None, owner: str, group: str, mode: int, want: int) -> 
 
 
 def validate_user_name(name: str) -> str:
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "._-" for c in name):
+    """ASCII letters, digits, ``.``, ``_`` and ``-``, as portable Unix user names: no two names
+    that look alike (U+0430, a Cyrillic letter, for the "a" of "admin"), and no reserved one."""
+    if (
+        not 0 < len(name) <= 64
+        or not name.isascii()
+        or not all(c.isalnum() or c in "._-" for c in name)
+    ):
         raise InvalidArgument(
-            f"invalid user or group name {name!r}: use letters, digits, '.', '_' or '-' (≤ 64)"
+            f"invalid user or group name {name!r}: use ASCII letters, digits, '.', '_' or '-'"
+            " (at most 64)"
         )
     if name.startswith(("-", ".")):
         raise InvalidArgument(f"invalid user or group name {name!r}")
+    if name in RESERVED:
+        raise InvalidArgument(f"{name!r} is reserved for pydfs itself: choose another name")
     return paths.validate_name(name)
 
 
@@ -71,7 +91,31 @@ class Users:
         self.store = store
         self._by_hash: dict[str, User] = {}
         self._by_name: dict[str, User] = {}
+        self._drop_reserved()
         self._reload()
+
+    def _drop_reserved(self) -> None:
+        """Remove users named as pydfs itself, and reserved groups from users (see above)."""
+        rows = self.store.db.execute("SELECT name, groups FROM users").fetchall()
+        doomed = [name for name, _ in rows if name in RESERVED]
+        regroup = [
+            (",".join(g for g in groups.split(",") if g not in RESERVED), name)
+            for name, groups in rows
+            if name not in RESERVED and RESERVED.intersection(groups.split(","))
+        ]
+        if not doomed and not regroup:
+            return
+        with self.store.write() as db:
+            db.executemany("DELETE FROM users WHERE name = ?", ((n,) for n in doomed))
+            db.executemany("UPDATE users SET groups = ? WHERE name = ?", regroup)
+        for name in doomed:
+            log.warning(
+                "removed user %r: the name is reserved for pydfs itself (its files now belong "
+                "to the system; an admin may add the user under another name and chown them)",
+                name,
+            )
+        for _, name in regroup:
+            log.warning("removed reserved groups from user %r", name)
 
     def _reload(self) -> None:
         rows = self.store.db.execute("SELECT name, token_hash, admin, groups FROM users")

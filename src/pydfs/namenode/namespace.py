@@ -25,13 +25,12 @@ from pydfs.errors import (
     NotFound,
     PermissionDenied,
 )
-from pydfs.namenode.auth import MODE_BITS, STICKY, R, User, W, X, allowed
+from pydfs.namenode.auth import MODE_BITS, STICKY, SYSTEM, R, User, W, X, allowed
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.store import Store
 
 ROOT_ID = 1
 _COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_size, grp, mode"
-SYSTEM = "root"  # owner of what the name node makes itself
 MAX_CACHED_DIRS = 20_000  # about 10 MiB
 
 
@@ -65,6 +64,13 @@ def _check_sticky(user: User | None, parent: Inode, node: Inode, path: str) -> N
     sticky = parent.mode & STICKY and user is not None and not user.admin
     if sticky and user is not None and user.name not in (node.owner, parent.owner):
         raise PermissionDenied(f"{path}: permission denied (sticky directory)")
+
+
+def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
+    """``touch f/`` or ``put x nodir/``: a name written with a trailing '/' is a directory's,
+    as ``open(2)`` and coreutils take it (an existing directory is refused by the caller)."""
+    if directory and (existing is None or not existing.is_dir):
+        raise NotADirectory(f"{path}/: not a directory")
 
 
 class Namespace:
@@ -353,12 +359,18 @@ class Namespace:
                 parent = made
         return self._status(parent, path)
 
-    def create_file(self, path: str, user: User | None = None) -> wire.FileStatus:
+    def create_file(
+        self, path: str, user: User | None = None, *, directory: bool = False
+    ) -> wire.FileStatus:
+        """An empty file at *path*; *directory*: the caller wrote *path* as a directory's
+        (``paths.names_directory``), where no file is made."""
         if path == paths.ROOT:
             raise AlreadyExists("/ already exists")
         with self._write() as db:
             parent = self.resolve_dir(paths.parent(path), user, in_it=True)
-            if self._child(parent.id, paths.basename(path)) is not None:
+            existing = self._child(parent.id, paths.basename(path))
+            _no_file_named_as_directory(path, existing, directory)
+            if existing is not None:
                 raise AlreadyExists(f"{path} already exists")
             _check(user, parent, W | X, paths.parent(path))
             made = self._insert(
@@ -378,18 +390,22 @@ class Namespace:
         assert node is not None
         return self._status(node, path, with_blocks=True)
 
-    def check_writable(self, path: str, user: User | None, *, overwrite: bool) -> None:
-        """Refuse early what ``commit_file`` of *path* by *user* would refuse."""
-        self._writable(path, user, overwrite=overwrite)
+    def check_writable(
+        self, path: str, user: User | None, *, overwrite: bool, directory: bool = False
+    ) -> None:
+        """Refuse early what ``commit_file`` of *path* by *user* would refuse; *directory* as
+        for ``create_file``."""
+        self._writable(path, user, overwrite=overwrite, directory=directory)
 
     def _writable(
-        self, path: str, user: User | None, *, overwrite: bool
+        self, path: str, user: User | None, *, overwrite: bool, directory: bool = False
     ) -> tuple[Inode, Inode | None]:
         """The parent directory of *path* and the file there now, if *user* may write it."""
         if path == paths.ROOT:
             raise IsADirectory("/ is a directory")
         parent = self.resolve_dir(paths.parent(path), user, in_it=True)
         existing = self._child(parent.id, paths.basename(path))
+        _no_file_named_as_directory(path, existing, directory)
         if existing is None:
             _check(user, parent, W | X, paths.parent(path))
         elif existing.is_dir:
@@ -446,21 +462,48 @@ class Namespace:
         db.execute("DELETE FROM replicas WHERE block IN (SELECT id FROM temp.doomed_blocks)")
         db.execute("DELETE FROM blocks WHERE id IN (SELECT id FROM temp.doomed_blocks)")
 
-    def _check_subtree(self, user: User | None, node: Inode, path: str) -> None:
-        """Removing a tree needs rwx on every non-empty directory in it, as ``rm -r`` would."""
-        if user is None or user.admin or not node.is_dir:
+    def _walk(
+        self,
+        db: sqlite3.Connection,
+        node: Inode,
+        user: User | None,
+        *,
+        want: int = R | X,
+        owned: bool = False,
+    ) -> None:
+        """Put *node* and what lies below it in temp.subtree, for a recursive operation by *user*.
+
+        The walk enters only the directories that grant *user* the *want* bits (r and x at
+        least, so it never reads a directory the user could not list), or with *owned* those
+        the user owns. A directory it cannot enter that holds entries refuses the operation,
+        which then changes nothing, and the refusal names that directory: a name the user sees
+        already (in the directory the walk came from, or as the path given), never one below
+        it. So ``setrep 1 /`` as a plain user answers ``/user/alice: permission denied``, not
+        the names of alice's files. (HDFS's shell, walking the same way, names the same
+        directory but changes the rest.)
+        """
+        if user is None or user.admin:
+            self._select_subtree(db, node.id)
             return
-        denied = [
-            node_id
-            for (node_id, owner, group, mode) in self.db.execute(
-                "SELECT i.id, i.owner, i.grp, i.mode FROM inodes i "
-                "WHERE i.type = 'd' AND i.id IN (SELECT id FROM temp.subtree) "
-                "AND EXISTS (SELECT 1 FROM inodes c WHERE c.parent = i.id)"
-            )
-            if not allowed(user, owner, group, mode, R | W | X)
-        ]
-        if denied:
-            raise PermissionDenied(f"{self._path_of(denied[0])}: permission denied")
+
+        def enters(owner: str, group: str, mode: int) -> bool:
+            return allowed(user, owner, group, mode, want) or (owned and owner == user.name)
+
+        db.create_function("pydfs_enters", 3, enters)
+        db.execute("DELETE FROM temp.subtree")
+        db.execute(
+            "INSERT INTO temp.subtree WITH RECURSIVE sub(id, open) AS (SELECT ?, ? UNION ALL "
+            "SELECT i.id, i.type = 'd' AND pydfs_enters(i.owner, i.grp, i.mode) "
+            "FROM inodes i JOIN sub ON i.parent = sub.id WHERE sub.open) SELECT id FROM sub",
+            (node.id, node.is_dir and enters(node.owner, node.group, node.mode)),
+        )
+        closed = db.execute(
+            "SELECT i.id FROM inodes i WHERE i.id IN (SELECT id FROM temp.subtree) "
+            "AND i.type = 'd' AND NOT pydfs_enters(i.owner, i.grp, i.mode) "
+            "AND EXISTS (SELECT 1 FROM inodes c WHERE c.parent = i.id) ORDER BY i.id LIMIT 1"
+        ).fetchone()
+        if closed:
+            raise PermissionDenied(f"{self._path_of(closed[0])}: permission denied")
 
     def delete(
         self, path: str, user: User | None = None, *, recursive: bool = False, type: str = "any"
@@ -484,8 +527,7 @@ class Namespace:
             assert parent is not None
             _check(user, parent, W | X, paths.parent(path))
             _check_sticky(user, parent, node, path)
-            self._select_subtree(db, node.id)
-            self._check_subtree(user, node, path)
+            self._walk(db, node, user, want=R | W | X)  # as ``rm -r`` needs, to empty one
             files = self._release_doomed(db)
             db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (time.time(), node.parent))
         return files
@@ -825,10 +867,10 @@ class Namespace:
 
     def setrep(self, path: str, replication: int, user: User | None = None) -> int:
         """Set the replication factor of a file, or of every file below a directory (the caller
-        needs w on each file, as HDFS asks)."""
+        needs w on each file, as HDFS asks, and r+x on each directory: see ``_walk``)."""
         with self._write() as db:
             node = self.resolve(path, user)
-            self._select_subtree(db, node.id)
+            self._walk(db, node, user)
             self._check_each(user, W, "type = 'f'")
             cur = db.execute(
                 "UPDATE inodes SET replication = ? "
@@ -838,7 +880,8 @@ class Namespace:
         return cur.rowcount
 
     def _check_each(self, user: User | None, want: int, where: str) -> None:
-        """Every inode in temp.subtree matching *where* must grant *user* the *want* bits."""
+        """Every inode in temp.subtree matching *where* must grant *user* the *want* bits (a
+        refusal names the first that does not: ``_walk`` put in only what the user sees)."""
         if user is None or user.admin:
             return
         for node_id, owner, group, mode in self.db.execute(
@@ -891,17 +934,22 @@ class Namespace:
         self, db: sqlite3.Connection, path: str, user: User | None, *, recursive: bool, what: str
     ) -> None:
         """Put *path* (and, with *recursive*, all below it) in temp.subtree, refusing unless
-        *user* owns every one of them or is an admin."""
+        *user* owns every one of them or is an admin. The walk enters the directories *user*
+        owns even without r+x on them (it could give itself those bits), and no other directory
+        it may not list (see ``_walk``)."""
         node = self.resolve(path, user)
-        self._select_subtree(db, node.id) if recursive else self._select_one(db, node.id)
+        self._walk(db, node, user, owned=True) if recursive else self._select_one(db, node.id)
         if user is None or user.admin:
             return
-        (foreign,) = db.execute(
-            "SELECT count(*) FROM inodes WHERE id IN (SELECT id FROM temp.subtree) AND owner != ?",
+        foreign = db.execute(
+            "SELECT id FROM inodes WHERE id IN (SELECT id FROM temp.subtree) AND owner != ? "
+            "ORDER BY id LIMIT 1",
             (user.name,),
         ).fetchone()
         if foreign:
-            raise PermissionDenied(f"{path}: only the owner or an admin may {what}")
+            raise PermissionDenied(
+                f"{self._path_of(foreign[0])}: only the owner or an admin may {what}"
+            )
 
     def _select_one(self, db: sqlite3.Connection, inode_id: int) -> None:
         db.execute("DELETE FROM temp.subtree")

@@ -97,7 +97,9 @@ class Uploads:
         path = paths.normalize(req.path)
         replication, block_size = self._shape(req.replication, req.block_size)
         # Fail early on what the commit would refuse anyway.
-        self.namespace.check_writable(path, user, overwrite=req.overwrite)
+        self.namespace.check_writable(
+            path, user, overwrite=req.overwrite, directory=paths.names_directory(req.path)
+        )
         self._room(user, 1)
         return self._open(path, user, replication, block_size, req.overwrite)
 
@@ -190,6 +192,8 @@ class Uploads:
             if req.path is None:
                 raise InvalidArgument("the commit of an upload from a batch names its file")
             path, overwrite = paths.normalize(req.path), req.overwrite
+            if paths.names_directory(req.path):  # refused (as at start): no file named "d/"
+                self.namespace.check_writable(path, user, overwrite=overwrite, directory=True)
         elif req.path is not None and paths.normalize(req.path) != path:
             raise InvalidArgument(f"this upload writes {path}, not {req.path}")
         seen: set[str] = set()

@@ -7,13 +7,18 @@ event loop goes on serving. The name node answers no request before the commits 
 have seen, are flushed (``namenode.app``), so an acknowledged change survives a crash of the
 process or of the machine. Checkpoints fsync on their own. Schema migrations are the numbered
 files in ``migrations/``; the version applied is kept in ``PRAGMA user_version``.
+
+The database holds every name and every token's hash: it is made 0600 (SQLite gives its ``-wal``
+and ``-shm`` files the database's mode), and a database from before is tightened to 0600 at open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -35,6 +40,10 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{path}{suffix}", 0o600)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # flush() makes commits durable
@@ -47,6 +56,7 @@ class Store:
         self.fsyncs = 0
         self.db.execute("PRAGMA foreign_keys=OFF")
         self.db.execute("PRAGMA cache_size=-65536")
+        self.db.create_function("nfc", 1, _nfc, deterministic=True)  # for migrations
         self._migrate()
         if self.dirty:  # a schema change is durable before anything is served
             self.sync()
@@ -136,6 +146,10 @@ class Store:
             os.close(self._wal_fd)
             self._wal_fd = None
         self.db.close()
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def _statements(sql: str) -> Iterator[str]:

@@ -1,0 +1,56 @@
+"""User names: what may be one, and what a database from before the reservation loses."""
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pydfs.errors import InvalidArgument, Unauthenticated
+from pydfs.namenode.auth import RESERVED, SYSTEM, Users, validate_user_name
+from pydfs.namenode.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "ns.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED))
+def test_reserved_names_are_no_users_or_groups(store, name):
+    users = Users(store)
+    with pytest.raises(InvalidArgument, match="reserved"):
+        users.add(name, admin=False, groups=[])
+    with pytest.raises(InvalidArgument, match="reserved"):
+        users.add("eve", admin=False, groups=[name])
+    assert not users.exists(name) and not users.exists("eve")
+
+
+@pytest.mark.parametrize(
+    "name", ["", "-x", ".x", "a b", "a/b", "a:b", "\u0430dmin", "caf\u00e9", "x" * 65, "a\u009bb"]
+)
+def test_user_names_are_portable_ascii(name):
+    with pytest.raises(InvalidArgument):
+        validate_user_name(name)
+
+
+def test_a_reserved_user_from_before_is_removed_at_start(store, caplog):
+    users = Users(store)
+    token = users.add("alice", admin=False, groups=["staff"])
+    with store.write() as db:  # as an older pydfs let an admin do
+        db.execute(
+            "INSERT INTO users (name, token_hash, admin, groups, ctime) VALUES (?, 'h', 0, '', 0)",
+            (SYSTEM,),
+        )
+        db.execute("UPDATE users SET groups = 'staff,root' WHERE name = 'alice'")
+    with caplog.at_level(logging.WARNING, "pydfs.namenode"):
+        users = Users(store)
+    assert not users.exists(SYSTEM)
+    assert f"removed user '{SYSTEM}'" in caplog.text
+    assert users.authenticate(token).groups == frozenset({"staff"})
+    with pytest.raises(Unauthenticated):
+        users.authenticate("h")
+    rows = store.db.execute("SELECT name, groups FROM users").fetchall()
+    assert rows == [("alice", "staff")]

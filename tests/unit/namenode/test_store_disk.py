@@ -1,0 +1,54 @@
+"""What the metadata store leaves on disk: private files, and names in NFC."""
+
+import os
+import stat
+import unicodedata
+from pathlib import Path
+
+from pydfs.namenode.store import Store
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_database_and_its_log_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "ns.sqlite3"
+    store = Store(path)
+    with store.write() as db:
+        db.execute("INSERT INTO datanodes (id, url) VALUES ('dn', 'http://x')")
+    for suffix in ("", "-wal", "-shm"):
+        assert _mode(Path(f"{path}{suffix}")) == 0o600, suffix
+    store.close()
+    for suffix in ("", "-wal", "-shm"):  # a database from before: tightened at open
+        if Path(f"{path}{suffix}").exists():
+            os.chmod(f"{path}{suffix}", 0o644)
+    store = Store(path)
+    for suffix in ("", "-wal", "-shm"):
+        assert _mode(Path(f"{path}{suffix}")) == 0o600, suffix
+    store.close()
+
+
+def test_names_stored_before_are_migrated_to_nfc(tmp_path: Path) -> None:
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    angstrom, a_ring = "\u212b", "A\u030a"  # two spellings whose NFC is "\u00c5"
+    store = Store(tmp_path / "ns.sqlite3")
+    with store.write() as db:
+        rows = [(10, nfc), (11, nfd), (13, "nai\u0308ve"), (14, angstrom), (15, a_ring)]
+        rows += [(16, "plain")]
+        db.executemany(
+            "INSERT INTO inodes (id, parent, name, type, mtime, ctime, owner) "
+            "VALUES (?, 1, ?, 'd', 0, 0, 'alice')",
+            rows,
+        )
+        db.execute("ALTER TABLE replicas DROP COLUMN added")  # made by a later migration
+        db.execute("PRAGMA user_version=3")  # as a name node before NFC left it
+    store.close()
+    store = Store(tmp_path / "ns.sqlite3")
+    names = dict(store.db.execute("SELECT id, name FROM inodes WHERE parent = 1"))
+    store.close()
+    assert names[10] == nfc and names[11] == f"{nfc} (11)"  # both stay reachable
+    assert names[13] == "na\u00efve" and names[16] == "plain"
+    assert names[14].startswith("\u00c5") and names[15].startswith("\u00c5")
+    assert all(unicodedata.is_normalized("NFC", n) for n in names.values())
+    assert len(set(names.values())) == len(names)

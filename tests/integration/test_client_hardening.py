@@ -124,9 +124,7 @@ def _put(cli: Cli, tmp_path: Path, name: str, size: int) -> bytes:
     return content
 
 
-def test_concurrent_downloads_to_one_target_leave_one_whole_file(
-    cli: Cli, tmp_path: Path
-) -> None:
+def test_concurrent_downloads_to_one_target_leave_one_whole_file(cli: Cli, tmp_path: Path) -> None:
     sources = {name: _put(cli, tmp_path, name, 3_000_000) for name in ("one", "two")}
     out = tmp_path / "out"
     out.mkdir()

@@ -231,8 +231,8 @@ async def write_blocks(
     a pipe cannot).
 
     A block token lasts only so long, and the grant's may have expired before the source gave
-    its first bytes (a file opened and written later, a slow pipe) or while its lease waited
-    on the shelf: the first block then gets a fresh grant if the source was slow
+    its first bytes (a file opened and written later, a slow pipe) or while a batch lease
+    waited to be used: the first block then gets a fresh grant if the source was slow
     (``STALE_GRANT``), and any block refused for its token is sent again under a fresh one.
     """
     stored: list[wire.StoredBlock] = []

@@ -15,7 +15,6 @@ are also the matching built-ins (``FileNotFoundError``, ``FileExistsError``, ...
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import os
 import weakref
@@ -37,20 +36,16 @@ PREFIX = f"{PROTOCOL}://"
 
 
 def _close_client(client: AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
-    """Close *client* on the loop that owns its session; if that loop is gone, drop the
-    session's sockets without it (what s3fs does for its aiobotocore clients)."""
+    """Close *client* on the loop that owns its connections, waiting for it (fsspec's own loop,
+    at exit); where that cannot wait (on the loop's own thread, when an asynchronous
+    filesystem is collected) or the loop is stopping, drop them at once, as s3fs does."""
     if loop.is_running() and not loop.is_closed():
         try:
             sync(loop, client.close, timeout=5)
             return
-        except Exception:  # the loop is stopping: fall through
+        except Exception:  # on the loop's own thread, or the loop is stopping: fall through
             pass
-    session = client._session
-    if session is not None and session.connector is not None:
-        session.connector._close()
-    if client._rpc is not None:
-        with contextlib.suppress(RuntimeError):  # a closed loop refuses even an abort
-            client._rpc.close()
+    client.close_now()
 
 
 def _details(status: wire.FileStatus) -> dict[str, Any]:
@@ -204,11 +199,8 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
     # --- removal ----------------------------------------------------------------------------
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        path = self._strip_protocol(path)
-        try:
-            await self.client().delete(path)
-        except IsADirectoryError:
-            await self.client().rmdir(path)
+        """Delete a file; a directory is refused (``IsADirectoryError``), as a local one is."""
+        await self.client().delete(self._strip_protocol(path))
 
     async def _rm(
         self,
@@ -233,7 +225,11 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
                 try:
                     await self.client().delete(target)
                 except IsADirectoryError:
-                    await self.client().rmdir(target, recursive=recursive)
+                    # Only a recursive removal takes directories: pyarrow's delete_file (and any
+                    # caller that means "this file") must not remove one.
+                    if not recursive:
+                        raise
+                    await self.client().rmdir(target, recursive=True)
             except FileNotFoundError:
                 if len(targets) == 1:
                     raise

@@ -9,9 +9,12 @@ command that only asks the name node (over ``rpc.BlockingRpc``) never imports th
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import os
+import secrets
+import stat
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, cast, overload
@@ -22,13 +25,15 @@ from pydfs.config import ClientConfig
 from pydfs.errors import Conflict, InvalidArgument, IsADirectory, PydfsError, Unavailable
 
 if TYPE_CHECKING:
+    import asyncio
+
     import aiohttp
 
     from pydfs.client import files
 
 LEASE_RENEWAL = 60.0  # seconds between lease renewals of an open upload (leases last 600 s)
 SMALL_WRITE = 1 << 20  # a write of at most this many bytes takes its lease from a batch
-MAX_BATCH = 32  # leases fetched at once, at most (the first batch holds one, then it doubles)
+MAX_BATCH = 64  # leases fetched at once, at most (as many as the name node grants at once)
 BATCH_SHELF_LIFE = 300.0  # seconds a batch lease is used for (leases last 600 s)
 
 Progress = Callable[[int], None]
@@ -96,11 +101,13 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        import asyncio
+
+        fetches = [shelf.fetch for shelf in self._leases.values() if shelf.fetch is not None]
+        await asyncio.gather(*fetches, return_exceptions=True)  # their leases, too, go back
         unused = [grant for shelf in self._leases.values() for _, grant in shelf.grants]
         self._leases.clear()
         if unused:  # handed back, so that the name node need not wait for them to expire
-            import asyncio
-
             await asyncio.gather(*(self._abort(f"/uploads/{g.upload_id}") for g in unused))
         if self._rpc is not None:
             self._rpc.close()
@@ -111,6 +118,20 @@ class AsyncClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def close_now(self) -> None:
+        """Drop every connection at once, without waiting (unused leases are left to expire):
+        for a finalizer, which may run on the loop's own thread and so cannot wait for
+        ``close()``. The connections finish closing on that loop, which must not have closed."""
+        self._leases.clear()
+        closers: list[Callable[[], object]] = []
+        if self._session is not None and self._session.connector is not None:
+            closers.append(self._session.connector._close)  # aiohttp's at once: session too
+        closers += [c.close for c in (self._links, self._rpc) if c is not None]
+        for close in closers:
+            with contextlib.suppress(RuntimeError):  # a closed loop takes no more callbacks
+                close()
+        self._rpc = self._links = self._session = None  # after: a session dropped open warns
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -261,35 +282,83 @@ class AsyncClient:
         if size is not None and size <= SMALL_WRITE:
             # A small file: a lease from a batch saves a round trip; its commit names the file
             # and is where permissions are checked, which costs little on a small file.
-            grant = await self._batch_lease(replication, block_size)
-            return await self._finish_upload(grant, stream, progress, path, overwrite)
+            file = cast(IO[bytes], stream)
+            start = file.tell()
+            pos = told = 0  # where this attempt is, and how far progress has been told
+
+            def once(n: int) -> None:  # bytes sent again by the retry are not told twice
+                nonlocal pos, told
+                pos += n
+                if progress is not None and pos > told:
+                    progress(pos - told)
+                    told = pos
+
+            fetched, grant = await self._batch_lease(replication, block_size)
+            try:
+                return await self._finish_upload(grant, stream, once, path, overwrite)
+            except Conflict:
+                # The name node forgot the lease (it restarted): so it did every lease shelved
+                # as long ago, which would fail the same way. Drop them and write it once more.
+                self._drop_leases(fetched)
+                file.seek(start)
+                pos = 0
+                _, grant = await self._batch_lease(replication, block_size)
+                return await self._finish_upload(grant, stream, once, path, overwrite)
         grant = await self._start_upload(path, overwrite, replication, block_size)
         return await self._finish_upload(grant, stream, progress)
 
     async def _batch_lease(
         self, replication: int | None, block_size: int | None
-    ) -> wire.UploadGrant:
-        """A lease from this client's batch for that shape of file, fetching a batch if none is
-        left: one at first, twice as many each time after, so that a client writing one file
-        asks for no more than it uses."""
+    ) -> tuple[float, wire.UploadGrant]:
+        """A lease from this client's batch for that shape of file, with the loop time it was
+        fetched at. When the shelf is empty one writer fetches a batch and the others wait for
+        it: one lease at first, then as many as writers wait, at least twice the last batch (at
+        most ``MAX_BATCH``), so that a client writing one file asks for no more than it uses and
+        many writers at once ask for about one lease each."""
         import asyncio
 
         shelf = self._leases.setdefault((replication, block_size), _LeaseShelf())
-        now = asyncio.get_running_loop().time()
-        while shelf.grants:
-            fetched, grant = shelf.grants.pop()
-            if now - fetched < BATCH_SHELF_LIFE:
-                return grant
-        req = wire.UploadBatchRequest(
-            shelf.next_batch,
-            self.replication if replication is None else replication,
-            self.block_size if block_size is None else block_size,
-        )
-        shelf.next_batch = min(MAX_BATCH, shelf.next_batch * 2)
-        batch = await self.rpc.call("POST", "/uploads/batch", req, reply=wire.UploadBatch)
-        first, *rest = batch.uploads
-        shelf.grants.extend((now, grant) for grant in reversed(rest))
-        return first
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            while shelf.grants:
+                fetched, grant = shelf.grants.pop()
+                if now - fetched < BATCH_SHELF_LIFE:
+                    return fetched, grant
+            if shelf.fetch is None:
+                shelf.fetch = loop.create_task(self._fill(shelf, replication, block_size))
+                shelf.fetch.add_done_callback(_retrieved)
+            fetch = shelf.fetch
+            shelf.waiting += 1
+            try:
+                await asyncio.shield(fetch)  # a writer cancelled while waiting leaves the fetch be
+            finally:
+                shelf.waiting -= 1
+
+    async def _fill(
+        self, shelf: _LeaseShelf, replication: int | None, block_size: int | None
+    ) -> None:
+        """Fetch a batch of leases onto *shelf*, for the writers waiting on it."""
+        import asyncio
+
+        try:
+            count = min(MAX_BATCH, max(shelf.next_batch, shelf.waiting))
+            req = wire.UploadBatchRequest(
+                count,
+                self.replication if replication is None else replication,
+                self.block_size if block_size is None else block_size,
+            )
+            shelf.next_batch = min(MAX_BATCH, count * 2)
+            batch = await self.rpc.call("POST", "/uploads/batch", req, reply=wire.UploadBatch)
+            now = asyncio.get_running_loop().time()
+            shelf.grants.extend((now, grant) for grant in reversed(batch.uploads))
+        finally:
+            shelf.fetch = None
+
+    def _drop_leases(self, until: float) -> None:
+        """Forget the shelved leases fetched no later than *until* (loop time)."""
+        for shelf in self._leases.values():
+            shelf.grants = [(t, grant) for t, grant in shelf.grants if t > until]
 
     async def _start_upload(
         self, path: str, overwrite: bool, replication: int | None, block_size: int | None
@@ -521,30 +590,62 @@ class AsyncClient:
         overwrite: bool = False,
         progress: Progress | None = None,
     ) -> int:
-        """Save *path* to a local file, atomically: a failed download leaves nothing behind.
+        """Save *path* to a local file, atomically: a failed download leaves nothing behind, and
+        downloads to the same file at once leave one of them whole. A target that is not a
+        regular file (``/dev/null``, a FIFO) is written in place, never replaced.
         ``progress(n)`` hears of every *n* bytes written."""
         target = Path(local)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists (use --force to overwrite it)")
-        tmp = target.with_name(f".{target.name}.pydfs-part")
-        size = 0
         try:
-            with open(tmp, "wb") as f:
-                async for data in self.read_stream(path, progress=progress):
-                    f.write(data)
-                    size += len(data)
+            regular = stat.S_ISREG(target.stat().st_mode)
+        except FileNotFoundError:
+            pass
+        else:
+            if not regular:
+                with open(target, "wb") as f:
+                    return await self._save(path, f, progress)
+            if not overwrite:
+                raise FileExistsError(f"{target} exists (use --force to overwrite it)")
+        # A name of its own beside the target, so that the rename stays on one file system;
+        # created as open() would, so that the file gets the mode the umask gives.
+        while True:
+            tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.pydfs-part")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+        try:
+            with open(fd, "wb") as f:
+                size = await self._save(path, f, progress)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         return size
 
+    async def _save(self, path: str, file: IO[bytes], progress: Progress | None) -> int:
+        size = 0
+        async for data in self.read_stream(path, progress=progress):
+            file.write(data)
+            size += len(data)
+        return size
+
 
 class _LeaseShelf:
-    """Batch leases not used yet, with the loop time each was fetched at."""
+    """Batch leases not used yet, with the loop time each was fetched at; the fetch of more
+    under way, if any, and how many writers wait for it."""
 
     def __init__(self) -> None:
         self.grants: list[tuple[float, wire.UploadGrant]] = []
         self.next_batch = 1
+        self.fetch: asyncio.Task[None] | None = None
+        self.waiting = 0
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Mark a fetch's failure as seen: the writers that waited for it have raised it, and if
+    none were left to wait, it needs no "exception was never retrieved" warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _remaining(stream: ByteSource) -> int | None:

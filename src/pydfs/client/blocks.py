@@ -25,6 +25,7 @@ from pydfs.errors import (
     ProtocolError,
     PydfsError,
     Timeout,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("pydfs.client")
 
 STALL_TIMEOUT = 60.0  # seconds a data node may take no bytes, or send none, before we move on
+STALE_GRANT = 1.0
+"""Seconds after which a block grant not used yet is replaced by a fresh one before its block
+is sent: the client cannot know how long the cluster's tokens last, and a source this slow
+to give a block's first bytes hardly notices one more call to the name node."""
 
 Reader = Callable[[int], Awaitable[bytes]]
 """``read(n)``: up to *n* bytes of the source; ``b""`` at its end."""
@@ -222,21 +227,40 @@ async def write_blocks(
     A block whose first node fails (or all of whose nodes do, when it fans out) is sent again
     to fresh nodes that avoid the failed ones, if the source can be rewound (a local file can;
     a pipe cannot).
+
+    A block token lasts only so long, and the grant's may have expired before the source gave
+    its first bytes (a file opened and written later, a slow pipe) or while a batch lease
+    waited to be used: the first block then gets a fresh grant if the source was slow
+    (``STALE_GRANT``), and any block refused for its token is sent again under a fresh one.
     """
     stored: list[wire.StoredBlock] = []
     block: wire.BlockGrant | None = grant.block
     failed: list[str] = []
     offset = 0
+    granted = time.monotonic()
     while True:
         first = await _read_full(read, first_read(grant.block_size))
         if not first:
             return stored
+        if block is not None and time.monotonic() - granted > STALE_GRANT:
+            block = None  # not used: the name node trashes it with the upload's leftovers
+        refreshed = False
         for attempt in range(4):
             if block is None:
                 block = await allocate(failed)
             source = BlockSource(read, first, grant.block_size)
             try:
                 result = await put_block(session, block, source, stall_timeout, links)
+            except Unauthenticated:
+                # Refused for its token, by every node it went to: no node is to blame.
+                if refreshed or attempt == 3:
+                    raise
+                if not source.one_chunk:  # a block of one chunk is all in ``first``
+                    if not await rewind(offset):
+                        raise
+                    first = await _read_full(read, first_read(grant.block_size))
+                refreshed, block = True, None
+                continue
             except (Unavailable, ChecksumMismatch, ProtocolError, NotFound) as exc:
                 gone = block.targets if fans_out(source, links) else block.targets[:1]
                 failed += [t.id for t in gone]

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydfs.errors import InvalidArgument, Unauthenticated
 
@@ -74,14 +74,14 @@ def check_block_token(
         raise Unauthenticated("malformed block access token") from None
     if not hmac.compare_digest(mac, _mac(secret, "block", block_id, token_mode, expires, named)):
         raise Unauthenticated(f"block access token not valid for block {block_id}")
-    if token_mode not in modes:
+    if token_mode not in ("r", "w", "c") or token_mode not in modes:
         raise Unauthenticated(f"block access token is for {token_mode!r}, not {modes!r}")
     if deadline < time.time():
         raise Unauthenticated("block access token expired")
     targets = _decode_targets(named)
     if token_mode != "r" and node_id not in (node for node, _ in targets):
         raise Unauthenticated(f"block access token does not name data node {node_id}")
-    return token_mode, targets  # type: ignore[return-value]  # checked against modes
+    return cast(Mode, token_mode), targets
 
 
 def _encode_targets(targets: Sequence[Target]) -> str:

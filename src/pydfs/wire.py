@@ -296,13 +296,15 @@ class DataNodeState(Struct):
 
 
 class Received(Struct, array_like=True):
-    """A replica a data node stored (a write or an ordered copy) or found good when the name
-    node asked (``verify``), with what its trailer says: the name node counts it only if that
-    is what it recorded for the block."""
+    """A replica a data node stored or found good when the name node asked, with what its
+    trailer says: the name node counts it only if that is what it recorded for the block.
+    ``how``: "w" a client's write, "c" a copy the name node ordered, "v" a verification it
+    ordered."""
 
     block: str
     size: int
     crc: int
+    how: Literal["w", "c", "v"] = "w"
 
 
 class Heartbeat(Struct):

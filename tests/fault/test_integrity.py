@@ -28,6 +28,7 @@ import pytest
 from pydfs import Client, checksum, tokens, wire
 from pydfs.checksum import BlockChecksums
 from pydfs.cluster import LocalCluster, NodeProcess
+from pydfs.namenode import REPORT_TRANSIT
 from tests.conftest import BLOCK_SIZE, block_bytes, block_path, node_id, wait_healthy
 
 pytestmark = pytest.mark.fault
@@ -144,9 +145,9 @@ def test_the_scrubber_finds_a_replica_no_reader_meets(
         fs.write_bytes("/a", a)
         a0 = first_block(fs, "/a")
         node = holder(cluster, a0)
-        time.sleep(2.5)  # older than a block report's allowance for its own trip
         path = block_path(node, a0.id)
         if damage == "delete":
+            time.sleep(REPORT_TRANSIT + 0.5)  # older than a block report's allowance for its trip
             path.unlink()
         else:
             os.truncate(path, 1000)

@@ -90,7 +90,8 @@ class Blocks:
             await writer.commit(block_crc)
             self.traffic.blocks_received += 1
             self.traffic.bytes_written += writer.size
-            dn.heartbeater.received.append(wire.Received(block_id, writer.size, block_crc))
+            arrived = wire.Received(block_id, writer.size, block_crc, "c" if copy else "w")
+            dn.heartbeater.received.append(arrived)
             if copy:
                 dn.heartbeater.wake()  # the name node is waiting for this copy to finish
         except BaseException as exc:

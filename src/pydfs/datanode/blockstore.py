@@ -149,6 +149,9 @@ class BlockStore:
         self.writing = 0  # writers that may have renamed a block they have not yet synced
         self.receiving: set[str] = set()  # blocks with a writer open
         self._deleted: dict[str, float] = {}  # block → when this node deleted it (tombstones)
+        # Held by a delete from its check to its unlink, and by a copy's rename into place, so
+        # that a copy the name node orders after a delete order is never deleted by it.
+        self.renaming = threading.Lock()
         self._running = root / "running"
         unclean = self._running.exists()
         marker = root / "trailers"
@@ -254,18 +257,24 @@ class BlockStore:
         return self.path(block_id).exists()
 
     def list(self) -> Iterator[str]:
+        """The blocks this node holds, but those it was ordered to delete (and may not have
+        unlinked yet)."""
         for sub in self.blocks_dir.iterdir():
             for entry in os.scandir(sub):
                 if entry.name.endswith(".blk"):
                     block_id = entry.name[:-4]
-                    if _BLOCK_ID.fullmatch(block_id):
+                    if _BLOCK_ID.fullmatch(block_id) and block_id not in self._deleted:
                         yield block_id
 
     def open_block(self, block_id: str) -> tuple[BinaryIO, BlockChecksums]:
         """The block file, open for reading, and its checksums; ChecksumMismatch if its trailer
-        does not validate or names another block (a file copied or renamed over this one)."""
+        does not validate or names another block (a file copied or renamed over this one);
+        NotFound if it is not here, or is being deleted."""
+        path = self.path(block_id)
+        if block_id in self._deleted:
+            raise NotFound(f"block {block_id} deleted from this node")
         try:
-            f = open(self.path(block_id), "rb")  # noqa: SIM115 (the caller closes it)
+            f = open(path, "rb")  # noqa: SIM115 (the caller closes it)
         except FileNotFoundError:
             raise NotFound(f"block {block_id} not on this node") from None
         try:
@@ -308,6 +317,10 @@ class BlockStore:
         deleted = self._deleted.get(block_id)
         return deleted is not None and time.monotonic() - deleted < TOMBSTONE_SECONDS
 
+    def _unbury(self, block_id: str) -> None:
+        """A copy the name node ordered replaced the block: no older delete order applies."""
+        self._deleted.pop(block_id, None)
+
     def _bury(self, block_ids: Iterable[str]) -> None:
         now = time.monotonic()
         if len(self._deleted) > 100_000:  # forget the expired ones
@@ -327,17 +340,20 @@ class BlockStore:
         return len(gone)
 
     def _unlink(self, block_id: str) -> int | None:
-        """Remove the block's file; its size, or None if it was not there (or could not be
-        removed: the next block report repeats the order)."""
+        """Remove the block's file; its size, or None if it was not there, or was copied anew
+        since the order (or could not be removed: the next block report repeats the order)."""
         path = self.path(block_id)
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            log.error("cannot delete block %s: %s", block_id, exc)
-            return None
+        with self.renaming:
+            if block_id not in self._deleted:
+                return None
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                log.error("cannot delete block %s: %s", block_id, exc)
+                return None
         return size
 
     def quarantine(self, block_id: str) -> None:
@@ -438,11 +454,13 @@ class BlockWriter:
     def _durable(self) -> None:
         assert self._fd is not None
         final = self.store.path(self.block_id)
-        try:
-            self._replaced = final.stat().st_size
-        except FileNotFoundError:
-            self._replaced = 0
-        os.replace(self._tmp, final)
+        with self.store.renaming:
+            try:
+                self._replaced = final.stat().st_size
+            except FileNotFoundError:
+                self._replaced = 0
+            os.replace(self._tmp, final)
+            self.store._unbury(self.block_id)
         self.state = "renamed"
         os.fsync(self._fd)  # not fdatasync: the new name, size and inode must be durable too
         if self.store.sync_dir:

@@ -71,7 +71,7 @@ class Scanner:
             self.corrupt_found += 1
             log.warning("block %s failed verification: quarantined", block_id)
         elif sums is not None and ordered:
-            heartbeater.received.append(wire.Received(block_id, sums.size, sums.crc))
+            heartbeater.received.append(wire.Received(block_id, sums.size, sums.crc, "v"))
         return sums is not None
 
     def _cursor(self) -> str:

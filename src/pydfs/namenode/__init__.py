@@ -20,7 +20,7 @@ from pydfs.namenode.uploads import MAX_REPLICATION, Uploads
 
 log = logging.getLogger("pydfs.namenode")
 
-REPORT_TRANSIT = 2.0  # seconds a block report may take from its data node to here
+REPORT_TRANSIT = 10.0  # seconds a block report may take from its data node to here
 HOLD = 20.0  # seconds a write is held at most while the name node waits for data nodes
 
 __all__ = ["NameNode", "run"]

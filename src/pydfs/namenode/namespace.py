@@ -775,19 +775,39 @@ class Namespace:
         self, node_id: str, received: list[wire.Received], in_flight: dict[str, list[str]]
     ) -> tuple[int, list[str]]:
         """A data node stored, or verified, these replicas. One of a committed block counts
-        only if its size and CRC are those recorded: a committed block never changes, so other
-        bytes under its id (a leftover write token's, a swapped file's) are trashed, and
-        returned as bad. One of an upload still in flight is counted by its commit, if the
-        grant named this node; anything else is trashed. Returns how many replicas this
-        changed (a client write's were counted at its commit), and the bad ones."""
+        only if its size and CRC are those recorded (a committed block never changes: other
+        bytes under its id, a swapped file's, are trashed and returned as bad) and the name node
+        asked for it: a copy it ordered, or a replica it had verified because no counted one
+        is left on a live node. A client's write counts through its commit alone: a CRC32C is
+        no proof against bytes made to match one, so a late write, under a leftover token, is
+        trashed. One of an upload still in flight is counted by its commit, if the grant named
+        this node; anything else is trashed. Returns how many replicas this changed, and the
+        bad ones."""
         changed, bad = 0, []
         now = time.time()
+        live = {n.id for n in self.membership.live()}
         with self.store.write() as db:
             for got in received:
                 row = db.execute(
                     "SELECT size, crc FROM blocks WHERE id = ?", (got.block,)
                 ).fetchone()
                 if row is not None and (got.size, got.crc) == tuple(row):
+                    counted = [
+                        n
+                        for (n,) in db.execute(
+                            "SELECT node FROM replicas WHERE block = ?", (got.block,)
+                        )
+                    ]
+                    wanted = got.how == "c" or (
+                        got.how == "v" and not any(n in live for n in counted)
+                    )
+                    if node_id in counted or not wanted:
+                        if node_id not in counted:  # surplus and unasked for: never a last copy
+                            changed += db.execute(
+                                "INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)",
+                                (node_id, got.block),
+                            ).rowcount
+                        continue
                     changed += db.execute(
                         "INSERT OR IGNORE INTO replicas (block, node, added) VALUES (?, ?, ?)",
                         (got.block, node_id, now),

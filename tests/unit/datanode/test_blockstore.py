@@ -575,3 +575,20 @@ def test_a_deleted_block_cannot_be_written_again_but_can_be_copied_over(tmp_path
     with pytest.raises(InvalidArgument, match="being written"):
         store.writer(BLOCK, None, replace=True)
         store.writer(BLOCK, None, replace=True)
+
+
+def test_a_copy_that_lands_after_a_delete_order_is_not_deleted_by_it(tmp_path):
+    """The order was for the replica the name node stopped counting; the copy it ordered since
+    is another replica, and a block report lists neither while the delete is pending."""
+    store = BlockStore(tmp_path, CHUNK)
+    write_block(store, BLOCK, b"old")
+    store._bury([BLOCK])  # delete_many has begun: its unlinks run in a thread
+    assert list(store.list()) == []
+    with pytest.raises(NotFound):
+        store.open_block(BLOCK)
+    writer = store.writer(BLOCK, None, replace=True)
+    writer.write_chunk(b"new", checksum.crc(b"new"))
+    asyncio.run(writer.commit(checksum.crc(b"new")))
+    assert store._unlink(BLOCK) is None  # the thread gets to it now: the copy stays
+    assert list(store.list()) == [BLOCK]
+    assert store.checksums(BLOCK).crc == checksum.crc(b"new")

@@ -158,7 +158,7 @@ def test_a_replica_found_good_when_the_name_node_asks_is_reported_with_its_crc(d
     data = os.urandom(2 * CHUNK + 1)
     write_block(dn.store, bid(1), data)
     assert asyncio.run(Scanner(dn).verify_and_report(bid(1), ordered=True)) is True
-    assert dn.heartbeater.received == [wire.Received(bid(1), len(data), checksum.crc(data))]
+    assert dn.heartbeater.received == [wire.Received(bid(1), len(data), checksum.crc(data), "v")]
     assert dn.heartbeater.corrupt == []
 
 

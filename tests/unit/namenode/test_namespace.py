@@ -339,16 +339,35 @@ def test_reconcile_trashes_unknown_blocks_and_has_uncounted_ones_verified(ns):
 
 def test_a_replica_counts_only_with_the_size_and_crc_recorded(ns):
     put(ns, "/f", 1, nodes=("dn-1",))  # 10 bytes, CRC 1
-    changed, bad = ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 2)], {})
+    changed, bad = ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 2, "c")], {})
     assert (changed, bad) == (1, [bid(1)])  # other bytes under the id: trashed, not counted
     assert trash(ns) == {("dn-2", bid(1))}
-    assert ns.add_replicas("dn-3", [wire.Received(bid(1), 11, 1)], {})[1] == [bid(1)]
-    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1)], {}) == (1, [])
+    assert ns.add_replicas("dn-3", [wire.Received(bid(1), 11, 1, "c")], {})[1] == [bid(1)]
+    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "c")], {}) == (1, [])
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1", "dn-2"}
     assert trash(ns) == {("dn-3", bid(1))}  # a good copy is not deleted for the bad one
     # A counted replica found to hold other bytes stops counting.
-    assert ns.add_replicas("dn-1", [wire.Received(bid(1), 10, 9)], {}) == (2, [bid(1)])
+    assert ns.add_replicas("dn-1", [wire.Received(bid(1), 10, 9, "v")], {}) == (2, [bid(1)])
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-2"}
+
+
+def test_a_late_write_of_a_committed_block_never_counts(ns):
+    """Bytes made to match the recorded CRC, written with a leftover token to a node the
+    grant named but the commit did not: trashed, though their size and CRC are right."""
+    put(ns, "/f", 1, nodes=("dn-1",))
+    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "w")], {}) == (1, [])
+    assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1"}
+    assert trash(ns) == {("dn-2", bid(1))}
+
+
+def test_a_verified_replica_counts_only_when_no_counted_one_is_live(ns):
+    put(ns, "/f", 1, nodes=("dn-1",))
+    ns.membership.heartbeat(wire.Heartbeat("dn-1", "http://dn-1", "i", 100, 0, 100, 0))
+    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "v")], {}) == (1, [])
+    assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1"}  # trashed: surplus
+    ns.drop_replicas("dn-1", [bid(1)])  # the last counted copy lost
+    assert ns.add_replicas("dn-3", [wire.Received(bid(1), 10, 1, "v")], {}) == (1, [])
+    assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-3"}
 
 
 def test_reconcile_forgets_lost_replicas_counted_before_the_listing_began(ns):

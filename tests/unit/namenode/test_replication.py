@@ -53,9 +53,10 @@ def put(ns, path, replication, blocks):
     )
 
 
-def got(n: int, size: int = SIZE, crc: int = 1234) -> wire.Received:
-    """A replica as a data node reports it, by default with the size and CRC ``put`` records."""
-    return wire.Received(bid(n), size, crc)
+def got(n: int, size: int = SIZE, crc: int = 1234, how: str = "c") -> wire.Received:
+    """A replica as a data node reports it (by default an ordered copy), with the size and CRC
+    ``put`` records."""
+    return wire.Received(bid(n), size, crc, how)  # type: ignore[arg-type]
 
 
 def holders(ns, block):
@@ -132,7 +133,7 @@ def test_single_replica_blocks_get_the_scarce_copy_slots_first(ns):
     assert copies(rep, "dn-1") | copies(rep, "dn-2") == {(one, "dn-3")}
 
     rep.received(
-        "dn-3", [wire.Received(one, SIZE, 1234)], in_flight={}
+        "dn-3", [wire.Received(one, SIZE, 1234, "c")], in_flight={}
     )  # dn-3 has a free slot again
     rep.run_once()
     assert copies(rep, "dn-1") | copies(rep, "dn-2") == {(two, "dn-3")}

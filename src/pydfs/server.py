@@ -51,15 +51,12 @@ class Limits(NamedTuple):
     def of(cls, config: object) -> Limits:
         return cls(*(getattr(config, name) for name in cls._fields))
 
-    def within_files(self) -> Limits:
-        """These limits, with at most half of the process's open-file limit as connections:
-        the rest is for its own files and connections."""
-        import resource
-
-        files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if files == resource.RLIM_INFINITY or self.max_connections <= files // 2:
+    def within(self, files: int) -> Limits:
+        """These limits, with at most half of *files* (the open-file limit) as connections:
+        the rest is for the server's own files and connections."""
+        if self.max_connections <= files // 2:
             return self
-        log.warning("max_connections lowered to %d: half the open-file limit", files // 2)
+        log.info("max_connections lowered to %d: half the open-file limit", files // 2)
         return self._replace(max_connections=files // 2)
 
 
@@ -256,7 +253,14 @@ async def serve(
 ) -> None:
     """Bind, announce the real URL, run until SIGTERM or SIGINT, then shut down gracefully.
     Connections are accepted by the protocol *front* makes, given aiohttp's and the limits."""
-    limits = limits.within_files()
+    import resource
+
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    files = 1 << 20 if files == resource.RLIM_INFINITY else files
+    limits = limits.within(files)
+    # asyncio accepts up to a backlog of connections at once, before the front sees any: with
+    # the cap, an eighth of the open-file limit leaves room for a burst
+    backlog = min(1024, max(16, files // 8))
     app.middlewares.append(_slow_bodies(limits))
     options: dict[str, Any] = {
         "access_log": None,
@@ -270,7 +274,7 @@ async def serve(
     assert aiohttp_server is not None
     listener = front(lambda: _Handler(aiohttp_server, loop=loop, **options), limits)
     bound = await loop.create_server(
-        listener, host, port, reuse_address=True, backlog=1024, ssl=tls
+        listener, host, port, reuse_address=True, backlog=backlog, ssl=tls
     )
     sockets = bound.sockets
     bound_host, bound_port = sockets[0].getsockname()[:2]

@@ -87,7 +87,7 @@ async def _errors(
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         return error_response(ProtocolError("request body too large"))
-    except web.RequestPayloadError as exc:  # aiohttp's parser refused the body (its chunks)
+    except web.RequestPayloadError as exc:  # aiohttp could not read the body (its encoding)
         return error_response(ProtocolError(f"malformed request body: {exc}"))
     except web.HTTPException as exc:
         if exc.status >= 400:
@@ -160,7 +160,7 @@ def _slow_bodies(limits: Limits) -> Any:
             if loop.time() < due:
                 timer = loop.call_at(due, check)
             elif request.transport is not None:
-                log.info("closing a connection whose request body is too slow")
+                log.debug("closing a connection whose request body is too slow")
                 request.transport.close()
 
         timer = loop.call_at(start + limits.body_timeout, check)

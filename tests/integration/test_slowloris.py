@@ -183,6 +183,16 @@ def test_malformed_requests_on_an_aiohttp_connection_get_the_coded_400(
             _refused(_answer(s))
 
 
+def test_a_body_aiohttp_cannot_decode_gets_the_coded_400(tight: LocalCluster) -> None:
+    with _connect(tight.url) as s:
+        s.sendall(
+            f"POST /v1/fs/mkdir HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tight.admin_token}"
+            "\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
+            "5\r\nnot z\r\n0\r\n\r\n".encode()
+        )
+        _refused(_answer(s))
+
+
 def test_past_the_connection_cap_others_are_still_served(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:

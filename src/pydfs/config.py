@@ -48,6 +48,10 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
     tls_cert: Path | None = None  # PEM certificate (chain): serve HTTPS instead of HTTP
     tls_key: Path | None = None
     tls_ca: Path | None = None  # CA bundle the web UI's own client verifies this node with
+    head_timeout: float = 20.0  # seconds for a request head (from connecting or its first byte)
+    body_timeout: float = 20.0  # seconds for a body, plus one per KiB received
+    keepalive_timeout: float = 30.0  # seconds an idle connection is kept
+    max_connections: int = 4096  # connections at once; at most half the open-file limit
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -77,6 +81,10 @@ class DataNodeConfig(msgspec.Struct, frozen=True):
     tls_cert: Path | None = None  # PEM certificate (chain): serve HTTPS instead of HTTP
     tls_key: Path | None = None
     tls_ca: Path | None = None  # CA bundle to verify the name node and peer data nodes
+    head_timeout: float = 20.0  # seconds for a request head (from connecting or its first byte)
+    body_timeout: float = 20.0  # seconds for a body, plus one per KiB received
+    keepalive_timeout: float = 30.0  # seconds an idle connection is kept
+    max_connections: int = 4096  # connections at once; at most half the open-file limit
     log_level: str = "INFO"
 
 

@@ -6,9 +6,15 @@ data node. A role's ``Front`` says which requests it takes (``find``: by method,
 and body length), who may make them (``admit``, on the head, before any of the body is read) and
 answers them (``serve``), with the same errors and request metrics as its aiohttp routes. At the
 first request that is anything else (the web UI, ``/metrics``, a chunked body, ``Expect``, an
-upgrade, a malformed or over-long head, a percent-encoded route) the connection is handed, with
-every byte read so far, to aiohttp for the rest of its life: whatever of HTTP the clients do not
-use keeps aiohttp's handling.
+upgrade, a malformed head, a percent-encoded route) the connection is handed, with every byte
+read so far, to aiohttp for the rest of its life: whatever of HTTP the clients do not use keeps
+aiohttp's handling. Only whole heads are handed over: one that is over-long, or whose lines end
+in a bare LF (so that it may never seem to end), is refused here.
+
+Every connection is accepted here, so the front keeps the deadlines (``server.Limits``) for a
+client's head, its body, and an idle connection, and the cap on connections: past it, the
+connection that has waited longest on its client is closed to make room (or, if every one is
+being answered, the new one is refused).
 
 Requests on one connection are answered in order, one at a time; pipelined ones wait in the
 buffer. Reading pauses past ``PAUSE_AT`` bytes buffered behind a request that waits, and the
@@ -27,19 +33,26 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 from pydfs import metrics
-from pydfs.errors import PydfsError
-from pydfs.server import MAX_REQUEST_LINE, error_body, internal_error
+from pydfs.errors import ProtocolError, PydfsError, Unavailable
+from pydfs.server import (
+    DEFAULT_LIMITS,
+    MAX_REQUEST_LINE,
+    MIN_BODY_RATE,
+    Limits,
+    error_body,
+    internal_error,
+)
 
 log = logging.getLogger("pydfs.server")
 
-MAX_HEAD = 64 * 1024  # a longer head goes to aiohttp, which applies its own limits
-KEEPALIVE = 75.0  # aiohttp's keep-alive timeout: a connection idle this long is closed
+MAX_HEAD = 64 * 1024  # a longer head is refused
 PAUSE_AT = 1 << 20  # bytes buffered behind a running request before reading pauses
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name
 # A head of printable ASCII lines (tabs and bytes over 127 allowed in header values) ending in
 # CRLF: a bare CR or LF, or another control byte, is aiohttp's to refuse.
 _HEAD = re.compile(rb"[!-~]+ [!-~]+ [!-~]+(?:\r\n[\t\x20-\x7e\x80-\xff]*)*")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 E = TypeVar("E")
@@ -120,11 +133,18 @@ class Front:
     it with the requests it answers."""
 
     def __init__(
-        self, requests: metrics.RequestMetrics, fallback: Callable[[], asyncio.Protocol]
+        self,
+        requests: metrics.RequestMetrics,
+        fallback: Callable[[], asyncio.Protocol],
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.metrics = requests
         self.fallback = fallback
+        self.limits = limits
+        # how often a connection's deadline is looked at, at least: never later than it is due
+        self.tick = min(limits.head_timeout, limits.body_timeout, limits.keepalive_timeout)
         self.connections: set[_Connection] = set()
+        self.handed = 0  # connections handed to aiohttp, still open
         self.running: set[asyncio.Task[None]] = set()  # answers being made, client gone or not
 
     def find(
@@ -144,6 +164,17 @@ class Front:
     def __call__(self) -> asyncio.Protocol:
         return _Connection(self)
 
+    def _make_room(self) -> bool:
+        """At the cap, close the connection that has waited longest on its client (for a head,
+        a body, or its next request); False if every one is being answered."""
+        if len(self.connections) + self.handed < self.limits.max_connections:
+            return True
+        waiting = [conn for conn in self.connections if conn.task is None]
+        if not waiting:
+            return False
+        min(waiting, key=lambda conn: conn.since).close()
+        return True
+
     async def shutdown(self) -> None:
         """Let running requests finish (for up to 10 s), then close every connection."""
         if self.running:
@@ -161,21 +192,26 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.paused = False  # reading
         self.blocked = False  # writing: the client is not reading its answers
-        self.idle_since = 0.0
+        self.answered = False  # a first head is timed from connecting, a later from its first byte
+        self.since = 0.0  # when the wait for the client's head, body or next request began
         self.timer: asyncio.TimerHandle | None = None
 
     # --- asyncio's side ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.front.connections.add(self)
         loop = asyncio.get_running_loop()
-        self.idle_since = loop.time()
-        self.timer = loop.call_later(KEEPALIVE, self._check_idle)
+        self.since = loop.time()
+        if not self.front._make_room():
+            self._refuse(Unavailable("too many connections; try again"))
+            return
+        self.front.connections.add(self)
+        self.timer = loop.call_at(self.since + self.front.tick, self._check)
 
     def data_received(self, data: bytes) -> None:
+        if not self.buf and self.pending is None and self.answered:  # a head begins
+            self.since = asyncio.get_running_loop().time()
         self.buf += data
-        self.idle_since = asyncio.get_running_loop().time()
         if self.task is None and not self.blocked:
             self._next()
         elif len(self.buf) > PAUSE_AT and not self.paused and self.transport is not None:
@@ -215,15 +251,27 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
 
-    def _check_idle(self) -> None:
+    def _check(self) -> None:
+        """Close the connection if its client is late, else look again when it is due (or
+        after ``Front.tick``, should the connection go on to a wait with a nearer deadline)."""
         if self.transport is None:
             return
+        limits = self.front.limits
         loop = asyncio.get_running_loop()
-        idle = loop.time() - self.idle_since
-        if self.task is None and idle >= KEEPALIVE:
+        now = loop.time()
+        due = now + self.front.tick  # an answer is being made: the client is not waited on
+        if self.task is not None:
+            pass
+        elif self.pending is not None:
+            due = self.since + limits.body_timeout + len(self.buf) / MIN_BODY_RATE
+        elif self.buf or not self.answered:
+            due = self.since + limits.head_timeout
+        else:
+            due = self.since + limits.keepalive_timeout
+        if now >= due:
             self.close()
         else:
-            self.timer = loop.call_later(max(KEEPALIVE - idle, 1.0), self._check_idle)
+            self.timer = loop.call_at(min(due, now + self.front.tick), self._check)
 
     # --- requests ---
 
@@ -236,7 +284,9 @@ class _Connection(asyncio.Protocol):
                 end = self.buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(self.buf) > MAX_HEAD:
-                        self._hand_off()
+                        self._refuse(ProtocolError("malformed request: head too long"))
+                    elif _BARE_LF.search(self.buf):
+                        self._refuse(ProtocolError("malformed request: a line ends in a bare LF"))
                     return
                 parsed = self._parse(bytes(self.buf[:end]))
                 if parsed is None:
@@ -252,6 +302,8 @@ class _Connection(asyncio.Protocol):
                     self._send(request, failure(request, exc))
                     continue
                 self.pending = request
+                if len(self.buf) < request.length:  # the body's deadline runs from now
+                    self.since = asyncio.get_running_loop().time()
             if len(self.buf) < request.length:
                 return
             request.body = bytes(self.buf[: request.length])
@@ -335,22 +387,20 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             status = metrics.CLIENT_GONE
         else:
-            head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s" % (
-                status,
-                _REASONS.get(status, b"Unknown"),
-                answer.content_type,
-                len(answer.body),
-                answer.headers,
-            )
-            if not request.keep_alive:
-                head += b"Connection: close\r\n"
-            transport.write(b"".join((head, b"\r\n", answer.body)))
+            transport.write(_response(answer, request.keep_alive))
             if not request.keep_alive:
                 self.close()
-            self.idle_since = asyncio.get_running_loop().time()
+            self.answered = True
+            self.since = asyncio.get_running_loop().time()
         self.front.metrics.record(
             request.label, request.method, status, time.perf_counter() - request.started
         )
+
+    def _refuse(self, exc: PydfsError) -> None:
+        """Answer a connection no request of which can be read with *exc*, and close it."""
+        if self.transport is not None:
+            self.transport.write(_response(error_answer(exc), keep_alive=False))
+        self.close()
 
     def _hand_off(self) -> None:
         """Give the connection, and every byte read from it, to aiohttp."""
@@ -358,13 +408,53 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         self._forget()
         self.buf = bytearray()
-        protocol = self.front.fallback()
+        protocol = _Handed(self.front, self.front.fallback())
         transport.set_protocol(protocol)
         if self.paused:
             transport.resume_reading()
         protocol.connection_made(transport)
         if data:
             protocol.data_received(data)
+
+
+class _Handed(asyncio.Protocol):
+    """A connection handed to aiohttp's protocol *inner*, still counted by its front."""
+
+    def __init__(self, front: Front, inner: asyncio.Protocol) -> None:
+        self.front, self.inner = front, inner
+        front.handed += 1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front.handed -= 1
+        self.inner.connection_lost(exc)
+
+
+def _response(answer: Answer, keep_alive: bool) -> bytes:
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s" % (
+        answer.status,
+        _REASONS.get(answer.status, b"Unknown"),
+        answer.content_type,
+        len(answer.body),
+        answer.headers,
+    )
+    if not keep_alive:
+        head += b"Connection: close\r\n"
+    return b"".join((head, b"\r\n", answer.body))
 
 
 def error_answer(exc: PydfsError) -> Answer:

@@ -2,7 +2,12 @@
 
 Errors map to HTTP statuses in exactly one place (``_errors``): a ``PydfsError`` becomes its
 status and a coded ``ErrorBody``; anything else is logged with its traceback and answered with a
-bare ``internal`` error, never the traceback itself.
+bare ``internal`` error, never the traceback itself. What aiohttp's HTTP parser refuses before
+any handler runs gets the same coded body (``_Handler``).
+
+A client gets a deadline for each request (``Limits``): the fast path (``pydfs.fastpath``)
+keeps it for its connections, and for a connection it handed to aiohttp the keep-alive timeout
+bounds the wait for a head, and ``_slow_bodies`` the wait for a body.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import os
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -29,6 +35,32 @@ T = TypeVar("T")
 # its HTTP parser refuse a legal path of non-ASCII names with a plain-text 400 that no handler
 # or middleware ever sees, so such a file could be written but never stat'ed or read.)
 MAX_REQUEST_LINE = 3 * paths.MAX_PATH_BYTES + 4096
+MIN_BODY_RATE = 1024  # bytes/s: each of them earns a request body a second beyond body_timeout
+
+
+class Limits(NamedTuple):
+    """How long a server waits on its clients, and how many it holds at once (the options of
+    the same names of ``NameNodeConfig`` and ``DataNodeConfig``)."""
+
+    head_timeout: float = 20.0  # a request head, from connecting or from its first byte
+    body_timeout: float = 20.0  # a body, plus a second for each MIN_BODY_RATE bytes received
+    keepalive_timeout: float = 30.0  # an idle connection, between requests
+    max_connections: int = 4096  # at most half the open-file limit
+
+    @classmethod
+    def of(cls, config: object) -> Limits:
+        return cls(*(getattr(config, name) for name in cls._fields))
+
+    def within(self, files: int) -> Limits:
+        """These limits, with at most half of *files* (the open-file limit) as connections:
+        the rest is for the server's own files and connections."""
+        if self.max_connections <= files // 2:
+            return self
+        log.info("max_connections lowered to %d: half the open-file limit", files // 2)
+        return self._replace(max_connections=files // 2)
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def error_body(exc: PydfsError) -> bytes:
@@ -55,6 +87,8 @@ async def _errors(
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         return error_response(ProtocolError("request body too large"))
+    except web.RequestPayloadError as exc:  # aiohttp could not read the body (its encoding)
+        return error_response(ProtocolError(f"malformed request body: {exc}"))
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(_http_error(exc))
@@ -74,6 +108,68 @@ def _http_error(exc: web.HTTPException) -> PydfsError:
     if exc.status == 405:
         return ProtocolError("method not allowed")
     return ProtocolError(exc.reason)
+
+
+class _Handler(web.RequestHandler):
+    """aiohttp's protocol, whose own answers (a head or body its parser refuses, a handler that
+    failed outside the error middleware) carry the coded JSON body of every other error."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        error: PydfsError
+        if status >= 500:
+            if self.transport is not None:  # else the client went away: nothing to tell
+                log.error("%s %s failed", request.method, request.path, exc_info=exc)
+            error = internal_error()
+        else:
+            log.debug("malformed request: %s", message or exc)
+            error = ProtocolError(f"malformed request: {message or HTTPStatus(status).phrase}")
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer was begun: no error can follow it")
+        response = error_response(error)
+        response.force_close()
+        return response
+
+
+def _slow_bodies(limits: Limits) -> Any:
+    """A middleware that closes the connection of a request whose body does not come in time:
+    within ``body_timeout``, plus a second per ``MIN_BODY_RATE`` bytes received."""
+
+    @web.middleware
+    async def deadline(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not request.body_exists:
+            return await handler(request)
+        content, loop = request.content, asyncio.get_running_loop()
+        start = loop.time()
+        timer: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal timer
+            if content.is_eof():
+                return
+            due = start + limits.body_timeout + content.total_bytes / MIN_BODY_RATE
+            if loop.time() < due:
+                timer = loop.call_at(due, check)
+            elif request.transport is not None:
+                log.debug("closing a connection whose request body is too slow")
+                request.transport.close()
+
+        timer = loop.call_at(start + limits.body_timeout, check)
+        try:
+            return await handler(request)
+        finally:
+            timer.cancel()  # the last one set
+
+    return deadline
 
 
 def make_app(client_max_size: int = wire.MAX_REPORT_BODY) -> web.Application:
@@ -152,28 +248,35 @@ async def serve(
     url_file: Path | None,
     after_bind: Callable[[str], Awaitable[None]] | None = None,
     tls: ssl.SSLContext | None = None,
-    front: Callable[[Callable[[], asyncio.Protocol]], Front] | None = None,
+    front: Callable[[Callable[[], asyncio.Protocol], Limits], Front],
+    limits: Limits,
 ) -> None:
     """Bind, announce the real URL, run until SIGTERM or SIGINT, then shut down gracefully.
-    With *front*, connections are accepted by the protocol it makes of aiohttp's."""
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, max_line_size=MAX_REQUEST_LINE
-    )
+    Connections are accepted by the protocol *front* makes, given aiohttp's and the limits."""
+    import resource
+
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    files = 1 << 20 if files == resource.RLIM_INFINITY else files
+    limits = limits.within(files)
+    # asyncio accepts up to a backlog of connections at once, before the front sees any: with
+    # the cap, an eighth of the open-file limit leaves room for a burst
+    backlog = min(1024, max(16, files // 8))
+    app.middlewares.append(_slow_bodies(limits))
+    options: dict[str, Any] = {
+        "access_log": None,
+        "max_line_size": MAX_REQUEST_LINE,
+        "keepalive_timeout": limits.keepalive_timeout,
+    }
+    runner = web.AppRunner(app, handle_signals=False, **options)
     await runner.setup()
     loop = asyncio.get_running_loop()
-    listener: Front | None = None
-    if front is None:
-        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
-        await site.start()
-        bound = site._server
-    else:
-        assert runner.server is not None
-        listener = front(runner.server)
-        bound = await loop.create_server(
-            listener, host, port, reuse_address=True, backlog=1024, ssl=tls
-        )
-    sockets = getattr(bound, "sockets", None)
-    assert sockets, "the site did not bind a socket"
+    aiohttp_server = runner.server
+    assert aiohttp_server is not None
+    listener = front(lambda: _Handler(aiohttp_server, loop=loop, **options), limits)
+    bound = await loop.create_server(
+        listener, host, port, reuse_address=True, backlog=backlog, ssl=tls
+    )
+    sockets = bound.sockets
     bound_host, bound_port = sockets[0].getsockname()[:2]
     url = (
         advertise
@@ -194,10 +297,8 @@ async def serve(
         log.info("shutting down")
     finally:
         watchdog.cancel()
-        if listener is not None:
-            assert bound is not None
-            bound.close()
-            await listener.shutdown()
+        bound.close()
+        await listener.shutdown()
         await runner.cleanup()
         if url_file is not None:
             url_file.unlink(missing_ok=True)

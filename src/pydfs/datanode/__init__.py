@@ -100,7 +100,10 @@ def run(config: DataNodeConfig) -> None:
                     url_file=config.data_dir / "datanode.url",
                     after_bind=after_bind,
                     tls=tls,
-                    front=lambda fallback: fastpath.Front(application, blocks, fallback),
+                    front=lambda fallback, limits: fastpath.Front(
+                        application, blocks, fallback, limits
+                    ),
+                    limits=server.Limits.of(config),
                 )
             finally:
                 for task in tasks:

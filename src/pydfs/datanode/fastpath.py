@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydfs import fastpath, metrics, wire
 from pydfs.datanode.app import SMALL_READ, WHOLE, Blocks
 from pydfs.fastpath import Answer, Request
+from pydfs.server import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     import asyncio
@@ -33,8 +34,9 @@ class Front(fastpath.Front):
         application: web.Application,
         blocks: Blocks,
         fallback: Callable[[], asyncio.Protocol],
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        super().__init__(application[metrics.REQUESTS], fallback)
+        super().__init__(application[metrics.REQUESTS], fallback, limits)
         self.blocks = blocks
 
     def find(

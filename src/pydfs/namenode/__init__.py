@@ -224,7 +224,8 @@ def run(config: NameNodeConfig) -> None:
                 advertise=config.advertise,
                 url_file=config.data_dir / "namenode.url",
                 tls=tls,
-                front=lambda fallback: fastpath.Front(application, nn, fallback),
+                front=lambda fallback, limits: fastpath.Front(application, nn, fallback, limits),
+                limits=server.Limits.of(config),
             )
         finally:
             sweeper.cancel()

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydfs import fastpath, metrics, wire
 from pydfs.fastpath import Answer, Request, error_answer
 from pydfs.namenode import app as api
-from pydfs.server import internal_error
+from pydfs.server import DEFAULT_LIMITS, Limits, internal_error
 
 if TYPE_CHECKING:
     import asyncio
@@ -31,9 +31,13 @@ ROUTES = fastpath.Routes((ep.method, f"{wire.API}{ep.route}", ep) for ep in api.
 
 class Front(fastpath.Front):
     def __init__(
-        self, application: web.Application, nn: NameNode, fallback: Callable[[], asyncio.Protocol]
+        self,
+        application: web.Application,
+        nn: NameNode,
+        fallback: Callable[[], asyncio.Protocol],
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        super().__init__(application[metrics.REQUESTS], fallback)
+        super().__init__(application[metrics.REQUESTS], fallback, limits)
         self.nn = nn
         self.durability = application[api.DURABILITY]
 

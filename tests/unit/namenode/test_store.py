@@ -9,10 +9,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pydfs.config import NameNodeConfig
-from pydfs.namenode import NameNode, app
+from pydfs.namenode import NameNode, app, fastpath
 from pydfs.namenode.store import Store
 
 pytestmark = pytest.mark.asyncio
@@ -94,6 +95,46 @@ async def test_a_change_is_not_acknowledged_before_its_fsync(namenode: NameNode)
         assert not namenode.store.dirty, "answered before the commit was on disk"
         assert synced == [(True, True)]  # one fsync, inline, after the commit
     namenode.store.close()
+
+
+async def test_a_change_on_the_fast_path_is_not_acknowledged_before_its_fsync(
+    namenode: NameNode,
+) -> None:
+    """The same, through the front clients talk to (``namenode.fastpath``, not aiohttp's
+    routes): the answer leaves only once the group fsync covers the commit."""
+    synced: list[bool] = []
+    real_sync = namenode.store.sync
+
+    def recording_sync() -> None:
+        synced.append(namenode.namespace.lookup("/tmp/d") is not None)
+        real_sync()
+
+    namenode.store.sync = recording_sync  # type: ignore[method-assign]
+    token = (namenode.config.data_dir / "admin.token").read_text().strip()
+    application = app.build(namenode)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    assert runner.server is not None
+    front = fastpath.Front(application, namenode, runner.server)
+    listener = await asyncio.get_running_loop().create_server(front, "127.0.0.1", 0)
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b'{"path": "/tmp/d"}'
+        writer.write(
+            b"POST /v1/fs/mkdir HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (token.encode(), len(body), body)
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert not namenode.store.dirty, "answered before the commit was on disk"
+        assert synced == [True]
+        assert head.startswith(b"HTTP/1.1 200") and b"Server:" not in head  # the fast path's
+        writer.close()
+    finally:
+        listener.close()
+        await front.shutdown()
+        await runner.cleanup()
+        namenode.store.close()
 
 
 async def test_a_lone_flush_waits_for_a_running_fsync_instead_of_starting_one(

@@ -56,24 +56,27 @@ class Blocks:
     async def put(
         self,
         block_id: str,
-        token: str | None,
+        token: str,
+        admitted: tuple[tokens.Mode, list[tokens.Target]],
         pipeline: bool,
         expected: int | None,
         read: Callable[[int], Awaitable[bytes]],
     ) -> wire.StoredBlock:
         """Receive a block's frames through *read* (and, with *pipeline*, forward them to the
-        next node its token names), make it durable.
+        next node its token names), make it durable. *admitted*: what ``admit`` found in the
+        token, before the body was read.
 
         A client's write (token mode ``w``) of a block this node holds, or deleted lately, is
         refused: a committed block never changes. A copy the name node ordered (``c``)
         replaces whatever this node holds under the id, which the name node did not count."""
         dn = self.dn
-        mode, targets = self.admit(block_id, token, "wc")
+        mode, targets = admitted
         copy = mode == "c"
-        downstream: list[str] = []
+        next_url = None
         if pipeline and not copy:
             ids = [node for node, _ in targets]
-            downstream = [url for _, url in targets[ids.index(dn.store.node_id) + 1 :]][:1]
+            after = ids.index(dn.store.node_id) + 1
+            next_url = targets[after][1] if after < len(targets) else None
         # Refuses (no room, exists, being written) before forwarding.
         writer = dn.store.writer(block_id, expected, replace=copy)
         forward: Forwarder | None = None
@@ -81,11 +84,8 @@ class Blocks:
             # Writes that arrived together all open their writers before any commits: a commit
             # fsyncs on the loop only when it is alone (BlockWriter.commit).
             await asyncio.sleep(0)
-            if downstream:
-                assert token is not None
-                forward = Forwarder(
-                    dn.session, downstream[0], block_id, token, dn.config.stall_timeout
-                )
+            if next_url is not None:
+                forward = Forwarder(dn.session, next_url, block_id, token, dn.config.stall_timeout)
             block_crc = await _receive(read, writer.write_chunk, forward)
             await writer.commit(block_crc)
             self.traffic.blocks_received += 1
@@ -106,7 +106,7 @@ class Blocks:
             try:
                 stored = await forward.result()
             except PydfsError as exc:
-                log.warning("pipeline for block %s lost %s: %s", block_id, downstream[0], exc)
+                log.warning("pipeline for block %s lost %s: %s", block_id, next_url, exc)
             else:
                 if stored.crc == block_crc:
                     nodes += stored.nodes
@@ -166,13 +166,15 @@ def build(dn: DataNode) -> tuple[web.Application, Blocks]:
     async def put_block(request: web.Request) -> web.Response:
         token = request.headers.get(wire.H_BLOCK_TOKEN)
         block_id = request.match_info["id"]
-        blocks.admit(block_id, token, "wc")  # before the body is read
+        admitted = blocks.admit(block_id, token, "wc")  # before the body is read
+        assert token is not None  # admitted
         pipeline = wire.H_PIPELINE in request.headers
         expected = request.content_length
         read: Callable[[int], Awaitable[bytes]] = request.content.readexactly
         if expected is not None and expected <= WHOLE:
             read = wire.body_reader(await request.read())  # a one-chunk block, read whole
-        return json_response(await blocks.put(block_id, token, pipeline, expected, read))
+        stored = await blocks.put(block_id, token, admitted, pipeline, expected, read)
+        return json_response(stored)
 
     async def get_block(request: web.Request) -> web.StreamResponse:
         token = request.headers.get(wire.H_BLOCK_TOKEN)

@@ -318,7 +318,8 @@ class BlockStore:
         return deleted is not None and time.monotonic() - deleted < TOMBSTONE_SECONDS
 
     def _unbury(self, block_id: str) -> None:
-        """A copy the name node ordered replaced the block: no older delete order applies."""
+        """The block was written anew (by a copy the name node ordered, or after its tombstone
+        expired): no older delete order applies to it."""
         self._deleted.pop(block_id, None)
 
     def _bury(self, block_ids: Iterable[str]) -> None:

@@ -53,7 +53,8 @@ class Front(fastpath.Front):
 
     def admit(self, request: Request) -> None:
         token = request.headers.get(wire.H_BLOCK_TOKEN.lower())
-        self.blocks.admit(request.match["id"], token, "wc" if request.endpoint == "put" else "r")
+        modes = "wc" if request.endpoint == "put" else "r"
+        request.user = self.blocks.admit(request.match["id"], token, modes)  # what it grants
 
     def serve(self, request: Request) -> Answer | Awaitable[Answer]:
         if request.endpoint == "put":
@@ -73,5 +74,7 @@ class Front(fastpath.Front):
         token = headers[wire.H_BLOCK_TOKEN.lower()]  # admitted: there is one
         pipeline = wire.H_PIPELINE.lower() in headers
         read = wire.body_reader(request.body)
-        stored = await self.blocks.put(request.match["id"], token, pipeline, request.length, read)
+        stored = await self.blocks.put(
+            request.match["id"], token, request.user, pipeline, request.length, read
+        )
         return Answer(200, wire.encode(stored))

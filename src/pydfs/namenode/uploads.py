@@ -252,7 +252,7 @@ class Uploads:
         return len(self._uploads)
 
     def in_flight(self) -> set[str]:
-        return {b for u in self._uploads.values() for b in u.targets}
+        return set(self.granted())
 
     def granted(self) -> dict[str, list[str]]:
         """Each block of an upload in flight, and the data nodes its grant named."""

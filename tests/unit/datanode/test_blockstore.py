@@ -492,7 +492,8 @@ def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
         read = wire.body_reader(frames)
         block_id = f"{n:032x}"
         token = tokens.block_token(secret, block_id, "w", 60, [(store.node_id, "http://dn")])
-        return blocks.put(block_id, token, False, len(frames), read)
+        admitted = blocks.admit(block_id, token, "wc")
+        return blocks.put(block_id, token, admitted, False, len(frames), read)
 
     async def main():
         await asyncio.gather(*(put(n) for n in range(8)))

@@ -3,7 +3,8 @@
 aiohttp's server, with its middlewares, spends about 100 µs of CPU on a small request before its
 handler runs: several times what a stat costs the name node's namespace, or a 4 KiB block read a
 data node. A role's ``Front`` says which requests it takes (``find``: by method, path, query
-and body length), who may make them (``admit``, on the head, before any of the body is read) and
+and body length), who may make them (``admit``, on the head, before any of the body is read,
+awaited if it must be) and
 answers them (``serve``), with the same errors and request metrics as its aiohttp routes. At the
 first request that is anything else (the web UI, ``/metrics``, a chunked body, ``Expect``, an
 upgrade, a malformed head, a percent-encoded route) the connection is handed, with every byte
@@ -154,8 +155,10 @@ class Front:
         (*length*: its ``Content-Length``, -1 if none), or None for aiohttp to."""
         raise NotImplementedError
 
-    def admit(self, request: Request) -> None:
-        """Refuse (raise) a request before its body is read: its caller, its rights."""
+    def admit(self, request: Request) -> Awaitable[None] | None:
+        """Refuse (raise) a request before its body is read: its caller, its rights; or an
+        awaitable that does, when that needs the store."""
+        return None
 
     def serve(self, request: Request) -> Answer | Awaitable[Answer]:
         """The answer to an admitted request whose body is read, or an awaitable of it."""
@@ -295,21 +298,47 @@ class _Connection(asyncio.Protocol):
                 request = parsed
                 del self.buf[: end + 4]
                 try:  # before reading any of the body, as aiohttp's routes do
-                    self.front.admit(request)
+                    admitting = self.front.admit(request)
                 except Exception as exc:
-                    if request.length:  # its body, unread, would be taken for a request
-                        request.keep_alive = False
-                    self._send(request, failure(request, exc))
+                    self._refuse_admission(request, exc)
                     continue
-                self.pending = request
-                if len(self.buf) < request.length:  # the body's deadline runs from now
-                    self.since = asyncio.get_running_loop().time()
-            if len(self.buf) < request.length:
+                if admitting is not None:  # the caller is checked against the store
+                    self._start(self._admit(request, admitting))
+                    return
+                self._admitted(request)
+                request = self.pending
+            if request is None or len(self.buf) < request.length:
                 return
             request.body = bytes(self.buf[: request.length])
             del self.buf[: request.length]
             self.pending = None
             self._serve(request)
+
+    def _admitted(self, request: Request) -> None:
+        self.pending = request
+        if len(self.buf) < request.length:  # the body's deadline runs from now
+            self.since = asyncio.get_running_loop().time()
+
+    def _refuse_admission(self, request: Request, exc: Exception) -> None:
+        if request.length:  # its body, unread, would be taken for a request
+            request.keep_alive = False
+        self._send(request, failure(request, exc))
+
+    async def _admit(self, request: Request, admitting: Awaitable[None]) -> None:
+        try:
+            await admitting
+        except Exception as exc:
+            self.task = None
+            self._refuse_admission(request, exc)
+        else:
+            self.task = None
+            self._admitted(request)
+        self._resume()
+
+    def _start(self, work: Awaitable[None]) -> None:
+        self.task = asyncio.ensure_future(work)
+        self.front.running.add(self.task)
+        self.task.add_done_callback(self.front.running.discard)
 
     def _parse(self, head: bytes) -> Request | None:
         """What a request head asks for, or None if it is aiohttp's to answer (anything unusual
@@ -368,9 +397,7 @@ class _Connection(asyncio.Protocol):
         if isinstance(answer, Answer):
             self._send(request, answer)
         else:
-            self.task = asyncio.ensure_future(self._finish(request, answer))
-            self.front.running.add(self.task)
-            self.task.add_done_callback(self.front.running.discard)
+            self._start(self._finish(request, answer))
 
     async def _finish(self, request: Request, pending: Awaitable[Answer]) -> None:
         try:

@@ -61,11 +61,11 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from pydfs.datanode import DataNode
-    from pydfs.namenode import NameNode
 
 __all__ = ["REGISTRY", "REQUESTS", "DataNodeTraffic", "RequestMetrics", "instrument"]
 
 REGISTRY = web.AppKey("pydfs_metrics_registry", CollectorRegistry)
+REFRESH: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("pydfs_metrics_refresh")
 REQUESTS: web.AppKey[RequestMetrics] = web.AppKey("pydfs_request_metrics")
 METRICS_PATH = "/metrics"
 
@@ -105,7 +105,8 @@ def instrument(
     app.middlewares.insert(0, requests.middleware)
     app.router.add_get(METRICS_PATH, _serve_metrics)
     if role == "namenode":
-        registry.register(_NameNodeCollector(node))
+        registry.register(node.census)
+        app[REFRESH] = node.census.refresh
     elif role == "datanode":
         registry.register(_DataNodeCollector(node, traffic or DataNodeTraffic()))
     else:
@@ -113,6 +114,8 @@ def instrument(
 
 
 async def _serve_metrics(request: web.Request) -> web.Response:
+    if (refresh := request.app.get(REFRESH)) is not None:
+        await refresh()  # figures a collector must read from the store, which is async
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -173,77 +176,12 @@ class RequestMetrics:
             self.record(route, method, status, time.perf_counter() - started)
 
 
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
-
-
-class _NameNodeCollector(Collector):
-    """The name node's figures, read from its tables and objects when scraped (in the event
-    loop's thread, like every other use of its SQLite connection)."""
-
-    def __init__(self, nn: NameNode) -> None:
-        self.nn = nn
-
-    def collect(self) -> Iterable[Metric]:
-        nn = self.nn
-        db = nn.store.db
-        kinds = dict(db.execute("SELECT type, count(*) FROM inodes GROUP BY type").fetchall())
-        (blocks,) = db.execute("SELECT count(*) FROM blocks").fetchone()
-        health = nn.replicator.health
-        nodes = nn.membership.nodes
-        live = sum(nn.membership.is_live(node_id) for node_id in nodes)
-        yield _gauge("pydfs_namenode_files", "Files in the namespace.", kinds.get("f", 0))
-        yield _gauge(
-            "pydfs_namenode_directories",
-            "Directories in the namespace, the root included.",
-            kinds.get("d", 0),
-        )
-        yield _gauge("pydfs_namenode_blocks", "Blocks named by the namespace.", blocks)
-        yield _gauge(
-            "pydfs_namenode_under_replicated_blocks",
-            "Blocks with fewer replicas than their replication factor, as of the last scan.",
-            health.under_replicated,
-        )
-        yield _gauge(
-            "pydfs_namenode_over_replicated_blocks",
-            "Blocks with more replicas than their replication factor, as of the last scan.",
-            health.over_replicated,
-        )
-        yield _gauge(
-            "pydfs_namenode_missing_blocks",
-            "Blocks with no replica on a live data node, as of the last scan.",
-            health.missing,
-        )
-        yield _gauge(
-            "pydfs_namenode_corrupt_blocks",
-            "Blocks with a replica found corrupt and not yet healed.",
-            len(nn.replicator.corrupt),
-        )
-        datanodes = GaugeMetricFamily(
-            "pydfs_namenode_datanodes", "Data nodes known, by liveness.", labels=["state"]
-        )
-        datanodes.add_metric(["live"], live)
-        datanodes.add_metric(["dead"], len(nodes) - live)
-        yield datanodes
-        yield _counter(
-            "pydfs_namenode_replication_copies",
-            "Block copies ordered by the replicator and completed.",
-            nn.replicator.blocks_copied,
-        )
-        yield _counter(
-            "pydfs_namenode_replication_bytes",
-            "Bytes of the block copies completed.",
-            nn.replicator.bytes_copied,
-        )
-        yield _gauge(
-            "pydfs_namenode_uploads_in_flight",
-            "Uploads started and neither committed, aborted nor expired.",
-            len(nn.uploads),
-        )
 
 
 class _DataNodeCollector(Collector):
@@ -256,22 +194,22 @@ class _DataNodeCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         t, dn = self.traffic, self.dn
-        yield _counter(
+        yield counter(
             "pydfs_datanode_bytes_written",
             "Block bytes received, verified and stored (client writes, pipelines and copies).",
             t.bytes_written,
         )
-        yield _counter(
+        yield counter(
             "pydfs_datanode_blocks_received",
             "Blocks received, verified and stored.",
             t.blocks_received,
         )
-        yield _counter(
+        yield counter(
             "pydfs_datanode_bytes_read",
             "Block bytes served to readers (reads that completed).",
             t.bytes_read,
         )
-        yield _counter("pydfs_datanode_block_reads", "Block reads served.", t.block_reads)
+        yield counter("pydfs_datanode_block_reads", "Block reads served.", t.block_reads)
         failures = CounterMetricFamily(
             "pydfs_datanode_checksum_failures",
             "Checksum failures: blocks refused on arrival because a chunk failed its CRC, and "
@@ -281,30 +219,30 @@ class _DataNodeCollector(Collector):
         failures.add_metric(["arrival"], t.arrival_failures)
         failures.add_metric(["stored"], dn.scanner.corrupt_found)
         yield failures
-        yield _counter(
+        yield counter(
             "pydfs_datanode_blocks_verified",
             "Replicas the scrubber verified.",
             dn.scanner.verified,
         )
-        yield _counter(
+        yield counter(
             "pydfs_datanode_copies_sent",
             "Block copies sent to other data nodes on the name node's orders.",
             dn.transfers.copies_sent,
         )
-        yield _counter(
+        yield counter(
             "pydfs_datanode_copy_bytes_sent",
             "Bytes of the block copies sent.",
             dn.transfers.bytes_sent,
         )
-        yield _counter(
+        yield counter(
             "pydfs_datanode_copies_failed",
             "Block copies that failed.",
             dn.transfers.copies_failed,
         )
         store = dn.store
-        yield _gauge("pydfs_datanode_blocks", "Block replicas stored.", store.count)
-        yield _gauge("pydfs_datanode_disk_used_bytes", "Bytes of stored block files.", store.used)
-        yield _gauge(
+        yield gauge("pydfs_datanode_blocks", "Block replicas stored.", store.count)
+        yield gauge("pydfs_datanode_disk_used_bytes", "Bytes of stored block files.", store.used)
+        yield gauge(
             "pydfs_datanode_disk_free_bytes",
             "Bytes still free for blocks (disk space, capped by the configured capacity).",
             store.free(),

@@ -11,10 +11,12 @@ from pydfs import server, tokens, wire
 from pydfs.config import NameNodeConfig
 from pydfs.errors import InvalidArgument, PermissionDenied
 from pydfs.namenode import app, auth, fastpath
+from pydfs.namenode.blockmap import BlockMap
+from pydfs.namenode.census import Census
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
-from pydfs.namenode.store import Store
+from pydfs.namenode.store import Store, open_store, sqlite_url
 from pydfs.namenode.suspects import Suspects
 from pydfs.namenode.uploads import MAX_REPLICATION, Uploads
 
@@ -27,14 +29,15 @@ __all__ = ["NameNode", "run"]
 
 
 class NameNode:
-    def __init__(self, config: NameNodeConfig) -> None:
+    """Made by ``await NameNode.open(config)``."""
+
+    def __init__(
+        self, config: NameNodeConfig, store: Store, secret: bytes, lock: object = None
+    ) -> None:
         self.config = config
-        self._lock = server.lock_data_dir(config.data_dir, "namenode")
-        config.data_dir.chmod(0o700)  # names, token hashes, the cluster secret: the owner's only
-        self.secret = tokens.load_or_create_secret(
-            config.secret_file or config.data_dir / tokens.SECRET_FILE
-        )
-        self.store: Store = Store(config.data_dir / "namespace.sqlite3")
+        self.store = store
+        self.secret = secret
+        self._lock = lock  # of the data directory, held while this name node lives
         self.membership: Membership = Membership(
             self.store, dead_after=config.dead_after, safe_mode_wait=config.safe_mode_wait
         )
@@ -46,14 +49,8 @@ class NameNode:
             umask=config.umask,
         )
         self.namespace.read_token = lambda block: self.block_token(block, "r")
+        self.blockmap: BlockMap = BlockMap(self.store, self.membership, self.namespace.tree)
         self.users: auth.Users = auth.Users(self.store)
-        if self.users.bootstrap(config.data_dir / auth.TOKEN_FILE):
-            log.warning(
-                "created user %r; its token is in %s",
-                auth.BOOTSTRAP_ADMIN,
-                config.data_dir / auth.TOKEN_FILE,
-            )
-        self._layout()
         self.uploads: Uploads = Uploads(
             self.namespace,
             self.membership,
@@ -65,14 +62,39 @@ class NameNode:
             ),
         )
         self.replicator: Replicator = Replicator(
-            self.namespace,
+            self.blockmap,
             self.membership,
             max_copies_per_node=config.max_copies_per_node,
             copy_timeout=config.copy_timeout,
         )
-        self.suspects: Suspects = Suspects(self.store)  # replicas readers found bad
+        self.suspects: Suspects = Suspects(self.blockmap)  # replicas readers found bad
+        self.census: Census = Census(self)
         self._up = asyncio.Event()  # set once out of safe mode (see ``waiting``)
         self.uploads.on_commit = self._committed
+
+    @classmethod
+    async def open(cls, config: NameNodeConfig) -> NameNode:
+        """Lock the data directory, open the metadata store, and make a fresh file system's
+        root, first admin, /tmp and homes."""
+        lock = server.lock_data_dir(config.data_dir, "namenode")
+        config.data_dir.chmod(0o700)  # names, token hashes, the cluster secret: the owner's only
+        secret = tokens.load_or_create_secret(
+            config.secret_file or config.data_dir / tokens.SECRET_FILE
+        )
+        nn = cls(
+            config, open_store(sqlite_url(config.data_dir / "namespace.sqlite3")), secret, lock
+        )
+        await nn.membership.load()
+        await nn.namespace.open()
+        await nn.users.drop_reserved()
+        if await nn.users.bootstrap(config.data_dir / auth.TOKEN_FILE):
+            log.warning(
+                "created user %r; its token is in %s",
+                auth.BOOTSTRAP_ADMIN,
+                config.data_dir / auth.TOKEN_FILE,
+            )
+        await nn._layout()
+        return nn
 
     def block_token(
         self, block_id: str, mode: tokens.Mode, targets: list[tokens.Target] | None = None
@@ -81,26 +103,23 @@ class NameNode:
             self.secret, block_id, mode, self.config.block_token_lifetime, targets or ()
         )
 
-    def _layout(self) -> None:
+    async def _layout(self) -> None:
         """What a fresh or just initialised file system holds: /tmp (1777) and every home."""
-        if self.namespace.lookup("/tmp") is None:
-            self.namespace.mkdir("/tmp", mode=0o1777)
-        for user in self.users.all():
-            self.namespace.make_home(user.name)
+        await self.namespace.layout([u.name for u in await self.users.all()])
 
     # --- users ----------------------------------------------------------------------------
 
-    def add_user(self, spec: wire.NewUser) -> wire.UserToken:
-        token = self.users.add(spec.name, admin=spec.admin, groups=spec.groups)
-        self.namespace.make_home(spec.name)
+    async def add_user(self, spec: wire.NewUser) -> wire.UserToken:
+        token = await self.users.add(spec.name, admin=spec.admin, groups=spec.groups)
+        await self.namespace.make_home(spec.name)
         return wire.UserToken(spec.name, token)
 
-    def format(self, user: auth.User) -> wire.FormatReply:
+    async def format(self, user: auth.User) -> wire.FormatReply:
         if not user.admin:
             raise PermissionDenied("only an admin may initialize the file system")
-        files, blocks = self.namespace.format()
+        files, blocks = await self.namespace.format()
         self.membership.request_reports()  # so that blocks the namespace never knew go too
-        self._layout()
+        await self._layout()
         return wire.FormatReply(files, blocks, self.membership.space(self.namespace.replication))
 
     def _committed(self, blocks: list[wire.StoredBlock], replication: int) -> None:
@@ -108,19 +127,19 @@ class NameNode:
         if any(len(b.nodes) < replication for b in blocks):
             self.replicator.dirty = True
 
-    def heartbeat(self, hb: wire.Heartbeat) -> wire.HeartbeatReply:
+    async def heartbeat(self, hb: wire.Heartbeat) -> wire.HeartbeatReply:
         """Take in what a data node reports; answer with the work it is to do."""
-        node, restarted = self.membership.heartbeat(hb)
+        node, restarted = await self.membership.heartbeat(hb)
         if not self._up.is_set() and self.waiting() is None:
             self._up.set()  # writes held since the start go on
         if restarted:
             self.replicator.forget_orders(node.id)  # a new process knows nothing of them
-        self.replicator.received(node.id, hb.received, self.uploads.granted())
-        self.replicator.corrupt_replicas(node.id, hb.corrupt)
+        await self.replicator.received(node.id, hb.received)
+        await self.replicator.corrupt_replicas(node.id, hb.corrupt)
         self.suspects.changed(node.id, [*(r.block for r in hb.received), *hb.corrupt])
         if hb.failed_copies:
             self.replicator.copy_failed(node.id, hb.failed_copies)
-        commands = self.delete_orders(node.id) + self.replicator.orders_for(node.id)
+        commands = await self.delete_orders(node.id) + self.replicator.orders_for(node.id)
         for command in commands:
             if command.op == "replicate" and command.target is not None:
                 target = [(command.target.id, command.target.url)]
@@ -129,30 +148,28 @@ class NameNode:
             commands.append(wire.Command(op="verify", blocks=verify))
         return wire.HeartbeatReply(commands=commands, send_report=node.wants_report)
 
-    def block_report(self, report: wire.BlockReport) -> wire.HeartbeatReply:
+    async def block_report(self, report: wire.BlockReport) -> wire.HeartbeatReply:
         # Replicas counted after the listing may have begun cannot be judged by it (a few
         # seconds allow for the report's trip here).
         listed_after = time.time() - max(0.0, report.took) - REPORT_TRANSIT
-        uncounted = self.namespace.reconcile(
-            report.id, report.blocks, self.uploads.in_flight(), listed_after
-        )
+        uncounted = await self.blockmap.reconcile(report.id, report.blocks, listed_after)
         node = self.membership.nodes.get(report.id)
         if node is not None:
             node.wants_report = False
         self.replicator.dirty = True
-        commands = self.delete_orders(report.id)
+        commands = await self.delete_orders(report.id)
         if uncounted:  # counted once the node has checked them against their trailers
             commands.append(wire.Command(op="verify", blocks=uncounted))
         return wire.HeartbeatReply(commands=commands)
 
-    def delete_orders(self, node_id: str) -> list[wire.Command]:
-        blocks = self.namespace.trash_for(node_id)
+    async def delete_orders(self, node_id: str) -> list[wire.Command]:
+        blocks = await self.blockmap.trash_for(node_id)
         return [wire.Command(op="delete", blocks=blocks)] if blocks else []
 
-    def suspect(self, report: wire.CorruptReplica, user: auth.User) -> None:
+    async def suspect(self, report: wire.CorruptReplica, user: auth.User) -> None:
         """A reader found a bad chunk: have the node verify the replica (it is the judge), unless
         the report is one too many (``Suspects``)."""
-        if not self.suspects.report(user.name, report.node, report.block):
+        if not await self.suspects.report(user.name, report.node, report.block):
             log.debug("report of %s on %s by %s left out", report.block, report.node, user.name)
 
     def waiting(self) -> tuple[int, int] | None:
@@ -166,15 +183,15 @@ class NameNode:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._up.wait(), min(HOLD, self.config.safe_mode_wait))
 
-    def setrep(self, path: str, replication: int, user: auth.User | None = None) -> int:
+    async def setrep(self, path: str, replication: int, user: auth.User | None = None) -> int:
         if not 1 <= replication <= MAX_REPLICATION:
             raise InvalidArgument(f"replication must be between 1 and {MAX_REPLICATION}")
-        files = self.namespace.setrep(path, replication, user)
+        files = await self.namespace.setrep(path, replication, user)
         self.replicator.dirty = True
         return files
 
-    def fsck(self, path: str, *, files: bool) -> wire.FsckReport:
-        return self.namespace.fsck(
+    async def fsck(self, path: str, *, files: bool) -> wire.FsckReport:
+        return await self.blockmap.fsck(
             path,
             {n.id for n in self.membership.live()},
             {n.id for n in self.membership.serving()},
@@ -182,8 +199,8 @@ class NameNode:
             files=files,
         )
 
-    def decommission(self, node_id: str, *, undo: bool = False) -> wire.DataNodeState:
-        self.membership.set_admin_state(node_id, "normal" if undo else "decommissioning")
+    async def decommission(self, node_id: str, *, undo: bool = False) -> wire.DataNodeState:
+        await self.membership.set_admin_state(node_id, "normal" if undo else "decommissioning")
         self.replicator.dirty = True
         return next(s for s in self.membership.states() if s.id == node_id)
 
@@ -196,7 +213,7 @@ class NameNode:
         while True:
             await asyncio.sleep(self.config.replication_interval)
             try:
-                self.replicator.run_once()
+                await self.replicator.run_once()
             except Exception:
                 log.exception("replication scan failed")
             if safe and self.waiting() is None:
@@ -205,7 +222,7 @@ class NameNode:
             now = asyncio.get_running_loop().time()
             if now - last_sweep > 30:
                 last_sweep = now
-                if expired := self.uploads.expire():
+                if expired := await self.uploads.expire():
                     log.info("expired %d abandoned uploads", expired)
 
 
@@ -213,7 +230,7 @@ def run(config: NameNodeConfig) -> None:
     tls = server.server_tls(config.tls_cert, config.tls_key)
 
     async def main() -> None:
-        nn = NameNode(config)
+        nn = await NameNode.open(config)
         sweeper = asyncio.create_task(nn.maintain_forever())
         application = app.build(nn)
         try:
@@ -231,6 +248,6 @@ def run(config: NameNodeConfig) -> None:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-            nn.store.close()
+            await nn.store.aclose()
 
     server.run(main())

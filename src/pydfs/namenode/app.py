@@ -9,6 +9,7 @@ Who may call what: ``user`` endpoints need a user's bearer token (``Authorizatio
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -61,10 +62,15 @@ class Endpoint:
     waits: bool = False  # held while the name node waits for its data nodes after a start
 
 
-def _none(method: Callable[..., None], *args: Any) -> dict[str, Any]:
+async def _none(method: Callable[..., Awaitable[None]], *args: Any) -> dict[str, Any]:
     """Call a method that answers nothing; the reply is an empty object."""
-    method(*args)
+    await method(*args)
     return {}
+
+
+async def _field(name: str, value: Awaitable[Any]) -> dict[str, Any]:
+    """A reply that is one field."""
+    return {name: await value}
 
 
 _NODE = User("datanode", admin=True)  # what a data node's calls run as (it never names a path)
@@ -116,11 +122,12 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/fs/delete",
         "user",
-        lambda c: {
-            "deleted_files": c.nn.namespace.delete(
+        lambda c: _field(
+            "deleted_files",
+            c.nn.namespace.delete(
                 paths.normalize(c.body.path), c.user, recursive=c.body.recursive, type=c.body.type
-            )
-        },
+            ),
+        ),
         "Delete a file or directory.",
         wire.DeleteRequest,
     ),
@@ -156,11 +163,12 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/fs/chmod",
         "user",
-        lambda c: {
-            "changed": c.nn.namespace.chmod(
+        lambda c: _field(
+            "changed",
+            c.nn.namespace.chmod(
                 paths.normalize(c.body.path), c.body.mode, c.user, recursive=c.body.recursive
-            )
-        },
+            ),
+        ),
         "Set permission bits (owner or admin).",
         wire.ChmodRequest,
     ),
@@ -168,15 +176,16 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/fs/chown",
         "user",
-        lambda c: {
-            "changed": c.nn.namespace.chown(
+        lambda c: _field(
+            "changed",
+            c.nn.namespace.chown(
                 paths.normalize(c.body.path),
                 c.body.owner,
                 c.body.group,
                 c.user,
                 recursive=c.body.recursive,
-            )
-        },
+            ),
+        ),
         "Change owner (admin) or group (owner, to a group it is in).",
         wire.ChownRequest,
     ),
@@ -184,7 +193,9 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/fs/setrep",
         "user",
-        lambda c: {"files": c.nn.setrep(paths.normalize(c.body.path), c.body.replication, c.user)},
+        lambda c: _field(
+            "files", c.nn.setrep(paths.normalize(c.body.path), c.body.replication, c.user)
+        ),
         "Set the replication factor of a file or of every file below a directory.",
         wire.SetReplicationRequest,
     ),
@@ -325,7 +336,7 @@ ENDPOINTS: list[Endpoint] = [
         "GET",
         "/users",
         "admin",
-        lambda c: wire.UserList(c.nn.users.all()),
+        lambda c: _user_list(c.nn),
         "Every user.",
         reply=wire.UserList,
     ),
@@ -350,7 +361,7 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/users/reset-token",
         "admin",
-        lambda c: wire.UserToken(c.body.name, c.nn.users.reset_token(c.body.name)),
+        lambda c: _new_token(c.nn, c.body.name),
         "Give a user a new token; the old one stops working.",
         wire.UserName,
         wire.UserToken,
@@ -377,14 +388,29 @@ ENDPOINTS: list[Endpoint] = [
 ]
 
 
+async def _user_list(nn: NameNode) -> wire.UserList:
+    return wire.UserList(await nn.users.all())
+
+
+async def _new_token(nn: NameNode, name: str) -> wire.UserToken:
+    return wire.UserToken(name, await nn.users.reset_token(name))
+
+
 def _bearer(authorization: str, scheme: str) -> str | None:
     kind, _, value = authorization.partition(" ")
     return value.strip() if kind.lower() == scheme.lower() and value.strip() else None
 
 
-def authenticate(nn: NameNode, authorization: str, access: Access) -> User:
+async def authenticate(nn: NameNode, authorization: str, access: Access) -> User:
     """The caller whose ``Authorization`` header is *authorization*, or
     ``Unauthenticated``/``PermissionDenied``."""
+    who = caller(nn, authorization, access)
+    return who if isinstance(who, User) else await who
+
+
+def caller(nn: NameNode, authorization: str, access: Access) -> User | Awaitable[User]:
+    """``authenticate``, answered at once when the store is not needed (open and node
+    calls, a missing token)."""
     if access == "open":
         return User("anonymous")
     if access == "node":
@@ -396,7 +422,11 @@ def authenticate(nn: NameNode, authorization: str, access: Access) -> User:
     token = _bearer(authorization, "Bearer")
     if token is None:
         raise Unauthenticated("no token given: run `pydfs login` (or pass token= to the SDK)")
-    user = nn.users.authenticate(token)
+    return _user(nn, token, access)
+
+
+async def _user(nn: NameNode, token: str, access: Access) -> User:
+    user = await nn.users.authenticate(token)
     if access == "admin" and not user.admin:
         raise PermissionDenied("only an admin may do this")
     return user
@@ -406,7 +436,7 @@ def body_limit(ep: Endpoint) -> int:
     return wire.MAX_REPORT_BODY if ep.access == "node" else wire.MAX_JSON_BODY
 
 
-def answer(
+async def answer(
     nn: NameNode,
     ep: Endpoint,
     query: Mapping[str, str],
@@ -418,37 +448,19 @@ def answer(
     read), or a ``PydfsError``: the one way both servers, aiohttp and the fast path, carry out an
     endpoint."""
     decoded = None if ep.body is None else decode_body(body, ep.body)
-    return wire.encode(ep.handler(Call(nn, query, match, decoded, user)))
-
-
-class Durability:
-    """No answer leaves before the commits it made or could have seen are on disk: one fsync
-    covers every request waiting at that moment (group commit). Requests of both servers count
-    as in flight, so that a lone one may fsync inline (``Store.flush``)."""
-
-    def __init__(self, nn: NameNode) -> None:
-        self.store = nn.store
-        self.in_flight = 0
-
-    async def settle(self) -> None:
-        """Called by a request that was counted in ``in_flight``, once its answer is made."""
-        try:
-            if self.store.dirty:
-                await self.store.flush(alone=self.in_flight == 1)
-        finally:
-            self.in_flight -= 1
-
-
-DURABILITY = web.AppKey("pydfs_durability", Durability)
+    result = ep.handler(Call(nn, query, match, decoded, user))
+    if inspect.isawaitable(result):
+        result = await result
+    return wire.encode(result)
 
 
 def _handler(nn: NameNode, ep: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
-        user = authenticate(nn, request.headers.get("Authorization", ""), ep.access)
+        user = await authenticate(nn, request.headers.get("Authorization", ""), ep.access)
         body = b"" if ep.body is None else await read_body(request, body_limit(ep))
         if ep.waits:
             await nn.started()
-        result = answer(nn, ep, request.query, request.match_info, user, body)
+        result = await answer(nn, ep, request.query, request.match_info, user, body)
         return web.Response(body=result, content_type="application/json")
 
     return handle
@@ -460,19 +472,6 @@ def build(nn: NameNode) -> web.Application:
     from pydfs.web import routes as web_routes
 
     app = make_app()
-    durability = app[DURABILITY] = Durability(nn)
-
-    @web.middleware
-    async def durable(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        durability.in_flight += 1
-        try:
-            return await handler(request)
-        finally:
-            await durability.settle()
-
-    app.middlewares.append(durable)  # inside the error middleware: errors wait too
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, f"{wire.API}{ep.route}", _handler(nn, ep))
     spec = openapi.describe(ENDPOINTS)

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydfs import paths, tokens, wire
-from pydfs.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from pydfs.errors import InvalidArgument, NotFound, Unauthenticated
 from pydfs.namenode.store import Store
+from pydfs.namenode.store.interface import UserRow
 
-R, W, X = 4, 2, 1
-STICKY = 0o1000
-MODE_BITS = 0o1777
 BOOTSTRAP_ADMIN = "admin"
 TOKEN_FILE = "admin.token"
 SYSTEM = "root"  # owner and group of what the name node makes itself
@@ -52,19 +49,6 @@ def home_of(name: str) -> str:
     return f"/user/{name}"
 
 
-def allowed(user: User | None, owner: str, group: str, mode: int, want: int) -> bool:
-    """May *user* have the *want* bits (R|W|X) on an inode? ``None`` is the name node itself."""
-    if user is None or user.admin:
-        return True
-    if user.name == owner:
-        bits = mode >> 6
-    elif user.in_group(group):
-        bits = mode >> 3
-    else:
-        bits = mode
-    return bits & want == want
-
-
 def validate_user_name(name: str) -> str:
     """ASCII letters, digits, ``.``, ``_`` and ``-``, as portable Unix user names: no two names
     that look alike (U+0430, a Cyrillic letter, for the "a" of "admin"), and no reserved one."""
@@ -85,107 +69,85 @@ def validate_user_name(name: str) -> str:
 
 
 class Users:
-    """The user table, with an in-memory index by token hash (rebuilt on every change)."""
+    """The user table. Nothing is cached: a token revoked through any name node stops working
+    at once on every one."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._by_hash: dict[str, User] = {}
-        self._by_name: dict[str, User] = {}
-        self._drop_reserved()
-        self._reload()
 
-    def _drop_reserved(self) -> None:
+    async def drop_reserved(self) -> None:
         """Remove users named as pydfs itself, and reserved groups from users (see above)."""
-        rows = self.store.db.execute("SELECT name, groups FROM users").fetchall()
-        doomed = [name for name, _ in rows if name in RESERVED]
-        regroup = [
-            (",".join(g for g in groups.split(",") if g not in RESERVED), name)
-            for name, groups in rows
-            if name not in RESERVED and RESERVED.intersection(groups.split(","))
-        ]
-        if not doomed and not regroup:
-            return
-        with self.store.write() as db:
-            db.executemany("DELETE FROM users WHERE name = ?", ((n,) for n in doomed))
-            db.executemany("UPDATE users SET groups = ? WHERE name = ?", regroup)
+        async with self.store.write() as tx:
+            rows = await tx.users.all()
+            doomed = [u.name for u in rows if u.name in RESERVED]
+            regroup = [
+                u for u in rows if u.name not in RESERVED and RESERVED.intersection(u.groups)
+            ]
+            await tx.users.remove(doomed)
+            for u in regroup:
+                await tx.users.set_groups(u.name, tuple(g for g in u.groups if g not in RESERVED))
         for name in doomed:
             log.warning(
                 "removed user %r: the name is reserved for pydfs itself (its files now belong "
                 "to the system; an admin may add the user under another name and chown them)",
                 name,
             )
-        for _, name in regroup:
-            log.warning("removed reserved groups from user %r", name)
+        for u in regroup:
+            log.warning("removed reserved groups from user %r", u.name)
 
-    def _reload(self) -> None:
-        rows = self.store.db.execute("SELECT name, token_hash, admin, groups FROM users")
-        self._by_hash, self._by_name = {}, {}
-        for name, token_hash, admin, groups in rows:
-            user = User(name, bool(admin), frozenset(g for g in groups.split(",") if g))
-            self._by_hash[token_hash] = user
-            self._by_name[name] = user
-
-    def authenticate(self, token: str) -> User:
-        user = self._by_hash.get(tokens.hash_user_token(token))
-        if user is None:
+    async def authenticate(self, token: str) -> User:
+        async with self.store.read() as tx:
+            row = await tx.users.by_token_hash(tokens.hash_user_token(token))
+        if row is None:
             raise Unauthenticated("invalid or revoked token (see `pydfs login`)")
-        return user
+        return _user(row)
 
-    def get(self, name: str) -> User:
-        user = self._by_name.get(name)
-        if user is None:
+    async def get(self, name: str) -> User:
+        async with self.store.read() as tx:
+            row = await tx.users.by_name(name)
+        if row is None:
             raise NotFound(f"no such user {name!r}")
-        return user
+        return _user(row)
 
-    def exists(self, name: str) -> bool:
-        return name in self._by_name
+    async def all(self) -> list[wire.UserInfo]:
+        async with self.store.read() as tx:
+            return [_user(row).info() for row in await tx.users.all()]
 
-    def all(self) -> list[wire.UserInfo]:
-        return [self._by_name[n].info() for n in sorted(self._by_name)]
-
-    def add(self, name: str, *, admin: bool, groups: list[str], token: str | None = None) -> str:
+    async def add(
+        self, name: str, *, admin: bool, groups: list[str], token: str | None = None
+    ) -> str:
         """Create a user; returns its token, which is shown once and never stored."""
         validate_user_name(name)
         for group in groups:
             validate_user_name(group)
         token = token or tokens.new_user_token()
-        row = (name, tokens.hash_user_token(token), int(admin), ",".join(groups), time.time())
-        try:
-            with self.store.write() as db:
-                db.execute(
-                    "INSERT INTO users (name, token_hash, admin, groups, ctime) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    row,
-                )
-        except sqlite3.IntegrityError:
-            raise AlreadyExists(f"user {name!r} already exists") from None
-        self._reload()
+        row = UserRow(name, tokens.hash_user_token(token), admin, tuple(groups), time.time())
+        async with self.store.write() as tx:
+            await tx.users.add(row)
         return token
 
-    def remove(self, name: str) -> None:
+    async def remove(self, name: str) -> None:
         """Revoke a user (its files stay, owned by the name, as with userdel)."""
-        self.get(name)
-        with self.store.write() as db:
-            db.execute("DELETE FROM users WHERE name = ?", (name,))
-        self._reload()
+        async with self.store.write() as tx:
+            if await tx.users.by_name(name) is None:
+                raise NotFound(f"no such user {name!r}")
+            await tx.users.remove([name])
 
-    def reset_token(self, name: str) -> str:
+    async def reset_token(self, name: str) -> str:
         """Give a user a new token; the old one stops working at once."""
-        self.get(name)
         token = tokens.new_user_token()
-        with self.store.write() as db:
-            db.execute(
-                "UPDATE users SET token_hash = ? WHERE name = ?",
-                (tokens.hash_user_token(token), name),
-            )
-        self._reload()
+        async with self.store.write() as tx:
+            if await tx.users.by_name(name) is None:
+                raise NotFound(f"no such user {name!r}")
+            await tx.users.set_token_hash(name, tokens.hash_user_token(token))
         return token
 
-    def bootstrap(self, token_file: Path) -> str | None:
+    async def bootstrap(self, token_file: Path) -> str | None:
         """On a fresh name node, create the first admin and leave its token in *token_file*
         (mode 0600) for the operator; returns the token, or None if users exist already."""
-        if self._by_name:
-            return None
+        async with self.store.read() as tx:
+            if await tx.users.all():
+                return None
         token = tokens.new_user_token()
         tmp = token_file.with_name(token_file.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -194,4 +156,8 @@ class Users:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, token_file)
-        return self.add(BOOTSTRAP_ADMIN, admin=True, groups=[], token=token)
+        return await self.add(BOOTSTRAP_ADMIN, admin=True, groups=[], token=token)
+
+
+def _user(row: UserRow) -> User:
+    return User(row.name, row.admin, frozenset(row.groups))

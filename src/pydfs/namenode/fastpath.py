@@ -1,9 +1,8 @@
 """The name node's JSON API on the fast path (``pydfs.fastpath``), not through aiohttp.
 
 A request for an endpoint of the table, with a body within the endpoint's limit, goes through
-the same authentication, answer, error mapping and group commit (``app.Durability``) as
-aiohttp's route for it. A request that made or saw commits not yet on disk is answered only
-after they are.
+the same authentication, answer and error mapping as aiohttp's route for it; the store answers
+for durability (``store.interface``).
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pydfs import fastpath, metrics, wire
-from pydfs.fastpath import Answer, Request, error_answer
+from pydfs.fastpath import Answer, Request
 from pydfs.namenode import app as api
-from pydfs.server import DEFAULT_LIMITS, Limits, internal_error
+from pydfs.namenode.auth import User
+from pydfs.server import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     import asyncio
@@ -39,7 +39,6 @@ class Front(fastpath.Front):
     ) -> None:
         super().__init__(application[metrics.REQUESTS], fallback, limits)
         self.nn = nn
-        self.durability = application[api.DURABILITY]
 
     def find(
         self, method: str, path: str, query: dict[str, str], length: int
@@ -49,40 +48,26 @@ class Front(fastpath.Front):
             return None
         return found
 
-    def admit(self, request: Request) -> None:
+    def admit(self, request: Request) -> Awaitable[None] | None:
         ep: api.Endpoint = request.endpoint
-        authorization = request.headers.get("authorization", "")
-        request.user = api.authenticate(self.nn, authorization, ep.access)
+        who = api.caller(self.nn, request.headers.get("authorization", ""), ep.access)
+        if isinstance(who, User):
+            request.user = who
+            return None
+        return self._admit(request, who)
 
-    def serve(self, request: Request) -> Answer | Awaitable[Answer]:
-        if request.endpoint.waits and self.nn.waiting() is not None:
-            return self._after_start(request)
-        return self._answer(request)
+    @staticmethod
+    async def _admit(request: Request, who: Awaitable[User]) -> None:
+        request.user = await who
 
-    def _answer(self, request: Request) -> Answer | Awaitable[Answer]:
-        durability = self.durability
-        durability.in_flight += 1
+    async def serve(self, request: Request) -> Answer:
+        """Like aiohttp's route; the store makes what the answer tells of durable first."""
         try:
-            body = api.answer(
+            if request.endpoint.waits:
+                await self.nn.started()
+            body = await api.answer(
                 self.nn, request.endpoint, request.query, request.match, request.user, request.body
             )
-            answer = Answer(200, body)
         except Exception as exc:
-            answer = fastpath.failure(request, exc)
-        if durability.store.dirty:  # this request's commit, or others' it may have seen
-            return self._settle(answer)
-        durability.in_flight -= 1
-        return answer
-
-    async def _after_start(self, request: Request) -> Answer:
-        await self.nn.started()
-        answer = self._answer(request)
-        return answer if isinstance(answer, Answer) else await answer
-
-    async def _settle(self, answer: Answer) -> Answer:
-        try:
-            await self.durability.settle()
-        except Exception:
-            log.exception("metadata not made durable")
-            return error_answer(internal_error())
-        return answer
+            return fastpath.failure(request, exc)
+        return Answer(200, body)

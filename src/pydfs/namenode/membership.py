@@ -49,11 +49,16 @@ class Membership:
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        rows = self.store.db.execute("SELECT id, url, admin_state FROM datanodes")
-        for node_id, url, admin_state in rows:
-            self.nodes[node_id] = Node(node_id, url, admin_state=admin_state)
-        self._known = sum(n.admin_state == "normal" for n in self.nodes.values())
+        self._known = 0
         self._started: float | None = self.clock()  # None once out of safe mode, for good
+
+    async def load(self) -> None:
+        """Know again the nodes the store remembers (at start)."""
+        async with self.store.read() as tx:
+            for row in await tx.datanodes.all():
+                self.nodes[row.id] = Node(row.id, row.url, admin_state=_state(row.admin_state))
+        self._known = sum(n.admin_state == "normal" for n in self.nodes.values())
+        self._started = self.clock()
 
     def starting(self, replication: int) -> tuple[int, int] | None:
         """While the name node waits for data nodes after its start: (how many serve now, how
@@ -68,7 +73,7 @@ class Membership:
             return None
         return serving, wanted
 
-    def heartbeat(self, hb: wire.Heartbeat) -> tuple[Node, bool]:
+    async def heartbeat(self, hb: wire.Heartbeat) -> tuple[Node, bool]:
         """Record a heartbeat; returns the node and whether it is a new process since the last
         one. A node that is new to this name node, restarted, or back from the dead is asked for
         a full block report so that its replicas are reconciled."""
@@ -76,12 +81,8 @@ class Membership:
         restarted = node is None or node.incarnation != hb.incarnation
         returning = restarted or not self.is_live(hb.id)
         if node is None or node.url != hb.url:
-            with self.store.write() as db:
-                db.execute(
-                    "INSERT INTO datanodes (id, url) VALUES (?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET url = excluded.url",
-                    (hb.id, hb.url),
-                )
+            async with self.store.write() as tx:
+                await tx.datanodes.put(hb.id, hb.url)
             if node is None:
                 node = self.nodes[hb.id] = Node(hb.id, hb.url)
             node.url = hb.url
@@ -110,12 +111,12 @@ class Membership:
     def candidates(self) -> list[Candidate]:
         return [Candidate(n.id, n.free) for n in self.serving()]
 
-    def set_admin_state(self, node_id: str, state: wire.AdminState) -> Node:
+    async def set_admin_state(self, node_id: str, state: wire.AdminState) -> Node:
         node = self.nodes.get(node_id)
         if node is None:
             raise NotFound(f"no data node {node_id!r}")
-        with self.store.write() as db:
-            db.execute("UPDATE datanodes SET admin_state = ? WHERE id = ?", (state, node_id))
+        async with self.store.write() as tx:
+            await tx.datanodes.set_admin_state(node_id, state)
         node.admin_state = state
         return node
 
@@ -155,3 +156,13 @@ class Membership:
             )
             for n in sorted(self.nodes.values(), key=lambda n: n.id)
         ]
+
+
+_STATES: dict[str, wire.AdminState] = {
+    "decommissioning": "decommissioning",
+    "decommissioned": "decommissioned",
+}
+
+
+def _state(value: str) -> wire.AdminState:
+    return _STATES.get(value, "normal")

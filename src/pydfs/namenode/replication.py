@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from pydfs import wire
 from pydfs.namenode import placement
+from pydfs.namenode.blockmap import BlockMap
 from pydfs.namenode.membership import Membership
-from pydfs.namenode.namespace import Namespace
 
 log = logging.getLogger("pydfs.namenode.replication")
 
@@ -50,7 +50,7 @@ class Health:
 
 @dataclass
 class Replicator:
-    namespace: Namespace
+    blockmap: BlockMap
     membership: Membership
     max_copies_per_node: int = 4
     copy_timeout: float = 120.0
@@ -65,15 +65,13 @@ class Replicator:
 
     # --- events -----------------------------------------------------------------------------
 
-    def received(
-        self, node_id: str, received: list[wire.Received], in_flight: dict[str, list[str]]
-    ) -> None:
+    async def received(self, node_id: str, received: list[wire.Received]) -> None:
         """A data node stored these replicas (a client write, a copy we ordered) or found them
         good when asked; blocks of uploads still in flight are counted when their upload
         commits. Other bytes than a committed block's are trashed, and count as corrupt."""
         if not received:
             return
-        changed, bad = self.namespace.add_replicas(node_id, received, in_flight)
+        changed, bad = await self.blockmap.add_replicas(node_id, received)
         if changed:
             self.dirty = True
         if bad:
@@ -85,7 +83,7 @@ class Replicator:
             for copy in done:
                 copies.remove(copy)
                 self.blocks_copied += 1
-                self.bytes_copied += self.namespace.block_size_of(block)
+                self.bytes_copied += await self.blockmap.size_of(block)
                 self.dirty = True
             if not copies:
                 self._in_flight.pop(block, None)
@@ -107,11 +105,11 @@ class Replicator:
             copies[:] = [c for c in copies if c.source != node_id]
         self.dirty = True
 
-    def corrupt_replicas(self, node_id: str, blocks: list[str]) -> None:
+    async def corrupt_replicas(self, node_id: str, blocks: list[str]) -> None:
         """*node_id* quarantined these replicas: they no longer count."""
         if not blocks:
             return
-        self.namespace.drop_replicas(node_id, blocks)
+        await self.blockmap.drop_replicas(node_id, blocks)
         self.corrupt.update(blocks)
         log.warning("%s found %d corrupt replicas", node_id, len(blocks))
         self.dirty = True
@@ -138,7 +136,7 @@ class Replicator:
         self._last_view = view
         return changed
 
-    def run_once(self) -> Health:
+    async def run_once(self) -> Health:
         now = time.monotonic()
         live = {n.id for n in self.membership.live()}
         for block, copies in list(self._in_flight.items()):
@@ -170,7 +168,7 @@ class Replicator:
         limit = self.max_copies_per_node
         candidates = self.membership.candidates()
         healthy_corrupt = set(self.corrupt)
-        for block, size, required, holders in self.namespace.replication_work(serving):
+        for block, size, required, holders in await self.blockmap.replication_work(serving):
             healthy_corrupt.discard(block)
             serving_holders = [h for h in holders if h in serving]
             in_flight = self._in_flight.get(block, [])
@@ -178,7 +176,8 @@ class Replicator:
             if have > required:
                 health.over_replicated += 1
                 if not in_flight:
-                    health.replicas_trimmed += self._trim(block, serving_holders, have - required)
+                    trimmed = await self._trim(block, serving_holders, have - required)
+                    health.replicas_trimmed += trimmed
                 continue
             sources = [h for h in holders if h in live and sending[h] < limit]
             if not any(h in live for h in holders):
@@ -203,7 +202,7 @@ class Replicator:
                     if not sources:
                         break
         self.corrupt -= healthy_corrupt  # those the scan found healthy again
-        self._finish_decommissions()
+        await self._finish_decommissions()
         if health.copies_ordered or health.replicas_trimmed:
             log.info(
                 "replication: %d under-replicated, %d missing, %d copies ordered, %d trimmed",
@@ -215,17 +214,18 @@ class Replicator:
         self.health = health
         return health
 
-    def _trim(self, block: str, holders: list[str], surplus: int) -> int:
+    async def _trim(self, block: str, holders: list[str], surplus: int) -> int:
         by_fullness = sorted(holders, key=lambda h: self.membership.nodes[h].free)
         victims = by_fullness[:surplus]
-        self.namespace.drop_replicas_of_block(block, victims)
+        await self.blockmap.drop_surplus(block, victims)
         return len(victims)
 
-    def _finish_decommissions(self) -> None:
+    async def _finish_decommissions(self) -> None:
         for node in list(self.membership.nodes.values()):
             if node.admin_state != "decommissioning":
                 continue
-            if self.namespace.blocks_needing(node.id, {n.id for n in self.membership.serving()}):
+            serving = {n.id for n in self.membership.serving()}
+            if await self.blockmap.blocks_needing(node.id, serving):
                 continue
-            self.membership.set_admin_state(node.id, "decommissioned")
+            await self.membership.set_admin_state(node.id, "decommissioned")
             log.info("data node %s is decommissioned: its blocks are all elsewhere", node.id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from pydfs.namenode.store import Store
+from pydfs.namenode.blockmap import BlockMap
 
 AGAIN_AFTER = 60.0  # seconds before a replica verified on a report is verified again
 MAX_PENDING = 1024  # replicas waiting for verification, over all nodes
@@ -38,8 +38,8 @@ class _Bucket:
 
 
 class Suspects:
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = store
+    def __init__(self, blockmap: BlockMap, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.blockmap = blockmap
         self.clock = clock
         self._pending: dict[str, list[str]] = {}  # node → blocks to verify, oldest first
         self._queued: set[tuple[str, str]] = set()  # (node, block) pending
@@ -47,7 +47,7 @@ class Suspects:
         self._all = _Bucket(ALL_RATE, ALL_BURST, clock())
         self._users: dict[str, _Bucket] = {}
 
-    def report(self, user: str, node: str, block: str) -> bool:
+    async def report(self, user: str, node: str, block: str) -> bool:
         """Queue a verification of *block* on *node*; False if the report is left out."""
         now = self.clock()
         self._forget_older_than(now - AGAIN_AFTER)
@@ -59,10 +59,7 @@ class Suspects:
             bucket = self._users[user] = _Bucket(USER_RATE, USER_BURST, now)
         if not bucket.take(now) or not self._all.take(now):
             return False
-        held = self.store.db.execute(
-            "SELECT 1 FROM replicas WHERE node = ? AND block = ?", key
-        ).fetchone()
-        if held is None:
+        if not await self.blockmap.holds(node, block):
             return False
         self._queued.add(key)
         self._pending.setdefault(node, []).append(block)

@@ -1,8 +1,11 @@
 """Upload leases: a file being written, the blocks handed out for it, and their commit.
 
-Leases live in memory only. A block is durable on its data nodes before the name node hears of it,
-so a name node that crashes mid-upload forgets the lease; the writer's commit then fails cleanly,
-and the data nodes' next block reports name the blocks as unknown, which sends them to the trash.
+Leases live in the store, so that every name node knows them, but are not made durable before
+they are answered (``store.write(durable=False)``): they are soft state. A block is durable on
+its data nodes before the name node hears of it, so a name node that crashes mid-upload may
+forget the lease; the writer's commit then fails cleanly, and the data nodes' next block reports
+name the blocks as unknown, which sends them to the trash. The commit itself is durable, and
+closes the lease in its own transaction.
 
 Each user may hold ``max_open`` uploads at once, and an upload lives at most ``lifetime`` seconds
 however often it is renewed: open uploads hold blocks no file names, which only their commit or
@@ -13,8 +16,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from pydfs import paths, wire
 from pydfs.errors import (
@@ -31,6 +34,8 @@ from pydfs.namenode import placement
 from pydfs.namenode.auth import User
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
+from pydfs.namenode.store import Tx
+from pydfs.namenode.store.interface import UploadRow
 
 MIN_BLOCK_SIZE = 4096
 MAX_BLOCK_SIZE = 2**31
@@ -38,19 +43,6 @@ MAX_REPLICATION = 16
 
 
 MAX_BATCH = 64
-
-
-@dataclass
-class Upload:
-    id: str
-    path: str | None  # None until the commit of an upload from a batch names it
-    user: User
-    replication: int
-    block_size: int
-    overwrite: bool
-    started: float
-    expires: float
-    targets: dict[str, list[str]] = field(default_factory=dict)  # block id → nodes it went to
 
 
 class Uploads:
@@ -64,20 +56,19 @@ class Uploads:
         max_open: int = 256,
         on_commit: Callable[[list[wire.StoredBlock], int], None] | None = None,
         write_token: Callable[[str, list[wire.NodeRef]], str] = lambda block_id, targets: "",
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.namespace = namespace
         self.membership = membership
+        self.store = namespace.store
         self.lease = lease
         self.lifetime = lifetime  # seconds an upload may stay open, renewals included
         self.max_open = max_open  # uploads one user may hold at once
-        self.clock = clock
+        self.clock = clock  # the wall clock: leases are shared by every name node
         self.on_commit = on_commit  # (blocks, replication): lets healing see a short pipeline
         self.write_token = write_token  # signs the write token of a granted block
-        self._uploads: dict[str, Upload] = {}
-        self._open_by_user: dict[str, int] = {}
 
-    def _room(self, user: User, wanted: int) -> int:
+    async def _room(self, tx: Tx, user: User, wanted: int) -> int:
         """How many of *wanted* new uploads *user* may open (at least one, else it raises);
         also refuses while the name node waits for its data nodes after a start."""
         if (waiting := self.membership.starting(self.namespace.replication)) is not None:
@@ -85,7 +76,7 @@ class Uploads:
                 "name node is starting: waiting for data nodes "
                 f"({waiting[0]} of {waiting[1]} reported); try again shortly"
             )
-        room = self.max_open - self._open_by_user.get(user.name, 0)
+        room = self.max_open - await tx.uploads.open_by(user.name)
         if room <= 0:
             raise LimitExceeded(
                 f"{user.name} has {self.max_open} uploads open, the most allowed: "
@@ -93,26 +84,31 @@ class Uploads:
             )
         return min(room, wanted)
 
-    def start(self, req: wire.UploadRequest, user: User) -> wire.UploadGrant:
+    async def start(self, req: wire.UploadRequest, user: User) -> wire.UploadGrant:
         path = paths.normalize(req.path)
         replication, block_size = self._shape(req.replication, req.block_size)
         # Fail early on what the commit would refuse anyway.
-        self.namespace.check_writable(
+        await self.namespace.check_writable(
             path, user, overwrite=req.overwrite, directory=paths.names_directory(req.path)
         )
-        self._room(user, 1)
-        return self._open(path, user, replication, block_size, req.overwrite)
+        async with self.store.write(durable=False) as tx:
+            await self._room(tx, user, 1)
+            return await self._open(tx, path, user, replication, block_size, req.overwrite)
 
-    def start_batch(self, req: wire.UploadBatchRequest, user: User) -> wire.UploadBatch:
+    async def start_batch(self, req: wire.UploadBatchRequest, user: User) -> wire.UploadBatch:
         """Uploads whose paths their commits will name (and check then); fewer than asked
         for when the caller is near its limit of open uploads."""
         if not 1 <= req.count <= MAX_BATCH:
             raise InvalidArgument(f"a batch holds 1 to {MAX_BATCH} uploads")
         replication, block_size = self._shape(req.replication, req.block_size)
-        count = self._room(user, req.count)
-        return wire.UploadBatch(
-            [self._open(None, user, replication, block_size, True) for _ in range(count)]
-        )
+        async with self.store.write(durable=False) as tx:
+            count = await self._room(tx, user, req.count)
+            return wire.UploadBatch(
+                [
+                    await self._open(tx, None, user, replication, block_size, True)
+                    for _ in range(count)
+                ]
+            )
 
     def _shape(self, replication: int | None, block_size: int | None) -> tuple[int, int]:
         replication = self.namespace.replication if replication is None else replication
@@ -125,41 +121,51 @@ class Uploads:
             )
         return replication, block_size
 
-    def _open(
-        self, path: str | None, user: User, replication: int, block_size: int, overwrite: bool
+    async def _open(
+        self,
+        tx: Tx,
+        path: str | None,
+        user: User,
+        replication: int,
+        block_size: int,
+        overwrite: bool,
     ) -> wire.UploadGrant:
         now = self.clock()
-        upload = Upload(
+        upload = UploadRow(
             id=secrets.token_hex(16),
+            user=user.name,
             path=path,
-            user=user,
             replication=replication,
             block_size=block_size,
             overwrite=overwrite,
             started=now,
             expires=now + min(self.lease, self.lifetime),
         )
-        block = self._allocate(upload, frozenset())
-        self._uploads[upload.id] = upload
-        self._open_by_user[user.name] = self._open_by_user.get(user.name, 0) + 1
+        await tx.uploads.open(upload)
+        block = await self._allocate(tx, upload, frozenset())
         return wire.UploadGrant(upload.id, path or "", replication, block_size, block)
 
-    def _get(self, upload_id: str, user: User) -> Upload:
-        upload = self._uploads.get(upload_id)
+    async def _get(self, tx: Tx, upload_id: str, user: User, *, renew: bool = True) -> UploadRow:
+        """The open upload *upload_id* of *user*, its lease extended (with *renew*)."""
+        upload = await tx.uploads.get(upload_id)
         if upload is None:
             raise Conflict("upload unknown or expired (was the name node restarted?)")
-        if upload.user.name != user.name:
+        if upload.user != user.name:
             raise PermissionDenied("this upload belongs to another user")
         now = self.clock()
         if upload.expires < now:  # ran out, though not swept yet
-            self._forget(upload, keep=set())
             if now - upload.started >= self.lifetime:
-                raise Conflict(f"upload expired: uploads stay open {self.lifetime:g} s at most")
-            raise Conflict("upload unknown or expired (was the name node restarted?)")
-        upload.expires = min(now + self.lease, upload.started + self.lifetime)
+                raise _Expired(
+                    upload_id, f"upload expired: uploads stay open {self.lifetime:g} s at most"
+                )
+            raise _Expired(upload_id, "upload unknown or expired (was the name node restarted?)")
+        if renew:
+            await tx.uploads.renew(upload_id, min(now + self.lease, upload.started + self.lifetime))
         return upload
 
-    def _allocate(self, upload: Upload, exclude: frozenset[str]) -> wire.BlockGrant:
+    async def _allocate(
+        self, tx: Tx, upload: UploadRow, exclude: frozenset[str]
+    ) -> wire.BlockGrant:
         targets = placement.choose(
             self.membership.candidates(), upload.replication, upload.block_size, exclude=exclude
         )
@@ -174,31 +180,56 @@ class Uploads:
                 f"(most free: {max(n.free for n in live)} bytes)"
             )
         block_id = secrets.token_hex(16)
-        upload.targets[block_id] = targets
+        await tx.uploads.grant(upload.id, block_id, targets)
         refs = [self.membership.ref(t) for t in targets]
         return wire.BlockGrant(block_id, refs, self.write_token(block_id, refs))
 
-    def renew(self, upload_id: str, user: User) -> None:
+    @asynccontextmanager
+    async def _sweeping(self) -> AsyncIterator[None]:
+        """A lease found run out is gone at once, not at the next sweep."""
+        try:
+            yield
+        except _Expired as exc:
+            async with self.store.write(durable=False) as tx:
+                if await tx.uploads.get(exc.upload_id) is not None:
+                    await self._forget(tx, exc.upload_id)
+            raise
+
+    async def renew(self, upload_id: str, user: User) -> None:
         """Extend a lease whose writer is still at work (it raises if the lease is gone)."""
-        self._get(upload_id, user)
+        async with self._sweeping(), self.store.write(durable=False) as tx:
+            await self._get(tx, upload_id, user)
 
-    def allocate(self, upload_id: str, req: wire.BlockAllocRequest, user: User) -> wire.BlockGrant:
-        return self._allocate(self._get(upload_id, user), frozenset(req.exclude))
+    async def allocate(
+        self, upload_id: str, req: wire.BlockAllocRequest, user: User
+    ) -> wire.BlockGrant:
+        async with self._sweeping(), self.store.write(durable=False) as tx:
+            upload = await self._get(tx, upload_id, user)
+            return await self._allocate(tx, upload, frozenset(req.exclude))
 
-    def commit(self, upload_id: str, req: wire.CommitRequest, user: User) -> wire.FileStatus:
-        upload = self._get(upload_id, user)
+    async def commit(self, upload_id: str, req: wire.CommitRequest, user: User) -> wire.FileStatus:
+        """Make the upload's file name the blocks written, closing the lease in the same
+        transaction (a second commit of it finds no lease); granted blocks it left out go to
+        the trash."""
+        async with self._sweeping():
+            return await self._commit(upload_id, req, user)
+
+    async def _commit(self, upload_id: str, req: wire.CommitRequest, user: User) -> wire.FileStatus:
+        async with self.store.read() as tx:
+            upload = await self._get(tx, upload_id, user, renew=False)
+            granted = await tx.uploads.granted(upload_id)
         path, overwrite = upload.path, upload.overwrite
         if path is None:
             if req.path is None:
                 raise InvalidArgument("the commit of an upload from a batch names its file")
             path, overwrite = paths.normalize(req.path), req.overwrite
             if paths.names_directory(req.path):  # refused (as at start): no file named "d/"
-                self.namespace.check_writable(path, user, overwrite=overwrite, directory=True)
+                await self.namespace.check_writable(path, user, overwrite=overwrite, directory=True)
         elif req.path is not None and paths.normalize(req.path) != path:
             raise InvalidArgument(f"this upload writes {path}, not {req.path}")
         seen: set[str] = set()
         for block in req.blocks:
-            targets = upload.targets.get(block.block_id)
+            targets = granted.get(block.block_id)
             if targets is None or block.block_id in seen:
                 raise ProtocolError(f"block {block.block_id} does not belong to this upload")
             if not block.nodes or not set(block.nodes) <= set(targets):
@@ -208,71 +239,79 @@ class Uploads:
             if not 0 <= block.crc < 2**32:
                 raise ProtocolError(f"block {block.block_id} has an impossible CRC32C")
             seen.add(block.block_id)
-        status = self.namespace.commit_file(
+
+        async def close(tx: Tx) -> None:
+            await self._get(tx, upload_id, user, renew=False)  # not committed meanwhile
+            await tx.uploads.close(upload_id)
+            await tx.blocks.trash(_unused(granted, seen))
+
+        status = await self.namespace.commit_file(
             path,
-            upload.user,
+            user,
             replication=upload.replication,
             block_size=upload.block_size,
             blocks=req.blocks,
             overwrite=overwrite,
+            before=close,
         )
-        self._forget(upload, keep=seen)
         if self.on_commit is not None:
             self.on_commit(req.blocks, upload.replication)
         return status
 
-    def abort(self, upload_id: str, user: User) -> None:
-        upload = self._uploads.get(upload_id)
-        if upload is not None and upload.user.name == user.name:
-            self._forget(upload, keep=set())
+    async def abort(self, upload_id: str, user: User) -> None:
+        async with self.store.write(durable=False) as tx:
+            upload = await tx.uploads.get(upload_id)
+            if upload is not None and upload.user == user.name:
+                await self._forget(tx, upload_id)
 
-    def _forget(self, upload: Upload, keep: set[str]) -> None:
-        del self._uploads[upload.id]
-        left = self._open_by_user[upload.user.name] - 1
-        if left:
-            self._open_by_user[upload.user.name] = left
-        else:
-            del self._open_by_user[upload.user.name]
-        self.namespace.trash_blocks(
-            (node, block)
-            for block, nodes in upload.targets.items()
-            if block not in keep
-            for node in nodes
-        )
+    @staticmethod
+    async def _forget(tx: Tx, upload_id: str) -> None:
+        granted = await tx.uploads.granted(upload_id)
+        await tx.uploads.close(upload_id)
+        await tx.blocks.trash(_unused(granted, set()))
 
-    def expire(self) -> int:
-        now = self.clock()
-        stale = [u for u in self._uploads.values() if u.expires < now]
-        for upload in stale:
-            self._forget(upload, keep=set())
+    async def expire(self) -> int:
+        async with self.store.write(durable=False) as tx:
+            stale = await tx.uploads.expired(self.clock())
+            for upload_id in stale:
+                await self._forget(tx, upload_id)
         return len(stale)
 
-    def __len__(self) -> int:
+    async def count(self) -> int:
         """Uploads in progress."""
-        return len(self._uploads)
+        async with self.store.read() as tx:
+            return len(await tx.uploads.all())
 
-    def in_flight(self) -> set[str]:
-        return set(self.granted())
-
-    def granted(self) -> dict[str, list[str]]:
-        """Each block of an upload in flight, and the data nodes its grant named."""
-        return {b: nodes for u in self._uploads.values() for b, nodes in u.targets.items()}
-
-    def listing(self) -> wire.UploadList:
+    async def listing(self) -> wire.UploadList:
         """Every open upload, the oldest first: whose, where to, how old, what it holds."""
         now = self.clock()
+        async with self.store.read() as tx:
+            rows = await tx.uploads.all()
         return wire.UploadList(
             [
                 wire.OpenUpload(
                     id=u.id,
-                    user=u.user.name,
+                    user=u.user,
                     path=u.path,
                     age=now - u.started,
                     expires_in=u.expires - now,
-                    blocks=len(u.targets),
-                    granted=len(u.targets) * u.block_size,
+                    blocks=blocks,
+                    granted=blocks * u.block_size,
                     replication=u.replication,
                 )
-                for u in sorted(self._uploads.values(), key=lambda u: u.started)
+                for u, blocks in rows
             ]
         )
+
+
+def _unused(granted: dict[str, list[str]], used: set[str]) -> list[tuple[str, str]]:
+    """(node, block) replicas of granted blocks a commit left out."""
+    return [
+        (node, block) for block, nodes in granted.items() if block not in used for node in nodes
+    ]
+
+
+class _Expired(Conflict):
+    def __init__(self, upload_id: str, message: str) -> None:
+        super().__init__(message)
+        self.upload_id = upload_id

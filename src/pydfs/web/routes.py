@@ -143,7 +143,7 @@ def setup(app: web.Application, nn: NameNode) -> None:
                         _check_origin(request)
                     if not public:
                         value = request.cookies.get(COOKIE)
-                        session = sessions.open(value) if value else None
+                        session = await sessions.open(value) if value else None
                         if session is None:
                             return _to_login(request, clear=value is not None)
                         request["session"] = session
@@ -208,7 +208,7 @@ def setup(app: web.Application, nn: NameNode) -> None:
         try:
             if not token:
                 raise Unauthenticated("no token given")
-            user = nn.users.authenticate(token)
+            user = await nn.users.authenticate(token)
         except Unauthenticated:
             log.info("web sign-in refused (from %s)", request.remote)
             message = (
@@ -244,7 +244,7 @@ def setup(app: web.Application, nn: NameNode) -> None:
     async def overview(request: web.Request) -> web.StreamResponse:
         body = pages.overview(
             members.space(ns.replication),
-            nn.fsck(paths.ROOT, files=False),  # counts only: no path is shown
+            await nn.fsck(paths.ROOT, files=False),  # counts only: no path is shown
             nn.replicator.health,
             members.states(),
             time.time(),
@@ -261,9 +261,9 @@ def setup(app: web.Application, nn: NameNode) -> None:
         session = signed_in(request)
         path = paths.normalize(request.query.get("path", paths.ROOT))
         request["back"] = pages.browse_url(paths.parent(path)) if path != paths.ROOT else "/"
-        status = ns.stat(path, session.user)
+        status = await ns.stat(path, session.user)
         if status.type == "dir":
-            body = pages.browse(ns.listdir(path, session.user), session.csrf)
+            body = pages.browse(await ns.listdir(path, session.user), session.csrf)
         else:
             body = pages.file_page(status, session.csrf)
         return render(request, path, body, active="Browse")
@@ -272,7 +272,7 @@ def setup(app: web.Application, nn: NameNode) -> None:
     async def download(request: web.Request) -> web.StreamResponse:
         path = paths.normalize(_query(request, "path"))
         request["back"] = pages.browse_url(paths.parent(path))
-        status = ns.stat(path, signed_in(request).user)
+        status = await ns.stat(path, signed_in(request).user)
         if status.type == "dir":
             raise IsADirectory(f"{path} is a directory: only files can be downloaded")
         # The client asks the API for read tokens as the user: that is where r is checked.
@@ -316,7 +316,7 @@ def setup(app: web.Application, nn: NameNode) -> None:
         user = signed_in(request).user
         directory = paths.normalize(_query(request, "dir"))
         request["back"] = pages.browse_url(directory)
-        ns.resolve_dir(directory, user)  # before reading the body
+        await ns.resolve_dir(directory, user)  # before reading the body
         if request.content_type != "multipart/form-data":
             raise InvalidArgument("an upload must be sent as a multipart/form-data form")
         try:
@@ -339,11 +339,11 @@ def setup(app: web.Application, nn: NameNode) -> None:
                     elif part.name == "file" and part.filename:
                         name = part.filename.replace("\\", "/").rsplit("/", 1)[-1]
                         target = paths.join(directory, paths.validate_name(name))
-                        if not overwrite and ns.lookup(target, user) is not None:
+                        if not overwrite and await ns.lookup(target, user) is not None:
                             raise AlreadyExists(
                                 f"{target} exists; tick 'replace existing' to overwrite it"
                             )
-                        ns.check_writable(target, user, overwrite=overwrite)
+                        await ns.check_writable(target, user, overwrite=overwrite)
                         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
                             while chunk := await part.read_chunk(CHUNK):
                                 spool.write(chunk)
@@ -372,11 +372,11 @@ def setup(app: web.Application, nn: NameNode) -> None:
         name = _field(form, "name").strip()
         if not name:
             raise InvalidArgument("enter a name for the new directory")
-        ns.resolve_dir(directory, user)
+        await ns.resolve_dir(directory, user)
         target = paths.normalize(name, directory)
-        if ns.lookup(target, user) is not None:
+        if await ns.lookup(target, user) is not None:
             raise AlreadyExists(f"{target} already exists")
-        ns.mkdir(target, user, parents=True)  # "a/b" makes both
+        await ns.mkdir(target, user, parents=True)  # "a/b" makes both
         raise web.HTTPSeeOther(pages.browse_url(directory))
 
     @ui()
@@ -386,11 +386,11 @@ def setup(app: web.Application, nn: NameNode) -> None:
         path = paths.normalize(_field(form, "path"))
         request["back"] = pages.browse_url(paths.parent(path))
         recursive = form.get("recursive") == "1"
-        status = ns.stat(path, session.user)
+        status = await ns.stat(path, session.user)
         if form.get("confirmed") != "1":
             body = pages.confirm_delete(status, recursive, session.csrf)
             return render(request, f"Delete {path}?", body, active="Browse")
-        files = ns.delete(path, session.user, recursive=recursive)
+        files = await ns.delete(path, session.user, recursive=recursive)
         log.info("web delete of %s by %s (%d files)", path, session.user.name, files)
         raise web.HTTPSeeOther(pages.browse_url(paths.parent(path)))
 

@@ -77,7 +77,7 @@ class Sessions:
         box = nonce + self._aead.encrypt(nonce, token.encode(), _aad(expires))
         return f"{expires}.{base64.urlsafe_b64encode(box).rstrip(b'=').decode()}"
 
-    def open(self, value: str) -> Session | None:
+    async def open(self, value: str) -> Session | None:
         """The session *value* stands for; None if it is malformed, forged, expired, or its token
         no longer authenticates (the user was removed or its token reset)."""
         expires, _, sealed = value.partition(".")
@@ -88,7 +88,7 @@ class Sessions:
             if len(box) <= _NONCE:
                 return None
             token = self._aead.decrypt(box[:_NONCE], box[_NONCE:], _aad(expires)).decode()
-            user = self._users.authenticate(token)
+            user = await self._users.authenticate(token)
         except (InvalidTag, binascii.Error, ValueError, Unauthenticated):
             return None
         return Session(user, token, value, self.csrf(value))

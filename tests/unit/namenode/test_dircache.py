@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.namenode.parts import open_parts, unwrap
 
 from pydfs import wire
 from pydfs.errors import PydfsError
 from pydfs.namenode.auth import User
-from pydfs.namenode.membership import Membership
-from pydfs.namenode.namespace import Namespace
-from pydfs.namenode.store import Store
+from pydfs.namenode.store.sqlite import Store
 
 USERS = [
     None,
@@ -93,12 +92,15 @@ def random_call(rng: random.Random, serial: list[int]) -> tuple[str, list[Any], 
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_the_cache_never_changes_an_answer(tmp_path: Path, seed: int) -> None:
+def test_the_cache_never_changes_an_answer(tmp_path: Path, seed: int, loop: Any) -> None:
     stores = [Store(tmp_path / "cached.sqlite3"), Store(tmp_path / "uncached.sqlite3")]
-    cached, uncached = (
-        Namespace(s, Membership(s, dead_after=30), replication=2, block_size=65536) for s in stores
-    )
-    uncached._remember = lambda key, node: None  # type: ignore[method-assign]
+    cached, uncached = (open_parts(s, loop) for s in stores)
+
+    async def nothing_cached(tx: Any) -> dict[Any, Any]:
+        return {}
+
+    unwrap(uncached).namespace.tree.cached = nothing_cached
+    cache = unwrap(cached).namespace.tree._dirs
     rng, serial, most_cached = random.Random(seed), [0], 0
     try:
         for step in range(400):
@@ -110,7 +112,7 @@ def test_the_cache_never_changes_an_answer(tmp_path: Path, seed: int) -> None:
                 except PydfsError as exc:
                     answers.append((type(exc).__name__, str(exc)))
             assert answers[0] == answers[1], f"step {step}: {name}{tuple(args)} {kwargs}"
-            most_cached = max(most_cached, len(cached._dirs))
+            most_cached = max(most_cached, len(cache))
         assert most_cached > 0, "the cache was never used"
     finally:
         for store in stores:

@@ -10,7 +10,6 @@ from typing import Any
 
 from pydfs import metrics, wire
 from pydfs.fastpath import PAUSE_AT, _Connection
-from pydfs.namenode.app import DURABILITY
 from pydfs.namenode.auth import User
 from pydfs.namenode.fastpath import Front
 
@@ -56,15 +55,25 @@ class Aiohttp:
 
 def front() -> Any:
     status = wire.FileStatus("/", "/", "dir", 0, 0.0, 0.0, "root", "root", 0o755, 0, 0)
+
+    async def authenticate(token: str) -> User:
+        return User("u")
+
+    async def stat(path: str, user: User, read: bool = False) -> wire.FileStatus:
+        return status
+
     nn = SimpleNamespace(
-        users=SimpleNamespace(authenticate=lambda token: User("u")),
-        namespace=SimpleNamespace(stat=lambda path, user, read=False: status),
+        users=SimpleNamespace(authenticate=authenticate),
+        namespace=SimpleNamespace(stat=stat),
     )
-    application = {
-        metrics.REQUESTS: SimpleNamespace(record=lambda *args: None),
-        DURABILITY: SimpleNamespace(in_flight=0, store=SimpleNamespace(dirty=False)),
-    }
+    application = {metrics.REQUESTS: SimpleNamespace(record=lambda *args: None)}
     return Front(application, nn, Aiohttp)  # type: ignore[arg-type]
+
+
+async def turns() -> None:
+    """Let the event loop run what the connection started (the caller's check, the answer)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 def test_answers_wait_while_the_client_does_not_read() -> None:
@@ -73,14 +82,17 @@ def test_answers_wait_while_the_client_does_not_read() -> None:
         conn = _Connection(front())
         conn.connection_made(transport)  # type: ignore[arg-type]
         conn.data_received(STAT)
-        assert len(transport.written) == 1  # answered at once
+        await turns()
+        assert len(transport.written) == 1  # answered
         conn.pause_writing()  # the client stopped reading
         conn.data_received(STAT + STAT)
+        await turns()
         assert len(transport.written) == 1  # nothing more while it does not read
         other = b"PUT /other HTTP/1.1\r\nHost: x\r\n\r\n" + b"X" * PAUSE_AT
         conn.data_received(other)  # and it is no longer read past PAUSE_AT
         assert transport.reading is False
         conn.resume_writing()
+        await turns()
         assert len(transport.written) == 3 and transport.reading is True
         assert all(w.startswith(b"HTTP/1.1 200 OK") for w in transport.written)
         # What follows is no request of the API: aiohttp gets it, every byte.

@@ -3,12 +3,12 @@
 import time
 
 import pytest
+from tests.unit.namenode.parts import Blocking
 
 from pydfs import wire
 from pydfs.errors import NotFound
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.placement import Candidate
-from pydfs.namenode.store import Store
 
 MiB = 1024 * 1024
 
@@ -24,18 +24,15 @@ def kill(membership, node_id):
 
 
 @pytest.fixture
-def open_membership(tmp_path):
+def open_membership(open_store, loop):
     """Open (or reopen) a registry kept in one SQLite file, as a restarted name node would."""
-    stores = []
 
-    def open_() -> Membership:
-        store = Store(tmp_path / "ns.sqlite3")
-        stores.append(store)
-        return Membership(store, dead_after=30)
+    def open_(**kwargs) -> Membership:
+        members = Membership(open_store(), dead_after=30, **kwargs)
+        loop.run_until_complete(members.load())
+        return Blocking(members, loop)
 
-    yield open_
-    for store in stores:
-        store.close()
+    return open_
 
 
 @pytest.fixture
@@ -113,23 +110,19 @@ def test_liveness_follows_the_deadline(members):
     assert {s.id: s.state for s in members.states()} == {"dn-1": "live", "dn-2": "dead"}
 
 
-def test_liveness_is_measured_on_the_injected_clock_from_zero(tmp_path):
+def test_liveness_is_measured_on_the_injected_clock_from_zero(open_membership):
     """A clock that starts at 0 (a fresh boot's, a test's): a heartbeat at 0 counts, and only
     the registry's own clock decides when a node is dead."""
     now = [0.0]
-    store = Store(tmp_path / "ns.sqlite3")
-    try:
-        members = Membership(store, dead_after=30, clock=lambda: now[0])
-        members.heartbeat(hb("dn-1"))
-        assert ids(members.live()) == ["dn-1"]
-        now[0] = 30.0
-        assert ids(members.live()) == ["dn-1"]
-        now[0] = 30.5
-        assert members.live() == []
-        members.heartbeat(hb("dn-1"))
-        assert members.is_live("dn-1")
-    finally:
-        store.close()
+    members = open_membership(clock=lambda: now[0])
+    members.heartbeat(hb("dn-1"))
+    assert ids(members.live()) == ["dn-1"]
+    now[0] = 30.0
+    assert ids(members.live()) == ["dn-1"]
+    now[0] = 30.5
+    assert members.live() == []
+    members.heartbeat(hb("dn-1"))
+    assert members.is_live("dn-1")
 
 
 def test_ref_names_a_node_and_its_liveness(members):

@@ -1,6 +1,7 @@
 import time
 
 import pytest
+from tests.unit.namenode.parts import plant_grant, unwrap
 
 from pydfs import wire
 from pydfs.errors import (
@@ -330,24 +331,25 @@ def test_format(ns):
 
 def test_reconcile_trashes_unknown_blocks_and_has_uncounted_ones_verified(ns):
     put(ns, "/f", 1, nodes=("dn-1",))
-    uncounted = ns.reconcile("dn-9", [bid(1), bid(50), bid(51)], {bid(51)}, time.time())
+    plant_grant(ns, bid(51), ["dn-9"])  # an upload in flight: its commit will count it
+    uncounted = ns.reconcile("dn-9", [bid(1), bid(50), bid(51)], time.time())
     assert trash(ns) == {("dn-9", bid(50))}
     assert uncounted == [bid(1)]  # to verify: a report names blocks, it proves nothing
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1"}
-    assert ns.reconcile("dn-1", [bid(1)], set(), time.time()) == []  # counted already
+    assert ns.reconcile("dn-1", [bid(1)], time.time()) == []  # counted already
 
 
 def test_a_replica_counts_only_with_the_size_and_crc_recorded(ns):
     put(ns, "/f", 1, nodes=("dn-1",))  # 10 bytes, CRC 1
-    changed, bad = ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 2, "c")], {})
+    changed, bad = ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 2, "c")])
     assert (changed, bad) == (1, [bid(1)])  # other bytes under the id: trashed, not counted
     assert trash(ns) == {("dn-2", bid(1))}
-    assert ns.add_replicas("dn-3", [wire.Received(bid(1), 11, 1, "c")], {})[1] == [bid(1)]
-    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "c")], {}) == (1, [])
+    assert ns.add_replicas("dn-3", [wire.Received(bid(1), 11, 1, "c")])[1] == [bid(1)]
+    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "c")]) == (1, [])
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1", "dn-2"}
     assert trash(ns) == {("dn-3", bid(1))}  # a good copy is not deleted for the bad one
     # A counted replica found to hold other bytes stops counting.
-    assert ns.add_replicas("dn-1", [wire.Received(bid(1), 10, 9, "v")], {}) == (2, [bid(1)])
+    assert ns.add_replicas("dn-1", [wire.Received(bid(1), 10, 9, "v")]) == (2, [bid(1)])
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-2"}
 
 
@@ -355,7 +357,7 @@ def test_a_late_write_of_a_committed_block_never_counts(ns):
     """Bytes made to match the recorded CRC, written with a leftover token to a node the
     grant named but the commit did not: trashed, though their size and CRC are right."""
     put(ns, "/f", 1, nodes=("dn-1",))
-    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "w")], {}) == (1, [])
+    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "w")]) == (1, [])
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1"}
     assert trash(ns) == {("dn-2", bid(1))}
 
@@ -363,24 +365,24 @@ def test_a_late_write_of_a_committed_block_never_counts(ns):
 def test_a_verified_replica_counts_only_when_no_counted_one_is_live(ns):
     put(ns, "/f", 1, nodes=("dn-1",))
     ns.membership.heartbeat(wire.Heartbeat("dn-1", "http://dn-1", "i", 100, 0, 100, 0))
-    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "v")], {}) == (1, [])
+    assert ns.add_replicas("dn-2", [wire.Received(bid(1), 10, 1, "v")]) == (1, [])
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1"}  # trashed: surplus
     ns.drop_replicas("dn-1", [bid(1)])  # the last counted copy lost
-    assert ns.add_replicas("dn-3", [wire.Received(bid(1), 10, 1, "v")], {}) == (1, [])
+    assert ns.add_replicas("dn-3", [wire.Received(bid(1), 10, 1, "v")]) == (1, [])
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-3"}
 
 
 def test_reconcile_forgets_lost_replicas_counted_before_the_listing_began(ns):
     put(ns, "/f", 1, nodes=("dn-1", "dn-2"))
-    ns.reconcile("dn-1", [], set(), time.time() - 60)  # counted after the listing began
+    ns.reconcile("dn-1", [], time.time() - 60)  # counted after the listing began
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-1", "dn-2"}
-    ns.reconcile("dn-1", [], set(), time.time() + 1)
+    ns.reconcile("dn-1", [], time.time() + 1)
     assert {n.id for n in ns.stat("/f").blocks[0].nodes} == {"dn-2"}
 
 
 def test_reconcile_forgets_trash_the_node_no_longer_has(ns):
-    ns.trash_blocks([("dn-1", bid(7)), ("dn-1", bid(8)), ("dn-2", bid(7))])
-    ns.reconcile("dn-1", [bid(8)], set(), time.time())
+    ns.trash([("dn-1", bid(7)), ("dn-1", bid(8)), ("dn-2", bid(7))])
+    ns.reconcile("dn-1", [bid(8)], time.time())
     assert trash(ns) == {("dn-1", bid(8)), ("dn-2", bid(7))}
 
 
@@ -422,8 +424,8 @@ def test_block_report_does_not_recount_a_replica_with_a_pending_delete(ns):
     ns.mkdir("/r", OWNER)
     block = wire.StoredBlock("c" * 32, 10, 123, ["n1", "n2"])
     ns.commit_file("/r/f", OWNER, replication=1, block_size=4096, blocks=[block], overwrite=False)
-    ns.drop_replicas_of_block(block.block_id, ["n2"])  # trimmed: delete order queued for n2
-    ns.reconcile("n2", [block.block_id], set(), time.time())  # n2's report still lists it
+    ns.drop_surplus(block.block_id, ["n2"])  # trimmed: delete order queued for n2
+    ns.reconcile("n2", [block.block_id], time.time())  # n2's report still lists it
     holders = {n.id for n in ns.stat("/r/f").blocks[0].nodes}
     assert holders == {"n1"}
     assert ns.trash_for("n2") == [block.block_id]
@@ -467,12 +469,19 @@ def test_a_walk_returns_the_last_component_fresh(ns):
     assert ns.stat("/d/e/f").mode == 0o600
 
 
-def test_directories_a_rolled_back_write_made_are_never_walked_through(ns):
+def test_directories_a_rolled_back_write_made_are_never_walked_through(ns, loop):
     ns.mkdir("/r", OWNER)
-    with pytest.raises(RuntimeError), ns._write() as db:  # as mkdir's, create's, commit's
-        ghost = ns._insert(db, ns.resolve("/r"), "ghost", "d", OWNER)
-        assert ghost and ns.lookup("/r/ghost/x") is None  # walked inside the transaction
-        raise RuntimeError("rolled back")
+    namespace = unwrap(ns).namespace
+
+    async def rolled_back() -> None:
+        async with namespace.tree.writing() as walk:  # as mkdir's, create's, commit's
+            parent = await walk.resolve("/r")
+            ghost = await namespace._insert(walk.tx, parent, "ghost", "d", OWNER)
+            assert ghost and await walk.lookup("/r/ghost/x") is None  # walked inside it
+            raise KeyError("rolled back")
+
+    with pytest.raises(KeyError):
+        loop.run_until_complete(rolled_back())
     put(ns, "/r/ghost", 1)  # a file now has that name
     with pytest.raises(NotADirectory):
         ns.lookup("/r/ghost/x")

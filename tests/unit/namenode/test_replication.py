@@ -9,16 +9,14 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from tests.unit.namenode.parts import Blocking, parts_loop, plant_grant, unwrap
 
 from pydfs import wire
 from pydfs.config import NameNodeConfig
 from pydfs.errors import InvalidArgument, NotFound
 from pydfs.namenode import NameNode, replication
 from pydfs.namenode.auth import User
-from pydfs.namenode.membership import Membership
-from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
-from pydfs.namenode.store import Store
 from pydfs.namenode.uploads import MAX_REPLICATION
 
 MiB = 1024 * 1024
@@ -60,7 +58,8 @@ def got(n: int, size: int = SIZE, crc: int = 1234, how: str = "c") -> wire.Recei
 
 
 def holders(ns, block):
-    return {n for (n,) in ns.db.execute("SELECT node FROM replicas WHERE block = ?", (block,))}
+    db = ns.store.db
+    return {n for (n,) in db.execute("SELECT node FROM replicas WHERE block = ?", (block,))}
 
 
 def copies(rep, source):
@@ -74,9 +73,14 @@ def copies(rep, source):
     return found
 
 
+def replicator(ns, **kwargs):
+    parts = unwrap(ns)
+    return Blocking(Replicator(parts.blockmap, parts.membership, **kwargs), parts_loop(ns))
+
+
 @pytest.fixture
 def rep(ns):
-    return Replicator(ns, ns.membership)
+    return replicator(ns)
 
 
 # --- under-replication ----------------------------------------------------------------------
@@ -112,7 +116,7 @@ def test_received_completes_the_copy(ns, rep):
     orders = copies(rep, "dn-1")
     assert {t for _, t in orders} == {"dn-2", "dn-3"}
     for _, target in orders:
-        rep.received(target, [got(1)], in_flight={})
+        rep.received(target, [got(1)])
     assert holders(ns, bid(1)) == {"dn-1", "dn-2", "dn-3"}
     assert (rep.blocks_copied, rep.bytes_copied) == (2, 2 * SIZE)
     health = rep.run_once()
@@ -122,7 +126,7 @@ def test_received_completes_the_copy(ns, rep):
 
 
 def test_single_replica_blocks_get_the_scarce_copy_slots_first(ns):
-    rep = Replicator(ns, ns.membership, max_copies_per_node=1)
+    rep = replicator(ns, max_copies_per_node=1)
     live(ns.membership, "dn-1", "dn-3")
     live(ns.membership, "dn-2", free=10)  # too full to take a block: dn-3 is the only target
     two, one = bid(1), bid(2)  # the two-replica block sorts first by id
@@ -132,15 +136,13 @@ def test_single_replica_blocks_get_the_scarce_copy_slots_first(ns):
     assert (health.under_replicated, health.copies_ordered) == (2, 1)
     assert copies(rep, "dn-1") | copies(rep, "dn-2") == {(one, "dn-3")}
 
-    rep.received(
-        "dn-3", [wire.Received(one, SIZE, 1234, "c")], in_flight={}
-    )  # dn-3 has a free slot again
+    rep.received("dn-3", [wire.Received(one, SIZE, 1234, "c")])  # dn-3 has a free slot again
     rep.run_once()
     assert copies(rep, "dn-1") | copies(rep, "dn-2") == {(two, "dn-3")}
 
 
 def test_copies_per_source_are_limited(ns):
-    rep = Replicator(ns, ns.membership, max_copies_per_node=2)
+    rep = replicator(ns, max_copies_per_node=2)
     live(ns.membership, "dn-1", "dn-2", "dn-3", "dn-4")
     put(ns, "/f", 2, {bid(i): ["dn-1"] for i in range(5)})
     health = rep.run_once()
@@ -243,7 +245,7 @@ def test_a_copy_from_a_dead_source_is_dropped_and_ordered_again_on_its_return(ns
 
 
 def test_a_copy_past_its_deadline_is_ordered_again(ns, monkeypatch):
-    rep = Replicator(ns, ns.membership, copy_timeout=120)
+    rep = replicator(ns, copy_timeout=120)
     live(ns.membership, "dn-1", "dn-2", "dn-3")
     put(ns, "/f", 2, {bid(1): ["dn-1"]})
     rep.run_once()
@@ -314,7 +316,7 @@ def test_corrupt_replica_is_dropped_and_the_block_healed(ns, rep):
     assert (health.under_replicated, health.copies_ordered) == (1, 1)
     assert rep.corrupt == {bid(1)}  # not healed yet
     ((_, target),) = copies(rep, "dn-1")
-    rep.received(target, [got(1)], in_flight={})
+    rep.received(target, [got(1)])
     rep.run_once()
     assert rep.corrupt == set()
     assert len(holders(ns, bid(1))) == 2
@@ -330,7 +332,9 @@ def test_corrupt_replicas_with_no_blocks_changes_nothing(ns, rep):
 
 def test_received_unknown_blocks_go_to_the_trash_unless_in_flight(ns, rep):
     live(ns.membership, "dn-1")
-    rep.received("dn-1", [got(7), got(8), got(9)], in_flight={bid(8): ["dn-1"], bid(9): ["dn-2"]})
+    plant_grant(ns, bid(8), ["dn-1"])
+    plant_grant(ns, bid(9), ["dn-2"])
+    rep.received("dn-1", [got(7), got(8), got(9)])
     # bid(9)'s grant named another node: planted here with a leftover token, say.
     assert sorted(ns.trash_for("dn-1")) == [bid(7), bid(9)]
     assert holders(ns, bid(7)) == holders(ns, bid(8)) == holders(ns, bid(9)) == set()
@@ -351,7 +355,7 @@ def test_a_decommissioning_node_is_not_a_copy_target(ns, rep):
 
 def test_decommission_drains_the_node_then_completes(open_ns):
     ns = open_ns()
-    rep = Replicator(ns, ns.membership)
+    rep = replicator(ns)
     live(ns.membership, "dn-1", "dn-2")
     put(ns, "/f", 1, {bid(1): ["dn-1"]})
     assert rep.run_once().under_replicated == 0
@@ -361,7 +365,7 @@ def test_decommission_drains_the_node_then_completes(open_ns):
     assert copies(rep, "dn-1") == {(bid(1), "dn-2")}  # the draining node is the source
     assert ns.membership.nodes["dn-1"].admin_state == "decommissioning"
 
-    rep.received("dn-2", [got(1)], in_flight={})
+    rep.received("dn-2", [got(1)])
     health = rep.run_once()
     assert (health.under_replicated, health.over_replicated) == (0, 0)
     assert ns.membership.nodes["dn-1"].admin_state == "decommissioned"
@@ -392,9 +396,10 @@ def test_a_decommission_waits_while_no_serving_node_can_take_the_blocks(ns, rep)
 
 
 @pytest.fixture
-def nn(tmp_path):
-    node = NameNode(NameNodeConfig(data_dir=tmp_path, replication=2, dead_after=30))
-    yield node
+def nn(tmp_path, loop):
+    config = NameNodeConfig(data_dir=tmp_path, replication=2, dead_after=30)
+    node = loop.run_until_complete(NameNode.open(config))
+    yield Blocking(node, loop)
     node.store.close()
     os.close(node._lock)
 
@@ -597,21 +602,12 @@ def test_an_upload_committed_with_too_few_replicas_is_repaired(nn):
 # --- reopening ------------------------------------------------------------------------------
 
 
-def test_replication_state_survives_in_the_store(tmp_path):
-    store = Store(tmp_path / "ns.sqlite3")
-    try:
-        membership = Membership(store, dead_after=30)
-        ns = Namespace(store, membership, replication=2, block_size=4096)
-        live(membership, "dn-1", "dn-2")
-        put(ns, "/f", 2, {bid(1): ["dn-1"]})
-        rep = Replicator(ns, membership)
-        rep.run_once()
-        rep.received("dn-2", [got(1)], in_flight={})
-    finally:
-        store.close()
-    store = Store(tmp_path / "ns.sqlite3")
-    try:
-        ns = Namespace(store, Membership(store, dead_after=30), replication=2, block_size=4096)
-        assert holders(ns, bid(1)) == {"dn-1", "dn-2"}
-    finally:
-        store.close()
+def test_replication_state_survives_in_the_store(open_ns):
+    ns = open_ns()
+    live(ns.membership, "dn-1", "dn-2")
+    put(ns, "/f", 2, {bid(1): ["dn-1"]})
+    rep = replicator(ns)
+    rep.run_once()
+    rep.received("dn-2", [got(1)])
+    ns.store.close()
+    assert holders(open_ns(), bid(1)) == {"dn-1", "dn-2"}

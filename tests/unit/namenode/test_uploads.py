@@ -1,4 +1,5 @@
 import pytest
+from tests.unit.namenode.parts import Blocking, in_flight, parts_loop, unwrap
 
 from pydfs import wire
 from pydfs.errors import (
@@ -59,6 +60,18 @@ class Clock:
         return self.now
 
 
+def make_uploads(ns, membership, **kwargs):
+    loop = parts_loop(ns)
+    return Blocking(Uploads(unwrap(ns).namespace, unwrap(membership), **kwargs), loop)
+
+
+def restart_membership(ns, **kwargs):
+    """The registry as a restarted name node loads it from the store."""
+    members = Membership(ns.store, **kwargs)
+    parts_loop(ns).run_until_complete(members.load())
+    return Blocking(members, parts_loop(ns))
+
+
 @pytest.fixture
 def clock(ns):
     clock = Clock()
@@ -69,7 +82,7 @@ def clock(ns):
 @pytest.fixture
 def uploads(ns):
     live(ns, "dn-1", "dn-2", "dn-3")
-    return Uploads(ns, ns.membership, lease=600)
+    return make_uploads(ns, ns.membership, lease=600)
 
 
 def test_start_grants_a_first_block(uploads):
@@ -80,7 +93,7 @@ def test_start_grants_a_first_block(uploads):
     assert len(set(targets)) == 2
     assert set(targets) <= {"dn-1", "dn-2", "dn-3"}
     assert all(n.live and n.url == f"http://{n.id}.test" for n in grant.block.targets)
-    assert uploads.in_flight() == {grant.block.block_id}
+    assert in_flight(uploads) == {grant.block.block_id}
 
 
 def test_start_uses_namespace_defaults(uploads, ns):
@@ -92,7 +105,7 @@ def test_start_uses_namespace_defaults(uploads, ns):
 def test_start_validates_replication(uploads, replication):
     with pytest.raises(InvalidArgument):
         uploads.start(wire.UploadRequest("/f", replication=replication), ALICE)
-    assert uploads.in_flight() == set()
+    assert in_flight(uploads) == set()
 
 
 @pytest.mark.parametrize("block_size", [0, MIN_BLOCK_SIZE - 1, MAX_BLOCK_SIZE + 1])
@@ -119,19 +132,19 @@ def test_start_refuses_directories_and_existing_files(uploads, ns):
         uploads.start(wire.UploadRequest("/f", overwrite=False), ALICE)
     with pytest.raises(NotFound):
         uploads.start(wire.UploadRequest("/missing/f"), ALICE)
-    assert uploads.in_flight() == set()
+    assert in_flight(uploads) == set()
     uploads.start(wire.UploadRequest("/f", overwrite=True), ALICE)
 
 
 def test_start_without_live_nodes(ns):
-    uploads = Uploads(ns, ns.membership, lease=600)
+    uploads = make_uploads(ns, ns.membership, lease=600)
     with pytest.raises(InsufficientNodes):
         uploads.start(wire.UploadRequest("/f"), ALICE)
-    assert uploads.in_flight() == set()
+    assert in_flight(uploads) == set()
 
 
 def test_start_when_live_nodes_are_full(ns):
-    uploads = Uploads(ns, ns.membership, lease=600)
+    uploads = make_uploads(ns, ns.membership, lease=600)
     live(ns, "dn-1", free=MiB)  # alive, but no room for a 2 MiB block
     with pytest.raises(NoSpace):
         uploads.start(wire.UploadRequest("/f", block_size=2 * MiB), ALICE)
@@ -158,7 +171,7 @@ def test_commit_makes_the_file_and_trashes_unused_blocks(uploads, ns):
     assert (status.path, status.owner, status.size) == ("/f", "alice", 105)
     assert [b.id for b in status.blocks] == [grant.block.block_id, second.block_id]
     assert trash(ns) == pairs(unused)
-    assert uploads.in_flight() == set()
+    assert in_flight(uploads) == set()
     with pytest.raises(Conflict):
         uploads.commit(grant.upload_id, wire.CommitRequest([]), ALICE)
 
@@ -173,7 +186,7 @@ def test_commit_refuses_foreign_blocks(uploads):
     ):
         with pytest.raises(ProtocolError):
             uploads.commit(mine.upload_id, wire.CommitRequest(blocks), ALICE)
-    assert uploads.in_flight() == {mine.block.block_id, other.block.block_id}
+    assert in_flight(uploads) == {mine.block.block_id, other.block.block_id}
 
 
 def test_commit_refuses_nodes_a_block_was_not_sent_to(uploads, ns):
@@ -202,7 +215,7 @@ def test_abort_trashes_every_target(uploads, ns):
     uploads.abort(grant.upload_id, ALICE)
     assert trash(ns) == pairs(grant.block) | pairs(second)
     assert len(trash(ns)) == 6
-    assert uploads.in_flight() == set()
+    assert in_flight(uploads) == set()
     uploads.abort(grant.upload_id, ALICE)  # aborting twice is harmless
     with pytest.raises(Conflict):
         uploads.allocate(grant.upload_id, wire.BlockAllocRequest(), ALICE)
@@ -210,14 +223,14 @@ def test_abort_trashes_every_target(uploads, ns):
 
 def test_expire_drops_only_stale_uploads(ns):
     live(ns, "dn-1", "dn-2")
-    stale = Uploads(ns, ns.membership, lease=-1.0)  # every lease is already over
-    fresh = Uploads(ns, ns.membership, lease=600)
+    stale = make_uploads(ns, ns.membership, lease=-1.0)  # every lease is already over
+    fresh = make_uploads(ns, ns.membership, lease=600)
     old = stale.start(wire.UploadRequest("/a"), ALICE)
     new = fresh.start(wire.UploadRequest("/b"), ALICE)
-    assert fresh.expire() == 0
-    assert stale.expire() == 1
+    assert fresh.expire() == 1  # the stale one (leases are in the store: any sweep finds it)
+    assert stale.expire() == 0
     assert trash(ns) == pairs(old.block)
-    assert fresh.in_flight() == {new.block.block_id}
+    assert in_flight(fresh) == {new.block.block_id}
     with pytest.raises(Conflict):
         stale.commit(old.upload_id, wire.CommitRequest([stored(old.block)]), ALICE)
 
@@ -225,7 +238,7 @@ def test_expire_drops_only_stale_uploads(ns):
 def test_renew_keeps_a_slow_upload_alive(ns, clock):
     """On one injected clock, which starts where a freshly booted machine's would: data nodes
     stay live as they heartbeat, leases run out only when not renewed."""
-    uploads = Uploads(ns, ns.membership, lease=600, clock=clock)
+    uploads = make_uploads(ns, ns.membership, lease=600, clock=clock)
     live(ns, "dn-1", "dn-2", "dn-3")
     slow = uploads.start(wire.UploadRequest("/slow"), ALICE)
     idle = uploads.start(wire.UploadRequest("/idle"), ALICE)
@@ -237,25 +250,25 @@ def test_renew_keeps_a_slow_upload_alive(ns, clock):
         uploads.allocate(slow.upload_id, wire.BlockAllocRequest(), ALICE)
         expired.append(uploads.expire())
     assert expired == [0, 1, 0]  # the idle one went once its lease ran out
-    assert len(uploads) == 1
+    assert uploads.count() == 1
     uploads.commit(slow.upload_id, wire.CommitRequest([stored(slow.block)]), ALICE)
     with pytest.raises(Conflict):
         uploads.renew(idle.upload_id, ALICE)
 
 
 def test_a_lease_that_ran_out_is_gone_before_the_sweep(ns, clock):
-    uploads = Uploads(ns, ns.membership, lease=600, clock=clock)
+    uploads = make_uploads(ns, ns.membership, lease=600, clock=clock)
     live(ns, "dn-1", "dn-2")
     grant = uploads.start(wire.UploadRequest("/f"), ALICE)
     clock.now += 601
     with pytest.raises(Conflict, match="expired"):
         uploads.commit(grant.upload_id, wire.CommitRequest([stored(grant.block)]), ALICE)
     assert trash(ns) == pairs(grant.block)
-    assert len(uploads) == 0
+    assert uploads.count() == 0
 
 
 def test_renewals_do_not_extend_an_upload_past_its_lifetime(ns, clock):
-    uploads = Uploads(ns, ns.membership, lease=600, lifetime=1000, clock=clock)
+    uploads = make_uploads(ns, ns.membership, lease=600, lifetime=1000, clock=clock)
     live(ns, "dn-1", "dn-2")
     grant = uploads.start(wire.UploadRequest("/f"), ALICE)
     clock.now += 500
@@ -272,7 +285,7 @@ def test_renewals_do_not_extend_an_upload_past_its_lifetime(ns, clock):
 
 
 def test_a_renewed_upload_past_its_lifetime_says_so(ns, clock):
-    uploads = Uploads(ns, ns.membership, lease=600, lifetime=1000, clock=clock)
+    uploads = make_uploads(ns, ns.membership, lease=600, lifetime=1000, clock=clock)
     live(ns, "dn-1", "dn-2")
     grant = uploads.start(wire.UploadRequest("/f"), ALICE)
     for _ in range(2):
@@ -284,7 +297,7 @@ def test_a_renewed_upload_past_its_lifetime_says_so(ns, clock):
 
 
 def test_each_user_may_hold_only_so_many_open_uploads(ns):
-    uploads = Uploads(ns, ns.membership, lease=600, max_open=3)
+    uploads = make_uploads(ns, ns.membership, lease=600, max_open=3)
     live(ns, "dn-1", "dn-2")
     bob = User("bob", admin=True)
     grants = [uploads.start(wire.UploadRequest(f"/f{i}"), ALICE) for i in range(3)]
@@ -292,7 +305,7 @@ def test_each_user_may_hold_only_so_many_open_uploads(ns):
         uploads.start(wire.UploadRequest("/f3"), ALICE)
     with pytest.raises(LimitExceeded):
         uploads.start_batch(wire.UploadBatchRequest(1), ALICE)
-    assert len(uploads) == 3  # nothing of the refused ones stays
+    assert uploads.count() == 3  # nothing of the refused ones stays
     uploads.start(wire.UploadRequest("/b"), bob)  # another user is not held back
     uploads.abort(grants[0].upload_id, ALICE)
     uploads.commit(grants[1].upload_id, wire.CommitRequest([stored(grants[1].block)]), ALICE)
@@ -302,7 +315,7 @@ def test_each_user_may_hold_only_so_many_open_uploads(ns):
 
 
 def test_expired_uploads_count_no_more(ns, clock):
-    uploads = Uploads(ns, ns.membership, lease=600, max_open=2, clock=clock)
+    uploads = make_uploads(ns, ns.membership, lease=600, max_open=2, clock=clock)
     live(ns, "dn-1", "dn-2")
     for i in range(2):
         uploads.start(wire.UploadRequest(f"/f{i}"), ALICE)
@@ -317,7 +330,7 @@ def test_batches_of_the_sdk_fit_under_the_default_limit(ns):
     small files, one after the other, never meets the limit."""
     from pydfs.client import aio
 
-    uploads = Uploads(ns, ns.membership, lease=600)
+    uploads = make_uploads(ns, ns.membership, lease=600)
     live(ns, "dn-1", "dn-2")
     assert aio.MAX_BATCH <= MAX_BATCH < uploads.max_open
     shelf: list[wire.UploadGrant] = []
@@ -329,11 +342,11 @@ def test_batches_of_the_sdk_fit_under_the_default_limit(ns):
         grant = shelf.pop()
         commit = wire.CommitRequest([stored(grant.block)], path=f"/f{i}")
         uploads.commit(grant.upload_id, commit, ALICE)
-    assert len(uploads) == len(shelf) < aio.MAX_BATCH
+    assert uploads.count() == len(shelf) < aio.MAX_BATCH
 
 
 def test_admins_see_every_open_upload(ns, clock):
-    uploads = Uploads(ns, ns.membership, lease=600, clock=clock)
+    uploads = make_uploads(ns, ns.membership, lease=600, clock=clock)
     live(ns, "dn-1", "dn-2")
     named = uploads.start(wire.UploadRequest("/big", replication=2, block_size=MiB), ALICE)
     uploads.allocate(named.upload_id, wire.BlockAllocRequest(), ALICE)
@@ -352,15 +365,15 @@ def test_writes_wait_for_data_nodes_after_a_restart(ns, clock):
     """Safe mode: a name node that knew data nodes refuses writes, as unavailable and saying
     why, until as many as a block needs (the default replication, 2) have reported."""
     live(ns, "dn-1", "dn-2", "dn-3")  # known to the store from now on
-    restarted = Membership(ns.store, dead_after=30, safe_mode_wait=30, clock=clock)
+    restarted = restart_membership(ns, dead_after=30, safe_mode_wait=30, clock=clock)
     ns.membership = restarted
-    uploads = Uploads(ns, restarted, lease=600, clock=clock)
+    uploads = make_uploads(ns, restarted, lease=600, clock=clock)
     with pytest.raises(Unavailable, match=r"starting: waiting for data nodes \(0 of 2 reported"):
         uploads.start(wire.UploadRequest("/f"), ALICE)
     live(ns, "dn-1")
     with pytest.raises(Unavailable, match=r"\(1 of 2 reported"):
         uploads.start_batch(wire.UploadBatchRequest(4), ALICE)
-    assert len(uploads) == 0
+    assert uploads.count() == 0
     live(ns, "dn-2")
     assert restarted.starting(2) is None
     assert uploads.start(wire.UploadRequest("/f"), ALICE).block.targets
@@ -370,9 +383,9 @@ def test_writes_wait_for_data_nodes_after_a_restart(ns, clock):
 
 def test_safe_mode_ends_after_its_wait_even_if_nodes_stay_away(ns, clock):
     live(ns, "dn-1", "dn-2")
-    restarted = Membership(ns.store, dead_after=30, safe_mode_wait=30, clock=clock)
+    restarted = restart_membership(ns, dead_after=30, safe_mode_wait=30, clock=clock)
     ns.membership = restarted
-    uploads = Uploads(ns, restarted, lease=600, clock=clock)
+    uploads = make_uploads(ns, restarted, lease=600, clock=clock)
     clock.now += 29
     with pytest.raises(Unavailable):
         uploads.start(wire.UploadRequest("/f"), ALICE)
@@ -382,10 +395,10 @@ def test_safe_mode_ends_after_its_wait_even_if_nodes_stay_away(ns, clock):
 
 
 def test_a_new_cluster_or_one_node_ends_safe_mode(ns, clock):
-    fresh = Membership(ns.store, dead_after=30, safe_mode_wait=30, clock=clock)
+    fresh = restart_membership(ns, dead_after=30, safe_mode_wait=30, clock=clock)
     assert fresh.starting(2) is None  # no data node known: nothing to wait for
     live(ns, "dn-1")
-    single = Membership(ns.store, dead_after=30, safe_mode_wait=30, clock=clock)
+    single = restart_membership(ns, dead_after=30, safe_mode_wait=30, clock=clock)
     assert single.starting(2) == (0, 1)
     single.heartbeat(wire.Heartbeat("dn-1", "http://dn-1.test", "inc-2", 1, 0, 1, 0))
     assert single.starting(2) is None
@@ -400,7 +413,7 @@ def test_a_batch_grants_leases_whose_commits_name_the_files(uploads, ns):
         commit = wire.CommitRequest([stored(grant.block, 7)], path=path)
         assert uploads.commit(grant.upload_id, commit, ALICE).size == 7
     assert {e.name for e in ns.listdir("/", None).entries} == {"a", "b"}
-    assert uploads.in_flight() == {unused.block.block_id}
+    assert in_flight(uploads) == {unused.block.block_id}
 
 
 def test_a_batch_commit_must_name_a_file_it_may_write(uploads, ns):
@@ -436,4 +449,4 @@ def test_a_named_upload_commits_only_its_own_path(uploads, ns):
 def test_a_batch_is_bounded(uploads, count):
     with pytest.raises(InvalidArgument):
         uploads.start_batch(wire.UploadBatchRequest(count), ALICE)
-    assert len(uploads) == 0
+    assert uploads.count() == 0

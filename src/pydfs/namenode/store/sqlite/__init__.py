@@ -1,12 +1,18 @@
 """The default metadata store: one SQLite database in WAL mode, with group commit.
 
-Every change runs in one ``BEGIN IMMEDIATE`` transaction (``Store.write()``). Commits do not fsync
-one by one (``synchronous=NORMAL``): ``await Store.flush()`` fsyncs the write-ahead log once for
+Every change runs in one ``BEGIN IMMEDIATE`` transaction (``write()``). Commits do not fsync
+one by one (``synchronous=NORMAL``): ``await flush()`` fsyncs the write-ahead log once for
 every commit made so far, in a worker thread, so many clients' changes share one fsync while the
-event loop goes on serving. The name node answers no request before the commits it made, or may
-have seen, are flushed (``namenode.app``), so an acknowledged change survives a crash of the
-process or of the machine. Checkpoints fsync on their own. Schema migrations are the numbered
-files in ``migrations/``; the version applied is kept in ``PRAGMA user_version``.
+event loop goes on serving. ``write()`` returns once its commit is flushed, and ``read()`` once
+every commit it may have seen is (a commit is visible here before it is durable), so that an
+acknowledged change survives a crash of the process or of the machine, and nothing is
+acknowledged that a crash could take back. Checkpoints fsync on their own. Schema migrations are
+the numbered files in ``migrations/``; the version applied is kept in ``PRAGMA user_version``.
+
+The connection is used from the event loop's thread only, by one transaction at a time (an
+``asyncio.Lock``; the repositories never suspend, so it is never waited on today). One process
+owns the file (the name node locks its data directory), so the tree's generation is a counter
+in memory.
 
 The database holds every name and every token's hash: it is made 0600 (SQLite gives its ``-wal``
 and ``-shm`` files the database's mode), and a database from before is tightened to 0600 at open.
@@ -19,27 +25,53 @@ import contextlib
 import os
 import sqlite3
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
 
 from pydfs.errors import InternalError
+from pydfs.namenode.store import interface
+from pydfs.namenode.store.sqlite import tables
 
 
 def _migrations() -> list[tuple[int, str]]:
     found = []
-    for entry in resources.files("pydfs.namenode.store").joinpath("migrations").iterdir():
+    for entry in resources.files("pydfs.namenode.store.sqlite").joinpath("migrations").iterdir():
         if entry.name.endswith(".sql"):
             found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
     return sorted(found)
 
 
+class Tx:
+    """A transaction's view: the repositories over the store's connection."""
+
+    def __init__(self, store: Store) -> None:
+        db = store.db
+        self._store = store
+        self.inodes: interface.Inodes = tables.Inodes(db)
+        self.blocks: interface.BlockMap = tables.BlockMap(db)
+        self.users: interface.Users = tables.Users(db)
+        self.datanodes: interface.DataNodes = tables.DataNodes(db)
+        self.uploads: interface.Uploads = tables.Uploads(db)
+        self.reshaping = False
+
+    async def generation(self) -> int:
+        return self._store.generation
+
+    async def reshaped(self) -> None:
+        self.reshaping = True
+
+
 class Store:
-    """A SQLite connection used from the name node's event loop thread only."""
+    """One SQLite file, owned by this process."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.url = f"sqlite://{path.resolve()}"  # as store.sqlite_url
+        self.generation = 0
+        self._lock = asyncio.Lock()
+        self._active = 0  # callers inside read() or write(), durability waits included
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         for suffix in ("", "-wal", "-shm", "-journal"):
             with contextlib.suppress(FileNotFoundError):
@@ -48,6 +80,7 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # flush() makes commits durable
         self._commits = 0  # commits made
+        self._needed = 0  # the last of them that must be durable (not soft state)
         self._synced = 0  # commits known durable
         self._flushing: asyncio.Future[None] | None = None
         self._grouped = 0  # commits the last threaded fsync covered
@@ -72,14 +105,45 @@ class Store:
             )
         for version, sql in migrations:
             if version > current:
-                with self.write() as db:
+                with self.transaction() as db:
                     for statement in _statements(sql):
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version={version}")
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        self._active += 1
+        try:
+            async with self._lock:
+                yield Tx(self)
+        finally:
+            await self._settle()
+
+    @asynccontextmanager
+    async def write(self, *, durable: bool = True) -> AsyncIterator[Tx]:
+        self._active += 1
+        try:
+            async with self._lock:
+                with self.transaction(durable=durable):
+                    tx = Tx(self)
+                    yield tx
+                if tx.reshaping:
+                    self.generation += 1
+        finally:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        """The end of a read or write, failed ones too: what it made or may have seen (an
+        answer, or an error such as "exists", can tell of it) is made durable first."""
+        try:
+            if self.dirty:
+                await self.flush(alone=self._active == 1)
+        finally:
+            self._active -= 1
+
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, durable transaction."""
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic transaction, made durable by the next ``flush`` (migrations, tests)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -91,11 +155,13 @@ class Store:
                 self.db.execute("ROLLBACK")
             raise
         self._commits += 1
+        if durable:
+            self._needed = self._commits
 
     @property
     def dirty(self) -> bool:
-        """Are there commits not yet known durable?"""
-        return self._commits > self._synced
+        """Are there commits that must be durable and are not known to be yet?"""
+        return self._needed > self._synced
 
     async def flush(self, *, alone: bool = False) -> None:
         """Return once every commit made before the call is on disk. Callers that arrive while
@@ -139,8 +205,11 @@ class Store:
         os.fdatasync(self._wal_fd)
         self.fsyncs += 1
 
+    async def aclose(self) -> None:
+        self.close()
+
     def close(self) -> None:
-        if self.dirty:
+        if self._commits > self._synced:
             self.sync()
         if self._wal_fd is not None:
             os.close(self._wal_fd)

@@ -1,0 +1,86 @@
+"""The name node's own figures in ``/metrics`` (see ``pydfs.metrics`` for the list)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pydfs.metrics import counter, gauge
+
+if TYPE_CHECKING:
+    from pydfs.namenode import NameNode
+
+
+class Census(Collector):
+    """The name node's figures for ``/metrics``: counts from the store, read by ``refresh``
+    just before each scrape (the store is async, a collector is not), and the replicator's and
+    registry's figures from memory."""
+
+    def __init__(self, nn: NameNode) -> None:
+        self.nn = nn
+        self.kinds: dict[str, int] = {}
+        self.blocks = 0
+        self.uploads = 0
+
+    async def refresh(self) -> None:
+        async with self.nn.store.read() as tx:
+            self.kinds = await tx.inodes.counts()
+            self.blocks = await tx.blocks.count()
+            self.uploads = len(await tx.uploads.all())
+
+    def collect(self) -> Iterable[Metric]:
+        nn, kinds, blocks = self.nn, self.kinds, self.blocks
+        health = nn.replicator.health
+        nodes = nn.membership.nodes
+        live = sum(nn.membership.is_live(node_id) for node_id in nodes)
+        yield gauge("pydfs_namenode_files", "Files in the namespace.", kinds.get("f", 0))
+        yield gauge(
+            "pydfs_namenode_directories",
+            "Directories in the namespace, the root included.",
+            kinds.get("d", 0),
+        )
+        yield gauge("pydfs_namenode_blocks", "Blocks named by the namespace.", blocks)
+        yield gauge(
+            "pydfs_namenode_under_replicated_blocks",
+            "Blocks with fewer replicas than their replication factor, as of the last scan.",
+            health.under_replicated,
+        )
+        yield gauge(
+            "pydfs_namenode_over_replicated_blocks",
+            "Blocks with more replicas than their replication factor, as of the last scan.",
+            health.over_replicated,
+        )
+        yield gauge(
+            "pydfs_namenode_missing_blocks",
+            "Blocks with no replica on a live data node, as of the last scan.",
+            health.missing,
+        )
+        yield gauge(
+            "pydfs_namenode_corrupt_blocks",
+            "Blocks with a replica found corrupt and not yet healed.",
+            len(nn.replicator.corrupt),
+        )
+        datanodes = GaugeMetricFamily(
+            "pydfs_namenode_datanodes", "Data nodes known, by liveness.", labels=["state"]
+        )
+        datanodes.add_metric(["live"], live)
+        datanodes.add_metric(["dead"], len(nodes) - live)
+        yield datanodes
+        yield counter(
+            "pydfs_namenode_replication_copies",
+            "Block copies ordered by the replicator and completed.",
+            nn.replicator.blocks_copied,
+        )
+        yield counter(
+            "pydfs_namenode_replication_bytes",
+            "Bytes of the block copies completed.",
+            nn.replicator.bytes_copied,
+        )
+        yield gauge(
+            "pydfs_namenode_uploads_in_flight",
+            "Uploads started and neither committed, aborted nor expired.",
+            self.uploads,
+        )

@@ -1,0 +1,73 @@
+"""Inodes and block placements as the wire shows them: statuses, listings, and each block's
+replicas in the order readers should try them (with read tokens when asked)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from pydfs import wire
+from pydfs.namenode.membership import Membership
+from pydfs.namenode.store import Inode
+from pydfs.namenode.store.interface import Placed
+
+
+def of(node: Inode, path: str, blocks: list[wire.BlockInfo] | None = None) -> wire.FileStatus:
+    return wire.FileStatus(
+        path=path,
+        name=node.name or "/",
+        type="dir" if node.is_dir else "file",
+        size=node.size,
+        mtime=node.mtime,
+        ctime=node.ctime,
+        owner=node.owner,
+        group=node.group,
+        mode=node.mode,
+        replication=node.replication,
+        block_size=node.block_size,
+        blocks=blocks,
+    )
+
+
+def listing(path: str, children: list[Inode]) -> wire.Listing:
+    # Straight from rows to statuses: names were validated when stored, and a large
+    # directory is where per-entry work shows.
+    prefix = path.rstrip("/") + "/"
+    status = wire.FileStatus
+    return wire.Listing(
+        path,
+        [
+            status(
+                prefix + n.name,
+                n.name,
+                "dir" if n.type == "d" else "file",
+                n.size,
+                n.mtime,
+                n.ctime,
+                n.owner,
+                n.group,
+                n.mode,
+                n.replication,
+                n.block_size,
+            )
+            for n in children
+        ],
+    )
+
+
+def blocks(
+    placed: list[Placed],
+    membership: Membership,
+    read_token: Callable[[str], str] | None = None,
+) -> list[wire.BlockInfo]:
+    """Readers take the first replica: spread them over live nodes, dead ones last."""
+    infos = []
+    for block, nodes in placed:
+        refs = [membership.ref(n) for n in nodes]
+        random.shuffle(refs)
+        refs.sort(key=lambda n: not n.live)
+        info = wire.BlockInfo(block.id, block.size, block.crc, refs)
+        if read_token is not None:
+            info.token = read_token(block.id)
+        infos.append(info)
+    return infos

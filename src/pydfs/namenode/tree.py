@@ -1,0 +1,146 @@
+"""Walking paths down the directory tree, with a cache of the directories met on the way.
+
+A deep path costs one query, not one per component: directories met on the way down are
+remembered by (parent id, name). A walk reads only their id, type, owner, group and mode, so a
+write that changes none of these for a directory (new entries, sizes, times, replication,
+blocks, deleted files) keeps the cache; any other (a rename, a deleted directory, a new mode or
+owner) *reshapes* the tree. A reshaping write empties this cache at once and bumps the store's
+generation as it commits, and every walk first compares the generation with the one its cache
+was filled at: a tree reshaped through another name node sharing the store empties it too.
+Only committed rows are remembered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from pydfs import paths
+from pydfs.errors import NotADirectory, NotFound
+from pydfs.namenode.auth import User
+from pydfs.namenode.permissions import X, check
+from pydfs.namenode.store import Inode, Store, Tx
+
+ROOT_ID = 1
+MAX_CACHED_DIRS = 20_000  # about 10 MiB
+
+Key = tuple[int, str]
+
+
+class Walk:
+    """A transaction as the tree sees it: lookups through the cache and, in a write, what they
+    met on the way, kept till it commits unless it reshapes the tree."""
+
+    def __init__(self, tx: Tx, tree: Tree, *, writing: bool) -> None:
+        self.tx = tx
+        self._tree = tree
+        self._writing = writing
+        self._met: dict[Key, Inode] | None = {}
+
+    async def reshape(self) -> None:
+        """This write changes what a walk down a path meets: nothing cached holds any more,
+        or is added."""
+        self._met = None
+        self._tree.forget()
+        await self.tx.reshaped()
+
+    def remember(self, key: Key, node: Inode) -> None:
+        if not self._writing:
+            self._tree.remember(key, node)
+        elif self._met is not None:  # this transaction may have made it, and be rolled back
+            self._met[key] = node
+
+    async def lookup(
+        self, path: str, user: User | None = None, *, in_it: bool = False
+    ) -> Inode | None:
+        """The inode at *path*, or None; a file in the middle of the path is an error, and so
+        is a directory on the way that *user* may not search (x). *in_it*: the caller reads
+        only what a walk does (it makes an entry in the directory), so a cached one will do."""
+        dirs = await self._tree.cached(self.tx)
+        names = paths.split(path)
+        node = dirs.get((0, "")) if names else None  # the root, on the way (its times unread)
+        if node is None:
+            node = await self.tx.inodes.get(ROOT_ID)
+            assert node is not None
+            if names:
+                self.remember((0, ""), node)
+        walked = ""
+        last = len(names) - 1
+        for i, name in enumerate(names):
+            if not node.is_dir:
+                raise NotADirectory(f"{walked} is not a directory")
+            check(user, node, X, walked or "/")
+            on_way = i < last or in_it
+            child = dirs.get((node.id, name)) if on_way else None
+            if child is None:
+                child = await self.tx.inodes.child(node.id, name)
+                if child is None:
+                    return None
+                if on_way and child.is_dir:
+                    self.remember((node.id, name), child)
+            node = child
+            walked += "/" + name
+        return node
+
+    async def resolve(self, path: str, user: User | None = None, *, in_it: bool = False) -> Inode:
+        node = await self.lookup(path, user, in_it=in_it)
+        if node is None:
+            raise NotFound(f"{path}: no such file or directory")
+        return node
+
+    async def resolve_dir(
+        self, path: str, user: User | None = None, *, in_it: bool = False
+    ) -> Inode:
+        node = await self.resolve(path, user, in_it=in_it)
+        if not node.is_dir:
+            raise NotADirectory(f"{path} is not a directory")
+        return node
+
+    async def path_of(self, inode_id: int) -> str:
+        parts = []
+        while inode_id != ROOT_ID:
+            node = await self.tx.inodes.get(inode_id)
+            if node is None:
+                break
+            parts.append(node.name)
+            inode_id = node.parent
+        return "/" + "/".join(reversed(parts))
+
+
+class Tree:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._dirs: dict[Key, Inode] = {}
+        self._generation: int | None = None
+
+    def forget(self) -> None:
+        self._dirs.clear()
+
+    async def cached(self, tx: Tx) -> dict[Key, Inode]:
+        """The cache, emptied first if the tree was reshaped since it was filled."""
+        generation = await tx.generation()
+        if generation != self._generation:
+            self._dirs.clear()
+            self._generation = generation
+        return self._dirs
+
+    def remember(self, key: Key, node: Inode) -> None:
+        if len(self._dirs) >= MAX_CACHED_DIRS:
+            self._dirs.clear()
+        self._dirs[key] = node
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Walk]:
+        async with self.store.read() as tx:
+            yield Walk(tx, self, writing=False)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[Walk]:
+        """``store.write()``, remembering what its walks met once it has committed."""
+        async with self.store.write() as tx:
+            walk = Walk(tx, self, writing=True)
+            yield walk
+        if walk._met:
+            if len(self._dirs) + len(walk._met) > MAX_CACHED_DIRS:
+                self._dirs.clear()
+            self._dirs.update(walk._met)

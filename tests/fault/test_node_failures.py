@@ -143,10 +143,15 @@ def test_flipped_bytes_are_never_served(cluster_factory: Callable[..., LocalClus
             fs.read_bytes("/precious")
 
 
+LEASE = 4  # seconds an upload stays open without a renewal
+
+
 def test_namenode_sigkill_mid_write_leaves_no_file_and_orphans_are_collected(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:
-    cluster = cluster_factory(2)
+    """The upload's lease is in the store and may outlive the crash (a writer may go on after
+    a restart): its blocks are collected when the lease, no longer renewed, runs out."""
+    cluster = cluster_factory(2, namenode_args=["--upload-lease", str(LEASE)])
     with cluster.client() as fs:
         fs.write_bytes("/survivor", b"committed before the crash")
         before = block_files(cluster)
@@ -157,7 +162,9 @@ def test_namenode_sigkill_mid_write_leaves_no_file_and_orphans_are_collected(
         cluster.restart_namenode()
         assert not fs.exists("/half")
         assert fs.read_bytes("/survivor") == b"committed before the crash"
-        cluster.wait_until(lambda: block_files(cluster) == before, 20, "orphan blocks collected")
+        cluster.wait_until(
+            lambda: block_files(cluster) == before, LEASE + 20, "orphan blocks collected"
+        )
 
 
 def test_no_live_datanodes_is_a_clear_error(

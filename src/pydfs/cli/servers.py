@@ -37,6 +37,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     nn.add_argument("--dead-after", type=float, help="seconds of silence before a node is dead")
     nn.add_argument("--replication-interval", type=float, help="seconds between replication scans")
     nn.add_argument("--max-open-uploads", type=int, help="uploads one user may have open (256)")
+    nn.add_argument("--upload-lease", type=float, help="seconds an idle upload stays open (600)")
     nn.add_argument("--upload-lifetime", type=float, help="seconds an upload may stay open")
     nn.add_argument("--safe-mode-wait", type=float, help="seconds writes may wait for data nodes")
     nn.set_defaults(run=run_namenode)
@@ -81,6 +82,7 @@ def run_namenode(args: argparse.Namespace) -> int:
             "dead_after",
             "replication_interval",
             "max_open_uploads",
+            "upload_lease",
             "upload_lifetime",
             "safe_mode_wait",
         ],

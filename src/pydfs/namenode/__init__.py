@@ -220,7 +220,7 @@ class NameNode:
                 safe = False
                 log.info("out of safe mode: %d data node(s) serve", len(self.membership.serving()))
             now = asyncio.get_running_loop().time()
-            if now - last_sweep > 30:
+            if now - last_sweep > min(30.0, self.config.upload_lease / 2):
                 last_sweep = now
                 if expired := await self.uploads.expire():
                     log.info("expired %d abandoned uploads", expired)

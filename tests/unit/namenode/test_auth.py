@@ -5,10 +5,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.namenode.parts import Blocking
 
-from pydfs.errors import InvalidArgument, Unauthenticated
+from pydfs.errors import InvalidArgument, NotFound, Unauthenticated
 from pydfs.namenode.auth import RESERVED, SYSTEM, Users, validate_user_name
-from pydfs.namenode.store import Store
+from pydfs.namenode.store.sqlite import Store
 
 
 @pytest.fixture
@@ -18,14 +19,27 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
+@pytest.fixture
+def open_users(store, loop):
+    return lambda: Blocking(Users(store), loop)
+
+
+def exists(users, name):
+    try:
+        users.get(name)
+    except NotFound:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("name", sorted(RESERVED))
-def test_reserved_names_are_no_users_or_groups(store, name):
-    users = Users(store)
+def test_reserved_names_are_no_users_or_groups(open_users, name):
+    users = open_users()
     with pytest.raises(InvalidArgument, match="reserved"):
         users.add(name, admin=False, groups=[])
     with pytest.raises(InvalidArgument, match="reserved"):
         users.add("eve", admin=False, groups=[name])
-    assert not users.exists(name) and not users.exists("eve")
+    assert not exists(users, name) and not exists(users, "eve")
 
 
 @pytest.mark.parametrize(
@@ -36,18 +50,19 @@ def test_user_names_are_portable_ascii(name):
         validate_user_name(name)
 
 
-def test_a_reserved_user_from_before_is_removed_at_start(store, caplog):
-    users = Users(store)
+def test_a_reserved_user_from_before_is_removed_at_start(store, open_users, caplog):
+    users = open_users()
     token = users.add("alice", admin=False, groups=["staff"])
-    with store.write() as db:  # as an older pydfs let an admin do
+    with store.transaction() as db:  # as an older pydfs let an admin do
         db.execute(
             "INSERT INTO users (name, token_hash, admin, groups, ctime) VALUES (?, 'h', 0, '', 0)",
             (SYSTEM,),
         )
         db.execute("UPDATE users SET groups = 'staff,root' WHERE name = 'alice'")
     with caplog.at_level(logging.WARNING, "pydfs.namenode"):
-        users = Users(store)
-    assert not users.exists(SYSTEM)
+        users = open_users()
+        users.drop_reserved()  # as a name node does at start
+    assert not exists(users, SYSTEM)
     assert f"removed user '{SYSTEM}'" in caplog.text
     assert users.authenticate(token).groups == frozenset({"staff"})
     with pytest.raises(Unauthenticated):

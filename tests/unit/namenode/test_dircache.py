@@ -117,3 +117,20 @@ def test_the_cache_never_changes_an_answer(tmp_path: Path, seed: int, loop: Any)
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_tree_reshaped_through_another_name_node_is_never_walked_from_a_cache(
+    open_store: Any, loop: Any
+) -> None:
+    """Two name nodes on one store: a rename through one empties the other's cache (the
+    store's generation), so the other never walks a path that no longer exists."""
+    store = open_store()
+    one, two = open_parts(store, loop), open_parts(store, loop)
+    admin = User("admin", admin=True)
+    one.mkdir("/a/b", admin, parents=True)
+    two.create_file("/a/b/f", admin)  # /a and /a/b remembered by two's walk
+    assert unwrap(two).namespace.tree._dirs
+    one.move("/a", "/c", admin)
+    assert two.lookup("/a/b") is None
+    assert two.lookup("/a/b/f") is None
+    assert two.stat("/c/b/f").path == "/c/b/f"

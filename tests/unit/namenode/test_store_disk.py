@@ -5,7 +5,7 @@ import stat
 import unicodedata
 from pathlib import Path
 
-from pydfs.namenode.store import Store
+from pydfs.namenode.store.sqlite import Store
 
 
 def _mode(path: Path) -> int:
@@ -15,7 +15,7 @@ def _mode(path: Path) -> int:
 def test_the_database_and_its_log_are_private(tmp_path: Path) -> None:
     path = tmp_path / "ns.sqlite3"
     store = Store(path)
-    with store.write() as db:
+    with store.transaction() as db:
         db.execute("INSERT INTO datanodes (id, url) VALUES ('dn', 'http://x')")
     for suffix in ("", "-wal", "-shm"):
         assert _mode(Path(f"{path}{suffix}")) == 0o600, suffix
@@ -33,7 +33,7 @@ def test_names_stored_before_are_migrated_to_nfc(tmp_path: Path) -> None:
     nfc, nfd = "caf\u00e9", "cafe\u0301"
     angstrom, a_ring = "\u212b", "A\u030a"  # two spellings whose NFC is "\u00c5"
     store = Store(tmp_path / "ns.sqlite3")
-    with store.write() as db:
+    with store.transaction() as db:
         rows = [(10, nfc), (11, nfd), (13, "nai\u0308ve"), (14, angstrom), (15, a_ring)]
         rows += [(16, "plain")]
         db.executemany(
@@ -41,7 +41,12 @@ def test_names_stored_before_are_migrated_to_nfc(tmp_path: Path) -> None:
             "VALUES (?, 1, ?, 'd', 0, 0, 'alice')",
             rows,
         )
-        db.execute("ALTER TABLE replicas DROP COLUMN added")  # made by a later migration
+        # What later migrations made:
+        db.execute("ALTER TABLE replicas DROP COLUMN added")
+        for trigger in ("inode_in", "inode_out", "block_in", "block_out"):
+            db.execute(f"DROP TRIGGER census_{trigger}")
+        for table in ("census", "uploads", "upload_blocks"):
+            db.execute(f"DROP TABLE {table}")
         db.execute("PRAGMA user_version=3")  # as a name node before NFC left it
     store.close()
     store = Store(tmp_path / "ns.sqlite3")

@@ -1,6 +1,7 @@
 """Reports of bad replicas: deduplicated, rate-limited, bounded, and only for replicas held."""
 
 import pytest
+from tests.unit.namenode.parts import Blocking, parts_loop, unwrap
 
 from pydfs import wire
 from pydfs.namenode import suspects as module
@@ -41,7 +42,7 @@ def hold(ns, node, blocks):
 
 @pytest.fixture
 def suspects(ns, clock):
-    return Suspects(ns.store, clock=clock)
+    return Blocking(Suspects(unwrap(ns).blockmap, clock=clock), parts_loop(ns))
 
 
 def test_a_replica_reported_a_hundred_times_is_verified_once(ns, suspects, clock):
@@ -93,7 +94,7 @@ def test_all_users_together_report_only_so_fast(ns, suspects):
     users = [f"user{i}" for i in range(100)]
     accepted = sum(suspects.report(users[i % 100], "dn-1", b) for i, b in enumerate(blocks))
     assert accepted == module.ALL_BURST
-    assert len(suspects) == accepted
+    assert len(unwrap(suspects)) == accepted
 
 
 def test_the_queue_is_bounded_and_drains_a_heartbeat_at_a_time(ns, suspects, clock, monkeypatch):
@@ -103,9 +104,9 @@ def test_the_queue_is_bounded_and_drains_a_heartbeat_at_a_time(ns, suspects, clo
     for i, block in enumerate(blocks):
         clock.now += 1.0  # slow enough for every rate limit
         suspects.report(f"user{i}", "dn-1", block)
-    assert len(suspects) == 100
+    assert len(unwrap(suspects)) == 100
     orders = suspects.orders_for("dn-1")
     assert orders == blocks[: module.PER_HEARTBEAT]
-    assert len(suspects) == 100 - module.PER_HEARTBEAT
+    assert len(unwrap(suspects)) == 100 - module.PER_HEARTBEAT
     assert suspects.orders_for("dn-1") == blocks[module.PER_HEARTBEAT : 100]
     assert suspects.orders_for("dn-1") == []

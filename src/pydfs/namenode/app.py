@@ -18,7 +18,7 @@ from aiohttp import web
 from pydfs import paths, tokens, wire
 from pydfs.errors import PermissionDenied, ProtocolError, Unauthenticated
 from pydfs.namenode.auth import User
-from pydfs.server import decode_body, make_app, read_body
+from pydfs.server import add_endpoints, decode_body, make_app
 
 if TYPE_CHECKING:
     from pydfs.namenode import NameNode
@@ -442,30 +442,24 @@ class Durability:
 DURABILITY = web.AppKey("pydfs_durability", Durability)
 
 
-def _handler(nn: NameNode, ep: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handle(request: web.Request) -> web.Response:
-        user = authenticate(nn, request.headers.get("Authorization", ""), ep.access)
-        body = b"" if ep.body is None else await read_body(request, body_limit(ep))
-        if ep.waits:
-            await nn.started()
-        result = answer(nn, ep, request.query, request.match_info, user, body)
-        return web.Response(body=result, content_type="application/json")
-
-    return handle
-
-
 def build(nn: NameNode) -> web.Application:
     from pydfs import metrics
     from pydfs.namenode import openapi
+    from pydfs.namenode.fastpath import Pipeline
     from pydfs.web import routes as web_routes
 
     app = make_app()
     durability = app[DURABILITY] = Durability(nn)
+    endpoints = [(ep.method, f"{wire.API}{ep.route}", ep) for ep in ENDPOINTS]
+    served = set(add_endpoints(app, Pipeline(nn, durability), endpoints))
 
     @web.middleware
     async def durable(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        """The pages' requests wait for durability as the endpoints' do in their pipeline."""
+        if request.match_info.handler in served:
+            return await handler(request)
         durability.in_flight += 1
         try:
             return await handler(request)
@@ -473,8 +467,6 @@ def build(nn: NameNode) -> web.Application:
             await durability.settle()
 
     app.middlewares.append(durable)  # inside the error middleware: errors wait too
-    for ep in ENDPOINTS:
-        app.router.add_route(ep.method, f"{wire.API}{ep.route}", _handler(nn, ep))
     spec = openapi.describe(ENDPOINTS)
 
     async def describe(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pydfs import fastpath, metrics, wire
-from pydfs.fastpath import Answer, Request, error_answer
+from pydfs.calls import Answer, Request
 from pydfs.namenode import app as api
 from pydfs.server import DEFAULT_LIMITS, Limits, internal_error
 
@@ -37,9 +37,8 @@ class Front(fastpath.Front):
         fallback: Callable[[], asyncio.Protocol],
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        super().__init__(application[metrics.REQUESTS], fallback, limits)
-        self.nn = nn
-        self.durability = application[api.DURABILITY]
+        pipeline = Pipeline(nn, application[api.DURABILITY])
+        super().__init__(pipeline, application[metrics.REQUESTS], fallback, limits)
 
     def find(
         self, method: str, path: str, query: dict[str, str], length: int
@@ -49,10 +48,22 @@ class Front(fastpath.Front):
             return None
         return found
 
+
+class Pipeline:
+    """The endpoints' pipeline (``calls.Pipeline``)."""
+
+    def __init__(self, nn: NameNode, durability: api.Durability) -> None:
+        self.nn = nn
+        self.durability = durability
+
     def admit(self, request: Request) -> None:
         ep: api.Endpoint = request.endpoint
         authorization = request.headers.get("authorization", "")
-        request.user = api.authenticate(self.nn, authorization, ep.access)
+        request.grant = api.authenticate(self.nn, authorization, ep.access)
+
+    def limit(self, request: Request) -> int | None:
+        ep: api.Endpoint = request.endpoint
+        return None if ep.body is None else api.body_limit(ep)
 
     def serve(self, request: Request) -> Answer | Awaitable[Answer]:
         if request.endpoint.waits and self.nn.waiting() is not None:
@@ -62,27 +73,32 @@ class Front(fastpath.Front):
     def _answer(self, request: Request) -> Answer | Awaitable[Answer]:
         durability = self.durability
         durability.in_flight += 1
+        result: Answer | Exception
         try:
             body = api.answer(
-                self.nn, request.endpoint, request.query, request.match, request.user, request.body
+                self.nn, request.endpoint, request.query, request.match, request.grant, request.body
             )
-            answer = Answer(200, body)
+            result = Answer(200, body)
         except Exception as exc:
-            answer = fastpath.failure(request, exc)
+            result = exc
         if durability.store.dirty:  # this request's commit, or others' it may have seen
-            return self._settle(answer)
+            return self._settle(result)
         durability.in_flight -= 1
-        return answer
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def _after_start(self, request: Request) -> Answer:
         await self.nn.started()
         answer = self._answer(request)
         return answer if isinstance(answer, Answer) else await answer
 
-    async def _settle(self, answer: Answer) -> Answer:
+    async def _settle(self, result: Answer | Exception) -> Answer:
         try:
             await self.durability.settle()
         except Exception:
             log.exception("metadata not made durable")
-            return error_answer(internal_error())
-        return answer
+            raise internal_error() from None
+        if isinstance(result, Exception):
+            raise result
+        return result

@@ -10,7 +10,8 @@ from typing import Any
 
 from pydfs import metrics, wire
 from pydfs.fastpath import PAUSE_AT, _Connection
-from pydfs.namenode.app import DURABILITY
+from pydfs.namenode.api import Pipeline
+from pydfs.namenode.app import PIPELINE
 from pydfs.namenode.auth import User
 from pydfs.namenode.fastpath import Front
 
@@ -60,9 +61,10 @@ def front() -> Any:
         users=SimpleNamespace(authenticate=lambda token: User("u")),
         namespace=SimpleNamespace(stat=lambda path, user, read=False: status),
     )
+    durability = SimpleNamespace(in_flight=0, store=SimpleNamespace(dirty=False))
     application = {
         metrics.REQUESTS: SimpleNamespace(record=lambda *args: None),
-        DURABILITY: SimpleNamespace(in_flight=0, store=SimpleNamespace(dirty=False)),
+        PIPELINE: Pipeline(nn, durability),  # type: ignore[arg-type]
     }
     return Front(application, nn, Aiohttp)  # type: ignore[arg-type]
 

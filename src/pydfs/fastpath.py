@@ -3,14 +3,16 @@
 aiohttp's server, with its middlewares, spends about 100 µs of CPU on a small request before its
 handler runs: several times what a stat costs the name node's namespace, or a 4 KiB block read a
 data node. A role's ``Front`` says which requests it takes (``find``: by method, path, query
-and body length), who may make them (``admit``, on the head, before any of the body is read,
-awaited if it must be) and
-answers them (``serve``), with the same errors and request metrics as its aiohttp routes. At the
-first request that is anything else (the web UI, ``/metrics``, a chunked body, ``Expect``, an
-upgrade, a malformed head, a percent-encoded route) the connection is handed, with every byte
-read so far, to aiohttp for the rest of its life: whatever of HTTP the clients do not use keeps
-aiohttp's handling. Only whole heads are handed over: one that is over-long, or whose lines end
-in a bare LF (so that it may never seem to end), is refused here.
+and body length) and hands them to the role's request pipeline (``pydfs.calls``), as aiohttp's
+routes do: the same authentication on the head before any of the body is read, the same
+answers, errors (``server.error_of``), request ids and request metrics.
+
+Heads are parsed by llhttp (``httptools``), as strict as aiohttp's own parser (the same llhttp).
+At the first request that is anything else (the web UI, ``/metrics``, a chunked body,
+``Expect``, an upgrade, HTTP/1.0, a percent-encoded route, a head llhttp refuses) the
+connection is handed, with every byte read so far, to aiohttp for the rest of its life:
+whatever of HTTP the clients do not use keeps aiohttp's handling, and no head is ever read by
+both parsers. A head over ``MAX_HEAD`` is refused here.
 
 Every connection is accepted here, so the front keeps the deadlines (``server.Limits``) for a
 client's head, its body, and an idle connection, and the cap on connections: past it, the
@@ -25,43 +27,41 @@ next request waits while the client does not read its answers (write back-pressu
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
 
+import httptools
+
 from pydfs import metrics
+from pydfs.calls import Answer, Pipeline, Request
 from pydfs.errors import ProtocolError, PydfsError, Unavailable
+from pydfs.log import REQUEST_ID, request_id
 from pydfs.server import (
     DEFAULT_LIMITS,
     MAX_REQUEST_LINE,
     MIN_BODY_RATE,
     Limits,
     error_body,
-    internal_error,
+    error_of,
 )
-
-log = logging.getLogger("pydfs.server")
 
 MAX_HEAD = 64 * 1024  # a longer head is refused
 PAUSE_AT = 1 << 20  # bytes buffered behind a running request before reading pauses
 
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name
-# A head of printable ASCII lines (tabs and bytes over 127 allowed in header values) ending in
-# CRLF: a bare CR or LF, or another control byte, is aiohttp's to refuse.
-_HEAD = re.compile(rb"[!-~]+ [!-~]+ [!-~]+(?:\r\n[\t\x20-\x7e\x80-\xff]*)*")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_AIOHTTPS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})  # heads that go to aiohttp
 
 E = TypeVar("E")
 
 
 class Routes(Generic[E]):
-    """Endpoints by method and route template (below the host, ``/v1/...``), with aiohttp's
-    reading of ``{name}`` segments."""
+    """Endpoints by method and route template (``/v1/...``), with aiohttp's reading of
+    ``{name}`` segments."""
 
     def __init__(self, endpoints: Iterable[tuple[str, str, E]]) -> None:
         self.static: dict[tuple[str, str], E] = {}
@@ -84,61 +84,24 @@ class Routes(Generic[E]):
         return None
 
 
-class Answer(NamedTuple):
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-    headers: bytes = b""  # more header lines, each ending in CRLF
-
-
-class Request:
-    """A request whose head is read: what it asks for is known before any of its body is.
-    *endpoint*, *label* (its route template, for metrics) and *match* are what ``Front.find``
-    said; *user* is for ``Front.admit`` to set."""
-
-    __slots__ = (
-        "body",
-        "endpoint",
-        "headers",
-        "keep_alive",
-        "label",
-        "length",
-        "match",
-        "method",
-        "query",
-        "started",
-        "user",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        found: tuple[Any, str, dict[str, str]],
-        query: dict[str, str],
-        headers: dict[str, str],
-        length: int,
-        keep_alive: bool,
-    ) -> None:
-        self.method = method
-        self.endpoint, self.label, self.match = found
-        self.query, self.headers, self.length = query, headers, length
-        self.keep_alive = keep_alive
-        self.user: Any = None
-        self.body = b""
-        self.started = time.perf_counter()
+class _Request(Request):
+    __slots__ = ("keep_alive",)
+    keep_alive: bool
 
 
 class Front:
     """What a server listens with (``server.Front``): one ``_Connection`` per connection,
     *fallback* (aiohttp's protocol factory) for the connections handed over. A role subclasses
-    it with the requests it answers."""
+    it with ``find``: the requests of its *pipeline* it answers here."""
 
     def __init__(
         self,
+        pipeline: Pipeline,
         requests: metrics.RequestMetrics,
         fallback: Callable[[], asyncio.Protocol],
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
+        self.pipeline = pipeline
         self.metrics = requests
         self.fallback = fallback
         self.limits = limits
@@ -153,15 +116,6 @@ class Front:
     ) -> tuple[Any, str, dict[str, str]] | None:
         """The endpoint, route template and path parameters of a request this front answers
         (*length*: its ``Content-Length``, -1 if none), or None for aiohttp to."""
-        raise NotImplementedError
-
-    def admit(self, request: Request) -> Awaitable[None] | None:
-        """Refuse (raise) a request before its body is read: its caller, its rights; or an
-        awaitable that does, when that needs the store."""
-        return None
-
-    def serve(self, request: Request) -> Answer | Awaitable[Answer]:
-        """The answer to an admitted request whose body is read, or an awaitable of it."""
         raise NotImplementedError
 
     def __call__(self) -> asyncio.Protocol:
@@ -186,12 +140,58 @@ class Front:
             conn.close()
 
 
+class _Head:
+    """What llhttp (``httptools``) reads of one request head, and whether it is complete."""
+
+    __slots__ = (
+        "complete",
+        "fields",
+        "keep_alive",
+        "length",
+        "method",
+        "parser",
+        "to_aiohttp",
+        "url",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.fields: dict[str, str] = {}
+        self.length = -1
+        self.to_aiohttp = False  # something of HTTP the front leaves to aiohttp
+        self.complete = False
+        self.method, self.version, self.keep_alive = b"", "", False
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            self.to_aiohttp |= self.length >= 0  # llhttp refuses two that differ
+            self.length = int(value)  # llhttp checked: digits, no overflow
+        elif name in _AIOHTTPS or (name == b"connection" and b"upgrade" in value.lower()):
+            self.to_aiohttp = True
+        else:  # the first of repeated fields, as aiohttp's .get
+            self.fields.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser  # asked now: a message that ends here resets them
+        self.method, self.version = parser.get_method(), parser.get_http_version()
+        self.keep_alive = parser.should_keep_alive()
+        self.complete = True
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, front: Front) -> None:
         self.front = front
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.pending: Request | None = None  # its head is read, its body not all yet
+        self.head: _Head | None = None  # a head being read
+        self.fed = 0  # bytes of buf the head's parser has had
+        self.pending: _Request | None = None  # its head is read, its body not all yet
         self.task: asyncio.Task[None] | None = None
         self.paused = False  # reading
         self.blocked = False  # writing: the client is not reading its answers
@@ -284,47 +284,106 @@ class _Connection(asyncio.Protocol):
         while self.transport is not None and self.task is None and not self.blocked:
             request = self.pending
             if request is None:
-                end = self.buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self.buf) > MAX_HEAD:
-                        self._refuse(ProtocolError("malformed request: head too long"))
-                    elif _BARE_LF.search(self.buf):
-                        self._refuse(ProtocolError("malformed request: a line ends in a bare LF"))
+                if not self.buf:
                     return
-                parsed = self._parse(bytes(self.buf[:end]))
-                if parsed is None:
+                head = self._read_head()
+                if head is None:
+                    return
+                request = self._request(head)
+                if request is None:
                     self._hand_off()
                     return
-                request = parsed
-                del self.buf[: end + 4]
+                del self.buf[: self.fed]  # the head
+                token = REQUEST_ID.set(request.id)
                 try:  # before reading any of the body, as aiohttp's routes do
-                    admitting = self.front.admit(request)
+                    admitting = self.front.pipeline.admit(request)
+                    if admitting is not None:  # the caller is checked against the store
+                        self._start(self._admit(request, admitting))
+                        return
                 except Exception as exc:
                     self._refuse_admission(request, exc)
                     continue
-                if admitting is not None:  # the caller is checked against the store
-                    self._start(self._admit(request, admitting))
-                    return
+                finally:
+                    REQUEST_ID.reset(token)
                 self._admitted(request)
-                request = self.pending
-            if request is None or len(self.buf) < request.length:
+            length = request.length or 0
+            if len(self.buf) < length:
                 return
-            request.body = bytes(self.buf[: request.length])
-            del self.buf[: request.length]
+            request.body = bytes(self.buf[:length])
+            del self.buf[:length]
             self.pending = None
             self._serve(request)
 
-    def _admitted(self, request: Request) -> None:
+    def _read_head(self) -> _Head | None:
+        """Feed llhttp what came of the head; the head once it is whole (its ``fed`` bytes
+        begin the buffer), else None (more to come, or the connection was refused or handed
+        over)."""
+        head = self.head
+        if head is None:
+            head = self.head = _Head()
+            self.fed = 0
+        end = self.buf.find(b"\r\n\r\n", max(self.fed - 3, 0))
+        stop = len(self.buf) if end < 0 else end + 4
+        with memoryview(self.buf) as view:
+            try:
+                head.parser.feed_data(view[self.fed : stop])
+            except httptools.HttpParserError:  # aiohttp's llhttp refuses it the same way
+                head.to_aiohttp = True
+        self.fed = stop
+        if head.to_aiohttp:
+            self._hand_off()
+            return None
+        if end < 0:
+            if len(self.buf) > MAX_HEAD:
+                self._refuse(ProtocolError("malformed request: head too long"))
+            return None
+        self.head = None
+        if not head.complete:  # cannot be: llhttp has had the blank line
+            self._hand_off()
+            return None
+        return head
+
+    def _request(self, head: _Head) -> _Request | None:
+        """What a whole head asks for, or None if it is aiohttp's to answer."""
+        if head.version != "1.1" or len(head.url) > MAX_REQUEST_LINE:
+            return None
+        target = head.url.decode("ascii")  # llhttp: printable ASCII
+        path, _, qs = target.partition("?")
+        if "%" in path or "#" in qs or ";" in qs:
+            return None
+        try:
+            pairs = parse_qsl(qs, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            return None
+        query: dict[str, str] = {}
+        for key, value in pairs:
+            query.setdefault(key, value)  # the first of repeated parameters, as aiohttp's .get
+        method = head.method.decode("ascii")
+        try:
+            found = self.front.find(method, path, query, head.length)
+        except Exception:  # a query it cannot read: aiohttp's route answers it
+            return None
+        if found is None:
+            return None
+        endpoint, route, match = found
+        fields = head.fields
+        length = None if head.length < 0 else head.length
+        rid = request_id(fields.get("x-request-id"))
+        request = _Request(endpoint, route, method, match, query, fields, length, rid)
+        request.keep_alive = head.keep_alive
+        return request
+
+    def _admitted(self, request: _Request) -> None:
         self.pending = request
-        if len(self.buf) < request.length:  # the body's deadline runs from now
+        if len(self.buf) < (request.length or 0):  # the body's deadline runs from now
             self.since = asyncio.get_running_loop().time()
 
-    def _refuse_admission(self, request: Request, exc: Exception) -> None:
+    def _refuse_admission(self, request: _Request, exc: Exception) -> None:
         if request.length:  # its body, unread, would be taken for a request
             request.keep_alive = False
         self._send(request, failure(request, exc))
 
-    async def _admit(self, request: Request, admitting: Awaitable[None]) -> None:
+    async def _admit(self, request: _Request, admitting: Awaitable[None]) -> None:
         try:
             await admitting
         except Exception as exc:
@@ -340,66 +399,21 @@ class _Connection(asyncio.Protocol):
         self.front.running.add(self.task)
         self.task.add_done_callback(self.front.running.discard)
 
-    def _parse(self, head: bytes) -> Request | None:
-        """What a request head asks for, or None if it is aiohttp's to answer (anything unusual
-        is, so that the two parsers never read a head two ways)."""
-        if not _HEAD.fullmatch(head):
-            return None
-        line, _, fields = head.partition(b"\r\n")
-        parts = line.split(b" ")
-        if len(line) > MAX_REQUEST_LINE or len(parts) != 3 or parts[2] != b"HTTP/1.1":
-            return None
-        target = parts[1].decode("ascii")  # _HEAD: printable ASCII
-        path, _, qs = target.partition("?")
-        if "%" in path or "#" in qs or ";" in qs:
-            return None
-        length, keep_alive = -1, True
-        headers: dict[str, str] = {}
-        for field in fields.split(b"\r\n") if fields else ():
-            name, colon, value = field.partition(b":")
-            if not colon or not _TOKEN.fullmatch(name):
-                return None
-            name, value = name.lower(), value.strip(b" \t")
-            if name == b"content-length":
-                if length >= 0 or not value.isdigit() or len(value) > 18:
-                    return None
-                length = int(value)
-            elif name == b"connection":
-                tokens = value.lower()
-                if b"upgrade" in tokens:
-                    return None
-                keep_alive = b"close" not in tokens
-            elif name in (b"transfer-encoding", b"expect", b"upgrade"):
-                return None
-            else:  # the first of repeated fields, as aiohttp's .get
-                headers.setdefault(name.decode("ascii"), value.decode("latin-1"))
+    def _serve(self, request: _Request) -> None:
+        token = REQUEST_ID.set(request.id)
         try:
-            pairs = parse_qsl(qs, keep_blank_values=True, errors="strict")
-        except UnicodeDecodeError:
-            return None
-        query: dict[str, str] = {}
-        for key, value_ in pairs:
-            query.setdefault(key, value_)  # the first of repeated parameters, as aiohttp's .get
-        method = parts[0].decode("ascii")
-        try:
-            found = self.front.find(method, path, query, length)
-        except Exception:  # a query it cannot read: aiohttp's route answers it
-            return None
-        if found is None:
-            return None
-        return Request(method, found, query, headers, max(length, 0), keep_alive)
+            try:
+                answer = self.front.pipeline.serve(request)
+            except Exception as exc:
+                answer = failure(request, exc)
+            if isinstance(answer, Answer):
+                self._send(request, answer)
+            else:
+                self._start(self._finish(request, answer))
+        finally:
+            REQUEST_ID.reset(token)
 
-    def _serve(self, request: Request) -> None:
-        try:
-            answer = self.front.serve(request)
-        except Exception as exc:
-            answer = failure(request, exc)
-        if isinstance(answer, Answer):
-            self._send(request, answer)
-        else:
-            self._start(self._finish(request, answer))
-
-    async def _finish(self, request: Request, pending: Awaitable[Answer]) -> None:
+    async def _finish(self, request: _Request, pending: Awaitable[Answer]) -> None:
         try:
             answer = await pending
         except Exception as exc:
@@ -408,25 +422,31 @@ class _Connection(asyncio.Protocol):
         self._send(request, answer)
         self._resume()
 
-    def _send(self, request: Request, answer: Answer) -> None:
+    def _send(self, request: _Request, answer: Answer) -> None:
         transport = self.transport
         status = answer.status
+        if answer.file is not None:  # not for ranges a front takes, small ones: read it here
+            part = answer.file
+            with part.file as f:
+                answer = answer._replace(body=os.pread(f.fileno(), part.length, part.start))
+            part.sent()
         if transport is None or transport.is_closing():
             status = metrics.CLIENT_GONE
         else:
-            transport.write(_response(answer, request.keep_alive))
+            transport.write(_response(answer, request.keep_alive, request.id))
             if not request.keep_alive:
                 self.close()
             self.answered = True
             self.since = asyncio.get_running_loop().time()
         self.front.metrics.record(
-            request.label, request.method, status, time.perf_counter() - request.started
+            request.route, request.method, status, time.perf_counter() - request.started
         )
 
     def _refuse(self, exc: PydfsError) -> None:
         """Answer a connection no request of which can be read with *exc*, and close it."""
         if self.transport is not None:
-            self.transport.write(_response(error_answer(exc), keep_alive=False))
+            answer = Answer(exc.status, error_body(exc))
+            self.transport.write(_response(answer, keep_alive=False, request_id=None))
         self.close()
 
     def _hand_off(self) -> None:
@@ -435,6 +455,7 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         self._forget()
         self.buf = bytearray()
+        self.head = None
         protocol = _Handed(self.front, self.front.fallback())
         transport.set_protocol(protocol)
         if self.paused:
@@ -471,27 +492,25 @@ class _Handed(asyncio.Protocol):
         self.inner.connection_lost(exc)
 
 
-def _response(answer: Answer, keep_alive: bool) -> bytes:
-    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s" % (
+def _response(answer: Answer, keep_alive: bool, request_id: str | None) -> bytes:
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
         answer.status,
         _REASONS.get(answer.status, b"Unknown"),
-        answer.content_type,
+        answer.content_type.encode("latin-1"),
         len(answer.body),
-        answer.headers,
     )
+    if answer.headers:
+        head += "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items()).encode(
+            "latin-1"
+        )
+    if request_id is not None:
+        head += b"X-Request-Id: %s\r\n" % request_id.encode("ascii")
     if not keep_alive:
         head += b"Connection: close\r\n"
     return b"".join((head, b"\r\n", answer.body))
 
 
-def error_answer(exc: PydfsError) -> Answer:
-    return Answer(exc.status, error_body(exc))
-
-
 def failure(request: Request, exc: Exception) -> Answer:
-    """The answer to *request*, which raised *exc*: its error, or an internal one (logged with
-    its traceback), as aiohttp's error middleware answers (``server._errors``)."""
-    if not isinstance(exc, PydfsError):
-        log.error("%s %s failed", request.method, request.label, exc_info=exc)
-        exc = internal_error()
-    return error_answer(exc)
+    """The answer to *request*, which raised *exc* (``server.error_of``)."""
+    error = error_of(exc, request.method, request.route)
+    return Answer(error.status, error_body(error))

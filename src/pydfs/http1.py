@@ -1,32 +1,31 @@
 """A lean HTTP/1.1 client for ``rpc``'s JSON calls and for blocks small enough to go in one
-body: kept-alive connections to one server and ``Content-Length`` bodies, nothing more.
+body: kept-alive connections to one server, nothing more.
 
 aiohttp's client spends 110-160 µs of CPU on one small call; this one spends less than half
 that, most of it in the event loop itself, which a client that stats thousands of paths a
-second cannot do without. The name node always answers with a ``Content-Length`` body, so
-anything else (a chunked or unterminated body, a malformed status line or header block, a
+second cannot do without. Answers are parsed by llhttp (``httptools``): a ``Content-Length`` or
+chunked body; anything else (an unterminated body, a malformed status line or header block, a
 header block over ``MAX_HEAD``) is a ``ProtocolError``. Failures are pydfs errors naming the
 server: ``Unavailable`` (cannot connect, connection lost), ``Timeout`` (nothing heard for the
 read timeout), ``ProtocolError``.
 
-``Pool`` serves an event loop; ``Connection`` is its blocking twin, for one-shot commands
-(``rpc.BlockingRpc``); they share the request heads and the answer parser. A kept-alive
-connection that the server closed while it sat idle is dropped before a request goes out on it
-(the pool's protocol sees the close, the blocking twin polls). One lost in the instant between
-that check and the request is retried once afresh, but a request that may have reached the
-server is sent again only if it is a GET: a POST might have been carried out.
+A kept-alive connection that the server closed while it sat idle is dropped before a request
+goes out on it (its protocol sees the close). One lost in the instant between that check and
+the request is retried once afresh, but a request that may have reached the server is sent
+again only if it is a GET: a POST might have been carried out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import select
 import socket
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple, cast
 from urllib.parse import urlsplit
+
+import httptools
 
 from pydfs import errors
 
@@ -59,7 +58,7 @@ class _Lost(Exception):
 
 
 class _Endpoint:
-    """What both twins share: the server's address and the heads of requests to it."""
+    """A server's address and the heads of requests to it."""
 
     def __init__(
         self,
@@ -118,46 +117,6 @@ def _fields(headers: Mapping[str, str]) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
 
 
-def parse_head(head: bytes, url: str) -> tuple[int, int, bool, dict[str, str]]:
-    """Status, body length, whether the connection stays open, and the headers, from an
-    answer's head (the bytes before the blank line)."""
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if (
-        version not in (b"HTTP/1.1", b"HTTP/1.0")
-        or len(code) != 3
-        or not code.isdigit()
-        or rest[3:4] not in (b"", b" ")
-    ):
-        raise errors.ProtocolError(f"{url} sent a malformed status line: {lines[0][:80]!r}")
-    status, length, keep_alive = int(code), -1, version == b"HTTP/1.1"
-    fields: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name.strip() != name or b" " in name:
-            raise errors.ProtocolError(f"{url} sent a malformed header line: {line[:80]!r}")
-        name = name.lower()
-        fields.setdefault(name.decode("latin-1"), value.strip().decode("latin-1"))
-        if name == b"content-length":
-            value = value.strip()
-            if not value.isdigit() or length not in (-1, int(value)) or int(value) > MAX_BODY:
-                raise errors.ProtocolError(f"{url} sent a bad Content-Length: {value[:40]!r}")
-            length = int(value)
-        elif name == b"transfer-encoding":
-            raise errors.ProtocolError(f"{url} sent a {value.strip().decode('latin-1')} body")
-        elif name == b"connection":
-            value = value.lower()
-            keep_alive = b"close" not in value and (keep_alive or b"keep-alive" in value)
-    if status < 200:
-        raise errors.ProtocolError(f"{url} sent an unexpected interim answer {status}")
-    if length < 0:
-        if status not in (204, 304):
-            raise errors.ProtocolError(f"{url} answered {status} without a Content-Length")
-        length = 0
-    return status, length, keep_alive, fields
-
-
 def os_error(exc: OSError, url: str) -> errors.Unavailable:
     """The pydfs error for a socket error while talking to *url*."""
     import ssl
@@ -175,18 +134,21 @@ def os_error(exc: OSError, url: str) -> errors.Unavailable:
 
 
 class _Conn(asyncio.Protocol):
-    """One connection of a ``Pool``; the answer is parsed as its bytes arrive."""
+    """One connection of a ``Pool``; llhttp parses the answer as its bytes arrive."""
 
     def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
         self._loop = loop
         self._transport: asyncio.Transport | None = None
-        self._head = bytearray()  # a head that came in pieces
-        self._chunks: list[bytes] | None = None  # the body's pieces, once the head is in
+        self._parser: httptools.HttpResponseParser | None = None  # of the answer awaited
+        self._got = 0  # bytes of the answer so far
+        self._in_body = False
+        self._framed = False  # by a Content-Length or as chunks: its end is known
+        self._chunks: list[bytes] = []  # the body's pieces, joined once at the end
         self._received = 0
-        self._answer: asyncio.Future[Answer] | None = None
-        self._status = self._length = 0
         self._fields: dict[str, str] = {}
+        self._whole: Answer | None = None
+        self._answer: asyncio.Future[Answer] | None = None
         self._last = 0.0  # when the request last made progress
         self._timer: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
@@ -203,6 +165,10 @@ class _Conn(asyncio.Protocol):
         assert transport is not None and self._answer is None
         answer: asyncio.Future[Answer] = self._loop.create_future()
         self._answer = answer
+        self._parser = httptools.HttpResponseParser(self)
+        self._got = self._received = 0
+        self._in_body = self._framed = False
+        self._chunks, self._fields, self._whole = [], {}, None
         self._last = self._loop.time()
         if self._timer is None:  # left running between requests: cheaper than one per request
             self._timer = self._loop.call_later(self._pool.read_timeout, self._watch)
@@ -229,43 +195,69 @@ class _Conn(asyncio.Protocol):
                 await self._drained
 
     def data_received(self, data: bytes) -> None:
-        answer = self._answer
-        if answer is None or answer.done():
+        answer, parser = self._answer, self._parser
+        if answer is None or answer.done() or parser is None:
             self._close()  # bytes nobody asked for: what follows cannot be trusted
             return
         self._last = self._loop.time()
-        if self._chunks is None:  # still in the head
-            if self._head:
-                self._head += data
-                data = bytes(self._head)
-            end = data.find(b"\r\n\r\n")
-            if end < 0 or end > MAX_HEAD:
-                if len(data) > MAX_HEAD:
-                    self._fail(errors.ProtocolError(f"{self._pool.url} sent an oversize head"))
-                elif not self._head:
-                    self._head += data
-                return
-            self._head.clear()
-            try:
-                self._status, self._length, self.keep_alive, self._fields = parse_head(
-                    data[:end], self._pool.url
-                )
-            except errors.ProtocolError as exc:
-                self._fail(exc)
-                return
-            data = data[end + 4 :]
-            self._chunks, self._received = [], 0
-        self._chunks.append(data)  # joined once at the end: growing one buffer copies it often
-        self._received += len(data)
-        if self._received < self._length:
+        self._got += len(data)
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if not isinstance(cause, errors.ProtocolError):
+                cause = self._garbled(f"a malformed answer ({exc})")
+            self._fail(cause)
             return
-        if self._received > self._length:
-            self._fail(errors.ProtocolError(f"{self._pool.url} sent more than its Content-Length"))
-            return
-        chunks, self._chunks = self._chunks, None
+        if self._whole is not None:
+            self._parser = None
+            answer.set_result(self._whole)
+            self._wake()
+        elif not self._in_body and self._got > MAX_HEAD:
+            self._fail(self._garbled("an oversize head"))
+
+    # --- llhttp's callbacks: a ProtocolError raised here is what feed_data's error carries ---
+
+    def on_message_begin(self) -> None:
+        if self._whole is not None:
+            raise self._garbled("more than its answer")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            if int(value) > MAX_BODY:  # llhttp checked the digits
+                raise self._garbled(f"a body too large ({int(value)} bytes)")
+            self._framed = True
+        elif name == b"transfer-encoding":
+            if b"chunked" not in value.lower():
+                raise self._garbled(f"a {value.decode('latin-1')} body")
+            self._framed = True  # llhttp refuses one that does not end in chunked
+        self._fields.setdefault(name.decode("latin-1"), value.decode("latin-1").strip())
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        if status < 200:
+            raise self._garbled(f"an unexpected interim answer {status}")
+        if not self._framed and status not in (204, 304):
+            raise self._garbled(f"{status} without a Content-Length")
+        self.keep_alive = self._parser.should_keep_alive()
+        self._in_body = True
+
+    def on_body(self, body: bytes) -> None:
+        self._received += len(body)
+        if self._received > MAX_BODY:
+            raise self._garbled("a body too large")
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        assert self._parser is not None
+        chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        answer.set_result(Answer(self._status, body, self._fields))
-        self._wake()
+        self._whole = Answer(self._parser.get_status_code(), body, self._fields)
+
+    def _garbled(self, what: str) -> errors.ProtocolError:
+        return errors.ProtocolError(f"{self._pool.url} sent {what}")
 
     def eof_received(self) -> bool:
         return False  # close: a half-closed connection is of no further use
@@ -276,7 +268,7 @@ class _Conn(asyncio.Protocol):
             self._timer.cancel()
         self._pool._forget(self)
         if self._answer is not None and not self._answer.done():
-            answered = bool(self._head) or self._chunks is not None
+            answered = self._got > 0
             self._answer.set_exception(_Lost(answered=answered, cause=exc))
         self._wake()
 
@@ -417,130 +409,3 @@ class Pool(_Endpoint):
         except OSError as exc:
             raise os_error(exc, self.url) from None
         return conn
-
-
-# --- blocking ------------------------------------------------------------------------------
-
-
-class Connection(_Endpoint):
-    """``Pool``'s blocking twin: one kept-alive socket. Each request blocks its thread, and the
-    event loop of a coroutine that calls it."""
-
-    _sock: socket.socket | None = None  # the kept-alive socket, once there is one
-    _idle_since = 0.0
-
-    def request(
-        self,
-        method: str,
-        target: str,
-        body: bytes | None = None,
-        content_type: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Answer:
-        data = self.head(method, target, body, content_type, headers)
-        if body:
-            data += body
-        sock = self._checkout()
-        if sock is not None:
-            try:
-                return self._exchange(sock, data)
-            except _Lost as exc:
-                if exc.answered or (exc.sent and method not in RESENDABLE):
-                    raise self._unavailable(exc) from None
-        try:  # the first connection, or a kept-alive one the server closed: afresh
-            return self._exchange(self._connect(), data)
-        except _Lost as exc:
-            raise self._unavailable(exc) from None
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def _checkout(self) -> socket.socket | None:
-        sock = self._sock
-        if sock is None:
-            return None
-        if time.monotonic() - self._idle_since < IDLE_LIMIT and not _readable(sock):
-            return sock
-        self.close()  # closed by the server (or talking out of turn): nothing to reuse
-        return None
-
-    def _exchange(self, sock: socket.socket, data: bytes) -> Answer:
-        self._sock = sock
-        try:
-            answer, keep_alive = self._send_receive(sock, data)
-        except BaseException:
-            self.close()
-            raise
-        if keep_alive:
-            self._idle_since = time.monotonic()
-        else:
-            self.close()
-        return answer
-
-    def _send_receive(self, sock: socket.socket, data: bytes) -> tuple[Answer, bool]:
-        buf = bytearray()
-        sent = 0
-        try:
-            sent = sock.send(data)
-            if sent < len(data):
-                sock.sendall(memoryview(data)[sent:])
-            while (end := buf.find(b"\r\n\r\n")) < 0 or end > MAX_HEAD:
-                if len(buf) > MAX_HEAD:
-                    raise errors.ProtocolError(f"{self.url} sent an oversize head")
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise _Lost(answered=bool(buf))
-                buf += chunk
-            status, length, keep_alive, fields = parse_head(bytes(buf[:end]), self.url)
-            got = len(buf) - end - 4
-            if got > length:
-                raise errors.ProtocolError(f"{self.url} sent more than its Content-Length")
-            body = bytearray(length)  # read into place: growing a buffer copies it often
-            body[:got] = buf[end + 4 :]
-            with memoryview(body) as view:
-                while got < length:
-                    n = sock.recv_into(view[got:])
-                    if not n:
-                        raise _Lost(answered=True)
-                    got += n
-        except TimeoutError:
-            raise errors.Timeout(f"{self.url} did not answer in time") from None
-        except ConnectionError as exc:
-            raise _Lost(answered=bool(buf), sent=sent > 0, cause=exc) from None
-        except OSError as exc:
-            raise os_error(exc, self.url) from None
-        return Answer(status, bytes(body), fields), keep_alive
-
-    def _connect(self) -> socket.socket:
-        try:
-            sock = socket.create_connection((self.host, self.port), self.connect_timeout)
-        except TimeoutError:
-            raise errors.Timeout(f"{self.url} did not answer in time") from None
-        except OSError as exc:
-            raise os_error(exc, self.url) from None
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.ssl is not None:
-                sock = self.ssl.wrap_socket(sock, server_hostname=self.host)
-            sock.settimeout(self.read_timeout)
-        except BaseException as exc:
-            sock.close()
-            if isinstance(exc, TimeoutError):
-                raise errors.Timeout(f"{self.url} did not answer in time") from None
-            if isinstance(exc, OSError):
-                raise os_error(exc, self.url) from None
-            raise
-        return sock
-
-
-def _readable(sock: socket.socket) -> bool:
-    """Whether an idle kept-alive socket has something to read: the server closed it (or is
-    talking out of turn), so it must not carry another request."""
-    pending = getattr(sock, "pending", None)  # TLS bytes already decrypted
-    if pending is not None and pending():
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))

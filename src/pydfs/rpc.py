@@ -4,13 +4,13 @@ It owns the translation of foreign errors: connection errors become ``Unavailabl
 URL), timeouts become ``Timeout``, and a server's ``ErrorBody`` becomes the matching
 ``pydfs.errors`` class. Only ``Unavailable`` is retried, and only for idempotent calls.
 
-JSON calls to the name node go over ``http1``, a lean HTTP/1.1 client: ``Rpc`` through a pool of
-kept-alive connections on the event loop, ``BlockingRpc`` through one blocking socket, so that
-a one-shot CLI command that only asks the name node something (``ls``, ``stat``, ``mkdir``...)
-never imports aiohttp, whose import alone costs more than the rest of the command. Block data
-streams over aiohttp (``new_session``, ``raise_for_error``, ``translate``); aiohttp is imported
-only when a session is made. A block or range that fits in one body of at most a chunk goes
-over ``Links``, ``http1`` pools to each data node, instead.
+JSON calls to the name node go over ``http1``, a lean HTTP/1.1 client (``Rpc``: a pool of
+kept-alive connections on the event loop), so that a one-shot CLI command that only asks the
+name node something (``ls``, ``stat``, ``mkdir``...) never imports aiohttp, whose import alone
+costs more than the rest of the command. Block data streams over aiohttp (``new_session``,
+``raise_for_error``, ``translate``); aiohttp is imported only when a session is made. A block or
+range that fits in one body of at most a chunk goes over ``Links``, ``http1`` pools to each
+data node, instead.
 """
 
 from __future__ import annotations
@@ -106,9 +106,9 @@ def translate(exc: BaseException, url: str) -> errors.PydfsError:
     return errors.InternalError(f"unexpected {exc.__class__.__name__} talking to {url}")
 
 
-class _Calls:
-    """What ``Rpc`` and ``BlockingRpc`` share: targets, bodies, answers, retries. They differ
-    only in how one request is exchanged."""
+class Rpc:
+    """JSON calls to one server (the name node) over a small pool of kept-alive connections;
+    concurrent calls each take one of their own. ``close()`` closes them."""
 
     def __init__(
         self,
@@ -118,20 +118,21 @@ class _Calls:
         retries: int = 2,
         backoff: float = 0.2,
         headers: Mapping[str, str] | None = None,
+        connections: int = 32,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
         self.headers = dict(headers or {})
         self._prefix = urlsplit(self.base_url).path + wire.API
-        self._open(tls_context(self.base_url, ca))
-
-    def _open(self, ssl_context: ssl.SSLContext | None) -> None:
-        """Make the transport requests go over."""
-        raise NotImplementedError
-
-    async def _exchange(self, method: str, target: str, data: bytes | None) -> http1.Answer:
-        raise NotImplementedError
+        self._pool = http1.Pool(
+            self.base_url,
+            self.headers,
+            ssl_context=tls_context(self.base_url, ca),
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            size=connections,
+        )
 
     @overload
     async def call(
@@ -169,7 +170,7 @@ class _Calls:
         attempts = 1 + (self.retries if method == "GET" else 0)
         for attempt in range(attempts):
             try:
-                status, raw, _ = await self._exchange(method, target, data)
+                status, raw, _ = await self._pool.request(method, target, data, JSON)
                 if status >= 300:
                     raise error_from(status, raw, self.base_url)
             except errors.Unavailable:
@@ -180,61 +181,8 @@ class _Calls:
             return None if reply is None else wire.decode(raw, reply)
         raise AssertionError("unreachable")
 
-
-class Rpc(_Calls):
-    """JSON calls to one server (the name node) over a small pool of kept-alive connections;
-    concurrent calls each take one of their own. ``close()`` closes them."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        ca: str | os.PathLike[str] | None = None,
-        retries: int = 2,
-        backoff: float = 0.2,
-        headers: Mapping[str, str] | None = None,
-        connections: int = 32,
-    ) -> None:
-        self._size = connections
-        super().__init__(base_url, ca=ca, retries=retries, backoff=backoff, headers=headers)
-
-    def _open(self, ssl_context: ssl.SSLContext | None) -> None:
-        self._pool = http1.Pool(
-            self.base_url,
-            self.headers,
-            ssl_context=ssl_context,
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            size=self._size,
-        )
-
-    async def _exchange(self, method: str, target: str, data: bytes | None) -> http1.Answer:
-        return await self._pool.request(method, target, data, JSON)
-
     def close(self) -> None:
         self._pool.close()
-
-
-class BlockingRpc(_Calls):
-    """``Rpc``'s calls over one kept-alive blocking connection, for one-shot commands.
-
-    Each call blocks the event loop while it waits: right for a CLI command that has nothing
-    else to do, wrong for a server or an application (use ``Rpc``)."""
-
-    def _open(self, ssl_context: ssl.SSLContext | None) -> None:
-        self._conn = http1.Connection(
-            self.base_url,
-            self.headers,
-            ssl_context=ssl_context,
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-        )
-
-    async def _exchange(self, method: str, target: str, data: bytes | None) -> http1.Answer:
-        return self._conn.request(method, target, data, JSON)
-
-    def close(self) -> None:
-        self._conn.close()
 
 
 class Links:

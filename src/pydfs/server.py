@@ -1,9 +1,13 @@
 """Shared aiohttp scaffolding for the name node and data nodes.
 
-Errors map to HTTP statuses in exactly one place (``_errors``): a ``PydfsError`` becomes its
-status and a coded ``ErrorBody``; anything else is logged with its traceback and answered with a
-bare ``internal`` error, never the traceback itself. What aiohttp's HTTP parser refuses before
-any handler runs gets the same coded body (``_Handler``).
+Errors map to HTTP statuses in exactly one place (``error_of``), for aiohttp's routes (the
+``_errors`` middleware) and the fast path alike: a ``PydfsError`` becomes its status and a coded
+``ErrorBody`` (with the request id); anything else is logged with its traceback and answered
+with a bare ``internal`` error, never the traceback itself. What aiohttp's HTTP parser refuses
+before any handler runs gets the same coded body (``_Handler``).
+
+A role's API is its request pipeline (``pydfs.calls``); ``add_endpoints`` routes aiohttp's
+requests to it, as the fast path does its own.
 
 A client gets a deadline for each request (``Limits``): the fast path (``pydfs.fastpath``)
 keeps it for its connections, and for a connection it handed to aiohttp the keep-alive timeout
@@ -24,7 +28,9 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from aiohttp import web
 
+from pydfs import log as request_log
 from pydfs import paths, wire
+from pydfs.calls import Answer, FileRange, Pipeline, Request
 from pydfs.errors import InternalError, InvalidArgument, ProtocolError, PydfsError
 
 log = logging.getLogger("pydfs.server")
@@ -64,8 +70,25 @@ DEFAULT_LIMITS = Limits()
 
 
 def error_body(exc: PydfsError) -> bytes:
-    """The JSON an error is answered with, by either server (aiohttp's, the fast path)."""
-    return wire.encode(wire.ErrorBody(exc.code, exc.message))
+    """The JSON an error is answered with, by either server (aiohttp's, the fast path), naming
+    the request being answered, if any."""
+    return wire.encode(wire.ErrorBody(exc.code, exc.message, request_log.REQUEST_ID.get()))
+
+
+def error_of(exc: BaseException, method: str, route: str) -> PydfsError:
+    """What the caller of a request (*method* and *route*, for the log) that raised *exc* is
+    told: its ``PydfsError``, aiohttp's refusals as coded errors, anything else as a bare
+    internal error, logged with its traceback."""
+    if isinstance(exc, PydfsError):
+        return exc
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return ProtocolError("request body too large")
+    if isinstance(exc, web.RequestPayloadError):  # aiohttp could not read the body (its encoding)
+        return ProtocolError(f"malformed request body: {exc}")
+    if isinstance(exc, web.HTTPException):
+        return _http_error(exc)
+    log.error("%s %s failed", method, route, exc_info=exc)
+    return internal_error()
 
 
 def internal_error() -> InternalError:
@@ -83,21 +106,14 @@ async def _errors(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except PydfsError as exc:
-        return error_response(exc)
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(ProtocolError("request body too large"))
-    except web.RequestPayloadError as exc:  # aiohttp could not read the body (its encoding)
-        return error_response(ProtocolError(f"malformed request body: {exc}"))
     except web.HTTPException as exc:
-        if exc.status >= 400:
-            return error_response(_http_error(exc))
-        raise
+        if exc.status < 400:
+            raise
+        return error_response(error_of(exc, request.method, request.path))
     except (ConnectionResetError, asyncio.CancelledError):
         raise
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return error_response(internal_error())
+    except Exception as exc:
+        return error_response(error_of(exc, request.method, request.path))
 
 
 def _http_error(exc: web.HTTPException) -> PydfsError:
@@ -173,9 +189,106 @@ def _slow_bodies(limits: Limits) -> Any:
 
 
 def make_app(client_max_size: int = wire.MAX_REPORT_BODY) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=client_max_size)
+    app = web.Application(
+        middlewares=[request_log.middleware(), _errors], client_max_size=client_max_size
+    )
     app.router.add_get(f"{wire.API}/health", _health)
     return app
+
+
+def add_endpoints(
+    app: web.Application, pipeline: Pipeline, endpoints: list[tuple[str, str, Any]]
+) -> list[Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """Route each of *endpoints* (method, route template, the role's endpoint) to *pipeline*;
+    returns the handlers."""
+    handlers = []
+    for method, route, endpoint in endpoints:
+        handler = _adapter(pipeline, endpoint, route)
+        app.router.add_route(method, route, handler)
+        handlers.append(handler)
+    return handlers
+
+
+def _adapter(
+    pipeline: Pipeline, endpoint: Any, route: str
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        rid = request_log.REQUEST_ID.get() or request_log.request_id(None)
+        call = Request(
+            endpoint,
+            route,
+            request.method,
+            request.match_info,
+            request.query,
+            request.headers,
+            request.content_length,
+            rid,
+        )
+        admitting = pipeline.admit(call)  # before the body is read
+        if admitting is not None:
+            await admitting
+        limit = pipeline.limit(call)
+        if limit is None:
+            call.read = request.content.readexactly
+        else:
+            call.body = await read_body(request, limit)
+        answer = pipeline.serve(call)
+        if not isinstance(answer, Answer):
+            answer = await answer
+        if answer.file is not None:
+            return await _send_file(request, answer, answer.file)
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            content_type=answer.content_type,
+            headers=answer.headers,
+        )
+
+    return handle
+
+
+async def _send_file(request: web.Request, answer: Answer, part: FileRange) -> web.StreamResponse:
+    """Answer with *part* of a file: sendfile when the loop has it, else 1 MiB reads."""
+    with part.file as f:
+        resp = web.StreamResponse(status=answer.status, headers=answer.headers)
+        resp.content_type = answer.content_type
+        resp.content_length = part.length
+        rid = request_log.REQUEST_ID.get()
+        if rid is not None:
+            resp.headers[request_log.HEADER] = rid
+        await resp.prepare(request)
+        try:
+            await _send(request, resp, f, part.start, part.length)
+        except BaseException:
+            # The status line is gone already: all a reader can be told is a cut connection.
+            if request.transport is not None:
+                request.transport.close()
+            raise
+    part.sent()
+    await resp.write_eof()
+    return resp
+
+
+async def _send(
+    request: web.Request, resp: web.StreamResponse, f: Any, start: int, count: int
+) -> None:
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("reader went away")
+    if count == 0:
+        return
+    try:
+        await asyncio.get_running_loop().sendfile(transport, f, start, count)
+        return
+    except NotImplementedError:
+        pass
+    f.seek(start)
+    while count > 0:
+        data = f.read(min(count, 1 << 20))
+        if not data:
+            raise ConnectionResetError("block file shrank while being read")
+        await resp.write(data)
+        count -= len(data)
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -35,6 +35,13 @@ FRAME = struct.Struct("<II")
 CHUNK_SIZE = 64 * 1024
 # The most chunks one read answers (its CRCs travel in a header).
 MAX_READ_CHUNKS = 256
+# Small blocks and ranges, which client and data node both treat apart: a block of one chunk
+# travels framed in one body (at most WHOLE_BLOCK bytes) over lean kept-alive connections, and
+# the data node reads it whole; a range of at most SMALL_READ bytes is asked for in one GET and
+# answered from one read of the (at most two) chunks that cover it. Both are what the data
+# node's fast path takes.
+WHOLE_BLOCK = 2 * FRAME.size + CHUNK_SIZE
+SMALL_READ = CHUNK_SIZE
 
 
 def body_reader(body: bytes) -> Callable[[int], Awaitable[bytes]]:
@@ -69,6 +76,7 @@ class Struct(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=False):
 class ErrorBody(Struct):
     code: str
     message: str
+    request_id: str | None = None  # the request's X-Request-Id, to find it in the servers' logs
 
 
 # --- namespace ----------------------------------------------------------------------------

@@ -40,10 +40,10 @@ class Node:
         )
         return self.raw.answer()
 
-    def get(self, block_id: str, query: str = "", token: str | None = None) -> Answer:
+    def get(self, block_id: str, query: str = "", token: str | None = None, **extra: str) -> Answer:
         token = token or tokens.block_token(self.secret, block_id, "r", 600)
         target = f"/v1/blocks/{block_id}" + (f"?{query}" if query else "")
-        self.raw.send(self.raw.request("GET", target, X_Pydfs_Block_Token=token))
+        self.raw.send(self.raw.request("GET", target, X_Pydfs_Block_Token=token, **extra))
         return self.raw.answer()
 
 
@@ -92,9 +92,9 @@ def test_larger_blocks_and_reads_go_to_aiohttp(node: Node) -> None:
 
 def test_errors_on_the_fast_path_are_aiohttp_s(shared_cluster: LocalCluster, node: Node) -> None:
     missing = fresh()
-    fast = node.get(missing, "offset=0&length=10")
+    fast = node.get(missing, "offset=0&length=10", X_Request_Id="probe-1")
     other = Node(shared_cluster)
-    slow = other.get(missing)
+    slow = other.get(missing, X_Request_Id="probe-1")
     other.raw.close()
     assert fast.fast and not slow.fast
     assert (
@@ -102,9 +102,10 @@ def test_errors_on_the_fast_path_are_aiohttp_s(shared_cluster: LocalCluster, nod
         == (slow.status, slow.json())
         == (
             404,
-            {"code": "not_found", "message": fast.json()["message"]},
+            {"code": "not_found", "message": fast.json()["message"], "request_id": "probe-1"},
         )
     )
+    assert fast.headers["x-request-id"] == slow.headers["x-request-id"] == "probe-1"
     block_id, data = fresh(), b"small"
     assert node.put(block_id, data).status == 200
     again = node.put(block_id, data)

@@ -52,7 +52,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from pydfs import wire
 from pydfs.client import Client
 from pydfs.cluster import LocalCluster
-from pydfs.namenode import app, openapi
+from pydfs.namenode import api, openapi
 from tests.conftest import BLOCK_SIZE, make_cluster, node_id
 
 # Cases per operation and generation mode (positive: schema-valid, negative: schema-violating).
@@ -90,14 +90,14 @@ REPLACES = {
 }
 MUTATING = {f"POST {wire.API}/fs/{name}" for name in ("mkdir", "create", "delete", "copy", "move")}
 
-ENDPOINTS = {(ep.method, f"{wire.API}{ep.route}"): ep for ep in app.ENDPOINTS}
+ENDPOINTS = {(ep.method, f"{wire.API}{ep.route}"): ep for ep in api.ENDPOINTS}
 HEALTH = ("GET", f"{wire.API}/health")
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def access(method: str, path: str) -> app.Access:
-    """Who may call an operation of the description (/v1/health is not in app.ENDPOINTS)."""
+def access(method: str, path: str) -> api.Access:
+    """Who may call an operation of the description (/v1/health is not in api.ENDPOINTS)."""
     ep = ENDPOINTS.get((method, path))
     return "open" if ep is None else ep.access
 

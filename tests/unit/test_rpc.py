@@ -1,8 +1,7 @@
-"""rpc.Rpc and rpc.BlockingRpc over http1, against real servers on 127.0.0.1.
+"""rpc.Rpc over http1, against real servers on 127.0.0.1.
 
 Most servers here are raw sockets served by threads, so that they can misbehave on purpose
-(close at a chosen moment, never answer, answer in chunks or garbage) and so that the blocking
-twin, which blocks the event loop, can be tested against the same servers.
+(close at a chosen moment, never answer, answer in chunks or garbage).
 """
 
 from __future__ import annotations
@@ -136,16 +135,13 @@ def raw_server() -> Iterator[Callable[..., RawServer]]:
         server.close()
 
 
-@pytest_asyncio.fixture(params=["Rpc", "BlockingRpc"])
-async def make_rpc(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[Callable[..., rpc.Rpc | rpc.BlockingRpc]]:
-    """Both twins; every one made is closed, on the test's loop."""
-    made: list[rpc.Rpc | rpc.BlockingRpc] = []
+@pytest_asyncio.fixture
+async def make_rpc() -> AsyncIterator[Callable[..., rpc.Rpc]]:
+    """Every one made is closed, on the test's loop."""
+    made: list[rpc.Rpc] = []
 
-    def make(url: str, **options: object) -> rpc.Rpc | rpc.BlockingRpc:
-        cls = rpc.Rpc if request.param == "Rpc" else rpc.BlockingRpc
-        made.append(cls(url, backoff=0.01, **options))  # type: ignore[arg-type]
+    def make(url: str, **options: object) -> rpc.Rpc:
+        made.append(rpc.Rpc(url, backoff=0.01, **options))  # type: ignore[arg-type]
         return made[-1]
 
     yield make
@@ -337,7 +333,8 @@ async def test_a_server_that_never_answers_times_out(raw_server, make_rpc, monke
 
 
 GARBAGE = {
-    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    "bad chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "gzip, not chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{}",
     "no length": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}",
     "bad status line": b"HTTP/1.1 OK 200\r\nContent-Length: 2\r\n\r\n{}",
     "not http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
@@ -350,6 +347,32 @@ GARBAGE = {
     "not an error body": b"HTTP/1.1 500 Oops\r\nContent-Length: 5\r\n\r\noops!",
     "not the reply": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]",
 }
+
+
+@pytest.mark.asyncio
+async def test_chunked_answers_are_read_and_the_connection_kept(raw_server, make_rpc):
+    """A server (or a proxy) may answer in chunks, split anywhere, with chunk extensions and
+    trailers: the body is what the chunks hold, and the connection carries the next call."""
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5;ext=1\r\n{"ok"\r\n5\r\n: 1, \r\n'
+        + b"%x\r\n" % 5000
+        + b'"a": "'
+        + b"x" * 4992
+        + b'"}\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
+
+    def in_pieces(conn: Conn, server: RawServer) -> None:
+        while (req := conn.read_request()) is not None:
+            server.requests.append(req)
+            for i in range(0, len(chunked), 7):
+                conn.send(chunked[i : i + 7])
+
+    server = raw_server(in_pieces)
+    r = make_rpc(server.url)
+    for _ in range(2):
+        assert await r.call("GET", "/a", reply=dict) == {"ok": 1, "a": "x" * 4992}
+    assert server.connections == 1 and len(server.requests) == 2
 
 
 @pytest.mark.parametrize("answer", GARBAGE.values(), ids=GARBAGE.keys())

@@ -90,7 +90,7 @@ async def _run_client(args: argparse.Namespace) -> int:
     from pydfs.cli.commands import Context, load_cwd
     from pydfs.client import AsyncClient
 
-    async with AsyncClient(args.namenode, blocking_rpc=True) as client:
+    async with AsyncClient(args.namenode) as client:
         ctx = Context(client, load_cwd(client), args.json, args.quiet)
         code: int = await args.handler(ctx, args)
         return code

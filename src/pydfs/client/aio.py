@@ -4,7 +4,7 @@ Metadata goes to the name node as JSON; file bytes go straight between this proc
 nodes (``client.blocks``). Paths are absolute DFS paths; relative ones resolve against ``/``.
 
 asyncio and ``client.files`` are imported by the methods that move file data, so that a CLI
-command that only asks the name node (over ``rpc.BlockingRpc``) never imports them.
+command that only asks the name node (over ``rpc.Rpc``) never imports them.
 """
 
 from __future__ import annotations
@@ -76,12 +76,8 @@ class AsyncClient:
         replication: int | None = None,
         block_size: int | None = None,
         stall_timeout: float = blocks.STALL_TIMEOUT,
-        blocking_rpc: bool = False,
     ) -> None:
-        """*blocking_rpc*: ask the name node through ``rpc.BlockingRpc``, for one-shot commands
-        that should not pay for importing aiohttp unless they move file data."""
         config = ClientConfig.read()
-        self._blocking_rpc = blocking_rpc
         self.stall_timeout = stall_timeout  # a data node silent this long is passed over
         self.namenode = resolve_namenode(namenode, config)
         self.token = token or os.environ.get("PYDFS_TOKEN") or config.token
@@ -91,7 +87,7 @@ class AsyncClient:
         self.block_size = block_size
         self._session: aiohttp.ClientSession | None = None
         self._links: rpc.Links | None = None
-        self._rpc: rpc.Rpc | rpc.BlockingRpc | None = None
+        self._rpc: rpc.Rpc | None = None
         self._leases: dict[tuple[int | None, int | None], _LeaseShelf] = {}
 
     async def __aenter__(self) -> AsyncClient:
@@ -146,13 +142,10 @@ class AsyncClient:
         return self._links
 
     @property
-    def rpc(self) -> rpc.Rpc | rpc.BlockingRpc:
+    def rpc(self) -> rpc.Rpc:
         if self._rpc is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            if self._blocking_rpc:
-                self._rpc = rpc.BlockingRpc(self.namenode, ca=self.ca, headers=headers)
-            else:
-                self._rpc = rpc.Rpc(self.namenode, ca=self.ca, headers=headers)
+            self._rpc = rpc.Rpc(self.namenode, ca=self.ca, headers=headers)
         return self._rpc
 
     # --- namespace ------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class BlockSource:
 
     @property
     def one_chunk(self) -> bool:
-        """Is the first chunk all of the block?"""
+        """Is the first chunk all of the block (framed, at most ``wire.WHOLE_BLOCK`` bytes)?"""
         return len(self._first) <= wire.CHUNK_SIZE
 
     def whole(self) -> bytes | None:
@@ -297,7 +297,7 @@ async def read_block(
     for node in block.nodes:
         try:
             while pos < end:
-                if links is not None and end - pos <= wire.CHUNK_SIZE:
+                if links is not None and end - pos <= wire.SMALL_READ:
                     ranges = _read_small(links, node, block, pos, end)
                 else:
                     ranges = _read_range(session, node, block, pos, end, stall_timeout)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
 
-from pydfs import rpc, server, tokens, wire
+from pydfs import fastpath as pydfs_fastpath
+from pydfs import metrics, rpc, server, tokens, wire
 from pydfs.config import DataNodeConfig
 from pydfs.datanode import app, fastpath
 from pydfs.datanode.blockstore import BlockStore
@@ -90,7 +92,10 @@ def run(config: DataNodeConfig) -> None:
                 tasks.append(asyncio.create_task(dn.heartbeater.run_forever()))
                 tasks.append(asyncio.create_task(dn.scanner.run_forever()))
 
-            application, blocks = app.build(dn)
+            application, pipeline = app.build(dn)
+            front: type[pydfs_fastpath.Front] = fastpath.Front
+            if os.environ.get("PYDFS_DATANODE_FASTPATH") == "0":  # to measure what it saves
+                front = fastpath.NoFront
             try:
                 await server.serve(
                     application,
@@ -100,8 +105,8 @@ def run(config: DataNodeConfig) -> None:
                     url_file=config.data_dir / "datanode.url",
                     after_bind=after_bind,
                     tls=tls,
-                    front=lambda fallback, limits: fastpath.Front(
-                        application, blocks, fallback, limits
+                    front=lambda fallback, limits: front(
+                        pipeline, application[metrics.REQUESTS], fallback, limits
                     ),
                     limits=server.Limits.of(config),
                 )

@@ -16,7 +16,7 @@ import msgspec
 from pydfs import __version__, wire
 
 if TYPE_CHECKING:
-    from pydfs.namenode.app import Endpoint
+    from pydfs.namenode.api import Endpoint
 
 ROUTE = "/api/openapi.json"
 _REF = "#/components/schemas/{name}"

@@ -472,11 +472,11 @@ def test_a_lone_one_chunk_write_syncs_on_the_loop_and_others_in_a_thread(tmp_pat
 def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
     tmp_path, synced_on
 ):
-    """Through ``app.Blocks.put``, as the fast path and aiohttp's route call it: each puts its
+    """Through ``blocks.Blocks.put``, as the fast path and aiohttp's route call it: each puts its
     whole one-chunk body at once, so only the yield after opening its writer lets the others
     be seen."""
     from pydfs import tokens, wire
-    from pydfs.datanode.app import Blocks
+    from pydfs.datanode.blocks import Blocks
 
     store = BlockStore(tmp_path, wire.CHUNK_SIZE)
     synced_on.clear()  # the store's own files

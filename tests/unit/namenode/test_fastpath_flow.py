@@ -10,6 +10,8 @@ from typing import Any
 
 from pydfs import metrics, wire
 from pydfs.fastpath import PAUSE_AT, _Connection
+from pydfs.namenode.api import Pipeline
+from pydfs.namenode.app import PIPELINE
 from pydfs.namenode.auth import User
 from pydfs.namenode.fastpath import Front
 
@@ -66,7 +68,10 @@ def front() -> Any:
         users=SimpleNamespace(authenticate=authenticate),
         namespace=SimpleNamespace(stat=stat),
     )
-    application = {metrics.REQUESTS: SimpleNamespace(record=lambda *args: None)}
+    application = {
+        metrics.REQUESTS: SimpleNamespace(record=lambda *args: None),
+        PIPELINE: Pipeline(nn),  # type: ignore[arg-type]
+    }
     return Front(application, nn, Aiohttp)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,547 @@
+"""The name node's API: one typed table of endpoints, and the one pipeline every call of them
+goes through, whichever server read it (``pydfs.calls``).
+
+Each endpoint authorises its caller on the request's head, before any of the body is read
+(``admit``), bounds its body (``limit``), decodes it into the endpoint's declared type, calls
+one domain method, and answers only once the commits it made or could have seen are durable
+(``serve``). aiohttp's routes (``namenode.app``) and the fast path (``namenode.fastpath``) are
+adapters over it. The same table drives the OpenAPI description, so neither can drift from the
+routes; ``endpoint`` types each handler against its body and reply types, so mypy checks them.
+
+Who may call what: ``user`` endpoints need a user's bearer token (``Authorization: Bearer``),
+``admin`` ones an admin's, ``node`` ones the cluster secret's node credential
+(``Authorization: Node``); ``open`` ones (health, the API description) need nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+
+from pydfs import paths, tokens, wire
+from pydfs.calls import Answer, Request
+from pydfs.errors import PermissionDenied, ProtocolError, Unauthenticated
+from pydfs.namenode.auth import User
+from pydfs.server import decode_body
+
+if TYPE_CHECKING:
+    from pydfs.namenode import NameNode
+
+log = logging.getLogger("pydfs.namenode")
+
+Access = Literal["user", "admin", "node", "open"]
+B = TypeVar("B")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Call(Generic[B]):
+    """What a handler gets: the name node, the request's query and route parameters, its
+    decoded body (None for an endpoint without one) and its caller."""
+
+    nn: NameNode
+    query: Mapping[str, str]
+    match: Mapping[str, str]
+    body: B
+    user: User
+
+    def q(self, name: str) -> str:
+        value = self.query.get(name)
+        if value is None:
+            raise ProtocolError(f"missing query parameter {name!r}")
+        return value
+
+    def path(self, name: str = "path") -> str:
+        return paths.normalize(self.q(name))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    route: str  # below wire.API
+    access: Access
+    handler: Callable[[Call[Any]], Awaitable[Any]]
+    summary: str
+    body: type | None = None
+    reply: type | None = None
+    params: tuple[str, ...] = ()  # query parameters (required ones first, "?" marks optional)
+    waits: bool = False  # held while the name node waits for its data nodes after a start
+
+
+@overload
+def endpoint(
+    method: str,
+    route: str,
+    access: Access,
+    handler: Callable[[Call[None]], Awaitable[R]],
+    summary: str,
+    body: None = None,
+    reply: type[R] | None = None,
+    *,
+    params: tuple[str, ...] = (),
+    waits: bool = False,
+) -> Endpoint: ...
+
+
+@overload
+def endpoint(
+    method: str,
+    route: str,
+    access: Access,
+    handler: Callable[[Call[B]], Awaitable[R]],
+    summary: str,
+    body: type[B],
+    reply: type[R] | None = None,
+    *,
+    params: tuple[str, ...] = (),
+    waits: bool = False,
+) -> Endpoint: ...
+
+
+def endpoint(
+    method: str,
+    route: str,
+    access: Access,
+    handler: Callable[[Call[Any]], Awaitable[Any]],
+    summary: str,
+    body: type | None = None,
+    reply: type | None = None,
+    *,
+    params: tuple[str, ...] = (),
+    waits: bool = False,
+) -> Endpoint:
+    """An endpoint whose *handler* mypy checks against its *body* and *reply* types."""
+    return Endpoint(method, route, access, handler, summary, body, reply, params, waits)
+
+
+async def _none(method: Callable[..., Awaitable[None]], *args: Any) -> dict[str, Any]:
+    """Call a method that answers nothing; the reply is an empty object."""
+    await method(*args)
+    return {}
+
+
+async def _field(name: str, value: Awaitable[Any]) -> dict[str, Any]:
+    """A reply that is one field."""
+    return {name: await value}
+
+
+async def _ready(value: R) -> R:
+    """The answer of a handler that needs nothing from the store."""
+    return value
+
+
+async def _space(nn: NameNode) -> wire.Space:
+    return nn.membership.space(nn.namespace.replication)
+
+
+async def _user_list(nn: NameNode) -> wire.UserList:
+    return wire.UserList(await nn.users.all())
+
+
+async def _new_token(nn: NameNode, name: str) -> wire.UserToken:
+    return wire.UserToken(name, await nn.users.reset_token(name))
+
+
+_NODE = User("datanode", admin=True)  # what a data node's calls run as (it never names a path)
+
+
+ENDPOINTS: list[Endpoint] = [
+    # --- namespace ---
+    endpoint(
+        "GET",
+        "/fs/stat",
+        "user",
+        lambda c: c.nn.namespace.stat(c.path(), c.user, read=c.query.get("read") == "1"),
+        "Status of a file or directory, with its blocks (and read tokens with read=1).",
+        reply=wire.FileStatus,
+        params=("path", "read?"),
+    ),
+    endpoint(
+        "GET",
+        "/fs/list",
+        "user",
+        lambda c: c.nn.namespace.listdir(c.path(), c.user),
+        "The entries of a directory.",
+        reply=wire.Listing,
+        params=("path",),
+    ),
+    endpoint(
+        "POST",
+        "/fs/mkdir",
+        "user",
+        lambda c: c.nn.namespace.mkdir(
+            paths.normalize(c.body.path), c.user, parents=c.body.parents
+        ),
+        "Make a directory (with parents=true, and its missing parents).",
+        wire.MkdirRequest,
+        wire.FileStatus,
+    ),
+    endpoint(
+        "POST",
+        "/fs/create",
+        "user",
+        lambda c: c.nn.namespace.create_file(
+            paths.normalize(c.body.path), c.user, directory=paths.names_directory(c.body.path)
+        ),
+        "Create an empty file.",
+        wire.PathRequest,
+        wire.FileStatus,
+    ),
+    endpoint(
+        "POST",
+        "/fs/delete",
+        "user",
+        lambda c: _field(
+            "deleted_files",
+            c.nn.namespace.delete(
+                paths.normalize(c.body.path), c.user, recursive=c.body.recursive, type=c.body.type
+            ),
+        ),
+        "Delete a file or directory.",
+        wire.DeleteRequest,
+    ),
+    endpoint(
+        "POST",
+        "/fs/copy",
+        "user",
+        lambda c: c.nn.namespace.copy(
+            paths.normalize(c.body.src),
+            None if c.body.dst is None else paths.normalize(c.body.dst),
+            c.user,
+            overwrite=c.body.overwrite,
+        ),
+        "Copy a file (sharing its blocks).",
+        wire.CopyRequest,
+        wire.FileStatus,
+    ),
+    endpoint(
+        "POST",
+        "/fs/move",
+        "user",
+        lambda c: c.nn.namespace.move(
+            paths.normalize(c.body.src),
+            paths.normalize(c.body.dst),
+            c.user,
+            overwrite=c.body.overwrite,
+        ),
+        "Move or rename a file or directory.",
+        wire.MoveRequest,
+        wire.FileStatus,
+    ),
+    endpoint(
+        "POST",
+        "/fs/chmod",
+        "user",
+        lambda c: _field(
+            "changed",
+            c.nn.namespace.chmod(
+                paths.normalize(c.body.path), c.body.mode, c.user, recursive=c.body.recursive
+            ),
+        ),
+        "Set permission bits (owner or admin).",
+        wire.ChmodRequest,
+    ),
+    endpoint(
+        "POST",
+        "/fs/chown",
+        "user",
+        lambda c: _field(
+            "changed",
+            c.nn.namespace.chown(
+                paths.normalize(c.body.path),
+                c.body.owner,
+                c.body.group,
+                c.user,
+                recursive=c.body.recursive,
+            ),
+        ),
+        "Change owner (admin) or group (owner, to a group it is in).",
+        wire.ChownRequest,
+    ),
+    endpoint(
+        "POST",
+        "/fs/setrep",
+        "user",
+        lambda c: _field(
+            "files", c.nn.setrep(paths.normalize(c.body.path), c.body.replication, c.user)
+        ),
+        "Set the replication factor of a file or of every file below a directory.",
+        wire.SetReplicationRequest,
+    ),
+    endpoint(
+        "POST",
+        "/fs/format",
+        "admin",
+        lambda c: c.nn.format(c.user),
+        "Wipe the file system (initialize).",
+        reply=wire.FormatReply,
+    ),
+    # --- uploads ---
+    endpoint(
+        "POST",
+        "/uploads",
+        "user",
+        lambda c: c.nn.uploads.start(c.body, c.user),
+        "Start writing a file: a lease, and the first block's targets and write token.",
+        wire.UploadRequest,
+        wire.UploadGrant,
+        waits=True,
+    ),
+    endpoint(
+        "POST",
+        "/uploads/batch",
+        "user",
+        lambda c: c.nn.uploads.start_batch(c.body, c.user),
+        "Leases for several files at once, each with its first block; commits name the files.",
+        wire.UploadBatchRequest,
+        wire.UploadBatch,
+        waits=True,
+    ),
+    endpoint(
+        "GET",
+        "/uploads",
+        "admin",
+        lambda c: c.nn.uploads.listing(),
+        "Every upload not committed yet: whose, where to, how old, how much it was granted.",
+        reply=wire.UploadList,
+    ),
+    endpoint(
+        "POST",
+        "/uploads/{id}/blocks",
+        "user",
+        lambda c: c.nn.uploads.allocate(c.match["id"], c.body, c.user),
+        "Another block for an upload.",
+        wire.BlockAllocRequest,
+        wire.BlockGrant,
+    ),
+    endpoint(
+        "POST",
+        "/uploads/{id}/commit",
+        "user",
+        lambda c: c.nn.uploads.commit(c.match["id"], c.body, c.user),
+        "Make the file name exactly the blocks written.",
+        wire.CommitRequest,
+        wire.FileStatus,
+    ),
+    endpoint(
+        "POST",
+        "/uploads/{id}/renew",
+        "user",
+        lambda c: _none(c.nn.uploads.renew, c.match["id"], c.user),
+        "Extend an upload's lease.",
+    ),
+    endpoint(
+        "DELETE",
+        "/uploads/{id}",
+        "user",
+        lambda c: _none(c.nn.uploads.abort, c.match["id"], c.user),
+        "Abandon an upload.",
+    ),
+    endpoint(
+        "POST",
+        "/blocks/corrupt",
+        "user",
+        lambda c: _none(c.nn.suspect, c.body, c.user),
+        "Report a replica that failed verification (its node then checks it).",
+        wire.CorruptReplica,
+    ),
+    # --- cluster ---
+    endpoint(
+        "GET",
+        "/cluster/space",
+        "user",
+        lambda c: _space(c.nn),
+        "Capacity and use.",
+        reply=wire.Space,
+    ),
+    endpoint(
+        "GET",
+        "/cluster/datanodes",
+        "user",
+        lambda c: _ready(wire.DataNodeList(c.nn.membership.states())),
+        "Every data node.",
+        reply=wire.DataNodeList,
+    ),
+    endpoint(
+        "GET",
+        "/fsck",
+        "admin",
+        lambda c: c.nn.fsck(
+            paths.normalize(c.query.get("path", "/")),
+            files=c.query.get("files") == "1",
+        ),
+        "Block health below a path.",
+        reply=wire.FsckReport,
+        params=("path?", "files?"),
+    ),
+    endpoint(
+        "POST",
+        "/cluster/decommission",
+        "admin",
+        lambda c: c.nn.decommission(c.body.node),
+        "Move every block off a data node.",
+        wire.NodeRequest,
+        wire.DataNodeState,
+    ),
+    endpoint(
+        "POST",
+        "/cluster/recommission",
+        "admin",
+        lambda c: c.nn.decommission(c.body.node, undo=True),
+        "Cancel a decommission.",
+        wire.NodeRequest,
+        wire.DataNodeState,
+    ),
+    # --- users ---
+    endpoint(
+        "GET",
+        "/auth/whoami",
+        "user",
+        lambda c: _ready(c.user.info()),
+        "The caller.",
+        reply=wire.UserInfo,
+    ),
+    endpoint(
+        "GET",
+        "/users",
+        "admin",
+        lambda c: _user_list(c.nn),
+        "Every user.",
+        reply=wire.UserList,
+    ),
+    endpoint(
+        "POST",
+        "/users",
+        "admin",
+        lambda c: c.nn.add_user(c.body),
+        "Add a user (and its home directory); the reply holds its token, shown once.",
+        wire.NewUser,
+        wire.UserToken,
+    ),
+    endpoint(
+        "POST",
+        "/users/remove",
+        "admin",
+        lambda c: _none(c.nn.users.remove, c.body.name),
+        "Remove a user: its token stops working; its files stay.",
+        wire.UserName,
+    ),
+    endpoint(
+        "POST",
+        "/users/reset-token",
+        "admin",
+        lambda c: _new_token(c.nn, c.body.name),
+        "Give a user a new token; the old one stops working.",
+        wire.UserName,
+        wire.UserToken,
+    ),
+    # --- data nodes ---
+    endpoint(
+        "POST",
+        "/datanodes/heartbeat",
+        "node",
+        lambda c: c.nn.heartbeat(c.body),
+        "A data node's heartbeat; the reply carries its work.",
+        wire.Heartbeat,
+        wire.HeartbeatReply,
+    ),
+    endpoint(
+        "POST",
+        "/datanodes/report",
+        "node",
+        lambda c: c.nn.block_report(c.body),
+        "A data node's full block report.",
+        wire.BlockReport,
+        wire.HeartbeatReply,
+    ),
+]
+
+
+def _bearer(authorization: str, scheme: str) -> str | None:
+    kind, _, value = authorization.partition(" ")
+    return value.strip() if kind.lower() == scheme.lower() and value.strip() else None
+
+
+async def authenticate(nn: NameNode, authorization: str, access: Access) -> User:
+    """The caller whose ``Authorization`` header is *authorization*, or
+    ``Unauthenticated``/``PermissionDenied``."""
+    who = caller(nn, authorization, access)
+    return who if isinstance(who, User) else await who
+
+
+def caller(nn: NameNode, authorization: str, access: Access) -> User | Awaitable[User]:
+    """``authenticate``, answered at once when the store is not needed (open and node calls,
+    a missing token)."""
+    if access == "open":
+        return User("anonymous")
+    if access == "node":
+        credential = _bearer(authorization, "Node")
+        if credential is None:
+            raise Unauthenticated("data node calls need the cluster secret")
+        tokens.check_node_credential(nn.secret, credential)
+        return _NODE
+    token = _bearer(authorization, "Bearer")
+    if token is None:
+        raise Unauthenticated("no token given: run `pydfs login` (or pass token= to the SDK)")
+    return _user(nn, token, access)
+
+
+async def _user(nn: NameNode, token: str, access: Access) -> User:
+    user = await nn.users.authenticate(token)
+    if access == "admin" and not user.admin:
+        raise PermissionDenied("only an admin may do this")
+    return user
+
+
+def body_limit(ep: Endpoint) -> int:
+    return wire.MAX_REPORT_BODY if ep.access == "node" else wire.MAX_JSON_BODY
+
+
+async def answer(
+    nn: NameNode,
+    ep: Endpoint,
+    query: Mapping[str, str],
+    match: Mapping[str, str],
+    user: User,
+    body: bytes,
+) -> bytes:
+    """The JSON answer to one call of *ep* by *user* (from ``authenticate``, before the body is
+    read), or a ``PydfsError``: the one way both servers, aiohttp and the fast path, carry out an
+    endpoint."""
+    decoded = None if ep.body is None else decode_body(body, ep.body)
+    return wire.encode(await ep.handler(Call(nn, query, match, decoded, user)))
+
+
+class Pipeline:
+    """Every endpoint's call, whichever server read it (``calls.Pipeline``). Durability is the
+    store's: a change is durable before ``Store.write`` returns, and a read waits for the
+    commits it may have seen (``store.interface``)."""
+
+    def __init__(self, nn: NameNode) -> None:
+        self.nn = nn
+
+    def admit(self, request: Request) -> Awaitable[None] | None:
+        ep: Endpoint = request.endpoint
+        who = caller(self.nn, request.headers.get("authorization", ""), ep.access)
+        if isinstance(who, User):
+            request.grant = who
+            return None
+        return self._admit(request, who)
+
+    @staticmethod
+    async def _admit(request: Request, who: Awaitable[User]) -> None:
+        request.grant = await who
+
+    def limit(self, request: Request) -> int | None:
+        ep: Endpoint = request.endpoint
+        return None if ep.body is None else body_limit(ep)
+
+    async def serve(self, request: Request) -> Answer:
+        if request.endpoint.waits:
+            await self.nn.started()
+        body = await answer(
+            self.nn, request.endpoint, request.query, request.match, request.grant, request.body
+        )
+        return Answer(200, body)

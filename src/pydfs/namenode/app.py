@@ -83,6 +83,15 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint(
         "GET",
+        "/fs/checksum",
+        "user",
+        lambda c: c.nn.namespace.checksum(c.path(), c.user),
+        "The SHA-256 of a file's content, as its writer recorded it (null if none was).",
+        reply=wire.FileChecksum,
+        params=("path",),
+    ),
+    Endpoint(
+        "GET",
         "/fs/list",
         "user",
         lambda c: c.nn.namespace.listdir(c.path(), c.user),

@@ -555,8 +555,10 @@ class Namespace:
         block_size: int,
         blocks: list[wire.StoredBlock],
         overwrite: bool,
+        sha256: str | None = None,
     ) -> wire.FileStatus:
-        """Make *path* name exactly *blocks*, atomically creating or replacing the file."""
+        """Make *path* name exactly *blocks*, atomically creating or replacing the file (and
+        recording *sha256*, the hash its writer computed, or none)."""
         if path == paths.ROOT:
             raise IsADirectory("/ is a directory")
         now = time.time()
@@ -596,6 +598,7 @@ class Namespace:
                 "INSERT INTO file_blocks (inode, idx, block) VALUES (?, ?, ?)",
                 [(inode_id, i, b.block_id) for i, b in enumerate(blocks)],
             )
+            db.execute("UPDATE inodes SET sha256 = ? WHERE id = ?", (sha256, inode_id))
         return self._made(inode_id, path)
 
     def _target(self, src: str, dst: str, user: User | None) -> tuple[str, Inode | None]:
@@ -657,6 +660,10 @@ class Namespace:
                 "INSERT INTO file_blocks (inode, idx, block) "
                 "SELECT ?, idx, block FROM file_blocks WHERE inode = ?",
                 (inode_id, source.id),
+            )
+            db.execute(  # the same bytes: the same hash
+                "UPDATE inodes SET sha256 = (SELECT sha256 FROM inodes WHERE id = ?) WHERE id = ?",
+                (source.id, inode_id),
             )
         return self.stat(target)
 
@@ -974,6 +981,15 @@ class Namespace:
     def _select_one(self, db: sqlite3.Connection, inode_id: int) -> None:
         db.execute("DELETE FROM temp.subtree")
         db.execute("INSERT INTO temp.subtree VALUES (?)", (inode_id,))
+
+    def checksum(self, path: str, user: User | None = None) -> wire.FileChecksum:
+        """The SHA-256 recorded when *path* was written (r permission needed, as to read it)."""
+        node = self.resolve(path, user)
+        if node.is_dir:
+            return wire.FileChecksum(path, "dir", 0)
+        _check(user, node, R, path)
+        (sha256,) = self.db.execute("SELECT sha256 FROM inodes WHERE id = ?", (node.id,)).fetchone()
+        return wire.FileChecksum(path, "file", node.size, sha256)
 
     def make_home(self, name: str) -> str:
         """``/user/NAME``, owned by the user, in its own group, 0750 (HDFS keeps homes there)."""

@@ -91,7 +91,10 @@ async def file_info(ctx: Context, args: argparse.Namespace) -> int:
 
 async def _into(ctx: Context, sources: list[str], dst: str) -> str:
     """The directory several sources go into: *dst*, which must be one."""
-    status = await ctx.client.info(dst)
+    try:
+        status = await ctx.client.info(dst)
+    except NotFound:
+        raise NotFound(f"{dst}: no such directory ({len(sources)} sources go into one)") from None
     if status.type != "dir":
         raise NotADirectory(f"{dst} is not a directory ({len(sources)} sources go into one)")
     return dst

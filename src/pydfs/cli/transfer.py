@@ -81,8 +81,11 @@ async def _run_all(jobs: list[Callable[[], Awaitable[Done]]], parallel: int) -> 
         async with limit:
             return await job()
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(job)) for job in jobs]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(job)) for job in jobs]
+    except BaseExceptionGroup as failed:  # the first error is the one to tell
+        raise failed.exceptions[0] from None
     return [t.result() for t in tasks]
 
 

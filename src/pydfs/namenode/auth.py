@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydfs import paths, tokens, wire
-from pydfs.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from pydfs.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unauthenticated
 from pydfs.namenode.store import Store
 
 R, W, X = 4, 2, 1
@@ -163,8 +163,14 @@ class Users:
         return token
 
     def remove(self, name: str) -> None:
-        """Revoke a user (its files stay, owned by the name, as with userdel)."""
-        self.get(name)
+        """Revoke a user (its files stay, owned by the name, as with userdel). The last admin
+        stays: without one, no user could be added or given a new token again."""
+        user = self.get(name)
+        if user.admin and sum(u.admin for u in self._by_name.values()) == 1:
+            raise Conflict(
+                f"{name!r} is the last administrator and cannot be removed: make another "
+                "admin first (`pydfs admin user add NAME --admin`)"
+            )
         with self.store.write() as db:
             db.execute("DELETE FROM users WHERE name = ?", (name,))
         self._reload()
@@ -186,12 +192,35 @@ class Users:
         (mode 0600) for the operator; returns the token, or None if users exist already."""
         if self._by_name:
             return None
-        token = tokens.new_user_token()
-        tmp = token_file.with_name(token_file.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:  # first, so that a crash cannot leave an admin unknown
-            f.write(token + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, token_file)
+        token = _leave_token(token_file)
         return self.add(BOOTSTRAP_ADMIN, admin=True, groups=[], token=token)
+
+    def reset_admin(self, token_file: Path) -> str:
+        """The operator's way back in (``pydfs namenode reset-admin``, with the name node
+        stopped): the user ``admin`` is made again, or made an admin again, with a new token
+        left in *token_file*. Returns what was done."""
+        token = _leave_token(token_file)
+        if BOOTSTRAP_ADMIN not in self._by_name:
+            self.add(BOOTSTRAP_ADMIN, admin=True, groups=[], token=token)
+            return f"user {BOOTSTRAP_ADMIN!r} made again, as an admin"
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE users SET token_hash = ?, admin = 1 WHERE name = ?",
+                (tokens.hash_user_token(token), BOOTSTRAP_ADMIN),
+            )
+        self._reload()
+        return f"user {BOOTSTRAP_ADMIN!r} is an admin, with a new token"
+
+
+def _leave_token(token_file: Path) -> str:
+    """A new token, written durably to *token_file* (mode 0600) before any user has it, so
+    that a crash cannot leave an admin whose token no one knows."""
+    token = tokens.new_user_token()
+    tmp = token_file.with_name(token_file.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, token_file)
+    return token

@@ -205,3 +205,9 @@ def test_ctrl_c_while_reading_a_terminal_exits_at_once(cli: Cli, home: str) -> N
         time.sleep(0.05)
     assert _exit_after_ctrl_c(proc, master) == 130
     assert cli("test", "-e", "typed").code == 1  # nothing was committed
+
+
+def test_https_against_a_plain_name_node_fails_clearly(cli: Cli) -> None:
+    https = Cli(cli.namenode.replace("http://", "https://"), cli.home, cli.token)
+    line = https.fails("ls", "/")  # within the subprocess timeout, not after a hang
+    assert "TLS with https://" in line

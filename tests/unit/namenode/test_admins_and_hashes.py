@@ -5,13 +5,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from tests.unit.namenode.test_uploads import ALICE, live, stored
 
 from pydfs import wire
 from pydfs.errors import Conflict, PermissionDenied, ProtocolError
 from pydfs.namenode.auth import TOKEN_FILE, Users
 from pydfs.namenode.store import Store
 from pydfs.namenode.uploads import Uploads
-from tests.unit.namenode.test_uploads import ALICE, live, stored
 
 MiB = 1024 * 1024
 SHA = "ab" * 32

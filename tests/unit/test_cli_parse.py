@@ -261,3 +261,9 @@ def test_parse_size_rejects_junk(junk):
 def test_commands_module_has_a_handler_per_command():
     for c in COMMANDS:
         assert getattr(commands, c.name) is c.handler
+
+
+@pytest.mark.parametrize("argv", [["head", "-n", "-1", "f"], ["tail", "-c", "x", "f"]])
+def test_counts_are_not_negative(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "not a count" in capsys.readouterr().err

@@ -168,6 +168,16 @@ back and compares. A file written before pydfs recorded hashes has its hash comp
 reading it, and says so."""
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return value
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cat", help="print files to standard output", description="Globs quoted.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="file(s) to print")
@@ -182,8 +192,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         )
         p.add_argument("path", help="the file")
         count = p.add_mutually_exclusive_group()
-        count.add_argument("-n", "--lines", type=int, default=10, help="lines (10)")
-        count.add_argument("-c", "--bytes", type=int, help="bytes instead of lines")
+        count.add_argument("-n", "--lines", type=_count, default=10, help="lines (10)")
+        count.add_argument("-c", "--bytes", type=_count, help="bytes instead of lines")
         if name == "tail":
             p.add_argument(
                 "-f", "--follow", action="store_true", help="keep printing as the file changes"

@@ -4,14 +4,20 @@ Used by ``pydfs cluster up`` and by the integration and fault tests, so that the
 tests start, wait for, kill and restart nodes the same way. Every process binds port 0 (the name
 node may ask for a fixed port) and publishes the URL it really bound in ``<data-dir>/<role>.url``;
 readiness is that file plus an answered ``/v1/health``, polled against a deadline.
+
+A cluster started with ``namenode_port=None`` keeps the port its name node first got in
+``<root>/namenode.port``, so that saved client configs and working directories stay valid across
+restarts. The name node binds the port itself (no probe beforehand, which another program's
+``SO_REUSEADDR`` socket can fool); when it is taken, the cluster falls back to any free port for
+that run and says so in ``notes``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydfs.errors import Unavailable
+from pydfs.config import DEFAULT_NAMENODE_PORT
+from pydfs.errors import Unauthenticated, Unavailable
 
 if TYPE_CHECKING:
     from pydfs.client import AsyncClient, Client
@@ -61,6 +68,7 @@ class NodeProcess:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.url_file.unlink(missing_ok=True)
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         cmd = [
             *self.prefix,
             sys.executable,
@@ -85,7 +93,11 @@ class NodeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen is None or self.popen.poll() is not None:
-                raise ProcessFailed(f"{self.name} exited during start-up; see {self.log_path}")
+                said = self.said().strip().splitlines()
+                last = f": {said[-1].removeprefix('pydfs: error: ')}" if said else ""
+                raise ProcessFailed(
+                    f"{self.name} exited during start-up{last}; see {self.log_path}"
+                )
             if self.url_file.exists():
                 url = self.url_file.read_text().strip()
                 if url and _healthy(url, self.ca):
@@ -93,6 +105,15 @@ class NodeProcess:
                     return url
             time.sleep(0.02)
         raise ProcessFailed(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def said(self) -> str:
+        """What the process has logged since its last start."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(getattr(self, "_log_start", 0))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     @property
     def running(self) -> bool:
@@ -136,15 +157,6 @@ def _healthy(url: str, ca: Path | None = None) -> bool:
         return False
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 class LocalCluster:
     """``with LocalCluster(tmp_path) as c: ...``: a whole cluster, stopped on exit."""
 
@@ -153,7 +165,7 @@ class LocalCluster:
         root: Path,
         datanodes: int = 2,
         *,
-        namenode_port: int = 0,
+        namenode_port: int | None = 0,
         namenode_args: list[str] | None = None,
         datanode_args: list[str] | None = None,
         tls: bool = False,
@@ -171,11 +183,14 @@ class LocalCluster:
             tls_args += ["--tls-ca", str(local.ca)]
         self._namenode_args = [*tls_args, *(namenode_args or [])]
         self._datanode_args = [*tls_args, *(datanode_args or [])]
+        self._sticky = namenode_port is None  # keep the port the name node first got
+        self._port = self._kept_port() if namenode_port is None else namenode_port
+        self.notes: list[str] = []  # what a person starting the cluster should hear of
         self.namenode = NodeProcess(
             "namenode",
             "namenode",
             self.root / "namenode",
-            ["--port", str(namenode_port), *self._namenode_args],
+            [],
             self.root / "namenode.log",
             ca=self.ca,
         )
@@ -224,10 +239,63 @@ class LocalCluster:
             *self._datanode_args,
         ]
 
-    def start(self) -> LocalCluster:
+    @property
+    def port_file(self) -> Path:
+        return self.root / "namenode.port"
+
+    def _kept_port(self) -> int:
         try:
+            return int(self.port_file.read_text())
+        except (OSError, ValueError):
+            return DEFAULT_NAMENODE_PORT  # asked for first, when the directory names none
+
+    def _check_free(self) -> None:
+        """Refuse at once, and say why, when another name node holds the directory (its lock
+        would make ours exit during start-up)."""
+        lock = self.namenode.data_dir / "namenode.lock"
+        if not lock.exists():
+            return
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                url = f" at {self.namenode.url_file.read_text().strip()}"
+            except OSError:
+                url = ""
+            raise ProcessFailed(
+                f"another name node{url} holds {self.namenode.data_dir}: is a cluster already "
+                f"running in {self.root}? Stop it first, or give another directory"
+            ) from None
+        finally:
+            os.close(fd)  # closing drops the lock, if it was ours
+
+    def _start_namenode(self) -> None:
+        """Start the name node on the port asked for; if that port is taken, on any free one."""
+        self._check_free()
+        port = self._port
+        self.namenode.args = ["--port", str(port), *self._namenode_args]
+        self.namenode.start()
+        try:
+            self.namenode.wait_ready()
+        except ProcessFailed:
+            if not port or "address already in use" not in self.namenode.said().lower():
+                raise
+            self.notes.append(
+                f"port {port} is taken by another program: the name node listens on another "
+                "port for this run (clients configured for the old URL need the new one)"
+            )
+            self.namenode.args = ["--port", "0", *self._namenode_args]
             self.namenode.start()
             self.namenode.wait_ready()
+            if self._sticky and self.port_file.exists():
+                return  # the cluster's own port is kept for the next start
+        if self._sticky:
+            self.port_file.write_text(self.url.rsplit(":", 1)[1] + "\n")
+
+    def start(self) -> LocalCluster:
+        try:
+            self._start_namenode()
             for node in self.datanodes:
                 node.args = self._datanode_argv()
                 node.start()
@@ -259,13 +327,24 @@ class LocalCluster:
         self.namenode.wait_ready()
 
     def datanode_states(self) -> list[dict[str, Any]]:
+        import urllib.error
+
         request = urllib.request.Request(
             f"{self.url}/v1/cluster/datanodes",
             headers={"Authorization": f"Bearer {self.admin_token}"},
         )
-        with urllib.request.urlopen(request, timeout=5, context=_tls(self.ca)) as resp:
-            nodes: list[dict[str, Any]] = json.load(resp)["nodes"]
-            return nodes
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=_tls(self.ca)) as resp:
+                nodes: list[dict[str, Any]] = json.load(resp)["nodes"]
+                return nodes
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (401, 403):
+                raise
+            raise Unauthenticated(
+                f"the name node refuses the admin token in {self.namenode.data_dir}/admin.token "
+                "(was the admin removed, or its token reset?); to recover, stop the cluster and "
+                f"run: pydfs namenode reset-admin --data-dir {self.namenode.data_dir}"
+            ) from None
 
     def wait_for_registered(self, timeout: float = READY_TIMEOUT) -> None:
         """Wait until the name node knows every running data node, live, at its current URL."""
@@ -290,6 +369,8 @@ class LocalCluster:
             try:
                 if predicate():
                     return
+            except Unauthenticated:  # an answer that waiting will not change
+                raise
             except OSError:
                 pass
             if time.monotonic() > deadline:

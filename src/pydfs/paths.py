@@ -63,6 +63,14 @@ def normalize(path: str, cwd: str = ROOT) -> str:
     return result
 
 
+_MAGIC = re.compile(r"[*?[]")
+
+
+def has_magic(pattern: str) -> bool:
+    """Does *pattern* hold ``*``, ``?`` or ``[``, so that a glob would expand it?"""
+    return _MAGIC.search(pattern) is not None
+
+
 def names_directory(path: str) -> bool:
     """Was *path*, as written, a directory's name (``d/``, ``d/.``, ``d/..``)? A file cannot be
     made there, as ``open(2)`` and coreutils refuse."""

@@ -111,6 +111,16 @@ class FileStatus(Struct):
     blocks: list[BlockInfo] | None = None
 
 
+class FileChecksum(Struct):
+    """A file's SHA-256 as its writer computed it at upload (hex), or None if none was
+    recorded; it proves what the writer computed, not what the data nodes hold now."""
+
+    path: str
+    type: Literal["file", "dir"]
+    size: int
+    sha256: str | None = None
+
+
 class Listing(Struct):
     path: str
     entries: list[FileStatus]
@@ -266,6 +276,7 @@ class CommitRequest(Struct):
     blocks: list[StoredBlock]
     path: str | None = None  # the file of an upload from a batch; others named it at start
     overwrite: bool = True  # for an upload from a batch
+    sha256: str | None = None  # the whole content's SHA-256 (hex), as the writer computed it
 
 
 class OpenUpload(Struct):

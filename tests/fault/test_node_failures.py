@@ -187,7 +187,7 @@ def test_full_disk_is_a_clear_error_and_keeps_old_data(
     (tmp_path / "small").write_bytes(os.urandom(BLOCK_SIZE))
     cli("put", "small", "/small").ok()
     (tmp_path / "huge").write_bytes(os.urandom(12 * BLOCK_SIZE))
-    message = cli.fails("put", "huge", "/small")
+    message = cli.fails("put", "-f", "huge", "/small")
     assert "room" in message or "full" in message
     assert cli("get", "/small", "-").ok().raw == (tmp_path / "small").read_bytes()
 

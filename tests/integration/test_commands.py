@@ -72,21 +72,27 @@ def test_file_write_replaces_atomically_and_into_directories(
     (tmp_path / "v.txt").write_bytes(b"one")
     cli("put", "v.txt").ok()
     (tmp_path / "v.txt").write_bytes(b"two, longer")
-    cli("put", "v.txt").ok()
+    assert "-f/--force" in cli.fails("put", "v.txt")  # as cp and mv: no silent replacing
+    assert cli("get", "v.txt", "-").ok().raw == b"one"
+    cli("put", "-f", "v.txt").ok()
     assert cli("get", "v.txt", "-").ok().raw == b"two, longer"
     cli("mkdir", "sub").ok()
     cli("put", "v.txt", "sub").ok()  # an existing directory as the target: put into it
     assert cli("get", "sub/v.txt", "-").ok().raw == b"two, longer"
     assert "standard input" in cli.fails("put", "-")
+    assert "--force" in cli.fails("put", "-", "v.txt", input=b"three")
+    cli("put", "--force", "-", "v.txt", input=b"three").ok()
+    assert cli("get", "v.txt", "-").ok().raw == b"three"
 
 
 def test_file_write_options(cli: Cli, home: str, tmp_path: Path) -> None:
     (tmp_path / "r1").write_bytes(os.urandom(100_000))
-    cli("put", "-r", "1", "-b", "16K", "r1").ok()
+    cli("put", "--replication", "1", "-b", "16K", "r1").ok()
     info = json.loads(cli("--json", "stat", "r1").ok().out)
     assert info["replication"] == 1 and info["block_size"] == 16384
     assert len(info["blocks"]) == 7 and all(len(b["nodes"]) == 1 for b in info["blocks"])
-    assert "replication" in cli.fails("put", "-r", "0", "r1", "r0")
+    assert "replication" in cli.fails("put", "--replication", "0", "r1", "r0")
+    assert "--replication 3" in cli.fails("put", "-r", "3", "r1")  # -r is recursive now
 
 
 def test_file_copy_shares_no_client_bytes_and_picks_free_names(cli: Cli, home: str) -> None:
@@ -142,8 +148,10 @@ def test_read_directory_lists_sorted_with_types(cli: Cli, home: str) -> None:
         ("b-dir", "dir", 0),
         ("c.txt", "file", 5),
     ]
-    human = cli("ls").ok().out.splitlines()
-    assert human[1].startswith("d") and human[1].endswith("b-dir/")
+    assert cli("ls").ok().out.splitlines() == ["a.txt", "b-dir/", "c.txt"]
+    long = cli("ls", "-l").ok().out.splitlines()
+    assert long[1].startswith("d") and long[1].endswith("b-dir/")
+    assert long[2].startswith("-rw-") and " 5  " in long[2]
 
 
 def test_make_directory_with_and_without_parents(cli: Cli, home: str) -> None:

@@ -151,7 +151,7 @@ def test_nfc_and_nfd_spellings_name_one_entry(cluster: LocalCluster, cli: Cli) -
     assert unicodedata.normalize("NFC", nfd) == nfc
     cli("put", "-", nfc, input=b"precomposed").ok()
     assert "already exists" in cli.fails("touch", nfd)
-    cli("put", "-", nfd, input=b"combining").ok()
+    cli("put", "-f", "-", nfd, input=b"combining").ok()
     with cluster.client() as admin:
         names = [e.name for e in admin.ls("/tmp") if e.name.startswith("caf")]
         assert names == ["caf\u00e9"]

@@ -266,7 +266,7 @@ def test_permissions_through_the_cli(
     ):
         assert "permission denied" in bob.fails(*args)
     assert not (tmp_path / "stolen").exists()
-    listing = Cli(cluster.url, tmp_path, users["alice"])("ls", "/tmp").ok().out
+    listing = Cli(cluster.url, tmp_path, users["alice"])("ls", "-l", "/tmp").ok().out
     assert "-rw-------  alice" in listing
 
 

@@ -4,7 +4,8 @@ import pytest
 
 from pydfs import cli
 from pydfs.cli import commands
-from pydfs.cli.commands import COMMANDS, _parse_size
+from pydfs.cli.commands import COMMANDS
+from pydfs.cli.transfer import _size as _parse_size
 
 # Arguments that satisfy every command's required positionals.
 ARGS = {
@@ -40,17 +41,82 @@ def test_every_name_and_alias_parses(command):
 
 def test_arguments_are_parsed():
     parser = cli._parser()
-    args = parser.parse_args(["put", "-r", "3", "-b", "64M", "local.bin", "/remote"])
-    assert (args.local, args.path, args.replication, args.block_size) == (
-        "local.bin",
-        "/remote",
+    args = parser.parse_args(["put", "--replication", "3", "-b", "64M", "local.bin", "/remote"])
+    assert (args.paths, args.replication, args.block_size, args.recursive) == (
+        ["local.bin", "/remote"],
         3,
         64 * 1024**2,
+        False,
     )
     args = parser.parse_args(["--json", "mkdir", "-p", "/a/b"])
-    assert (args.json, args.parents, args.path) == (True, True, "/a/b")
+    assert (args.json, args.parents, args.paths) == (True, True, ["/a/b"])
     args = parser.parse_args(["cp", "/a"])
-    assert (args.src, args.dst, args.force) == ("/a", None, False)
+    assert (args.paths, args.force) == (["/a"], False)
+    args = parser.parse_args(["mv", "/a", "/b", "/d"])
+    assert (args.sources, args.dst) == (["/a", "/b"], "/d")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls", "--json", "-q", "--namenode", "http://nn:1", "--debug"],
+        ["--json", "ls", "-q", "--namenode", "http://nn:1", "--debug"],
+        ["--json", "-q", "--namenode", "http://nn:1", "--debug", "ls"],
+        ["--namenode", "http://nn:1", "ls", "--json", "-q", "--debug"],
+        ["admin", "user", "list", "--namenode=http://nn:1", "--json", "-q", "--debug"],
+    ],
+)
+def test_global_options_before_and_after_the_command(argv):
+    for parser in (cli._parser(cli._command(argv)), cli._parser()):
+        args = parser.parse_args(argv)
+        assert (args.namenode, args.json, args.quiet, args.debug) == (
+            "http://nn:1",
+            True,
+            True,
+            True,
+        )
+
+
+def test_global_options_default_and_are_kept_when_given_before():
+    args = cli._parser().parse_args(["ls"])
+    assert (args.namenode, args.json, args.quiet, args.debug) == (None, False, False, False)
+    args = cli._parser().parse_args(["--namenode", "http://before:1", "stat", "/f"])
+    assert args.namenode == "http://before:1"  # not reset by the command's own defaults
+
+
+def test_login_takes_the_namenode_it_is_told_to_use():
+    # `pydfs admin user add` tells a new user to run exactly this
+    args = cli._parser().parse_args(["login", "--namenode", "http://nn:7800"])
+    assert args.namenode == "http://nn:7800"
+
+
+def test_usage_errors_are_one_line_naming_the_command(capsys):
+    assert cli.main(["mv", "/a"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pydfs file_move: ") and "--help" in err[0]
+    assert cli.main(["lss"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pydfs: unknown command 'lss'; did you mean `ls`? (see `pydfs --help`)"]
+    assert cli.main(["admin", "usr", "list"]) == 2
+    assert "did you mean `user`?" in capsys.readouterr().err
+    assert cli.main(["--json", "lss"]) == 2
+    import json
+
+    error = json.loads(capsys.readouterr().err)
+    assert error["error"] == "usage" and error["exit"] == 2 and "`ls`" in error["message"]
+
+
+def test_every_command_help_names_its_aliases_and_the_global_options(capsys):
+    for word in ("ls", "9", "read_directory", "du", "put", "admin"):
+        with pytest.raises(SystemExit) as info:
+            cli.main([word, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert "global options (before or after the command)" in out and "--json" in out
+    with pytest.raises(SystemExit):
+        cli.main(["ls", "--help"])
+    out = capsys.readouterr().out
+    assert "pydfs 9, pydfs read_directory, pydfs ls" in out and "-l " in out
 
 
 def test_server_commands_parse(tmp_path):
@@ -102,7 +168,7 @@ def test_modules_table_names_every_other_command():
 @pytest.mark.parametrize("word", sorted(_words(cli._parser())))
 def test_a_run_builds_only_its_own_command(word):
     assert word in _words(cli._parser(word))
-    assert len(_words(cli._parser(word))) <= 4
+    assert len(_words(cli._parser(word))) <= 5
     assert _words(cli._parser("no_such_command")) == _words(cli._parser())
 
 
@@ -132,7 +198,8 @@ def test_command_word(argv, command):
     [
         ["ls"],
         ["--json", "ls", "/d"],
-        ["--namenode", "http://nn:7800", "-q", "put", "-r", "3", "-b", "64M", "local.bin", "/r"],
+        ["--namenode", "http://nn:7800", "-q", "put", "-r", "-b", "64M", "local.bin", "/r"],
+        ["ls", "--json", "-l", "/d"],
         ["chown", "-R", "alice:staff", "/d"],
         ["admin", "user", "add", "bob", "--admin"],
         ["fsck", "--files"],
@@ -146,8 +213,8 @@ def test_one_command_parser_reads_a_line_as_all_of_them_do(argv):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ls", "-h"],
-        ["ls", "/a", "/b"],
+        ["ls", "--help"],
+        ["ls", "--no-such-option"],
         ["put", "-b", "lots", "x"],
         ["mv", "/a"],
         ["--json", "chmod", "9", "/f"],
@@ -194,3 +261,9 @@ def test_parse_size_rejects_junk(junk):
 def test_commands_module_has_a_handler_per_command():
     for c in COMMANDS:
         assert getattr(commands, c.name) is c.handler
+
+
+@pytest.mark.parametrize("argv", [["head", "-n", "-1", "f"], ["tail", "-c", "x", "f"]])
+def test_counts_are_not_negative(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "not a count" in capsys.readouterr().err

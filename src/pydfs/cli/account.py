@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pydfs import config
-from pydfs.cli.commands import Context
+from pydfs.cli.context import Context
 from pydfs.errors import InvalidArgument
 
 

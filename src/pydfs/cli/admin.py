@@ -9,22 +9,33 @@ import msgspec
 
 from pydfs import wire
 from pydfs.cli import account, render
-from pydfs.cli.commands import Context
+from pydfs.cli.context import Context
 
 
 async def setrep(ctx: Context, args: argparse.Namespace) -> int:
     path = ctx.path(args.path)
     files = await ctx.client.setrep(path, args.replication)
+    answer: dict[str, object] = {"files": files}
+    live = (await ctx.client.space()).live_nodes
+    if args.replication > live:
+        answer["warning"] = (
+            f"replication {args.replication} is more than the {live} live data node(s): "
+            "the blocks stay under-replicated (fsck: DEGRADED) until more data nodes join"
+        )
+        ctx.warn(str(answer["warning"]))
     ctx.out(
-        f"replication of {files} file(s) under {path} set to {args.replication}", {"files": files}
+        f"replication of {render.count(files, 'file')} under {path} set to {args.replication}",
+        answer,
     )
     return 0
 
 
 async def fsck(ctx: Context, args: argparse.Namespace) -> int:
+    """Exits 1 unless the file system is HEALTHY, as scripts of ``hdfs fsck`` expect."""
     report = await ctx.client.fsck(ctx.path(args.path or "/"), files=args.files)
+    report.file_details.sort(key=lambda f: f.path)
     ctx.out(render.fsck(report), {**msgspec.to_builtins(report), "status": report.status})
-    return 1 if report.missing else 0
+    return 0 if report.status == "HEALTHY" else 1
 
 
 async def report(ctx: Context, args: argparse.Namespace) -> int:
@@ -47,13 +58,24 @@ async def decommission(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("setrep", help="change the replication factor of files")
-    p.add_argument("replication", type=int)
+    p = sub.add_parser(
+        "setrep",
+        help="change the replication factor of files",
+        description="Change the replication factor of a file, or of every file below a "
+        "directory; the cluster then copies or trims replicas to match. A factor above the "
+        "number of live data nodes is accepted, with a warning.",
+    )
+    p.add_argument("replication", type=int, help="replicas per block")
     p.add_argument("path", help="a file, or a directory (every file below it)")
     p.set_defaults(handler=setrep)
 
-    p = sub.add_parser("fsck", help="block health: healthy, under-replicated, missing, corrupt")
-    p.add_argument("path", nargs="?")
+    p = sub.add_parser(
+        "fsck",
+        help="block health: healthy, under-replicated, missing, corrupt",
+        description="Block health below PATH (default /). Exits 0 when HEALTHY, 1 otherwise "
+        "(DEGRADED or MISSING BLOCKS).",
+    )
+    p.add_argument("path", nargs="?", help="directory or file (default /)")
     p.add_argument("--files", action="store_true", help="one line per file")
     p.set_defaults(handler=fsck)
 

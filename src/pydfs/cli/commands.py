@@ -2,112 +2,34 @@
 
 Each handler gets a ``Context`` (the client, the remote working directory, output settings) and
 the parsed arguments, and returns an exit code. Errors are raised, and ``cli.main`` prints them.
+Paths may be remote globs (quoted: ``pydfs rm '/logs/2026-*'``) wherever a command takes
+several. A command given one plain path answers JSON as it always has; given several, or a
+glob, a list.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 import sys
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydfs import paths
-from pydfs.cli import render
-from pydfs.config import client_config_path
-from pydfs.errors import DirectoryNotEmpty, InvalidArgument, NotFound, PydfsError
-
-if TYPE_CHECKING:
-    from pydfs.client import AsyncClient
-
-
-@dataclass
-class Context:
-    client: AsyncClient
-    cwd: str
-    json: bool
-    quiet: bool
-
-    def path(self, path: str) -> str:
-        return paths.normalize(path, self.cwd)
-
-    def file_path(self, path: str) -> str:
-        """``path`` for a file to be made: a trailing '/' stays, for the name node to refuse
-        (``touch d/name/`` makes no file ``name``)."""
-        resolved = self.path(path)
-        return resolved + "/" if paths.names_directory(path) and resolved != "/" else resolved
-
-    def progress(
-        self, label: str, total: int | None
-    ) -> AbstractContextManager[Callable[[int], None]]:
-        return render.progress(label, total, enabled=not (self.quiet or self.json))
-
-    def out(self, human: str, data: object) -> None:
-        if self.json:
-            render.emit_json(data)
-        elif human and not self.quiet:
-            print(human)
+from pydfs import paths, wire
+from pydfs.cli import render, transfer
+from pydfs.cli.context import Context, confirm, load_cwd, save_cwd
+from pydfs.errors import (
+    DirectoryNotEmpty,
+    InvalidArgument,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PermissionDenied,
+)
 
 
-# --- the working directory, kept per name node and user across invocations -----------------
-
-
-def _state_file() -> Path:
-    return client_config_path().with_name("state.json")
-
-
-def _load_state() -> dict[str, str]:
-    try:
-        data = json.loads(_state_file().read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _key(client: AsyncClient) -> str:
-    """Whose working directory: a fingerprint of the token (never the token), at which cluster."""
-    who = hashlib.sha256(client.token.encode()).hexdigest()[:16] if client.token else "anonymous"
-    return f"{who}@{client.namenode}"
-
-
-def load_cwd(client: AsyncClient) -> str:
-    """The saved working directory; at first the home of the user `pydfs login` saw, or /."""
-    home = f"/user/{client.user}" if client.user else "/"
-    cwd = _load_state().get(_key(client), home)
-    try:
-        return paths.normalize(cwd)
-    except PydfsError:
-        return "/"
-
-
-def save_cwd(client: AsyncClient, cwd: str) -> None:
-    state = _load_state()
-    state[_key(client)] = cwd
-    target = _state_file()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=1) + "\n")
-    os.replace(tmp, target)
-
-
-# --- prompts ---------------------------------------------------------------------------------
-
-
-def confirm(question: str, assume_yes: bool, refusal: str) -> bool:
-    """Ask yes/no on the terminal; without one (and without --yes) refuse with *refusal*."""
-    if assume_yes:
-        return True
-    if not sys.stdin.isatty():
-        raise InvalidArgument(refusal)
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
-    answer = sys.stdin.readline().strip().lower()
-    return answer in ("y", "yes")
+def _one(args: list[str], results: Sequence[object]) -> object:
+    """JSON for a command given one plain path: the object alone, as before globs; else a list."""
+    return results[0] if len(args) == 1 and not paths.has_magic(args[0]) else results
 
 
 # --- the commands ----------------------------------------------------------------------------
@@ -122,117 +44,175 @@ async def initialize(ctx: Context, args: argparse.Namespace) -> int:
         print("aborted", file=sys.stderr)
         return 1
     reply = await ctx.client.format()
-    save_cwd(ctx.client, "/")
+    save_cwd(ctx.client, (await ctx.client.whoami()).home, previous=ctx.cwd)
     ctx.out(
-        f"file system initialized: removed {reply.removed_files} files and "
-        f"{reply.removed_blocks} blocks\n{render.space(reply.space)}",
+        f"file system initialized: removed {render.count(reply.removed_files, 'file')} and "
+        f"{render.count(reply.removed_blocks, 'block')}\n{render.space(reply.space)}",
         reply,
     )
     return 0
 
 
 async def file_create(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.out("", await ctx.client.touch(ctx.file_path(args.path)))
-    return 0
-
-
-async def file_read(ctx: Context, args: argparse.Namespace) -> int:
-    remote = ctx.path(args.path)
-    if args.local == "-":
-        out = sys.stdout.buffer
-        async for data in ctx.client.read_stream(remote):
-            out.write(data)
-        out.flush()
-        return 0
-    local = Path(args.local or paths.basename(remote) or ".")
-    if local.is_dir():
-        local = local / paths.basename(remote)
-    total = (await ctx.client.info(remote)).size if sys.stderr.isatty() else None
-    with ctx.progress(f"get {paths.basename(remote)}", total) as advance:
-        size = await ctx.client.download(remote, local, overwrite=args.force, progress=advance)
-    ctx.out(
-        f"{remote} -> {local} ({render.size(size)})",
-        {"path": remote, "local": str(local), "size": size},
-    )
-    return 0
-
-
-async def file_write(ctx: Context, args: argparse.Namespace) -> int:
-    if args.local == "-" and not args.path:
-        raise InvalidArgument("give a remote path when reading standard input")
-    remote = ctx.file_path(args.path or Path(args.local).name)
-    try:
-        target = await ctx.client.info(remote)
-    except NotFound:
-        pass
-    else:
-        if target.type == "dir":
-            remote = paths.join(remote, Path(args.local).name)
-    kwargs = {"replication": args.replication, "block_size": args.block_size}
-    if args.local == "-":
-        with ctx.progress("put stdin", None) as advance:
-            status = await ctx.client.write_stream(
-                remote, sys.stdin.buffer, progress=advance, **kwargs
-            )
-    else:
-        if Path(args.local).is_dir():
-            raise InvalidArgument(f"{args.local} is a directory")
-        total = Path(args.local).stat().st_size
-        with ctx.progress(f"put {Path(args.local).name}", total) as advance:
-            status = await ctx.client.upload(args.local, remote, progress=advance, **kwargs)
-    ctx.out(
-        f"{args.local} -> {status.path} ({render.size(status.size)}, "
-        f"{len(status.blocks or [])} blocks, replication {status.replication})",
-        status,
-    )
+    made = [await ctx.client.touch(ctx.file_path(p)) for p in args.paths]
+    ctx.out("", _one(args.paths, made))
     return 0
 
 
 async def file_delete(ctx: Context, args: argparse.Namespace) -> int:
-    path = ctx.path(args.path)
-    await ctx.client.delete(path)
-    ctx.out("", {"deleted": path})
+    try:
+        targets = await ctx.expand(args.paths)
+    except NotFound:
+        if not args.force:
+            raise
+        targets = [t for p in args.paths if not paths.has_magic(p) for t in [ctx.path(p)]]
+    deleted = []
+    for path in targets:
+        try:
+            await ctx.client.delete(path)
+        except IsADirectory:
+            if not args.recursive:
+                raise IsADirectory(f"{path} is a directory (use rm -r, or rmdir)") from None
+            await ctx.client.rmdir(path, recursive=True)
+        except NotFound:
+            if args.force:
+                continue
+            raise
+        deleted.append(path)
+    ctx.out("", {"deleted": _one(args.paths, deleted) if deleted else []})
     return 0
 
 
 async def file_info(ctx: Context, args: argparse.Namespace) -> int:
-    status = await ctx.client.info(ctx.path(args.path))
-    ctx.out(render.status(status), status)
+    statuses = [await ctx.client.info(p) for p in await ctx.expand(args.paths)]
+    ctx.out("\n\n".join(render.status(s) for s in statuses), _one(args.paths, statuses))
     return 0
+
+
+async def _into(ctx: Context, sources: list[str], dst: str) -> str:
+    """The directory several sources go into: *dst*, which must be one."""
+    try:
+        status = await ctx.client.info(dst)
+    except NotFound:
+        raise NotFound(f"{dst}: no such directory ({len(sources)} sources go into one)") from None
+    if status.type != "dir":
+        raise NotADirectory(f"{dst} is not a directory ({len(sources)} sources go into one)")
+    return dst
 
 
 async def file_copy(ctx: Context, args: argparse.Namespace) -> int:
-    dst = None if args.dst is None else ctx.path(args.dst)
-    status = await ctx.client.copy(ctx.path(args.src), dst, overwrite=args.force)
-    ctx.out(f"copied to {status.path}", status)
+    *srcs, dst_arg = args.paths if len(args.paths) > 1 else [*args.paths, None]
+    sources = await ctx.expand(srcs)
+    dst = None if dst_arg is None else ctx.path(dst_arg)
+    if len(sources) > 1:
+        dst = await _into(ctx, sources, dst or ctx.cwd)
+    copied: list[wire.FileStatus] = []
+    trees = False
+    for src in sources:
+        try:
+            copied.append(await ctx.client.copy(src, dst, overwrite=args.force))
+        except IsADirectory:
+            if not args.recursive:
+                raise IsADirectory(f"{src} is a directory (use cp -r)") from None
+            copied += await _copy_tree(ctx, src, dst, args.force)
+            trees = True
+    lines = [f"copied to {s.path}" for s in copied]
+    ctx.out("\n".join(lines), copied if trees else _one(srcs, copied))
     return 0
+
+
+async def _copy_tree(ctx: Context, src: str, dst: str | None, force: bool) -> list[wire.FileStatus]:
+    """``cp -r``: the directories made again, the files copied by sharing their blocks."""
+    from pydfs.client import tree
+
+    if dst is None:
+        raise InvalidArgument(f"give a target for the copy of the directory {src}")
+    try:
+        if (await ctx.client.info(dst)).type == "dir":
+            dst = paths.join(dst, paths.basename(src))
+    except NotFound:
+        pass
+    if paths.is_within(dst, src):
+        raise InvalidArgument(f"cannot copy {src} into itself")
+    copied: list[wire.FileStatus] = []
+    async for directory, entries in tree.walk(ctx.client, src):
+        here = (
+            paths.join(dst, directory.path[len(src) :].lstrip("/"))
+            if directory.path != src
+            else dst
+        )
+        await ctx.client.mkdir(here, parents=True)
+        for e in entries:
+            if e.type != "dir":
+                copied.append(
+                    await ctx.client.copy(e.path, paths.join(here, e.name), overwrite=force)
+                )
+    return copied
 
 
 async def file_move(ctx: Context, args: argparse.Namespace) -> int:
-    status = await ctx.client.move(ctx.path(args.src), ctx.path(args.dst), overwrite=args.force)
-    ctx.out(f"moved to {status.path}", status)
+    srcs = args.sources
+    sources = await ctx.expand(srcs)
+    dst = ctx.path(args.dst)
+    if len(sources) > 1:
+        await _into(ctx, sources, dst)
+    moved = [await ctx.client.move(src, dst, overwrite=args.force) for src in sources]
+    ctx.out("\n".join(f"moved to {s.path}" for s in moved), _one(srcs, moved))
     return 0
 
 
+_PROBE = ".pydfs-cd"  # a name looked up in a directory, to learn whether it may be entered
+
+
 async def open_directory(ctx: Context, args: argparse.Namespace) -> int:
-    target = ctx.path(args.path)
+    if args.path is None:
+        target = (await ctx.client.whoami()).home
+    elif args.path == "-":
+        target = load_cwd(ctx.client, previous=True)
+    else:
+        target = ctx.path(args.path)
     status = await ctx.client.info(target)
     if status.type != "dir":
-        raise InvalidArgument(f"{target} is not a directory")
-    save_cwd(ctx.client, target)
+        raise NotADirectory(f"{target} is not a directory")
+    # As in a shell, entering needs search (x) permission: the name node checks it on the
+    # way to any name inside, which tells without a second source of permission rules.
+    try:
+        await ctx.client.info(paths.join(target, _PROBE))
+    except NotFound:
+        pass
+    except PermissionDenied:
+        raise PermissionDenied(f"{target}: permission denied") from None
+    save_cwd(ctx.client, target, previous=ctx.cwd)
     ctx.out(target, {"cwd": target})
     return 0
 
 
 async def read_directory(ctx: Context, args: argparse.Namespace) -> int:
-    path = ctx.path(args.path or ".")
-    entries = await ctx.client.ls(path)
-    ctx.out(render.listing(entries), entries)
+    from pydfs.client import tree
+
+    operands = args.paths or ["."]
+    listings: list[tuple[str, list[wire.FileStatus]]] = []
+    for path in await ctx.expand(operands):
+        if args.recursive:
+            walked = [(d.path, e) async for d, e in tree.walk(ctx.client, path)]
+            listings += walked or [(path, await ctx.client.ls(path))]  # a file lists itself
+        else:
+            listings.append((path, await ctx.client.ls(path)))
+    if ctx.json:
+        single = len(operands) == 1 and not paths.has_magic(operands[0]) and not args.recursive
+        ctx.out("", listings[0][1] if single else dict(listings))
+        return 0
+    shown = []
+    for path, entries in listings:
+        text = render.listing(entries, long=args.long, human=args.human)
+        shown.append(f"{path}:\n{text}" if len(listings) > 1 else text)
+    ctx.out("\n\n".join(shown), None)
     return 0
 
 
 async def make_directory(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.out("", await ctx.client.mkdir(ctx.path(args.path), parents=args.parents))
+    made = [await ctx.client.mkdir(ctx.path(p), parents=args.parents) for p in args.paths]
+    ctx.out("", _one(args.paths, made))
     return 0
 
 
@@ -243,7 +223,7 @@ async def delete_directory(ctx: Context, args: argparse.Namespace) -> int:
     except DirectoryNotEmpty:
         entries = await ctx.client.ls(path)
         if not args.yes and sys.stdin.isatty():  # about to ask: show what would go
-            shown = render.listing(entries[:20])
+            shown = render.listing(entries[:20], long=True)
             more = f"\n... and {len(entries) - 20} more" if len(entries) > 20 else ""
             print(f"{path} is not empty; it holds:\n{shown}{more}", file=sys.stderr)
         if not confirm(
@@ -263,6 +243,9 @@ async def pwd(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+file_read = transfer.file_read
+file_write = transfer.file_write
+
 Handler = Callable[[Context, argparse.Namespace], Awaitable[int]]
 
 
@@ -274,80 +257,155 @@ class Command:
     handler: Handler
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
-
-
-def _parse_size(text: str) -> int:
-    units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-    t = text.strip().lower().removesuffix("ib").removesuffix("b")
-    unit = t[-1] if t and t[-1] in "kmg" else ""
-    try:
-        value = int(float(t[: len(t) - len(unit)]) * units[unit])
-    except (ValueError, OverflowError):
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 65536, 64K or 64M)")
-    return value
+    description: str = ""
+    add_help: bool = True  # False: the arguments take -h (for sizes) and add --help themselves
 
 
 def _yes(p: argparse.ArgumentParser) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
 
-def _path(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path")
+def _force(p: argparse.ArgumentParser, what: str = "replace an existing file") -> None:
+    p.add_argument("-f", "--force", action="store_true", help=what)
 
 
-def _read_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="file in pydfs")
-    p.add_argument("local", nargs="?", help="local file or directory; - for standard output")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite a local file")
+def _touch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="file(s) to create")
 
 
-def _write_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("local", help="local file; - for standard input")
-    p.add_argument("path", nargs="?", help="file or directory in pydfs")
-    p.add_argument("-r", "--replication", type=int, help="replicas per block")
-    p.add_argument("-b", "--block-size", type=_parse_size, help="block size, e.g. 64M")
+def _rm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="file(s) to delete; globs quoted")
+    p.add_argument(
+        "-r", "-R", "--recursive", action="store_true", help="delete directories and their content"
+    )
+    _force(p, "no error for a missing file")
+
+
+def _stat_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="file(s) or directories; globs quoted")
+
+
+def _cd_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", nargs="?", help="directory; none: your home; -: the previous one")
 
 
 def _copy_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src")
-    p.add_argument("dst", nargs="?")
-    p.add_argument("-f", "--force", action="store_true", help="replace an existing file")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="SRC... [DST]",
+        help="SRC alone: a copy named 'NAME (copy)' beside it; several: DST is a directory",
+    )
+    p.add_argument("-r", "-R", "--recursive", action="store_true", help="copy directories too")
+    _force(p)
 
 
 def _move_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("-f", "--force", action="store_true", help="replace an existing file")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="what to move; globs quoted")
+    p.add_argument("dst", metavar="DST", help="new name, or (for several SRC) a directory")
+    _force(p)
 
 
 def _ls_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", nargs="?")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="directories or files (default: .)")
+    p.add_argument("-l", dest="long", action="store_true", help="mode, owner, group, size, time")
+    p.add_argument("-R", "--recursive", action="store_true", help="list subdirectories too")
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    p.add_argument(
+        "-h", "--human-readable", dest="human", action="store_true", help="with -l: 1.5 MiB"
+    )
 
 
 def _mkdir_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="directories to make")
     p.add_argument("-p", "--parents", action="store_true", help="create missing parents too")
 
 
 def _rmdir_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path")
+    p.add_argument("path", help="directory to delete")
     _yes(p)
 
 
 COMMANDS: list[Command] = [
-    Command(0, "initialize", "format", initialize, "wipe the file system, report the space", _yes),
-    Command(1, "file_create", "touch", file_create, "create an empty file", _path),
-    Command(2, "file_read", "get", file_read, "download a file", _read_args),
-    Command(3, "file_write", "put", file_write, "upload a file", _write_args),
-    Command(4, "file_delete", "rm", file_delete, "delete a file", _path),
-    Command(5, "file_info", "stat", file_info, "size, owner, blocks and their replicas", _path),
-    Command(6, "file_copy", "cp", file_copy, "copy a file inside pydfs", _copy_args),
-    Command(7, "file_move", "mv", file_move, "rename or move a file or directory", _move_args),
-    Command(8, "open_directory", "cd", open_directory, "change the working directory", _path),
-    Command(9, "read_directory", "ls", read_directory, "list a directory", _ls_args),
-    Command(10, "make_directory", "mkdir", make_directory, "create a directory", _mkdir_args),
-    Command(11, "delete_directory", "rmdir", delete_directory, "delete a directory", _rmdir_args),
+    Command(
+        0,
+        "initialize",
+        "format",
+        initialize,
+        "wipe the file system, report the space",
+        _yes,
+        "Deletes every file and directory (admins only), then makes /tmp and every home again.",
+    ),
+    Command(1, "file_create", "touch", file_create, "create an empty file", _touch_args),
+    Command(
+        2,
+        "file_read",
+        "get",
+        file_read,
+        "download files or directory trees",
+        transfer.read_args,
+        transfer.READ_HELP,
+    ),
+    Command(
+        3,
+        "file_write",
+        "put",
+        file_write,
+        "upload files or directory trees",
+        transfer.write_args,
+        transfer.WRITE_HELP,
+    ),
+    Command(
+        4,
+        "file_delete",
+        "rm",
+        file_delete,
+        "delete files (with -r, directories)",
+        _rm_args,
+        "Several paths and quoted globs: pydfs rm '/logs/2026-*'.",
+    ),
+    Command(
+        5, "file_info", "stat", file_info, "size, owner, blocks and their replicas", _stat_args
+    ),
+    Command(
+        6,
+        "file_copy",
+        "cp",
+        file_copy,
+        "copy files inside pydfs",
+        _copy_args,
+        "A copy shares the source's blocks: no byte moves, whatever the size.",
+    ),
+    Command(7, "file_move", "mv", file_move, "rename or move files or directories", _move_args),
+    Command(
+        8,
+        "open_directory",
+        "cd",
+        open_directory,
+        "change the working directory",
+        _cd_args,
+        "The working directory is kept per name node and user, across runs.",
+    ),
+    Command(
+        9,
+        "read_directory",
+        "ls",
+        read_directory,
+        "list directories",
+        _ls_args,
+        "Names only; -l for mode, owner, group, size and time (-lh: sizes as 1.5 MiB).",
+        add_help=False,
+    ),
+    Command(10, "make_directory", "mkdir", make_directory, "create directories", _mkdir_args),
+    Command(
+        11,
+        "delete_directory",
+        "rmdir",
+        delete_directory,
+        "delete a directory",
+        _rmdir_args,
+        "A directory that is not empty is deleted with everything in it only after a yes\n"
+        "on the terminal, or with --yes.",
+    ),
     Command(None, "pwd", "", pwd, "print the working directory", lambda p: None),
 ]

@@ -23,6 +23,11 @@ def size(n: int) -> str:
     raise AssertionError
 
 
+def count(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
@@ -42,11 +47,16 @@ def mode(s: wire.FileStatus) -> str:
     return "".join(out)
 
 
-def listing(entries: list[wire.FileStatus]) -> str:
+def listing(entries: list[wire.FileStatus], *, long: bool = False, human: bool = False) -> str:
+    """Names (a directory's with a '/'); *long*: with mode, owner, group, size and time, the
+    size in bytes, or *human* (``1.5 MiB``)."""
     lines = []
     for e in entries:
-        shown = size(e.size) if e.type == "file" else ""
         name = e.name + ("/" if e.type == "dir" else "")
+        if not long:
+            lines.append(name)
+            continue
+        shown = (size(e.size) if human else str(e.size)) if e.type == "file" else ""
         lines.append(f"{mode(e)}  {e.owner:<8} {e.group:<8} {shown:>10}  {when(e.mtime)}  {name}")
     return "\n".join(lines)
 
@@ -98,16 +108,16 @@ def datanodes(nodes: list[wire.DataNodeState], now: float) -> str:
 
 def fsck(r: wire.FsckReport) -> str:
     lines = [
-        f"{r.path}: {r.files} files, {r.blocks} blocks",
+        f"{r.path}: {count(r.files, 'file')}, {count(r.blocks, 'block')}",
         f"  healthy:          {r.healthy}",
         f"  under-replicated: {r.under_replicated}",
         f"  missing:          {r.missing}",
         f"  corrupt:          {r.corrupt}",
     ]
-    for f in r.file_details:
+    for f in sorted(r.file_details, key=lambda f: f.path):
         state = "MISSING" if f.missing else "UNDER" if f.under_replicated else "OK"
         lines.append(
-            f"{state:<8} {f.path}  ({f.blocks} blocks: {f.healthy} healthy, "
+            f"{state:<8} {f.path}  ({count(f.blocks, 'block')}: {f.healthy} healthy, "
             f"{f.under_replicated} under-replicated, {f.missing} missing)"
         )
     lines.append(f"The file system under {r.path} is {r.status}.")
@@ -150,16 +160,27 @@ def progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable[
         BarColumn,
         DownloadColumn,
         Progress,
+        ProgressColumn,
+        Task,
         TextColumn,
         TimeRemainingColumn,
-        TransferSpeedColumn,
     )
+    from rich.text import Text
+
+    class BinaryRate(ProgressColumn):
+        """MiB/s, as the sizes beside it are in MiB (rich's own rate is in MB/s)."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(
+                "?" if speed is None else f"{size(int(speed))}/s", style="progress.data.speed"
+            )
 
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        BinaryRate(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from pydfs import config
-from pydfs.errors import InvalidArgument
+from pydfs.errors import InvalidArgument, PydfsError
 
 DEFAULT_CLUSTER_DIR = (
     Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "pydfs" / "cluster"
@@ -19,9 +19,8 @@ DEFAULT_CLUSTER_DIR = (
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--data-dir", type=Path, required=True, help="where this node keeps its state"
-    )
+    # not required by argparse: `pydfs namenode reset-admin --data-dir D` gives it after the word
+    common.add_argument("--data-dir", type=Path, help="where this node keeps its state (needed)")
     common.add_argument("--host", help="address to bind (default 127.0.0.1)")
     common.add_argument("--port", type=int, help="port to bind (0: any free port)")
     common.add_argument("--advertise", help="URL other machines use to reach this node")
@@ -41,6 +40,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     nn.add_argument("--upload-lifetime", type=float, help="seconds an upload may stay open")
     nn.add_argument("--safe-mode-wait", type=float, help="seconds writes may wait for data nodes")
     nn.set_defaults(run=run_namenode)
+    nn_sub = nn.add_subparsers(dest="namenode_command", metavar="{reset-admin}")
+    reset = nn_sub.add_parser(
+        "reset-admin",
+        help="recover when no admin token works (run it with the name node stopped)",
+        description="Make the user 'admin' an administrator again, with a new token written "
+        "to DATA_DIR/admin.token; the name node must be stopped. Other users are untouched.",
+    )
+    reset.add_argument(
+        "--data-dir", type=Path, required=True, help="the name node's data directory"
+    )
+    reset.set_defaults(run=run_reset_admin)
 
     dn = sub.add_parser("datanode", parents=[common], help="run a data node")
     dn.add_argument("--namenode", help="the name node's URL")
@@ -57,7 +67,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     up = cl_sub.add_parser("up", help="start a name node and data nodes on 127.0.0.1")
     up.add_argument("--datanodes", type=int, default=2, help="how many data nodes (2)")
     up.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster state directory")
-    up.add_argument("--port", type=int, default=config.DEFAULT_NAMENODE_PORT, help="name node port")
+    up.add_argument(
+        "--port",
+        type=int,
+        help="name node port (default: the one this directory's cluster first got, at first "
+        f"{config.DEFAULT_NAMENODE_PORT}; another if it is taken, said loudly)",
+    )
     up.add_argument("--no-check", action="store_true", help="skip the write/read self-check")
     up.add_argument("--tls", action="store_true", help="HTTPS everywhere, with a local CA")
     up.set_defaults(run=run_cluster_up)
@@ -70,9 +85,15 @@ def _flags(args: argparse.Namespace, names: list[str]) -> dict[str, object]:
 _COMMON = ["data_dir", "host", "port", "advertise", "log_level", "tls_cert", "tls_key", "tls_ca"]
 
 
+def _need_data_dir(args: argparse.Namespace) -> None:
+    if args.data_dir is None:
+        raise InvalidArgument(f"pydfs {args.command} needs --data-dir DIR")
+
+
 def run_namenode(args: argparse.Namespace) -> int:
     from pydfs import log, namenode
 
+    _need_data_dir(args)
     flags = _flags(
         args,
         [
@@ -93,9 +114,44 @@ def run_namenode(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_reset_admin(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pydfs import server
+    from pydfs.namenode import auth
+
+    data_dir: Path = args.data_dir
+    database = data_dir / "namespace.sqlite3"
+    if not database.exists():
+        raise InvalidArgument(f"{data_dir} holds no name node (no {database.name})")
+    try:
+        lock = server.lock_data_dir(data_dir, "namenode")
+    except PydfsError:
+        raise InvalidArgument(f"a name node is running on {data_dir}: stop it first") from None
+    try:
+        done = asyncio.run(_reset_admin(database, data_dir / auth.TOKEN_FILE))
+    finally:
+        os.close(lock)
+    print(f"{done}; its token is in {data_dir / auth.TOKEN_FILE}")
+    print("start the name node, then: pydfs login --token-file " + str(data_dir / auth.TOKEN_FILE))
+    return 0
+
+
+async def _reset_admin(database: Path, token_file: Path) -> str:
+    from pydfs.namenode import auth
+    from pydfs.namenode.store import open_store, sqlite_url
+
+    store = open_store(sqlite_url(database))
+    try:
+        return await auth.Users(store).reset_admin(token_file)
+    finally:
+        await store.aclose()
+
+
 def run_datanode(args: argparse.Namespace) -> int:
     from pydfs import datanode, log
 
+    _need_data_dir(args)
     flags = _flags(
         args,
         [
@@ -116,16 +172,17 @@ def run_datanode(args: argparse.Namespace) -> int:
 
 
 def run_cluster_up(args: argparse.Namespace) -> int:
-    from pydfs.cluster import LocalCluster, port_is_free
+    from pydfs.cluster import LocalCluster
 
     if args.datanodes < 1:
         raise InvalidArgument("a cluster needs at least one data node")
     root: Path = args.dir.expanduser().resolve()
-    port = args.port if args.port and port_is_free(args.port) else 0
-    cluster = LocalCluster(root, args.datanodes, namenode_port=port, tls=args.tls)
+    cluster = LocalCluster(root, args.datanodes, namenode_port=args.port, tls=args.tls)
     signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly as on Ctrl-C
     print(f"starting pydfs in {root} ...", flush=True)
     cluster.start()
+    for note in cluster.notes:
+        print(f"\nWARNING: {note}\n", file=sys.stderr, flush=True)
     try:
         cfg_path = config.ClientConfig(
             namenode=cluster.url,

@@ -10,6 +10,7 @@ command that only asks the name node (over ``rpc.Rpc``) never imports them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import io
 import os
@@ -191,6 +192,13 @@ class AsyncClient:
     async def reset_token(self, name: str) -> str:
         req = wire.UserName(name)
         return (await self.rpc.call("POST", "/users/reset-token", req, reply=wire.UserToken)).token
+
+    async def checksum(self, path: str) -> wire.FileChecksum:
+        """The SHA-256 of *path*'s content as its writer computed it while uploading (``sha256``
+        is None for a file written without one); r permission needed."""
+        return await self.rpc.call(
+            "GET", "/fs/checksum", reply=wire.FileChecksum, params={"path": path}
+        )
 
     async def ls(self, path: str = "/") -> list[wire.FileStatus]:
         listing = await self.rpc.call("GET", "/fs/list", reply=wire.Listing, params={"path": path})
@@ -376,12 +384,14 @@ class AsyncClient:
         batch); abort it on any failure (cancellation included), so that nothing of it ever
         becomes visible."""
         import asyncio
+        import hashlib
 
         route = f"/uploads/{grant.upload_id}"
         file = None if inspect.iscoroutinefunction(stream.read) else cast(IO[bytes], stream)
         seekable = file is not None and file.seekable()
         start = file.tell() if file is not None and seekable else 0
         pos = done = 0  # where the source is, and how far progress has been told
+        digest = hashlib.sha256()  # of the whole content, recorded at commit (`pydfs checksum`)
 
         async def read(n: int) -> bytes:
             nonlocal pos, done
@@ -389,9 +399,11 @@ class AsyncClient:
                 data = file.read(n) or b""
             else:
                 data = await cast(AsyncSource, stream).read(n)
-            pos += len(data)
-            if progress is not None and pos > done:
-                progress(pos - done)
+            begin, pos = pos, pos + len(data)
+            if pos > done:  # bytes read again after a rewind are neither told nor hashed twice
+                digest.update(data[done - begin :] if done > begin else data)
+                if progress is not None:
+                    progress(pos - done)
                 done = pos
             return data
 
@@ -412,7 +424,7 @@ class AsyncClient:
             stored = await blocks.write_blocks(
                 self.session, read, grant, allocate, rewind, self.stall_timeout, self.links
             )
-            commit = wire.CommitRequest(stored, path, overwrite)
+            commit = wire.CommitRequest(stored, path, overwrite, digest.hexdigest())
             return await self.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
         except BaseException:
             await asyncio.shield(self._abort(route))
@@ -508,7 +520,7 @@ class AsyncClient:
         length: int | None = None,
         *,
         progress: Progress | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Verified bytes of *path* from *offset*, as they arrive; ``progress(n)`` hears of each
         piece."""
         async for data in self._read_status(await self.info(path, read=True), offset, length):
@@ -607,6 +619,10 @@ class AsyncClient:
                 break
             except FileExistsError:
                 continue
+            except FileNotFoundError:  # named as the user wrote it, not as the part file
+                raise FileNotFoundError(
+                    errno.ENOENT, "no such directory", str(target.parent)
+                ) from None
         try:
             with open(fd, "wb") as f:
                 size = await self._save(path, f, progress)

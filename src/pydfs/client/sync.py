@@ -63,6 +63,9 @@ class Client:
     def ls(self, path: str = "/") -> list[wire.FileStatus]:
         return self._run(self._aio.ls(path))
 
+    def checksum(self, path: str) -> wire.FileChecksum:
+        return self._run(self._aio.checksum(path))
+
     def exists(self, path: str) -> bool:
         return self._run(self._aio.exists(path))
 

@@ -160,6 +160,15 @@ ENDPOINTS: list[Endpoint] = [
     ),
     endpoint(
         "GET",
+        "/fs/checksum",
+        "user",
+        lambda c: c.nn.namespace.checksum(c.path(), c.user),
+        "The SHA-256 of a file's content, as its writer recorded it (null if none was).",
+        reply=wire.FileChecksum,
+        params=("path",),
+    ),
+    endpoint(
+        "GET",
         "/fs/list",
         "user",
         lambda c: c.nn.namespace.listdir(c.path(), c.user),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydfs import paths, tokens, wire
-from pydfs.errors import InvalidArgument, NotFound, Unauthenticated
+from pydfs.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
 from pydfs.namenode.store import Store
 from pydfs.namenode.store.interface import UserRow
 
@@ -127,10 +127,17 @@ class Users:
         return token
 
     async def remove(self, name: str) -> None:
-        """Revoke a user (its files stay, owned by the name, as with userdel)."""
+        """Revoke a user (its files stay, owned by the name, as with userdel). The last admin
+        stays: without one, no user could be added or given a new token again."""
         async with self.store.write() as tx:
-            if await tx.users.by_name(name) is None:
+            user = await tx.users.by_name(name)
+            if user is None:
                 raise NotFound(f"no such user {name!r}")
+            if user.admin and sum(u.admin for u in await tx.users.all()) == 1:
+                raise Conflict(
+                    f"{name!r} is the last administrator and cannot be removed: make another "
+                    "admin first (`pydfs admin user add NAME --admin`)"
+                )
             await tx.users.remove([name])
 
     async def reset_token(self, name: str) -> str:
@@ -148,15 +155,43 @@ class Users:
         async with self.store.read() as tx:
             if await tx.users.all():
                 return None
-        token = tokens.new_user_token()
-        tmp = token_file.with_name(token_file.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:  # first, so that a crash cannot leave an admin unknown
-            f.write(token + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, token_file)
+        token = _leave_token(token_file)
         return await self.add(BOOTSTRAP_ADMIN, admin=True, groups=[], token=token)
+
+    async def reset_admin(self, token_file: Path) -> str:
+        """The operator's way back in (``pydfs namenode reset-admin``, with the name node
+        stopped): the user ``admin`` is made again, or made an admin again, with a new token
+        left in *token_file*. Returns what was done."""
+        token = _leave_token(token_file)
+        async with self.store.write() as tx:
+            old = await tx.users.by_name(BOOTSTRAP_ADMIN)
+            if old is not None:
+                await tx.users.remove([BOOTSTRAP_ADMIN])
+            row = UserRow(
+                BOOTSTRAP_ADMIN,
+                tokens.hash_user_token(token),
+                True,
+                old.groups if old else (),
+                old.ctime if old else time.time(),
+            )
+            await tx.users.add(row)
+        if old is None:
+            return f"user {BOOTSTRAP_ADMIN!r} made again, as an admin"
+        return f"user {BOOTSTRAP_ADMIN!r} is an admin, with a new token"
+
+
+def _leave_token(token_file: Path) -> str:
+    """A new token, written durably to *token_file* (mode 0600) before any user has it, so
+    that a crash cannot leave an admin whose token no one knows."""
+    token = tokens.new_user_token()
+    tmp = token_file.with_name(token_file.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, token_file)
+    return token
 
 
 def _user(row: UserRow) -> User:

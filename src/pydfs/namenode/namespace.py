@@ -348,10 +348,12 @@ class Namespace:
         block_size: int,
         blocks: list[wire.StoredBlock],
         overwrite: bool,
+        sha256: str | None = None,
         before: Callable[[Tx], Awaitable[None]] | None = None,
     ) -> wire.FileStatus:
-        """Make *path* name exactly *blocks*, atomically creating or replacing the file;
-        *before* runs first in the same transaction (an upload's bookkeeping)."""
+        """Make *path* name exactly *blocks*, atomically creating or replacing the file (and
+        recording *sha256*, the hash its writer computed, or none); *before* runs first in the
+        same transaction (an upload's bookkeeping)."""
         if path == paths.ROOT:
             raise IsADirectory("/ is a directory")
         now = time.time()
@@ -386,6 +388,7 @@ class Namespace:
             await tx.blocks.add([Block(b.block_id, b.size, b.crc) for b in blocks], now)
             await tx.blocks.add_replicas([(b.block_id, n) for b in blocks for n in b.nodes], now)
             await tx.blocks.attach(inode_id, [b.block_id for b in blocks])
+            await tx.inodes.set_sha256(inode_id, sha256)
             return await self._made(tx, inode_id, path)
 
     async def _target(
@@ -448,6 +451,7 @@ class Namespace:
                 block_size=source.block_size,
             )
             await tx.blocks.share(source.id, inode_id)
+            await tx.inodes.set_sha256(inode_id, await tx.inodes.sha256(source.id))  # same bytes
             return await self._made(tx, inode_id, target)
 
     async def move(
@@ -548,6 +552,15 @@ class Namespace:
                 where = await walk.path_of(foreign[0].id)
                 raise PermissionDenied(f"{where}: only the owner or an admin may {what}")
         return [n.id for n in nodes]
+
+    async def checksum(self, path: str, user: User | None = None) -> wire.FileChecksum:
+        """The SHA-256 recorded when *path* was written (r permission needed, as to read it)."""
+        async with self.tree.reading() as walk:
+            node = await walk.resolve(path, user)
+            if node.is_dir:
+                return wire.FileChecksum(path, "dir", 0)
+            check(user, node, R, path)
+            return wire.FileChecksum(path, "file", node.size, await walk.tx.inodes.sha256(node.id))
 
     # --- the layout every file system has ---------------------------------------------------
 

@@ -14,6 +14,7 @@ their expiry frees. ``listing`` shows them to administrators.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +44,7 @@ MAX_REPLICATION = 16
 
 
 MAX_BATCH = 64
+_SHA256 = re.compile("[0-9a-f]{64}")
 
 
 class Uploads:
@@ -239,6 +241,8 @@ class Uploads:
             if not 0 <= block.crc < 2**32:
                 raise ProtocolError(f"block {block.block_id} has an impossible CRC32C")
             seen.add(block.block_id)
+        if req.sha256 is not None and not _SHA256.fullmatch(req.sha256):
+            raise ProtocolError("sha256 must be 64 lowercase hex digits")
 
         async def close(tx: Tx) -> None:
             await self._get(tx, upload_id, user, renew=False)  # not committed meanwhile
@@ -252,6 +256,7 @@ class Uploads:
             block_size=upload.block_size,
             blocks=req.blocks,
             overwrite=overwrite,
+            sha256=req.sha256,
             before=close,
         )
         if self.on_commit is not None:

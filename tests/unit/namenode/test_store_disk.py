@@ -47,6 +47,7 @@ def test_names_stored_before_are_migrated_to_nfc(tmp_path: Path) -> None:
             db.execute(f"DROP TRIGGER census_{trigger}")
         for table in ("census", "uploads", "upload_blocks"):
             db.execute(f"DROP TABLE {table}")
+        db.execute("ALTER TABLE inodes DROP COLUMN sha256")
         db.execute("PRAGMA user_version=3")  # as a name node before NFC left it
     store.close()
     store = Store(tmp_path / "ns.sqlite3")

@@ -139,6 +139,11 @@ class Inodes(Protocol):
     async def counts(self) -> dict[str, int]:
         """Inodes by type."""
 
+    async def sha256(self, inode_id: int) -> str | None:
+        """The whole content's SHA-256 its writer computed (hex), if recorded."""
+
+    async def set_sha256(self, inode_id: int, sha256: str | None) -> None: ...
+
 
 class BlockMap(Protocol):
     """Blocks, which files name them (in order), their counted replicas, and the trash: replicas

@@ -135,6 +135,13 @@ class Inodes:
         )
         return cur.rowcount
 
+    async def sha256(self, inode_id: int) -> str | None:
+        row = self.db.execute("SELECT sha256 FROM inodes WHERE id = ?", (inode_id,)).fetchone()
+        return row[0] if row else None
+
+    async def set_sha256(self, inode_id: int, sha256: str | None) -> None:
+        self.db.execute("UPDATE inodes SET sha256 = ? WHERE id = ?", (sha256, inode_id))
+
     async def counts(self) -> dict[str, int]:
         """From the census triggers keep (migration 0006), not a count of every row."""
         return dict(self.db.execute("SELECT kind, n FROM census WHERE kind IN ('f', 'd')"))

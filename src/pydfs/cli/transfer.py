@@ -1,0 +1,248 @@
+"""``get`` and ``put``: files and whole trees between this machine and pydfs.
+
+Several files move at once (``--parallel``), under one progress bar for the whole transfer.
+Neither command replaces what exists without ``-f``, as ``cp`` and ``mv`` do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+from pydfs import paths
+from pydfs.cli import render
+from pydfs.cli.context import Context, interruptible
+from pydfs.errors import InvalidArgument, IsADirectory, NotADirectory, NotFound
+
+PARALLEL = 4
+Done = tuple[str, str, int, object]  # from, to, size, what --json tells of it
+
+READ_HELP = """\
+REMOTE... [LOCAL]: with one REMOTE, LOCAL defaults to its name here; with several (or a quoted
+glob: pydfs get '/data/*.csv' .), LOCAL is a directory. LOCAL '-' writes to standard output.
+An existing local file is replaced only with -f; a download is atomic (all or nothing)."""
+
+WRITE_HELP = """\
+LOCAL... [REMOTE]: with one LOCAL, REMOTE defaults to its name in the working directory; with
+several, REMOTE is a directory. LOCAL '-' reads standard input (REMOTE needed then).
+An existing file is replaced only with -f; a file appears, whole, only once all of it is stored."""
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = t[-1] if t and t[-1] in "kmg" else ""
+    try:
+        value = int(float(t[: len(t) - len(unit)]) * units[unit])
+    except (ValueError, OverflowError):
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 65536, 64K or 64M)")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("-r", "-R", "--recursive", action="store_true", help="whole directory trees")
+    p.add_argument("-f", "--force", action="store_true", help=f"replace an existing {what} file")
+    p.add_argument(
+        "--parallel", type=int, default=PARALLEL, help=f"files in flight at once ({PARALLEL})"
+    )
+
+
+def read_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="REMOTE... [LOCAL]", help="see above")
+    _common(p, "local")
+
+
+def write_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="LOCAL... [REMOTE]", help="see above")
+    _common(p, "remote")
+    p.add_argument("--replication", type=int, help="replicas per block")
+    p.add_argument("-b", "--block-size", type=_size, help="block size, e.g. 64M")
+
+
+def _split(args: argparse.Namespace) -> tuple[list[str], str | None]:
+    return (args.paths[:-1], args.paths[-1]) if len(args.paths) > 1 else (args.paths, None)
+
+
+async def _run_all(jobs: list[Callable[[], Awaitable[Done]]], parallel: int) -> list[Done]:
+    """Run *jobs*, at most *parallel* at a time; the first failure cancels the rest."""
+    import asyncio
+
+    if len(jobs) == 1:
+        return [await jobs[0]()]
+    limit = asyncio.Semaphore(max(1, parallel))
+
+    async def one(job: Callable[[], Awaitable[Done]]) -> Done:
+        async with limit:
+            return await job()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(job)) for job in jobs]
+    except BaseExceptionGroup as failed:  # the first error is the one to tell
+        raise failed.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
+def _report(ctx: Context, done: list[Done], single: bool) -> None:
+    lines = [f"{src} -> {dst} ({render.size(size)})" for src, dst, size, _ in done]
+    if len(done) > 1:
+        total = sum(size for _, _, size, _ in done)
+        lines.append(f"{render.count(len(done), 'file')}, {render.size(total)}")
+    data = [d for _, _, _, d in done]
+    ctx.out("\n".join(lines), data[0] if single and len(data) == 1 else data)
+
+
+# --- get ---------------------------------------------------------------------------------------
+
+
+async def file_read(ctx: Context, args: argparse.Namespace) -> int:
+    sources, local = _split(args)
+    if local == "-":
+        out = sys.stdout.buffer
+        for remote in await ctx.expand(sources):
+            async for data in ctx.client.read_stream(remote):
+                out.write(data)
+        out.flush()
+        return 0
+    single = len(sources) == 1 and not paths.has_magic(sources[0]) and not args.recursive
+    remotes = await ctx.expand(sources)
+    if single:  # the common case, in as few round trips as before
+        target = Path(local or paths.basename(remotes[0]) or ".")
+        if target.is_dir():
+            target = target / paths.basename(remotes[0])
+        total = (await ctx.client.info(remotes[0])).size if sys.stderr.isatty() else None
+        plan = [(remotes[0], target, total)]
+    else:
+        plan = await _plan_get(ctx, remotes, Path(local or "."), args.recursive)
+    known = [size for _, _, size in plan]
+    total = None if None in known else sum(s or 0 for s in known)
+    label = f"get {paths.basename(plan[0][0])}" if len(plan) == 1 else f"get {len(plan)} files"
+    with ctx.progress(label, total) as advance:
+
+        def job(remote: str, target: Path) -> Callable[[], Awaitable[Done]]:
+            async def download() -> Done:
+                try:
+                    size = await ctx.client.download(
+                        remote, target, overwrite=args.force, progress=advance
+                    )
+                except IsADirectory:
+                    raise IsADirectory(f"{remote} is a directory (use get -r)") from None
+                return (
+                    remote,
+                    str(target),
+                    size,
+                    {"path": remote, "local": str(target), "size": size},
+                )
+
+            return download
+
+        done = await _run_all([job(r, t) for r, t, _ in plan], args.parallel)
+    _report(ctx, done, single)
+    return 0
+
+
+async def _plan_get(
+    ctx: Context, remotes: list[str], local: Path, recursive: bool
+) -> list[tuple[str, Path, int | None]]:
+    """Each remote file and the local file it goes to; local directories are made on the way."""
+    from pydfs.client import tree
+
+    if len(remotes) > 1 and not local.is_dir():
+        raise NotADirectory(f"{local} is not a directory ({len(remotes)} sources go into one)")
+    plan: list[tuple[str, Path, int | None]] = []
+    for remote in remotes:
+        status = await ctx.client.info(remote)
+        into = local / paths.basename(remote) if local.is_dir() else local
+        if status.type != "dir":
+            plan.append((remote, into, status.size))
+            continue
+        if not recursive:
+            raise IsADirectory(f"{remote} is a directory (use get -r)")
+        async for directory, entries in tree.walk(ctx.client, remote):
+            here = into / directory.path[len(remote) :].lstrip("/")
+            here.mkdir(parents=True, exist_ok=True)
+            plan += [(e.path, here / e.name, e.size) for e in entries if e.type != "dir"]
+    return plan
+
+
+# --- put ---------------------------------------------------------------------------------------
+
+
+async def file_write(ctx: Context, args: argparse.Namespace) -> int:
+    locals_, remote_arg = _split(args)
+    kwargs = {"replication": args.replication, "block_size": args.block_size}
+    if "-" in locals_:
+        if remote_arg is None or len(locals_) > 1:
+            raise InvalidArgument("give one remote path when reading standard input")
+        remote = ctx.file_path(remote_arg)
+        terminal = interruptible() if sys.stdin.isatty() else nullcontext()
+        with ctx.progress("put stdin", None) as advance, terminal:
+            status = await ctx.client.write_stream(
+                remote, sys.stdin.buffer, overwrite=args.force, progress=advance, **kwargs
+            )
+        _report(ctx, [("-", status.path, status.size, status)], True)
+        return 0
+    for name in locals_:
+        if args.recursive and name.isdigit() and not os.path.exists(name):
+            raise InvalidArgument(
+                f"put -r means recursive; give a replication factor as --replication {name}"
+            )
+    plan = await _plan_put(ctx, locals_, remote_arg, args.recursive)
+    total = sum(size for _, _, size in plan)
+    label = f"put {Path(plan[0][0]).name}" if len(plan) == 1 else f"put {len(plan)} files"
+    with ctx.progress(label, total) as advance:
+
+        def job(local: str, remote: str) -> Callable[[], Awaitable[Done]]:
+            async def upload() -> Done:
+                status = await ctx.client.upload(
+                    local, remote, overwrite=args.force, progress=advance, **kwargs
+                )
+                return local, status.path, status.size, status
+
+            return upload
+
+        done = await _run_all([job(src, dst) for src, dst, _ in plan], args.parallel)
+    single = len(locals_) == 1 and not args.recursive
+    _report(ctx, done, single)
+    return 0
+
+
+async def _remote_dir(ctx: Context, remote: str) -> bool:
+    try:
+        return (await ctx.client.info(remote)).type == "dir"
+    except NotFound:
+        return False
+
+
+async def _plan_put(
+    ctx: Context, locals_: list[str], remote_arg: str | None, recursive: bool
+) -> list[tuple[str, str, int]]:
+    """Each local file and the remote file it goes to; remote directories are made on the way."""
+    remote = ctx.file_path(remote_arg) if remote_arg else ctx.cwd
+    into_dir = remote_arg is None or await _remote_dir(ctx, remote.rstrip("/") or "/")
+    if len(locals_) > 1 and not into_dir:
+        raise NotADirectory(f"{remote} is not a directory ({len(locals_)} sources go into one)")
+    plan: list[tuple[str, str, int]] = []
+    for local in locals_:
+        path = Path(local)
+        target = paths.join(remote.rstrip("/") or "/", path.name) if into_dir else remote
+        if not path.is_dir():
+            plan.append((local, target, path.stat().st_size))
+            continue
+        if not recursive:
+            raise IsADirectory(f"{local} is a directory (use put -r)")
+        for here, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            relative = Path(here).relative_to(path)
+            base = paths.normalize(str(relative), target) if str(relative) != "." else target
+            await ctx.client.mkdir(base, parents=True)
+            for name in sorted(filenames):
+                file = Path(here) / name
+                plan.append((str(file), paths.join(base, name), file.stat().st_size))
+    return plan

@@ -1,0 +1,129 @@
+"""Whole trees from the client, built from directory listings: glob patterns, a recursive walk
+with every entry's status, and what a subtree holds (``du``, ``count``).
+
+The name node answers one directory per listing; these functions take an ``AsyncClient`` and
+ask for as many listings as the tree has directories, several at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, TypeVar
+
+from pydfs import paths, wire
+
+if TYPE_CHECKING:
+    from pydfs.client.aio import AsyncClient
+
+LISTINGS_AT_ONCE = 8
+T = TypeVar("T")
+
+
+def matches(name: str, pattern: str) -> bool:
+    """fnmatch of one name, as a shell does: a leading '.' is matched only by a '.'."""
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return fnmatchcase(name, pattern)
+
+
+async def _listing(client: AsyncClient, directory: str) -> list[wire.FileStatus]:
+    """The entries of *directory*; none if it is gone, is a file, or may not be read."""
+    try:
+        entries = await client.ls(directory)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+    return [e for e in entries if e.path != directory]  # a file lists itself
+
+
+async def glob(client: AsyncClient, pattern: str) -> list[str]:
+    """The paths that match the absolute *pattern*, sorted: ``*``, ``?`` and ``[...]`` match
+    within one component (fnmatch), as in a shell. A pattern without them names itself, if it
+    exists."""
+    found = ["/"]
+    literal_tail = False
+    for part in paths.split(pattern):
+        if not paths.has_magic(part):
+            found = [paths.join(d, part) for d in found]
+            literal_tail = True
+            continue
+        listings = await _bounded([_listing(client, d) for d in found])
+        found = [e.path for entries in listings for e in entries if matches(e.name, part)]
+        literal_tail = False
+        if not found:
+            return []
+    if literal_tail:
+        exists = await _bounded([client.exists(p) for p in found])
+        found = [p for p, ok in zip(found, exists, strict=True) if ok]
+    return sorted(found)
+
+
+async def _bounded(aws: Iterable[Awaitable[T]]) -> list[T]:
+    """Await *aws*, at most ``LISTINGS_AT_ONCE`` at a time; results in order."""
+    import asyncio
+
+    limit = asyncio.Semaphore(LISTINGS_AT_ONCE)
+
+    async def one(aw: Awaitable[T]) -> T:
+        async with limit:
+            return await aw
+
+    return list(await asyncio.gather(*(one(aw) for aw in aws)))
+
+
+async def walk(
+    client: AsyncClient, path: str
+) -> AsyncIterator[tuple[wire.FileStatus, list[wire.FileStatus]]]:
+    """Top down, depth first: every directory under *path* (itself included) with its
+    entries, sorted by name; nothing for a file. A directory that disappears or may not be
+    read during the walk is passed over, as ``os.walk`` does."""
+    top = await client.info(path)
+    if top.type != "dir":
+        return
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        entries = sorted(await _listing(client, directory.path), key=lambda e: e.name)
+        yield directory, entries
+        pending.extend(reversed([e for e in entries if e.type == "dir"]))
+
+
+async def files(client: AsyncClient, path: str) -> AsyncIterator[wire.FileStatus]:
+    """Every file under *path* (or *path* itself, when it is a file)."""
+    top = await client.info(path)
+    if top.type != "dir":
+        yield top
+        return
+    async for _, entries in walk(client, path):
+        for entry in entries:
+            if entry.type != "dir":
+                yield entry
+
+
+@dataclass
+class Usage:
+    """What a subtree holds: ``size`` bytes of content in ``files`` files and ``directories``
+    directories (itself included); ``raw`` counts every replica the files ask for."""
+
+    path: str
+    files: int = 0
+    directories: int = 0
+    size: int = 0
+    raw: int = 0
+
+
+async def usage(client: AsyncClient, path: str) -> Usage:
+    top = await client.info(path)
+    total = Usage(top.path)
+    if top.type != "dir":
+        total.files, total.size, total.raw = 1, top.size, top.size * top.replication
+        return total
+    async for _, entries in walk(client, path):
+        total.directories += 1
+        for e in entries:
+            if e.type != "dir":
+                total.files += 1
+                total.size += e.size
+                total.raw += e.size * e.replication
+    return total

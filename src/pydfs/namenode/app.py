@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 
 from pydfs import paths, tokens, wire
-from pydfs.errors import PermissionDenied, ProtocolError, Unauthenticated
+from pydfs.errors import InvalidArgument, PermissionDenied, ProtocolError, Unauthenticated
 from pydfs.namenode.auth import User
 from pydfs.server import decode_body, make_app, read_body
 
@@ -65,6 +65,17 @@ def _none(method: Callable[..., None], *args: Any) -> dict[str, Any]:
     """Call a method that answers nothing; the reply is an empty object."""
     method(*args)
     return {}
+
+
+def _delete_many(c: Call) -> wire.DeleteManyReply:
+    req: wire.DeleteManyRequest = c.body
+    if len(req.paths) > wire.MAX_DELETE_BATCH:
+        raise InvalidArgument(f"a batch deletes at most {wire.MAX_DELETE_BATCH} paths")
+    targets = [paths.normalize(p) for p in req.paths]
+    files, missing = c.nn.namespace.delete_many(
+        targets, c.user, recursive=req.recursive, type=req.type
+    )
+    return wire.DeleteManyReply(files, missing)
 
 
 _NODE = User("datanode", admin=True)  # what a data node's calls run as (it never names a path)
@@ -123,6 +134,16 @@ ENDPOINTS: list[Endpoint] = [
         },
         "Delete a file or directory.",
         wire.DeleteRequest,
+    ),
+    Endpoint(
+        "POST",
+        "/fs/delete-many",
+        "user",
+        _delete_many,
+        f"Delete up to {wire.MAX_DELETE_BATCH} files or directories in one transaction: all "
+        "but the missing ones, or none.",
+        wire.DeleteManyRequest,
+        wire.DeleteManyReply,
     ),
     Endpoint(
         "POST",

@@ -509,27 +509,53 @@ class Namespace:
         self, path: str, user: User | None = None, *, recursive: bool = False, type: str = "any"
     ) -> int:
         """Remove a file or directory; returns how many files went with it."""
+        with self._write() as db:
+            return self._delete_in(db, path, user, recursive=recursive, type=type)
+
+    def delete_many(
+        self,
+        targets: list[str],
+        user: User | None = None,
+        *,
+        recursive: bool = False,
+        type: str = "any",
+    ) -> tuple[int, list[str]]:
+        """Remove several files or directories in one transaction, deepest first, each as
+        ``delete`` would: all of them, or (on any refusal but a missing path) none. Returns
+        how many files went, and the paths that were not there (a path below one removed
+        earlier in the batch among them)."""
+        files, missing = 0, []
+        with self._write() as db:
+            for path in sorted(set(targets), key=lambda p: (-p.count("/"), p)):
+                try:
+                    files += self._delete_in(db, path, user, recursive=recursive, type=type)
+                except NotFound:
+                    missing.append(path)
+        return files, missing
+
+    def _delete_in(
+        self, db: sqlite3.Connection, path: str, user: User | None, *, recursive: bool, type: str
+    ) -> int:
         if path == paths.ROOT:
             raise InvalidArgument("the root directory cannot be deleted (use initialize)")
-        with self._write() as db:
-            node = self.resolve(path, user)
-            if type == "file" and node.is_dir:
-                raise IsADirectory(f"{path} is a directory")
-            if type == "dir" and not node.is_dir:
-                raise NotADirectory(f"{path} is not a directory")
-            if node.is_dir:
-                self._reshaping()
-            if node.is_dir and not recursive:
-                child = db.execute("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (node.id,))
-                if child.fetchone():
-                    raise DirectoryNotEmpty(f"{path} is not empty")
-            parent = self._get(node.parent)
-            assert parent is not None
-            _check(user, parent, W | X, paths.parent(path))
-            _check_sticky(user, parent, node, path)
-            self._walk(db, node, user, want=R | W | X)  # as ``rm -r`` needs, to empty one
-            files = self._release_doomed(db)
-            db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (time.time(), node.parent))
+        node = self.resolve(path, user)
+        if type == "file" and node.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        if type == "dir" and not node.is_dir:
+            raise NotADirectory(f"{path} is not a directory")
+        if node.is_dir:
+            self._reshaping()
+        if node.is_dir and not recursive:
+            child = db.execute("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (node.id,))
+            if child.fetchone():
+                raise DirectoryNotEmpty(f"{path} is not empty")
+        parent = self._get(node.parent)
+        assert parent is not None
+        _check(user, parent, W | X, paths.parent(path))
+        _check_sticky(user, parent, node, path)
+        self._walk(db, node, user, want=R | W | X)  # as ``rm -r`` needs, to empty one
+        files = self._release_doomed(db)
+        db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (time.time(), node.parent))
         return files
 
     def format(self) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pydfs import paths, wire
 from pydfs.errors import (
@@ -32,6 +33,34 @@ from pydfs.namenode.store import Store
 ROOT_ID = 1
 _COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_size, grp, mode"
 MAX_CACHED_DIRS = 20_000  # about 10 MiB
+
+
+_ENTRY = "name, type, size, mtime, ctime, owner, grp, mode, replication, block_size"
+
+
+def _entries(path: str, rows: Iterable[tuple[Any, ...]]) -> list[wire.FileStatus]:
+    """Statuses of a directory's entries from rows of ``_ENTRY``: straight from rows, as names
+    were validated when stored and a large directory is where per-entry work shows."""
+    prefix = path.rstrip("/") + "/"
+    status = wire.FileStatus
+    return [
+        status(prefix + n, n, "dir" if t == "d" else "file", s, mt, ct, o, g, m, r, bs)
+        for n, t, s, mt, ct, o, g, m, r, bs in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class DirPage:
+    """A page of a directory's entries, whether entries come before and after it, and what
+    the whole directory holds."""
+
+    path: str
+    entries: list[wire.FileStatus]
+    earlier: bool
+    later: bool
+    dirs: int
+    files: int
+    bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,21 +283,56 @@ class Namespace:
         if not node.is_dir:
             return wire.Listing(path, [self._status(node, path)])
         _check(user, node, R, path)
-        # Straight from rows to statuses: names were validated when stored, and a large
-        # directory is where per-entry work shows.
-        prefix = path.rstrip("/") + "/"
-        status = wire.FileStatus
         rows = self.db.execute(
-            "SELECT name, type, size, mtime, ctime, owner, grp, mode, replication, block_size "
-            "FROM inodes WHERE parent = ? ORDER BY name",
-            (node.id,),
+            f"SELECT {_ENTRY} FROM inodes WHERE parent = ? ORDER BY name", (node.id,)
         )
-        return wire.Listing(
+        return wire.Listing(path, _entries(path, rows))
+
+    def listdir_page(
+        self,
+        path: str,
+        user: User | None = None,
+        *,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> DirPage:
+        """At most *limit* entries of a directory, in name order: the first ones, those after
+        the name *after*, or the last ones before the name *before*. For a directory too large
+        to show whole; names are unique, so the pages neither repeat nor skip an entry."""
+        node = self.resolve_dir(path, user)
+        _check(user, node, R, path)
+        bound: tuple[str, ...] = ()
+        clause, order = "", "ASC"
+        if before is not None:
+            clause, bound, order = "AND name < ?", (before,), "DESC"
+        elif after is not None:
+            clause, bound = "AND name > ?", (after,)
+        rows = self.db.execute(
+            f"SELECT {_ENTRY} FROM inodes WHERE parent = ? {clause} ORDER BY name {order} LIMIT ?",
+            (node.id, *bound, limit),
+        ).fetchall()
+        entries = _entries(path, reversed(rows) if before is not None else rows)
+
+        def beyond(op: str, name: str) -> bool:
+            sql = f"SELECT 1 FROM inodes WHERE parent = ? AND name {op} ? LIMIT 1"
+            return self.db.execute(sql, (node.id, name)).fetchone() is not None
+
+        counts = dict.fromkeys(("d", "f"), (0, 0))
+        for kind, n, total in self.db.execute(
+            "SELECT type, count(*), coalesce(sum(size), 0) FROM inodes WHERE parent = ? "
+            "GROUP BY type",
+            (node.id,),
+        ):
+            counts[kind] = (n, total)
+        return DirPage(
             path,
-            [
-                status(prefix + n, n, "dir" if t == "d" else "file", s, mt, ct, o, g, m, r, bs)
-                for n, t, s, mt, ct, o, g, m, r, bs in rows
-            ],
+            entries,
+            earlier=bool(entries) and beyond("<", entries[0].name),
+            later=bool(entries) and beyond(">", entries[-1].name),
+            dirs=counts["d"][0],
+            files=counts["f"][0],
+            bytes=counts["f"][1],
         )
 
     # --- directories ----------------------------------------------------------------------

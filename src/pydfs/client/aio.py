@@ -239,9 +239,7 @@ class AsyncClient:
         missing: list[str] = []
         for i in range(0, len(targets), wire.MAX_DELETE_BATCH):
             req = wire.DeleteManyRequest(targets[i : i + wire.MAX_DELETE_BATCH], recursive, type)
-            reply = await self.rpc.call(
-                "POST", "/fs/delete-many", req, reply=wire.DeleteManyReply
-            )
+            reply = await self.rpc.call("POST", "/fs/delete-many", req, reply=wire.DeleteManyReply)
             missing += reply.missing
         return missing
 

@@ -240,10 +240,10 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
                     files.update(dirs)
                 out.update({info["name"]: info for info in files.values()})
         finally:
-            if top is not None:
-                await asyncio.wait([top])
-        if top is not None and not top.exception() and top.result()["type"] == "directory":
-            out[path] = top.result()
+            # Awaited even when the walk failed: its own failure (a missing path) is expected.
+            [root] = await asyncio.gather(top, return_exceptions=True) if top else [None]
+        if isinstance(root, dict) and root["type"] == "directory":
+            out[path] = root
         names = sorted(out)
         return {name: out[name] for name in names} if detail else names
 

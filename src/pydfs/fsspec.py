@@ -18,10 +18,11 @@ import asyncio
 import datetime
 import os
 import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from glob import has_magic
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from fsspec.asyn import AsyncFileSystem, sync, sync_wrapper
+from fsspec.asyn import AsyncFileSystem, _run_coros_in_chunks, sync, sync_wrapper
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.implementations.local import trailing_sep
 from fsspec.spec import AbstractBufferedFile
@@ -30,9 +31,15 @@ from fsspec.utils import stringify_path
 from pydfs import paths, wire
 from pydfs.client.aio import AsyncClient, resolve_namenode
 from pydfs.client.files import AsyncReader, AsyncWriter
+from pydfs.errors import NotFound
 
 PROTOCOL = "pydfs"
 PREFIX = f"{PROTOCOL}://"
+PIPE_CONCURRENCY = 64
+"""Files one ``pipe`` writes at once: each holds an upload lease until it commits, and the name
+node lets a user hold 256 (fsspec's default, 1,280 at once, would run into that limit)."""
+
+T = TypeVar("T")
 
 
 def _close_client(client: AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
@@ -60,6 +67,30 @@ def _details(status: wire.FileStatus) -> dict[str, Any]:
         "replication": status.replication,
         "block_size": status.block_size,
     }
+
+
+async def _read_range(reader: AsyncReader, start: int | None, end: int | None) -> bytes:
+    """Bytes ``[start, end)`` of the file *reader* has open; negative bounds count from its end
+    and ``None`` means its start (or end), as fsspec's ``cat_file`` has them."""
+    size = reader.size
+    lo = 0 if start is None else max(0, size + start) if start < 0 else start
+    hi = size if end is None else max(0, size + end) if end < 0 else min(end, size)
+    return await reader.read_at(lo, hi - lo)
+
+
+def _split_listing(path: str, listing: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """A directory's entries as fsspec's walk has them: (dirs, files) by name, and the dirs'
+    full paths; a file listed as itself is the file ``""``."""
+    dirs, files, full = {}, {}, {}
+    for info in listing:
+        name = info["name"].rstrip("/")
+        if name == path:
+            files[""] = info
+        elif info["type"] == "directory":
+            dirs[paths.basename(name)], full[paths.basename(name)] = info, name
+        else:
+            files[paths.basename(name)] = info
+    return dirs, files, full
 
 
 class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
@@ -153,6 +184,77 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
             return [_details(e) for e in entries]
         return [e.path for e in entries]
 
+    async def _walk(
+        self,
+        path: str,
+        maxdepth: int | None = None,
+        topdown: bool = True,
+        on_error: str | Callable[[OSError], object] = "omit",
+        **kwargs: Any,
+    ) -> AsyncIterator[tuple[str, Any, Any]]:
+        """fsspec's walk, listing each level's directories at once rather than one by one:
+        breadth first, so that a level's entries (top down: as the caller pruned them) are
+        known before any of it is listed."""
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        detail = kwargs.pop("detail", False)
+        level, depth = [self._strip_protocol(path)], 0
+        bottom_up: list[tuple[str, Any, Any]] = []
+        while level:
+            depth += 1
+            listings = await _run_coros_in_chunks(
+                [self._ls(d, detail=True) for d in level], nofiles=True, return_exceptions=True
+            )
+            below: list[str] = []
+            for directory, listing in zip(level, listings, strict=True):
+                if isinstance(listing, Exception):
+                    if not isinstance(listing, OSError) or on_error == "raise":
+                        raise listing
+                    if callable(on_error):
+                        on_error(listing)
+                    listing = []
+                dirs, files, full = _split_listing(directory, listing)
+                entry = (directory, dirs, files) if detail else (directory, [*dirs], [*files])
+                if topdown:
+                    yield entry
+                else:
+                    bottom_up.append(entry)
+                if maxdepth is None or depth < maxdepth:
+                    below += [full[name] for name in entry[1]]
+            level = below
+        for entry in reversed(bottom_up):
+            yield entry
+
+    async def _find(
+        self, path: str, maxdepth: int | None = None, withdirs: bool = False, **kwargs: Any
+    ) -> Any:
+        """fsspec's find over the walk above; a directory's own status, wanted *withdirs*, is
+        asked for while the walk goes on."""
+        path = self._strip_protocol(path)
+        detail = kwargs.pop("detail", False)
+        top = asyncio.ensure_future(self._info(path)) if withdirs else None
+        out: dict[str, Any] = {}
+        try:
+            async for _, dirs, files in self._walk(path, maxdepth, detail=True, **kwargs):
+                if withdirs:
+                    files.update(dirs)
+                out.update({info["name"]: info for info in files.values()})
+        finally:
+            # Awaited even when the walk failed: its own failure (a missing path) is expected.
+            [root] = await asyncio.gather(top, return_exceptions=True) if top else [None]
+        if isinstance(root, dict) and root["type"] == "directory":
+            out[path] = root
+        names = sorted(out)
+        return {name: out[name] for name in names} if detail else names
+
+    async def _du(
+        self, path: str, total: bool = True, maxdepth: int | None = None, **kwargs: Any
+    ) -> int | dict[str, int]:
+        """Sizes from the listings ``find`` made (fsspec's asks for each file's status)."""
+        found = await self._find(path, maxdepth=maxdepth, detail=True, **kwargs)
+        sizes = {name: info["size"] for name, info in found.items()}
+        return sum(sizes.values()) if total else sizes
+
     async def _modified(self, path: str) -> datetime.datetime:
         info = await self._info(path)
         return datetime.datetime.fromtimestamp(info["mtime"], tz=datetime.UTC)
@@ -190,11 +292,29 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
 
     rmdir = sync_wrapper(_rmdir)
 
-    async def _parent_dir(self, path: str) -> None:
-        """Create the directories above *path*, as a write to it needs them."""
-        parent = paths.parent(path)
-        if parent != paths.ROOT:
+    async def _with_parent(self, path: str, write: Callable[[], Awaitable[T]]) -> T:
+        """*write* to *path*; if the directory it goes in is missing, make it (and its parents)
+        and write again. So a write into a directory that exists costs no ``mkdir``."""
+        try:
+            return await write()
+        except FileNotFoundError:
+            parent = paths.parent(path)
+            if parent == paths.ROOT:
+                raise
             await self.client().mkdir(parent, parents=True)
+            return await write()
+
+    async def _make_parents(self, targets: list[str]) -> None:
+        """Make the directories that *targets* go in, one ``mkdir -p`` per deepest one."""
+        parents = sorted({paths.parent(t) for t in targets} - {paths.ROOT}, key=paths.split)
+        deepest = [  # in this order a directory's descendants follow it
+            p
+            for p, after in zip(parents, [*parents[1:], ""], strict=True)
+            if not (after and paths.is_within(after, p))
+        ]
+        await _run_coros_in_chunks(
+            [self.client().mkdir(p, parents=True) for p in deepest], nofiles=True
+        )
 
     # --- removal ----------------------------------------------------------------------------
 
@@ -220,28 +340,24 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
                 if not tops or not paths.is_within(target, tops[-1]):
                     tops.append(target)
             targets = tops
-        for target in sorted(targets, key=len, reverse=True):  # deepest first
-            try:
-                try:
-                    await self.client().delete(target)
-                except IsADirectoryError:
-                    # Only a recursive removal takes directories: pyarrow's delete_file (and any
-                    # caller that means "this file") must not remove one.
-                    if not recursive:
-                        raise
-                    await self.client().rmdir(target, recursive=True)
-            except FileNotFoundError:
-                if len(targets) == 1:
-                    raise
+        # Batches of many paths, each one transaction on the name node, deepest paths first.
+        # Only a recursive removal takes directories: pyarrow's delete_file (and any caller that
+        # means "this file") must not remove one.
+        missing = await self.client().delete_many(
+            sorted(targets, key=lambda t: -t.count("/")),
+            recursive=recursive,
+            type="any" if recursive else "file",
+        )
+        if missing and len(targets) == 1:
+            raise NotFound(f"{missing[0]}: no such file or directory")
 
     # --- copies and moves, on the name node ---------------------------------------------------
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         """Server-side copy: the new file shares the source's blocks."""
         src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
-        await self._parent_dir(dst)
         try:
-            await self.client().copy(src, dst, overwrite=True)
+            await self._with_parent(dst, lambda: self.client().copy(src, dst, overwrite=True))
         except IsADirectoryError:
             if not await self._isdir(src):
                 raise
@@ -251,8 +367,7 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
         """Atomic server-side rename, replacing a file at *path2*."""
         src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
         if src != dst:
-            await self._parent_dir(dst)
-            await self.client().move(src, dst, overwrite=True)
+            await self._with_parent(dst, lambda: self.client().move(src, dst, overwrite=True))
 
     async def _mv(
         self,
@@ -293,22 +408,86 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
     async def _cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
-        path = self._strip_protocol(path)
-        client = self.client()
-        if (start or 0) < 0 or (end or 0) < 0:
-            size = (await client.info(path)).size
-            start = max(0, size + start) if start is not None and start < 0 else start
-            end = max(0, size + end) if end is not None and end < 0 else end
-        start = start or 0
-        length = None if end is None else max(0, end - start)
-        return await client.read_bytes(path, start, length)
+        reader = await self._open_reader(self._strip_protocol(path))
+        return await _read_range(reader, start, end)
+
+    async def _cat_ranges(
+        self,
+        paths: list[str],
+        starts: int | list[int | None] | None,
+        ends: int | list[int | None] | None,
+        max_gap: int | None = None,
+        batch_size: int | None = None,
+        on_error: str = "return",
+        **kwargs: Any,
+    ) -> list[bytes | Exception]:
+        """Ranges of files, each file looked up once however many of its ranges are asked for
+        (fsspec's looks a file up once per range)."""
+        if max_gap is not None:
+            raise NotImplementedError
+        if not isinstance(paths, list):
+            raise TypeError
+        starts = starts if isinstance(starts, list) else [starts] * len(paths)
+        ends = ends if isinstance(ends, list) else [ends] * len(paths)
+        if len(starts) != len(paths) or len(ends) != len(paths):
+            raise ValueError
+        names = [self._strip_protocol(p) for p in paths]
+        distinct = list(dict.fromkeys(names))
+        opened = await _run_coros_in_chunks(
+            [self._open_reader(p) for p in distinct],
+            batch_size=batch_size,
+            nofiles=True,
+            return_exceptions=True,
+        )
+        readers = dict(zip(distinct, opened, strict=True))
+
+        async def one(path: str, start: int | None, end: int | None) -> bytes:
+            reader = readers[path]
+            if isinstance(reader, Exception):
+                raise reader
+            return await _read_range(reader, start, end)
+
+        out: list[bytes | Exception] = await _run_coros_in_chunks(
+            [one(*r) for r in zip(names, starts, ends, strict=True)],
+            batch_size=batch_size,
+            nofiles=True,
+            return_exceptions=True,
+        )
+        if on_error != "return":
+            for result in out:
+                if isinstance(result, Exception):
+                    raise result
+        return out
 
     async def _pipe_file(
         self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any
     ) -> None:
         path = self._strip_protocol(path)
-        await self._parent_dir(path)
-        await self.client().write_bytes(path, bytes(value), overwrite=mode != "create")
+        data, overwrite = bytes(value), mode != "create"
+        await self._with_parent(
+            path, lambda: self.client().write_bytes(path, data, overwrite=overwrite)
+        )
+
+    async def _pipe(
+        self,
+        path: str | dict[str, Any],
+        value: Any = None,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write many files: the directories they go in first (one ``mkdir -p`` per deepest
+        one), then ``PIPE_CONCURRENCY`` files at a time."""
+        files = {
+            self._strip_protocol(k): v
+            for k, v in ({path: value} if isinstance(path, str) else path).items()
+        }
+        if len(files) > 1:
+            await self._make_parents(list(files))
+        await _run_coros_in_chunks(
+            [self._pipe_file(k, v, **kwargs) for k, v in files.items()],
+            batch_size=batch_size or PIPE_CONCURRENCY,
+            nofiles=True,
+        )
 
     async def _put_file(
         self,
@@ -323,9 +502,11 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
             await self._makedirs(rpath, exist_ok=True)
             return
         callback.set_size(os.path.getsize(lpath))
-        await self._parent_dir(rpath)
-        await self.client().upload(
-            lpath, rpath, overwrite=mode != "create", progress=callback.relative_update
+        await self._with_parent(
+            rpath,
+            lambda: self.client().upload(
+                lpath, rpath, overwrite=mode != "create", progress=callback.relative_update
+            ),
         )
 
     async def _get_file(
@@ -338,17 +519,20 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
             return
         callback.set_size(status.size)
         await self.client().download(
-            rpath, lpath, overwrite=True, progress=callback.relative_update
+            rpath, lpath, overwrite=True, progress=callback.relative_update, status=status
         )
 
     async def _touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
-        await self._parent_dir(path)
-        try:
-            await self.client().touch(path)
-        except FileExistsError:
-            if truncate:
-                await self.client().write_bytes(path, b"")
+
+        async def touch() -> None:
+            try:
+                await self.client().touch(path)
+            except FileExistsError:
+                if truncate:
+                    await self.client().write_bytes(path, b"")
+
+        await self._with_parent(path, touch)
 
     touch = sync_wrapper(_touch)
 
@@ -377,8 +561,8 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
         return await self.client().open(path, "rb", buffer_size=0)  # fsspec caches instead
 
     async def _open_writer(self, path: str, overwrite: bool, **options: Any) -> AsyncWriter:
-        await self._parent_dir(path)
-        return await self.client().open(path, "wb" if overwrite else "xb", **options)
+        mode: Literal["wb", "xb"] = "wb" if overwrite else "xb"
+        return await self._with_parent(path, lambda: self.client().open(path, mode, **options))
 
 
 class PydfsFile(AbstractBufferedFile):  # type: ignore[misc]

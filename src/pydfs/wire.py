@@ -141,6 +141,20 @@ class DeleteRequest(Struct):
     type: Literal["file", "dir", "any"] = "any"
 
 
+MAX_DELETE_BATCH = 1000  # paths one /fs/delete-many may name
+
+
+class DeleteManyRequest(Struct):
+    paths: list[str]
+    recursive: bool = False
+    type: Literal["file", "dir", "any"] = "any"
+
+
+class DeleteManyReply(Struct):
+    deleted_files: int
+    missing: list[str]  # the paths that were not there
+
+
 class CopyRequest(Struct):
     src: str
     dst: str | None = None

@@ -3,8 +3,9 @@
 Every page needs a signed-in user: the browser test signs in through the form, the HTTP tests
 post the sign-in form and send the session cookie (``WebUser``) and the page's CSRF token.
 
-The browser test saves a screenshot of the overview page to its tmp dir; with
-``PYDFS_UPDATE_SCREENSHOT=1`` it also refreshes ``docs/ui-overview.png`` for the README.
+The browser test saves screenshots of its pages to its tmp dir; with
+``PYDFS_UPDATE_SCREENSHOT=1`` it also refreshes ``docs/ui-overview.png`` and the file browser's
+``docs/web-ui.png`` for the README.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 import shutil
 import ssl
+import stat
 import time
 import urllib.error
 import urllib.parse
@@ -43,7 +45,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui-overview.png"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS_SCREENSHOT = DOCS / "ui-overview.png"
+DOCS_BROWSER_SCREENSHOT = DOCS / "web-ui.png"
+PHONE = {"width": 400, "height": 800}
 COOKIE = sessions.COOKIE
 
 
@@ -71,6 +76,21 @@ def page() -> Iterator[Any]:
 
 def row(page: Any, name: str) -> Any:
     return page.locator(f'table.listing tr[data-name="{name}"]')
+
+
+def fits(page: Any) -> bool:
+    """Nothing sticks out sideways: the page does not scroll horizontally, nor do the header
+    or a directory listing reach past the window's right edge."""
+    return bool(
+        page.evaluate(
+            """() => {
+              const width = window.innerWidth;
+              const parts = document.querySelectorAll("header, table.entries, main");
+              return document.documentElement.scrollWidth <= width &&
+                Array.from(parts).every((e) => e.getBoundingClientRect().right <= width);
+            }"""
+        )
+    )
 
 
 def sign_in_with_the_form(page: Any, token: str) -> None:
@@ -103,11 +123,18 @@ def test_browse_upload_download_mkdir_delete(
     assert cluster.admin_token not in cookie["value"]
     assert page.locator("header .user").inner_text().split() == ["admin", "admin"]  # + badge
 
-    # The overview links to the file browser.
+    # The overview links to the file browser, which opens at the user's home.
     assert page.locator("h1").inner_text() == "Cluster overview"
     assert "3 live" in page.locator(".card", has_text="Data nodes").inner_text()
     page.get_by_role("link", name="Browse files").click()
+    page.wait_for_url(re.compile(r"/ui/browse\?path=/user/admin$"))
+    page.locator("nav.crumbs").get_by_role("link", name="root").click()
     page.wait_for_url(re.compile(r"/ui/browse\?path=/$"))
+    # /user and /tmp hold every user's files: no delete button for them.
+    for name in ("user", "tmp"):
+        assert row(page, name).count() == 1
+        assert row(page, name).get_by_role("button", name="Delete").count() == 0
+    assert row(page, "webui").get_by_role("button", name="Delete").count() == 1
 
     # Into the directory made beforehand.
     row(page, "webui").get_by_role("link", name="webui").click()
@@ -120,8 +147,28 @@ def test_browse_upload_download_mkdir_delete(
     data = os.urandom(2 * BLOCK_SIZE + 12345)
     local = tmp_path / "holiday pic.bin"
     local.write_bytes(data)
+    # The upload is confirmed first: dismissed, nothing is sent.
     page.set_input_files("input[type=file]", str(local))
+    asked: list[str] = []
+
+    def answer(accept: bool) -> Callable[[Any], None]:
+        def handle(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return handle
+
+    page.once("dialog", answer(False))
     page.get_by_role("button", name="Upload", exact=True).click()
+    page.wait_for_timeout(300)  # a dismissed dialog leaves nothing to wait for
+    assert row(page, "holiday pic.bin").count() == 0
+    page.once("dialog", answer(True))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Upload", exact=True).click()
+    assert asked == 2 * [
+        "Upload 1 file (holiday pic.bin) to /webui/photos? "
+        "A file of the same name there stops the upload."
+    ]
     page.wait_for_url(re.compile(r"path=/webui/photos$"))
     uploaded = row(page, "holiday pic.bin")
     assert uploaded.count() == 1
@@ -129,7 +176,10 @@ def test_browse_upload_download_mkdir_delete(
     assert "admin" in uploaded.inner_text()  # the signed-in user owns it
     with cluster.client() as fs:
         assert fs.read_bytes("/webui/photos/holiday pic.bin") == data
-        assert fs.info("/webui/photos/holiday pic.bin").owner == "admin"
+        status = fs.info("/webui/photos/holiday pic.bin")
+        assert status.owner == "admin"
+    assert stat.filemode(stat.S_IFREG | status.mode) in uploaded.inner_text()  # -rw-r--r--
+    assert uploaded.locator("td[data-label=group]").inner_text() == status.group
 
     # Download it again: the same bytes, under its own name.
     with page.expect_download() as info:
@@ -138,8 +188,9 @@ def test_browse_upload_download_mkdir_delete(
     assert download.suggested_filename == "holiday pic.bin"
     assert Path(download.path()).read_bytes() == data
 
-    # Make a directory.
+    # Make a directory: the form says what it makes.
     page.get_by_placeholder("new directory name").fill("albums")
+    assert page.locator("output.preview").inner_text() == "makes /webui/photos/albums"
     page.get_by_role("button", name="Make directory").click()
     page.wait_for_url(re.compile(r"path=/webui/photos$"))
     assert "directory" in row(page, "albums").inner_text()
@@ -203,9 +254,35 @@ def test_browse_upload_download_mkdir_delete(
     sign_in_with_the_form(page, cluster.admin_token)
     page.wait_for_url(re.compile(r"/ui/browse\?path=/webui/photos$"))
     assert row(page, "holiday pic.bin").count() == 1
+    with cluster.client() as fs:  # something to show in the file browser's screenshot
+        fs.mkdir("/webui/photos/2025")
+        fs.write_bytes("/webui/photos/notes.txt", b"where and when\n" * 300)
+        fs.chmod("/webui/photos/notes.txt", 0o600)
+    page.goto(url + "/ui/browse?path=/webui/photos")
+    browser_shot = tmp_path / "web-ui.png"
+    page.screenshot(path=str(browser_shot), full_page=True)
+
+    # On a phone-sized screen every page fits the width; a directory's rows stack, keeping
+    # every field.
+    page.set_viewport_size(PHONE)
+    for route in [
+        "/ui/browse?path=/webui/photos",
+        "/ui/browse?path=/",
+        "/ui/browse?path=/webui/photos/holiday%20pic.bin",
+        "/",
+        "/ui/datanodes",
+    ]:
+        page.goto(url + route)
+        assert fits(page), route
+        page.screenshot(path=str(tmp_path / f"phone-{len(route)}.png"), full_page=True)
+    page.goto(url + "/ui/browse?path=/webui/photos")
+    for label in ("owner", "group"):
+        assert row(page, "holiday pic.bin").locator(f"td[data-label={label}]").is_visible()
+    assert row(page, "holiday pic.bin").get_by_role("button", name="Delete").is_visible()
     if os.environ.get("PYDFS_UPDATE_SCREENSHOT") == "1":
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOT)
+        shutil.copyfile(browser_shot, DOCS_BROWSER_SCREENSHOT)
 
 
 # --- plain HTTP -----------------------------------------------------------------------------

@@ -227,6 +227,23 @@ class AsyncClient:
     async def rmdir(self, path: str, *, recursive: bool = False) -> None:
         await self.rpc.call("POST", "/fs/delete", wire.DeleteRequest(path, recursive, "dir"))
 
+    async def delete_many(
+        self,
+        targets: list[str],
+        *,
+        recursive: bool = False,
+        type: Literal["file", "dir", "any"] = "any",
+    ) -> list[str]:
+        """Delete many paths, ``wire.MAX_DELETE_BATCH`` to a request; each request deletes all
+        of its paths or none. *type* "file" refuses directories, "dir" files. Returns the paths
+        that were not there."""
+        missing: list[str] = []
+        for i in range(0, len(targets), wire.MAX_DELETE_BATCH):
+            req = wire.DeleteManyRequest(targets[i : i + wire.MAX_DELETE_BATCH], recursive, type)
+            reply = await self.rpc.call("POST", "/fs/delete-many", req, reply=wire.DeleteManyReply)
+            missing += reply.missing
+        return missing
+
     async def copy(
         self, src: str, dst: str | None = None, *, overwrite: bool = False
     ) -> wire.FileStatus:
@@ -594,12 +611,16 @@ class AsyncClient:
         *,
         overwrite: bool = False,
         progress: Progress | None = None,
+        status: wire.FileStatus | None = None,
     ) -> int:
         """Save *path* to a local file, atomically: a failed download leaves nothing behind, and
         downloads to the same file at once leave one of them whole. A target that is not a
         regular file (``/dev/null``, a FIFO) is written in place, never replaced.
-        ``progress(n)`` hears of every *n* bytes written."""
+        ``progress(n)`` hears of every *n* bytes written. *status*: what ``info(path,
+        read=True)`` answered, for a caller that has asked already."""
         target = Path(local)
+        if status is None:
+            status = await self.info(path, read=True)
         try:
             regular = stat.S_ISREG(target.stat().st_mode)
         except FileNotFoundError:
@@ -607,7 +628,7 @@ class AsyncClient:
         else:
             if not regular:
                 with open(target, "wb") as f:
-                    return await self._save(path, f, progress)
+                    return await self._save(status, f, progress)
             if not overwrite:
                 raise FileExistsError(f"{target} exists (use --force to overwrite it)")
         # A name of its own beside the target, so that the rename stays on one file system;
@@ -625,17 +646,21 @@ class AsyncClient:
                 ) from None
         try:
             with open(fd, "wb") as f:
-                size = await self._save(path, f, progress)
+                size = await self._save(status, f, progress)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         return size
 
-    async def _save(self, path: str, file: IO[bytes], progress: Progress | None) -> int:
+    async def _save(
+        self, status: wire.FileStatus, file: IO[bytes], progress: Progress | None
+    ) -> int:
         size = 0
-        async for data in self.read_stream(path, progress=progress):
+        async for data in self._read_status(status):
             file.write(data)
             size += len(data)
+            if progress is not None:
+                progress(len(data))
         return size
 
 

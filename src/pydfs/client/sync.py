@@ -81,6 +81,15 @@ class Client:
     def rmdir(self, path: str, *, recursive: bool = False) -> None:
         self._run(self._aio.rmdir(path, recursive=recursive))
 
+    def delete_many(
+        self,
+        targets: list[str],
+        *,
+        recursive: bool = False,
+        type: Literal["file", "dir", "any"] = "any",
+    ) -> list[str]:
+        return self._run(self._aio.delete_many(targets, recursive=recursive, type=type))
+
     def copy(self, src: str, dst: str | None = None, *, overwrite: bool = False) -> wire.FileStatus:
         return self._run(self._aio.copy(src, dst, overwrite=overwrite))
 

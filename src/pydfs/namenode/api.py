@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydfs import paths, tokens, wire
 from pydfs.calls import Answer, Request
-from pydfs.errors import PermissionDenied, ProtocolError, Unauthenticated
+from pydfs.errors import InvalidArgument, PermissionDenied, ProtocolError, Unauthenticated
 from pydfs.namenode.auth import User
 from pydfs.server import decode_body
 
@@ -132,6 +132,17 @@ async def _ready(value: R) -> R:
     return value
 
 
+async def _delete_many(c: Call[wire.DeleteManyRequest]) -> wire.DeleteManyReply:
+    req = c.body
+    if len(req.paths) > wire.MAX_DELETE_BATCH:
+        raise InvalidArgument(f"a batch deletes at most {wire.MAX_DELETE_BATCH} paths")
+    targets = [paths.normalize(p) for p in req.paths]
+    files, missing = await c.nn.namespace.delete_many(
+        targets, c.user, recursive=req.recursive, type=req.type
+    )
+    return wire.DeleteManyReply(files, missing)
+
+
 async def _space(nn: NameNode) -> wire.Space:
     return nn.membership.space(nn.namespace.replication)
 
@@ -210,6 +221,16 @@ ENDPOINTS: list[Endpoint] = [
         ),
         "Delete a file or directory.",
         wire.DeleteRequest,
+    ),
+    endpoint(
+        "POST",
+        "/fs/delete-many",
+        "user",
+        _delete_many,
+        f"Delete up to {wire.MAX_DELETE_BATCH} files or directories in one transaction: all "
+        "but the missing ones, or none.",
+        wire.DeleteManyRequest,
+        wire.DeleteManyReply,
     ),
     endpoint(
         "POST",

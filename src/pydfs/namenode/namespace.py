@@ -115,6 +115,31 @@ class Namespace:
             check(user, node, R, path)
             return status.listing(path, await walk.tx.inodes.children(node.id))
 
+    async def listdir_page(
+        self,
+        path: str,
+        user: User | None = None,
+        *,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> status.DirPage:
+        """At most *limit* entries of a directory, in name order: the first ones, those after
+        the name *after*, or the last ones before the name *before*. For a directory too large
+        to show whole; names are unique, so the pages neither repeat nor skip an entry."""
+        async with self.tree.reading() as walk:
+            node = await walk.resolve_dir(path, user)
+            check(user, node, R, path)
+            inodes = walk.tx.inodes
+            children = await inodes.page(node.id, limit, after=after, before=before)
+            kinds = await inodes.tally(node.id)
+            earlier = bool(children) and await inodes.beyond(node.id, children[0].name, False)
+            later = bool(children) and await inodes.beyond(node.id, children[-1].name, True)
+        dirs, _ = kinds.get("d", (0, 0))
+        files, size = kinds.get("f", (0, 0))
+        entries = status.listing(path, children).entries
+        return status.DirPage(path, entries, earlier, later, dirs, files, size)
+
     # --- directories ----------------------------------------------------------------------
 
     async def _insert(
@@ -304,26 +329,52 @@ class Namespace:
         self, path: str, user: User | None = None, *, recursive: bool = False, type: str = "any"
     ) -> int:
         """Remove a file or directory; returns how many files went with it."""
+        async with self.tree.writing() as walk:
+            return await self._delete_in(walk, path, user, recursive=recursive, type=type)
+
+    async def delete_many(
+        self,
+        targets: list[str],
+        user: User | None = None,
+        *,
+        recursive: bool = False,
+        type: str = "any",
+    ) -> tuple[int, list[str]]:
+        """Remove several files or directories in one transaction, deepest first, each as
+        ``delete`` would: all of them, or (on any refusal but a missing path) none. Returns
+        how many files went, and the paths that were not there (a path below one removed
+        earlier in the batch among them)."""
+        files, missing = 0, []
+        async with self.tree.writing() as walk:
+            for path in sorted(set(targets), key=lambda p: (-p.count("/"), p)):
+                try:
+                    files += await self._delete_in(walk, path, user, recursive=recursive, type=type)
+                except NotFound:
+                    missing.append(path)
+        return files, missing
+
+    async def _delete_in(
+        self, walk: Walk, path: str, user: User | None, *, recursive: bool, type: str
+    ) -> int:
         if path == paths.ROOT:
             raise InvalidArgument("the root directory cannot be deleted (use initialize)")
-        async with self.tree.writing() as walk:
-            tx = walk.tx
-            node = await walk.resolve(path, user)
-            if type == "file" and node.is_dir:
-                raise IsADirectory(f"{path} is a directory")
-            if type == "dir" and not node.is_dir:
-                raise NotADirectory(f"{path} is not a directory")
-            if node.is_dir:
-                await walk.reshape()
-            if node.is_dir and not recursive and await tx.inodes.has_children(node.id):
-                raise DirectoryNotEmpty(f"{path} is not empty")
-            parent = await tx.inodes.get(node.parent)
-            assert parent is not None
-            check(user, parent, W | X, paths.parent(path))
-            check_sticky(user, parent, node, path)
-            doomed = await self._walk(walk, node, user, want=R | W | X)  # as ``rm -r`` needs
-            files = await self._release(tx, doomed)
-            await tx.inodes.touch([node.parent], time.time())
+        tx = walk.tx
+        node = await walk.resolve(path, user)
+        if type == "file" and node.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        if type == "dir" and not node.is_dir:
+            raise NotADirectory(f"{path} is not a directory")
+        if node.is_dir:
+            await walk.reshape()
+        if node.is_dir and not recursive and await tx.inodes.has_children(node.id):
+            raise DirectoryNotEmpty(f"{path} is not empty")
+        parent = await tx.inodes.get(node.parent)
+        assert parent is not None
+        check(user, parent, W | X, paths.parent(path))
+        check_sticky(user, parent, node, path)
+        doomed = await self._walk(walk, node, user, want=R | W | X)  # as ``rm -r`` needs
+        files = await self._release(tx, doomed)
+        await tx.inodes.touch([node.parent], time.time())
         return files
 
     async def format(self) -> tuple[int, int]:

@@ -5,11 +5,26 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydfs import wire
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.store import Inode
 from pydfs.namenode.store.interface import Placed
+
+
+@dataclass(frozen=True, slots=True)
+class DirPage:
+    """A page of a directory's entries, whether entries come before and after it, and what
+    the whole directory holds."""
+
+    path: str
+    entries: list[wire.FileStatus]
+    earlier: bool
+    later: bool
+    dirs: int
+    files: int
+    bytes: int
 
 
 def of(node: Inode, path: str, blocks: list[wire.BlockInfo] | None = None) -> wire.FileStatus:

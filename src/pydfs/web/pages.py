@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import html
+import stat
 import time
 from importlib import resources
 from string import Template
@@ -22,8 +23,16 @@ from pydfs import __version__, paths, wire
 
 if TYPE_CHECKING:
     from pydfs.namenode.replication import Health
+    from pydfs.namenode.status import DirPage
 
-NAV = (("/", "Overview"), ("/ui/browse?path=/", "Browse"), ("/ui/datanodes", "Data nodes"))
+NAV = (("/", "Overview"), ("/ui/browse", "Browse"), ("/ui/datanodes", "Data nodes"))
+PROTECTED = ("/user", "/tmp")
+"""Directories the UI offers no delete button for, nor deletes (with the homes in /user):
+removing one takes every user's files; the CLI can, for an admin who means it."""
+
+
+def protected(path: str) -> bool:
+    return path in PROTECTED or paths.parent(path) == "/user"
 
 
 @functools.cache
@@ -227,7 +236,15 @@ def crumbs(path: str) -> str:
     return '<span class="sep">/</span>'.join(links)
 
 
+def mode(entry: wire.FileStatus) -> str:
+    """``drwxr-xr-t``, as ``ls -l`` shows permission bits."""
+    kind = stat.S_IFDIR if entry.type == "dir" else stat.S_IFREG
+    return f'<span class="mono" title="{entry.mode:04o}">{stat.filemode(kind | entry.mode)}</span>'
+
+
 def delete_form(entry: wire.FileStatus, csrf: str, *, small: bool = True) -> str:
+    if protected(entry.path):
+        return ""
     is_dir = entry.type == "dir"
     question = (
         f"Delete the directory {entry.path} and everything in it?"
@@ -245,18 +262,20 @@ def delete_form(entry: wire.FileStatus, csrf: str, *, small: bool = True) -> str
     )
 
 
-def browse(listing: wire.Listing, csrf: str) -> str:
+def _cell(cls: str, label: str, value: str) -> str:
+    """A listing's cell; *label* names it where a narrow screen stacks a row's cells."""
+    named = f' data-label="{label}"' if label else ""
+    return f'<td class="{cls}"{named}>{value}</td>'
+
+
+def browse(page: DirPage, csrf: str) -> str:
     rows = []
-    files = dirs = total = 0
-    for e in listing.entries:
+    for e in page.entries:
         link = url("/ui/browse", path=e.path)
         if e.type == "dir":
-            dirs += 1
             icon, kind, size_cell, rep = '<span class="icon dir">▸</span>', "directory", "", ""
             actions = delete_form(e, csrf)
         else:
-            files += 1
-            total += e.size
             icon, kind = '<span class="icon">▫</span>', "file"
             size_cell, rep = size(e.size), str(e.replication)
             download = url("/ui/download", path=e.path)
@@ -264,25 +283,55 @@ def browse(listing: wire.Listing, csrf: str) -> str:
                 f'<a class="button small secondary" href="{download}" download>Download</a>'
                 + delete_form(e, csrf)
             )
+        cells = [
+            ("name", "", f'{icon}<a href="{link}">{esc(e.name)}</a>'),
+            ("wide", "", kind),
+            ("", "", mode(e)),
+            ("", "owner", esc(e.owner)),
+            ("", "group", esc(e.group)),
+            ("num", "", size_cell),
+            ("", "", when(e.mtime)),
+            ("num wide", "", rep),
+            ("actions", "", actions),
+        ]
         rows.append(
-            f'<tr data-name="{esc(e.name)}"><td>{icon}<a href="{link}">{esc(e.name)}</a></td>'
-            f"<td>{kind}</td><td class=num>{size_cell}</td><td>{when(e.mtime)}</td>"
-            f"<td>{esc(e.owner)}</td><td class=num>{rep}</td>"
-            f"<td class=actions>{actions}</td></tr>"
+            f'<tr data-name="{esc(e.name)}">' + "".join(_cell(*cell) for cell in cells) + "</tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="7" class="muted">This directory is empty.</td></tr>')
+        rows.append('<tr><td colspan="9" class="muted">This directory is empty.</td></tr>')
     summary = (
-        f"{dirs:,} {'directory' if dirs == 1 else 'directories'}, {plural(files, 'file')}: "
-        f"{size(total)} in this directory."
+        f"{page.dirs:,} {'directory' if page.dirs == 1 else 'directories'}, "
+        f"{plural(page.files, 'file')}: {size(page.bytes)} in this directory."
     )
     return _template("browse.html").substitute(
-        crumbs=crumbs(listing.path),
-        path=esc(listing.path),
+        crumbs=crumbs(page.path),
+        path=esc(page.path),
         csrf=csrf_field(csrf),
-        upload_action=url("/ui/upload", dir=listing.path),
+        upload_action=url("/ui/upload", dir=page.path),
         rows="\n".join(rows),
         summary=summary,
+        pager=pager(page),
+    )
+
+
+def pager(page: DirPage) -> str:
+    """Links to the pages around *page*, by the names at its ends (stable as entries come and
+    go, unlike offsets)."""
+    if not (page.earlier or page.later):
+        return ""
+    links = []
+    if page.earlier:
+        links.append(f'<a href="{url("/ui/browse", path=page.path)}">First page</a>')
+        before = url("/ui/browse", path=page.path, before=page.entries[0].name)
+        links.append(f'<a href="{before}" rel="prev">Previous page</a>')
+    if page.later:
+        after = url("/ui/browse", path=page.path, after=page.entries[-1].name)
+        links.append(f'<a href="{after}" rel="next">Next page</a>')
+    first, last = esc(page.entries[0].name), esc(page.entries[-1].name)
+    where = f"{len(page.entries):,} of {page.dirs + page.files:,} entries: {first} … {last}"
+    return (
+        f'<nav class="pager" aria-label="pages"><span class="muted">{where}</span>'
+        f"{''.join(links)}</nav>"
     )
 
 
@@ -305,6 +354,8 @@ def file_page(status: wire.FileStatus, csrf: str) -> str:
         mtime=when(status.mtime),
         ctime=when(status.ctime),
         owner=esc(status.owner),
+        group=esc(status.group),
+        mode=mode(status),
         replication=status.replication,
         block_size=size(status.block_size),
         blocks="\n".join(rows),

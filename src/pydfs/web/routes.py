@@ -13,7 +13,9 @@ Routes (all but the sign-in form and the static files need a signed-in user)::
     POST /ui/logout                 form: ``csrf``: clears the session cookie
     GET  /                          overview: capacity, data nodes, block health
     GET  /ui/datanodes              every data node
-    GET  /ui/browse?path=/dir       a directory listing (or a file's details and blocks)
+    GET  /ui/browse?path=/dir       a directory listing, ``PAGE`` entries at a time (``&after=NAME``
+                                    or ``&before=NAME`` for the next or previous page), or a
+                                    file's details and blocks; without ``path``, the user's home
     GET  /ui/download?path=/file    the file's bytes, as an attachment
     POST /ui/upload?dir=/dir        multipart form: ``csrf`` (first), ``overwrite`` (optional),
                                     then ``file``s
@@ -48,7 +50,11 @@ block, because ``AsyncClient.write_stream`` reads its stream synchronously; a do
 chunk by chunk as the data nodes send it.
 
 A delete asks for confirmation: the page's script sets ``confirmed`` after a ``confirm()``
-dialog, and without the script the server answers with a confirmation page instead.
+dialog, and without the script the server answers with a confirmation page instead. ``/user``,
+``/tmp`` and the homes in ``/user`` have no delete button and are not deleted here at all
+(``pages.PROTECTED``). An upload is confirmed by the script too (naming the files, the directory
+and whether files of the same name are replaced); making a directory is not (it is harmless,
+and the form shows the path it will make).
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ from pydfs.errors import (
     PydfsError,
     Unauthenticated,
 )
+from pydfs.namenode.auth import home_of
 from pydfs.web import pages
 from pydfs.web.sessions import COOKIE, Session, Sessions
 
@@ -86,6 +93,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pydfs.web")
 
 LOGIN = "/ui/login"
+PAGE = 200  # directory entries on a page: a directory of 100,000 must not make a huge page
 SPOOL_MEMORY = 1024 * 1024  # an upload beyond this spills to a temporary file on disk
 CHUNK = 256 * 1024
 FIELD_LIMIT = 1024  # bytes read of a small multipart field (csrf, overwrite)
@@ -259,11 +267,20 @@ def setup(app: web.Application, nn: NameNode) -> None:
     @ui()
     async def browse(request: web.Request) -> web.StreamResponse:
         session = signed_in(request)
-        path = paths.normalize(request.query.get("path", paths.ROOT))
+        if "path" not in request.query:  # the file browser opens at the user's home
+            home = home_of(session.user.name)
+            try:
+                found = await ns.lookup(home, session.user) is not None
+            except PydfsError:
+                found = False
+            raise web.HTTPSeeOther(pages.browse_url(home if found else paths.ROOT))
+        path = paths.normalize(request.query["path"])
         request["back"] = pages.browse_url(paths.parent(path)) if path != paths.ROOT else "/"
         status = await ns.stat(path, session.user)
         if status.type == "dir":
-            body = pages.browse(await ns.listdir(path, session.user), session.csrf)
+            after, before = request.query.get("after"), request.query.get("before")
+            page = await ns.listdir_page(path, session.user, limit=PAGE, after=after, before=before)
+            body = pages.browse(page, session.csrf)
         else:
             body = pages.file_page(status, session.csrf)
         return render(request, path, body, active="Browse")
@@ -386,6 +403,11 @@ def setup(app: web.Application, nn: NameNode) -> None:
         path = paths.normalize(_field(form, "path"))
         request["back"] = pages.browse_url(paths.parent(path))
         recursive = form.get("recursive") == "1"
+        if pages.protected(path):
+            raise PermissionDenied(
+                f"{path} holds every user's files (or one user's home): the web UI does not "
+                "delete it; an admin who means to can, with the CLI"
+            )
         status = await ns.stat(path, session.user)
         if form.get("confirmed") != "1":
             body = pages.confirm_delete(status, recursive, session.csrf)

@@ -257,3 +257,22 @@ async def test_the_generation_moves_only_with_writes_that_reshape(store: Store) 
         await tx.reshaped()
     async with store.read() as tx:
         assert await tx.generation() != before
+
+
+async def test_pages_of_a_directory_and_its_tally(store: Store) -> None:
+    async with store.write() as tx:
+        d = await tx.inodes.insert(new(ROOT, "d", "d"))
+        for name in "edcba":
+            await tx.inodes.insert(new(d, name, size=10))
+        await tx.inodes.insert(new(d, "sub", "d"))
+        await tx.inodes.set_sha256(d + 1, "ab" * 32)
+    async with store.read() as tx:
+        names = [n.name for n in await tx.inodes.page(d, 2)]
+        assert names == ["a", "b"]
+        assert [n.name for n in await tx.inodes.page(d, 2, after="b")] == ["c", "d"]
+        assert [n.name for n in await tx.inodes.page(d, 2, before="c")] == ["a", "b"]
+        assert [n.name for n in await tx.inodes.page(d, 9, after="d")] == ["e", "sub"]
+        assert await tx.inodes.beyond(d, "b", True) and not await tx.inodes.beyond(d, "a", False)
+        assert await tx.inodes.tally(d) == {"f": (5, 50), "d": (1, 0)}
+        assert await tx.inodes.sha256(d + 1) == "ab" * 32
+        assert await tx.inodes.sha256(d + 2) is None

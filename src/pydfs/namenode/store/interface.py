@@ -115,6 +115,18 @@ class Inodes(Protocol):
         """Sorted by name."""
 
     async def has_children(self, inode_id: int) -> bool: ...
+    async def page(
+        self, parent: int, limit: int, *, after: str | None = None, before: str | None = None
+    ) -> list[Inode]:
+        """At most *limit* children in name order: the first, those after the name *after*,
+        or the last before the name *before*."""
+
+    async def beyond(self, parent: int, name: str, later: bool) -> bool:
+        """Has *parent* a child named after (*later*) or before *name*?"""
+
+    async def tally(self, parent: int) -> dict[str, tuple[int, int]]:
+        """The children of *parent* by type: how many, and their bytes."""
+
     async def subtree(self, inode_id: int) -> list[Inode]:
         """The inode and everything below it, parents before children."""
 

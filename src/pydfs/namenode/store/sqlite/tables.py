@@ -55,6 +55,34 @@ class Inodes:
         row = self.db.execute("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (inode_id,))
         return row.fetchone() is not None
 
+    async def page(
+        self, parent: int, limit: int, *, after: str | None = None, before: str | None = None
+    ) -> list[Inode]:
+        bound: tuple[str, ...] = ()
+        clause, order = "", "ASC"
+        if before is not None:
+            clause, bound, order = "AND name < ?", (before,), "DESC"
+        elif after is not None:
+            clause, bound = "AND name > ?", (after,)
+        rows = self.db.execute(
+            f"SELECT {_COLS} FROM inodes WHERE parent = ? {clause} ORDER BY name {order} LIMIT ?",
+            (parent, *bound, limit),
+        ).fetchall()
+        return [Inode(*row) for row in (reversed(rows) if before is not None else rows)]
+
+    async def beyond(self, parent: int, name: str, later: bool) -> bool:
+        op = ">" if later else "<"
+        sql = f"SELECT 1 FROM inodes WHERE parent = ? AND name {op} ? LIMIT 1"
+        return self.db.execute(sql, (parent, name)).fetchone() is not None
+
+    async def tally(self, parent: int) -> dict[str, tuple[int, int]]:
+        rows = self.db.execute(
+            "SELECT type, count(*), coalesce(sum(size), 0) FROM inodes WHERE parent = ? "
+            "GROUP BY type",
+            (parent,),
+        )
+        return {kind: (int(n), int(total)) for kind, n, total in rows}
+
     async def subtree(self, inode_id: int) -> list[Inode]:
         rows = self.db.execute(
             "WITH RECURSIVE sub(id, depth) AS (SELECT ?, 0 UNION ALL "

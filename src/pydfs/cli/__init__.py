@@ -18,6 +18,7 @@ _MODULES = {
     "account": ("login", "whoami", "chmod", "chown"),
     "admin": ("setrep", "fsck", "admin"),
     "servers": ("namenode", "datanode", "cluster"),
+    "mount": ("mount",),
 }
 _FLAGS = ("--json", "-q", "--quiet", "--debug")
 

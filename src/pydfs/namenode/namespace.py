@@ -8,6 +8,8 @@ shares its source's blocks, and a block is released (its replicas queued for del
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
 import sqlite3
 import time
@@ -32,6 +34,7 @@ from pydfs.namenode.store import Store
 ROOT_ID = 1
 _COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_size, grp, mode"
 MAX_CACHED_DIRS = 20_000  # about 10 MiB
+MAX_TIME = 1e11  # seconds either side of 1970 a modification time may be set to
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,13 +664,24 @@ class Namespace:
         return self.stat(target)
 
     def move(
-        self, src: str, dst: str, user: User | None = None, *, overwrite: bool = False
+        self,
+        src: str,
+        dst: str,
+        user: User | None = None,
+        *,
+        overwrite: bool = False,
+        into: bool = True,
     ) -> wire.FileStatus:
+        """Move *src* to *dst*, or into *dst* when it is a directory and *into* is true (as
+        ``mv``; without *into*, as ``rename(2)``, *dst* is the new name whatever stands there)."""
         if src == paths.ROOT:
             raise InvalidArgument("the root directory cannot be moved")
         with self._reshape() as db:
             source = self.resolve(src, user)
-            target, existing = self._target(src, dst, user)
+            if into:
+                target, existing = self._target(src, dst, user)
+            else:
+                target, existing = dst, self.lookup(dst, user)
             if target == src:
                 return self._status(source, src)
             if source.is_dir and paths.is_within(target, src):
@@ -694,6 +708,18 @@ class Namespace:
                 "UPDATE inodes SET mtime = ? WHERE id IN (?, ?)", (now, parent.id, source.parent)
             )
         return self.stat(target)
+
+    def set_mtime(self, path: str, mtime: float, user: User | None = None) -> wire.FileStatus:
+        """Set the modification time (``touch``, ``cp -p``, ``tar x``): its owner, an admin, or
+        whoever may write it may."""
+        if not math.isfinite(mtime) or not -MAX_TIME < mtime < MAX_TIME:
+            raise InvalidArgument(f"modification time {mtime} out of range")
+        with self._write() as db:
+            node = self.resolve(path, user)
+            if user is not None and user.name != node.owner:
+                _check(user, node, W, path)
+            db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (mtime, node.id))
+        return self._status(dataclasses.replace(node, mtime=mtime), path)
 
     # --- data node bookkeeping ------------------------------------------------------------
 

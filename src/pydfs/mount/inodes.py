@@ -31,6 +31,7 @@ class Node:
     lookups: int = 0
     status: wire.FileStatus | None = None
     fetched: float = 0.0
+    cached_version: tuple[str, ...] | None = None  # the blocks whose pages the kernel may hold
 
 
 class Inodes:

@@ -381,7 +381,10 @@ class Operations(pyfuse3.Operations):
             self.inodes.remember(path, status)
             fh = self._fh()
             self._handles[fh] = ReadHandle(self.client, status, self.options.read_ahead)
-            return pyfuse3.FileInfo(fh=fh)
+            # The kernel keeps the pages it has only if they are of this very version.
+            version = tuple(b.id for b in status.blocks or [])
+            keep, node.cached_version = node.cached_version == version, version
+            return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
         if flags & os.O_TRUNC:
             return self._open_writer(node, None, dirty=True)
         status = await self.ask(self.client.info(path))
@@ -405,7 +408,8 @@ class Operations(pyfuse3.Operations):
         fh = self._fh()
         self._handles[fh] = handle
         self._writers.setdefault(node.ino, set()).add(handle)
-        return pyfuse3.FileInfo(fh=fh)
+        node.cached_version = None
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
 
     def _writer(self, ino: int) -> WriteHandle | None:
         writers = self._writers.get(ino)
@@ -453,7 +457,7 @@ class Operations(pyfuse3.Operations):
             status = await handle.commit()
         if status is not None:
             self.inodes.stale(status.path)
-            self.inodes.remember(status.path, status)
+            self.inodes.remember(status.path, status).cached_version = None
 
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)

@@ -80,6 +80,7 @@ def mounted(
             proc.kill()
             proc.wait()
         assert "Traceback" not in log.read_text(), log.read_text()
+        print(log.read_text())  # shown when a test fails
 
 
 @pytest.fixture(scope="module")
@@ -343,3 +344,47 @@ def _state(pid: int) -> bytes:
         return Path(f"/proc/{pid}/status").read_bytes().lower()
     except OSError:
         return b"zombie"
+
+
+def test_two_users_two_mounts(shared_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Each mount acts as its own user: the name node refuses what that user may not do, and
+    what one mount changes shows in the other within the TTL."""
+    with shared_cluster.client() as fs:
+        bob_token = fs.add_user("bob")
+        fs.mkdir("/tmp/shared")
+    with (
+        mounted(shared_cluster, tmp_path / "admin") as admin,
+        mounted(shared_cluster, tmp_path / "bob", token=bob_token) as bob,
+    ):
+        (admin / "tmp/shared/notes").write_bytes(b"admin's")
+        assert (bob / "tmp/shared/notes").read_bytes() == b"admin's"
+        with pytest.raises(PermissionError):
+            (bob / "tmp/shared/notes").write_bytes(b"bob's")
+        with pytest.raises(PermissionError):
+            (bob / "tmp/shared/new").write_bytes(b"bob's")
+        assert not os.access(bob / "tmp/shared/notes", os.W_OK)
+        assert os.access(bob / "tmp/shared/notes", os.R_OK)
+        (admin / "tmp/shared/notes").chmod(0o600)
+        with pytest.raises(PermissionError):
+            (bob / "tmp/shared/notes").read_bytes()
+        assert (admin / "tmp/shared/notes").read_bytes() == b"admin's"
+
+        # Owners: each mount's own user is the local user; others map by name (bob and admin
+        # are no local users here, so nobody).
+        mine = bob / "user/bob/mine"
+        assert not (admin / "user/bob/mine").exists()  # a miss the admin's mount now caches
+        mine.write_bytes(b"bob's")
+        assert mine.stat().st_uid == os.getuid()
+        started = time.monotonic()
+        while not (admin / "user/bob/mine").exists():
+            assert time.monotonic() - started < 5, "bob's file never showed in the other mount"
+            time.sleep(0.05)
+        assert time.monotonic() - started < 2.5  # the TTL (1 s), with room for a slow machine
+        assert (admin / "user/bob/mine").read_bytes() == b"bob's"
+        import pwd
+
+        try:
+            expected = pwd.getpwnam("bob").pw_uid
+        except KeyError:
+            expected = pwd.getpwnam("nobody").pw_uid
+        assert (admin / "user/bob/mine").stat().st_uid == expected

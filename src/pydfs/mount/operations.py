@@ -70,8 +70,11 @@ def fuse_errors(fn: F) -> F:
             raise
         except Exception as exc:
             number = errno_of(exc)
+            expected = isinstance(exc, errors.PydfsError | OSError | TimeoutError)
             level = logging.WARNING if number == errno.EIO else logging.DEBUG
-            log.log(level, "%s: %s", fn.__name__, exc, exc_info=number == errno.EIO)
+            log.log(
+                level, "%s: %s", fn.__name__, str(exc) or type(exc).__name__, exc_info=not expected
+            )
             raise pyfuse3.FUSEError(number) from None
 
     return cast(F, wrapper)

@@ -356,6 +356,7 @@ class Operations(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         path = self.inodes.child(parent_inode, name)
+        truncate = False  # a new file is empty already
         try:
             status = await self.ask(self.client.touch(path))
         except errors.AlreadyExists:
@@ -364,14 +365,13 @@ class Operations(pyfuse3.Operations):
             status = await self.ask(self.client.info(path))  # made meanwhile: open it
             if status.type == "dir":
                 raise
-            flags |= os.O_TRUNC if status.size else 0
+            truncate = bool(flags & os.O_TRUNC)
         else:
             status = await self._set_mode(status, mode & ~ctx.umask)
         self.inodes.stale(path)
         attrs = await self._entry(path, status)
         node = self.inodes.node(attrs.st_ino)
-        base = None if flags & os.O_TRUNC else status
-        return self._open_writer(node, base, dirty=bool(flags & os.O_TRUNC)), attrs
+        return self._open_writer(node, None if truncate else status, dirty=truncate), attrs
 
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:

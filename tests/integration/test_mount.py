@@ -261,12 +261,28 @@ def test_real_programs(work: Path, tmp_path: Path) -> None:
     assert doc.read_text() == "version two" and not tmp.exists()
 
 
-def test_listing_many_entries_is_one_call(work: Path) -> None:
-    for i in range(300):
-        (work / f"f{i:03}").write_bytes(b"x")
-    time.sleep(1.1)  # let the attribute cache expire: ls -l must not stat each entry
+def _stats(cluster: LocalCluster) -> float:
+    """How many /fs/stat requests the name node has answered."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{cluster.url}/metrics") as r:
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("pydfs_requests_total{") and 'route="/v1/fs/stat"' in line
+    )
+
+
+def test_listing_many_entries_is_one_call(work: Path, shared_cluster: LocalCluster) -> None:
+    with shared_cluster.client() as fs:
+        for i in range(200):
+            fs.touch(f"/tmp/{work.name}/f{i:03}")
+    time.sleep(1.1)  # past the TTL: nothing of the directory is cached
+    before = _stats(shared_cluster)
     out = subprocess.run(["ls", "-l", str(work)], capture_output=True, text=True, check=True)
-    assert len(out.stdout.splitlines()) == 301
+    assert len(out.stdout.splitlines()) == 201
+    assert _stats(shared_cluster) - before <= 2  # the directory itself, not each entry
 
 
 def test_random_io_against_a_model(work: Path) -> None:

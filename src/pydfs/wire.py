@@ -165,6 +165,12 @@ class MoveRequest(Struct):
     src: str
     dst: str
     overwrite: bool = False
+    into: bool = True  # an existing directory at dst receives src (mv); False: rename(2)
+
+
+class TimesRequest(Struct):
+    path: str
+    mtime: float
 
 
 class ChmodRequest(Struct):

@@ -24,6 +24,7 @@ _MODULES = {
     "servers": ("namenode", "datanode", "cluster"),
     "browse": ("du", "df", "count", "find", "test"),
     "reading": ("cat", "head", "tail", "checksum"),
+    "mount": ("mount",),
 }
 _FLAGS = ("--json", "-q", "--quiet", "--debug")
 

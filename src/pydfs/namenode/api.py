@@ -255,6 +255,7 @@ ENDPOINTS: list[Endpoint] = [
             paths.normalize(c.body.dst),
             c.user,
             overwrite=c.body.overwrite,
+            into=c.body.into,
         ),
         "Move or rename a file or directory.",
         wire.MoveRequest,
@@ -289,6 +290,15 @@ ENDPOINTS: list[Endpoint] = [
         ),
         "Change owner (admin) or group (owner, to a group it is in).",
         wire.ChownRequest,
+    ),
+    endpoint(
+        "POST",
+        "/fs/times",
+        "user",
+        lambda c: c.nn.namespace.set_mtime(paths.normalize(c.body.path), c.body.mtime, c.user),
+        "Set the modification time (owner, admin, or whoever may write it).",
+        wire.TimesRequest,
+        wire.FileStatus,
     ),
     endpoint(
         "POST",

@@ -8,6 +8,8 @@ trash) only when no file names it any more.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -37,6 +39,8 @@ from pydfs.namenode.permissions import (
 from pydfs.namenode.store import Inode, Store, Tx
 from pydfs.namenode.store.interface import Block, NewInode
 from pydfs.namenode.tree import ROOT_ID, Tree, Walk
+
+MAX_TIME = 1e11  # seconds either side of 1970 a modification time may be set to
 
 
 def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
@@ -506,15 +510,26 @@ class Namespace:
             return await self._made(tx, inode_id, target)
 
     async def move(
-        self, src: str, dst: str, user: User | None = None, *, overwrite: bool = False
+        self,
+        src: str,
+        dst: str,
+        user: User | None = None,
+        *,
+        overwrite: bool = False,
+        into: bool = True,
     ) -> wire.FileStatus:
+        """Move *src* to *dst*, or into *dst* when it is a directory and *into* is true (as
+        ``mv``; without *into*, as ``rename(2)``, *dst* is the new name whatever stands there)."""
         if src == paths.ROOT:
             raise InvalidArgument("the root directory cannot be moved")
         async with self.tree.writing() as walk:
             await walk.reshape()
             tx = walk.tx
             source = await walk.resolve(src, user)
-            target, existing = await self._target(walk, src, dst, user)
+            if into:
+                target, existing = await self._target(walk, src, dst, user)
+            else:
+                target, existing = dst, await walk.lookup(dst, user)
             if target == src:
                 return status.of(source, src)
             if source.is_dir and paths.is_within(target, src):
@@ -537,6 +552,18 @@ class Namespace:
             moved = await tx.inodes.get(source.id)
             assert moved is not None
             return await self._status(tx, moved, target)
+
+    async def set_mtime(self, path: str, mtime: float, user: User | None = None) -> wire.FileStatus:
+        """Set the modification time (``touch``, ``cp -p``, ``tar x``): its owner, an admin, or
+        whoever may write it may."""
+        if not math.isfinite(mtime) or not -MAX_TIME < mtime < MAX_TIME:
+            raise InvalidArgument(f"modification time {mtime} out of range")
+        async with self.tree.writing() as walk:
+            node = await walk.resolve(path, user)
+            if user is not None and user.name != node.owner:
+                check(user, node, W, path)
+            await walk.tx.inodes.touch([node.id], mtime)
+        return status.of(dataclasses.replace(node, mtime=mtime), path)
 
     # --- replication and permissions ------------------------------------------------------
 

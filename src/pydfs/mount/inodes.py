@@ -1,0 +1,168 @@
+"""Inode numbers for DFS paths, and the short-lived attribute cache behind them.
+
+The name node speaks in paths; the kernel in inode numbers it holds until it ``forget``s them.
+Each path met gets a number, kept while the kernel holds it (its lookup count). A rename moves
+the numbers of everything below; an unlink or a rename over a file detaches the old number from
+its path, so that a file still open keeps its number and a new file of that name gets another.
+
+Statuses and misses are cached for ``ttl`` seconds, as the kernel caches what it is told: a
+change made elsewhere shows within that time, changes made through this mount at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+import time
+from dataclasses import dataclass
+
+import pyfuse3
+
+from pydfs import paths, wire
+from pydfs.mount.identity import Identity
+
+BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use it as their buffer size
+
+
+@dataclass
+class Node:
+    ino: int
+    path: str | None  # None once unlinked (or replaced) while the kernel still holds it
+    lookups: int = 0
+    status: wire.FileStatus | None = None
+    fetched: float = 0.0
+    cached_version: tuple[str, ...] | None = None  # the blocks whose pages the kernel may hold
+
+
+class Inodes:
+    def __init__(self, root: str, identity: Identity, ttl: float) -> None:
+        self.identity = identity
+        self.ttl = ttl
+        self._nodes: dict[int, Node] = {pyfuse3.ROOT_INODE: Node(pyfuse3.ROOT_INODE, root, 1)}
+        self._by_path: dict[str, int] = {root: pyfuse3.ROOT_INODE}
+        self._missing: dict[str, float] = {}
+        self._next = pyfuse3.ROOT_INODE + 1
+
+    # --- numbers ----------------------------------------------------------------------------
+
+    def node(self, ino: int) -> Node:
+        node = self._nodes.get(ino)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        return node
+
+    def path(self, ino: int) -> str:
+        path = self.node(ino).path
+        if path is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return path
+
+    def child(self, ino: int, name: bytes) -> str:
+        """The DFS path of *name* in directory *ino*."""
+        try:
+            text = name.decode()
+        except UnicodeDecodeError:
+            raise pyfuse3.FUSEError(errno.EINVAL) from None  # pydfs names are UTF-8
+        return paths.join(self.path(ino), text)
+
+    def remember(self, path: str, status: wire.FileStatus, *, lookup: bool = False) -> Node:
+        """The node of *path*, now known to be *status*; *lookup*: the kernel now holds it."""
+        ino = self._by_path.get(path)
+        if ino is None:
+            ino, self._next = self._next, self._next + 1
+            self._nodes[ino] = Node(ino, path)
+            self._by_path[path] = ino
+        node = self._nodes[ino]
+        node.status, node.fetched = status, time.monotonic()
+        self._missing.pop(path, None)
+        if lookup:
+            node.lookups += 1
+        return node
+
+    def forget(self, ino: int, count: int) -> None:
+        node = self._nodes.get(ino)
+        if node is None or ino == pyfuse3.ROOT_INODE:
+            return
+        node.lookups -= count
+        if node.lookups <= 0:
+            del self._nodes[ino]
+            if node.path is not None and self._by_path.get(node.path) == ino:
+                del self._by_path[node.path]
+
+    def ino_of(self, path: str) -> int | None:
+        return self._by_path.get(path)
+
+    # --- the cache ----------------------------------------------------------------------------
+
+    def cached(self, path: str) -> wire.FileStatus | None:
+        ino = self._by_path.get(path)
+        if ino is None:
+            return None
+        node = self._nodes[ino]
+        if node.status is None or time.monotonic() - node.fetched > self.ttl:
+            return None
+        return node.status
+
+    def known_missing(self, path: str) -> bool:
+        seen = self._missing.get(path)
+        return seen is not None and time.monotonic() - seen <= self.ttl
+
+    def missing(self, path: str) -> None:
+        """*path* does not exist: forget its node's path, remember the miss for ``ttl``."""
+        self._detach(path)
+        if len(self._missing) > 10_000:
+            self._missing.clear()
+        self._missing[path] = time.monotonic()
+
+    def stale(self, path: str) -> None:
+        """*path* changed: its cached status no longer holds (its parent's times changed)."""
+        for p in (path, paths.parent(path)):
+            ino = self._by_path.get(p)
+            if ino is not None:
+                self._nodes[ino].status = None
+        self._missing.pop(path, None)
+
+    def removed(self, path: str) -> None:
+        self.stale(path)
+        self._detach(path)
+
+    def moved(self, src: str, dst: str) -> None:
+        """*src* is now *dst*: it and everything below it keep their numbers."""
+        self.stale(src)
+        self.removed(dst)
+        prefix = src.rstrip("/") + "/"
+        for path in [p for p in self._by_path if p == src or p.startswith(prefix)]:
+            ino = self._by_path.pop(path)
+            new = dst + path[len(src) :]
+            self._by_path[new] = ino
+            self._nodes[ino].path = new
+            self._nodes[ino].status = None
+
+    def _detach(self, path: str) -> None:
+        prefix = path.rstrip("/") + "/"
+        for p in [p for p in self._by_path if p == path or p.startswith(prefix)]:
+            ino = self._by_path.pop(p)
+            if ino == pyfuse3.ROOT_INODE:  # the mounted directory itself went away
+                self._by_path[p] = ino
+                continue
+            self._nodes[ino].path = None
+            self._nodes[ino].status = None
+
+    # --- attributes ---------------------------------------------------------------------------
+
+    def attributes(self, node: Node, status: wire.FileStatus) -> pyfuse3.EntryAttributes:
+        entry = pyfuse3.EntryAttributes()
+        entry.st_ino = node.ino
+        entry.entry_timeout = entry.attr_timeout = self.ttl
+        kind = stat.S_IFDIR if status.type == "dir" else stat.S_IFREG
+        entry.st_mode = kind | (status.mode & 0o7777)
+        entry.st_nlink = 2 if status.type == "dir" else 1
+        entry.st_uid = self.identity.uid_of(status.owner)
+        entry.st_gid = self.identity.gid_of(status.group or status.owner)
+        entry.st_size = status.size
+        entry.st_blksize = BLOCK_SIZE
+        entry.st_blocks = (status.size + 511) // 512
+        mtime = int(status.mtime * 1e9)
+        entry.st_mtime_ns = entry.st_atime_ns = mtime
+        entry.st_ctime_ns = max(mtime, int(status.ctime * 1e9))
+        return entry

@@ -1,0 +1,504 @@
+"""The FUSE operations: each kernel request becomes one or two name node calls (metadata) or
+reads and writes that go straight to the data nodes (file bytes).
+
+Every name node call has a time limit, so that an unreachable name node makes the caller's
+system call fail (EIO) rather than hang; the next call tries again, so the mount recovers when
+the name node is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import msgspec
+import pyfuse3
+
+from pydfs import errors, wire
+from pydfs.client import AsyncClient
+from pydfs.mount.identity import Identity
+from pydfs.mount.inodes import Inodes, Node
+from pydfs.mount.reading import ReadHandle
+from pydfs.mount.writeback import WriteHandle
+
+log = logging.getLogger("pydfs.mount")
+T = TypeVar("T")
+
+_ERRNO: list[tuple[type[Exception], int]] = [
+    (errors.NotFound, errno.ENOENT),
+    (errors.AlreadyExists, errno.EEXIST),
+    (errors.NotADirectory, errno.ENOTDIR),
+    (errors.IsADirectory, errno.EISDIR),
+    (errors.DirectoryNotEmpty, errno.ENOTEMPTY),
+    (errors.PermissionDenied, errno.EACCES),
+    (errors.InvalidPath, errno.EINVAL),
+    (errors.InvalidArgument, errno.EINVAL),
+    (errors.NoSpace, errno.ENOSPC),
+    (errors.InsufficientNodes, errno.ENOSPC),
+    (errors.LimitExceeded, errno.EDQUOT),
+]
+
+
+def errno_of(exc: BaseException) -> int:
+    for kind, number in _ERRNO:
+        if isinstance(exc, kind):
+            return number
+    if isinstance(exc, errors.PydfsError | TimeoutError):
+        return errno.EIO  # unreachable, timed out, refused for a reason no errno names
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO
+
+
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def fuse_errors(fn: F) -> F:
+    """Turn what an operation raises into the errno the caller's system call returns."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any) -> Any:
+        try:
+            return await fn(*args)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as exc:
+            number = errno_of(exc)
+            expected = isinstance(exc, errors.PydfsError | OSError | TimeoutError)
+            level = logging.WARNING if number == errno.EIO else logging.DEBUG
+            log.log(
+                level, "%s: %s", fn.__name__, str(exc) or type(exc).__name__, exc_info=not expected
+            )
+            raise pyfuse3.FUSEError(number) from None
+
+    return cast(F, wrapper)
+
+
+@dataclass
+class Options:
+    ttl: float = 1.0  # seconds attributes and entries are cached, here and by the kernel
+    timeout: float = 20.0  # seconds a name node call may take before the caller gets EIO
+    read_ahead: int = 16 << 20  # bytes fetched ahead of a sequential reader
+    spill_dir: str | None = None  # where files changed in place are kept until uploaded
+
+
+class Operations(pyfuse3.Operations):
+    def __init__(
+        self, client: AsyncClient, identity: Identity, root: str, options: Options
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.identity = identity
+        self.options = options
+        self.inodes = Inodes(root, identity, options.ttl)
+        self._handles: dict[int, ReadHandle | WriteHandle] = {}
+        self._writers: dict[int, set[WriteHandle]] = {}  # by inode
+        self._listings: dict[int, list[wire.FileStatus]] = {}
+        self._next_fh = 1
+
+    async def ask(self, call: Awaitable[T]) -> T:
+        """A name node call, within the time limit."""
+        async with asyncio.timeout(self.options.timeout):
+            return await call
+
+    # --- attributes -----------------------------------------------------------------------
+
+    async def _stat(self, path: str) -> wire.FileStatus:
+        status = self.inodes.cached(path)
+        if status is not None:
+            return status
+        if self.inodes.known_missing(path):
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        try:
+            status = await self.ask(self.client.info(path))
+        except FileNotFoundError:
+            self.inodes.missing(path)
+            raise
+        self.inodes.remember(path, status)
+        return status
+
+    def _attributes(self, node: Node, status: wire.FileStatus) -> pyfuse3.EntryAttributes:
+        """*status* as the kernel should see it: with what an open writer holds."""
+        writers = self._writers.get(node.ino)
+        if writers:
+            latest = max(writers, key=lambda w: w.changed)
+            if latest.dirty:
+                mtime = latest.mtime if latest.mtime is not None else latest.changed
+                status = msgspec.structs.replace(status, size=latest.size, mtime=mtime)
+        return self.inodes.attributes(node, status)
+
+    async def _entry(self, path: str, status: wire.FileStatus) -> pyfuse3.EntryAttributes:
+        node = self.inodes.remember(path, status, lookup=True)
+        return self._attributes(node, status)
+
+    @fuse_errors
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        path = self.inodes.child(parent_inode, name)
+        try:
+            status = await self._stat(path)
+        except (FileNotFoundError, pyfuse3.FUSEError):
+            if self.inodes.known_missing(path):
+                negative = pyfuse3.EntryAttributes()  # the kernel caches the miss, for the TTL
+                negative.st_ino = 0
+                negative.entry_timeout = self.options.ttl
+                return negative
+            raise
+        return await self._entry(path, status)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            self.inodes.forget(ino, count)
+
+    @fuse_errors
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        node = self.inodes.node(inode)
+        if node.path is None:  # unlinked, still open: what was last known
+            if node.status is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            return self._attributes(node, node.status)
+        status = await self._stat(node.path)
+        return self._attributes(self.inodes.remember(node.path, status), status)
+
+    @fuse_errors
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        path = self.inodes.path(inode)
+        handle = self._handles.get(fh) if fh is not None else None
+        writer = handle if isinstance(handle, WriteHandle) else self._writer(inode)
+        if fields.update_size:
+            if writer is not None:
+                async with writer.lock:
+                    await writer.truncate(attr.st_size)
+            else:
+                await self._truncate(path, attr.st_size)
+        if fields.update_mode:
+            await self.ask(self.client.chmod(path, attr.st_mode & 0o1777))
+        if fields.update_uid or fields.update_gid:
+            await self._chown(path, attr, fields)
+        if fields.update_mtime:
+            mtime = attr.st_mtime_ns / 1e9
+            if writer is not None and writer.dirty:
+                writer.mtime = mtime  # the commit would overwrite it: set after the commit
+            else:
+                await self.ask(
+                    self.client.rpc.call(
+                        "POST", "/fs/times", wire.TimesRequest(path, mtime), reply=wire.FileStatus
+                    )
+                )
+        self.inodes.stale(path)
+        return await self.getattr(inode, ctx)
+
+    async def _truncate(self, path: str, size: int) -> None:
+        if size == 0:
+            await self.client.write_bytes(path, b"")
+            return
+        base = await self.ask(self.client.info(path))
+        writer = WriteHandle(
+            self.client, lambda: path, base, dirty=False, spill_dir=self.options.spill_dir
+        )
+        try:
+            await writer.truncate(size)
+            await writer.commit()
+        finally:
+            await writer.close()
+
+    async def _chown(
+        self, path: str, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields
+    ) -> None:
+        status = await self.ask(self.client.info(path))
+        owner = self.identity.owner_named(attr.st_uid) if fields.update_uid else None
+        group = self.identity.group_named(attr.st_gid) if fields.update_gid else None
+        # The mounting user's own ids stand for whatever the file has: tools that preserve
+        # ownership (cp -a, tar, rsync) then leave it alone.
+        if owner in (status.owner, None) or attr.st_uid == self.identity.uid:
+            owner = None
+        if group in (status.group, None) or attr.st_gid == self.identity.gid:
+            group = None
+        if owner is not None or group is not None:
+            await self.ask(self.client.chown(path, owner, group))
+
+    @fuse_errors
+    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        status = await self._stat(self.inodes.path(inode))
+        return self.identity.may(status, mode & 7)
+
+    @fuse_errors
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        space = await self.ask(self.client.space())
+        st = pyfuse3.StatvfsData()
+        st.f_bsize = st.f_frsize = 4096
+        st.f_blocks = space.raw_capacity // max(1, space.replication) // 4096
+        st.f_bfree = st.f_bavail = space.usable // 4096
+        st.f_files = st.f_ffree = st.f_favail = 1 << 32
+        st.f_namemax = 255
+        return st
+
+    # --- directories ----------------------------------------------------------------------
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        path = self.inodes.path(inode)
+        entries = await self.ask(self.client.ls(path))
+        fh = self._fh()
+        self._listings[fh] = entries
+        return fh
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self._listings.get(fh, [])
+        for index in range(start_id, len(entries)):
+            status = entries[index]
+            node = self.inodes.remember(status.path, status)
+            attrs = self._attributes(node, status)
+            if not pyfuse3.readdir_reply(token, status.name.encode(), attrs, index + 1):
+                break
+            node.lookups += 1  # the kernel holds what readdirplus gave it
+
+    async def releasedir(self, fh: int) -> None:
+        self._listings.pop(fh, None)
+
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        return  # every namespace change is durable when its call returns
+
+    @fuse_errors
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        path = self.inodes.child(parent_inode, name)
+        status = await self.ask(self.client.mkdir(path))
+        status = await self._set_mode(status, mode & ~ctx.umask)
+        self.inodes.stale(path)
+        return await self._entry(path, status)
+
+    async def _set_mode(self, status: wire.FileStatus, mode: int) -> wire.FileStatus:
+        mode &= 0o1777
+        if status.mode != mode:
+            await self.ask(self.client.chmod(status.path, mode))
+            status = msgspec.structs.replace(status, mode=mode)
+        return status
+
+    @fuse_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        path = self.inodes.child(parent_inode, name)
+        await self.ask(self.client.delete(path))
+        self.inodes.removed(path)
+
+    @fuse_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        path = self.inodes.child(parent_inode, name)
+        await self.ask(self.client.rmdir(path))
+        self.inodes.removed(path)
+
+    @fuse_errors
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)  # the namespace cannot swap two entries
+        src = self.inodes.child(parent_inode_old, name_old)
+        dst = self.inodes.child(parent_inode_new, name_new)
+        overwrite = not flags & pyfuse3.RENAME_NOREPLACE
+        move = wire.MoveRequest(src, dst, overwrite, into=False)
+        try:
+            await self.ask(self.client.rpc.call("POST", "/fs/move", move, reply=wire.FileStatus))
+        except errors.AlreadyExists:
+            if not overwrite:
+                raise
+            # The name node replaces files only; rename(2) also replaces an empty directory
+            # by a directory, and says EISDIR or ENOTDIR when the two kinds differ.
+            source = await self.ask(self.client.info(src))
+            target = await self.ask(self.client.info(dst))
+            if target.type == "dir" and source.type != "dir":
+                raise pyfuse3.FUSEError(errno.EISDIR) from None
+            if target.type != "dir" and source.type == "dir":
+                raise pyfuse3.FUSEError(errno.ENOTDIR) from None
+            await self.ask(self.client.rmdir(dst))  # refused unless empty: ENOTEMPTY
+            self.inodes.removed(dst)
+            await self.ask(self.client.rpc.call("POST", "/fs/move", move, reply=wire.FileStatus))
+        self.inodes.moved(src, dst)
+
+    @fuse_errors
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        # A pydfs file is one namespace entry (its blocks are shared by copies, not by names):
+        # two names for one mutable file would need link counts the namespace does not keep.
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    # --- files ----------------------------------------------------------------------------
+
+    @fuse_errors
+    async def create(
+        self,
+        parent_inode: int,
+        name: bytes,
+        mode: int,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        path = self.inodes.child(parent_inode, name)
+        truncate = False  # a new file is empty already
+        try:
+            status = await self.ask(self.client.touch(path))
+        except errors.AlreadyExists:
+            if flags & os.O_EXCL:
+                raise
+            status = await self.ask(self.client.info(path))  # made meanwhile: open it
+            if status.type == "dir":
+                raise
+            truncate = bool(flags & os.O_TRUNC)
+        else:
+            status = await self._set_mode(status, mode & ~ctx.umask)
+        self.inodes.stale(path)
+        attrs = await self._entry(path, status)
+        node = self.inodes.node(attrs.st_ino)
+        return self._open_writer(node, None if truncate else status, dirty=truncate), attrs
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self.inodes.node(inode)
+        path = self.inodes.path(inode)
+        if flags & os.O_ACCMODE == os.O_RDONLY and not flags & os.O_TRUNC:
+            status = await self.ask(self.client.info(path, read=True))
+            if status.type == "dir":
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            self.inodes.remember(path, status)
+            fh = self._fh()
+            self._handles[fh] = ReadHandle(self.client, status, self.options.read_ahead)
+            # The kernel keeps the pages it has only if they are of this very version.
+            version = tuple(b.id for b in status.blocks or [])
+            keep, node.cached_version = node.cached_version == version, version
+            return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+        if flags & os.O_TRUNC:
+            return self._open_writer(node, None, dirty=True)
+        status = await self.ask(self.client.info(path))
+        if status.type == "dir":
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if not self.identity.may(status, 2):
+            raise pyfuse3.FUSEError(errno.EACCES)
+        return self._open_writer(node, status, dirty=False)
+
+    def _open_writer(
+        self, node: Node, base: wire.FileStatus | None, *, dirty: bool
+    ) -> pyfuse3.FileInfo:
+        handle = WriteHandle(
+            self.client,
+            lambda: node.path,
+            base,
+            dirty=dirty,
+            spill_dir=self.options.spill_dir,
+            ino=node.ino,
+        )
+        fh = self._fh()
+        self._handles[fh] = handle
+        self._writers.setdefault(node.ino, set()).add(handle)
+        node.cached_version = None
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
+
+    def _writer(self, ino: int) -> WriteHandle | None:
+        writers = self._writers.get(ino)
+        return max(writers, key=lambda w: w.changed) if writers else None
+
+    def _fh(self) -> int:
+        fh, self._next_fh = self._next_fh, self._next_fh + 1
+        return fh
+
+    def _handle(self, fh: int) -> ReadHandle | WriteHandle:
+        handle = self._handles.get(fh)
+        if handle is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return handle
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._handle(fh)
+        if isinstance(handle, ReadHandle):
+            return await handle.read(off, size)
+        async with handle.lock:
+            return await handle.read(off, size)
+
+    @fuse_errors
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handle(fh)
+        if not isinstance(handle, WriteHandle):
+            raise pyfuse3.FUSEError(errno.EBADF)
+        async with handle.lock:
+            await handle.write(off, buf)
+        return len(buf)
+
+    @fuse_errors
+    async def flush(self, fh: int) -> None:
+        handle = self._handle(fh)
+        if isinstance(handle, WriteHandle):
+            await self._commit(handle)
+
+    @fuse_errors
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.flush(fh)
+
+    async def _commit(self, handle: WriteHandle) -> None:
+        async with handle.lock:
+            status = await handle.commit()
+        if status is not None:
+            self.inodes.stale(status.path)
+            self.inodes.remember(status.path, status).cached_version = None
+
+    async def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh, None)
+        if isinstance(handle, ReadHandle):
+            handle.close()
+        elif handle is not None:
+            try:
+                await self._commit(handle)
+            except Exception as exc:  # no one to tell but the log: close() was told at flush
+                log.warning("release: %s", exc)
+            finally:
+                await handle.close()
+                writers = self._writers.get(handle.ino)
+                if writers is not None:
+                    writers.discard(handle)
+                    if not writers:
+                        del self._writers[handle.ino]
+
+    async def close(self) -> None:
+        """Drop what is still open (an unmount with files open: their writes are lost, as
+        an uncommitted upload is)."""
+        for handle in list(self._handles.values()):
+            if isinstance(handle, WriteHandle):
+                await handle.close()
+            else:
+                handle.close()
+        self._handles.clear()
+
+    # --- what pydfs does not hold ---------------------------------------------------------
+
+    @fuse_errors
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    @fuse_errors
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)  # regular files and directories only

@@ -1,0 +1,129 @@
+"""A file written front to back, streamed to the data nodes as the writer goes.
+
+The writer's bytes go through a local spool that holds only the block being sent (and what the
+writer got ahead of it), so that a block whose first data node dies is sent again elsewhere
+from the spool, and memory and disk stay bounded however large the file. The upload is
+committed, and the file replaced whole, only by ``finish()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from typing import IO
+
+from pydfs import wire
+from pydfs.client import AsyncClient, blocks
+
+AHEAD = 8 << 20  # bytes the writer may get ahead of the upload
+
+
+class Stream:
+    def __init__(self, client: AsyncClient, spill_dir: str | None) -> None:
+        self._client = client
+        self._spill_dir = spill_dir
+        self._spool: IO[bytes] = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115
+        self._spool_start = 0  # the file offset of the spool's first byte (a block's start)
+        self.written = 0
+        self._taken = 0  # bytes the upload has read
+        self._eof = False
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[wire.FileStatus] | None = None
+        self._block_size = 0
+
+    async def start(self, path: str) -> None:
+        """Ask for the upload (a refusal is the caller's error now, not at the end)."""
+        grant = await self._client._start_upload(path, True, None, None)
+        self._block_size = grant.block_size
+        self._task = asyncio.create_task(self._upload(grant))
+
+    async def write(self, data: bytes) -> None:
+        assert self._task is not None
+        async with self._changed:
+            while self.written - self._taken >= AHEAD and not self._task.done():
+                await self._changed.wait()
+            if self._task.done():
+                self._task.result()  # its error; or it ended without us: a bug
+                raise RuntimeError("upload ended before its stream")
+            os.pwrite(self._spool.fileno(), data, self.written - self._spool_start)
+            self.written += len(data)
+            self._changed.notify_all()
+
+    async def finish(self) -> wire.FileStatus:
+        assert self._task is not None
+        async with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+        try:
+            return await self._task
+        finally:
+            self._spool.close()
+
+    async def abort(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task])  # its cleanup has aborted the upload
+        self._spool.close()
+
+    # --- the upload's side ------------------------------------------------------------------
+
+    async def _read(self, n: int) -> bytes:
+        async with self._changed:
+            while self._taken >= self.written and not self._eof:
+                await self._changed.wait()
+            block_start = self._taken - self._taken % self._block_size
+            if block_start > self._spool_start:
+                self._rotate(block_start)  # the block before is stored: let it go
+            data = os.pread(
+                self._spool.fileno(),
+                min(n, self.written - self._taken),
+                self._taken - self._spool_start,
+            )
+            self._taken += len(data)
+            self._changed.notify_all()
+            return data
+
+    def _rotate(self, start: int) -> None:
+        fresh = tempfile.TemporaryFile(dir=self._spill_dir)  # noqa: SIM115
+        keep = os.pread(self._spool.fileno(), self.written - start, start - self._spool_start)
+        os.pwrite(fresh.fileno(), keep, 0)
+        self._spool.close()
+        self._spool, self._spool_start = fresh, start
+
+    async def _rewind(self, offset: int) -> bool:
+        if offset < self._spool_start:
+            return False
+        async with self._changed:
+            self._taken = offset
+        return True
+
+    async def _upload(self, grant: wire.UploadGrant) -> wire.FileStatus:
+        """``AsyncClient._finish_upload`` with a source that can rewind to its current block."""
+        client = self._client
+        route = f"/uploads/{grant.upload_id}"
+
+        async def allocate(exclude: list[str]) -> wire.BlockGrant:
+            alloc = wire.BlockAllocRequest(exclude)
+            return await client.rpc.call("POST", f"{route}/blocks", alloc, reply=wire.BlockGrant)
+
+        keepalive = asyncio.ensure_future(client._keep_lease(route))
+        try:
+            stored = await blocks.write_blocks(
+                client.session,
+                self._read,
+                grant,
+                allocate,
+                self._rewind,
+                client.stall_timeout,
+                client.links,
+            )
+            commit = wire.CommitRequest(stored)
+            return await client.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
+        except BaseException:
+            await asyncio.shield(client._abort(route))
+            raise
+        finally:
+            keepalive.cancel()
+            async with self._changed:
+                self._changed.notify_all()  # a writer waiting for room learns it is over

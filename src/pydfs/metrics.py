@@ -14,18 +14,19 @@ What is measured, and where it comes from:
   ``route`` is the matched route's template (``/v1/blocks/{id}``), or ``unmatched``: never a raw
   path, whose ids would make a series per block.
 
-* name node figures, read from its objects at scrape time (the name node keeps plain counts and
-  its tables; nothing on its request path knows about Prometheus)::
+* name node figures (``namenode.census``), read from its objects and its store at scrape time
+  (nothing on its request path knows about Prometheus)::
 
-      pydfs_namenode_files, pydfs_namenode_directories, pydfs_namenode_blocks   (SQLite COUNTs)
+      pydfs_namenode_files, pydfs_namenode_directories, pydfs_namenode_blocks  (kept by the store)
       pydfs_namenode_under_replicated_blocks, _over_replicated_blocks, _missing_blocks,
       pydfs_namenode_corrupt_blocks                         (as of the last replication scan)
       pydfs_namenode_datanodes{state="live"|"dead"}
       pydfs_namenode_replication_copies_total, pydfs_namenode_replication_bytes_total
       pydfs_namenode_uploads_in_flight
 
-* data node figures, likewise read at scrape time from plain counters that the block routes
-  (``DataNodeTraffic``), the scrubber and the copier bump once per block::
+* data node figures (``datanode.census``), likewise read at scrape time from plain counters
+  that the block pipeline (``census.Traffic``), the scrubber and the copier bump once per
+  block::
 
       pydfs_datanode_bytes_written_total, pydfs_datanode_blocks_received_total
       pydfs_datanode_bytes_read_total, pydfs_datanode_block_reads_total
@@ -42,9 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import (
@@ -56,13 +55,10 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from pydfs.datanode import DataNode
-
-__all__ = ["REGISTRY", "REQUESTS", "DataNodeTraffic", "RequestMetrics", "instrument"]
+__all__ = ["REGISTRY", "REQUESTS", "RequestMetrics", "counter", "gauge", "instrument"]
 
 REGISTRY = web.AppKey("pydfs_metrics_registry", CollectorRegistry)
 REFRESH: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("pydfs_metrics_refresh")
@@ -79,23 +75,15 @@ CLIENT_GONE = 499  # nginx's code for a request whose client went away before th
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass(slots=True)
-class DataNodeTraffic:
-    """What a data node's block routes moved: plain counts, bumped once per block."""
-
-    blocks_received: int = 0
-    bytes_written: int = 0  # block bytes received, verified and made durable
-    block_reads: int = 0
-    bytes_read: int = 0  # block bytes served to readers
-    arrival_failures: int = 0  # blocks refused because a chunk (or the whole) failed its CRC
-
-
 def instrument(
-    app: web.Application, role: str, node: Any, traffic: DataNodeTraffic | None = None
+    app: web.Application,
+    role: str,
+    figures: Collector,
+    refresh: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Count *app*'s requests and serve ``/metrics``, with *node*'s own figures (*node* is the
-    ``NameNode`` or the ``DataNode`` that *app* serves, as *role* says; a data node also passes
-    the ``traffic`` its block routes count)."""
+    """Count *app*'s requests and serve ``/metrics``, with the role's own *figures* (its
+    ``census`` module's collector), after awaiting *refresh* if the collector must read them
+    first."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -104,13 +92,9 @@ def instrument(
     requests = app[REQUESTS] = RequestMetrics(registry, role)
     app.middlewares.insert(0, requests.middleware)
     app.router.add_get(METRICS_PATH, _serve_metrics)
-    if role == "namenode":
-        registry.register(node.census)
-        app[REFRESH] = node.census.refresh
-    elif role == "datanode":
-        registry.register(_DataNodeCollector(node, traffic or DataNodeTraffic()))
-    else:
-        raise ValueError(f"unknown role {role!r}")
+    registry.register(figures)
+    if refresh is not None:
+        app[REFRESH] = refresh
 
 
 async def _serve_metrics(request: web.Request) -> web.Response:
@@ -182,68 +166,3 @@ def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
-
-
-class _DataNodeCollector(Collector):
-    """The data node's figures: its block routes' traffic, the scrubber's and the copier's
-    counts, and the block store's occupancy, read when scraped."""
-
-    def __init__(self, dn: DataNode, traffic: DataNodeTraffic) -> None:
-        self.dn = dn
-        self.traffic = traffic
-
-    def collect(self) -> Iterable[Metric]:
-        t, dn = self.traffic, self.dn
-        yield counter(
-            "pydfs_datanode_bytes_written",
-            "Block bytes received, verified and stored (client writes, pipelines and copies).",
-            t.bytes_written,
-        )
-        yield counter(
-            "pydfs_datanode_blocks_received",
-            "Blocks received, verified and stored.",
-            t.blocks_received,
-        )
-        yield counter(
-            "pydfs_datanode_bytes_read",
-            "Block bytes served to readers (reads that completed).",
-            t.bytes_read,
-        )
-        yield counter("pydfs_datanode_block_reads", "Block reads served.", t.block_reads)
-        failures = CounterMetricFamily(
-            "pydfs_datanode_checksum_failures",
-            "Checksum failures: blocks refused on arrival because a chunk failed its CRC, and "
-            "stored replicas that the scrubber or a verify order found bad (and quarantined).",
-            labels=["found"],
-        )
-        failures.add_metric(["arrival"], t.arrival_failures)
-        failures.add_metric(["stored"], dn.scanner.corrupt_found)
-        yield failures
-        yield counter(
-            "pydfs_datanode_blocks_verified",
-            "Replicas the scrubber verified.",
-            dn.scanner.verified,
-        )
-        yield counter(
-            "pydfs_datanode_copies_sent",
-            "Block copies sent to other data nodes on the name node's orders.",
-            dn.transfers.copies_sent,
-        )
-        yield counter(
-            "pydfs_datanode_copy_bytes_sent",
-            "Bytes of the block copies sent.",
-            dn.transfers.bytes_sent,
-        )
-        yield counter(
-            "pydfs_datanode_copies_failed",
-            "Block copies that failed.",
-            dn.transfers.copies_failed,
-        )
-        store = dn.store
-        yield gauge("pydfs_datanode_blocks", "Block replicas stored.", store.count)
-        yield gauge("pydfs_datanode_disk_used_bytes", "Bytes of stored block files.", store.used)
-        yield gauge(
-            "pydfs_datanode_disk_free_bytes",
-            "Bytes still free for blocks (disk space, capped by the configured capacity).",
-            store.free(),
-        )

@@ -32,7 +32,7 @@ import pytest
 
 from pydfs import tokens
 from pydfs.cluster import LocalCluster
-from pydfs.web import sessions
+from pydfs.namenode.web import sessions
 from tests.conftest import BLOCK_SIZE
 
 CHROMIUM = Path("/usr/bin/chromium")

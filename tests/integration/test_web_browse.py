@@ -11,7 +11,7 @@ import re
 import pytest
 
 from pydfs.cluster import LocalCluster
-from pydfs.web.routes import PAGE
+from pydfs.namenode.web.routes import PAGE
 from tests.integration.test_web import WebUser, assert_error_page, sign_in
 
 ROW = re.compile(r'<tr data-name="([^"]*)">')

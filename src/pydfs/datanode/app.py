@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pydfs import metrics
+from pydfs.datanode import census
 from pydfs.datanode.blocks import ENDPOINTS, Blocks, Pipeline
 from pydfs.server import add_endpoints, make_app
 
@@ -19,5 +20,5 @@ def build(dn: DataNode) -> tuple[web.Application, Pipeline]:
     app = make_app()
     pipeline = Pipeline(Blocks(dn))
     add_endpoints(app, pipeline, ENDPOINTS)
-    metrics.instrument(app, "datanode", dn, pipeline.blocks.traffic)
+    metrics.instrument(app, "datanode", census.Census(dn, pipeline.blocks.traffic))
     return app, pipeline

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import aiohttp
 
-from pydfs import checksum, metrics, rpc, tokens, wire
+from pydfs import checksum, rpc, tokens, wire
 from pydfs.calls import Answer, FileRange, Request
+from pydfs.datanode import census
 from pydfs.datanode.blockstore import check_block_id
 from pydfs.errors import (
     ChecksumMismatch,
@@ -56,7 +57,7 @@ class Blocks:
 
     def __init__(self, dn: DataNode) -> None:
         self.dn = dn
-        self.traffic = metrics.DataNodeTraffic()
+        self.traffic = census.Traffic()
 
     def admit(
         self, block_id: str, token: str | None, modes: str

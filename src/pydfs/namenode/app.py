@@ -20,7 +20,7 @@ PIPELINE = web.AppKey("pydfs_pipeline", Pipeline)
 def build(nn: NameNode) -> web.Application:
     from pydfs import metrics
     from pydfs.namenode import openapi
-    from pydfs.web import routes as web_routes
+    from pydfs.namenode.web import routes as web_routes
 
     app = make_app()
     pipeline = app[PIPELINE] = Pipeline(nn)
@@ -32,5 +32,5 @@ def build(nn: NameNode) -> web.Application:
 
     app.router.add_get(openapi.ROUTE, describe)
     web_routes.setup(app, nn)
-    metrics.instrument(app, "namenode", nn)
+    metrics.instrument(app, "namenode", nn.census, nn.census.refresh)
     return app

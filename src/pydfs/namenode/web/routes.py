@@ -27,7 +27,7 @@ Routes (all but the sign-in form and the static files need a signed-in user)::
 in with their own bearer token (the one ``pydfs login`` takes); the UI checks it with
 ``Users.authenticate`` and keeps it, sealed, in an HttpOnly, ``SameSite=Strict`` session cookie
 (``Secure`` over TLS). Every request opens the cookie and authenticates the token again, so a
-removed user or a reset token is refused on the very next request; ``pydfs.web.sessions`` explains
+removed user or a reset token is refused on the very next request; ``web.sessions`` explains
 the design. Each namespace call passes the signed-in ``User``, so POSIX permissions apply as in the
 API (a refusal is a 403 page), and the overview's block counts are the only system-wide figures
 shown (no per-file health). A request without a valid session is sent to the sign-in page (303).
@@ -84,8 +84,8 @@ from pydfs.errors import (
     Unauthenticated,
 )
 from pydfs.namenode.auth import home_of
-from pydfs.web import pages
-from pydfs.web.sessions import COOKIE, Session, Sessions
+from pydfs.namenode.web import pages
+from pydfs.namenode.web.sessions import COOKIE, Session, Sessions
 
 if TYPE_CHECKING:
     from pydfs.namenode import NameNode

@@ -11,6 +11,7 @@ from pydfs import server, tokens, wire
 from pydfs.config import NameNodeConfig
 from pydfs.errors import InvalidArgument, PermissionDenied
 from pydfs.namenode import app, auth, fastpath
+from pydfs.namenode.attributes import Attributes
 from pydfs.namenode.blockmap import BlockMap
 from pydfs.namenode.census import Census
 from pydfs.namenode.membership import Membership
@@ -49,6 +50,7 @@ class NameNode:
             umask=config.umask,
         )
         self.namespace.read_token = lambda block: self.block_token(block, "r")
+        self.attributes: Attributes = Attributes(self.namespace.tree)
         self.blockmap: BlockMap = BlockMap(self.store, self.membership, self.namespace.tree)
         self.users: auth.Users = auth.Users(self.store)
         self.uploads: Uploads = Uploads(
@@ -186,7 +188,7 @@ class NameNode:
     async def setrep(self, path: str, replication: int, user: auth.User | None = None) -> int:
         if not 1 <= replication <= MAX_REPLICATION:
             raise InvalidArgument(f"replication must be between 1 and {MAX_REPLICATION}")
-        files = await self.namespace.setrep(path, replication, user)
+        files = await self.attributes.setrep(path, replication, user)
         self.replicator.dirty = True
         return files
 

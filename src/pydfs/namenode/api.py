@@ -267,7 +267,7 @@ ENDPOINTS: list[Endpoint] = [
         "user",
         lambda c: _field(
             "changed",
-            c.nn.namespace.chmod(
+            c.nn.attributes.chmod(
                 paths.normalize(c.body.path), c.body.mode, c.user, recursive=c.body.recursive
             ),
         ),
@@ -280,7 +280,7 @@ ENDPOINTS: list[Endpoint] = [
         "user",
         lambda c: _field(
             "changed",
-            c.nn.namespace.chown(
+            c.nn.attributes.chown(
                 paths.normalize(c.body.path),
                 c.body.owner,
                 c.body.group,
@@ -295,7 +295,7 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/fs/times",
         "user",
-        lambda c: c.nn.namespace.set_mtime(paths.normalize(c.body.path), c.body.mtime, c.user),
+        lambda c: c.nn.attributes.set_mtime(paths.normalize(c.body.path), c.body.mtime, c.user),
         "Set the modification time (owner, admin, or whoever may write it).",
         wire.TimesRequest,
         wire.FileStatus,

@@ -8,8 +8,6 @@ trash) only when no file names it any more.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -21,26 +19,20 @@ from pydfs.errors import (
     IsADirectory,
     NotADirectory,
     NotFound,
-    PermissionDenied,
 )
 from pydfs.namenode import status
 from pydfs.namenode.auth import SYSTEM, User, home_of
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.permissions import (
-    MODE_BITS,
     R,
     W,
     X,
-    allowed,
     check,
     check_sticky,
-    enterable,
 )
 from pydfs.namenode.store import Inode, Store, Tx
 from pydfs.namenode.store.interface import Block, NewInode
 from pydfs.namenode.tree import ROOT_ID, Tree, Walk
-
-MAX_TIME = 1e11  # seconds either side of 1970 a modification time may be set to
 
 
 def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
@@ -318,17 +310,6 @@ class Namespace:
         await tx.blocks.release(named)
         return sum(not n.is_dir for n in nodes)
 
-    async def _walk(
-        self, walk: Walk, node: Inode, user: User | None, *, want: int = R | X, owned: bool = False
-    ) -> list[Inode]:
-        """*node* and what lies below it, for a recursive operation by *user* (see
-        ``permissions.enterable``)."""
-        subtree = await walk.tx.inodes.subtree(node.id) if node.is_dir else [node]
-        reached, closed = enterable(subtree, user, want=want, owned=owned)
-        if closed is not None:
-            raise PermissionDenied(f"{await walk.path_of(closed.id)}: permission denied")
-        return reached
-
     async def delete(
         self, path: str, user: User | None = None, *, recursive: bool = False, type: str = "any"
     ) -> int:
@@ -376,7 +357,7 @@ class Namespace:
         assert parent is not None
         check(user, parent, W | X, paths.parent(path))
         check_sticky(user, parent, node, path)
-        doomed = await self._walk(walk, node, user, want=R | W | X)  # as ``rm -r`` needs
+        doomed = await walk.reach(node, user, want=R | W | X)  # as ``rm -r`` needs
         files = await self._release(tx, doomed)
         await tx.inodes.touch([node.parent], time.time())
         return files
@@ -552,84 +533,6 @@ class Namespace:
             moved = await tx.inodes.get(source.id)
             assert moved is not None
             return await self._status(tx, moved, target)
-
-    async def set_mtime(self, path: str, mtime: float, user: User | None = None) -> wire.FileStatus:
-        """Set the modification time (``touch``, ``cp -p``, ``tar x``): its owner, an admin, or
-        whoever may write it may."""
-        if not math.isfinite(mtime) or not -MAX_TIME < mtime < MAX_TIME:
-            raise InvalidArgument(f"modification time {mtime} out of range")
-        async with self.tree.writing() as walk:
-            node = await walk.resolve(path, user)
-            if user is not None and user.name != node.owner:
-                check(user, node, W, path)
-            await walk.tx.inodes.touch([node.id], mtime)
-        return status.of(dataclasses.replace(node, mtime=mtime), path)
-
-    # --- replication and permissions ------------------------------------------------------
-
-    async def setrep(self, path: str, replication: int, user: User | None = None) -> int:
-        """Set the replication factor of a file, or of every file below a directory (the caller
-        needs w on each file, as HDFS asks, and r+x on each directory: see ``_walk``)."""
-        async with self.tree.writing() as walk:
-            node = await walk.resolve(path, user)
-            files = [n for n in await self._walk(walk, node, user) if not n.is_dir]
-            await self._check_each(walk, user, W, files)
-            return await walk.tx.inodes.set_replication([n.id for n in files], replication)
-
-    @staticmethod
-    async def _check_each(walk: Walk, user: User | None, want: int, nodes: list[Inode]) -> None:
-        """Every one of *nodes* must grant *user* the *want* bits (a refusal names the first
-        that does not: ``_walk`` gave only what the user sees)."""
-        for node in sorted(nodes, key=lambda n: n.id):
-            if not allowed(user, node.owner, node.group, node.mode, want):
-                raise PermissionDenied(f"{await walk.path_of(node.id)}: permission denied")
-
-    async def chmod(
-        self, path: str, mode: int, user: User | None = None, *, recursive: bool = False
-    ) -> int:
-        """Set mode bits; only an owner (of everything it touches) or an admin may."""
-        if not 0 <= mode <= MODE_BITS:
-            raise InvalidArgument(f"mode {mode:o} out of range (0 to 1777 octal)")
-        async with self.tree.writing() as walk:
-            await walk.reshape()
-            ids = await self._select_owned(walk, path, user, recursive=recursive, what="chmod")
-            return await walk.tx.inodes.set_mode(ids, mode)
-
-    async def chown(
-        self,
-        path: str,
-        owner: str | None,
-        group: str | None,
-        user: User | None = None,
-        *,
-        recursive: bool = False,
-    ) -> int:
-        """Change owner (admins only) and/or group (an owner may pick a group it is in)."""
-        if user is not None and not user.admin:
-            if owner is not None and owner != user.name:
-                raise PermissionDenied("only an admin may give files away")
-            if group is not None and not user.in_group(group):
-                raise PermissionDenied(f"you are not a member of group {group!r}")
-        async with self.tree.writing() as walk:
-            await walk.reshape()
-            ids = await self._select_owned(walk, path, user, recursive=recursive, what="chown")
-            return await walk.tx.inodes.set_owner(ids, owner, group)
-
-    async def _select_owned(
-        self, walk: Walk, path: str, user: User | None, *, recursive: bool, what: str
-    ) -> list[int]:
-        """*path* (and, with *recursive*, all below it), refusing unless *user* owns every one
-        of them or is an admin. The walk enters the directories *user* owns even without r+x
-        on them (it could give itself those bits), and no other directory it may not list (see
-        ``_walk``)."""
-        node = await walk.resolve(path, user)
-        nodes = await self._walk(walk, node, user, owned=True) if recursive else [node]
-        if user is not None and not user.admin:
-            foreign = sorted((n for n in nodes if n.owner != user.name), key=lambda n: n.id)
-            if foreign:
-                where = await walk.path_of(foreign[0].id)
-                raise PermissionDenied(f"{where}: only the owner or an admin may {what}")
-        return [n.id for n in nodes]
 
     async def checksum(self, path: str, user: User | None = None) -> wire.FileChecksum:
         """The SHA-256 recorded when *path* was written (r permission needed, as to read it)."""

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from pydfs import paths
-from pydfs.errors import NotADirectory, NotFound
+from pydfs.errors import NotADirectory, NotFound, PermissionDenied
 from pydfs.namenode.auth import User
-from pydfs.namenode.permissions import X, check
+from pydfs.namenode.permissions import R, X, check, enterable
 from pydfs.namenode.store import Inode, Store, Tx
 
 ROOT_ID = 1
@@ -95,6 +95,18 @@ class Walk:
         if not node.is_dir:
             raise NotADirectory(f"{path} is not a directory")
         return node
+
+    async def reach(
+        self, node: Inode, user: User | None, *, want: int = R | X, owned: bool = False
+    ) -> list[Inode]:
+        """*node* and what lies below it, for a recursive operation by *user*; a directory it
+        may not enter that holds entries refuses the operation, naming that directory (see
+        ``permissions.enterable``)."""
+        subtree = await self.tx.inodes.subtree(node.id) if node.is_dir else [node]
+        reached, closed = enterable(subtree, user, want=want, owned=owned)
+        if closed is not None:
+            raise PermissionDenied(f"{await self.path_of(closed.id)}: permission denied")
+        return reached
 
     async def path_of(self, inode_id: int) -> str:
         parts = []

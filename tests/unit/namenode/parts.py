@@ -9,6 +9,7 @@ import inspect
 import time
 from typing import Any
 
+from pydfs.namenode.attributes import Attributes
 from pydfs.namenode.blockmap import BlockMap
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
@@ -68,11 +69,12 @@ class Parts:
         self.membership = membership
         self.namespace = Namespace(store, membership, **kwargs)
         self.blockmap = BlockMap(store, membership, self.namespace.tree)
+        self.attributes = Attributes(self.namespace.tree)
 
     def __getattr__(self, name: str) -> Any:
-        namespace = self.__dict__["namespace"]
-        if hasattr(namespace, name):
-            return getattr(namespace, name)
+        for part in ("namespace", "attributes"):
+            if hasattr(self.__dict__[part], name):
+                return getattr(self.__dict__[part], name)
         return getattr(self.__dict__["blockmap"], name)
 
 

@@ -525,7 +525,12 @@ def caller(nn: NameNode, authorization: str, access: Access) -> User | Awaitable
     token = _bearer(authorization, "Bearer")
     if token is None:
         raise Unauthenticated("no token given: run `pydfs login` (or pass token= to the SDK)")
-    return _user(nn, token, access)
+    user = nn.users.known(token)
+    if user is None:
+        return _user(nn, token, access)
+    if access == "admin" and not user.admin:
+        raise PermissionDenied("only an admin may do this")
+    return user
 
 
 async def _user(nn: NameNode, token: str, access: Access) -> User:

@@ -3,7 +3,6 @@ modification times, of one entry or of all below a directory (each change one tr
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from pydfs import wire
@@ -31,7 +30,7 @@ class Attributes:
             if user is not None and user.name != node.owner:
                 check(user, node, W, path)
             await walk.tx.inodes.touch([node.id], mtime)
-        return status.of(dataclasses.replace(node, mtime=mtime), path)
+        return status.of(node._replace(mtime=mtime), path)
 
     async def setrep(self, path: str, replication: int, user: User | None = None) -> int:
         """Set the replication factor of a file, or of every file below a directory (the caller

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydfs import paths, tokens, wire
 from pydfs.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
-from pydfs.namenode.store import Store
+from pydfs.namenode.store import Store, Tx
 from pydfs.namenode.store.interface import UserRow
 
 BOOTSTRAP_ADMIN = "admin"
@@ -68,16 +70,31 @@ def validate_user_name(name: str) -> str:
     return paths.validate_name(name)
 
 
-class Users:
-    """The user table. Nothing is cached: a token revoked through any name node stops working
-    at once on every one."""
+TOKEN_CACHE_SECONDS = 1.0  # how long a token, once looked up, is known without the store
+_MAX_KNOWN = 10_000
 
-    def __init__(self, store: Store) -> None:
+
+class Users:
+    """The user table, and the tokens looked up in the last ``TOKEN_CACHE_SECONDS``: a token
+    revoked through this name node stops working at once, through another one sharing the
+    store within that second."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
+        self.clock = clock
+        self._known: dict[str, tuple[User, float]] = {}  # token hash → user, looked up when
+        self._epoch = 0  # changes of users begun or ended
+
+    def known(self, token: str) -> User | None:
+        """The user of *token* if it was looked up just now; None: ask ``authenticate``."""
+        found = self._known.get(tokens.hash_user_token(token))
+        if found is not None and self.clock() - found[1] < TOKEN_CACHE_SECONDS:
+            return found[0]
+        return None
 
     async def drop_reserved(self) -> None:
         """Remove users named as pydfs itself, and reserved groups from users (see above)."""
-        async with self.store.write() as tx:
+        async with self._writing() as tx:
             rows = await tx.users.all()
             doomed = [u.name for u in rows if u.name in RESERVED]
             regroup = [
@@ -96,11 +113,31 @@ class Users:
             log.warning("removed reserved groups from user %r", u.name)
 
     async def authenticate(self, token: str) -> User:
+        token_hash = tokens.hash_user_token(token)
+        epoch = self._epoch
         async with self.store.read() as tx:
-            row = await tx.users.by_token_hash(tokens.hash_user_token(token))
+            row = await tx.users.by_token_hash(token_hash)
         if row is None:
             raise Unauthenticated("invalid or revoked token (see `pydfs login`)")
-        return _user(row)
+        user = _user(row)
+        if epoch == self._epoch:  # no change of users here began or ended meanwhile
+            if len(self._known) >= _MAX_KNOWN:
+                self._known.clear()
+            self._known[token_hash] = (user, self.clock())
+        return user
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[Tx]:
+        """``store.write()`` for a change of users: what is known of tokens is forgotten as
+        it begins and once it is over, and no lookup made meanwhile is kept."""
+        self._epoch += 1
+        self._known.clear()
+        try:
+            async with self.store.write() as tx:
+                yield tx
+        finally:
+            self._epoch += 1
+            self._known.clear()
 
     async def get(self, name: str) -> User:
         async with self.store.read() as tx:
@@ -122,14 +159,14 @@ class Users:
             validate_user_name(group)
         token = token or tokens.new_user_token()
         row = UserRow(name, tokens.hash_user_token(token), admin, tuple(groups), time.time())
-        async with self.store.write() as tx:
+        async with self._writing() as tx:
             await tx.users.add(row)
         return token
 
     async def remove(self, name: str) -> None:
         """Revoke a user (its files stay, owned by the name, as with userdel). The last admin
         stays: without one, no user could be added or given a new token again."""
-        async with self.store.write() as tx:
+        async with self._writing() as tx:
             user = await tx.users.by_name(name)
             if user is None:
                 raise NotFound(f"no such user {name!r}")
@@ -143,7 +180,7 @@ class Users:
     async def reset_token(self, name: str) -> str:
         """Give a user a new token; the old one stops working at once."""
         token = tokens.new_user_token()
-        async with self.store.write() as tx:
+        async with self._writing() as tx:
             if await tx.users.by_name(name) is None:
                 raise NotFound(f"no such user {name!r}")
             await tx.users.set_token_hash(name, tokens.hash_user_token(token))
@@ -163,7 +200,7 @@ class Users:
         stopped): the user ``admin`` is made again, or made an admin again, with a new token
         left in *token_file*. Returns what was done."""
         token = _leave_token(token_file)
-        async with self.store.write() as tx:
+        async with self._writing() as tx:
             old = await tx.users.by_name(BOOTSTRAP_ADMIN)
             if old is not None:
                 await tx.users.remove([BOOTSTRAP_ADMIN])

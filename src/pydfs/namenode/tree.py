@@ -12,8 +12,7 @@ Only committed rows are remembered.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 from pydfs import paths
 from pydfs.errors import NotADirectory, NotFound, PermissionDenied
@@ -141,18 +140,47 @@ class Tree:
             self._dirs.clear()
         self._dirs[key] = node
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Walk]:
-        async with self.store.read() as tx:
-            yield Walk(tx, self, writing=False)
+    def reading(self) -> _Reading:
+        return _Reading(self)
 
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[Walk]:
+    def writing(self) -> _Writing:
         """``store.write()``, remembering what its walks met once it has committed."""
-        async with self.store.write() as tx:
-            walk = Walk(tx, self, writing=True)
-            yield walk
-        if walk._met:
-            if len(self._dirs) + len(walk._met) > MAX_CACHED_DIRS:
-                self._dirs.clear()
-            self._dirs.update(walk._met)
+        return _Writing(self)
+
+
+class _Reading:
+    """``Tree.reading()``: a class, not a generator, as it wraps nearly every request."""
+
+    __slots__ = ("inner", "tree")
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.inner = tree.store.read()
+
+    async def __aenter__(self) -> Walk:
+        return Walk(await self.inner.__aenter__(), self.tree, writing=False)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.inner.__aexit__(*exc)
+
+
+class _Writing:
+    __slots__ = ("inner", "tree", "walk")
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.inner = tree.store.write()
+        self.walk: Walk | None = None
+
+    async def __aenter__(self) -> Walk:
+        self.walk = Walk(await self.inner.__aenter__(), self.tree, writing=True)
+        return self.walk
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: Any) -> None:
+        await self.inner.__aexit__(kind, *exc)
+        met = self.walk._met if self.walk is not None else None
+        if kind is None and met:
+            dirs = self.tree._dirs
+            if len(dirs) + len(met) > MAX_CACHED_DIRS:
+                dirs.clear()
+            dirs.update(met)

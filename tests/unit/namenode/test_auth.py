@@ -8,7 +8,7 @@ import pytest
 from tests.unit.namenode.parts import Blocking
 
 from pydfs.errors import InvalidArgument, NotFound, Unauthenticated
-from pydfs.namenode.auth import RESERVED, SYSTEM, Users, validate_user_name
+from pydfs.namenode.auth import RESERVED, SYSTEM, User, Users, validate_user_name
 from pydfs.namenode.store.sqlite import Store
 
 
@@ -69,3 +69,27 @@ def test_a_reserved_user_from_before_is_removed_at_start(store, open_users, capl
         users.authenticate("h")
     rows = store.db.execute("SELECT name, groups FROM users").fetchall()
     assert rows == [("alice", "staff")]
+
+
+def test_a_token_is_known_a_second_and_a_change_here_forgets_it(store, loop):
+    """A token looked up is known without the store for a second; revoked through this name
+    node it stops at once, through another one sharing the store within that second."""
+    now = [100.0]
+    here = Blocking(Users(store, clock=lambda: now[0]), loop)
+    there = Blocking(Users(store), loop)  # another name node on the same store
+    token = here.add("alice", admin=False, groups=[])
+    assert here.known(token) is None  # never looked up yet
+    assert here.authenticate(token).name == "alice"
+    assert here.known(token) == User("alice")
+    there.reset_token("alice")
+    assert here.known(token) == User("alice")  # another node's change: seen within a second
+    now[0] += 1.0
+    assert here.known(token) is None
+    with pytest.raises(Unauthenticated):
+        here.authenticate(token)
+    token = here.reset_token("alice")
+    here.authenticate(token)
+    here.remove("alice")
+    assert here.known(token) is None  # this node's change: at once
+    with pytest.raises(Unauthenticated):
+        here.authenticate(token)

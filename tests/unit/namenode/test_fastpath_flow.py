@@ -65,7 +65,7 @@ def front() -> Any:
         return status
 
     nn = SimpleNamespace(
-        users=SimpleNamespace(authenticate=authenticate),
+        users=SimpleNamespace(authenticate=authenticate, known=lambda token: None),
         namespace=SimpleNamespace(stat=stat),
     )
     application = {

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Inode:
+class Inode(NamedTuple):
+    """A row of the tree (a tuple: a listing makes thousands of them)."""
+
     id: int
     parent: int
     name: str

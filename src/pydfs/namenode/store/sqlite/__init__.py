@@ -25,8 +25,8 @@ import contextlib
 import os
 import sqlite3
 import unicodedata
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -44,7 +44,8 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class Tx:
-    """A transaction's view: the repositories over the store's connection."""
+    """A transaction's view: the repositories over the store's connection (one, reused:
+    transactions take turns)."""
 
     def __init__(self, store: Store) -> None:
         db = store.db
@@ -61,6 +62,67 @@ class Tx:
 
     async def reshaped(self) -> None:
         self.reshaping = True
+
+
+class _Reading:
+    """``Store.read()``: a class, not a generator, as it wraps every request."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def __aenter__(self) -> Tx:
+        store = self.store
+        store._active += 1
+        try:
+            await store._lock.acquire()
+        except BaseException:
+            store._active -= 1
+            raise
+        return store._tx
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.store._lock.release()
+        await self.store._settle()
+
+
+class _Writing:
+    __slots__ = ("durable", "store")
+
+    def __init__(self, store: Store, durable: bool) -> None:
+        self.store = store
+        self.durable = durable
+
+    async def __aenter__(self) -> Tx:
+        store = self.store
+        store._active += 1
+        try:
+            await store._lock.acquire()
+        except BaseException:
+            store._active -= 1
+            raise
+        try:
+            store._begin()
+        except BaseException:
+            store._lock.release()
+            await store._settle()
+            raise
+        store._tx.reshaping = False
+        return store._tx
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        store = self.store
+        try:
+            if kind is None:
+                store._commit(self.durable)
+                if store._tx.reshaping:
+                    store.generation += 1
+            else:
+                store._rollback()
+        finally:
+            store._lock.release()
+            await store._settle()
 
 
 class Store:
@@ -91,6 +153,7 @@ class Store:
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.create_function("nfc", 1, _nfc, deterministic=True)  # for migrations
         self._migrate()
+        self._tx = Tx(self)
         if self.dirty:  # a schema change is durable before anything is served
             self.sync()
             self._synced = self._commits
@@ -110,27 +173,11 @@ class Store:
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version={version}")
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Tx]:
-        self._active += 1
-        try:
-            async with self._lock:
-                yield Tx(self)
-        finally:
-            await self._settle()
+    def read(self) -> _Reading:
+        return _Reading(self)
 
-    @asynccontextmanager
-    async def write(self, *, durable: bool = True) -> AsyncIterator[Tx]:
-        self._active += 1
-        try:
-            async with self._lock:
-                with self.transaction(durable=durable):
-                    tx = Tx(self)
-                    yield tx
-                if tx.reshaping:
-                    self.generation += 1
-        finally:
-            await self._settle()
+    def write(self, *, durable: bool = True) -> _Writing:
+        return _Writing(self, durable)
 
     async def _settle(self) -> None:
         """The end of a read or write, failed ones too: what it made or may have seen (an
@@ -144,19 +191,32 @@ class Store:
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One atomic transaction, made durable by the next ``flush`` (migrations, tests)."""
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield self.db
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit(durable)
+
+    def _begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def _commit(self, durable: bool) -> None:
+        try:
             self.db.execute("COMMIT")
         except BaseException:
-            # Also after a failed COMMIT (busy, disk full), which may leave the transaction
-            # open: every later write would fail to begin.
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._commits += 1
         if durable:
             self._needed = self._commits
+
+    def _rollback(self) -> None:
+        # Also after a failed COMMIT (busy, disk full), which may leave the transaction open:
+        # every later write would fail to begin.
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
     @property
     def dirty(self) -> bool:

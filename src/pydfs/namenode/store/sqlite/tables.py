@@ -27,6 +27,9 @@ _COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_s
 _ANY = "(SELECT value FROM json_each(?))"  # the members of a JSON array parameter
 
 
+_inode = Inode._make
+
+
 def _array(ids: Iterable[object]) -> str:
     return json.dumps(list(ids))
 
@@ -37,19 +40,19 @@ class Inodes:
 
     async def get(self, inode_id: int) -> Inode | None:
         row = self.db.execute(f"SELECT {_COLS} FROM inodes WHERE id = ?", (inode_id,)).fetchone()
-        return Inode(*row) if row else None
+        return _inode(row) if row else None
 
     async def child(self, parent: int, name: str) -> Inode | None:
         row = self.db.execute(
             f"SELECT {_COLS} FROM inodes WHERE parent = ? AND name = ?", (parent, name)
         ).fetchone()
-        return Inode(*row) if row else None
+        return _inode(row) if row else None
 
     async def children(self, parent: int) -> list[Inode]:
         rows = self.db.execute(
             f"SELECT {_COLS} FROM inodes WHERE parent = ? ORDER BY name", (parent,)
         )
-        return [Inode(*row) for row in rows]
+        return list(map(_inode, rows))
 
     async def has_children(self, inode_id: int) -> bool:
         row = self.db.execute("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (inode_id,))
@@ -68,7 +71,7 @@ class Inodes:
             f"SELECT {_COLS} FROM inodes WHERE parent = ? {clause} ORDER BY name {order} LIMIT ?",
             (parent, *bound, limit),
         ).fetchall()
-        return [Inode(*row) for row in (reversed(rows) if before is not None else rows)]
+        return list(map(_inode, reversed(rows) if before is not None else rows))
 
     async def beyond(self, parent: int, name: str, later: bool) -> bool:
         op = ">" if later else "<"
@@ -91,7 +94,7 @@ class Inodes:
             "FROM sub JOIN inodes i ON i.id = sub.id ORDER BY sub.depth, i.id",
             (inode_id,),
         )
-        return [Inode(*row) for row in rows]
+        return list(map(_inode, rows))
 
     async def insert(self, new: NewInode, *, inode_id: int | None = None) -> int:
         try:

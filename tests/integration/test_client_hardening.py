@@ -70,7 +70,7 @@ async def test_concurrent_small_writes_share_their_lease_fetches(
         before = _requests(cluster, "/v1/uploads/batch")
         await asyncio.gather(*(fs.write_bytes(f"/many/{i}", b"%d" % i) for i in range(writers)))
         fetches = _requests(cluster, "/v1/uploads/batch") - before
-        shelved = sum(len(shelf.grants) for shelf in fs._leases.values())
+        shelved = sum(len(shelf.grants) for shelf in fs.transfer._shelves.values())
         assert await fs.read_bytes("/many/123") == b"123"
     assert 1 <= fetches <= writers // 64 + 6, fetches
     assert shelved < 64, shelved  # at most one batch's worth left over

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from pydfs import NotFound, checksum
-from pydfs.client.aio import SMALL_WRITE
+from pydfs.client.transfer import SMALL_WRITE
 from pydfs.cluster import LocalCluster
 from pydfs.wire import CHUNK_SIZE
 from tests.conftest import BLOCK_SIZE, block_path, node_id

@@ -1,52 +1,35 @@
 """AsyncClient: the one implementation of the SDK (the CLI and the blocking Client use it).
 
 Metadata goes to the name node as JSON; file bytes go straight between this process and the data
-nodes (``client.blocks``). Paths are absolute DFS paths; relative ones resolve against ``/``.
+nodes, through the client's ``Transfer`` (``client.transfer``). Paths are absolute DFS paths;
+relative ones resolve against ``/``.
 
-asyncio and ``client.files`` are imported by the methods that move file data, so that a CLI
-command that only asks the name node (over ``rpc.Rpc``) never imports them.
+``client.files`` is imported by ``open``, so that a CLI command that only asks the name node
+(over ``rpc.Rpc``) never imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import inspect
 import io
 import os
 import secrets
 import stat
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, cast, overload
+from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
 from pydfs import paths, rpc, wire
 from pydfs.client import blocks
+from pydfs.client.transfer import AsyncSource, ByteSource, Progress, Transfer
 from pydfs.config import ClientConfig
-from pydfs.errors import Conflict, InvalidArgument, IsADirectory, PydfsError, Unavailable
+from pydfs.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    import asyncio
-
     import aiohttp
 
     from pydfs.client import files
-
-LEASE_RENEWAL = 60.0  # seconds between lease renewals of an open upload (leases last 600 s)
-SMALL_WRITE = 1 << 20  # a write of at most this many bytes takes its lease from a batch
-MAX_BATCH = 64  # leases fetched at once, at most (as many as the name node grants at once)
-BATCH_SHELF_LIFE = 300.0  # seconds a batch lease is used for (leases last 600 s)
-
-Progress = Callable[[int], None]
-"""``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
-
-
-class AsyncSource(Protocol):
-    async def read(self, n: int, /) -> bytes: ...
-
-
-ByteSource = IO[bytes] | AsyncSource
-"""What ``write_stream`` uploads: a binary file, or anything with ``async read(n)``."""
 
 
 def resolve_namenode(namenode: str | None, config: ClientConfig | None = None) -> str:
@@ -89,7 +72,8 @@ class AsyncClient:
         self._session: aiohttp.ClientSession | None = None
         self._links: rpc.Links | None = None
         self._rpc: rpc.Rpc | None = None
-        self._leases: dict[tuple[int | None, int | None], _LeaseShelf] = {}
+        self.transfer = Transfer(self)
+        """Moves file data for this client: its file objects and ``pydfs.mount`` use it too."""
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -98,14 +82,7 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        import asyncio
-
-        fetches = [shelf.fetch for shelf in self._leases.values() if shelf.fetch is not None]
-        await asyncio.gather(*fetches, return_exceptions=True)  # their leases, too, go back
-        unused = [grant for shelf in self._leases.values() for _, grant in shelf.grants]
-        self._leases.clear()
-        if unused:  # handed back, so that the name node need not wait for them to expire
-            await asyncio.gather(*(self._abort(f"/uploads/{g.upload_id}") for g in unused))
+        await self.transfer.close()
         if self._rpc is not None:
             self._rpc.close()
             self._rpc = None
@@ -120,7 +97,7 @@ class AsyncClient:
         """Drop every connection at once, without waiting (unused leases are left to expire):
         for a finalizer, which may run on the loop's own thread and so cannot wait for
         ``close()``. The connections finish closing on that loop, which must not have closed."""
-        self._leases.clear()
+        self.transfer.forget()
         closers: list[Callable[[], object]] = []
         if self._session is not None and self._session.connector is not None:
             closers.append(self._session.connector._close)  # aiohttp's at once: session too
@@ -296,176 +273,14 @@ class AsyncClient:
         data node fails be sent again elsewhere. ``progress(n)`` hears of every *n* new bytes
         taken from *stream* (bytes sent again after a failure are not counted twice).
         """
-        size = _remaining(stream)
-        if size is not None and size <= SMALL_WRITE:
-            # A small file: a lease from a batch saves a round trip; its commit names the file
-            # and is where permissions are checked, which costs little on a small file.
-            file = cast(IO[bytes], stream)
-            start = file.tell()
-            pos = told = 0  # where this attempt is, and how far progress has been told
-
-            def once(n: int) -> None:  # bytes sent again by the retry are not told twice
-                nonlocal pos, told
-                pos += n
-                if progress is not None and pos > told:
-                    progress(pos - told)
-                    told = pos
-
-            fetched, grant = await self._batch_lease(replication, block_size)
-            try:
-                return await self._finish_upload(grant, stream, once, path, overwrite)
-            except Conflict:
-                # The name node forgot the lease (it restarted): so it did every lease shelved
-                # as long ago, which would fail the same way. Drop them and write it once more.
-                self._drop_leases(fetched)
-                file.seek(start)
-                pos = 0
-                _, grant = await self._batch_lease(replication, block_size)
-                return await self._finish_upload(grant, stream, once, path, overwrite)
-        grant = await self._start_upload(path, overwrite, replication, block_size)
-        return await self._finish_upload(grant, stream, progress)
-
-    async def _batch_lease(
-        self, replication: int | None, block_size: int | None
-    ) -> tuple[float, wire.UploadGrant]:
-        """A lease from this client's batch for that shape of file, with the loop time it was
-        fetched at. When the shelf is empty one writer fetches a batch and the others wait for
-        it: one lease at first, then as many as writers wait, at least twice the last batch (at
-        most ``MAX_BATCH``), so that a client writing one file asks for no more than it uses and
-        many writers at once ask for about one lease each."""
-        import asyncio
-
-        shelf = self._leases.setdefault((replication, block_size), _LeaseShelf())
-        loop = asyncio.get_running_loop()
-        while True:
-            now = loop.time()
-            while shelf.grants:
-                fetched, grant = shelf.grants.pop()
-                if now - fetched < BATCH_SHELF_LIFE:
-                    return fetched, grant
-            if shelf.fetch is None:
-                shelf.fetch = loop.create_task(self._fill(shelf, replication, block_size))
-                shelf.fetch.add_done_callback(_retrieved)
-            fetch = shelf.fetch
-            shelf.waiting += 1
-            try:
-                await asyncio.shield(fetch)  # a writer cancelled while waiting leaves the fetch be
-            finally:
-                shelf.waiting -= 1
-
-    async def _fill(
-        self, shelf: _LeaseShelf, replication: int | None, block_size: int | None
-    ) -> None:
-        """Fetch a batch of leases onto *shelf*, for the writers waiting on it."""
-        import asyncio
-
-        try:
-            count = min(MAX_BATCH, max(shelf.next_batch, shelf.waiting))
-            req = wire.UploadBatchRequest(
-                count,
-                self.replication if replication is None else replication,
-                self.block_size if block_size is None else block_size,
-            )
-            shelf.next_batch = min(MAX_BATCH, count * 2)
-            batch = await self.rpc.call("POST", "/uploads/batch", req, reply=wire.UploadBatch)
-            now = asyncio.get_running_loop().time()
-            shelf.grants.extend((now, grant) for grant in reversed(batch.uploads))
-        finally:
-            shelf.fetch = None
-
-    def _drop_leases(self, until: float) -> None:
-        """Forget the shelved leases fetched no later than *until* (loop time)."""
-        for shelf in self._leases.values():
-            shelf.grants = [(t, grant) for t, grant in shelf.grants if t > until]
-
-    async def _start_upload(
-        self, path: str, overwrite: bool, replication: int | None, block_size: int | None
-    ) -> wire.UploadGrant:
-        req = wire.UploadRequest(
+        return await self.transfer.write(
             path,
-            replication=self.replication if replication is None else replication,
-            block_size=self.block_size if block_size is None else block_size,
+            stream,
             overwrite=overwrite,
+            replication=replication,
+            block_size=block_size,
+            progress=progress,
         )
-        return await self.rpc.call("POST", "/uploads", req, reply=wire.UploadGrant)
-
-    async def _finish_upload(
-        self,
-        grant: wire.UploadGrant,
-        stream: ByteSource,
-        progress: Progress | None = None,
-        path: str | None = None,
-        overwrite: bool = True,
-    ) -> wire.FileStatus:
-        """Stream *stream* into the upload *grant* and commit it (to *path*, for a lease from a
-        batch); abort it on any failure (cancellation included), so that nothing of it ever
-        becomes visible."""
-        import asyncio
-        import hashlib
-
-        route = f"/uploads/{grant.upload_id}"
-        file = None if inspect.iscoroutinefunction(stream.read) else cast(IO[bytes], stream)
-        seekable = file is not None and file.seekable()
-        start = file.tell() if file is not None and seekable else 0
-        pos = done = 0  # where the source is, and how far progress has been told
-        digest = hashlib.sha256()  # of the whole content, recorded at commit (`pydfs checksum`)
-
-        async def read(n: int) -> bytes:
-            nonlocal pos, done
-            if file is not None:
-                data = file.read(n) or b""
-            else:
-                data = await cast(AsyncSource, stream).read(n)
-            begin, pos = pos, pos + len(data)
-            if pos > done:  # bytes read again after a rewind are neither told nor hashed twice
-                digest.update(data[done - begin :] if done > begin else data)
-                if progress is not None:
-                    progress(pos - done)
-                done = pos
-            return data
-
-        async def rewind(offset: int) -> bool:
-            nonlocal pos
-            if file is None or not seekable:
-                return False
-            file.seek(start + offset)
-            pos = offset
-            return True
-
-        async def allocate(exclude: list[str]) -> wire.BlockGrant:
-            alloc = wire.BlockAllocRequest(exclude)
-            return await self.rpc.call("POST", f"{route}/blocks", alloc, reply=wire.BlockGrant)
-
-        keepalive = asyncio.ensure_future(self._keep_lease(route))
-        try:
-            stored = await blocks.write_blocks(
-                self.session, read, grant, allocate, rewind, self.stall_timeout, self.links
-            )
-            commit = wire.CommitRequest(stored, path, overwrite, digest.hexdigest())
-            return await self.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
-        except BaseException:
-            await asyncio.shield(self._abort(route))
-            raise
-        finally:
-            keepalive.cancel()
-
-    async def _keep_lease(self, route: str) -> None:
-        """Renew an upload's lease while a slow writer (a trickling pipe, a file object fed a
-        line at a time) keeps it open longer than the name node's lease."""
-        import asyncio
-
-        while True:
-            await asyncio.sleep(LEASE_RENEWAL)
-            try:
-                await self.rpc.call("POST", f"{route}/renew", {})
-            except PydfsError:
-                pass  # the commit will say what went wrong
-
-    async def _abort(self, route: str) -> None:
-        try:
-            await self.rpc.call("DELETE", route)
-        except PydfsError:
-            pass  # the lease expires on its own; its blocks are collected then
 
     async def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:
         return await self.write_stream(path, io.BytesIO(data), **kwargs)
@@ -503,10 +318,11 @@ class AsyncClient:
         """
         from pydfs.client import files
 
+        transfer = self.transfer
         if mode == "rb":
-            return files.Opening(files.AsyncReader.open(self, path, **options))
+            return files.Opening(files.AsyncReader.open(transfer, path, **options))
         if mode in ("wb", "xb"):
-            return files.Opening(files.AsyncWriter.open(self, path, mode == "wb", **options))
+            return files.Opening(files.AsyncWriter.open(transfer, path, mode == "wb", **options))
         raise InvalidArgument(f"mode {mode!r} is not supported: use 'rb', 'wb' or 'xb'")
 
     async def walk(self, path: str = "/") -> AsyncGenerator[tuple[str, list[str], list[str]], None]:
@@ -540,66 +356,10 @@ class AsyncClient:
     ) -> AsyncGenerator[bytes, None]:
         """Verified bytes of *path* from *offset*, as they arrive; ``progress(n)`` hears of each
         piece."""
-        async for data in self._read_status(await self.info(path, read=True), offset, length):
+        async for data in self.transfer.read(await self.info(path, read=True), offset, length):
             if progress is not None:
                 progress(len(data))
             yield data
-
-    async def _read_status(
-        self, status: wire.FileStatus, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        """Bytes of the file *status* describes: readers that have it already skip the lookup,
-        and keep reading the same version of the file."""
-        path = status.path
-        if status.type == "dir":
-            raise IsADirectory(f"{path} is a directory")
-        end = status.size if length is None else min(status.size, offset + length)
-        block_start = 0
-        for index, block in enumerate(status.blocks or []):
-            block_end = block_start + block.size
-            if block_end > offset and block_start < end:
-                lo, hi = max(offset, block_start) - block_start, min(end, block_end) - block_start
-                for attempt in range(3):
-                    try:
-                        async for data in blocks.read_block(
-                            self.session,
-                            block,
-                            lo,
-                            hi,
-                            self._report_corrupt,
-                            self.stall_timeout,
-                            self.links,
-                        ):
-                            yield data
-                            lo += len(data)
-                        break
-                    except Unavailable:
-                        # Every replica failed: the file may have been replaced, or its nodes
-                        # restarted on new addresses. Ask the name node again.
-                        if attempt == 2:
-                            raise
-                        import asyncio
-
-                        await asyncio.sleep(0.3 * (attempt + 1))
-                        status = await self._still_same(path, status)
-                        block = (status.blocks or [])[index]
-            block_start = block_end
-
-    async def _report_corrupt(self, block: str, node: str) -> None:
-        try:
-            await self.rpc.call("POST", "/blocks/corrupt", wire.CorruptReplica(block, node))
-        except PydfsError:
-            pass  # the scrubber will find it anyway
-
-    async def _still_same(self, path: str, status: wire.FileStatus) -> wire.FileStatus:
-        """Fresh block locations for *path*, provided it still has the same blocks."""
-        try:
-            now = await self.info(path, read=True)
-        except FileNotFoundError:
-            raise Conflict(f"{path} was deleted while being read") from None
-        if [b.id for b in now.blocks or []] != [b.id for b in status.blocks or []]:
-            raise Conflict(f"{path} was replaced while being read; read it again")
-        return now
 
     async def read_bytes(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
         return b"".join([d async for d in self.read_stream(path, offset, length)])
@@ -656,46 +416,12 @@ class AsyncClient:
         self, status: wire.FileStatus, file: IO[bytes], progress: Progress | None
     ) -> int:
         size = 0
-        async for data in self._read_status(status):
+        async for data in self.transfer.read(status):
             file.write(data)
             size += len(data)
             if progress is not None:
                 progress(len(data))
         return size
-
-
-class _LeaseShelf:
-    """Batch leases not used yet, with the loop time each was fetched at; the fetch of more
-    under way, if any, and how many writers wait for it."""
-
-    def __init__(self) -> None:
-        self.grants: list[tuple[float, wire.UploadGrant]] = []
-        self.next_batch = 1
-        self.fetch: asyncio.Task[None] | None = None
-        self.waiting = 0
-
-
-def _retrieved(task: asyncio.Task[None]) -> None:
-    """Mark a fetch's failure as seen: the writers that waited for it have raised it, and if
-    none were left to wait, it needs no "exception was never retrieved" warning."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _remaining(stream: ByteSource) -> int | None:
-    """How many bytes a seekable file has left, without reading them; None if unknown."""
-    if inspect.iscoroutinefunction(stream.read):
-        return None
-    file = cast(IO[bytes], stream)
-    try:
-        if not file.seekable():
-            return None
-        here = file.tell()
-        end = file.seek(0, io.SEEK_END)
-        file.seek(here)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return max(0, end - here)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from pydfs.errors import IsADirectory
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-    from pydfs.client.aio import AsyncClient, Progress
+    from pydfs.client.transfer import Progress, Transfer
 
 READ_AHEAD = 1024 * 1024
 """How much a small read fetches at once; reads at least this large bypass the buffer."""
@@ -68,9 +68,9 @@ class AsyncReader:
     """A seekable reader of one DFS file (``AsyncClient.open(path, "rb")``)."""
 
     def __init__(
-        self, client: AsyncClient, status: wire.FileStatus, buffer_size: int = READ_AHEAD
+        self, transfer: Transfer, status: wire.FileStatus, buffer_size: int = READ_AHEAD
     ) -> None:
-        self._client = client
+        self._transfer = transfer
         self.status = status
         self.buffer_size = max(0, buffer_size)  # 0: no read-ahead
         self.closed = False
@@ -80,12 +80,12 @@ class AsyncReader:
 
     @classmethod
     async def open(
-        cls, client: AsyncClient, path: str, *, buffer_size: int = READ_AHEAD
+        cls, transfer: Transfer, path: str, *, buffer_size: int = READ_AHEAD
     ) -> AsyncReader:
-        status = await client.info(path, read=True)
+        status = await transfer.status(path)
         if status.type == "dir":
             raise IsADirectory(f"{path} is a directory")
-        return cls(client, status, buffer_size)
+        return cls(transfer, status, buffer_size)
 
     @property
     def name(self) -> str:
@@ -230,7 +230,7 @@ class AsyncReader:
     async def _fetch(self, offset: int, length: int) -> bytes:
         if offset >= self.size or length <= 0:
             return b""
-        parts = [d async for d in self._client._read_status(self.status, offset, length)]
+        parts = [d async for d in self._transfer.read(self.status, offset, length)]
         return b"".join(parts)
 
 
@@ -271,7 +271,7 @@ class AsyncWriter:
     @classmethod
     async def open(
         cls,
-        client: AsyncClient,
+        transfer: Transfer,
         path: str,
         overwrite: bool,
         *,
@@ -281,9 +281,9 @@ class AsyncWriter:
     ) -> AsyncWriter:
         # Ask for the upload now, so that a missing parent or an existing file ("xb") is an
         # error of open() rather than of some later write.
-        grant = await client._start_upload(path, overwrite, replication, block_size)
+        grant = await transfer.start(path, overwrite, replication, block_size)
         writer = cls(grant.path)
-        upload = client._finish_upload(grant, writer._source, progress)
+        upload = transfer.finish(grant, writer._source, progress)
         writer._task = asyncio.create_task(upload, name=f"pydfs-upload {grant.path}")
         writer._task.add_done_callback(writer._upload_ended)
         return writer

@@ -15,7 +15,7 @@ CHUNK = 4 << 20  # what one prefetch fetches
 class ReadHandle:
     def __init__(self, client: AsyncClient, status: wire.FileStatus, read_ahead: int) -> None:
         self.status = status
-        self._reader = AsyncReader(client, status, buffer_size=0)
+        self._reader = AsyncReader(client.transfer, status, buffer_size=0)
         self._ahead = max(0, read_ahead // CHUNK)
         self._chunks: dict[int, asyncio.Task[bytes]] = {}
         self._next = 0  # where a sequential reader reads next

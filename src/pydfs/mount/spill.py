@@ -77,7 +77,8 @@ class Spill:
 
     async def _from_base(self, start: int, stop: int) -> bytes:
         if self._reader is None:
-            self._reader = AsyncReader(self._client, await self._readable_base(), buffer_size=0)
+            base = await self._readable_base()
+            self._reader = AsyncReader(self._client.transfer, base, buffer_size=0)
         data = await self._reader.read_at(start, stop - start)
         if len(data) != stop - start:
             raise Conflict(f"the previous version ended early, at byte {start + len(data)}")

@@ -14,7 +14,7 @@ import tempfile
 from typing import IO
 
 from pydfs import wire
-from pydfs.client import AsyncClient, blocks
+from pydfs.client import AsyncClient
 
 AHEAD = 8 << 20  # bytes the writer may get ahead of the upload
 
@@ -34,7 +34,7 @@ class Stream:
 
     async def start(self, path: str) -> None:
         """Ask for the upload (a refusal is the caller's error now, not at the end)."""
-        grant = await self._client._start_upload(path, True, None, None)
+        grant = await self._client.transfer.start(path)
         self._block_size = grant.block_size
         self._task = asyncio.create_task(self._upload(grant))
 
@@ -99,31 +99,9 @@ class Stream:
         return True
 
     async def _upload(self, grant: wire.UploadGrant) -> wire.FileStatus:
-        """``AsyncClient._finish_upload`` with a source that can rewind to its current block."""
-        client = self._client
-        route = f"/uploads/{grant.upload_id}"
-
-        async def allocate(exclude: list[str]) -> wire.BlockGrant:
-            alloc = wire.BlockAllocRequest(exclude)
-            return await client.rpc.call("POST", f"{route}/blocks", alloc, reply=wire.BlockGrant)
-
-        keepalive = asyncio.ensure_future(client._keep_lease(route))
+        """The upload, from a source that can rewind to its current block."""
         try:
-            stored = await blocks.write_blocks(
-                client.session,
-                self._read,
-                grant,
-                allocate,
-                self._rewind,
-                client.stall_timeout,
-                client.links,
-            )
-            commit = wire.CommitRequest(stored)
-            return await client.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
-        except BaseException:
-            await asyncio.shield(client._abort(route))
-            raise
+            return await self._client.transfer.send(grant, self._read, self._rewind)
         finally:
-            keepalive.cancel()
             async with self._changed:
                 self._changed.notify_all()  # a writer waiting for room learns it is over

@@ -326,23 +326,23 @@ def test_expired_uploads_count_no_more(ns, clock):
 
 
 def test_batches_of_the_sdk_fit_under_the_default_limit(ns):
-    """A client keeps at most one batch of leases ahead (aio.MAX_BATCH): a writer of many
+    """A client keeps at most one batch of leases ahead (transfer.MAX_BATCH): a writer of many
     small files, one after the other, never meets the limit."""
-    from pydfs.client import aio
+    from pydfs.client import transfer
 
     uploads = make_uploads(ns, ns.membership, lease=600)
     live(ns, "dn-1", "dn-2")
-    assert aio.MAX_BATCH <= MAX_BATCH < uploads.max_open
+    assert transfer.MAX_BATCH <= MAX_BATCH < uploads.max_open
     shelf: list[wire.UploadGrant] = []
     size = 1
     for i in range(300):
         if not shelf:
             shelf = uploads.start_batch(wire.UploadBatchRequest(size), ALICE).uploads
-            size = min(aio.MAX_BATCH, size * 2)
+            size = min(transfer.MAX_BATCH, size * 2)
         grant = shelf.pop()
         commit = wire.CommitRequest([stored(grant.block)], path=f"/f{i}")
         uploads.commit(grant.upload_id, commit, ALICE)
-    assert uploads.count() == len(shelf) < aio.MAX_BATCH
+    assert uploads.count() == len(shelf) < transfer.MAX_BATCH
 
 
 def test_admins_see_every_open_upload(ns, clock):

@@ -1,0 +1,378 @@
+"""Transfer: a client's file data, moved straight between it and the data nodes.
+
+An upload is started (a lease of its own, or for a small file one from a batch fetched ahead),
+streamed block by block (``client.blocks``), renewed while a slow writer keeps it open, and
+committed; any failure aborts it, so that nothing half-written ever becomes visible. A read
+verifies every block, reports corrupt replicas, and when every replica fails asks the name node
+again, provided the file is still the same one. ``AsyncClient`` owns one; its file objects
+(``client.files``) and ``pydfs.mount`` move their bytes through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Protocol, cast
+
+from pydfs import wire
+from pydfs.client import blocks
+from pydfs.errors import Conflict, IsADirectory, PydfsError, Unavailable
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from pydfs.rpc import Links, Rpc
+
+LEASE_RENEWAL = 60.0  # seconds between lease renewals of an open upload (leases last 600 s)
+SMALL_WRITE = 1 << 20  # a write of at most this many bytes takes its lease from a batch
+MAX_BATCH = 64  # leases fetched at once, at most (as many as the name node grants at once)
+BATCH_SHELF_LIFE = 300.0  # seconds a batch lease is used for (leases last 600 s)
+
+Progress = Callable[[int], None]
+"""``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
+
+
+class AsyncSource(Protocol):
+    async def read(self, n: int, /) -> bytes: ...
+
+
+ByteSource = IO[bytes] | AsyncSource
+"""What ``write_stream`` uploads: a binary file, or anything with ``async read(n)``."""
+
+
+class Connections(Protocol):
+    """What a transfer uses of its client (``AsyncClient``, which opens them when first used)."""
+
+    @property
+    def rpc(self) -> Rpc: ...
+    @property
+    def session(self) -> aiohttp.ClientSession: ...
+    @property
+    def links(self) -> Links: ...
+    @property
+    def stall_timeout(self) -> float: ...
+    @property
+    def replication(self) -> int | None: ...
+    @property
+    def block_size(self) -> int | None: ...
+    async def info(self, path: str, *, read: bool = False) -> wire.FileStatus: ...
+
+
+class Transfer:
+    """The uploads and block reads of one client, and its shelves of batch leases."""
+
+    def __init__(self, client: Connections) -> None:
+        self._client = client
+        self._shelves: dict[tuple[int | None, int | None], _LeaseShelf] = {}
+
+    async def close(self) -> None:
+        """Hand the unused batch leases back, so that the name node need not wait for them to
+        expire (and those of fetches under way, too)."""
+        fetches = [shelf.fetch for shelf in self._shelves.values() if shelf.fetch is not None]
+        await asyncio.gather(*fetches, return_exceptions=True)
+        unused = [grant for shelf in self._shelves.values() for _, grant in shelf.grants]
+        self._shelves.clear()
+        if unused:
+            await asyncio.gather(*(self._abort(f"/uploads/{g.upload_id}") for g in unused))
+
+    def forget(self) -> None:
+        """Drop the unused batch leases without handing them back: they expire on their own."""
+        self._shelves.clear()
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def write(
+        self,
+        path: str,
+        stream: ByteSource,
+        *,
+        overwrite: bool = True,
+        replication: int | None = None,
+        block_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> wire.FileStatus:
+        """``AsyncClient.write_stream``: upload everything *stream* yields to *path*."""
+        size = _remaining(stream)
+        if size is not None and size <= SMALL_WRITE:
+            # A small file: a lease from a batch saves a round trip; its commit names the file
+            # and is where permissions are checked, which costs little on a small file.
+            file = cast(IO[bytes], stream)
+            start = file.tell()
+            pos = told = 0  # where this attempt is, and how far progress has been told
+
+            def once(n: int) -> None:  # bytes sent again by the retry are not told twice
+                nonlocal pos, told
+                pos += n
+                if progress is not None and pos > told:
+                    progress(pos - told)
+                    told = pos
+
+            fetched, grant = await self._batch_lease(replication, block_size)
+            try:
+                return await self.finish(grant, stream, once, path, overwrite)
+            except Conflict:
+                # The name node forgot the lease (it restarted): so it did every lease shelved
+                # as long ago, which would fail the same way. Drop them and write it once more.
+                self._drop_leases(fetched)
+                file.seek(start)
+                pos = 0
+                _, grant = await self._batch_lease(replication, block_size)
+                return await self.finish(grant, stream, once, path, overwrite)
+        grant = await self.start(path, overwrite, replication, block_size)
+        return await self.finish(grant, stream, progress)
+
+    async def start(
+        self,
+        path: str,
+        overwrite: bool = True,
+        replication: int | None = None,
+        block_size: int | None = None,
+    ) -> wire.UploadGrant:
+        """Ask for an upload to *path*: a missing parent, or an existing file when not to
+        *overwrite*, is refused now rather than at the commit."""
+        client = self._client
+        req = wire.UploadRequest(
+            path,
+            replication=client.replication if replication is None else replication,
+            block_size=client.block_size if block_size is None else block_size,
+            overwrite=overwrite,
+        )
+        return await client.rpc.call("POST", "/uploads", req, reply=wire.UploadGrant)
+
+    async def finish(
+        self,
+        grant: wire.UploadGrant,
+        stream: ByteSource,
+        progress: Progress | None = None,
+        path: str | None = None,
+        overwrite: bool = True,
+    ) -> wire.FileStatus:
+        """Stream *stream* into the upload *grant* and commit it (to *path*, for a lease from a
+        batch), with the SHA-256 of its content; ``send`` says what happens on a failure."""
+        file = None if inspect.iscoroutinefunction(stream.read) else cast(IO[bytes], stream)
+        seekable = file is not None and file.seekable()
+        start = file.tell() if file is not None and seekable else 0
+        pos = done = 0  # where the source is, and how far progress has been told
+        digest = hashlib.sha256()  # of the whole content, recorded at commit (`pydfs checksum`)
+
+        async def read(n: int) -> bytes:
+            nonlocal pos, done
+            if file is not None:
+                data = file.read(n) or b""
+            else:
+                data = await cast(AsyncSource, stream).read(n)
+            begin, pos = pos, pos + len(data)
+            if pos > done:  # bytes read again after a rewind are neither told nor hashed twice
+                digest.update(data[done - begin :] if done > begin else data)
+                if progress is not None:
+                    progress(pos - done)
+                done = pos
+            return data
+
+        async def rewind(offset: int) -> bool:
+            nonlocal pos
+            if file is None or not seekable:
+                return False
+            file.seek(start + offset)
+            pos = offset
+            return True
+
+        return await self.send(grant, read, rewind, path, overwrite, digest.hexdigest)
+
+    async def send(
+        self,
+        grant: wire.UploadGrant,
+        read: Callable[[int], Awaitable[bytes]],
+        rewind: Callable[[int], Awaitable[bool]],
+        path: str | None = None,
+        overwrite: bool = True,
+        sha256: Callable[[], str] | None = None,
+    ) -> wire.FileStatus:
+        """Store the bytes *read* yields as the upload *grant*'s blocks and commit it, with the
+        checksum *sha256* gives once they are all read; abort it on any failure (cancellation
+        included), so that nothing of it ever becomes visible. ``rewind(offset)`` moves the
+        source back to *offset*, if it can, to send a block again elsewhere."""
+        client = self._client
+        route = f"/uploads/{grant.upload_id}"
+
+        async def allocate(exclude: list[str]) -> wire.BlockGrant:
+            alloc = wire.BlockAllocRequest(exclude)
+            return await client.rpc.call("POST", f"{route}/blocks", alloc, reply=wire.BlockGrant)
+
+        keepalive = asyncio.ensure_future(self._keep_lease(route))
+        try:
+            stored = await blocks.write_blocks(
+                client.session, read, grant, allocate, rewind, client.stall_timeout, client.links
+            )
+            checksum = None if sha256 is None else sha256()
+            commit = wire.CommitRequest(stored, path, overwrite, checksum)
+            return await client.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
+        except BaseException:
+            await asyncio.shield(self._abort(route))
+            raise
+        finally:
+            keepalive.cancel()
+
+    async def _keep_lease(self, route: str) -> None:
+        """Renew an upload's lease while a slow writer (a trickling pipe, a file object fed a
+        line at a time) keeps it open longer than the name node's lease."""
+        while True:
+            await asyncio.sleep(LEASE_RENEWAL)
+            try:
+                await self._client.rpc.call("POST", f"{route}/renew", {})
+            except PydfsError:
+                pass  # the commit will say what went wrong
+
+    async def _abort(self, route: str) -> None:
+        try:
+            await self._client.rpc.call("DELETE", route)
+        except PydfsError:
+            pass  # the lease expires on its own; its blocks are collected then
+
+    async def _batch_lease(
+        self, replication: int | None, block_size: int | None
+    ) -> tuple[float, wire.UploadGrant]:
+        """A lease from this client's batch for that shape of file, with the loop time it was
+        fetched at. When the shelf is empty one writer fetches a batch and the others wait for
+        it: one lease at first, then as many as writers wait, at least twice the last batch (at
+        most ``MAX_BATCH``), so that a client writing one file asks for no more than it uses and
+        many writers at once ask for about one lease each."""
+        shelf = self._shelves.setdefault((replication, block_size), _LeaseShelf())
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            while shelf.grants:
+                fetched, grant = shelf.grants.pop()
+                if now - fetched < BATCH_SHELF_LIFE:
+                    return fetched, grant
+            if shelf.fetch is None:
+                shelf.fetch = loop.create_task(self._fill(shelf, replication, block_size))
+                shelf.fetch.add_done_callback(_retrieved)
+            fetch = shelf.fetch
+            shelf.waiting += 1
+            try:
+                await asyncio.shield(fetch)  # a writer cancelled while waiting leaves the fetch be
+            finally:
+                shelf.waiting -= 1
+
+    async def _fill(
+        self, shelf: _LeaseShelf, replication: int | None, block_size: int | None
+    ) -> None:
+        """Fetch a batch of leases onto *shelf*, for the writers waiting on it."""
+        client = self._client
+        try:
+            count = min(MAX_BATCH, max(shelf.next_batch, shelf.waiting))
+            req = wire.UploadBatchRequest(
+                count,
+                client.replication if replication is None else replication,
+                client.block_size if block_size is None else block_size,
+            )
+            shelf.next_batch = min(MAX_BATCH, count * 2)
+            batch = await client.rpc.call("POST", "/uploads/batch", req, reply=wire.UploadBatch)
+            now = asyncio.get_running_loop().time()
+            shelf.grants.extend((now, grant) for grant in reversed(batch.uploads))
+        finally:
+            shelf.fetch = None
+
+    def _drop_leases(self, until: float) -> None:
+        """Forget the shelved leases fetched no later than *until* (loop time)."""
+        for shelf in self._shelves.values():
+            shelf.grants = [(t, grant) for t, grant in shelf.grants if t > until]
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def status(self, path: str) -> wire.FileStatus:
+        """What a reader of *path* needs: its status with its blocks' read tokens."""
+        return await self._client.info(path, read=True)
+
+    async def read(
+        self, status: wire.FileStatus, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Verified bytes of the file *status* describes: readers that have it already skip the
+        lookup, and keep reading the same version of the file."""
+        path = status.path
+        if status.type == "dir":
+            raise IsADirectory(f"{path} is a directory")
+        client = self._client
+        end = status.size if length is None else min(status.size, offset + length)
+        block_start = 0
+        for index, block in enumerate(status.blocks or []):
+            block_end = block_start + block.size
+            if block_end > offset and block_start < end:
+                lo, hi = max(offset, block_start) - block_start, min(end, block_end) - block_start
+                for attempt in range(3):
+                    try:
+                        async for data in blocks.read_block(
+                            client.session,
+                            block,
+                            lo,
+                            hi,
+                            self._report_corrupt,
+                            client.stall_timeout,
+                            client.links,
+                        ):
+                            yield data
+                            lo += len(data)
+                        break
+                    except Unavailable:
+                        # Every replica failed: the file may have been replaced, or its nodes
+                        # restarted on new addresses. Ask the name node again.
+                        if attempt == 2:
+                            raise
+                        await asyncio.sleep(0.3 * (attempt + 1))
+                        status = await self._still_same(path, status)
+                        block = (status.blocks or [])[index]
+            block_start = block_end
+
+    async def _report_corrupt(self, block: str, node: str) -> None:
+        try:
+            await self._client.rpc.call("POST", "/blocks/corrupt", wire.CorruptReplica(block, node))
+        except PydfsError:
+            pass  # the scrubber will find it anyway
+
+    async def _still_same(self, path: str, status: wire.FileStatus) -> wire.FileStatus:
+        """Fresh block locations for *path*, provided it still has the same blocks."""
+        try:
+            now = await self.status(path)
+        except FileNotFoundError:
+            raise Conflict(f"{path} was deleted while being read") from None
+        if [b.id for b in now.blocks or []] != [b.id for b in status.blocks or []]:
+            raise Conflict(f"{path} was replaced while being read; read it again")
+        return now
+
+
+class _LeaseShelf:
+    """Batch leases not used yet, with the loop time each was fetched at; the fetch of more
+    under way, if any, and how many writers wait for it."""
+
+    def __init__(self) -> None:
+        self.grants: list[tuple[float, wire.UploadGrant]] = []
+        self.next_batch = 1
+        self.fetch: asyncio.Task[None] | None = None
+        self.waiting = 0
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Mark a fetch's failure as seen: the writers that waited for it have raised it, and if
+    none were left to wait, it needs no "exception was never retrieved" warning."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _remaining(stream: ByteSource) -> int | None:
+    """How many bytes a seekable file has left, without reading them; None if unknown."""
+    if inspect.iscoroutinefunction(stream.read):
+        return None
+    file = cast(IO[bytes], stream)
+    try:
+        if not file.seekable():
+            return None
+        here = file.tell()
+        end = file.seek(0, io.SEEK_END)
+        file.seek(here)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return max(0, end - here)

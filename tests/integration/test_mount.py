@@ -183,7 +183,8 @@ def test_large_file_checksum_and_sequential_io(work: Path, shared_cluster: Local
     ).stdout.split()[0]
     with shared_cluster.client() as fs:
         recorded = hashlib.sha256(fs.read_bytes(f"/tmp/{work.name}/big")).hexdigest()
-    assert mounted_sum == recorded == hashlib.sha256(data).hexdigest()
+        stored = fs.checksum(f"/tmp/{work.name}/big").sha256  # what the mount's commit recorded
+    assert mounted_sum == recorded == stored == hashlib.sha256(data).hexdigest()
 
 
 def test_close_to_open_a_reader_keeps_its_version(work: Path) -> None:

@@ -9,6 +9,7 @@ committed, and the file replaced whole, only by ``finish()``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import tempfile
 from typing import IO
@@ -31,6 +32,7 @@ class Stream:
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[wire.FileStatus] | None = None
         self._block_size = 0
+        self._digest = hashlib.sha256()  # of every byte written, in order: the file's checksum
 
     async def start(self, path: str) -> None:
         """Ask for the upload (a refusal is the caller's error now, not at the end)."""
@@ -47,6 +49,7 @@ class Stream:
                 self._task.result()  # its error; or it ended without us: a bug
                 raise RuntimeError("upload ended before its stream")
             os.pwrite(self._spool.fileno(), data, self.written - self._spool_start)
+            self._digest.update(data)
             self.written += len(data)
             self._changed.notify_all()
 
@@ -101,7 +104,9 @@ class Stream:
     async def _upload(self, grant: wire.UploadGrant) -> wire.FileStatus:
         """The upload, from a source that can rewind to its current block."""
         try:
-            return await self._client.transfer.send(grant, self._read, self._rewind)
+            return await self._client.transfer.send(
+                grant, self._read, self._rewind, sha256=self._digest.hexdigest
+            )
         finally:
             async with self._changed:
                 self._changed.notify_all()  # a writer waiting for room learns it is over

@@ -33,6 +33,7 @@ def make_cluster(
     datanode_args: list[str] | None = None,
     namenode_args: list[str] | None = None,
     tls: bool = False,
+    metadata: str | None = None,
 ) -> LocalCluster:
     dn_args = ["--heartbeat-interval", HEARTBEAT, *(datanode_args or [])]
     if capacity is not None:
@@ -51,6 +52,7 @@ def make_cluster(
         ],
         datanode_args=dn_args,
         tls=tls,
+        metadata=metadata,
     )
 
 

@@ -31,6 +31,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     common.add_argument("--tls-ca", type=Path, help="CA bundle that verifies the other nodes")
 
     nn = sub.add_parser("namenode", parents=[common], help="run the name node")
+    nn.add_argument(
+        "--metadata",
+        metavar="URL",
+        help="where the metadata lives: sqlite (default, in the data directory) or "
+        "postgresql://user:password@host/database",
+    )
     nn.add_argument("--replication", type=int, help="default replicas per block (2)")
     nn.add_argument("--block-size", type=int, help="default block size in bytes (64 MiB)")
     nn.add_argument("--dead-after", type=float, help="seconds of silence before a node is dead")
@@ -98,6 +104,7 @@ def run_namenode(args: argparse.Namespace) -> int:
         args,
         [
             *_COMMON,
+            "metadata",
             "replication",
             "block_size",
             "dead_after",

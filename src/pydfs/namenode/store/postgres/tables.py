@@ -195,7 +195,9 @@ class Inodes:
         paths it walked before it held the lock)."""
         self.tx.structural = True
         rows = await self.q.fetch("SELECT type, parent FROM inodes WHERE id = $1", inode_id)
-        if rows and rows[0][0] == "d" and rows[0][1] != parent:
+        if not rows:
+            raise NotFound(f"{name}: what was to be moved was removed meanwhile")
+        if rows[0][0] == "d" and rows[0][1] != parent:
             await self.q.execute("SELECT pg_advisory_xact_lock($1)", MOVE_LOCK)
             below = await self.q.fetch(
                 "WITH RECURSIVE up(id) AS (SELECT $1::bigint UNION "
@@ -207,13 +209,15 @@ class Inodes:
             if below:
                 raise InvalidArgument("cannot move a directory into itself")
         try:
-            await self.q.execute(
+            status = await self.q.execute(
                 "UPDATE inodes SET parent = $1, name = $2 WHERE id = $3", parent, name, inode_id
             )
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"{name} already exists") from None
         except asyncpg.ForeignKeyViolationError:
             raise NotFound(f"{name}: the target directory was removed") from None
+        if not _count(status):
+            raise NotFound(f"{name}: what was to be moved was removed meanwhile")
 
     async def delete(self, inode_ids: list[int]) -> None:
         self.tx.structural = True

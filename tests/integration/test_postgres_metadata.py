@@ -4,13 +4,14 @@ postgresql://...``): the CLI's and the SDK's everyday work, and a restart that f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from pydfs.cluster import LocalCluster
 from tests.conftest import BLOCK_SIZE, Cli, make_cluster
+from tests.integration.test_cli_cluster import _pydfs
 from tests.postgres import Postgres
 
 
@@ -58,3 +59,20 @@ def test_the_sdk_and_a_restarted_name_node_find_everything(pg_cluster: LocalClus
         assert fs.read_bytes("/keep/small") == b"small"
         fs.rmdir("/keep", recursive=True)
         assert not fs.exists("/keep")
+
+
+def test_a_lost_admin_token_is_recovered_from_postgresql(
+    cluster_factory: Callable[..., LocalCluster], postgres_url: str
+) -> None:
+    cluster = cluster_factory(1, metadata=postgres_url)
+    with cluster.client() as fs:
+        fs.reset_token("admin")  # the token in admin.token is dead now
+    cluster.stop()
+    data_dir = str(cluster.namenode.data_dir)
+    lost = _pydfs("namenode", "reset-admin", "--data-dir", data_dir)
+    assert lost.returncode != 0 and "holds no name node" in lost.stderr  # it is not in SQLite
+    reset = _pydfs("namenode", "reset-admin", "--data-dir", data_dir, "--metadata", postgres_url)
+    assert reset.returncode == 0, reset.stderr
+    cluster.start()
+    with cluster.client() as fs:
+        assert fs.whoami().admin

@@ -2,6 +2,7 @@
 """pydfs benchmark: throughput, small files, metadata, many clients, CLI start-up and memory.
 
     python bench/run.py [--quick] [--runs N] [--json PATH] [--dir DIR] [--only W,...]
+                        [--metadata URL]
 
 Starts a LocalCluster (1 name node, 2 data nodes, replication 2) under a temporary directory and
 drives it through the SDK (AsyncClient) from this process (W5 adds client processes of its
@@ -465,6 +466,12 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         "--only",
         help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
     )
+    parser.add_argument(
+        "--metadata",
+        metavar="URL",
+        help="the name node's metadata store (default: SQLite in its data directory), e.g. "
+        "postgresql://user@127.0.0.1:5432/bench: an empty database",
+    )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -485,9 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     work = make_workdir(args.dir)
     note(
         f"{plan.mode} mode, {plan.runs} run(s) of {','.join(plan.workloads)}; "
-        f"data in {work} ({fs_type(work)})"
+        f"data in {work} ({fs_type(work)}); metadata on {args.metadata or 'SQLite'}"
     )
-    cluster = LocalCluster(work / "cluster", datanodes=DATANODES)
+    cluster = LocalCluster(work / "cluster", datanodes=DATANODES, metadata=args.metadata)
     state = State()
     runs: list[Samples] = []
 

@@ -17,6 +17,7 @@ import pytest
 from pydfs.checksum import BlockChecksums
 from pydfs.cluster import LocalCluster, NodeProcess
 from pydfs.datanode.blockstore import block_file
+from tests.postgres import Postgres, binaries
 
 # Fast liveness for tests: heartbeats every 0.2 s, dead after 1.5 s of silence.
 HEARTBEAT = "0.2"
@@ -32,6 +33,7 @@ def make_cluster(
     datanode_args: list[str] | None = None,
     namenode_args: list[str] | None = None,
     tls: bool = False,
+    metadata: str | None = None,
 ) -> LocalCluster:
     dn_args = ["--heartbeat-interval", HEARTBEAT, *(datanode_args or [])]
     if capacity is not None:
@@ -50,7 +52,27 @@ def make_cluster(
         ],
         datanode_args=dn_args,
         tls=tls,
+        metadata=metadata,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the whole run (see ``tests.postgres``); skipped where PostgreSQL
+    is not installed, but a failure under CI, which installs it (``.ci/run``)."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not installed (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with Postgres(bin_dir) as pg:
+        yield pg
+
+
+@pytest.fixture
+def postgres_url(postgres: Postgres) -> str:
+    """A fresh, empty database of the tests' PostgreSQL server."""
+    return postgres.database()
 
 
 @pytest.fixture

@@ -169,7 +169,9 @@ class LocalCluster:
         namenode_args: list[str] | None = None,
         datanode_args: list[str] | None = None,
         tls: bool = False,
+        metadata: str | None = None,
     ) -> None:
+        """*metadata*: the name node's ``--metadata`` (default: SQLite in its data directory)."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.ca: Path | None = None
@@ -182,6 +184,8 @@ class LocalCluster:
             tls_args = ["--tls-cert", str(local.cert), "--tls-key", str(local.key)]
             tls_args += ["--tls-ca", str(local.ca)]
         self._namenode_args = [*tls_args, *(namenode_args or [])]
+        if metadata is not None:
+            self._namenode_args += ["--metadata", metadata]
         self._datanode_args = [*tls_args, *(datanode_args or [])]
         self._sticky = namenode_port is None  # keep the port the name node first got
         self._port = self._kept_port() if namenode_port is None else namenode_port

@@ -29,6 +29,7 @@ C = TypeVar("C", bound=msgspec.Struct)
 
 class NameNodeConfig(msgspec.Struct, frozen=True):
     data_dir: Path
+    metadata: str = "sqlite"  # "sqlite" (in data_dir), sqlite:///path or postgresql://...
     host: str = "127.0.0.1"
     port: int = DEFAULT_NAMENODE_PORT
     advertise: str | None = None

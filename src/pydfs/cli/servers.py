@@ -31,6 +31,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     common.add_argument("--tls-ca", type=Path, help="CA bundle that verifies the other nodes")
 
     nn = sub.add_parser("namenode", parents=[common], help="run the name node")
+    nn.add_argument(
+        "--metadata",
+        metavar="URL",
+        help="where the metadata lives: sqlite (default, in the data directory) or "
+        "postgresql://user:password@host/database",
+    )
     nn.add_argument("--replication", type=int, help="default replicas per block (2)")
     nn.add_argument("--block-size", type=int, help="default block size in bytes (64 MiB)")
     nn.add_argument("--dead-after", type=float, help="seconds of silence before a node is dead")
@@ -49,6 +55,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     reset.add_argument(
         "--data-dir", type=Path, required=True, help="the name node's data directory"
+    )
+    reset.add_argument(
+        "--metadata", metavar="URL", help="the name node's --metadata, if not sqlite"
     )
     reset.set_defaults(run=run_reset_admin)
 
@@ -98,6 +107,7 @@ def run_namenode(args: argparse.Namespace) -> int:
         args,
         [
             *_COMMON,
+            "metadata",
             "replication",
             "block_size",
             "dead_after",
@@ -119,17 +129,20 @@ def run_reset_admin(args: argparse.Namespace) -> int:
 
     from pydfs import server
     from pydfs.namenode import auth
+    from pydfs.namenode.store import sqlite_url
 
     data_dir: Path = args.data_dir
     database = data_dir / "namespace.sqlite3"
-    if not database.exists():
+    metadata = args.metadata or "sqlite"
+    if metadata == "sqlite" and not database.exists():
         raise InvalidArgument(f"{data_dir} holds no name node (no {database.name})")
     try:
         lock = server.lock_data_dir(data_dir, "namenode")
     except PydfsError:
         raise InvalidArgument(f"a name node is running on {data_dir}: stop it first") from None
     try:
-        done = asyncio.run(_reset_admin(database, data_dir / auth.TOKEN_FILE))
+        url = sqlite_url(database) if metadata == "sqlite" else metadata
+        done = asyncio.run(_reset_admin(url, data_dir / auth.TOKEN_FILE))
     finally:
         os.close(lock)
     print(f"{done}; its token is in {data_dir / auth.TOKEN_FILE}")
@@ -137,11 +150,11 @@ def run_reset_admin(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _reset_admin(database: Path, token_file: Path) -> str:
+async def _reset_admin(url: str, token_file: Path) -> str:
     from pydfs.namenode import auth
-    from pydfs.namenode.store import open_store, sqlite_url
+    from pydfs.namenode.store import open_store
 
-    store = open_store(sqlite_url(database))
+    store = open_store(url)
     try:
         return await auth.Users(store).reset_admin(token_file)
     finally:

@@ -26,7 +26,14 @@ log = logging.getLogger("pydfs.namenode")
 REPORT_TRANSIT = 10.0  # seconds a block report may take from its data node to here
 HOLD = 20.0  # seconds a write is held at most while the name node waits for data nodes
 
-__all__ = ["NameNode", "run"]
+__all__ = ["NameNode", "metadata_url", "run"]
+
+
+def metadata_url(config: NameNodeConfig) -> str:
+    """The store's URL: ``metadata``, where "sqlite" is the file in the data directory."""
+    if config.metadata == "sqlite":
+        return sqlite_url(config.data_dir / "namespace.sqlite3")
+    return config.metadata
 
 
 class NameNode:
@@ -83,9 +90,7 @@ class NameNode:
         secret = tokens.load_or_create_secret(
             config.secret_file or config.data_dir / tokens.SECRET_FILE
         )
-        nn = cls(
-            config, open_store(sqlite_url(config.data_dir / "namespace.sqlite3")), secret, lock
-        )
+        nn = cls(config, open_store(metadata_url(config)), secret, lock)
         await nn.membership.load()
         await nn.namespace.open()
         await nn.users.drop_reserved()

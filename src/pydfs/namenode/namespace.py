@@ -517,7 +517,8 @@ class Namespace:
                 raise InvalidArgument(f"cannot move {src} into itself")
             parent = await walk.resolve_dir(paths.parent(target), user)
             old_parent = await tx.inodes.get(source.parent)
-            assert old_parent is not None
+            if old_parent is None:  # moved away and its directory removed, by another name node
+                raise NotFound(f"{src}: no such file or directory")
             check(user, old_parent, W | X, paths.parent(src))
             check_sticky(user, old_parent, source, src)
             check(user, parent, W | X, paths.parent(target))

@@ -1,5 +1,6 @@
 """The contract of ``store.interface``: what every metadata backend must do, run against each
-one (SQLite today). The name node's modules rely on exactly this."""
+one (SQLite, and PostgreSQL on a server the tests start: ``tests.postgres``). The name node's
+modules rely on exactly this."""
 
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ pytestmark = pytest.mark.asyncio
 ROOT = 1
 
 
-@pytest_asyncio.fixture(params=["sqlite"])
+@pytest_asyncio.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(sqlite_url(tmp_path / "ns.sqlite3"))
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = sqlite_url(tmp_path / "ns.sqlite3")
+    opened = open_store(url)
     async with opened.write() as tx:
         await tx.inodes.insert(NewInode(0, "", "d", "root", "root", 0o755, 0.0), inode_id=ROOT)
     yield opened
@@ -33,7 +38,7 @@ def new(parent: int, name: str, type: str = "f", **kwargs: object) -> NewInode:
 
 
 async def test_an_unknown_url_is_refused() -> None:
-    for url in ("mysql://x", "sqlite://relative/path", "nothing"):
+    for url in ("mysql://x", "sqlite://relative/path", "nothing", "postgresql:/no-slashes"):
         with pytest.raises(InvalidArgument):
             open_store(url)
 

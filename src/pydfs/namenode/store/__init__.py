@@ -16,10 +16,23 @@ def sqlite_url(path: Path) -> str:
 
 
 def open_store(url: str) -> Store:
-    """``sqlite:///absolute/path``; other schemes name backends still to come."""
+    """``sqlite:///absolute/path``, or ``postgresql://[user[:password]@]host[:port]/database``
+    (any URL libpq takes; the PostgreSQL backend needs the ``postgres`` extra)."""
     scheme, sep, rest = url.partition("://")
     if scheme == "sqlite" and sep and rest.startswith("/"):
         from pydfs.namenode.store.sqlite import Store as SqliteStore
 
         return SqliteStore(Path(rest))
-    raise InvalidArgument(f"unknown metadata store {url!r} (expected sqlite:///absolute/path)")
+    if scheme in ("postgresql", "postgres") and sep:
+        try:
+            from pydfs.namenode.store.postgres import Store as PostgresStore
+        except ImportError:
+            raise InvalidArgument(
+                "the PostgreSQL metadata store needs asyncpg: pip install 'pydfs[postgres]'"
+            ) from None
+        return PostgresStore(url)
+    shown = url.split("://", 1)[0] + "://..." if sep else url
+    raise InvalidArgument(
+        f"unknown metadata store {shown!r} (expected sqlite:///absolute/path or "
+        "postgresql://host/database)"
+    )

@@ -1,0 +1,337 @@
+"""The metadata store on PostgreSQL (``postgresql://...``), which several name nodes may share.
+
+Isolation: READ COMMITTED, with the invariants it does not keep by itself made explicit. It is
+the fastest level here (about 1.5 times SERIALIZABLE's throughput on creates) and never fails
+a transaction for a serialization conflict; what it leaves open is closed by the schema and a
+few locks, each taken where a race would break the tree:
+
+- names are unique in a directory (a unique constraint; ``ON CONFLICT`` finds a taken name
+  without aborting the transaction);
+- no orphan: every inode's parent is a foreign key, so a directory removed while an entry is
+  made in it fails one of the two (``NotFound`` for the entry, ``DirectoryNotEmpty`` for the
+  removal), whichever commits second;
+- no cycle: a directory moved to another directory takes one advisory lock
+  (``tables.MOVE_LOCK``, Linux's rename mutex) and checks, under it, that the target is not
+  below it, as committed now;
+- no block released while named: a copy holds its source (``FOR SHARE``), a change of a file's
+  content holds the file (``FOR UPDATE``, in ``detach``), and ``file_blocks`` names blocks
+  through a foreign key.
+
+A transaction that loses a deadlock (or, should one arise, a serialization failure) is re-run
+here, below the caller, so that no caller of ``write()`` needs a retry loop: a ``Session``
+keeps each statement of the transaction with its result, and on such an error rolls back,
+begins again and replays them. If every replayed statement gives the result it gave before,
+the caller's code, which decided only from those results, would have done the same: the
+failed statement is then run again and the caller goes on as if nothing happened. If one
+differs (the world changed meanwhile), the write fails with ``Contention`` (503, nothing of it
+applied), and the client may send it again. Attempts are bounded (``ATTEMPTS``).
+
+Nothing every create touches is one row: a directory's modification time, changed by each
+entry made in it, is set just after the commit in a transaction of its own
+(``synchronous_commit`` off, so the row is held for microseconds, never across an fsync);
+the census counts rows, or reads PostgreSQL's estimates for large tables, rather than keep a
+counter row; the tree's generation is a few stripes, bumped only by reshaping writes.
+
+Durability: a ``write()`` commits with ``synchronous_commit`` on, so it returns once its
+commit is flushed, and a commit is visible to others only once flushed: a ``read()`` never sees
+what a crash could take back, but soft state (``write(durable=False)``, ``SET LOCAL
+synchronous_commit = off``: upload leases; and directory times) becomes durable with the next
+durable commit. Reads run outside any transaction block: at READ COMMITTED each statement sees
+what was committed when it began, inside a block or not, and this saves two round trips.
+Migrations are the numbered files in ``migrations/``, applied under an advisory lock (several
+name nodes may start at once); the version is kept in ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from pydfs.errors import InternalError, Unavailable
+from pydfs.namenode.store import interface
+from pydfs.namenode.store.postgres import tables
+
+log = logging.getLogger("pydfs.namenode.store")
+
+ATTEMPTS = 8  # runs of one transaction that keeps losing deadlocks, at most
+POOL_SIZE = 16  # connections per name node
+STRIPES = 16  # rows of the generation (migration 0001)
+MIGRATION_LOCK = 0x70796466_73_6D67  # "pydfs" "mg"
+
+RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# The server went away, restarts, or refuses connections: the caller may try again later.
+UNREACHABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InterfaceError,
+)
+
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+class Contention(Unavailable):
+    """A transaction kept losing races to concurrent ones and could not be re-run unchanged:
+    nothing of it was applied, and the request may be sent again."""
+
+
+def _migrations() -> list[tuple[int, str]]:
+    found = []
+    for entry in resources.files(__package__).joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+def redacted(url: str) -> str:
+    """*url* without its password, for logs and ``Store.url``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextmanager
+def _reachable(what: str) -> Iterator[None]:
+    try:
+        yield
+    except UNREACHABLE as exc:
+        raise Unavailable(f"metadata store unreachable ({what}): {exc}") from exc
+
+
+class Session:
+    """One connection's statements for one transaction (*begin* is how it starts; None: no
+    transaction block, each statement on its own), kept with their results so that the
+    transaction can be replayed after a deadlock (see the module's docstring)."""
+
+    def __init__(self, conn: Connection, begin: str | None) -> None:
+        self.conn = conn
+        self.begin = begin
+        self.done: list[tuple[str, str, Sequence[Any], Any]] = []
+
+    async def start(self) -> None:
+        if self.begin is not None:
+            with _reachable("begin"):
+                await self.conn.execute(self.begin)
+
+    async def fetch(self, sql: str, *args: Any, pin: int | None = None) -> list[tuple[Any, ...]]:
+        """The rows; with *pin*, a replay passes the first value returned as argument *pin*
+        if it was None (a fresh id from a sequence is used again, never another one)."""
+        rows: list[tuple[Any, ...]] = await self._run("fetch", sql, args)
+        if pin is not None and args[pin] is None and rows and self.begin is not None:
+            self.done[-1] = ("fetch", sql, (*args[:pin], rows[0][0], *args[pin + 1 :]), rows)
+        return rows
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        """The command's status, such as ``UPDATE 3``."""
+        status: str = await self._run("execute", sql, args)
+        return status
+
+    async def _once(self, kind: str, sql: str, args: Sequence[Any]) -> Any:
+        with _reachable("query"):
+            if kind == "fetch":
+                return [tuple(r) for r in await self.conn.fetch(sql, *args)]
+            return await self.conn.execute(sql, *args)
+
+    async def _run(self, kind: str, sql: str, args: Sequence[Any]) -> Any:
+        for attempt in range(ATTEMPTS):
+            try:
+                result = await self._once(kind, sql, args)
+            except RETRYABLE as exc:
+                await self._again(attempt, exc)
+                continue
+            if self.begin is not None:
+                self.done.append((kind, sql, args, result))
+            return result
+        raise Contention("metadata store: too many concurrent changes; try again")
+
+    async def _again(self, attempt: int, exc: Exception) -> None:
+        """Roll back and replay what was done, or raise ``Contention``."""
+        log.debug("transaction lost a race (%s), attempt %d", exc, attempt + 1)
+        if attempt + 1 >= ATTEMPTS:
+            raise Contention("metadata store: too many concurrent changes; try again") from exc
+        if self.begin is None:  # no transaction: the statement alone runs again
+            return
+        await self.rollback()
+        await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        await self.start()
+        for kind, sql, args, result in self.done:
+            try:
+                again = await self._once(kind, sql, args)
+            except asyncpg.PostgresError:
+                again = None
+            if again != result:
+                raise Contention(
+                    "metadata store: a concurrent change made this one stale; try again"
+                ) from exc
+
+    async def commit(self, suffix: str = "") -> None:
+        """Commit, after *suffix* (statements without parameters, in the same round trip)."""
+        for attempt in range(ATTEMPTS):
+            try:
+                with _reachable("commit: whether it was applied is unknown"):
+                    await self.conn.execute(f"{suffix}COMMIT")
+                return
+            except RETRYABLE as exc:
+                await self._again(attempt, exc)
+
+    async def rollback(self) -> None:
+        """Roll back, or drop the connection if that fails (the pool opens another)."""
+        try:
+            if not self.conn.is_closed() and self.conn.is_in_transaction():
+                await self.conn.execute("ROLLBACK")
+        except BaseException:
+            self.conn.terminate()
+
+
+class Tx:
+    """A transaction's view: the repositories over its session, what it reshaped, and the
+    directories whose times it changed (set after its commit: ``tables.Inodes.touch``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.inodes: interface.Inodes = tables.Inodes(self)
+        self.blocks: interface.BlockMap = tables.BlockMap(self)
+        self.users: interface.Users = tables.Users(self)
+        self.datanodes: interface.DataNodes = tables.DataNodes(self)
+        self.uploads: interface.Uploads = tables.Uploads(self)
+        self.reshaping = False
+        self.structural = False  # made, moved or removed an inode
+        self.touched: dict[int, float] = {}
+
+    async def generation(self) -> int:
+        rows = await self.session.fetch("SELECT sum(n) FROM generation")
+        return int(rows[0][0])
+
+    async def reshaped(self) -> None:
+        self.reshaping = True
+
+    def changed(self, inode_ids: list[int], mtime: float) -> None:
+        for inode_id in inode_ids:
+            self.touched[inode_id] = max(mtime, self.touched.get(inode_id, mtime))
+
+
+class Store:
+    """A pool of connections to one PostgreSQL database, opened at the first transaction."""
+
+    def __init__(self, url: str) -> None:
+        self._dsn = url
+        self.url = redacted(url)
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _connections(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    with _reachable(self.url):
+                        pool = await asyncpg.create_pool(
+                            self._dsn,
+                            min_size=1,
+                            max_size=POOL_SIZE,
+                            max_queries=1_000_000,
+                            statement_cache_size=512,
+                            reset=_reset,
+                            server_settings={"application_name": "pydfs-namenode"},
+                        )
+                    try:
+                        async with pool.acquire() as conn:
+                            await _migrate(conn)
+                    except BaseException:
+                        await pool.close()
+                        raise
+                    self._pool = pool
+        return self._pool
+
+    @asynccontextmanager
+    async def _session(self, begin: str | None) -> AsyncIterator[Session]:
+        pool = await self._connections()
+        with _reachable("connect"):
+            conn = await pool.acquire()
+        try:
+            yield Session(conn, begin)
+        finally:
+            await pool.release(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        async with self._session(None) as session:
+            yield Tx(session)
+
+    @asynccontextmanager
+    async def write(self, *, durable: bool = True) -> AsyncIterator[Tx]:
+        begin = "BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit = off"
+        async with self._session(begin) as session:
+            await session.start()
+            tx = Tx(session)
+            try:
+                yield tx
+                stripe = random.randrange(STRIPES)
+                bump = f"UPDATE generation SET n = n + 1 WHERE stripe = {stripe}; "
+                await session.commit(bump if tx.reshaping else "")
+            except BaseException:
+                await session.rollback()
+                raise
+            if tx.touched:
+                await _touch(session.conn, tx.touched)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _touch(conn: Connection, touched: dict[int, float]) -> None:
+    """Directories' new times, after the commit that changed them: never earlier than they
+    are, held in id order, committed without waiting for a flush (soft state, as leases)."""
+    ids = sorted(touched)
+    id_array = f"ARRAY{[int(i) for i in ids]}::bigint[]"
+    sql = (
+        "BEGIN; SET LOCAL synchronous_commit = off; "
+        f"SELECT 1 FROM inodes WHERE id = ANY({id_array}) ORDER BY id FOR NO KEY UPDATE; "
+        "UPDATE inodes SET mtime = greatest(inodes.mtime, t.mtime) "
+        f"FROM unnest({id_array}, ARRAY{[float(touched[i]) for i in ids]}::float8[]) "
+        "AS t(id, mtime) WHERE inodes.id = t.id; COMMIT"
+    )
+    try:
+        await conn.execute(sql)
+    except Exception as exc:  # the change itself is committed: a stale time is no failure
+        log.warning("could not set the modification time of directories %s: %s", ids, exc)
+        if not conn.is_closed() and conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+
+
+async def _reset(conn: Connection) -> None:
+    """What the pool does to a connection handed back: nothing, unless a transaction was left
+    open (a cancelled caller), which is rolled back."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+async def _migrate(conn: Connection) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+        migrations = _migrations()
+        newest = migrations[-1][0] if migrations else 0
+        if current > newest:
+            raise InternalError(
+                f"metadata schema version {current} is newer than this pydfs ({newest})"
+            )
+        for version, sql in migrations:
+            if version > current:
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+                log.info("metadata schema migrated to version %d", version)

@@ -1,0 +1,78 @@
+"""A whole cluster whose name node keeps its metadata on PostgreSQL (``--metadata
+postgresql://...``): the CLI's and the SDK's everyday work, and a restart that finds it all."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pydfs.cluster import LocalCluster
+from tests.conftest import BLOCK_SIZE, Cli, make_cluster
+from tests.integration.test_cli_cluster import _pydfs
+from tests.postgres import Postgres
+
+
+@pytest.fixture(scope="module")
+def pg_cluster(
+    postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    with make_cluster(tmp_path_factory.mktemp("pgcluster"), metadata=postgres.database()) as c:
+        yield c
+
+
+@pytest.fixture
+def pg_cli(pg_cluster: LocalCluster, tmp_path: Path) -> Cli:
+    return Cli(pg_cluster.url, tmp_path, pg_cluster.admin_token)
+
+
+def test_the_cli_writes_reads_moves_lists_and_removes(
+    pg_cli: Cli, pg_cluster: LocalCluster
+) -> None:
+    cli = pg_cli
+    data = os.urandom(3 * BLOCK_SIZE + 17)  # several blocks
+    cli("mkdir", "-p", "/work/in").ok()
+    cli("put", "-", "/work/in/big", input=data).ok()
+    assert cli("cat", "/work/in/big").ok().raw == data
+    cli("mv", "/work/in", "/work/out").ok()
+    assert cli("ls", "/work").ok().out.split() == ["out/"]
+    assert cli("cat", "/work/out/big").ok().raw == data
+    assert "big" in cli("fsck", "--files", "/work").ok().out
+    cli("rm", "-r", "/work").ok()
+    assert "/work" in cli.fails("ls", "/work")
+    assert not (pg_cluster.namenode.data_dir / "namespace.sqlite3").exists()
+
+
+def test_the_sdk_and_a_restarted_name_node_find_everything(pg_cluster: LocalCluster) -> None:
+    payload = os.urandom(BLOCK_SIZE + 5)
+    with pg_cluster.client() as fs:
+        fs.mkdir("/keep/a/b", parents=True)
+        fs.write_bytes("/keep/a/b/f", payload)
+        fs.write_bytes("/keep/small", b"small")
+        fs.move("/keep/a", "/keep/c")
+        assert sorted(s.name for s in fs.ls("/keep")) == ["c", "small"]
+    pg_cluster.restart_namenode()  # nothing of the namespace is in its data directory
+    with pg_cluster.client() as fs:
+        assert fs.read_bytes("/keep/c/b/f") == payload
+        assert fs.read_bytes("/keep/small") == b"small"
+        fs.rmdir("/keep", recursive=True)
+        assert not fs.exists("/keep")
+
+
+def test_a_lost_admin_token_is_recovered_from_postgresql(
+    cluster_factory: Callable[..., LocalCluster], postgres_url: str
+) -> None:
+    cluster = cluster_factory(1, metadata=postgres_url)
+    with cluster.client() as fs:
+        fs.reset_token("admin")  # the token in admin.token is dead now
+    cluster.stop()
+    data_dir = str(cluster.namenode.data_dir)
+    lost = _pydfs("namenode", "reset-admin", "--data-dir", data_dir)
+    assert lost.returncode != 0 and "holds no name node" in lost.stderr  # it is not in SQLite
+    reset = _pydfs("namenode", "reset-admin", "--data-dir", data_dir, "--metadata", postgres_url)
+    assert reset.returncode == 0, reset.stderr
+    cluster.start()
+    with cluster.client() as fs:
+        assert fs.whoami().admin

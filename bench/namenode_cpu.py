@@ -23,11 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import connect  # noqa: E402
-from machine import cpu_seconds  # noqa: E402
-
-from pydfs.client.aio import AsyncClient  # noqa: E402
-from pydfs.cluster import LocalCluster  # noqa: E402
+from common import connect
+from machine import cpu_seconds
+from pydfs.client.aio import AsyncClient
+from pydfs.cluster import LocalCluster
 
 Op = Callable[[AsyncClient, int, int], Awaitable[object]]
 
@@ -57,7 +56,9 @@ OPS: dict[str, tuple[Op, int]] = {  # the operation, and the share of --ops it r
 }
 
 
-async def measure(cluster: LocalCluster, ops: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
+async def measure(
+    cluster: LocalCluster, ops: int, rounds: int
+) -> dict[str, list[tuple[float, float]]]:
     pid = cluster.namenode.pid
     found: dict[str, list[tuple[float, float]]] = {name: [] for name in OPS}
     async with connect(cluster) as fs:

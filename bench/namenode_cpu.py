@@ -60,7 +60,7 @@ async def measure(
     cluster: LocalCluster, ops: int, rounds: int
 ) -> dict[str, list[tuple[float, float]]]:
     pid = cluster.namenode.pid
-    found: dict[str, list[tuple[float, float]]] = {name: [] for name in OPS}
+    found: Figures = {name: [] for name in OPS}
     async with connect(cluster) as fs:
         await fs.mkdir("/bench/listed", parents=True)
         for i in range(1000):
@@ -82,9 +82,11 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pydfs-nncpu-") as tmp:
-        with LocalCluster(Path(tmp) / "cluster", 2) as cluster:
-            found = asyncio.run(measure(cluster, args.ops, args.rounds))
+    with (
+        tempfile.TemporaryDirectory(prefix="pydfs-nncpu-") as tmp,
+        LocalCluster(Path(tmp) / "cluster", 2) as cluster,
+    ):
+        found = asyncio.run(measure(cluster, args.ops, args.rounds))
     for name, runs in found.items():
         cpu = [c * 1e6 for c, _ in runs]
         wall = [w * 1e6 for _, w in runs]

@@ -56,9 +56,10 @@ OPS: dict[str, tuple[Op, int]] = {  # the operation, and the share of --ops it r
 }
 
 
-async def measure(
-    cluster: LocalCluster, ops: int, rounds: int
-) -> dict[str, list[tuple[float, float]]]:
+Figures = dict[str, list[tuple[float, float]]]  # operation: (cpu s, wall s) per op, per round
+
+
+async def measure(cluster: LocalCluster, ops: int, rounds: int) -> Figures:
     pid = cluster.namenode.pid
     found: Figures = {name: [] for name in OPS}
     async with connect(cluster) as fs:

@@ -19,6 +19,9 @@ MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 ROOT = "/"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Marks that reorder the text around them: a name holding U+202E ("right-to-left override")
+# shows as another name ("report\u202excod.exe" reads "reportexe.doc"), as in Trojan Source.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def validate_name(name: str) -> str:
@@ -35,6 +38,8 @@ def validate_name(name: str) -> str:
         raise InvalidPath(f"invalid name {name!r}: contains '/'")
     if _CONTROL.search(name):
         raise InvalidPath(f"invalid name {name!r}: contains a control character")
+    if _BIDI.search(name):
+        raise InvalidPath(f"invalid name {name!r}: contains a text direction mark")
     size = len(name.encode("utf-8"))
     if size > MAX_NAME_BYTES:
         raise InvalidPath(f"name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")

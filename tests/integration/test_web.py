@@ -462,6 +462,8 @@ def test_bad_form_input_gets_a_readable_page(shared_cluster: LocalCluster, admin
     assert_error_page(post("/ui/mkdir", dir="/nope", name="x"), 404, "no such file")
     assert_error_page(post("/ui/mkdir", dir="/webforms", name="f/x"), 409, "not a directory")
     assert_error_page(post("/ui/mkdir", dir="/webforms"), 400, "missing form field")
+    for outside in ("../webescaped", "a/../../webescaped", "/webescaped"):
+        assert_error_page(post("/ui/mkdir", dir="/webforms", name=outside), 400, "stays in")
     assert_error_page(post("/ui/delete", path="/", confirmed="1"), 400, "root directory")
     assert_error_page(
         post("/ui/delete", path="/webforms/\x00", confirmed="1"), 400, "control character"

@@ -69,6 +69,12 @@ def test_a_large_directory_comes_in_pages(shared_cluster: LocalCluster, admin: W
     back = admin.get(link(PREV, reply.text) or "")
     assert names(back.text) == made[PAGE : 2 * PAGE]
 
+    # A page past either end (a link made by hand) is not "empty": it leads back to the first.
+    for beyond in ("after=zzz", "before=%20"):
+        lost = admin.get(f"/ui/browse?path=/webpages/big&{beyond}")
+        assert lost.status == 200 and names(lost.text) == []
+        assert "is empty" not in lost.text and "go to the first page" in lost.text
+
 
 def test_the_browser_opens_at_home(shared_cluster: LocalCluster, admin: WebUser) -> None:
     reply = admin.get("/ui/browse", follow=False)

@@ -55,7 +55,9 @@ def test_path_length_limit():
         paths.normalize(fits + "/" + "b" * 80)  # 4101 bytes
 
 
-@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a\x00"])
+@pytest.mark.parametrize(
+    "bad", ["", ".", "..", "a/b", "a\x00", "report\u202excod.exe", "a\u2066b", "x\u200fy"]
+)
 def test_validate_name_rejects(bad):
     with pytest.raises(InvalidPath):
         paths.validate_name(bad)

@@ -498,3 +498,16 @@ def test_writes_in_a_cached_directory_see_its_new_mode_and_owner(ns):
     ns.chown("/w", "bob", None, OWNER)
     assert ns.mkdir("/w/sub", BOB).owner == "bob"
     assert put(ns, "/w/sub/f", 1).size == 10
+
+
+def test_a_file_the_caller_may_not_read_is_stated_without_its_blocks(ns):
+    """Its blocks' CRCs would give away a small file's content (a PIN, by brute force)."""
+    put(ns, "/pin", 1)
+    ns.chmod("/pin", 0o600, OWNER)
+    secret = ns.stat("/pin", BOB)
+    assert (secret.size, secret.owner, secret.blocks) == (10, "alice", None)
+    with pytest.raises(PermissionDenied):
+        ns.stat("/pin", BOB, read=True)
+    assert [b.crc for b in ns.stat("/pin", OWNER).blocks] == [1]
+    ns.chmod("/pin", 0o644, OWNER)
+    assert [b.crc for b in ns.stat("/pin", BOB).blocks] == [1]

@@ -297,7 +297,13 @@ def browse(page: DirPage, csrf: str) -> str:
         rows.append(
             f'<tr data-name="{esc(e.name)}">' + "".join(_cell(*cell) for cell in cells) + "</tr>"
         )
-    if not rows:
+    if not rows and page.dirs + page.files:  # a page past either end (a crafted link)
+        first = url("/ui/browse", path=page.path)
+        rows.append(
+            f'<tr><td colspan="9" class="muted">No entries on this page: '
+            f'<a href="{first}">go to the first page</a>.</td></tr>'
+        )
+    elif not rows:
         rows.append('<tr><td colspan="9" class="muted">This directory is empty.</td></tr>')
     summary = (
         f"{page.dirs:,} {'directory' if page.dirs == 1 else 'directories'}, "

@@ -389,6 +389,8 @@ def setup(app: web.Application, nn: NameNode) -> None:
         name = _field(form, "name").strip()
         if not name:
             raise InvalidArgument("enter a name for the new directory")
+        if name.startswith("/") or any(part in (".", "..", "...") for part in name.split("/")):
+            raise InvalidArgument("a new directory's name stays in this directory: no '..' or '/'")
         await ns.resolve_dir(directory, user)
         target = paths.normalize(name, directory)
         if await ns.lookup(target, user) is not None:

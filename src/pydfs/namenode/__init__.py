@@ -117,8 +117,11 @@ class NameNode:
     # --- users ----------------------------------------------------------------------------
 
     async def add_user(self, spec: wire.NewUser) -> wire.UserToken:
-        token = await self.users.add(spec.name, admin=spec.admin, groups=spec.groups)
+        """The home first: a user must never exist whose token was not shown (the home of a
+        name refused, say taken, is harmless: an admin may remove it)."""
+        auth.validate_user_name(spec.name)
         await self.namespace.make_home(spec.name)
+        token = await self.users.add(spec.name, admin=spec.admin, groups=spec.groups)
         return wire.UserToken(spec.name, token)
 
     async def format(self, user: auth.User) -> wire.FormatReply:
@@ -229,8 +232,11 @@ class NameNode:
             now = asyncio.get_running_loop().time()
             if now - last_sweep > min(30.0, self.config.upload_lease / 2):
                 last_sweep = now
-                if expired := await self.uploads.expire():
-                    log.info("expired %d abandoned uploads", expired)
+                try:
+                    if expired := await self.uploads.expire():
+                        log.info("expired %d abandoned uploads", expired)
+                except Exception:
+                    log.exception("expiry of abandoned uploads failed")
 
 
 def run(config: NameNodeConfig) -> None:

@@ -7,7 +7,8 @@ blocks, deleted files) keeps the cache; any other (a rename, a deleted directory
 owner) *reshapes* the tree. A reshaping write empties this cache at once and bumps the store's
 generation as it commits, and every walk first compares the generation with the one its cache
 was filled at: a tree reshaped through another name node sharing the store empties it too.
-Only committed rows are remembered.
+Only committed rows are remembered, and only under the generation they were read under: a write
+remembers what it walked once it is durable, and others may reshape the tree meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydfs import paths
-from pydfs.errors import NotADirectory, NotFound, PermissionDenied
+from pydfs.errors import InternalError, NotADirectory, NotFound, PermissionDenied
 from pydfs.namenode.auth import User
 from pydfs.namenode.permissions import R, X, check, enterable
 from pydfs.namenode.store import Inode, Store, Tx
@@ -35,6 +36,7 @@ class Walk:
         self._tree = tree
         self._writing = writing
         self._met: dict[Key, Inode] | None = {}
+        self.stamp: int | None = None  # the generation its walks read the tree under
 
     async def reshape(self) -> None:
         """This write changes what a walk down a path meets: nothing cached holds any more,
@@ -45,7 +47,7 @@ class Walk:
 
     def remember(self, key: Key, node: Inode) -> None:
         if not self._writing:
-            self._tree.remember(key, node)
+            self._tree.remember(key, node, self.stamp)
         elif self._met is not None:  # this transaction may have made it, and be rolled back
             self._met[key] = node
 
@@ -56,6 +58,8 @@ class Walk:
         is a directory on the way that *user* may not search (x). *in_it*: the caller reads
         only what a walk does (it makes an entry in the directory), so a cached one will do."""
         dirs = await self._tree.cached(self.tx)
+        if self.stamp is None:  # the first walk's: what is met under a later one is not kept
+            self.stamp = self._tree.generation
         names = paths.split(path)
         node = dirs.get((0, "")) if names else None  # the root, on the way (its times unread)
         if node is None:
@@ -108,12 +112,14 @@ class Walk:
         return reached
 
     async def path_of(self, inode_id: int) -> str:
-        parts = []
+        parts: list[str] = []
         while inode_id != ROOT_ID:
             node = await self.tx.inodes.get(inode_id)
             if node is None:
                 break
             parts.append(node.name)
+            if len(parts) > paths.MAX_PATH_BYTES // 2:  # deeper than any path: a cycle
+                raise InternalError(f"inode {inode_id} is in a cycle of the tree")
             inode_id = node.parent
         return "/" + "/".join(reversed(parts))
 
@@ -122,7 +128,7 @@ class Tree:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._dirs: dict[Key, Inode] = {}
-        self._generation: int | None = None
+        self.generation: int | None = None  # the store's, when the cache was (re)started
 
     def forget(self) -> None:
         self._dirs.clear()
@@ -130,12 +136,16 @@ class Tree:
     async def cached(self, tx: Tx) -> dict[Key, Inode]:
         """The cache, emptied first if the tree was reshaped since it was filled."""
         generation = await tx.generation()
-        if generation != self._generation:
+        if generation != self.generation:
             self._dirs.clear()
-            self._generation = generation
+            self.generation = generation
         return self._dirs
 
-    def remember(self, key: Key, node: Inode) -> None:
+    def remember(self, key: Key, node: Inode, stamp: int | None) -> None:
+        """Keep what a walk read under generation *stamp*, unless the cache has moved on since
+        (then it may be from before a reshape the cache already knows of)."""
+        if stamp != self.generation:
+            return
         if len(self._dirs) >= MAX_CACHED_DIRS:
             self._dirs.clear()
         self._dirs[key] = node
@@ -177,10 +187,8 @@ class _Writing:
         return self.walk
 
     async def __aexit__(self, kind: type[BaseException] | None, *exc: Any) -> None:
-        await self.inner.__aexit__(kind, *exc)
-        met = self.walk._met if self.walk is not None else None
-        if kind is None and met:
-            dirs = self.tree._dirs
-            if len(dirs) + len(met) > MAX_CACHED_DIRS:
-                dirs.clear()
-            dirs.update(met)
+        await self.inner.__aexit__(kind, *exc)  # committed, and durable: others ran meanwhile
+        walk = self.walk
+        if kind is None and walk is not None and walk._met:
+            for key, node in walk._met.items():
+                self.tree.remember(key, node, walk.stamp)

@@ -4,7 +4,9 @@ homes, and every kind of lookup) must give the same answers and the same errors.
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from tests.unit.namenode.parts import open_parts, unwrap
 
 from pydfs import wire
-from pydfs.errors import PydfsError
+from pydfs.errors import PermissionDenied, PydfsError
 from pydfs.namenode.auth import User
 from pydfs.namenode.store.sqlite import Store
 
@@ -134,3 +136,34 @@ def test_a_tree_reshaped_through_another_name_node_is_never_walked_from_a_cache(
     assert two.lookup("/a/b") is None
     assert two.lookup("/a/b/f") is None
     assert two.stat("/c/b/f").path == "/c/b/f"
+
+
+def test_a_write_remembers_its_walk_only_if_no_reshape_came_between(open_store: Any, loop: Any):
+    """A create walks /a/b, then waits for its fsync; a chmod that closes /a/b commits in that
+    wait. What the create walked must not come back into the cache once it is durable: the
+    next create by the same user in /a/b is refused."""
+    store = open_store()
+    ns = open_parts(store, loop)
+    parts = unwrap(ns)
+    admin, alice = User("admin", admin=True), User("alice")
+    ns.mkdir("/a/b", admin, parents=True, mode=0o777)
+    real_sync = store.sync
+
+    def slow_sync() -> None:  # a slow disk: the create's fsync outlasts the chmod's commit
+        time.sleep(0.1)
+        real_sync()
+
+    store.sync = slow_sync
+
+    async def crowd() -> None:
+        await store._lock.acquire()  # they arrive together and queue
+        create = asyncio.ensure_future(parts.namespace.create_file("/a/b/f1", alice))
+        close = asyncio.ensure_future(parts.attributes.chmod("/a/b", 0o700, admin))
+        read = asyncio.ensure_future(parts.namespace.stat("/", admin))
+        await asyncio.sleep(0.01)
+        store._lock.release()
+        await asyncio.gather(create, close, read)
+
+    loop.run_until_complete(crowd())
+    with pytest.raises(PermissionDenied):
+        ns.create_file("/a/b/f2", alice)

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pydfs.config import NameNodeConfig
+from pydfs.errors import InternalError
 from pydfs.namenode import NameNode, app, fastpath
 from pydfs.namenode.store.sqlite import Store
 
@@ -232,4 +233,31 @@ async def test_a_failed_commit_is_rolled_back_and_later_writes_go_on(tmp_path: P
         assert rows == [("dn-2",)]
     finally:
         store.db = real
+        store.close()
+
+
+async def test_after_a_failed_fsync_nothing_is_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux may drop what a failed fsync could not write and report the next one good: no
+    commit since the last good fsync can be trusted, so the store refuses everything."""
+    store = Store(tmp_path / "ns.sqlite3")
+    try:
+        _write(store, 1)
+        await store.flush()
+
+        def failing(fd: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr("os.fdatasync", failing)
+        with pytest.raises(InternalError, match="restart the name node"):
+            async with store.write() as tx:
+                await tx.datanodes.put("dn-2", "http://x")
+        monkeypatch.undo()  # the disk "recovers": the store still refuses
+        for opening in (store.read, store.write):
+            with pytest.raises(InternalError):
+                async with opening():
+                    pass
+    finally:
+        store.failed = None
         store.close()

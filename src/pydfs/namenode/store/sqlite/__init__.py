@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import unicodedata
@@ -33,6 +34,8 @@ from pathlib import Path
 from pydfs.errors import InternalError
 from pydfs.namenode.store import interface
 from pydfs.namenode.store.sqlite import tables
+
+log = logging.getLogger("pydfs.namenode")
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -74,6 +77,8 @@ class _Reading:
 
     async def __aenter__(self) -> Tx:
         store = self.store
+        if store.failed is not None:
+            raise store.failed
         store._active += 1
         try:
             await store._lock.acquire()
@@ -96,6 +101,8 @@ class _Writing:
 
     async def __aenter__(self) -> Tx:
         store = self.store
+        if store.failed is not None:
+            raise store.failed
         store._active += 1
         try:
             await store._lock.acquire()
@@ -149,6 +156,7 @@ class Store:
         self._lone = 0  # lone flushes so far
         self._wal_fd: int | None = None
         self.fsyncs = 0
+        self.failed: InternalError | None = None  # an fsync failed: nothing is served again
         self.db.execute("PRAGMA foreign_keys=OFF")
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.create_function("nfc", 1, _nfc, deterministic=True)  # for migrations
@@ -262,7 +270,18 @@ class Store:
                 self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
             except FileNotFoundError:
                 return  # nothing written since the last checkpoint removed it
-        os.fdatasync(self._wal_fd)
+        if self.failed is not None:
+            raise self.failed
+        try:
+            os.fdatasync(self._wal_fd)
+        except OSError as exc:
+            # Linux may drop the pages an fsync failed to write and report success next time:
+            # nothing written since the last good fsync can be trusted (PostgreSQL panics).
+            self.failed = InternalError(
+                f"the metadata store could not be made durable ({exc}): restart the name node"
+            )
+            log.critical("fsync of %s-wal failed: %s; refusing every request", self.path, exc)
+            raise self.failed from exc
         self.fsyncs += 1
 
     async def aclose(self) -> None:

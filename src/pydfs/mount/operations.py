@@ -385,9 +385,10 @@ class Operations(pyfuse3.Operations):
             status = await self.client.info(path)  # made meanwhile: open it
             if status.type == "dir":
                 raise
-            if not self.identity.may(status, 2):
-                raise pyfuse3.FUSEError(errno.EACCES) from None
             truncate = bool(flags & os.O_TRUNC)
+            writing = truncate or flags & os.O_ACCMODE != os.O_RDONLY
+            if writing and not self.identity.may(status, 2):
+                raise pyfuse3.FUSEError(errno.EACCES) from None
         else:
             status = await self._set_mode(status, mode & ~ctx.umask)
         self.inodes.stale(path)

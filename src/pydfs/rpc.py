@@ -119,8 +119,12 @@ class Rpc:
         backoff: float = 0.2,
         headers: Mapping[str, str] | None = None,
         connections: int = 32,
+        call_timeout: float | None = None,
     ) -> None:
+        """*call_timeout*: seconds a call may take, retries included (None: no limit but the
+        connection's own timeouts)."""
         self.base_url = base_url.rstrip("/")
+        self.call_timeout = call_timeout
         self.retries = retries
         self.backoff = backoff
         self.headers = dict(headers or {})
@@ -168,17 +172,25 @@ class Rpc:
         target = f"{self._prefix}{route}?{urlencode(params)}" if params else self._prefix + route
         data = None if body is None else wire.encode(body)
         attempts = 1 + (self.retries if method == "GET" else 0)
-        for attempt in range(attempts):
-            try:
-                status, raw, _ = await self._pool.request(method, target, data, JSON)
-                if status >= 300:
-                    raise error_from(status, raw, self.base_url)
-            except errors.Unavailable:
-                if attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(self.backoff * 2**attempt)
-                continue
-            return None if reply is None else wire.decode(raw, reply)
+        try:
+            async with asyncio.timeout(self.call_timeout) as limit:
+                for attempt in range(attempts):
+                    try:
+                        status, raw, _ = await self._pool.request(method, target, data, JSON)
+                        if status >= 300:
+                            raise error_from(status, raw, self.base_url)
+                    except errors.Unavailable:
+                        if attempt == attempts - 1:
+                            raise
+                        await asyncio.sleep(self.backoff * 2**attempt)
+                        continue
+                    return None if reply is None else wire.decode(raw, reply)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise errors.Timeout(
+                f"{self.base_url} did not answer within {self.call_timeout:g} s"
+            ) from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:

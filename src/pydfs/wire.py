@@ -297,6 +297,9 @@ class CommitRequest(Struct):
     path: str | None = None  # the file of an upload from a batch; others named it at start
     overwrite: bool = True  # for an upload from a batch
     sha256: str | None = None  # the whole content's SHA-256 (hex), as the writer computed it
+    # Replace the file only if it is still the version the writer started from: it exists and
+    # names exactly these blocks (None: no condition). A mounted file's writer sets it.
+    expect: list[str] | None = None
 
 
 class OpenUpload(Struct):

@@ -3,6 +3,7 @@ or restarted under ``ls``. System calls fail cleanly or succeed; none hangs; the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,3 +84,29 @@ def test_namenode_frozen_then_restarted_under_ls(
         while "f" not in (listing := _ls(mnt / "tmp" / "d")).stdout:
             assert time.monotonic() < deadline, listing.stderr
             time.sleep(0.1)
+
+
+def test_a_close_with_the_namenode_frozen_fails_within_the_timeout(
+    cluster_factory: Callable[..., LocalCluster], tmp_path: Path
+) -> None:
+    """The commit of a close asks the name node too: within ``--timeout``, like every call."""
+    cluster = cluster_factory(1)
+    with mounted(cluster, tmp_path / "m", "--timeout", "2") as mnt:
+        small = open(mnt / "tmp" / "small", "wb")  # noqa: SIM115 - closed below
+        small.write(b"x" * 1000)
+        streamed = open(mnt / "tmp" / "streamed", "wb")  # noqa: SIM115
+        streamed.write(b"x" * (1 << 20))  # its upload starts with its next write
+        os.kill(cluster.namenode.pid, signal.SIGSTOP)
+        try:
+            for out, more in ((small, b""), (streamed, b"x" * (2 << 20))):
+                started = time.monotonic()
+                with pytest.raises(OSError):
+                    out.write(more)
+                    out.close()
+                assert time.monotonic() - started < 15  # the timeout (2 s), with room
+                with contextlib.suppress(OSError):
+                    out.close()
+        finally:
+            os.kill(cluster.namenode.pid, signal.SIGCONT)
+        (mnt / "tmp" / "after").write_bytes(b"fine")
+        assert (mnt / "tmp" / "after").read_bytes() == b"fine"

@@ -60,8 +60,10 @@ class AsyncClient:
         replication: int | None = None,
         block_size: int | None = None,
         stall_timeout: float = blocks.STALL_TIMEOUT,
+        call_timeout: float | None = None,
     ) -> None:
         config = ClientConfig.read()
+        self.call_timeout = call_timeout  # seconds a name node call may take (None: no limit)
         self.stall_timeout = stall_timeout  # a data node silent this long is passed over
         self.namenode = resolve_namenode(namenode, config)
         self.token = token or os.environ.get("PYDFS_TOKEN") or config.token
@@ -123,7 +125,9 @@ class AsyncClient:
     def rpc(self) -> rpc.Rpc:
         if self._rpc is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            self._rpc = rpc.Rpc(self.namenode, ca=self.ca, headers=headers)
+            self._rpc = rpc.Rpc(
+                self.namenode, ca=self.ca, headers=headers, call_timeout=self.call_timeout
+            )
         return self._rpc
 
     # --- namespace ------------------------------------------------------------------------
@@ -266,8 +270,10 @@ class AsyncClient:
         replication: int | None = None,
         block_size: int | None = None,
         progress: Progress | None = None,
+        expect: list[str] | None = None,
     ) -> wire.FileStatus:
-        """Upload everything *stream* yields to *path*; the file appears, whole, only at the end.
+        """Upload everything *stream* yields to *path*; the file appears, whole, only at the end;
+        with *expect*, only if the file is still there and names exactly those blocks.
 
         *stream* has ``read(n)``, plain or ``async``. A seekable stream lets a block whose first
         data node fails be sent again elsewhere. ``progress(n)`` hears of every *n* new bytes
@@ -280,6 +286,7 @@ class AsyncClient:
             replication=replication,
             block_size=block_size,
             progress=progress,
+            expect=expect,
         )
 
     async def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:

@@ -93,6 +93,7 @@ class Transfer:
         replication: int | None = None,
         block_size: int | None = None,
         progress: Progress | None = None,
+        expect: list[str] | None = None,
     ) -> wire.FileStatus:
         """``AsyncClient.write_stream``: upload everything *stream* yields to *path*."""
         size = _remaining(stream)
@@ -112,7 +113,7 @@ class Transfer:
 
             fetched, grant = await self._batch_lease(replication, block_size)
             try:
-                return await self.finish(grant, stream, once, path, overwrite)
+                return await self.finish(grant, stream, once, path, overwrite, expect)
             except Conflict:
                 # The name node forgot the lease (it restarted): so it did every lease shelved
                 # as long ago, which would fail the same way. Drop them and write it once more.
@@ -120,9 +121,9 @@ class Transfer:
                 file.seek(start)
                 pos = 0
                 _, grant = await self._batch_lease(replication, block_size)
-                return await self.finish(grant, stream, once, path, overwrite)
+                return await self.finish(grant, stream, once, path, overwrite, expect)
         grant = await self.start(path, overwrite, replication, block_size)
-        return await self.finish(grant, stream, progress)
+        return await self.finish(grant, stream, progress, expect=expect)
 
     async def start(
         self,
@@ -149,6 +150,7 @@ class Transfer:
         progress: Progress | None = None,
         path: str | None = None,
         overwrite: bool = True,
+        expect: list[str] | None = None,
     ) -> wire.FileStatus:
         """Stream *stream* into the upload *grant* and commit it (to *path*, for a lease from a
         batch), with the SHA-256 of its content; ``send`` says what happens on a failure."""
@@ -180,7 +182,7 @@ class Transfer:
             pos = offset
             return True
 
-        return await self.send(grant, read, rewind, path, overwrite, digest.hexdigest)
+        return await self.send(grant, read, rewind, path, overwrite, digest.hexdigest, expect)
 
     async def send(
         self,
@@ -190,10 +192,12 @@ class Transfer:
         path: str | None = None,
         overwrite: bool = True,
         sha256: Callable[[], str] | None = None,
+        expect: list[str] | None = None,
     ) -> wire.FileStatus:
         """Store the bytes *read* yields as the upload *grant*'s blocks and commit it, with the
-        checksum *sha256* gives once they are all read; abort it on any failure (cancellation
-        included), so that nothing of it ever becomes visible. ``rewind(offset)`` moves the
+        checksum *sha256* gives once they are all read (if the file still names the blocks
+        *expect* lists, when given); abort it on any failure (cancellation included), so that
+        nothing of it ever becomes visible. ``rewind(offset)`` moves the
         source back to *offset*, if it can, to send a block again elsewhere."""
         client = self._client
         route = f"/uploads/{grant.upload_id}"
@@ -208,7 +212,7 @@ class Transfer:
                 client.session, read, grant, allocate, rewind, client.stall_timeout, client.links
             )
             checksum = None if sha256 is None else sha256()
-            commit = wire.CommitRequest(stored, path, overwrite, checksum)
+            commit = wire.CommitRequest(stored, path, overwrite, checksum, expect)
             return await client.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
         except BaseException:
             await asyncio.shield(self._abort(route))

@@ -5,6 +5,11 @@ Each path met gets a number, kept while the kernel holds it (its lookup count). 
 the numbers of everything below; an unlink or a rename over a file detaches the old number from
 its path, so that a file still open keeps its number and a new file of that name gets another.
 
+A number also stands for one version of a file: a file replaced elsewhere (new blocks) gets a
+new number when the mount learns of it, as a file renamed over another does, so that a handle
+open on the old version keeps that version's size and attributes. The mount's own writes keep
+their file's number (``changed``).
+
 Statuses and misses are cached for ``ttl`` seconds, as the kernel caches what it is told: a
 change made elsewhere shows within that time, changes made through this mount at once.
 """
@@ -32,6 +37,8 @@ class Node:
     status: wire.FileStatus | None = None
     fetched: float = 0.0
     cached_version: tuple[str, ...] | None = None  # the blocks whose pages the kernel may hold
+    known: wire.FileStatus | None = None  # the last status of its version, kept once detached
+    lost: bool = False  # detached by a change made elsewhere, not by this mount
 
 
 class Inodes:
@@ -66,17 +73,32 @@ class Inodes:
         return paths.join(self.path(ino), text)
 
     def remember(self, path: str, status: wire.FileStatus, *, lookup: bool = False) -> Node:
-        """The node of *path*, now known to be *status*; *lookup*: the kernel now holds it."""
+        """The node of *path*, now known to be *status* (a new one if *status* is another
+        version than its node's); *lookup*: the kernel now holds it."""
         ino = self._by_path.get(path)
+        if ino is not None and ino != pyfuse3.ROOT_INODE:
+            known = self._nodes[ino].known
+            if known is not None and not same_version(known, status):
+                self._detach(path, lost=True)
+                ino = None
         if ino is None:
             ino, self._next = self._next, self._next + 1
             self._nodes[ino] = Node(ino, path)
             self._by_path[path] = ino
         node = self._nodes[ino]
-        node.status, node.fetched = status, time.monotonic()
+        node.status, node.known, node.fetched = status, status, time.monotonic()
         self._missing.pop(path, None)
         if lookup:
             node.lookups += 1
+        return node
+
+    def changed(self, ino: int, status: wire.FileStatus) -> Node | None:
+        """This mount changed *ino*'s file: *status* is what it is now, under the same number."""
+        node = self._nodes.get(ino)
+        if node is not None and node.path is not None:
+            node.status, node.known, node.fetched = status, status, time.monotonic()
+            self._by_path[node.path] = ino
+            self._missing.pop(node.path, None)
         return node
 
     def forget(self, ino: int, count: int) -> None:
@@ -109,7 +131,7 @@ class Inodes:
 
     def missing(self, path: str) -> None:
         """*path* does not exist: forget its node's path, remember the miss for ``ttl``."""
-        self._detach(path)
+        self._detach(path, lost=True)
         if len(self._missing) > 10_000:
             self._missing.clear()
         self._missing[path] = time.monotonic()
@@ -123,8 +145,9 @@ class Inodes:
         self._missing.pop(path, None)
 
     def removed(self, path: str) -> None:
+        """This mount removed *path* (or renamed another file over it)."""
         self.stale(path)
-        self._detach(path)
+        self._detach(path, lost=False)
 
     def moved(self, src: str, dst: str) -> None:
         """*src* is now *dst*: it and everything below it keep their numbers."""
@@ -138,15 +161,15 @@ class Inodes:
             self._nodes[ino].path = new
             self._nodes[ino].status = None
 
-    def _detach(self, path: str) -> None:
+    def _detach(self, path: str, *, lost: bool) -> None:
         prefix = path.rstrip("/") + "/"
         for p in [p for p in self._by_path if p == path or p.startswith(prefix)]:
             ino = self._by_path.pop(p)
             if ino == pyfuse3.ROOT_INODE:  # the mounted directory itself went away
                 self._by_path[p] = ino
                 continue
-            self._nodes[ino].path = None
-            self._nodes[ino].status = None
+            node = self._nodes[ino]
+            node.path, node.status, node.lost = None, None, lost
 
     # --- attributes ---------------------------------------------------------------------------
 
@@ -166,3 +189,15 @@ class Inodes:
         entry.st_mtime_ns = entry.st_atime_ns = mtime
         entry.st_ctime_ns = max(mtime, int(status.ctime * 1e9))
         return entry
+
+
+def same_version(a: wire.FileStatus, b: wire.FileStatus) -> bool:
+    """Are *a* and *b* the same content of a file (or both directories)? By their blocks when
+    both name them (a listing does not), else by size and modification time."""
+    if a.type != b.type:
+        return False
+    if a.type == "dir":
+        return True
+    if a.blocks is not None and b.blocks is not None:
+        return [x.id for x in a.blocks] == [x.id for x in b.blocks]
+    return (a.size, a.mtime) == (b.size, b.mtime)

@@ -1,26 +1,31 @@
 """The FUSE operations: each kernel request becomes one or two name node calls (metadata) or
 reads and writes that go straight to the data nodes (file bytes).
 
-Every name node call has a time limit, so that an unreachable name node makes the caller's
-system call fail (EIO) rather than hang; the next call tries again, so the mount recovers when
-the name node is back.
+Every name node call has a time limit (the client's ``call_timeout``), so that an unreachable
+name node makes the caller's system call fail (EIO) rather than hang; the next call tries again,
+so the mount recovers when the name node is back.
+
+A file changed elsewhere under an open handle: a reader keeps the version it opened (its inode
+number is that version's, ``Inodes``) or fails once its blocks are gone; a writer's close fails
+(ESTALE) if the file it opened was replaced, moved or removed elsewhere, rather than replace
+another's writes or recreate the file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import stat
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import msgspec
 import pyfuse3
 
-from pydfs import errors, wire
+from pydfs import errors, paths, wire
 from pydfs.client import AsyncClient
 from pydfs.mount.identity import Identity
 from pydfs.mount.inodes import Inodes, Node
@@ -28,7 +33,6 @@ from pydfs.mount.reading import ReadHandle
 from pydfs.mount.writeback import WriteHandle
 
 log = logging.getLogger("pydfs.mount")
-T = TypeVar("T")
 
 _ERRNO: list[tuple[type[Exception], int]] = [
     (errors.NotFound, errno.ENOENT),
@@ -42,6 +46,7 @@ _ERRNO: list[tuple[type[Exception], int]] = [
     (errors.NoSpace, errno.ENOSPC),
     (errors.InsufficientNodes, errno.ENOSPC),
     (errors.LimitExceeded, errno.EDQUOT),
+    (errors.Conflict, errno.ESTALE),  # the file was replaced, moved or removed meanwhile
 ]
 
 
@@ -83,7 +88,6 @@ def fuse_errors(fn: F) -> F:
 @dataclass
 class Options:
     ttl: float = 1.0  # seconds attributes and entries are cached, here and by the kernel
-    timeout: float = 20.0  # seconds a name node call may take before the caller gets EIO
     read_ahead: int = 16 << 20  # bytes fetched ahead of a sequential reader
     spill_dir: str | None = None  # where files changed in place are kept until uploaded
 
@@ -99,13 +103,8 @@ class Operations(pyfuse3.Operations):
         self.inodes = Inodes(root, identity, options.ttl)
         self._handles: dict[int, ReadHandle | WriteHandle] = {}
         self._writers: dict[int, set[WriteHandle]] = {}  # by inode
-        self._listings: dict[int, list[wire.FileStatus]] = {}
+        self._listings: dict[int, tuple[int, list[wire.FileStatus]]] = {}  # (dir, entries)
         self._next_fh = 1
-
-    async def ask(self, call: Awaitable[T]) -> T:
-        """A name node call, within the time limit."""
-        async with asyncio.timeout(self.options.timeout):
-            return await call
 
     # --- attributes -----------------------------------------------------------------------
 
@@ -116,7 +115,7 @@ class Operations(pyfuse3.Operations):
         if self.inodes.known_missing(path):
             raise pyfuse3.FUSEError(errno.ENOENT)
         try:
-            status = await self.ask(self.client.info(path))
+            status = await self.client.info(path)
         except FileNotFoundError:
             self.inodes.missing(path)
             raise
@@ -160,12 +159,14 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.inodes.node(inode)
-        if node.path is None:  # unlinked, still open: what was last known
-            if node.status is None:
-                raise pyfuse3.FUSEError(errno.ENOENT)
-            return self._attributes(node, node.status)
-        status = await self._stat(node.path)
-        return self._attributes(self.inodes.remember(node.path, status), status)
+        if node.path is not None:
+            status = await self._stat(node.path)
+            if self.inodes.remember(node.path, status) is node:
+                return self._attributes(node, status)
+        # Unlinked or replaced, still open: the version it was (what its handles read).
+        if node.known is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attributes(node, node.known)
 
     @fuse_errors
     async def setattr(
@@ -184,9 +185,9 @@ class Operations(pyfuse3.Operations):
                 async with writer.lock:
                     await writer.truncate(attr.st_size)
             else:
-                await self._truncate(path, attr.st_size)
+                await self._truncate(inode, path, attr.st_size)
         if fields.update_mode:
-            await self.ask(self.client.chmod(path, attr.st_mode & 0o1777))
+            await self.client.chmod(path, attr.st_mode & 0o1777)
         if fields.update_uid or fields.update_gid:
             await self._chown(path, attr, fields)
         if fields.update_mtime:
@@ -194,21 +195,20 @@ class Operations(pyfuse3.Operations):
             if writer is not None and writer.dirty:
                 writer.mtime = mtime  # the commit would overwrite it: set after the commit
             else:
-                await self.ask(
-                    self.client.rpc.call(
-                        "POST", "/fs/times", wire.TimesRequest(path, mtime), reply=wire.FileStatus
-                    )
+                await self.client.rpc.call(
+                    "POST", "/fs/times", wire.TimesRequest(path, mtime), reply=wire.FileStatus
                 )
         self.inodes.stale(path)
-        return await self.getattr(inode, ctx)
+        status = await self.client.info(path)
+        node = self.inodes.changed(inode, status)  # changed here: still this inode
+        return self._attributes(node or self.inodes.node(inode), status)
 
-    async def _truncate(self, path: str, size: int) -> None:
-        if size == 0:
-            await self.client.write_bytes(path, b"")
-            return
-        base = await self.ask(self.client.info(path))
+    async def _truncate(self, inode: int, path: str, size: int) -> None:
+        base = await self.client.info(path)
+        if self.inodes.remember(path, base).ino != inode:
+            raise pyfuse3.FUSEError(errno.ESTALE)  # replaced elsewhere meanwhile
         writer = WriteHandle(
-            self.client, lambda: path, base, dirty=False, spill_dir=self.options.spill_dir
+            self.client, lambda: path, base, truncate=size == 0, spill_dir=self.options.spill_dir
         )
         try:
             await writer.truncate(size)
@@ -219,17 +219,18 @@ class Operations(pyfuse3.Operations):
     async def _chown(
         self, path: str, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields
     ) -> None:
-        status = await self.ask(self.client.info(path))
+        status = await self.client.info(path)
         owner = self.identity.owner_named(attr.st_uid) if fields.update_uid else None
         group = self.identity.group_named(attr.st_gid) if fields.update_gid else None
-        # The mounting user's own ids stand for whatever the file has: tools that preserve
-        # ownership (cp -a, tar, rsync) then leave it alone.
-        if owner in (status.owner, None) or attr.st_uid == self.identity.uid:
+        # The mounting user's own uid is its pydfs user (the name node decides whether it may
+        # take the file); its own gid stands for whatever group the file has, so that tools
+        # that preserve ownership (cp -a, tar, rsync) keep the group it inherited.
+        if owner == status.owner:
             owner = None
         if group in (status.group, None) or attr.st_gid == self.identity.gid:
             group = None
         if owner is not None or group is not None:
-            await self.ask(self.client.chown(path, owner, group))
+            await self.client.chown(path, owner, group)
 
     @fuse_errors
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
@@ -238,7 +239,7 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        space = await self.ask(self.client.space())
+        space = await self.client.space()
         st = pyfuse3.StatvfsData()
         st.f_bsize = st.f_frsize = 4096
         st.f_blocks = space.raw_capacity // max(1, space.replication) // 4096
@@ -252,15 +253,23 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         path = self.inodes.path(inode)
-        entries = await self.ask(self.client.ls(path))
+        entries = await self.client.ls(path)
         fh = self._fh()
-        self._listings[fh] = entries
+        self._listings[fh] = (inode, entries)
         return fh
 
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries = self._listings.get(fh, [])
-        for index in range(start_id, len(entries)):
-            status = entries[index]
+        inode, entries = self._listings.get(fh, (0, []))
+        node = self.inodes.node(inode) if inode else None
+        parent = self.inodes.ino_of(paths.parent(node.path)) if node and node.path else None
+        dots = [(b".", inode), (b"..", parent or inode)]
+        for index in range(start_id, 2 + len(entries)):
+            if index < 2:  # the kernel holds no lookup of these
+                name, ino = dots[index]
+                if not pyfuse3.readdir_reply(token, name, _directory(ino), index + 1):
+                    break
+                continue
+            status = entries[index - 2]
             node = self.inodes.remember(status.path, status)
             attrs = self._attributes(node, status)
             if not pyfuse3.readdir_reply(token, status.name.encode(), attrs, index + 1):
@@ -278,7 +287,7 @@ class Operations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         path = self.inodes.child(parent_inode, name)
-        status = await self.ask(self.client.mkdir(path))
+        status = await self.client.mkdir(path)
         status = await self._set_mode(status, mode & ~ctx.umask)
         self.inodes.stale(path)
         return await self._entry(path, status)
@@ -286,20 +295,20 @@ class Operations(pyfuse3.Operations):
     async def _set_mode(self, status: wire.FileStatus, mode: int) -> wire.FileStatus:
         mode &= 0o1777
         if status.mode != mode:
-            await self.ask(self.client.chmod(status.path, mode))
+            await self.client.chmod(status.path, mode)
             status = msgspec.structs.replace(status, mode=mode)
         return status
 
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         path = self.inodes.child(parent_inode, name)
-        await self.ask(self.client.delete(path))
+        await self.client.delete(path)
         self.inodes.removed(path)
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         path = self.inodes.child(parent_inode, name)
-        await self.ask(self.client.rmdir(path))
+        await self.client.rmdir(path)
         self.inodes.removed(path)
 
     @fuse_errors
@@ -316,25 +325,36 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)  # the namespace cannot swap two entries
         src = self.inodes.child(parent_inode_old, name_old)
         dst = self.inodes.child(parent_inode_new, name_new)
+        await self._publish_streams(src)
         overwrite = not flags & pyfuse3.RENAME_NOREPLACE
         move = wire.MoveRequest(src, dst, overwrite, into=False)
         try:
-            await self.ask(self.client.rpc.call("POST", "/fs/move", move, reply=wire.FileStatus))
+            await self.client.rpc.call("POST", "/fs/move", move, reply=wire.FileStatus)
         except errors.AlreadyExists:
             if not overwrite:
                 raise
             # The name node replaces files only; rename(2) also replaces an empty directory
             # by a directory, and says EISDIR or ENOTDIR when the two kinds differ.
-            source = await self.ask(self.client.info(src))
-            target = await self.ask(self.client.info(dst))
+            source = await self.client.info(src)
+            target = await self.client.info(dst)
             if target.type == "dir" and source.type != "dir":
                 raise pyfuse3.FUSEError(errno.EISDIR) from None
             if target.type != "dir" and source.type == "dir":
                 raise pyfuse3.FUSEError(errno.ENOTDIR) from None
-            await self.ask(self.client.rmdir(dst))  # refused unless empty: ENOTEMPTY
+            await self.client.rmdir(dst)  # refused unless empty: ENOTEMPTY
             self.inodes.removed(dst)
-            await self.ask(self.client.rpc.call("POST", "/fs/move", move, reply=wire.FileStatus))
+            await self.client.rpc.call("POST", "/fs/move", move, reply=wire.FileStatus)
         self.inodes.moved(src, dst)
+
+    async def _publish_streams(self, path: str) -> None:
+        """Commit the uploads under way of files at or below *path*, about to move: an upload
+        names the path it started at (their writers go on, in place)."""
+        prefix = path.rstrip("/") + "/"
+        for writers in list(self._writers.values()):
+            for writer in list(writers):
+                where = self.inodes.node(writer.ino).path or ""
+                if writer.streaming and (where == path or where.startswith(prefix)):
+                    await self._commit(writer)
 
     @fuse_errors
     async def link(
@@ -358,53 +378,65 @@ class Operations(pyfuse3.Operations):
         path = self.inodes.child(parent_inode, name)
         truncate = False  # a new file is empty already
         try:
-            status = await self.ask(self.client.touch(path))
+            status = await self.client.touch(path)
         except errors.AlreadyExists:
             if flags & os.O_EXCL:
                 raise
-            status = await self.ask(self.client.info(path))  # made meanwhile: open it
+            status = await self.client.info(path)  # made meanwhile: open it
             if status.type == "dir":
                 raise
             truncate = bool(flags & os.O_TRUNC)
+            writing = truncate or flags & os.O_ACCMODE != os.O_RDONLY
+            if writing and not self.identity.may(status, 2):
+                raise pyfuse3.FUSEError(errno.EACCES) from None
         else:
             status = await self._set_mode(status, mode & ~ctx.umask)
         self.inodes.stale(path)
         attrs = await self._entry(path, status)
         node = self.inodes.node(attrs.st_ino)
-        return self._open_writer(node, None if truncate else status, dirty=truncate), attrs
+        return self._open_writer(node, status, truncate=truncate), attrs
 
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self.inodes.node(inode)
-        path = self.inodes.path(inode)
-        if flags & os.O_ACCMODE == os.O_RDONLY and not flags & os.O_TRUNC:
-            status = await self.ask(self.client.info(path, read=True))
-            if status.type == "dir":
-                raise pyfuse3.FUSEError(errno.EISDIR)
-            self.inodes.remember(path, status)
+        if node.path is None:  # gone; if replaced elsewhere, the kernel looks the name up again
+            raise pyfuse3.FUSEError(errno.ESTALE if node.lost else errno.ENOENT)
+        path = node.path
+        reading = flags & os.O_ACCMODE == os.O_RDONLY and not flags & os.O_TRUNC
+        status = await self.client.info(path, read=reading)  # close-to-open: always asked
+        if status.type == "dir":
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if self.inodes.remember(path, status) is not node:
+            # Another version than the kernel's inode: ESTALE makes the kernel look the name
+            # up again (getting the new version's inode) and open that.
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        if reading:
             fh = self._fh()
             self._handles[fh] = ReadHandle(self.client, status, self.options.read_ahead)
             # The kernel keeps the pages it has only if they are of this very version.
             version = tuple(b.id for b in status.blocks or [])
             keep, node.cached_version = node.cached_version == version, version
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
-        if flags & os.O_TRUNC:
-            return self._open_writer(node, None, dirty=True)
-        status = await self.ask(self.client.info(path))
-        if status.type == "dir":
-            raise pyfuse3.FUSEError(errno.EISDIR)
         if not self.identity.may(status, 2):
             raise pyfuse3.FUSEError(errno.EACCES)
-        return self._open_writer(node, status, dirty=False)
+        return self._open_writer(node, status, truncate=bool(flags & os.O_TRUNC))
 
     def _open_writer(
-        self, node: Node, base: wire.FileStatus | None, *, dirty: bool
+        self, node: Node, status: wire.FileStatus, *, truncate: bool
     ) -> pyfuse3.FileInfo:
+        def where() -> str | None:
+            if node.path is None and node.lost:
+                raise errors.Conflict(
+                    f"{status.path} was replaced, moved or removed elsewhere while open for "
+                    "writing: its writes are not saved"
+                )
+            return node.path
+
         handle = WriteHandle(
             self.client,
-            lambda: node.path,
-            base,
-            dirty=dirty,
+            where,
+            status,
+            truncate=truncate,
             spill_dir=self.options.spill_dir,
             ino=node.ino,
         )
@@ -456,11 +488,17 @@ class Operations(pyfuse3.Operations):
         await self.flush(fh)
 
     async def _commit(self, handle: WriteHandle) -> None:
-        async with handle.lock:
-            status = await handle.commit()
+        try:
+            async with handle.lock:
+                status = await handle.commit()
+        except Exception as exc:  # the caller's close() or fsync() fails: say why here too
+            log.warning("writes not saved: %s", str(exc) or type(exc).__name__)
+            raise pyfuse3.FUSEError(errno_of(exc)) from None
         if status is not None:
             self.inodes.stale(status.path)
-            self.inodes.remember(status.path, status).cached_version = None
+            node = self.inodes.changed(handle.ino, status)
+            if node is not None:
+                node.cached_version = None
 
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
@@ -469,8 +507,8 @@ class Operations(pyfuse3.Operations):
         elif handle is not None:
             try:
                 await self._commit(handle)
-            except Exception as exc:  # no one to tell but the log: close() was told at flush
-                log.warning("release: %s", exc)
+            except pyfuse3.FUSEError:
+                pass  # logged; close() was told at flush
             finally:
                 await handle.close()
                 writers = self._writers.get(handle.ino)
@@ -502,3 +540,11 @@ class Operations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         raise pyfuse3.FUSEError(errno.EPERM)  # regular files and directories only
+
+
+def _directory(ino: int) -> pyfuse3.EntryAttributes:
+    """What readdir tells of ``.`` and ``..``: their inode and that they are directories."""
+    entry = pyfuse3.EntryAttributes()
+    entry.st_ino = ino
+    entry.st_mode = stat.S_IFDIR | 0o755
+    return entry

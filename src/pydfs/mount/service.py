@@ -3,7 +3,8 @@
 
 Without ``--foreground`` the command starts a copy of itself in the foreground, in a session of
 its own with its output in a log file, and returns once the directory is mounted (or with that
-copy's error, if it could not mount).
+copy's error, if it could not mount). A directory that is a mount point already is refused,
+so that what appears there is this mount.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from pydfs import paths
 from pydfs.config import client_config_path
-from pydfs.errors import InvalidArgument, NotADirectory, Unavailable
+from pydfs.errors import AlreadyExists, InvalidArgument, NotADirectory, Unavailable
 
 READY_TIMEOUT = 30.0  # seconds the background mount may take to appear
 
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(mountpoint)
     if not os.path.isdir(mountpoint):
         raise NotADirectory(f"{mountpoint}: no such local directory to mount on")
+    if os.path.ismount(mountpoint):
+        raise AlreadyExists(f"{mountpoint} is already a mount point (fusermount3 -u unmounts it)")
     if args.ttl < 0 or args.timeout <= 0 or args.read_ahead < 0:
         raise InvalidArgument("--ttl, --timeout and --read-ahead take positive numbers")
     try:
@@ -110,14 +113,16 @@ async def _serve(args: argparse.Namespace, remote: str, mountpoint: str) -> None
     from pydfs.mount.identity import Identity
     from pydfs.mount.operations import Operations, Options
 
-    client = AsyncClient(getattr(args, "namenode", None), stall_timeout=args.timeout)
+    client = AsyncClient(
+        getattr(args, "namenode", None), stall_timeout=args.timeout, call_timeout=args.timeout
+    )
     try:
         async with asyncio.timeout(args.timeout):
             me = await client.whoami()
             top = await client.info(remote)
         if top.type != "dir":
             raise NotADirectory(f"{remote} is not a directory")
-        options = Options(args.ttl, args.timeout, args.read_ahead << 20, args.spill_dir)
+        options = Options(args.ttl, args.read_ahead << 20, args.spill_dir)
         ops = Operations(client, Identity(me), remote, options)
         # No default_permissions: the name node decides every access, as the mount's user;
         # the kernel could only compare modes with local ids that stand for pydfs names.
@@ -147,7 +152,7 @@ def _background(args: argparse.Namespace, mountpoint: str) -> int:
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
         )
     deadline = time.monotonic() + READY_TIMEOUT
-    while not os.path.ismount(mountpoint):
+    while child.poll() is not None or not os.path.ismount(mountpoint):
         if child.poll() is not None:
             with open(log, "rb") as f:
                 f.seek(start)

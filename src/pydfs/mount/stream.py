@@ -34,11 +34,12 @@ class Stream:
         self._block_size = 0
         self._digest = hashlib.sha256()  # of every byte written, in order: the file's checksum
 
-    async def start(self, path: str) -> None:
-        """Ask for the upload (a refusal is the caller's error now, not at the end)."""
+    async def start(self, path: str, expect: list[str]) -> None:
+        """Ask for the upload (a refusal is the caller's error now, not at the end), to be
+        committed only if the file still names the blocks *expect* lists."""
         grant = await self._client.transfer.start(path)
         self._block_size = grant.block_size
-        self._task = asyncio.create_task(self._upload(grant))
+        self._task = asyncio.create_task(self._upload(grant, expect))
 
     async def write(self, data: bytes) -> None:
         assert self._task is not None
@@ -101,11 +102,11 @@ class Stream:
             self._taken = offset
         return True
 
-    async def _upload(self, grant: wire.UploadGrant) -> wire.FileStatus:
+    async def _upload(self, grant: wire.UploadGrant, expect: list[str]) -> wire.FileStatus:
         """The upload, from a source that can rewind to its current block."""
         try:
             return await self._client.transfer.send(
-                grant, self._read, self._rewind, sha256=self._digest.hexdigest
+                grant, self._read, self._rewind, sha256=self._digest.hexdigest, expect=expect
             )
         finally:
             async with self._changed:

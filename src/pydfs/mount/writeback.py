@@ -6,7 +6,9 @@ and one commit), anything more goes out to the data nodes as it comes (``stream.
 Anything else (a write elsewhere than the end, a read, a truncation to other than zero, a
 file opened for writing without truncation) moves to a sparse local copy (``spill.Spill``)
 that is uploaded whole at ``commit()``. Either way the name node replaces the file atomically,
-so readers see the old content or the new, never a mix (close-to-open).
+so readers see the old content or the new, never a mix (close-to-open); and only if the file is
+still the version this writer started from (or last committed): a file replaced, moved or removed
+elsewhere meanwhile makes the commit fail (``Conflict``) rather than lose either side's writes.
 
 Streaming content that then moves to a copy is committed first, to become that copy's base: a
 writer that goes back over what it streamed publishes what it had at that moment.
@@ -32,22 +34,24 @@ class WriteHandle:
         self,
         client: AsyncClient,
         path: Callable[[], str | None],
-        base: wire.FileStatus | None,
+        version: wire.FileStatus,
         *,
-        dirty: bool,
+        truncate: bool,
         spill_dir: str | None,
         ino: int = 0,
     ) -> None:
-        """*path*: where the file is now (None once unlinked); *base*: the content it opened
-        with, or None for an empty file; *dirty*: commit even if nothing is written
-        (``O_TRUNC``)."""
+        """*path*: where the file is now (None once unlinked through this mount; it raises if the
+        file went away elsewhere); *version*: the file when opened; *truncate*: start empty, and
+        commit even if nothing is written (``O_TRUNC``)."""
         self._client = client
         self.ino = ino
         self._path = path
-        self._base = base
+        self._base = None if truncate else version
+        self._expect = _blocks(version)  # what the file must still be at commit
+        self._failed: Exception | None = None  # a commit that lost what was streamed
         self._spill_dir = spill_dir
-        self.size = base.size if base else 0
-        self.dirty = dirty
+        self.size = 0 if truncate else version.size
+        self.dirty = truncate
         self.mtime: float | None = None  # a time set while open, to apply after the commit
         self.changed = time.time()
         self.lock = asyncio.Lock()
@@ -60,6 +64,8 @@ class WriteHandle:
         return self._spill is None and (self._base is None or self._base.size == 0)
 
     async def write(self, offset: int, data: bytes) -> None:
+        if self._failed is not None:
+            raise self._failed
         if self._streaming and offset == self.size:
             if self._stream is not None:
                 await self._stream.write(data)
@@ -93,7 +99,9 @@ class WriteHandle:
 
     async def commit(self) -> wire.FileStatus | None:
         """Make the file what was written, if anything was; returns the committed status (None
-        when nothing was to do, or the file was unlinked meanwhile)."""
+        when nothing was to do, or the file was unlinked through this mount meanwhile)."""
+        if self._failed is not None:
+            raise self._failed
         if not self.dirty:
             return None
         path = self._path()
@@ -103,14 +111,19 @@ class WriteHandle:
             return None
         if self._stream is not None:
             stream, self._stream = self._stream, None
-            status = await stream.finish()
+            try:
+                status = await stream.finish()
+            except Exception as exc:
+                self._failed = exc  # what was streamed is gone: every later commit fails too
+                raise
         elif self._spill is not None:
             await self._spill.complete()
             self._spill.file.seek(0)
-            status = await self._client.write_stream(path, self._spill.file)
+            status = await self._client.write_stream(path, self._spill.file, expect=self._expect)
         else:
-            status = await self._client.write_bytes(path, bytes(self._small))
+            status = await self._client.write_bytes(path, bytes(self._small), expect=self._expect)
         self.dirty = False
+        self._expect = _blocks(status)
         if self._spill is None:  # what was written is now the base
             self._small = bytearray()
             self._base = status
@@ -135,7 +148,7 @@ class WriteHandle:
         if path is None:
             raise FileNotFoundError("the file was removed")
         stream = Stream(self._client, self._spill_dir)
-        await stream.start(path)
+        await stream.start(path, self._expect)
         self._stream = stream
         await stream.write(bytes(self._small))
         self._small = bytearray()
@@ -163,6 +176,11 @@ class WriteHandle:
             raise Conflict(f"{path} was replaced while open for writing")
         return status
 
+    @property
+    def streaming(self) -> bool:
+        """Is an upload under way? It names the path it started at."""
+        return self._stream is not None
+
     async def _drop(self) -> None:
         self._small = bytearray()
         if self._stream is not None:
@@ -171,3 +189,7 @@ class WriteHandle:
         if self._spill is not None:
             self._spill.close()
             self._spill = None
+
+
+def _blocks(status: wire.FileStatus) -> list[str]:
+    return [b.id for b in status.blocks or []]

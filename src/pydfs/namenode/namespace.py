@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pydfs import paths, wire
 from pydfs.errors import (
     AlreadyExists,
+    Conflict,
     DirectoryNotEmpty,
     InvalidArgument,
     IsADirectory,
@@ -27,6 +28,15 @@ from pydfs.namenode.permissions import R, W, X, allowed, check, check_sticky
 from pydfs.namenode.store import Inode, Store, Tx
 from pydfs.namenode.store.interface import Block, NewInode
 from pydfs.namenode.tree import ROOT_ID, Tree, Walk
+
+
+async def _still_version(tx: Tx, path: str, existing: Inode | None, expect: list[str]) -> None:
+    """Refuse a commit whose writer started from another version of *path* than the one there
+    now (or from one since removed or moved away)."""
+    if existing is None:
+        raise Conflict(f"{path} was removed or moved away while open for writing")
+    if [p.block.id for p in await tx.blocks.of_file(existing.id)] != expect:
+        raise Conflict(f"{path} was replaced while open for writing")
 
 
 def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
@@ -383,10 +393,12 @@ class Namespace:
         overwrite: bool,
         sha256: str | None = None,
         before: Callable[[Tx], Awaitable[None]] | None = None,
+        expect: list[str] | None = None,
     ) -> wire.FileStatus:
         """Make *path* name exactly *blocks*, atomically creating or replacing the file (and
         recording *sha256*, the hash its writer computed, or none); *before* runs first in the
-        same transaction (an upload's bookkeeping)."""
+        same transaction (an upload's bookkeeping); *expect*: only if the file is there and
+        names exactly these blocks now."""
         if path == paths.ROOT:
             raise IsADirectory("/ is a directory")
         now = time.time()
@@ -396,6 +408,8 @@ class Namespace:
             if before is not None:
                 await before(tx)
             parent, existing = await self._writable(walk, path, user, overwrite=overwrite)
+            if expect is not None:
+                await _still_version(tx, path, existing, expect)
             if existing is not None:
                 # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
                 await self._release(tx, [existing], keep_inodes=True)

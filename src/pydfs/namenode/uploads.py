@@ -258,6 +258,7 @@ class Uploads:
             overwrite=overwrite,
             sha256=req.sha256,
             before=close,
+            expect=req.expect,
         )
         if self.on_commit is not None:
             self.on_commit(req.blocks, upload.replication)

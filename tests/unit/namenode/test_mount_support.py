@@ -1,9 +1,12 @@
 """What the namespace does for ``pydfs mount``: rename(2) (a move that never goes into an
-existing directory) and setting a modification time."""
+existing directory), setting a modification time, and a commit that replaces a file only if it
+is still the version its writer started from."""
 
 import pytest
+from tests.unit.namenode.test_uploads import live, make_uploads, stored
 
-from pydfs.errors import AlreadyExists, InvalidArgument, PermissionDenied
+from pydfs import wire
+from pydfs.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied
 from pydfs.namenode.auth import User
 
 ALICE = User("alice")
@@ -33,3 +36,29 @@ def test_set_mtime_by_owner_writer_or_admin(ns):
     for bad in (float("inf"), float("nan"), 1e12):
         with pytest.raises(InvalidArgument):
             ns.set_mtime("/d", bad, ALICE)
+
+
+def test_a_commit_expecting_a_version_replaces_only_that_version(ns):
+    live(ns, "dn-1")
+    uploads = make_uploads(ns, ns.membership, lease=600)
+
+    def commit(path, expect):
+        grant = uploads.start(wire.UploadRequest(path), ALICE)
+        request = wire.CommitRequest([stored(grant.block)], expect=expect)
+        return uploads.commit(grant.upload_id, request, ALICE)
+
+    ns.mkdir("/d")
+    ns.chmod("/d", 0o777)
+    ns.create_file("/d/f", ALICE)
+    first = commit("/d/f", [])  # still the empty file it was
+    blocks = [b.id for b in first.blocks]
+    with pytest.raises(Conflict):
+        commit("/d/f", [])  # replaced meanwhile
+    assert [b.id for b in ns.stat("/d/f").blocks] == blocks
+    ns.move("/d/f", "/d/g")
+    with pytest.raises(Conflict):
+        commit("/d/f", blocks)  # moved away: not made again
+    with pytest.raises(NotFound):
+        ns.stat("/d/f")
+    assert [b.id for b in commit("/d/g", blocks).blocks] != blocks
+    assert commit("/d/g", None).size == 100  # no condition: as before

@@ -87,8 +87,11 @@ def test_errors_as_json_with_an_exit_code_per_kind(cli: Cli, home: str) -> None:
 def test_usage_errors_are_one_line_and_typos_get_a_suggestion(cli: Cli) -> None:
     said = cli.fails("lss")
     assert said == "pydfs: unknown command 'lss'; did you mean `ls`? (see `pydfs --help`)"
-    line = cli.fails("mv", "/only-one")
-    assert line.startswith("pydfs file_move: ") and "pydfs file_move --help" in line
+    line = cli.fails("mv", "/only-one")  # named as typed, not by its canonical name
+    assert line.startswith("pydfs mv: ") and "pydfs mv --help" in line
+    assert cli.fails("stat").startswith("pydfs stat: ")
+    assert cli.fails("file_info").startswith("pydfs file_info: ")
+    assert cli("stat", "--help").ok().out.startswith("usage: pydfs stat ")
 
 
 def test_a_closed_pipe_ends_quietly(cli: Cli, home: str) -> None:

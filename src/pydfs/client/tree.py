@@ -50,9 +50,9 @@ def matches(name: str, pattern: str) -> bool:
 
 async def _listing(
     client: AsyncClient, directory: str, onerror: OnError | None = None
-) -> list[wire.FileStatus]:
+) -> list[wire.FileStatus] | None:
     """The entries of *directory*; none if it is gone or is a file. One that may not be read
-    is told to *onerror*, or raised."""
+    is told to *onerror* (None then), or raised."""
     try:
         entries = await client.ls(directory)
     except (FileNotFoundError, NotADirectoryError):
@@ -61,7 +61,7 @@ async def _listing(
         if onerror is None or isinstance(exc, Unauthenticated):
             raise
         onerror(exc)
-        return []
+        return None
     return [e for e in entries if e.path != directory]  # a file lists itself
 
 
@@ -91,7 +91,7 @@ async def glob(client: AsyncClient, pattern: str, onerror: OnError | None = None
             literal_tail = True
             continue
         listings = await _bounded([_listing(client, d, onerror) for d in found])
-        found = [e.path for entries in listings for e in entries if matches(e.name, part)]
+        found = [e.path for entries in listings for e in entries or [] if matches(e.name, part)]
         literal_tail = False
         if not found:
             return []
@@ -127,7 +127,10 @@ async def walk(
     pending = [top]
     while pending:
         directory = pending.pop()
-        entries = sorted(await _listing(client, directory.path, onerror), key=lambda e: e.name)
+        listing = await _listing(client, directory.path, onerror)
+        if listing is None:
+            continue
+        entries = sorted(listing, key=lambda e: e.name)
         yield directory, entries
         pending.extend(reversed([e for e in entries if e.type == "dir"]))
 
@@ -164,10 +167,12 @@ async def usage(client: AsyncClient, path: str, onerror: OnError | None = None) 
     if top.type != "dir":
         total.files, total.size, total.raw = 1, top.size, top.size * top.replication
         return total
+    total.directories = 1  # and each below it, read or not
     async for _, entries in walk(client, path, onerror):
-        total.directories += 1
         for e in entries:
-            if e.type != "dir":
+            if e.type == "dir":
+                total.directories += 1
+            else:
                 total.files += 1
                 total.size += e.size
                 total.raw += e.size * e.replication

@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -208,6 +209,39 @@ def test_ctrl_c_while_reading_a_terminal_exits_at_once(cli: Cli, home: str) -> N
         time.sleep(0.05)
     assert _exit_after_ctrl_c(proc, master) == 130
     assert cli("test", "-e", "typed").code == 1  # nothing was committed
+
+
+def test_one_ctrl_d_after_a_line_ends_put_from_a_terminal(cli: Cli, home: str) -> None:
+    proc, master = _on_terminal(cli, "put", "-", f"{home}/typed")
+    try:
+        os.write(master, b"a line\n\x04")  # the terminal's end of input, once
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        os.close(master)
+    assert cli("cat", "typed").ok().raw == b"a line\n"
+
+
+def test_sigint_stops_put_reading_a_pipe_at_once(cli: Cli, home: str) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "pydfs", "put", "-", f"{home}/piped"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli.env,
+    ) as proc:
+        assert proc.stdin is not None
+        proc.stdin.write(b"the producer then says nothing for a while")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30  # the upload is open: it now waits on the pipe
+        while not json.loads(cli("--json", "admin", "uploads").ok().out)["uploads"]:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(10) == 130  # without waiting for the producer
+        finally:
+            proc.kill()
+    assert cli("test", "-e", "piped").code == 1  # nothing was committed
 
 
 def test_https_against_a_plain_name_node_fails_clearly(cli: Cli) -> None:

@@ -232,16 +232,22 @@ def test_sigint_stops_put_reading_a_pipe_at_once(cli: Cli, home: str) -> None:
         assert proc.stdin is not None
         proc.stdin.write(b"the producer then says nothing for a while")
         proc.stdin.flush()
-        deadline = time.monotonic() + 30  # the upload is open: it now waits on the pipe
-        while not json.loads(cli("--json", "admin", "uploads").ok().out)["uploads"]:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+        _wait_for_upload(cli, f"{home}/piped", proc)  # it now waits on the pipe
         proc.send_signal(signal.SIGINT)
         try:
             assert proc.wait(10) == 130  # without waiting for the producer
         finally:
             proc.kill()
     assert cli("test", "-e", "piped").code == 1  # nothing was committed
+
+
+def _wait_for_upload(cli: Cli, path: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while path not in [
+        u["path"] for u in json.loads(cli("--json", "admin", "uploads").out)["uploads"]
+    ]:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
 
 
 def test_https_against_a_plain_name_node_fails_clearly(cli: Cli) -> None:

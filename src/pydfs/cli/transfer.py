@@ -135,6 +135,8 @@ async def file_read(ctx: Context, args: argparse.Namespace) -> int:
         out.flush()
         return 0
     remotes = await ctx.expand(sources)
+    if not remotes:  # each was reported
+        return 0
     single = remotes.one and not args.recursive
     if single:  # the common case, in as few round trips as before
         target = _file_target(local, paths.basename(remotes[0]))

@@ -50,6 +50,7 @@ def test_recursive_commands_name_what_they_cannot_read(
         ["count", proj],
         ["find", proj],
         ["ls", "-R", proj],
+        ["ls", "-R", f"{proj}/priv"],
     ):
         r = bob(*command)
         assert (r.code, r.err.splitlines()) == (5, [denied]), command

@@ -196,10 +196,13 @@ async def read_directory(ctx: Context, args: argparse.Namespace) -> int:
     listings: list[tuple[str, list[wire.FileStatus]]] = []
     for path in found:
         with ctx.carry_on():
+            told = len(ctx.failures)
+            walked = []
             if args.recursive:
                 walked = [(d.path, e) async for d, e in tree.walk(ctx.client, path, ctx.report)]
-                listings += walked or [(path, await ctx.client.ls(path))]  # a file lists itself
-            else:
+            if walked or len(ctx.failures) > told:  # a directory that could not be read: told
+                listings += walked
+            else:  # not -R, or a file, which lists itself
                 listings.append((path, await ctx.client.ls(path)))
     if ctx.json:
         if not (found.one and not args.recursive):

@@ -102,7 +102,8 @@ class Context:
             with self.carry_on():
                 path = self.path(pattern)
                 plain = not paths.has_magic(pattern) and "\\" not in pattern
-                if plain or await self._exists(path):
+                # a path that exists is itself; if it may not be looked up, the glob says so
+                if plain or await tree.exists(self.client, path, lambda exc: None):
                     found.append(path)
                 elif not tree.is_pattern(path):
                     found.append(tree.unescape(path))
@@ -121,17 +122,6 @@ class Context:
         if not matches and not unreadable and not missing_ok:
             raise NotFound(f"{pattern}: no match")
         return matches
-
-    async def _exists(self, path: str) -> bool:
-        try:
-            await self.client.info(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except PermissionError as exc:
-            if isinstance(exc, Unauthenticated):
-                raise
-            return False  # the glob tells of it
-        return True
 
     def answer(self, human: str, one: bool, results: Sequence[object]) -> None:
         """``out`` for a command over its operands: *one* plain path answers an object (nothing

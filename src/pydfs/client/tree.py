@@ -65,7 +65,9 @@ async def _listing(
     return [e for e in entries if e.path != directory]  # a file lists itself
 
 
-async def _exists(client: AsyncClient, path: str, onerror: OnError | None) -> bool:
+async def exists(client: AsyncClient, path: str, onerror: OnError | None = None) -> bool:
+    """Is there a *path*? One whose directory may not be searched is told to *onerror* (and
+    is not), or raised."""
     try:
         await client.info(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -96,8 +98,8 @@ async def glob(client: AsyncClient, pattern: str, onerror: OnError | None = None
         if not found:
             return []
     if literal_tail:
-        exists = await _bounded([_exists(client, p, onerror) for p in found])
-        found = [p for p, ok in zip(found, exists, strict=True) if ok]
+        there = await _bounded([exists(client, p, onerror) for p in found])
+        found = [p for p, ok in zip(found, there, strict=True) if ok]
     return sorted(found)
 
 

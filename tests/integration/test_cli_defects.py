@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -87,8 +88,11 @@ def test_errors_as_json_with_an_exit_code_per_kind(cli: Cli, home: str) -> None:
 def test_usage_errors_are_one_line_and_typos_get_a_suggestion(cli: Cli) -> None:
     said = cli.fails("lss")
     assert said == "pydfs: unknown command 'lss'; did you mean `ls`? (see `pydfs --help`)"
-    line = cli.fails("mv", "/only-one")
-    assert line.startswith("pydfs file_move: ") and "pydfs file_move --help" in line
+    line = cli.fails("mv", "/only-one")  # named as typed, not by its canonical name
+    assert line.startswith("pydfs mv: ") and "pydfs mv --help" in line
+    assert cli.fails("stat").startswith("pydfs stat: ")
+    assert cli.fails("file_info").startswith("pydfs file_info: ")
+    assert cli("stat", "--help").ok().out.startswith("usage: pydfs stat ")
 
 
 def test_a_closed_pipe_ends_quietly(cli: Cli, home: str) -> None:
@@ -205,6 +209,45 @@ def test_ctrl_c_while_reading_a_terminal_exits_at_once(cli: Cli, home: str) -> N
         time.sleep(0.05)
     assert _exit_after_ctrl_c(proc, master) == 130
     assert cli("test", "-e", "typed").code == 1  # nothing was committed
+
+
+def test_one_ctrl_d_after_a_line_ends_put_from_a_terminal(cli: Cli, home: str) -> None:
+    proc, master = _on_terminal(cli, "put", "-", f"{home}/typed")
+    try:
+        os.write(master, b"a line\n\x04")  # the terminal's end of input, once
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        os.close(master)
+    assert cli("cat", "typed").ok().raw == b"a line\n"
+
+
+def test_sigint_stops_put_reading_a_pipe_at_once(cli: Cli, home: str) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "pydfs", "put", "-", f"{home}/piped"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli.env,
+    ) as proc:
+        assert proc.stdin is not None
+        proc.stdin.write(b"the producer then says nothing for a while")
+        proc.stdin.flush()
+        _wait_for_upload(cli, f"{home}/piped", proc)  # it now waits on the pipe
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(10) == 130  # without waiting for the producer
+        finally:
+            proc.kill()
+    assert cli("test", "-e", "piped").code == 1  # nothing was committed
+
+
+def _wait_for_upload(cli: Cli, path: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while path not in [
+        u["path"] for u in json.loads(cli("--json", "admin", "uploads").out)["uploads"]
+    ]:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
 
 
 def test_https_against_a_plain_name_node_fails_clearly(cli: Cli) -> None:

@@ -93,7 +93,7 @@ def test_login_takes_the_namenode_it_is_told_to_use():
 def test_usage_errors_are_one_line_naming_the_command(capsys):
     assert cli.main(["mv", "/a"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("pydfs file_move: ") and "--help" in err[0]
+    assert len(err) == 1 and err[0].startswith("pydfs mv: ") and "--help" in err[0]  # as typed
     assert cli.main(["lss"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["pydfs: unknown command 'lss'; did you mean `ls`? (see `pydfs --help`)"]

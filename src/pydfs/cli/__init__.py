@@ -123,9 +123,10 @@ def _every_subparser(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser
     return list(found.values())
 
 
-def _parser(command: str | None = None) -> argparse.ArgumentParser:
+def _parser(command: str | None = None, typed: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; with a *command* it knows, of that one only, which parses
-    its line alike and saves building some fifty parsers a run."""
+    its line alike and saves building some fifty parsers a run. Its usage and errors name it
+    as *typed* (``pydfs stat``, not ``pydfs file_info``)."""
     from pydfs.cli.commands import COMMANDS
 
     known = {w for c in COMMANDS for w in (c.name, c.alias) if w}.union(*_MODULES.values())
@@ -153,6 +154,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
             also += [w for w in (c.name, c.alias) if w]
             p = sub.add_parser(
                 c.name,
+                prog=f"pydfs {typed}" if command and typed else None,
                 aliases=[c.alias] if c.alias else [],
                 help=c.help,
                 description=f"{c.help[0].upper()}{c.help[1:]}.\n\n{c.description}".rstrip()
@@ -218,20 +220,34 @@ async def _run_client(args: argparse.Namespace) -> int:
     from pydfs.client import AsyncClient
 
     async with AsyncClient(args.namenode) as client:
-        ctx = Context(client, load_cwd(client), args.json, args.quiet)
+        ctx = Context(client, load_cwd(client), args.json, args.quiet, getattr(args, "force", None))
         code: int = await args.handler(ctx, args)
-        return code
+        return code or failed(ctx.failures)
+
+
+def failed(failures: list[BaseException]) -> int:
+    """The exit code of a command that told *failures* and went on, as coreutils do: the code
+    of their kind when they share one, else 1; 0 for none."""
+    kinds = {_code(exc) for exc in failures}
+    return EXIT_CODES.get(kinds.pop(), 1) if len(kinds) == 1 else 1 if kinds else 0
+
+
+def tell(exc: BaseException, as_json: bool, force: bool | None = None) -> None:
+    """One line on stderr for an error a command goes on after."""
+    _fail(_code(exc), _message(exc, force), as_json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    line = _by_number(list(sys.argv[1:] if argv is None else argv))
+    typed_line = list(sys.argv[1:] if argv is None else argv)
+    line = _by_number(typed_line)
     want_json = "--json" in line
     try:
-        parser = _parser(_command(line))
+        typed = _command(typed_line)
+        parser = _parser(_command(line), typed)
         args, extra = parser.parse_known_args(line)
         if extra:  # named by the command they were given to, not by the top level
             command = getattr(args, "command", None)
-            prog = f"pydfs {_by_number([command])[0]}" if command else "pydfs"
+            prog = f"pydfs {typed or command}" if command else "pydfs"
             raise UsageError(prog, f"unrecognized arguments: {' '.join(extra)}")
     except UsageError as exc:
         return _fail("usage", exc.message, want_json)
@@ -258,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PydfsError, OSError) as exc:
         if args.debug:
             raise
-        return _fail(_code(exc), _message(exc, args), args.json)
+        return _fail(_code(exc), _message(exc, getattr(args, "force", None)), args.json)
 
 
 def _fail(code: str, message: str, as_json: bool) -> int:
@@ -305,14 +321,14 @@ def _code(exc: BaseException) -> str:
     return next((code for kind, code in _BUILTIN_CODES if isinstance(exc, kind)), "error")
 
 
-def _message(exc: BaseException, args: argparse.Namespace) -> str:
+def _message(exc: BaseException, force: bool | None) -> str:
     if isinstance(exc, PydfsError):
         message = exc.message
     elif isinstance(exc, OSError) and exc.filename is not None:
         message = f"{exc.filename}: {exc.strerror or exc}"
     else:
         message = str(exc) or exc.__class__.__name__
-    refused = _code(exc) == "already_exists" and getattr(args, "force", None) is False
+    refused = _code(exc) == "already_exists" and force is False
     if refused and "--force" not in message:
         message += " (use -f/--force to replace it)"
     return message

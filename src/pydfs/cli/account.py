@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from pydfs import config
-from pydfs.cli.context import Context
+from pydfs.cli.context import Context, carry_cwd
 from pydfs.errors import InvalidArgument
 
 
@@ -100,8 +101,22 @@ async def user_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def user_reset(ctx: Context, args: argparse.Namespace) -> int:
+    """A new token for a user. One's own old token dies at once, so the new one is saved in
+    the client config (with the working directory that went with the old one)."""
+    mine = (await ctx.client.whoami()).name == args.name
+    old = ctx.client.token
     token = await ctx.client.reset_token(args.name)
-    ctx.out(f"new token for {args.name} (shown once): {token}", {"name": args.name, "token": token})
+    answer: dict[str, object] = {"name": args.name, "token": token}
+    lines = [f"new token for {args.name} (shown once): {token}"]
+    if mine:
+        current = config.ClientConfig.read()
+        saved = config.ClientConfig(ctx.client.namenode, args.name, token, current.ca).write()
+        carry_cwd(ctx.client, token)
+        answer["saved"] = str(saved)
+        lines.append(f"it is your own: saved in {saved}, as `pydfs login` does")
+        if os.environ.get("PYDFS_TOKEN") == old:
+            lines.append("$PYDFS_TOKEN still holds the old token: set it to the new one")
+    ctx.out("\n".join(lines), answer)
     return 0
 
 

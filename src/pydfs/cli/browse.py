@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pydfs import paths
+from pydfs import paths, wire
 from pydfs.cli import render
 from pydfs.cli.context import Context
 from pydfs.errors import NotFound
@@ -22,19 +22,22 @@ def _size(n: int, human: bool) -> str:
 async def du(ctx: Context, args: argparse.Namespace) -> int:
     from pydfs.client import tree
 
+    operands = await ctx.expand(args.paths or ["."])
     found: list[tree.Usage] = []
-    for path in await ctx.expand(args.paths or ["."]):
-        if args.summary or (await ctx.client.info(path)).type != "dir":
-            found.append(await tree.usage(ctx.client, path))
-        else:
-            for entry in sorted(await ctx.client.ls(path), key=lambda e: e.name):
-                found.append(await tree.usage(ctx.client, entry.path))
+    for path in operands:
+        with ctx.carry_on():
+            if args.summary or (await ctx.client.info(path)).type != "dir":
+                found.append(await tree.usage(ctx.client, path, ctx.report))
+            else:
+                for entry in sorted(await ctx.client.ls(path), key=lambda e: e.name):
+                    found.append(await tree.usage(ctx.client, entry.path, ctx.report))
     width = max((len(_size(u.size, args.human)) for u in found), default=0)
     lines = [
         f"{_size(u.size, args.human):>{width}}  {_size(u.raw, args.human):>{width}}  {u.path}"
         for u in found
     ]
-    ctx.out("\n".join(lines), found)
+    # -s of one plain path answers an object; without -s, du lists entries, as ls does
+    ctx.answer("\n".join(lines), operands.one and args.summary, found)
     return 0
 
 
@@ -72,13 +75,17 @@ async def df(ctx: Context, args: argparse.Namespace) -> int:
 async def count(ctx: Context, args: argparse.Namespace) -> int:
     from pydfs.client import tree
 
-    found = [await tree.usage(ctx.client, p) for p in await ctx.expand(args.paths or ["."])]
+    operands = await ctx.expand(args.paths or ["."])
+    found = []
+    for path in operands:
+        with ctx.carry_on():
+            found.append(await tree.usage(ctx.client, path, ctx.report))
     lines = [
         f"{u.directories:>12} {u.files:>12} {_size(u.size, args.human):>16} {u.path}" for u in found
     ]
     if not args.quiet_header:
         lines.insert(0, f"{'DIR_COUNT':>12} {'FILE_COUNT':>12} {'CONTENT_SIZE':>16} PATHNAME")
-    ctx.out("\n".join(lines), found)
+    ctx.answer("\n".join(lines), operands.one, found)
     return 0
 
 
@@ -87,10 +94,12 @@ async def find(ctx: Context, args: argparse.Namespace) -> int:
 
     found: list[str] = []
     for top in await ctx.expand(args.paths or ["."]):
-        status = await ctx.client.info(top)
-        candidates = [status]
-        if status.type == "dir":
-            candidates += [e async for _, entries in tree.walk(ctx.client, top) for e in entries]
+        candidates: list[wire.FileStatus] = []
+        with ctx.carry_on():
+            candidates.append(status := await ctx.client.info(top))
+            if status.type == "dir":
+                walked = tree.walk(ctx.client, top, ctx.report)
+                candidates += [e async for _, entries in walked for e in entries]
         for e in candidates:
             name = paths.basename(e.path) or "/"
             if args.name is not None and not tree.matches(name, args.name):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pydfs import paths, wire
@@ -25,12 +25,6 @@ from pydfs.errors import (
     NotFound,
     PermissionDenied,
 )
-
-
-def _one(args: list[str], results: Sequence[object]) -> object:
-    """JSON for a command given one plain path: the object alone, as before globs; else a list."""
-    return results[0] if len(args) == 1 and not paths.has_magic(args[0]) else results
-
 
 # --- the commands ----------------------------------------------------------------------------
 
@@ -54,38 +48,41 @@ async def initialize(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def file_create(ctx: Context, args: argparse.Namespace) -> int:
-    made = [await ctx.client.touch(ctx.file_path(p)) for p in args.paths]
-    ctx.out("", _one(args.paths, made))
+    made = []
+    for p in args.paths:
+        with ctx.carry_on():
+            made.append(await ctx.client.touch(ctx.file_path(p)))
+    ctx.answer("", len(args.paths) == 1, made)
     return 0
 
 
 async def file_delete(ctx: Context, args: argparse.Namespace) -> int:
-    try:
-        targets = await ctx.expand(args.paths)
-    except NotFound:
-        if not args.force:
-            raise
-        targets = [t for p in args.paths if not paths.has_magic(p) for t in [ctx.path(p)]]
+    targets = await ctx.expand(args.paths, missing_ok=args.force)
     deleted = []
     for path in targets:
-        try:
-            await ctx.client.delete(path)
-        except IsADirectory:
-            if not args.recursive:
-                raise IsADirectory(f"{path} is a directory (use rm -r, or rmdir)") from None
-            await ctx.client.rmdir(path, recursive=True)
-        except NotFound:
-            if args.force:
-                continue
-            raise
-        deleted.append(path)
-    ctx.out("", {"deleted": _one(args.paths, deleted) if deleted else []})
+        with ctx.carry_on():
+            try:
+                await ctx.client.delete(path)
+            except IsADirectory:
+                if not args.recursive:
+                    raise IsADirectory(f"{path} is a directory (use rm -r, or rmdir)") from None
+                await ctx.client.rmdir(path, recursive=True)
+            except NotFound:
+                if args.force:
+                    continue
+                raise
+            deleted.append(path)
+    ctx.out("", {"deleted": deleted[0] if targets.one and deleted else deleted})
     return 0
 
 
 async def file_info(ctx: Context, args: argparse.Namespace) -> int:
-    statuses = [await ctx.client.info(p) for p in await ctx.expand(args.paths)]
-    ctx.out("\n\n".join(render.status(s) for s in statuses), _one(args.paths, statuses))
+    found = await ctx.expand(args.paths)
+    statuses = []
+    for path in found:
+        with ctx.carry_on():
+            statuses.append(await ctx.client.info(path))
+    ctx.answer("\n\n".join(render.status(s) for s in statuses), found.one, statuses)
     return 0
 
 
@@ -109,15 +106,16 @@ async def file_copy(ctx: Context, args: argparse.Namespace) -> int:
     copied: list[wire.FileStatus] = []
     trees = False
     for src in sources:
-        try:
-            copied.append(await ctx.client.copy(src, dst, overwrite=args.force))
-        except IsADirectory:
-            if not args.recursive:
-                raise IsADirectory(f"{src} is a directory (use cp -r)") from None
-            copied += await _copy_tree(ctx, src, dst, args.force)
-            trees = True
+        with ctx.carry_on():
+            try:
+                copied.append(await ctx.client.copy(src, dst, overwrite=args.force))
+            except IsADirectory:
+                if not args.recursive:
+                    raise IsADirectory(f"{src} is a directory (use cp -r)") from None
+                trees = True
+                copied += await _copy_tree(ctx, src, dst, args.force)
     lines = [f"copied to {s.path}" for s in copied]
-    ctx.out("\n".join(lines), copied if trees else _one(srcs, copied))
+    ctx.answer("\n".join(lines), sources.one and not trees, copied)
     return 0
 
 
@@ -135,7 +133,7 @@ async def _copy_tree(ctx: Context, src: str, dst: str | None, force: bool) -> li
     if paths.is_within(dst, src):
         raise InvalidArgument(f"cannot copy {src} into itself")
     copied: list[wire.FileStatus] = []
-    async for directory, entries in tree.walk(ctx.client, src):
+    async for directory, entries in tree.walk(ctx.client, src, ctx.report):
         here = (
             paths.join(dst, directory.path[len(src) :].lstrip("/"))
             if directory.path != src
@@ -144,9 +142,10 @@ async def _copy_tree(ctx: Context, src: str, dst: str | None, force: bool) -> li
         await ctx.client.mkdir(here, parents=True)
         for e in entries:
             if e.type != "dir":
-                copied.append(
-                    await ctx.client.copy(e.path, paths.join(here, e.name), overwrite=force)
-                )
+                with ctx.carry_on():
+                    copied.append(
+                        await ctx.client.copy(e.path, paths.join(here, e.name), overwrite=force)
+                    )
     return copied
 
 
@@ -156,8 +155,11 @@ async def file_move(ctx: Context, args: argparse.Namespace) -> int:
     dst = ctx.path(args.dst)
     if len(sources) > 1:
         await _into(ctx, sources, dst)
-    moved = [await ctx.client.move(src, dst, overwrite=args.force) for src in sources]
-    ctx.out("\n".join(f"moved to {s.path}" for s in moved), _one(srcs, moved))
+    moved = []
+    for src in sources:
+        with ctx.carry_on():
+            moved.append(await ctx.client.move(src, dst, overwrite=args.force))
+    ctx.answer("\n".join(f"moved to {s.path}" for s in moved), sources.one, moved)
     return 0
 
 
@@ -190,29 +192,39 @@ async def open_directory(ctx: Context, args: argparse.Namespace) -> int:
 async def read_directory(ctx: Context, args: argparse.Namespace) -> int:
     from pydfs.client import tree
 
-    operands = args.paths or ["."]
+    found = await ctx.expand(args.paths or ["."])
     listings: list[tuple[str, list[wire.FileStatus]]] = []
-    for path in await ctx.expand(operands):
-        if args.recursive:
-            walked = [(d.path, e) async for d, e in tree.walk(ctx.client, path)]
-            listings += walked or [(path, await ctx.client.ls(path))]  # a file lists itself
-        else:
-            listings.append((path, await ctx.client.ls(path)))
+    for path in found:
+        with ctx.carry_on():
+            told = len(ctx.failures)
+            walked = []
+            if args.recursive:
+                walked = [(d.path, e) async for d, e in tree.walk(ctx.client, path, ctx.report)]
+            if walked or len(ctx.failures) > told:  # a directory that could not be read: told
+                listings += walked
+            else:  # not -R, or a file, which lists itself
+                listings.append((path, await ctx.client.ls(path)))
     if ctx.json:
-        single = len(operands) == 1 and not paths.has_magic(operands[0]) and not args.recursive
-        ctx.out("", listings[0][1] if single else dict(listings))
+        if not (found.one and not args.recursive):
+            ctx.out("", dict(listings))
+        elif listings:
+            ctx.out("", listings[0][1])
         return 0
+    headed = len(listings) > 1 or len(found) > 1
     shown = []
     for path, entries in listings:
         text = render.listing(entries, long=args.long, human=args.human)
-        shown.append(f"{path}:\n{text}" if len(listings) > 1 else text)
+        shown.append(f"{path}:\n{text}" if headed else text)
     ctx.out("\n\n".join(shown), None)
     return 0
 
 
 async def make_directory(ctx: Context, args: argparse.Namespace) -> int:
-    made = [await ctx.client.mkdir(ctx.path(p), parents=args.parents) for p in args.paths]
-    ctx.out("", _one(args.paths, made))
+    made = []
+    for p in args.paths:
+        with ctx.carry_on():
+            made.append(await ctx.client.mkdir(ctx.path(p), parents=args.parents))
+    ctx.answer("", len(args.paths) == 1, made)
     return 0
 
 

@@ -7,19 +7,49 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydfs import paths
 from pydfs.cli import render
 from pydfs.config import client_config_path
-from pydfs.errors import InvalidArgument, NotFound, PydfsError
+from pydfs.errors import (
+    ChecksumMismatch,
+    DirectoryNotEmpty,
+    InvalidArgument,
+    InvalidPath,
+    NotFound,
+    PydfsError,
+    Unauthenticated,
+)
 
 if TYPE_CHECKING:
     from pydfs.client import AsyncClient
+
+
+ONE_PATH_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    NotADirectoryError,
+    IsADirectoryError,
+    DirectoryNotEmpty,
+    InvalidPath,
+    ChecksumMismatch,
+)
+"""Errors that concern one path: a command told of one goes on with the others (``rm a b``,
+``get -r``), as coreutils do. Any other (the cluster unavailable, out of space, a token
+refused) stops it."""
+
+
+class Expanded(list[str]):
+    """Absolute paths from operands; ``one`` when they come from a single operand taken as a
+    plain path, whose JSON answer is then an object rather than a list."""
+
+    one = False
 
 
 @dataclass
@@ -28,6 +58,8 @@ class Context:
     cwd: str
     json: bool
     quiet: bool
+    force: bool | None = None  # the command's -f, for the hint on an existing target
+    failures: list[BaseException] = field(default_factory=list)
 
     def path(self, path: str) -> str:
         return paths.normalize(path, self.cwd)
@@ -38,22 +70,66 @@ class Context:
         resolved = self.path(path)
         return resolved + "/" if paths.names_directory(path) and resolved != "/" else resolved
 
-    async def expand(self, patterns: list[str]) -> list[str]:
-        """Absolute paths for *patterns*: a pattern with ``*``, ``?`` or ``[`` (quoted, so that
-        the local shell leaves it alone) names what it matches in pydfs, sorted; a pattern
-        that matches nothing is an error, as in a shell with ``failglob``."""
+    def report(self, exc: BaseException) -> None:
+        """Tell on stderr of one thing not done; the command goes on, and exits non-zero."""
+        from pydfs.cli import tell
+
+        self.failures.append(exc)
+        tell(exc, self.json, self.force)
+
+    @contextmanager
+    def carry_on(self) -> Iterator[None]:
+        """Report an error that concerns one path (``ONE_PATH_ERRORS``) and go on after the
+        ``with`` block; let any other stop the command."""
+        try:
+            yield
+        except ONE_PATH_ERRORS as exc:
+            if isinstance(exc, Unauthenticated):
+                raise
+            self.report(exc)
+
+    async def expand(self, patterns: list[str], missing_ok: bool = False) -> Expanded:
+        """Absolute paths for *patterns*. A pattern with ``*``, ``?`` or ``[`` (quoted, so that
+        the local shell leaves it alone) names what it matches in pydfs, sorted, unless a path
+        so named exists: that one is taken as it is. A ``\\`` makes the character after it
+        plain (``'a\\[1\\].txt'``). A pattern that matches nothing, or a directory it cannot
+        read, is reported (unless *missing_ok*) and the others go on."""
         from pydfs.client import tree
 
-        found: list[str] = []
+        found = Expanded()
+        found.one = len(patterns) == 1
         for pattern in patterns:
-            if not paths.has_magic(pattern):
-                found.append(self.path(pattern))
-                continue
-            matches = await tree.glob(self.client, self.path(pattern))
-            if not matches:
-                raise NotFound(f"{pattern}: no match")
-            found += matches
+            with self.carry_on():
+                path = self.path(pattern)
+                plain = not paths.has_magic(pattern) and "\\" not in pattern
+                # a path that exists is itself; if it may not be looked up, the glob says so
+                if plain or await tree.exists(self.client, path, lambda exc: None):
+                    found.append(path)
+                elif not tree.is_pattern(path):
+                    found.append(tree.unescape(path))
+                else:
+                    found.one = False
+                    found += await self._glob(pattern, path, missing_ok)
         return found
+
+    async def _glob(self, pattern: str, path: str, missing_ok: bool) -> list[str]:
+        from pydfs.client import tree
+
+        unreadable: list[BaseException] = []
+        matches = await tree.glob(self.client, path, unreadable.append)
+        for exc in unreadable:
+            self.report(exc)
+        if not matches and not unreadable and not missing_ok:
+            raise NotFound(f"{pattern}: no match")
+        return matches
+
+    def answer(self, human: str, one: bool, results: Sequence[object]) -> None:
+        """``out`` for a command over its operands: *one* plain path answers an object (nothing
+        if it failed: its error is told), others a list."""
+        if not one:
+            self.out(human, results)
+        elif results:
+            self.out(human, results[0])
 
     def progress(
         self, label: str, total: int | None
@@ -87,9 +163,10 @@ def _load_state() -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
-def _key(client: AsyncClient) -> str:
+def _key(client: AsyncClient, token: str | None = None) -> str:
     """Whose working directory: a fingerprint of the token (never the token), at which cluster."""
-    who = hashlib.sha256(client.token.encode()).hexdigest()[:16] if client.token else "anonymous"
+    token = token or client.token
+    who = hashlib.sha256(token.encode()).hexdigest()[:16] if token else "anonymous"
     return f"{who}@{client.namenode}"
 
 
@@ -114,11 +191,25 @@ def save_cwd(client: AsyncClient, cwd: str, previous: str | None = None) -> None
     state[_key(client)] = cwd
     if previous is not None:
         state[_key(client) + " previous"] = previous
+    _save_state(state)
+
+
+def _save_state(state: dict[str, str]) -> None:
     target = _state_file()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=1) + "\n")
     os.replace(tmp, target)
+
+
+def carry_cwd(client: AsyncClient, token: str) -> None:
+    """Keep the working directories of *client*'s user for its new *token*."""
+    state = _load_state()
+    old, new = _key(client), _key(client, token)
+    for suffix in ("", " previous"):
+        if old + suffix in state:
+            state[new + suffix] = state.pop(old + suffix)
+    _save_state(state)
 
 
 # --- the terminal ----------------------------------------------------------------------------

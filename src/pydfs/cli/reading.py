@@ -7,6 +7,7 @@ during a read never gives a mix of two versions.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from contextlib import aclosing
 
@@ -15,6 +16,7 @@ from pydfs.cli.context import Context
 from pydfs.errors import ChecksumMismatch, IsADirectory, NotFound
 
 TAIL_PIECE = 64 * 1024  # read backwards this much at a time, looking for line ends
+MIN_INTERVAL = 0.1  # seconds, the least `tail -f -s` takes
 
 
 def _write(data: bytes) -> None:
@@ -23,9 +25,10 @@ def _write(data: bytes) -> None:
 
 async def cat(ctx: Context, args: argparse.Namespace) -> int:
     for path in await ctx.expand(args.paths):
-        async with aclosing(ctx.client.read_stream(path)) as stream:
-            async for data in stream:
-                _write(data)
+        with ctx.carry_on():
+            async with aclosing(ctx.client.read_stream(path)) as stream:
+                async for data in stream:
+                    _write(data)
     sys.stdout.buffer.flush()
     return 0
 
@@ -55,6 +58,8 @@ async def _tail_start(reader: object, size: int, lines: int | None, nbytes: int 
     if nbytes is not None:
         return max(0, size - nbytes)
     assert lines is not None
+    if lines == 0:
+        return size
     end = size
     wanted = lines + 1  # the newline that ends the last line does not start one
     while end > 0:
@@ -133,30 +138,31 @@ async def _sha256_by_reading(ctx: Context, path: str) -> tuple[str, int]:
 
 
 async def checksum(ctx: Context, args: argparse.Namespace) -> int:
+    found = await ctx.expand(args.paths)
     answers = []
-    for path in await ctx.expand(args.paths):
-        recorded = await ctx.client.checksum(path)
-        if recorded.type == "dir":
-            raise IsADirectory(f"{path} is a directory")
-        sha256, source = recorded.sha256, "recorded"
-        if sha256 is None or args.verify:
-            read, _ = await _sha256_by_reading(ctx, path)
-            if sha256 is not None and read != sha256:
-                raise ChecksumMismatch(
-                    f"{path}: its content does not match the SHA-256 its writer recorded "
-                    f"(recorded {sha256}, read {read})"
-                )
-            if sha256 is None:
-                ctx.warn(
-                    f"{path}: no SHA-256 was recorded when it was written; computed by reading"
-                )
-            sha256, source = read, "computed" if sha256 is None else "verified"
-        answers.append({"path": path, "size": recorded.size, "sha256": sha256, "source": source})
-    ctx.out(
-        "\n".join(f"{a['sha256']}  {a['path']}" for a in answers),
-        answers[0] if len(args.paths) == 1 and len(answers) == 1 else answers,
-    )
+    for path in found:
+        with ctx.carry_on():
+            answers.append(await _checksum(ctx, path, args.verify))
+    ctx.answer("\n".join(f"{a['sha256']}  {a['path']}" for a in answers), found.one, answers)
     return 0
+
+
+async def _checksum(ctx: Context, path: str, verify: bool) -> dict[str, object]:
+    recorded = await ctx.client.checksum(path)
+    if recorded.type == "dir":
+        raise IsADirectory(f"{path} is a directory")
+    sha256, source = recorded.sha256, "recorded"
+    if sha256 is None or verify:
+        read, _ = await _sha256_by_reading(ctx, path)
+        if sha256 is not None and read != sha256:
+            raise ChecksumMismatch(
+                f"{path}: its content does not match the SHA-256 its writer recorded "
+                f"(recorded {sha256}, read {read})"
+            )
+        if sha256 is None:
+            ctx.warn(f"{path}: no SHA-256 was recorded when it was written; computed by reading")
+        sha256, source = read, "computed" if sha256 is None else "verified"
+    return {"path": path, "size": recorded.size, "sha256": sha256, "source": source}
 
 
 CHECKSUM_HELP = """\
@@ -175,6 +181,18 @@ def _count(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return value
+
+
+def _interval(text: str) -> float:
+    """Seconds between looks at a followed file: at least ``MIN_INTERVAL``, as a smaller one
+    would only load the name node (it does not show changes sooner than they commit)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not MIN_INTERVAL <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"not an interval of at least {MIN_INTERVAL} s: {text!r}")
     return value
 
 
@@ -201,9 +219,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             p.add_argument(
                 "-s",
                 "--sleep-interval",
-                type=float,
+                type=_interval,
                 default=1.0,
-                help="seconds between looks at the file (1)",
+                help=f"seconds between looks at the file (1; at least {MIN_INTERVAL})",
             )
         p.set_defaults(handler=head if name == "head" else tail)
 

@@ -53,11 +53,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Make the user 'admin' an administrator again, with a new token written "
         "to DATA_DIR/admin.token; the name node must be stopped. Other users are untouched.",
     )
+    # before or after the word alike: a default here would hide a value given before it
     reset.add_argument(
-        "--data-dir", type=Path, required=True, help="the name node's data directory"
+        "--data-dir", type=Path, default=argparse.SUPPRESS, help="the name node's data directory"
     )
     reset.add_argument(
-        "--metadata", metavar="URL", help="the name node's --metadata, if not sqlite"
+        "--metadata",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the name node's --metadata, if not sqlite",
     )
     reset.set_defaults(run=run_reset_admin)
 
@@ -131,6 +135,7 @@ def run_reset_admin(args: argparse.Namespace) -> int:
     from pydfs.namenode import auth
     from pydfs.namenode.store import sqlite_url
 
+    _need_data_dir(args)
     data_dir: Path = args.data_dir
     database = data_dir / "namespace.sqlite3"
     metadata = args.metadata or "sqlite"

@@ -7,11 +7,13 @@ Neither command replaces what exists without ``-f``, as ``cp`` and ``mv`` do not
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import stat
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
 from pathlib import Path
+from typing import IO, cast
 
 from pydfs import paths
 from pydfs.cli import render
@@ -24,12 +26,16 @@ Done = tuple[str, str, int, object]  # from, to, size, what --json tells of it
 READ_HELP = """\
 REMOTE... [LOCAL]: with one REMOTE, LOCAL defaults to its name here; with several (or a quoted
 glob: pydfs get '/data/*.csv' .), LOCAL is a directory. LOCAL '-' writes to standard output.
-An existing local file is replaced only with -f; a download is atomic (all or nothing)."""
+An existing local file is replaced only with -f; a download is atomic (all or nothing).
+What cannot be read is named on stderr, the rest is copied, and the exit code is not 0."""
 
 WRITE_HELP = """\
 LOCAL... [REMOTE]: with one LOCAL, REMOTE defaults to its name in the working directory; with
 several, REMOTE is a directory. LOCAL '-' reads standard input (REMOTE needed then).
-An existing file is replaced only with -f; a file appears, whole, only once all of it is stored."""
+An existing file is replaced only with -f; a file appears, whole, only once all of it is stored.
+-r follows symbolic links to files but not to directories, and skips what is not a regular
+file, saying so; what cannot be read is named on stderr, the rest is copied, and the exit code
+is not 0."""
 
 
 def _size(text: str) -> int:
@@ -69,24 +75,27 @@ def _split(args: argparse.Namespace) -> tuple[list[str], str | None]:
     return (args.paths[:-1], args.paths[-1]) if len(args.paths) > 1 else (args.paths, None)
 
 
-async def _run_all(jobs: list[Callable[[], Awaitable[Done]]], parallel: int) -> list[Done]:
-    """Run *jobs*, at most *parallel* at a time; the first failure cancels the rest."""
+async def _run_all(
+    ctx: Context, jobs: list[Callable[[], Awaitable[Done]]], parallel: int
+) -> list[Done]:
+    """Run *jobs*, at most *parallel* at a time. A failure of one file is reported and the
+    others go on; any other failure cancels the rest."""
     import asyncio
 
-    if len(jobs) == 1:
-        return [await jobs[0]()]
     limit = asyncio.Semaphore(max(1, parallel))
 
-    async def one(job: Callable[[], Awaitable[Done]]) -> Done:
+    async def one(job: Callable[[], Awaitable[Done]]) -> Done | None:
         async with limit:
-            return await job()
+            with ctx.carry_on():
+                return await job()
+            return None
 
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(job)) for job in jobs]
     except BaseExceptionGroup as failed:  # the first error is the one to tell
         raise failed.exceptions[0] from None
-    return [t.result() for t in tasks]
+    return [done for t in tasks if (done := t.result()) is not None]
 
 
 def _report(ctx: Context, done: list[Done], single: bool) -> None:
@@ -94,8 +103,22 @@ def _report(ctx: Context, done: list[Done], single: bool) -> None:
     if len(done) > 1:
         total = sum(size for _, _, size, _ in done)
         lines.append(f"{render.count(len(done), 'file')}, {render.size(total)}")
-    data = [d for _, _, _, d in done]
-    ctx.out("\n".join(lines), data[0] if single and len(data) == 1 else data)
+    ctx.answer("\n".join(lines), single, [d for _, _, _, d in done])
+
+
+def _file_target(local: str | None, name: str) -> Path:
+    """Where a remote file called *name* is saved: into *local* when it is a directory, else
+    as *local*, which must then not be written as a directory (``nodir/``), as ``cp`` says."""
+    if local is None:
+        return Path(name or ".")
+    target = Path(local)
+    if target.is_dir():
+        return target / name
+    if local.endswith("/") or local.endswith(os.sep):
+        if target.exists():
+            raise NotADirectory(f"{local}: not a directory")
+        raise NotFound(f"{local}: no such directory")
+    return target
 
 
 # --- get ---------------------------------------------------------------------------------------
@@ -106,20 +129,23 @@ async def file_read(ctx: Context, args: argparse.Namespace) -> int:
     if local == "-":
         out = sys.stdout.buffer
         for remote in await ctx.expand(sources):
-            async for data in ctx.client.read_stream(remote):
-                out.write(data)
+            with ctx.carry_on():
+                async for data in ctx.client.read_stream(remote):
+                    out.write(data)
         out.flush()
         return 0
-    single = len(sources) == 1 and not paths.has_magic(sources[0]) and not args.recursive
     remotes = await ctx.expand(sources)
+    if not remotes:  # each was reported
+        return 0
+    single = remotes.one and not args.recursive
     if single:  # the common case, in as few round trips as before
-        target = Path(local or paths.basename(remotes[0]) or ".")
-        if target.is_dir():
-            target = target / paths.basename(remotes[0])
+        target = _file_target(local, paths.basename(remotes[0]))
         total = (await ctx.client.info(remotes[0])).size if sys.stderr.isatty() else None
         plan = [(remotes[0], target, total)]
     else:
-        plan = await _plan_get(ctx, remotes, Path(local or "."), args.recursive)
+        plan = await _plan_get(ctx, remotes, local or ".", args.recursive)
+    if not plan:
+        return 0
     known = [size for _, _, size in plan]
     total = None if None in known else sum(s or 0 for s in known)
     label = f"get {paths.basename(plan[0][0])}" if len(plan) == 1 else f"get {len(plan)} files"
@@ -142,32 +168,34 @@ async def file_read(ctx: Context, args: argparse.Namespace) -> int:
 
             return download
 
-        done = await _run_all([job(r, t) for r, t, _ in plan], args.parallel)
+        done = await _run_all(ctx, [job(r, t) for r, t, _ in plan], args.parallel)
     _report(ctx, done, single)
     return 0
 
 
 async def _plan_get(
-    ctx: Context, remotes: list[str], local: Path, recursive: bool
+    ctx: Context, remotes: list[str], local: str, recursive: bool
 ) -> list[tuple[str, Path, int | None]]:
-    """Each remote file and the local file it goes to; local directories are made on the way."""
+    """Each remote file and the local file it goes to; local directories are made on the way.
+    What cannot be read is reported and left out."""
     from pydfs.client import tree
 
-    if len(remotes) > 1 and not local.is_dir():
+    if len(remotes) > 1 and not Path(local).is_dir():
         raise NotADirectory(f"{local} is not a directory ({len(remotes)} sources go into one)")
     plan: list[tuple[str, Path, int | None]] = []
     for remote in remotes:
-        status = await ctx.client.info(remote)
-        into = local / paths.basename(remote) if local.is_dir() else local
-        if status.type != "dir":
-            plan.append((remote, into, status.size))
-            continue
-        if not recursive:
-            raise IsADirectory(f"{remote} is a directory (use get -r)")
-        async for directory, entries in tree.walk(ctx.client, remote):
-            here = into / directory.path[len(remote) :].lstrip("/")
-            here.mkdir(parents=True, exist_ok=True)
-            plan += [(e.path, here / e.name, e.size) for e in entries if e.type != "dir"]
+        with ctx.carry_on():
+            status = await ctx.client.info(remote)
+            if status.type != "dir":
+                plan.append((remote, _file_target(local, paths.basename(remote)), status.size))
+                continue
+            if not recursive:
+                raise IsADirectory(f"{remote} is a directory (use get -r)")
+            into = Path(local) / paths.basename(remote) if Path(local).is_dir() else Path(local)
+            async for directory, entries in tree.walk(ctx.client, remote, ctx.report):
+                here = into / directory.path[len(remote) :].lstrip("/")
+                here.mkdir(parents=True, exist_ok=True)
+                plan += [(e.path, here / e.name, e.size) for e in entries if e.type != "dir"]
     return plan
 
 
@@ -181,10 +209,10 @@ async def file_write(ctx: Context, args: argparse.Namespace) -> int:
         if remote_arg is None or len(locals_) > 1:
             raise InvalidArgument("give one remote path when reading standard input")
         remote = ctx.file_path(remote_arg)
-        terminal = interruptible() if sys.stdin.isatty() else nullcontext()
-        with ctx.progress("put stdin", None) as advance, terminal:
+        source = sys.stdin.buffer if sys.stdin.seekable() else _Input(sys.stdin.fileno())
+        with ctx.progress("put stdin", None) as advance, interruptible():
             status = await ctx.client.write_stream(
-                remote, sys.stdin.buffer, overwrite=args.force, progress=advance, **kwargs
+                remote, cast(IO[bytes], source), overwrite=args.force, progress=advance, **kwargs
             )
         _report(ctx, [("-", status.path, status.size, status)], True)
         return 0
@@ -194,6 +222,8 @@ async def file_write(ctx: Context, args: argparse.Namespace) -> int:
                 f"put -r means recursive; give a replication factor as --replication {name}"
             )
     plan = await _plan_put(ctx, locals_, remote_arg, args.recursive)
+    if not plan:
+        return 0
     total = sum(size for _, _, size in plan)
     label = f"put {Path(plan[0][0]).name}" if len(plan) == 1 else f"put {len(plan)} files"
     with ctx.progress(label, total) as advance:
@@ -207,7 +237,7 @@ async def file_write(ctx: Context, args: argparse.Namespace) -> int:
 
             return upload
 
-        done = await _run_all([job(src, dst) for src, dst, _ in plan], args.parallel)
+        done = await _run_all(ctx, [job(src, dst) for src, dst, _ in plan], args.parallel)
     single = len(locals_) == 1 and not args.recursive
     _report(ctx, done, single)
     return 0
@@ -232,17 +262,67 @@ async def _plan_put(
     for local in locals_:
         path = Path(local)
         target = paths.join(remote.rstrip("/") or "/", path.name) if into_dir else remote
-        if not path.is_dir():
-            plan.append((local, target, path.stat().st_size))
-            continue
-        if not recursive:
-            raise IsADirectory(f"{local} is a directory (use put -r)")
-        for here, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            relative = Path(here).relative_to(path)
-            base = paths.normalize(str(relative), target) if str(relative) != "." else target
-            await ctx.client.mkdir(base, parents=True)
-            for name in sorted(filenames):
-                file = Path(here) / name
-                plan.append((str(file), paths.join(base, name), file.stat().st_size))
+        with ctx.carry_on():
+            if not path.is_dir():
+                plan.append((local, target, path.stat().st_size))
+                continue
+            if not recursive:
+                raise IsADirectory(f"{local} is a directory (use put -r)")
+            for here, dirnames, filenames in os.walk(path, onerror=ctx.report):
+                relative = Path(here).relative_to(path)
+                base = paths.normalize(str(relative), target) if str(relative) != "." else target
+                links = [d for d in dirnames if os.path.islink(os.path.join(here, d))]
+                for name in links:
+                    ctx.warn(f"{os.path.join(here, name)}: a symbolic link to a directory: skipped")
+                dirnames[:] = sorted(set(dirnames) - set(links))
+                made = False
+                with ctx.carry_on():
+                    await ctx.client.mkdir(base, parents=True)
+                    made = True
+                if not made:
+                    dirnames.clear()
+                    continue
+                for name in sorted(filenames):
+                    file = Path(here) / name
+                    with ctx.carry_on():
+                        size = _regular_size(file, ctx)
+                        if size is not None:
+                            plan.append((str(file), paths.join(base, name), size))
     return plan
+
+
+def _regular_size(file: Path, ctx: Context) -> int | None:
+    """The size of *file* in a tree, a regular file or a link to one; any other kind (a FIFO,
+    a socket, a device) is skipped with a warning, as reading one could block or never end."""
+    try:
+        status = file.stat()
+    except FileNotFoundError:
+        if file.is_symlink():
+            raise FileNotFoundError(errno.ENOENT, "a symbolic link to nothing", str(file)) from None
+        raise
+    if not stat.S_ISREG(status.st_mode):
+        ctx.warn(f"{file}: not a regular file: skipped")
+        return None
+    return status.st_size
+
+
+class _Input:
+    """Standard input that is a terminal or a pipe, for ``put -``. Its end is final: after a
+    line, one Ctrl-D ends the upload, where a buffered reader would wait for a second."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.ended = False
+
+    def read(self, n: int) -> bytes:
+        pieces: list[bytes] = []
+        got = 0
+        while got < n and not self.ended:
+            data = os.read(self.fd, n - got)
+            self.ended = not data
+            pieces.append(data)
+            got += len(data)
+        return b"".join(pieces)
+
+    def seekable(self) -> bool:
+        return False

@@ -292,6 +292,14 @@ class StoredBlock(Struct):
     nodes: list[str]
 
 
+class KeptBlock(Struct):
+    """A block of the file's current version that its new version keeps, at *index*: the
+    commit's blocks fill the other places, in order."""
+
+    index: int
+    block_id: str
+
+
 class CommitRequest(Struct):
     blocks: list[StoredBlock]
     path: str | None = None  # the file of an upload from a batch; others named it at start
@@ -300,6 +308,10 @@ class CommitRequest(Struct):
     # Replace the file only if it is still the version the writer started from: it exists and
     # names exactly these blocks (None: no condition). A mounted file's writer sets it.
     expect: list[str] | None = None
+    # Blocks of that version kept as they are (only with *expect*, which they must be among): a
+    # writer that changed part of a file sends only the blocks it changed. Every block of the
+    # new version but its last must then be full, so that kept blocks hold the same bytes.
+    keep: list[KeptBlock] = []
 
 
 class OpenUpload(Struct):

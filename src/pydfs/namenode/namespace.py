@@ -30,13 +30,43 @@ from pydfs.namenode.store.interface import Block, NewInode
 from pydfs.namenode.tree import ROOT_ID, Tree, Walk
 
 
-async def _still_version(tx: Tx, path: str, existing: Inode | None, expect: list[str]) -> None:
+async def _still_version(
+    tx: Tx, path: str, existing: Inode | None, expect: list[str]
+) -> list[Block]:
     """Refuse a commit whose writer started from another version of *path* than the one there
-    now (or from one since removed or moved away)."""
+    now (or from one since removed or moved away); returns that version's blocks."""
     if existing is None:
         raise Conflict(f"{path} was removed or moved away while open for writing")
-    if [p.block.id for p in await tx.blocks.of_file(existing.id)] != expect:
+    current = [p.block for p in await tx.blocks.of_file(existing.id)]
+    if [b.id for b in current] != expect:
         raise Conflict(f"{path} was replaced while open for writing")
+    return current
+
+
+def _layout(
+    path: str,
+    written: list[wire.StoredBlock],
+    keep: list[wire.KeptBlock],
+    current: list[Block],
+    block_size: int,
+) -> list[Block]:
+    """The new version's blocks: those *keep* places, taken from *current* (the version the
+    file names now), and *written* in the other places, in order. With blocks kept, every
+    block but the last must be full, so that a kept block holds the same bytes as before."""
+    new = [Block(b.block_id, b.size, b.crc) for b in written]
+    if not keep:
+        return new
+    named = {b.id: b for b in current}
+    placed: dict[int, Block] = {}
+    for k in keep:
+        if k.block_id not in named:
+            raise Conflict(f"{path} no longer names block {k.block_id}")
+        placed[k.index] = named[k.block_id]
+    fill = iter(new)
+    layout = [placed[i] if i in placed else next(fill) for i in range(len(new) + len(keep))]
+    if any(b.size != block_size for b in layout[:-1]) or layout[-1].size > block_size:
+        raise InvalidArgument(f"blocks kept in {path} must all be full but the last")
+    return layout
 
 
 def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
@@ -394,25 +424,33 @@ class Namespace:
         sha256: str | None = None,
         before: Callable[[Tx], Awaitable[None]] | None = None,
         expect: list[str] | None = None,
+        keep: list[wire.KeptBlock] | None = None,
     ) -> wire.FileStatus:
         """Make *path* name exactly *blocks*, atomically creating or replacing the file (and
         recording *sha256*, the hash its writer computed, or none); *before* runs first in the
         same transaction (an upload's bookkeeping); *expect*: only if the file is there and
-        names exactly these blocks now."""
+        names exactly these blocks now; *keep*: blocks of that version the new one keeps, in
+        the places they name (``_layout``)."""
         if path == paths.ROOT:
             raise IsADirectory("/ is a directory")
+        if keep and expect is None:
+            raise InvalidArgument("a commit keeps only blocks of the version it expects")
         now = time.time()
-        size = sum(b.size for b in blocks)
         async with self.tree.writing() as walk:
             tx = walk.tx
             if before is not None:
                 await before(tx)
             parent, existing = await self._writable(walk, path, user, overwrite=overwrite)
-            if expect is not None:
-                await _still_version(tx, path, existing, expect)
+            current = [] if expect is None else await _still_version(tx, path, existing, expect)
+            if keep and existing is not None and existing.block_size != block_size:
+                raise InvalidArgument(f"blocks kept in {path} need its block size")
+            layout = _layout(path, blocks, keep or [], current, block_size)
+            size = sum(b.size for b in layout)
+            named: set[str] = set()
             if existing is not None:
                 # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
-                await self._release(tx, [existing], keep_inodes=True)
+                # Its blocks are released once the new ones are attached: those kept stay.
+                named = await tx.blocks.detach([existing.id])
                 await tx.inodes.set_content(
                     existing.id,
                     size=size,
@@ -434,7 +472,8 @@ class Namespace:
                 )
             await tx.blocks.add([Block(b.block_id, b.size, b.crc) for b in blocks], now)
             await tx.blocks.add_replicas([(b.block_id, n) for b in blocks for n in b.nodes], now)
-            await tx.blocks.attach(inode_id, [b.block_id for b in blocks])
+            await tx.blocks.attach(inode_id, [b.id for b in layout])
+            await tx.blocks.release(named)
             await tx.inodes.set_sha256(inode_id, sha256)
             return await self._made(tx, inode_id, path)
 

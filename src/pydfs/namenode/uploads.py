@@ -243,6 +243,7 @@ class Uploads:
             seen.add(block.block_id)
         if req.sha256 is not None and not _SHA256.fullmatch(req.sha256):
             raise ProtocolError("sha256 must be 64 lowercase hex digits")
+        _check_kept(req)
 
         async def close(tx: Tx) -> None:
             await self._get(tx, upload_id, user, renew=False)  # not committed meanwhile
@@ -259,6 +260,7 @@ class Uploads:
             sha256=req.sha256,
             before=close,
             expect=req.expect,
+            keep=req.keep,
         )
         if self.on_commit is not None:
             self.on_commit(req.blocks, upload.replication)
@@ -308,6 +310,18 @@ class Uploads:
                 for u, blocks in rows
             ]
         )
+
+
+def _check_kept(req: wire.CommitRequest) -> None:
+    """Kept blocks must be among those *expect* names (the commit's transaction checks that the
+    file names them now), each in a place of its own in the new version."""
+    if not req.keep:
+        return
+    if req.expect is None or not {k.block_id for k in req.keep} <= set(req.expect):
+        raise ProtocolError("a commit keeps only blocks of the version it expects")
+    places = {k.index for k in req.keep}
+    if len(places) != len(req.keep) or not places <= set(range(len(req.blocks) + len(req.keep))):
+        raise ProtocolError("kept blocks need distinct places within the file")
 
 
 def _unused(granted: dict[str, list[str]], used: set[str]) -> list[tuple[str, str]]:

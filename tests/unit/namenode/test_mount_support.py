@@ -3,10 +3,17 @@ existing directory), setting a modification time, and a commit that replaces a f
 is still the version its writer started from."""
 
 import pytest
-from tests.unit.namenode.test_uploads import live, make_uploads, stored
+from tests.unit.namenode.test_uploads import live, make_uploads, stored, trash
 
 from pydfs import wire
-from pydfs.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied
+from pydfs.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+)
 from pydfs.namenode.auth import User
 
 ALICE = User("alice")
@@ -62,3 +69,54 @@ def test_a_commit_expecting_a_version_replaces_only_that_version(ns):
         ns.stat("/d/f")
     assert [b.id for b in commit("/d/g", blocks).blocks] != blocks
     assert commit("/d/g", None).size == 100  # no condition: as before
+
+
+def test_a_commit_keeps_blocks_of_the_version_it_replaces_and_no_others(ns):
+    """A writer that changed part of a file sends only the blocks it changed and keeps the
+    others by id: never a block of another file, nor of a version since replaced."""
+    live(ns, "dn-1")
+    uploads = make_uploads(ns, ns.membership, lease=600)
+    bs = 4096
+
+    def commit(path, sizes, expect=None, keep=()):
+        grant = uploads.start(wire.UploadRequest(path, block_size=bs), ALICE)
+        grants = [grant.block]
+        for _ in sizes[1:]:
+            grants.append(uploads.allocate(grant.upload_id, wire.BlockAllocRequest(), ALICE))
+        written = [stored(g, size) for g, size in zip(grants, sizes, strict=True)]
+        keep = [wire.KeptBlock(i, b) for i, b in keep]
+        request = wire.CommitRequest(written, expect=expect, keep=keep)
+        return uploads.commit(grant.upload_id, request, ALICE)
+
+    def ids(path):
+        return [b.id for b in ns.stat(path).blocks]
+
+    ns.mkdir("/d")
+    ns.chmod("/d", 0o777)
+    a, b, c = (blk.id for blk in commit("/d/f", [bs, bs, 100]).blocks)
+    changed = commit("/d/f", [bs], expect=[a, b, c], keep=[(0, a), (2, c)])
+    assert [blk.id for blk in changed.blocks][::2] == [a, c]
+    new = changed.blocks[1].id
+    assert new not in (a, b, c) and changed.size == 2 * bs + 100
+    assert ids("/d/f") == [a, new, c]
+    gone = {block for _, block in trash(ns)}
+    assert b in gone and not gone & {a, c}  # the kept blocks keep their replicas
+    appended = commit("/d/f", [bs, 50], expect=[a, new, c], keep=[(0, a), (1, new)])
+    assert ids("/d/f")[:2] == [a, new] and appended.size == 3 * bs + 50
+
+    (other,) = (blk.id for blk in commit("/d/g", [bs]).blocks)
+    current = ids("/d/f")
+    with pytest.raises(ProtocolError):  # not among the blocks the commit expects
+        commit("/d/f", [100], expect=current, keep=[(0, other)])
+    with pytest.raises(Conflict):  # expecting another file's blocks: not what the file names
+        commit("/d/f", [100], expect=[other], keep=[(0, other)])
+    with pytest.raises(ProtocolError):  # no version named: nothing to keep from
+        commit("/d/f", [100], keep=[(0, a)])
+    with pytest.raises(InvalidArgument):  # a short block before the last: bytes would shift
+        commit("/d/f", [100], expect=current, keep=[(1, a), (2, current[2])])
+    assert ids("/d/f") == current and ids("/d/g") == [other]
+
+    commit("/d/f", [bs, 10], expect=current)  # replaced meanwhile (another writer's commit)
+    with pytest.raises(Conflict):
+        commit("/d/f", [100], expect=current, keep=[(0, a)])
+    assert a not in ids("/d/f")

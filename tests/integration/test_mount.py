@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pydfs.cluster import LocalCluster
-from tests.conftest import Cli
+from tests.conftest import BLOCK_SIZE, Cli
 
 
 def _fuse_missing() -> str | None:
@@ -323,6 +323,56 @@ def test_random_io_against_a_model(work: Path) -> None:
     finally:
         os.close(fd)
     assert path.read_bytes() == bytes(model)
+
+
+def test_changes_in_place_rewrite_only_the_blocks_they_touch(
+    work: Path, shared_cluster: LocalCluster
+) -> None:
+    """A write in the middle, an append and a truncation upload the blocks they change; the
+    new version shares every other block with the old, by id."""
+    bs = BLOCK_SIZE
+    model = bytearray(os.urandom(4 * bs + 1000))
+    f = work / "f"
+    f.write_bytes(model)
+    path = f"/tmp/{work.name}/f"
+
+    def blocks() -> list[str]:
+        with shared_cluster.client() as fs:
+            assert fs.read_bytes(path) == model
+            return [b.id for b in fs.info(path).blocks or []]
+
+    first = blocks()
+    assert len(first) == 5
+    with open(f, "r+b") as w:  # two bytes in the middle of the third block
+        w.seek(2 * bs + 100)
+        w.write(b"XY")
+    model[2 * bs + 100 : 2 * bs + 102] = b"XY"
+    changed = blocks()
+    assert changed[2] != first[2]
+    assert changed[:2] + changed[3:] == first[:2] + first[3:]
+
+    extra = os.urandom(bs)
+    with open(f, "ab") as w:  # grows the last block, and adds one
+        w.write(extra)
+    model += extra
+    appended = blocks()
+    assert len(appended) == 6 and appended[:4] == changed[:4]
+    assert not set(appended[4:]) & set(changed)
+
+    os.truncate(f, 2 * bs + 10)  # cuts the third block: the first two stay
+    del model[2 * bs + 10 :]
+    cut = blocks()
+    assert len(cut) == 3 and cut[:2] == changed[:2] and cut[2] not in appended
+
+    with open(f, "r+b") as w:  # shrunk then grown again: what was cut off is zeros
+        os.ftruncate(w.fileno(), bs + 5)
+        os.ftruncate(w.fileno(), 3 * bs)
+        w.seek(2 * bs)
+        w.write(b"Z")
+    model[bs + 5 :] = bytes(2 * bs - 5)
+    model[2 * bs] = ord("Z")
+    regrown = blocks()
+    assert regrown[0] == cut[0] and not set(regrown[1:]) & set(cut)
 
 
 def test_errors_are_one_line(shared_cluster: LocalCluster, tmp_path: Path) -> None:

@@ -193,12 +193,14 @@ class Transfer:
         overwrite: bool = True,
         sha256: Callable[[], str] | None = None,
         expect: list[str] | None = None,
+        keep: list[wire.KeptBlock] | None = None,
     ) -> wire.FileStatus:
         """Store the bytes *read* yields as the upload *grant*'s blocks and commit it, with the
         checksum *sha256* gives once they are all read (if the file still names the blocks
-        *expect* lists, when given); abort it on any failure (cancellation included), so that
-        nothing of it ever becomes visible. ``rewind(offset)`` moves the
-        source back to *offset*, if it can, to send a block again elsewhere."""
+        *expect* lists, when given, keeping those of them *keep* places); abort it on any
+        failure (cancellation included), so that nothing of it ever becomes visible.
+        ``rewind(offset)`` moves the source back to *offset*, if it can, to send a block again
+        elsewhere."""
         client = self._client
         route = f"/uploads/{grant.upload_id}"
 
@@ -212,7 +214,7 @@ class Transfer:
                 client.session, read, grant, allocate, rewind, client.stall_timeout, client.links
             )
             checksum = None if sha256 is None else sha256()
-            commit = wire.CommitRequest(stored, path, overwrite, checksum, expect)
+            commit = wire.CommitRequest(stored, path, overwrite, checksum, expect, keep or [])
             return await client.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
         except BaseException:
             await asyncio.shield(self._abort(route))

@@ -5,10 +5,11 @@ is streamed: the first ``SMALL`` bytes are kept in memory (a small file is then 
 and one commit), anything more goes out to the data nodes as it comes (``stream.Stream``).
 Anything else (a write elsewhere than the end, a read, a truncation to other than zero, a
 file opened for writing without truncation) moves to a sparse local copy (``spill.Spill``)
-that is uploaded whole at ``commit()``. Either way the name node replaces the file atomically,
-so readers see the old content or the new, never a mix (close-to-open); and only if the file is
-still the version this writer started from (or last committed): a file replaced, moved or removed
-elsewhere meanwhile makes the commit fail (``Conflict``) rather than lose either side's writes.
+whose changed blocks are uploaded at ``commit()``, the others kept by id. Either way the name
+node replaces the file atomically, so readers see the old content or the new, never a mix
+(close-to-open); and only if the file is still the version this writer started from (or last
+committed): a file replaced, moved or removed elsewhere meanwhile makes the commit fail
+(``Conflict``) rather than lose either side's writes.
 
 Streaming content that then moves to a copy is committed first, to become that copy's base: a
 writer that goes back over what it streamed publishes what it had at that moment.
@@ -117,16 +118,13 @@ class WriteHandle:
                 self._failed = exc  # what was streamed is gone: every later commit fails too
                 raise
         elif self._spill is not None:
-            await self._spill.complete()
-            self._spill.file.seek(0)
-            status = await self._client.write_stream(path, self._spill.file, expect=self._expect)
+            status = await self._spill.commit(path, self._expect)
         else:
             status = await self._client.write_bytes(path, bytes(self._small), expect=self._expect)
         self.dirty = False
         self._expect = _blocks(status)
-        if self._spill is None:  # what was written is now the base
-            self._small = bytearray()
-            self._base = status
+        self._small = bytearray()
+        self._base = status  # what was written is now the base
         if self.mtime is not None:
             status = await self._client.rpc.call(
                 "POST", "/fs/times", wire.TimesRequest(path, self.mtime), reply=wire.FileStatus

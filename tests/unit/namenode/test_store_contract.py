@@ -143,6 +143,25 @@ async def test_blocks_files_replicas_and_release(store: Store) -> None:
         assert await tx.blocks.trashed_on("n2") == ["b1"]
 
 
+async def test_blocks_attached_again_before_release_stay(store: Store) -> None:
+    """A new version of a file that keeps some of the old one's blocks: they are detached,
+    attached again in the same transaction, and the release spares them."""
+    async with store.write() as tx:
+        f = await tx.inodes.insert(new(ROOT, "f"))
+        await tx.blocks.add([Block("old1", 10, 1), Block("old2", 5, 2)], 1.0)
+        await tx.blocks.attach(f, ["old1", "old2"])
+        await tx.blocks.add_replicas([("old1", "n1"), ("old2", "n1")], 1.0)
+    async with store.write() as tx:
+        named = await tx.blocks.detach([f])
+        await tx.blocks.add([Block("new", 7, 3)], 2.0)
+        await tx.blocks.attach(f, ["old1", "new"])
+        await tx.blocks.release(named)
+    async with store.read() as tx:
+        assert [p.block.id for p in await tx.blocks.of_file(f)] == ["old1", "new"]
+        assert await tx.blocks.holders("old1") == ["n1"]
+        assert await tx.blocks.trashed_on("n1") == ["old2"]
+
+
 async def test_replica_and_trash_bookkeeping(store: Store) -> None:
     async with store.write() as tx:
         await tx.blocks.add([Block("b", 1, 1)], 0.0)

@@ -43,3 +43,11 @@ def test_ln_refusals_are_one_line(cli: Cli, home: str) -> None:
     assert "symbolic" in cli.fails("ln", "t", "hard")
     assert "target" in cli.fails("ln", "-s", "", "empty")
     assert "symbolic link" in cli.fails("put", "-", "l", input=b"x")
+    assert "does not follow links" in cli.fails("cat", "l")
+    assert "does not follow links" in cli.fails("checksum", "l")
+    cli("mkdir", "d").ok()
+    cli("put", "-", "d/f", input=b"abc").ok()
+    cli("ln", "-s", "f", "d/l").ok()
+    out = cli.home / "out"
+    cli("get", "-r", "d", str(out)).ok()  # links are left out, not read as empty files
+    assert sorted(p.name for p in out.iterdir()) == ["f"]

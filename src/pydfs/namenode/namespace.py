@@ -46,6 +46,11 @@ def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bo
         raise NotADirectory(f"{path}/: not a directory")
 
 
+def _not_followed(path: str, target: str) -> None:
+    """Reading a link: the name node does not follow it (a mount's kernel does)."""
+    raise InvalidArgument(f"{path} is a symbolic link to {target}: pydfs does not follow links")
+
+
 class Namespace:
     def __init__(
         self,
@@ -104,6 +109,8 @@ class Namespace:
         blocks: their CRCs would tell a small file's content (a 4-digit PIN in a moment)."""
         async with self.tree.reading() as walk:
             node = await walk.resolve(path, user)
+            if read and node.target is not None:
+                _not_followed(path, node.target)
             if not node.is_dir and not allowed(user, node.owner, node.group, node.mode, R):
                 if read:
                     check(user, node, R, path)
@@ -584,6 +591,8 @@ class Namespace:
             node = await walk.resolve(path, user)
             if node.is_dir:
                 return wire.FileChecksum(path, "dir", 0)
+            if node.target is not None:
+                _not_followed(path, node.target)
             check(user, node, R, path)
             return wire.FileChecksum(path, "file", node.size, await walk.tx.inodes.sha256(node.id))
 

@@ -49,6 +49,10 @@ def test_a_link_is_never_followed_by_a_walk(ns):
         put(ns, "/via")
     with pytest.raises(InvalidArgument):
         ns.readlink("/real/f", OWNER)
+    with pytest.raises(InvalidArgument, match="does not follow"):  # no blocks, not empty content
+        ns.stat("/via", OWNER, read=True)
+    with pytest.raises(InvalidArgument, match="does not follow"):
+        ns.checksum("/via", OWNER)
 
 
 def test_bad_targets_and_taken_names_are_refused(ns):

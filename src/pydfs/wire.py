@@ -99,7 +99,7 @@ class BlockInfo(Struct):
 class FileStatus(Struct):
     path: str
     name: str
-    type: Literal["file", "dir"]
+    type: Literal["file", "dir", "symlink"]
     size: int
     mtime: float
     ctime: float
@@ -109,6 +109,7 @@ class FileStatus(Struct):
     replication: int = 0
     block_size: int = 0
     blocks: list[BlockInfo] | None = None
+    target: str | None = None  # a symbolic link's, as stored (never resolved)
 
 
 class FileChecksum(Struct):
@@ -128,6 +129,14 @@ class Listing(Struct):
 
 class PathRequest(Struct):
     path: str
+
+
+class SymlinkRequest(Struct):
+    path: str
+    target: str  # any text up to MAX_LINK_TARGET bytes, stored as given
+
+
+MAX_LINK_TARGET = 4096  # bytes, as Linux's PATH_MAX
 
 
 class MkdirRequest(Struct):

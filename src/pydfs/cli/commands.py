@@ -56,6 +56,14 @@ async def file_create(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def link_create(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.symbolic:
+        raise InvalidArgument("only symbolic links are kept (ln -s TARGET PATH)")
+    made = await ctx.client.symlink(ctx.file_path(args.path), args.target)
+    ctx.out("", made)
+    return 0
+
+
 async def file_delete(ctx: Context, args: argparse.Namespace) -> int:
     targets = await ctx.expand(args.paths, missing_ok=args.force)
     deleted = []
@@ -328,6 +336,12 @@ def _ls_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _ln_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--symbolic", action="store_true", help="make a symbolic link")
+    p.add_argument("target", metavar="TARGET", help="what the link names, stored as given")
+    p.add_argument("path", metavar="PATH", help="the link to make")
+
+
 def _mkdir_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="directories to make")
     p.add_argument("-p", "--parents", action="store_true", help="create missing parents too")
@@ -418,6 +432,15 @@ COMMANDS: list[Command] = [
         _rmdir_args,
         "A directory that is not empty is deleted with everything in it only after a yes\n"
         "on the terminal, or with --yes.",
+    ),
+    Command(
+        None,
+        "link_create",
+        "ln",
+        link_create,
+        "make a symbolic link",
+        _ln_args,
+        "The target is any text, kept as given: pydfs never follows a link, a mount does.",
     ),
     Command(None, "pwd", "", pwd, "print the working directory", lambda p: None),
 ]

@@ -38,7 +38,7 @@ def emit_json(obj: Any) -> None:
 
 def mode(s: wire.FileStatus) -> str:
     """``drwxr-x--T`` style, as ls shows it."""
-    out = ["d" if s.type == "dir" else "-"]
+    out = [{"dir": "d", "symlink": "l"}.get(s.type, "-")]
     for shift in (6, 3, 0):
         bits = s.mode >> shift
         out += ["r" if bits & 4 else "-", "w" if bits & 2 else "-", "x" if bits & 1 else "-"]
@@ -57,6 +57,8 @@ def listing(entries: list[wire.FileStatus], *, long: bool = False, human: bool =
             lines.append(name)
             continue
         shown = (size(e.size) if human else str(e.size)) if e.type == "file" else ""
+        if e.target is not None:
+            name += f" -> {e.target}"
         lines.append(f"{mode(e)}  {e.owner:<8} {e.group:<8} {shown:>10}  {when(e.mtime)}  {name}")
     return "\n".join(lines)
 
@@ -64,11 +66,13 @@ def listing(entries: list[wire.FileStatus], *, long: bool = False, human: bool =
 def status(s: wire.FileStatus) -> str:
     lines = [
         f"path:        {s.path}",
-        f"type:        {'directory' if s.type == 'dir' else 'file'}",
+        f"type:        {dict(dir='directory', symlink='symbolic link').get(s.type, 'file')}",
         f"owner:       {s.owner}:{s.group}  {mode(s)} ({s.mode:04o})",
         f"modified:    {when(s.mtime)}",
         f"created:     {when(s.ctime)}",
     ]
+    if s.target is not None:
+        lines[2:2] = [f"target:      {s.target}"]
     if s.type == "file":
         blocks = s.blocks or []
         lines[2:2] = [f"size:        {s.size:,} bytes ({size(s.size)})"]

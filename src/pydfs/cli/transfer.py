@@ -195,7 +195,7 @@ async def _plan_get(
             async for directory, entries in tree.walk(ctx.client, remote, ctx.report):
                 here = into / directory.path[len(remote) :].lstrip("/")
                 here.mkdir(parents=True, exist_ok=True)
-                plan += [(e.path, here / e.name, e.size) for e in entries if e.type != "dir"]
+                plan += [(e.path, here / e.name, e.size) for e in entries if e.type == "file"]
     return plan
 
 

@@ -201,6 +201,17 @@ class AsyncClient:
             "POST", "/fs/create", wire.PathRequest(path), reply=wire.FileStatus
         )
 
+    async def symlink(self, path: str, target: str) -> wire.FileStatus:
+        """A symbolic link at *path* to *target* (any text: stored as given, never checked)."""
+        req = wire.SymlinkRequest(path, target)
+        return await self.rpc.call("POST", "/fs/symlink", req, reply=wire.FileStatus)
+
+    async def readlink(self, path: str) -> str:
+        status = await self.info(path)
+        if status.target is None:
+            raise InvalidArgument(f"{path} is not a symbolic link")
+        return status.target
+
     async def delete(self, path: str) -> None:
         """Delete a file (not a directory: see ``rmdir``)."""
         await self.rpc.call("POST", "/fs/delete", wire.DeleteRequest(path, type="file"))

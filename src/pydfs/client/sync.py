@@ -75,6 +75,12 @@ class Client:
     def touch(self, path: str) -> wire.FileStatus:
         return self._run(self._aio.touch(path))
 
+    def symlink(self, path: str, target: str) -> wire.FileStatus:
+        return self._run(self._aio.symlink(path, target))
+
+    def readlink(self, path: str) -> str:
+        return self._run(self._aio.readlink(path))
+
     def delete(self, path: str) -> None:
         self._run(self._aio.delete(path))
 

@@ -177,18 +177,22 @@ class Inodes:
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = node.ino
         entry.entry_timeout = entry.attr_timeout = self.ttl
-        kind = stat.S_IFDIR if status.type == "dir" else stat.S_IFREG
-        entry.st_mode = kind | (status.mode & 0o7777)
+        entry.st_mode = _KINDS[status.type] | (status.mode & 0o7777)
         entry.st_nlink = 2 if status.type == "dir" else 1
         entry.st_uid = self.identity.uid_of(status.owner)
         entry.st_gid = self.identity.gid_of(status.group or status.owner)
-        entry.st_size = status.size
+        # A link's size is its target's length, as lstat(2) tells it.
+        size = status.size if status.target is None else len(status.target.encode())
+        entry.st_size = size
         entry.st_blksize = BLOCK_SIZE
-        entry.st_blocks = (status.size + 511) // 512
+        entry.st_blocks = (size + 511) // 512 if status.target is None else 0
         mtime = int(status.mtime * 1e9)
         entry.st_mtime_ns = entry.st_atime_ns = mtime
         entry.st_ctime_ns = max(mtime, int(status.ctime * 1e9))
         return entry
+
+
+_KINDS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
 
 
 def same_version(a: wire.FileStatus, b: wire.FileStatus) -> bool:
@@ -196,8 +200,8 @@ def same_version(a: wire.FileStatus, b: wire.FileStatus) -> bool:
     both name them (a listing does not), else by size and modification time."""
     if a.type != b.type:
         return False
-    if a.type == "dir":
-        return True
+    if a.type != "file":
+        return a.target == b.target
     if a.blocks is not None and b.blocks is not None:
         return [x.id for x in a.blocks] == [x.id for x in b.blocks]
     return (a.size, a.mtime) == (b.size, b.mtime)

@@ -364,6 +364,32 @@ class Operations(pyfuse3.Operations):
         # two names for one mutable file would need link counts the namespace does not keep.
         raise pyfuse3.FUSEError(errno.EPERM)
 
+    # --- symbolic links ------------------------------------------------------------------
+
+    @fuse_errors
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """The name node keeps the target as text and never follows it; the kernel does."""
+        path = self.inodes.child(parent_inode, name)
+        try:
+            text = target.decode()
+        except UnicodeDecodeError:
+            raise pyfuse3.FUSEError(errno.EINVAL) from None  # names are UTF-8 in pydfs
+        status = await self.client.symlink(path, text)
+        self.inodes.stale(path)
+        return await self._entry(path, status)
+
+    @fuse_errors
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self.inodes.node(inode)
+        status = await self._stat(node.path) if node.path is not None else node.known
+        if status is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        if status.target is None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return status.target.encode()
+
     # --- files ----------------------------------------------------------------------------
 
     @fuse_errors
@@ -528,12 +554,6 @@ class Operations(pyfuse3.Operations):
         self._handles.clear()
 
     # --- what pydfs does not hold ---------------------------------------------------------
-
-    @fuse_errors
-    async def symlink(
-        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
-    ) -> pyfuse3.EntryAttributes:
-        raise pyfuse3.FUSEError(errno.EPERM)
 
     @fuse_errors
     async def mknod(

@@ -200,6 +200,15 @@ ENDPOINTS: list[Endpoint] = [
     ),
     endpoint(
         "POST",
+        "/fs/symlink",
+        "user",
+        lambda c: c.nn.namespace.symlink(paths.normalize(c.body.path), c.body.target, c.user),
+        "Make a symbolic link to target (any text, stored as given and never followed).",
+        wire.SymlinkRequest,
+        wire.FileStatus,
+    ),
+    endpoint(
+        "POST",
         "/fs/create",
         "user",
         lambda c: c.nn.namespace.create_file(

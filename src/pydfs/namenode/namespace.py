@@ -76,6 +76,11 @@ def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bo
         raise NotADirectory(f"{path}/: not a directory")
 
 
+def _not_followed(path: str, target: str) -> None:
+    """Reading a link: the name node does not follow it (a mount's kernel does)."""
+    raise InvalidArgument(f"{path} is a symbolic link to {target}: pydfs does not follow links")
+
+
 class Namespace:
     def __init__(
         self,
@@ -120,7 +125,7 @@ class Namespace:
         self, tx: Tx, node: Inode, path: str, *, tokens: bool = False
     ) -> wire.FileStatus:
         """With its blocks, if a file."""
-        if node.is_dir:
+        if node.type != "f":
             return status.of(node, path)
         read_token = self.read_token if tokens else None
         placed = await tx.blocks.of_file(node.id)
@@ -134,6 +139,8 @@ class Namespace:
         blocks: their CRCs would tell a small file's content (a 4-digit PIN in a moment)."""
         async with self.tree.reading() as walk:
             node = await walk.resolve(path, user)
+            if read and node.target is not None:
+                _not_followed(path, node.target)
             if not node.is_dir and not allowed(user, node.owner, node.group, node.mode, R):
                 if read:
                     check(user, node, R, path)
@@ -189,6 +196,7 @@ class Namespace:
         mode: int | None = None,
         owner: str | None = None,
         group: str | None = None,
+        target: str | None = None,
     ) -> int:
         """A new inode owned by *user*, in its parent's group (as BSD and HDFS do), with the
         mode bits 0777 (directories) or 0666 (files) less the umask, unless *mode* is given."""
@@ -208,6 +216,7 @@ class Namespace:
             size,
             replication,
             block_size,
+            target,
         )
         inode_id = await tx.inodes.insert(new)
         await tx.inodes.touch([parent.id], now)
@@ -305,6 +314,32 @@ class Namespace:
         assert node is not None
         return await self._status(tx, node, path)
 
+    async def symlink(self, path: str, target: str, user: User | None = None) -> wire.FileStatus:
+        """A symbolic link at *path* to *target*: any text, stored as given, never resolved or
+        followed by the name node (its walks see the link itself, as ``lstat`` does)."""
+        if not target or "\0" in target or len(target.encode()) > wire.MAX_LINK_TARGET:
+            raise InvalidArgument(
+                f"a link target is 1 to {wire.MAX_LINK_TARGET} bytes without NUL characters"
+            )
+        if path == paths.ROOT:
+            raise AlreadyExists("/ already exists")
+        async with self.tree.writing() as walk:
+            parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
+            if await walk.tx.inodes.child(parent.id, paths.basename(path)) is not None:
+                raise AlreadyExists(f"{path} already exists")
+            check(user, parent, W | X, paths.parent(path))
+            made = await self._insert(
+                walk.tx, parent, paths.basename(path), "l", user, mode=0o777, target=target
+            )
+            return await self._made(walk.tx, made, path)
+
+    async def readlink(self, path: str, user: User | None = None) -> str:
+        async with self.tree.reading() as walk:
+            node = await walk.resolve(path, user)
+        if node.target is None:
+            raise InvalidArgument(f"{path} is not a symbolic link")
+        return node.target
+
     async def check_writable(
         self, path: str, user: User | None, *, overwrite: bool, directory: bool = False
     ) -> None:
@@ -326,6 +361,8 @@ class Namespace:
             check(user, parent, W | X, paths.parent(path))
         elif existing.is_dir:
             raise IsADirectory(f"{path} is a directory")
+        elif existing.target is not None:  # never followed: write to where it points instead
+            raise AlreadyExists(f"{path} is a symbolic link")
         elif not overwrite:
             raise AlreadyExists(f"{path} already exists")
         else:
@@ -345,7 +382,7 @@ class Namespace:
         if not keep_inodes:
             await tx.inodes.delete(ids)
         await tx.blocks.release(named)
-        return sum(not n.is_dir for n in nodes)
+        return sum(n.type == "f" for n in nodes)
 
     async def delete(
         self, path: str, user: User | None = None, *, recursive: bool = False, type: str = "any"
@@ -530,11 +567,13 @@ class Namespace:
                 tx,
                 parent,
                 paths.basename(target),
-                "f",
+                source.type,  # a link's copy is a link (to the same target)
                 user,
                 size=source.size,
                 replication=source.replication,
                 block_size=source.block_size,
+                mode=0o777 if source.target is not None else None,
+                target=source.target,
             )
             await tx.blocks.share(source.id, inode_id)
             await tx.inodes.set_sha256(inode_id, await tx.inodes.sha256(source.id))  # same bytes
@@ -591,6 +630,8 @@ class Namespace:
             node = await walk.resolve(path, user)
             if node.is_dir:
                 return wire.FileChecksum(path, "dir", 0)
+            if node.target is not None:
+                _not_followed(path, node.target)
             check(user, node, R, path)
             return wire.FileChecksum(path, "file", node.size, await walk.tx.inodes.sha256(node.id))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from pydfs import wire
 from pydfs.namenode.membership import Membership
@@ -27,11 +28,14 @@ class DirPage:
     bytes: int
 
 
+KINDS: dict[str, Literal["file", "dir", "symlink"]] = {"f": "file", "d": "dir", "l": "symlink"}
+
+
 def of(node: Inode, path: str, blocks: list[wire.BlockInfo] | None = None) -> wire.FileStatus:
     return wire.FileStatus(
         path=path,
         name=node.name or "/",
-        type="dir" if node.is_dir else "file",
+        type=KINDS[node.type],
         size=node.size,
         mtime=node.mtime,
         ctime=node.ctime,
@@ -41,6 +45,7 @@ def of(node: Inode, path: str, blocks: list[wire.BlockInfo] | None = None) -> wi
         replication=node.replication,
         block_size=node.block_size,
         blocks=blocks,
+        target=node.target,
     )
 
 
@@ -55,7 +60,7 @@ def listing(path: str, children: list[Inode]) -> wire.Listing:
             status(
                 prefix + n.name,
                 n.name,
-                "dir" if n.type == "d" else "file",
+                KINDS[n.type],
                 n.size,
                 n.mtime,
                 n.ctime,
@@ -64,6 +69,8 @@ def listing(path: str, children: list[Inode]) -> wire.Listing:
                 n.mode,
                 n.replication,
                 n.block_size,
+                None,
+                n.target,
             )
             for n in children
         ],

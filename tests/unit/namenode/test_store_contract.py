@@ -300,3 +300,32 @@ async def test_pages_of_a_directory_and_its_tally(store: Store) -> None:
         assert await tx.inodes.tally(d) == {"f": (5, 50), "d": (1, 0)}
         assert await tx.inodes.sha256(d + 1) == "ab" * 32
         assert await tx.inodes.sha256(d + 2) is None
+
+
+async def test_symbolic_links_keep_their_target(store: Store) -> None:
+    """A third type, 'l', with its target as given (any text, never resolved)."""
+    target = "../ünï/" + "x" * 4000
+    async with store.write() as tx:
+        d = await tx.inodes.insert(new(ROOT, "d", "d"))
+        link = await tx.inodes.insert(new(d, "link", "l", target=target))
+        await tx.inodes.insert(new(d, "dangling", "l", target="nowhere"))
+        f = await tx.inodes.insert(new(d, "f"))
+        with pytest.raises(AlreadyExists):
+            await tx.inodes.insert(new(d, "link", "l", target="again"))
+        await tx.inodes.rename(link, ROOT, "moved")
+    async with store.read() as tx:
+        got = await tx.inodes.get(link)
+        assert got is not None and (got.type, got.target, got.is_dir) == ("l", target, False)
+        assert await tx.inodes.child(ROOT, "moved") == got
+        assert (await tx.inodes.get(f)) is not None and (await tx.inodes.get(f)).target is None  # type: ignore[union-attr]
+        listed = {n.name: n.target for n in await tx.inodes.children(d)}
+        assert listed == {"dangling": "nowhere", "f": None}
+        assert [n.target for n in await tx.inodes.page(d, 1)] == ["nowhere"]
+        assert [n.type for n in await tx.inodes.subtree(d)] == ["d", "l", "f"]
+        assert (await tx.inodes.counts()) == {"d": 2, "f": 1, "l": 2}
+        assert (await tx.inodes.tally(d))["l"] == (1, 0)
+    async with store.write() as tx:
+        await tx.inodes.delete([link])
+    async with store.read() as tx:
+        assert await tx.inodes.get(link) is None
+        assert (await tx.inodes.counts()).get("l") == 1

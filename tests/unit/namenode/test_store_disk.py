@@ -1,10 +1,14 @@
 """What the metadata store leaves on disk: private files, and names in NFC."""
 
 import os
+import sqlite3
 import stat
 import unicodedata
 from pathlib import Path
 
+import pytest
+
+from pydfs.namenode.store import sqlite as sqlite_store
 from pydfs.namenode.store.sqlite import Store
 
 
@@ -58,3 +62,45 @@ def test_names_stored_before_are_migrated_to_nfc(tmp_path: Path) -> None:
     assert names[14].startswith("\u00c5") and names[15].startswith("\u00c5")
     assert all(unicodedata.is_normalized("NFC", n) for n in names.values())
     assert len(set(names.values())) == len(names)
+
+
+def test_a_store_from_before_links_is_rebuilt_with_its_rows_and_census(tmp_path: Path) -> None:
+    """Migration 0008 rebuilds ``inodes`` (a new CHECK): rows, unique names, census triggers."""
+    path = tmp_path / "ns.sqlite3"
+    db = sqlite3.connect(path)
+    db.create_function("nfc", 1, lambda s: unicodedata.normalize("NFC", s))
+    for version, sql in sqlite_store._migrations():
+        if version <= 7:
+            for statement in sqlite_store._statements(sql):
+                db.execute(statement)
+    db.execute(
+        "INSERT INTO inodes (id, parent, name, type, mtime, ctime, owner, mode, sha256) "
+        "VALUES (1, 0, '', 'd', 0, 0, 'root', 493, NULL), (2, 1, 'f', 'f', 5, 6, 'alice', 420, "
+        "'ab')"
+    )
+    db.execute("PRAGMA user_version=7")
+    db.commit()
+    db.close()
+    store = Store(path)
+    try:
+        rows = store.db.execute("SELECT id, name, type, mtime, mode, sha256, target FROM inodes")
+        assert sorted(rows) == [(1, "", "d", 0, 493, None, None), (2, "f", "f", 5, 420, "ab", None)]
+        with store.transaction() as tx:
+            tx.execute(
+                "INSERT INTO inodes (parent, name, type, mtime, ctime, owner, target) "
+                "VALUES (1, 'l', 'l', 0, 0, 'alice', 'f')"
+            )
+            with pytest.raises(sqlite3.IntegrityError):  # names stay unique
+                tx.execute(
+                    "INSERT INTO inodes (parent, name, type, mtime, ctime, owner) "
+                    "VALUES (1, 'f', 'f', 0, 0, 'alice')"
+                )
+            tx.execute("DELETE FROM inodes WHERE id = 2")
+        assert dict(store.db.execute("SELECT kind, n FROM census")) == {
+            "f": 0,
+            "d": 1,
+            "b": 0,
+            "l": 1,
+        }
+    finally:
+        store.close()

@@ -27,7 +27,7 @@ class Inode(NamedTuple):
     id: int
     parent: int
     name: str
-    type: str  # "f" or "d"
+    type: str  # "f" (file), "d" (directory) or "l" (symbolic link)
     size: int
     mtime: float
     ctime: float
@@ -36,6 +36,7 @@ class Inode(NamedTuple):
     block_size: int
     group: str
     mode: int
+    target: str | None = None  # a symbolic link's, as given: never resolved
 
     @property
     def is_dir(self) -> bool:
@@ -53,6 +54,7 @@ class NewInode(NamedTuple):
     size: int = 0
     replication: int = 0
     block_size: int = 0
+    target: str | None = None
 
 
 class Block(NamedTuple):

@@ -41,6 +41,7 @@ _NAMES = (
     "block_size",
     "grp",
     "mode",
+    "target",
 )
 # An inode's columns, as ``Inode`` takes them: the root's NULL parent is 0 there.
 _COLS = ", ".join("coalesce(parent, 0)" if c == "parent" else c for c in _NAMES)
@@ -139,8 +140,9 @@ class Inodes:
         try:
             rows = await self.q.fetch(
                 "INSERT INTO inodes (id, parent, name, type, size, mtime, ctime, owner, "
-                "replication, block_size, grp, mode) VALUES (coalesce($1, nextval('inode_ids')), "
-                "nullif($2::bigint, 0), $3, $4, $5, $6, $6, $7, $8, $9, $10, $11) "
+                "replication, block_size, grp, mode, target) "
+                "VALUES (coalesce($1, nextval('inode_ids')), "
+                "nullif($2::bigint, 0), $3, $4, $5, $6, $6, $7, $8, $9, $10, $11, $12) "
                 "ON CONFLICT ON CONSTRAINT inodes_parent_name DO NOTHING RETURNING id",
                 inode_id,
                 new.parent,
@@ -153,6 +155,7 @@ class Inodes:
                 new.block_size,
                 new.group,
                 new.mode,
+                new.target,
                 pin=0,
             )
         except asyncpg.UniqueViolationError:  # the id (only the root's is given)

@@ -23,7 +23,9 @@ from pydfs.namenode.store.interface import (
     UserRow,
 )
 
-_COLS = "id, parent, name, type, size, mtime, ctime, owner, replication, block_size, grp, mode"
+_COLS = (
+    "id, parent, name, type, size, mtime, ctime, owner, replication, block_size, grp, mode, target"
+)
 _ANY = "(SELECT value FROM json_each(?))"  # the members of a JSON array parameter
 
 
@@ -100,7 +102,8 @@ class Inodes:
         try:
             cur = self.db.execute(
                 "INSERT INTO inodes (id, parent, name, type, size, mtime, ctime, owner, "
-                "replication, block_size, grp, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "replication, block_size, grp, mode, target) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     inode_id,
                     new.parent,
@@ -114,6 +117,7 @@ class Inodes:
                     new.block_size,
                     new.group,
                     new.mode,
+                    new.target,
                 ),
             )
         except sqlite3.IntegrityError:
@@ -175,7 +179,10 @@ class Inodes:
 
     async def counts(self) -> dict[str, int]:
         """From the census triggers keep (migration 0006), not a count of every row."""
-        return dict(self.db.execute("SELECT kind, n FROM census WHERE kind IN ('f', 'd')"))
+        rows = self.db.execute(
+            "SELECT kind, n FROM census WHERE kind IN ('f', 'd') OR (kind = 'l' AND n > 0)"
+        )
+        return dict(rows)
 
 
 # The factor each named block needs (the highest of its files'), and its replicas on the nodes

@@ -19,6 +19,7 @@ ARGS = {
     "open_directory": ["/d"],
     "make_directory": ["/d"],
     "delete_directory": ["/d"],
+    "link_create": ["-s", "/target", "/link"],
 }
 
 

@@ -13,12 +13,9 @@ Nothing here imports a web framework.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, BinaryIO, NamedTuple, Protocol, TypeVar, cast
-
-T = TypeVar("T")
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 Reader = Callable[[int], Awaitable[bytes]]
 """``readexactly(n)`` over a request body that streams."""
@@ -96,33 +93,3 @@ class Pipeline(Protocol):
     def serve(self, request: Request) -> Answer | Awaitable[Answer]:
         """The answer to an admitted request whose body is read (or streams), or an
         awaitable of it; a ``PydfsError`` is the caller's error."""
-
-
-def eager(coro: Coroutine[Any, Any, T]) -> T | Awaitable[T]:
-    """Run *coro* at once, as far as it goes without waiting: its result if it never waits
-    (most metadata calls on the embedded store), else an awaitable of the rest. A task per
-    request would cost more than the request itself; Python 3.12's eager tasks do this too."""
-    try:
-        waited = coro.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    return asyncio.ensure_future(_rest(coro, waited))
-
-
-async def _rest(coro: Coroutine[Any, Any, T], waited: Any) -> T:
-    """Go on with *coro*, which yielded *waited* (a future it awaits, or None for a bare
-    yield), as a task would: wait for it, resume; a cancellation of this task is thrown in."""
-    while True:
-        thrown: BaseException | None = None
-        try:
-            if waited is None:
-                await asyncio.sleep(0)
-            else:
-                waited._asyncio_future_blocking = False
-                await asyncio.wait([waited])  # done either way: coro reads how
-        except asyncio.CancelledError as exc:
-            thrown = exc
-        try:
-            waited = coro.send(None) if thrown is None else coro.throw(thrown)
-        except StopIteration as done:
-            return cast(T, done.value)

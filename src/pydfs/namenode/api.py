@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydfs import paths, tokens, wire
-from pydfs.calls import Answer, Request, eager
+from pydfs.calls import Answer, Request
 from pydfs.errors import InvalidArgument, PermissionDenied, ProtocolError, Unauthenticated
 from pydfs.namenode.auth import User
 from pydfs.server import decode_body
@@ -592,10 +592,7 @@ class Pipeline:
         ep: Endpoint = request.endpoint
         return None if ep.body is None else body_limit(ep)
 
-    def serve(self, request: Request) -> Answer | Awaitable[Answer]:
-        return eager(self._serve(request))
-
-    async def _serve(self, request: Request) -> Answer:
+    async def serve(self, request: Request) -> Answer:
         if request.endpoint.waits:
             await self.nn.started()
         body = await answer(

@@ -5,7 +5,7 @@ metrics."""
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import os
 from collections.abc import Iterator
 
@@ -20,6 +20,7 @@ from tests.integration.test_metrics import scrape, value
 
 class Node:
     def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
         self.process = cluster.datanodes[0]
         self.secret = (cluster.namenode.data_dir / "cluster.secret").read_text().strip().encode()
         self.raw = Raw(self.process.url, "not used by data nodes")
@@ -54,12 +55,21 @@ def node(shared_cluster: LocalCluster) -> Iterator[Node]:
     n.raw.close()
 
 
-def fresh() -> str:
-    return hashlib.md5(os.urandom(16)).hexdigest()
+def fresh(node: Node) -> str:
+    """A block id granted to an open upload that names *node*: what is written under it stays
+    (a block no upload was granted is deleted by the data node's next report or heartbeat)."""
+
+    async def grant() -> str:
+        async with node.cluster.async_client() as fs:
+            upload = await fs.transfer.start(f"/tmp/raw-{os.urandom(8).hex()}", replication=2)
+        assert node_id(node.process) in [t.id for t in upload.block.targets]
+        return upload.block.block_id
+
+    return asyncio.run(grant())
 
 
 def test_small_blocks_are_written_and_read_on_the_fast_path_as_aiohttp_would(node: Node) -> None:
-    block_id, data = fresh(), os.urandom(4096)
+    block_id, data = fresh(node), os.urandom(4096)
     stored = node.put(block_id, data)
     assert stored.status == 200 and stored.fast
     assert stored.json() == {
@@ -83,7 +93,7 @@ def test_small_blocks_are_written_and_read_on_the_fast_path_as_aiohttp_would(nod
 
 
 def test_larger_blocks_and_reads_go_to_aiohttp(node: Node) -> None:
-    block_id, data = fresh(), os.urandom(wire.CHUNK_SIZE + 1)
+    block_id, data = fresh(node), os.urandom(wire.CHUNK_SIZE + 1)
     stored = node.put(block_id, data)  # two chunks: streamed
     assert stored.status == 200 and not stored.fast
     assert stored.json()["size"] == wire.CHUNK_SIZE + 1
@@ -91,7 +101,7 @@ def test_larger_blocks_and_reads_go_to_aiohttp(node: Node) -> None:
 
 
 def test_errors_on_the_fast_path_are_aiohttp_s(shared_cluster: LocalCluster, node: Node) -> None:
-    missing = fresh()
+    missing = fresh(node)
     fast = node.get(missing, "offset=0&length=10", X_Request_Id="probe-1")
     other = Node(shared_cluster)
     slow = other.get(missing, X_Request_Id="probe-1")
@@ -106,7 +116,7 @@ def test_errors_on_the_fast_path_are_aiohttp_s(shared_cluster: LocalCluster, nod
         )
     )
     assert fast.headers["x-request-id"] == slow.headers["x-request-id"] == "probe-1"
-    block_id, data = fresh(), b"small"
+    block_id, data = fresh(node), b"small"
     assert node.put(block_id, data).status == 200
     again = node.put(block_id, data)
     assert again.fast and again.status == 400 and "already exists" in str(again.json()["message"])
@@ -116,7 +126,7 @@ def test_errors_on_the_fast_path_are_aiohttp_s(shared_cluster: LocalCluster, nod
     assert node.get(block_id, "offset=0&length=5").body == data  # the connection goes on
     # A refused write's body is never read: the connection closes rather than take it for a
     # request.
-    refused = node.put(fresh(), data, token=tokens.block_token(b"x" * 64, block_id, "w", 600))
+    refused = node.put(fresh(node), data, token=tokens.block_token(b"x" * 64, block_id, "w", 600))
     assert refused.fast and refused.status == 401
     assert node.raw.closed()
 
@@ -124,7 +134,7 @@ def test_errors_on_the_fast_path_are_aiohttp_s(shared_cluster: LocalCluster, nod
 def test_fast_requests_are_counted(shared_cluster: LocalCluster, node: Node) -> None:
     labels = {"role": "datanode", "route": "/v1/blocks/{id}"}
     before = scrape(node.process.url)
-    block_id = fresh()
+    block_id = fresh(node)
     assert node.put(block_id, b"counted").fast
     for _ in range(3):
         assert node.get(block_id, "offset=0&length=7").fast
@@ -141,7 +151,7 @@ def test_fast_requests_are_counted(shared_cluster: LocalCluster, node: Node) -> 
 def test_queries_and_tokens_it_cannot_read_get_a_clear_answer(node: Node) -> None:
     """Never a dropped connection: a length that is no plain number goes to aiohttp's route
     (400), a token of other than ASCII is refused like any malformed one."""
-    block_id = fresh()
+    block_id = fresh(node)
     assert node.put(block_id, b"data").status == 200
     for length in ("%C2%B2", "9" * 5000, "abc", "-1"):
         answer = node.get(block_id, f"offset=0&length={length}")

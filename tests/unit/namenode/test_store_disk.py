@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pydfs.namenode.store import migrations
 from pydfs.namenode.store import sqlite as sqlite_store
 from pydfs.namenode.store.sqlite import Store
 
@@ -69,7 +70,7 @@ def test_a_store_from_before_links_is_rebuilt_with_its_rows_and_census(tmp_path:
     path = tmp_path / "ns.sqlite3"
     db = sqlite3.connect(path)
     db.create_function("nfc", 1, lambda s: unicodedata.normalize("NFC", s))
-    for version, sql in sqlite_store._migrations():
+    for version, sql in migrations.pending("pydfs.namenode.store.sqlite", 0):
         if version <= 7:
             for statement in sqlite_store._statements(sql):
                 db.execute(statement)

@@ -50,13 +50,12 @@ import random
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from importlib import resources
 from typing import Any
 
 import asyncpg
 
-from pydfs.errors import InternalError, Unavailable
-from pydfs.namenode.store import interface
+from pydfs.errors import Unavailable
+from pydfs.namenode.store import interface, migrations
 from pydfs.namenode.store.postgres import tables
 
 log = logging.getLogger("pydfs.namenode.store")
@@ -83,14 +82,6 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 class Contention(Unavailable):
     """A transaction kept losing races to concurrent ones and could not be re-run unchanged:
     nothing of it was applied, and the request may be sent again."""
-
-
-def _migrations() -> list[tuple[int, str]]:
-    found = []
-    for entry in resources.files(__package__).joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
-    return sorted(found)
 
 
 def redacted(url: str) -> str:
@@ -324,14 +315,7 @@ async def _migrate(conn: Connection) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
         current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
-        migrations = _migrations()
-        newest = migrations[-1][0] if migrations else 0
-        if current > newest:
-            raise InternalError(
-                f"metadata schema version {current} is newer than this pydfs ({newest})"
-            )
-        for version, sql in migrations:
-            if version > current:
-                await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
-                log.info("metadata schema migrated to version %d", version)
+        for version, sql in migrations.pending(__package__, current):
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+            log.info("metadata schema migrated to version %d", version)

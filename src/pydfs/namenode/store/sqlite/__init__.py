@@ -28,22 +28,13 @@ import sqlite3
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 from pydfs.errors import InternalError
-from pydfs.namenode.store import interface
+from pydfs.namenode.store import interface, migrations
 from pydfs.namenode.store.sqlite import tables
 
 log = logging.getLogger("pydfs.namenode")
-
-
-def _migrations() -> list[tuple[int, str]]:
-    found = []
-    for entry in resources.files("pydfs.namenode.store.sqlite").joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
-    return sorted(found)
 
 
 class Tx:
@@ -76,16 +67,8 @@ class _Reading:
         self.store = store
 
     async def __aenter__(self) -> Tx:
-        store = self.store
-        if store.failed is not None:
-            raise store.failed
-        store._active += 1
-        try:
-            await store._lock.acquire()
-        except BaseException:
-            store._active -= 1
-            raise
-        return store._tx
+        await self.store._take_turn()
+        return self.store._tx
 
     async def __aexit__(self, *exc: object) -> None:
         self.store._lock.release()
@@ -101,14 +84,7 @@ class _Writing:
 
     async def __aenter__(self) -> Tx:
         store = self.store
-        if store.failed is not None:
-            raise store.failed
-        store._active += 1
-        try:
-            await store._lock.acquire()
-        except BaseException:
-            store._active -= 1
-            raise
+        await store._take_turn()
         try:
             store._begin()
         except BaseException:
@@ -168,18 +144,22 @@ class Store:
 
     def _migrate(self) -> None:
         (current,) = self.db.execute("PRAGMA user_version").fetchone()
-        migrations = _migrations()
-        newest = migrations[-1][0] if migrations else 0
-        if current > newest:
-            raise InternalError(
-                f"metadata schema version {current} is newer than this pydfs ({newest})"
-            )
-        for version, sql in migrations:
-            if version > current:
-                with self.transaction() as db:
-                    for statement in _statements(sql):
-                        db.execute(statement)
-                    db.execute(f"PRAGMA user_version={version}")
+        for version, sql in migrations.pending(__package__, current):
+            with self.transaction() as db:
+                for statement in _statements(sql):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={version}")
+
+    async def _take_turn(self) -> None:
+        """The start of a read or write: counted among the active, and holding the lock."""
+        if self.failed is not None:
+            raise self.failed
+        self._active += 1
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self._active -= 1
+            raise
 
     def read(self) -> _Reading:
         return _Reading(self)

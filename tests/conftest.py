@@ -17,7 +17,7 @@ import pytest
 from pydfs.checksum import BlockChecksums
 from pydfs.cluster import LocalCluster, NodeProcess
 from pydfs.datanode.blockstore import block_file
-from tests.postgres import Postgres, binaries
+from pydfs.local_postgres import Postgres, binaries
 
 # Fast liveness for tests: heartbeats every 0.2 s, dead after 1.5 s of silence.
 HEARTBEAT = "0.2"
@@ -34,6 +34,7 @@ def make_cluster(
     namenode_args: list[str] | None = None,
     tls: bool = False,
     metadata: str | None = None,
+    namenodes: int = 1,
 ) -> LocalCluster:
     dn_args = ["--heartbeat-interval", HEARTBEAT, *(datanode_args or [])]
     if capacity is not None:
@@ -53,13 +54,14 @@ def make_cluster(
         datanode_args=dn_args,
         tls=tls,
         metadata=metadata,
+        namenodes=namenodes,
     )
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    """A PostgreSQL server for the whole run (see ``tests.postgres``); skipped where PostgreSQL
-    is not installed, but a failure under CI, which installs it (``.ci/run``)."""
+    """A PostgreSQL server for the whole run (``pydfs.local_postgres``); skipped where
+    PostgreSQL is not installed, but a failure under CI, which installs it (``.ci/run``)."""
     bin_dir = binaries()
     if bin_dir is None:
         if os.environ.get("CI") == "true":

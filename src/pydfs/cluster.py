@@ -1,4 +1,4 @@
-"""LocalCluster: a name node and N data nodes as child processes on 127.0.0.1.
+"""LocalCluster: name nodes and data nodes as child processes on 127.0.0.1.
 
 Used by ``pydfs cluster up`` and by the integration and fault tests, so that the demo and the
 tests start, wait for, kill and restart nodes the same way. Every process binds port 0 (the name
@@ -10,6 +10,10 @@ A cluster started with ``namenode_port=None`` keeps the port its name node first
 restarts. The name node binds the port itself (no probe beforehand, which another program's
 ``SO_REUSEADDR`` socket can fool); when it is taken, the cluster falls back to any free port for
 that run and says so in ``notes``.
+
+Several name nodes share one metadata database (``metadata``, a PostgreSQL URL) and the first
+one's cluster secret; each has a data directory of its own and listens on a port of its own, and
+every data node heartbeats to all of them.
 """
 
 from __future__ import annotations
@@ -170,8 +174,12 @@ class LocalCluster:
         datanode_args: list[str] | None = None,
         tls: bool = False,
         metadata: str | None = None,
+        namenodes: int = 1,
     ) -> None:
-        """*metadata*: the name node's ``--metadata`` (default: SQLite in its data directory)."""
+        """*metadata*: the name nodes' ``--metadata`` (default: SQLite in the data directory,
+        which only one name node can use)."""
+        if namenodes > 1 and (metadata is None or metadata == "sqlite"):
+            raise ValueError("several name nodes need a shared metadata database (PostgreSQL)")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.ca: Path | None = None
@@ -190,14 +198,13 @@ class LocalCluster:
         self._sticky = namenode_port is None  # keep the port the name node first got
         self._port = self._kept_port() if namenode_port is None else namenode_port
         self.notes: list[str] = []  # what a person starting the cluster should hear of
-        self.namenode = NodeProcess(
-            "namenode",
-            "namenode",
-            self.root / "namenode",
-            [],
-            self.root / "namenode.log",
-            ca=self.ca,
-        )
+        self.namenodes = [
+            NodeProcess(
+                "namenode", name, self.root / name, [], self.root / f"{name}.log", ca=self.ca
+            )
+            for name in ["namenode", *(f"namenode-{i}" for i in range(2, namenodes + 1))]
+        ]
+        self.namenode = self.namenodes[0]  # the one that makes the secret and the first admin
         self.datanodes: list[NodeProcess] = []
         for _ in range(datanodes):
             self._new_datanode()
@@ -215,31 +222,42 @@ class LocalCluster:
         return self.namenode.url
 
     @property
+    def urls(self) -> list[str]:
+        """Every name node's URL, the first first."""
+        return [n.url for n in self.namenodes]
+
+    @property
     def admin_token(self) -> str:
         """The token of the admin user the name node made on its first start."""
         return (self.namenode.data_dir / "admin.token").read_text().strip()
 
-    def client(self, **options: Any) -> Client:
-        """A blocking SDK client of this cluster, as its admin unless given another *token*."""
+    def client(self, namenode: str | None = None, **options: Any) -> Client:
+        """A blocking SDK client of this cluster (of its first name node unless given another
+        *namenode*), as its admin unless given another *token*."""
         from pydfs.client import Client
 
-        return Client(self.url, **{"token": self.admin_token, "ca": self.ca, **options})
+        options = {"token": self.admin_token, "ca": self.ca, **options}
+        return Client(namenode or self.url, **options)
 
-    def async_client(self, **options: Any) -> AsyncClient:
-        """An ``AsyncClient`` of this cluster, as its admin unless given another *token*."""
+    def async_client(self, namenode: str | None = None, **options: Any) -> AsyncClient:
+        """An ``AsyncClient`` of this cluster; as ``client``."""
         from pydfs.client import AsyncClient
 
-        return AsyncClient(self.url, **{"token": self.admin_token, "ca": self.ca, **options})
+        options = {"token": self.admin_token, "ca": self.ca, **options}
+        return AsyncClient(namenode or self.url, **options)
+
+    @property
+    def secret_file(self) -> Path:
+        return self.namenode.data_dir / "cluster.secret"
 
     def _datanode_argv(self) -> list[str]:
-        secret = self.namenode.data_dir / "cluster.secret"
         return [
             "--namenode",
-            self.url,
+            ",".join(self.urls),
             "--port",
             "0",
             "--secret-file",
-            str(secret),
+            str(self.secret_file),
             *self._datanode_args,
         ]
 
@@ -297,9 +315,18 @@ class LocalCluster:
         if self._sticky:
             self.port_file.write_text(self.url.rsplit(":", 1)[1] + "\n")
 
+    def _start_more_namenodes(self) -> None:
+        for node in self.namenodes[1:]:
+            node.args = ["--port", "0", "--secret-file", str(self.secret_file)]
+            node.args += self._namenode_args
+            node.start()
+        for node in self.namenodes[1:]:
+            node.wait_ready()
+
     def start(self) -> LocalCluster:
         try:
             self._start_namenode()
+            self._start_more_namenodes()
             for node in self.datanodes:
                 node.args = self._datanode_argv()
                 node.start()
@@ -322,19 +349,21 @@ class LocalCluster:
         node.wait_ready()
         return node
 
-    def restart_namenode(self) -> None:
-        """Restart the name node on the same port, so that data nodes and clients find it."""
-        port = self.url.rsplit(":", 1)[1]
-        self.namenode.stop()
-        self.namenode.args = ["--port", port, *self._namenode_args]
-        self.namenode.start()
-        self.namenode.wait_ready()
+    def restart_namenode(self, index: int = 0) -> None:
+        """Restart a name node on the same port, so that data nodes and clients find it."""
+        node = self.namenodes[index]
+        port = node.url.rsplit(":", 1)[1]
+        node.stop()
+        node.args = ["--port", port, *node.args[2:]]  # its other arguments stay
+        node.start()
+        node.wait_ready()
 
-    def datanode_states(self) -> list[dict[str, Any]]:
+    def datanode_states(self, namenode: int = 0) -> list[dict[str, Any]]:
+        """The data nodes as name node *namenode* (an index) sees them."""
         import urllib.error
 
         request = urllib.request.Request(
-            f"{self.url}/v1/cluster/datanodes",
+            f"{self.namenodes[namenode].url}/v1/cluster/datanodes",
             headers={"Authorization": f"Bearer {self.admin_token}"},
         )
         try:
@@ -360,10 +389,14 @@ class LocalCluster:
         )
 
     def wait_for_live(self, count: int, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until every running name node sees *count* live data nodes."""
+
+        def live(index: int) -> int:
+            return sum(n["state"] == "live" for n in self.datanode_states(index))
+
+        running = [i for i, n in enumerate(self.namenodes) if n.running]
         self.wait_until(
-            lambda: sum(n["state"] == "live" for n in self.datanode_states()) == count,
-            timeout,
-            f"{count} live data nodes",
+            lambda: all(live(i) == count for i in running), timeout, f"{count} live data nodes"
         )
 
     @staticmethod
@@ -384,7 +417,8 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.datanodes:
             node.stop()
-        self.namenode.stop()
+        for node in reversed(self.namenodes):
+            node.stop()
 
     def __enter__(self) -> LocalCluster:
         return self.start()

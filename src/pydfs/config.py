@@ -64,9 +64,18 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
             raise InvalidArgument("safe_mode_wait must be 0 seconds or more")
 
 
+def namenode_urls(value: str | list[str]) -> list[str]:
+    """The name nodes of a cluster, written as one URL, a comma-separated list or a TOML list."""
+    items = value.split(",") if isinstance(value, str) else value
+    urls = [u.strip().rstrip("/") for u in items if u.strip()]
+    if not urls:
+        raise InvalidArgument("no name node URL given")
+    return urls
+
+
 class DataNodeConfig(msgspec.Struct, frozen=True):
     data_dir: Path
-    namenode: str
+    namenode: str | list[str]  # every name node of the cluster: it heartbeats to each
     host: str = "127.0.0.1"
     port: int = 0
     advertise: str | None = None
@@ -87,6 +96,13 @@ class DataNodeConfig(msgspec.Struct, frozen=True):
     keepalive_timeout: float = 30.0  # seconds an idle connection is kept
     max_connections: int = 4096  # connections at once; at most half the open-file limit
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        namenode_urls(self.namenode)
+
+    @property
+    def namenodes(self) -> list[str]:
+        return namenode_urls(self.namenode)
 
 
 def load(cls: type[C], section: str, flags: Mapping[str, Any], config_file: str | None) -> C:

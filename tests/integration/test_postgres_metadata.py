@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pydfs.cluster import LocalCluster
+from pydfs.local_postgres import Postgres
 from tests.conftest import BLOCK_SIZE, Cli, make_cluster
 from tests.integration.test_cli_cluster import _pydfs
-from tests.postgres import Postgres
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,20 @@ def test_a_lost_admin_token_is_recovered_from_postgresql(
     cluster.start()
     with cluster.client() as fs:
         assert fs.whoami().admin
+
+
+def test_two_name_nodes_on_one_database_serve_the_same_tree(
+    cluster_factory: Callable[..., LocalCluster], postgres_url: str
+) -> None:
+    """Each data node heartbeats to both name nodes, so each places writes on live nodes; a file
+    written through one reads back through the other."""
+    cluster = cluster_factory(2, metadata=postgres_url, namenodes=2)
+    assert len(set(cluster.urls)) == 2
+    for index in (0, 1):
+        assert [n["state"] for n in cluster.datanode_states(index)] == ["live", "live"]
+    payload = os.urandom(BLOCK_SIZE + 3)
+    with cluster.client() as one, cluster.client(namenode=cluster.urls[1]) as two:
+        one.write_bytes("/tmp/from-one", payload)
+        assert two.read_bytes("/tmp/from-one") == payload
+        two.write_bytes("/tmp/from-two", b"two")
+        assert one.read_bytes("/tmp/from-two") == b"two"

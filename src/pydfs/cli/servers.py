@@ -45,6 +45,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     nn.add_argument("--upload-lease", type=float, help="seconds an idle upload stays open (600)")
     nn.add_argument("--upload-lifetime", type=float, help="seconds an upload may stay open")
     nn.add_argument("--safe-mode-wait", type=float, help="seconds writes may wait for data nodes")
+    nn.add_argument(
+        "--secret-file",
+        type=Path,
+        help="the cluster secret (default: in the data directory; name nodes sharing one "
+        "database share it too)",
+    )
     nn.set_defaults(run=run_namenode)
     nn_sub = nn.add_subparsers(dest="namenode_command", metavar="{reset-admin}")
     reset = nn_sub.add_parser(
@@ -66,7 +72,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     reset.set_defaults(run=run_reset_admin)
 
     dn = sub.add_parser("datanode", parents=[common], help="run a data node")
-    dn.add_argument("--namenode", help="the name node's URL")
+    dn.add_argument(
+        "--namenode", metavar="URL[,URL...]", help="the name node's URL (every one, if several)"
+    )
     dn.add_argument("--capacity", type=int, help="bytes this node may use (default: the disk)")
     dn.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
     dn.add_argument("--scan-interval", type=float, help="seconds between scrub passes")
@@ -120,6 +128,7 @@ def run_namenode(args: argparse.Namespace) -> int:
             "upload_lease",
             "upload_lifetime",
             "safe_mode_wait",
+            "secret_file",
         ],
     )
     cfg = config.load(config.NameNodeConfig, "namenode", flags, args.config)

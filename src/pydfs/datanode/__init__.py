@@ -16,7 +16,7 @@ from pydfs import metrics, rpc, server, tokens, wire
 from pydfs.config import DataNodeConfig
 from pydfs.datanode import app, fastpath
 from pydfs.datanode.blockstore import BlockStore
-from pydfs.datanode.heartbeat import Heartbeater
+from pydfs.datanode.heartbeat import Heartbeats
 from pydfs.datanode.scanner import Scanner
 from pydfs.datanode.transfer import Transfers
 from pydfs.errors import InvalidArgument
@@ -33,13 +33,12 @@ class DataNode:
         self.store = BlockStore(config.data_dir, wire.CHUNK_SIZE, config.capacity)
         self.secret = load_secret(config)
         self.session = session
-        self.namenode = rpc.Rpc(
-            config.namenode,
-            ca=config.tls_ca,
-            headers={"Authorization": f"Node {tokens.node_credential(self.secret)}"},
-        )
+        credential = {"Authorization": f"Node {tokens.node_credential(self.secret)}"}
+        self.namenodes = [
+            rpc.Rpc(url, ca=config.tls_ca, headers=credential) for url in config.namenodes
+        ]
         self.url = ""
-        self.heartbeater = Heartbeater(self)
+        self.heartbeats = Heartbeats(self, self.namenodes)
         self.scanner = Scanner(self)
         self.transfers = Transfers(self)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -60,7 +59,8 @@ class DataNode:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.namenode.close()
+        for namenode in self.namenodes:
+            namenode.close()
         self.store.close()
 
 
@@ -89,7 +89,7 @@ def run(config: DataNodeConfig) -> None:
 
             async def after_bind(url: str) -> None:
                 dn.url = url
-                tasks.append(asyncio.create_task(dn.heartbeater.run_forever()))
+                tasks.extend(dn.heartbeats.run_forever())
                 tasks.append(asyncio.create_task(dn.scanner.run_forever()))
 
             application, pipeline = app.build(dn)

@@ -105,9 +105,9 @@ class Blocks:
             self.traffic.blocks_received += 1
             self.traffic.bytes_written += writer.size
             arrived = wire.Received(block_id, writer.size, block_crc, "c" if copy else "w")
-            dn.heartbeater.received.append(arrived)
+            dn.heartbeats.received(arrived)
             if copy:
-                dn.heartbeater.wake()  # the name node is waiting for this copy to finish
+                dn.heartbeats.wake()  # the name node is waiting for this copy to finish
         except BaseException as exc:
             if isinstance(exc, ChecksumMismatch):
                 self.traffic.arrival_failures += 1

@@ -1,4 +1,10 @@
-"""Heartbeats and block reports to the name node, and the work that comes back with them."""
+"""Heartbeats and block reports to the name nodes, and the work that comes back with them.
+
+With several name nodes (one metadata database), a data node heartbeats to every one of them,
+as HDFS's data nodes do to each name node: each name node then knows by itself which data nodes
+are alive, and places writes on live ones without asking another. Every report of news (replicas
+received, corrupt, copies failed) goes to each; only the leading name node answers with work.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from pydfs import wire
+from pydfs import rpc, wire
 from pydfs.errors import PydfsError
 
 if TYPE_CHECKING:
@@ -17,9 +23,42 @@ if TYPE_CHECKING:
 log = logging.getLogger("pydfs.datanode.heartbeat")
 
 
+class Heartbeats:
+    """This node's link to each name node; news told here goes to every one of them."""
+
+    def __init__(self, dn: DataNode, namenodes: list[rpc.Rpc]) -> None:
+        self.links = [Heartbeater(dn, namenode) for namenode in namenodes]
+
+    def received(self, replica: wire.Received) -> None:
+        for link in self.links:
+            link.received.append(replica)
+
+    def corrupt(self, block_id: str) -> None:
+        for link in self.links:
+            link.corrupt.append(block_id)
+
+    def copy_failed(self, block_id: str) -> None:
+        for link in self.links:
+            link.failed_copies.append(block_id)
+
+    def wake(self) -> None:
+        for link in self.links:
+            link.wake()
+
+    def report_soon(self) -> None:
+        for link in self.links:
+            link.report_soon()
+
+    def run_forever(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(link.run_forever()) for link in self.links]
+
+
 class Heartbeater:
-    def __init__(self, dn: DataNode) -> None:
+    """Heartbeats to one name node."""
+
+    def __init__(self, dn: DataNode, namenode: rpc.Rpc) -> None:
         self.dn = dn
+        self.namenode = namenode
         # News for the name node, kept until a heartbeat carrying it succeeds.
         self.received: list[wire.Received] = []
         self.corrupt: list[str] = []
@@ -52,7 +91,7 @@ class Heartbeater:
             corrupt=self.corrupt[:],
             failed_copies=self.failed_copies[:],
         )
-        reply = await dn.namenode.call(
+        reply = await self.namenode.call(
             "POST", "/datanodes/heartbeat", hb, reply=wire.HeartbeatReply
         )
         del self.received[: len(hb.received)]
@@ -72,7 +111,7 @@ class Heartbeater:
         started = time.monotonic()
         blocks = await asyncio.to_thread(lambda: list(store.list()))
         report = wire.BlockReport(store.node_id, blocks, took=time.monotonic() - started)
-        reply = await self.dn.namenode.call(
+        reply = await self.namenode.call(
             "POST", "/datanodes/report", report, reply=wire.HeartbeatReply
         )
         self._last_report = time.monotonic()
@@ -99,9 +138,9 @@ class Heartbeater:
             try:
                 await self.run_once()
             except PydfsError as exc:
-                log.warning("heartbeat to %s failed: %s", self.dn.namenode.base_url, exc)
+                log.warning("heartbeat to %s failed: %s", self.namenode.base_url, exc)
             except Exception:  # a heartbeat loop that dies would have this node declared dead
-                log.exception("heartbeat failed")
+                log.exception("heartbeat to %s failed", self.namenode.base_url)
             try:
                 await asyncio.wait_for(self._wake.wait(), interval)
                 await asyncio.sleep(0.05)  # let a burst of news gather into one heartbeat

@@ -57,21 +57,21 @@ class Scanner:
         """Verify a replica; quarantine and report it if it is bad. *ordered*: the name node
         asked (it counts the replica, or would): a good one is reported as received, with what
         its trailer says, and a missing one as lost."""
-        heartbeater = self.dn.heartbeater
+        heartbeats = self.dn.heartbeats
         try:
             sums = await asyncio.to_thread(self.verify, block_id)
         except NotFound:
             if ordered:
-                heartbeater.corrupt.append(block_id)
+                heartbeats.corrupt(block_id)
                 log.warning("block %s is missing: reported", block_id)
             return not ordered  # otherwise deleted since it was listed: nothing to report
         if sums is None and self.dn.store.exists(block_id):
             self.dn.store.quarantine(block_id)
-            heartbeater.corrupt.append(block_id)
+            heartbeats.corrupt(block_id)
             self.corrupt_found += 1
             log.warning("block %s failed verification: quarantined", block_id)
         elif sums is not None and ordered:
-            heartbeater.received.append(wire.Received(block_id, sums.size, sums.crc, "v"))
+            heartbeats.received(wire.Received(block_id, sums.size, sums.crc, "v"))
         return sums is not None
 
     def _cursor(self) -> str:
@@ -98,7 +98,7 @@ class Scanner:
             if rate > 0:
                 await asyncio.sleep(max(0.0, size / rate - (time.monotonic() - started)))
         self.cursor_file.unlink(missing_ok=True)  # the pass is complete; the next starts over
-        self.dn.heartbeater.report_soon()  # a replica gone from the disk shows in no pass
+        self.dn.heartbeats.report_soon()  # a replica gone from the disk shows in no pass
         return found
 
     async def run_forever(self) -> None:

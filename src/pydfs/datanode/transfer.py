@@ -67,19 +67,19 @@ class Transfers:
                 await asyncio.wait_for(self.copy(block_id, target, token), limit)
             except TimeoutError:
                 log.warning("copy of %s to %s timed out", block_id, target.id)
-                self.dn.heartbeater.failed_copies.append(block_id)
+                self.dn.heartbeats.copy_failed(block_id)
                 self.copies_failed += 1
             except ChecksumMismatch:
                 # The target refused our bytes: find out whether our replica is the bad one.
                 log.warning("copy of %s to %s failed its checksum; verifying", block_id, target.id)
                 await self.dn.scanner.verify_and_report(block_id)
-                self.dn.heartbeater.failed_copies.append(block_id)
+                self.dn.heartbeats.copy_failed(block_id)
                 self.copies_failed += 1
             except (PydfsError, OSError) as exc:
                 log.warning("copy of %s to %s failed: %s", block_id, target.id, exc)
-                self.dn.heartbeater.failed_copies.append(block_id)
+                self.dn.heartbeats.copy_failed(block_id)
                 self.copies_failed += 1
-            self.dn.heartbeater.wake()  # for news of the copy, and the next orders
+            self.dn.heartbeats.wake()  # for news of the copy, and the next orders
 
     async def copy(self, block_id: str, target: wire.NodeRef, token: str) -> None:
         f, sums = self.dn.store.open_block(block_id)

@@ -477,12 +477,13 @@ def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
     be seen."""
     from pydfs import tokens, wire
     from pydfs.datanode.blocks import Blocks
+    from pydfs.datanode.heartbeat import Heartbeats
 
     store = BlockStore(tmp_path, wire.CHUNK_SIZE)
     synced_on.clear()  # the store's own files
-    heartbeater = SimpleNamespace(received=[], wake=lambda: None)
+    heartbeats = Heartbeats(SimpleNamespace(), [SimpleNamespace()])  # type: ignore[arg-type]
     secret = b"s" * 32
-    dn = SimpleNamespace(store=store, heartbeater=heartbeater, secret=secret)
+    dn = SimpleNamespace(store=store, heartbeats=heartbeats, secret=secret)
     blocks = Blocks(dn)  # type: ignore[arg-type]
 
     def put(n):
@@ -501,7 +502,7 @@ def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
 
     asyncio.run(main())
     assert synced_on == [False] * 8 + [True]
-    assert store.count == 9 and store.writing == 0 and len(heartbeater.received) == 9
+    assert store.count == 9 and store.writing == 0 and len(heartbeats.links[0].received) == 9
 
 
 # --- upgrade from trailer version 2, and private files ----------------------------------------

@@ -14,6 +14,7 @@ from pydfs.checksum import BlockChecksums
 from pydfs.datanode import scanner as scanner_module
 from pydfs.datanode import transfer
 from pydfs.datanode.blockstore import BlockStore
+from pydfs.datanode.heartbeat import Heartbeats
 from pydfs.datanode.scanner import Scanner
 from pydfs.datanode.transfer import Throttle
 
@@ -37,7 +38,7 @@ def fake_dn(tmp_path, scan_rate=0):
     return SimpleNamespace(
         store=BlockStore(tmp_path, CHUNK),
         config=SimpleNamespace(scan_rate=scan_rate),
-        heartbeater=SimpleNamespace(corrupt=[], received=[], report_soon=lambda: None),
+        heartbeats=Heartbeats(SimpleNamespace(), [SimpleNamespace()]),  # type: ignore[arg-type]
     )
 
 
@@ -138,7 +139,7 @@ def test_a_block_whose_trailer_is_garbled_is_quarantined_and_reported(dn):
     path.write_bytes(path.read_bytes()[:-8] + b"\xff" * 8)
     assert Scanner(dn).verify(bid(1)) is None
     assert asyncio.run(Scanner(dn).verify_and_report(bid(1))) is False
-    assert dn.heartbeater.corrupt == [bid(1)]
+    assert dn.heartbeats.links[0].corrupt == [bid(1)]
     assert not dn.store.exists(bid(1))
     assert quarantined(dn.store) == [f"{bid(1)}.blk"]
     assert (dn.store.count, dn.store.used) == (0, 0)
@@ -146,20 +147,22 @@ def test_a_block_whose_trailer_is_garbled_is_quarantined_and_reported(dn):
 
 def test_verify_of_a_block_deleted_meanwhile_is_not_a_failure(dn):
     assert asyncio.run(Scanner(dn).verify_and_report(bid(1))) is True
-    assert dn.heartbeater.corrupt == []
+    assert dn.heartbeats.links[0].corrupt == []
 
 
 def test_a_replica_missing_when_the_name_node_asks_is_reported_lost(dn):
     assert asyncio.run(Scanner(dn).verify_and_report(bid(1), ordered=True)) is False
-    assert dn.heartbeater.corrupt == [bid(1)]
+    assert dn.heartbeats.links[0].corrupt == [bid(1)]
 
 
 def test_a_replica_found_good_when_the_name_node_asks_is_reported_with_its_crc(dn):
     data = os.urandom(2 * CHUNK + 1)
     write_block(dn.store, bid(1), data)
     assert asyncio.run(Scanner(dn).verify_and_report(bid(1), ordered=True)) is True
-    assert dn.heartbeater.received == [wire.Received(bid(1), len(data), checksum.crc(data), "v")]
-    assert dn.heartbeater.corrupt == []
+    assert dn.heartbeats.links[0].received == [
+        wire.Received(bid(1), len(data), checksum.crc(data), "v")
+    ]
+    assert dn.heartbeats.links[0].corrupt == []
 
 
 def test_a_block_file_swapped_for_another_blocks_is_quarantined(dn):
@@ -169,7 +172,7 @@ def test_a_block_file_swapped_for_another_blocks_is_quarantined(dn):
     write_block(dn.store, bid(2), other)
     dn.store.path(bid(1)).write_bytes(dn.store.path(bid(2)).read_bytes())
     assert asyncio.run(Scanner(dn).verify_and_report(bid(1))) is False
-    assert dn.heartbeater.corrupt == [bid(1)]
+    assert dn.heartbeats.links[0].corrupt == [bid(1)]
     assert not dn.store.exists(bid(1)) and dn.store.exists(bid(2))
 
 
@@ -183,12 +186,12 @@ def test_verify_and_report_quarantines_a_bad_replica(dn):
     flip_byte(dn.store.path(bid(1)), 1)
     scanner = Scanner(dn)
     assert asyncio.run(scanner.verify_and_report(bid(2))) is True
-    assert dn.heartbeater.corrupt == []
+    assert dn.heartbeats.links[0].corrupt == []
 
     assert asyncio.run(scanner.verify_and_report(bid(1))) is False
     assert not dn.store.exists(bid(1))
     assert quarantined(dn.store) == [f"{bid(1)}.blk"]
-    assert dn.heartbeater.corrupt == [bid(1)]
+    assert dn.heartbeats.links[0].corrupt == [bid(1)]
     assert scanner.corrupt_found == 1
     assert (dn.store.count, dn.store.used) == (1, dn.store.path(bid(2)).stat().st_size)
     assert dn.store.exists(bid(2))
@@ -206,14 +209,14 @@ def test_run_once_quarantines_the_bad_and_keeps_the_good(dn):
     scanner = Scanner(dn)
     assert asyncio.run(scanner.run_once()) == 2
     assert scanner.verified == 5
-    assert sorted(dn.heartbeater.corrupt) == [bid(2), bid(4)]
+    assert sorted(dn.heartbeats.links[0].corrupt) == [bid(2), bid(4)]
     assert sorted(dn.store.list()) == [bid(1), bid(3), bid(5)]
     assert quarantined(dn.store) == [f"{bid(2)}.blk", f"{bid(4)}.blk"]
     assert not scanner.cursor_file.exists()  # the pass completed
 
     assert asyncio.run(scanner.run_once()) == 0  # nothing left to find
     assert scanner.verified == 8
-    assert len(dn.heartbeater.corrupt) == 2
+    assert len(dn.heartbeats.links[0].corrupt) == 2
 
 
 def test_run_once_resumes_after_the_cursor(dn):
@@ -225,12 +228,12 @@ def test_run_once_resumes_after_the_cursor(dn):
     scanner.cursor_file.write_text(bid(2) + "\n")
     assert asyncio.run(scanner.run_once()) == 1
     assert scanner.verified == 2  # bid(3) and bid(4)
-    assert dn.heartbeater.corrupt == [bid(4)]
+    assert dn.heartbeats.links[0].corrupt == [bid(4)]
     assert dn.store.exists(bid(1))
     assert not scanner.cursor_file.exists()
 
     assert asyncio.run(scanner.run_once()) == 1  # the next pass starts over
-    assert dn.heartbeater.corrupt == [bid(4), bid(1)]
+    assert dn.heartbeats.links[0].corrupt == [bid(4), bid(1)]
 
 
 class Interrupted(Exception):

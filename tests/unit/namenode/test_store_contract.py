@@ -1,5 +1,5 @@
 """The contract of ``store.interface``: what every metadata backend must do, run against each
-one (SQLite, and PostgreSQL on a server the tests start: ``tests.postgres``). The name node's
+one (SQLite, and PostgreSQL on a server the tests start: ``pydfs.local_postgres``). The name node's
 modules rely on exactly this."""
 
 from __future__ import annotations

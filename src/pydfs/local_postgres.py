@@ -1,7 +1,8 @@
-"""A PostgreSQL server of the tests' own: ``initdb`` into a temporary directory, started on a
-free port of 127.0.0.1, stopped and removed after. Debian's packages keep the programs in
-/usr/lib/postgresql/VERSION/bin; initdb refuses to run as root, so as root the server runs as a
-system user made for it (``pydfs-test-pg``)."""
+"""A PostgreSQL server of our own on 127.0.0.1, for ``pydfs cluster up --metadata postgres`` and
+the tests: ``initdb`` into a directory (a temporary one unless given), started on a free port.
+
+Debian's packages keep the programs in /usr/lib/postgresql/VERSION/bin; initdb refuses to run as
+root, so as root the server runs as a system user made for it (``pydfs-pg``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-USER = "pydfs-test-pg"
+USER = "pydfs-pg"
 
 
 def binaries() -> Path | None:
@@ -36,12 +37,19 @@ def _free_port() -> int:
 
 
 class Postgres:
-    """``with Postgres(bin_dir) as pg: url = pg.database()``."""
+    """``with Postgres(bin_dir) as pg: url = pg.database()``. Given a *root*, the server's files
+    live there and are kept when it stops (a later start finds its databases again); else in a
+    temporary directory removed at the stop."""
 
-    def __init__(self, bin_dir: Path, *, fsync: bool = False) -> None:
+    def __init__(self, bin_dir: Path, *, fsync: bool = False, root: Path | None = None) -> None:
         self.bin = bin_dir
         self.fsync = fsync
-        self.dir = Path(tempfile.mkdtemp(prefix="pydfs-pg-"))
+        self.keep = root is not None
+        if root is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="pydfs-pg-"))
+        else:
+            self.dir = root
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.data = self.dir / "data"
         self.port = 0
         self._as: list[str] = []
@@ -60,21 +68,12 @@ class Postgres:
         if done.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {done.stdout}{done.stderr}")
 
-    def start(self) -> Postgres:
-        self._run(
-            str(self.bin / "initdb"),
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        )
-        self.port = _free_port()
+    def start(self, port: int = 0) -> Postgres:
+        """Start the server (after ``initdb`` unless its data directory exists) on *port*, or on
+        a free one."""
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
+        self.port = port or _free_port()
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
             f"-c unix_socket_directories={self.dir} -c max_connections=200 "
@@ -94,13 +93,29 @@ class Postgres:
         )
         return self
 
+    def _initdb(self) -> None:
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            *([] if self.fsync else ["--no-sync"]),
+        )
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def database(self) -> str:
-        """A new, empty database's URL."""
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        self.sql(f"CREATE DATABASE {name}")
+    def database(self, name: str | None = None) -> str:
+        """The URL of database *name* (made if missing), or of a new, empty one."""
+        name = name or f"t_{uuid.uuid4().hex[:12]}"
+        if not self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+            self.sql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def sql(self, statement: str, database: str = "postgres") -> str:
@@ -116,10 +131,13 @@ class Postgres:
         return done.stdout.strip()
 
     def stop(self) -> None:
+        """Stop the server: at once for a temporary one (removed), cleanly for a kept one."""
         if self.port:
-            self._run(str(self.bin / "pg_ctl"), "stop", "-m", "immediate", "-D", str(self.data))
+            mode = "fast" if self.keep else "immediate"
+            self._run(str(self.bin / "pg_ctl"), "stop", "-m", mode, "-D", str(self.data))
             self.port = 0
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Postgres:
         return self.start()

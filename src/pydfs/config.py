@@ -41,6 +41,7 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
     max_open_uploads: int = 256  # uploads one user may have open at once
     safe_mode_wait: float = 30.0  # seconds after start writes may wait for data nodes
     replication_interval: float = 3.0
+    leader_lease: float = 10.0  # seconds a leader's lease on background work runs unrenewed
     max_copies_per_node: int = 4
     copy_timeout: float = 120.0
     umask: int = 0o022  # mode bits new files and directories do not get
@@ -62,6 +63,8 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
             raise InvalidArgument("upload_lifetime must be more than 0 seconds")
         if self.safe_mode_wait < 0:
             raise InvalidArgument("safe_mode_wait must be 0 seconds or more")
+        if not 0.5 <= self.leader_lease <= 600:
+            raise InvalidArgument("leader_lease must be between 0.5 and 600 seconds")
 
 
 def namenode_urls(value: str | list[str]) -> list[str]:

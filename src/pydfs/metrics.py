@@ -23,6 +23,9 @@ What is measured, and where it comes from:
       pydfs_namenode_datanodes{state="live"|"dead"}
       pydfs_namenode_replication_copies_total, pydfs_namenode_replication_bytes_total
       pydfs_namenode_uploads_in_flight
+      pydfs_namenode_leader, pydfs_namenode_leader_epoch      (several name nodes: who leads)
+      pydfs_namenode_leader_takeovers_total, pydfs_namenode_leader_refused_writes_total
+      pydfs_namenode_metadata_up                            (the store answered the last renewal)
 
 * data node figures (``datanode.census``), likewise read at scrape time from plain counters
   that the block pipeline (``census.Traffic``), the scrubber and the copier bump once per

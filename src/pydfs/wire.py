@@ -409,6 +409,19 @@ class DataNodeList(Struct):
     nodes: list[DataNodeState]
 
 
+class NameNodeState(Struct):
+    """One name node as it sees itself: whether it leads the background work, and its store."""
+
+    url: str
+    leads: bool
+    leader: str  # the leading name node's URL, as its lease says; "" if none is known
+    epoch: int  # the lease's epoch: one more at every change of leader
+    lease_left: float  # seconds the leader's lease runs unless renewed
+    takeovers: int  # times this name node took the lead since it started
+    metadata: str  # the store's kind: "sqlite" or "postgresql"
+    metadata_up: bool  # the last renewal of the lease reached the store
+
+
 # --- users --------------------------------------------------------------------------------
 
 

@@ -39,9 +39,15 @@ async def fsck(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def report(ctx: Context, args: argparse.Namespace) -> int:
+    """The name node (its lead, its store), the data nodes and the space; ``--json`` keeps its
+    shape of a list of data nodes (the name node's state is ``GET /v1/cluster/namenode``)."""
+    namenode = await ctx.client.namenode_state()
     nodes = await ctx.client.datanodes()
     space = await ctx.client.space()
-    ctx.out(render.datanodes(nodes, time.time()) + "\n" + render.space(space), nodes)
+    text = "\n".join(
+        [render.namenode(namenode), render.datanodes(nodes, time.time()), render.space(space)]
+    )
+    ctx.out(text, nodes)
     return 0
 
 

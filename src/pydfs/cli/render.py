@@ -96,6 +96,15 @@ def space(s: wire.Space) -> str:
     )
 
 
+def namenode(n: wire.NameNodeState) -> str:
+    role = "leads the background work" if n.leads else f"standby (leader: {n.leader or 'none'})"
+    store = "reachable" if n.metadata_up else "UNREACHABLE"
+    return (
+        f"name node {n.url}: {role}, epoch {n.epoch}, lease {n.lease_left:.1f}s left; "
+        f"metadata on {n.metadata}, {store}"
+    )
+
+
 def datanodes(nodes: list[wire.DataNodeState], now: float) -> str:
     lines = [
         f"{'data node':<14}{'state':<8}{'admin':<17}{'used':>10}{'free':>12}{'blocks':>9}  "

@@ -46,6 +46,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     nn.add_argument("--upload-lifetime", type=float, help="seconds an upload may stay open")
     nn.add_argument("--safe-mode-wait", type=float, help="seconds writes may wait for data nodes")
     nn.add_argument(
+        "--leader-lease",
+        type=float,
+        help="seconds the leading name node's lease runs unrenewed (10): with several name "
+        "nodes, the lead moves this long after the leader dies",
+    )
+    nn.add_argument(
         "--secret-file",
         type=Path,
         help="the cluster secret (default: in the data directory; name nodes sharing one "
@@ -129,6 +135,7 @@ def run_namenode(args: argparse.Namespace) -> int:
             "upload_lifetime",
             "safe_mode_wait",
             "secret_file",
+            "leader_lease",
         ],
     )
     cfg = config.load(config.NameNodeConfig, "namenode", flags, args.config)

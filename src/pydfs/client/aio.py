@@ -252,6 +252,10 @@ class AsyncClient:
     async def space(self) -> wire.Space:
         return await self.rpc.call("GET", "/cluster/space", reply=wire.Space)
 
+    async def namenode_state(self) -> wire.NameNodeState:
+        """The name node this client talks to: whether it leads, its metadata store."""
+        return await self.rpc.call("GET", "/cluster/namenode", reply=wire.NameNodeState)
+
     async def datanodes(self) -> list[wire.DataNodeState]:
         return (await self.rpc.call("GET", "/cluster/datanodes", reply=wire.DataNodeList)).nodes
 

@@ -111,6 +111,9 @@ class Client:
     def datanodes(self) -> list[wire.DataNodeState]:
         return self._run(self._aio.datanodes())
 
+    def namenode_state(self) -> wire.NameNodeState:
+        return self._run(self._aio.namenode_state())
+
     def setrep(self, path: str, replication: int) -> int:
         return self._run(self._aio.setrep(path, replication))
 

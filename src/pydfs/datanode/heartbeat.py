@@ -134,13 +134,23 @@ class Heartbeater:
 
     async def run_forever(self) -> None:
         interval = self.dn.config.heartbeat_interval
+        failing_since: float | None = None
+        said = 0.0  # when a failure was last logged: once a minute while a name node is away
         while True:
             try:
                 await self.run_once()
-            except PydfsError as exc:
-                log.warning("heartbeat to %s failed: %s", self.namenode.base_url, exc)
-            except Exception:  # a heartbeat loop that dies would have this node declared dead
-                log.exception("heartbeat to %s failed", self.namenode.base_url)
+                if failing_since is not None:
+                    log.info("heartbeats to %s go through again", self.namenode.base_url)
+                failing_since = None
+            except Exception as exc:  # a loop that died would have this node declared dead
+                now = time.monotonic()
+                if failing_since is None or now - said > 60:
+                    if isinstance(exc, PydfsError):
+                        log.warning("heartbeat to %s failed: %s", self.namenode.base_url, exc)
+                    else:
+                        log.exception("heartbeat to %s failed", self.namenode.base_url)
+                    said = now
+                failing_since = failing_since or now
             try:
                 await asyncio.wait_for(self._wake.wait(), interval)
                 await asyncio.sleep(0.05)  # let a burst of news gather into one heartbeat

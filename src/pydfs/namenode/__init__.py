@@ -1,4 +1,9 @@
-"""The name node: the namespace, the data node registry and upload leases behind one HTTP API."""
+"""The name node: the namespace, the data node registry and upload leases behind one HTTP API.
+
+Several name nodes may share one metadata store (PostgreSQL): each serves clients and hears
+every data node's heartbeats, and the one holding the lease (``leadership``) does the
+background work and gives data nodes their orders.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from pydfs.namenode import app, auth, fastpath
 from pydfs.namenode.attributes import Attributes
 from pydfs.namenode.blockmap import BlockMap
 from pydfs.namenode.census import Census
+from pydfs.namenode.leadership import Leadership, NotLeader
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.replication import Replicator
@@ -46,6 +52,8 @@ class NameNode:
         self.store = store
         self.secret = secret
         self._lock = lock  # of the data directory, held while this name node lives
+        self.leadership = Leadership(store, config.leader_lease)
+        self.leadership.on_lead = self._took_lead
         self.membership: Membership = Membership(
             self.store, dead_after=config.dead_after, safe_mode_wait=config.safe_mode_wait
         )
@@ -58,7 +66,9 @@ class NameNode:
         )
         self.namespace.read_token = lambda block: self.block_token(block, "r")
         self.attributes: Attributes = Attributes(self.namespace.tree)
-        self.blockmap: BlockMap = BlockMap(self.store, self.membership, self.namespace.tree)
+        self.blockmap: BlockMap = BlockMap(
+            self.store, self.membership, self.namespace.tree, self.leadership
+        )
         self.users: auth.Users = auth.Users(self.store)
         self.uploads: Uploads = Uploads(
             self.namespace,
@@ -101,6 +111,7 @@ class NameNode:
                 config.data_dir / auth.TOKEN_FILE,
             )
         await nn._layout()
+        await nn.leadership.renew()  # alone on its store, a name node leads from the start
         return nn
 
     def block_token(
@@ -115,6 +126,19 @@ class NameNode:
         await self.namespace.layout([u.name for u in await self.users.all()])
 
     # --- users ----------------------------------------------------------------------------
+
+    def state(self) -> wire.NameNodeState:
+        lead, lease = self.leadership, self.leadership.lease
+        return wire.NameNodeState(
+            url=lead.url,
+            leads=lead.leads(),
+            leader=lease.url if lease and lease.left > 0 else "",
+            epoch=lease.epoch if lease else 0,
+            lease_left=max(0.0, lease.left) if lease else 0.0,
+            takeovers=lead.took_lead,
+            metadata=self.store.url.split(":", 1)[0],
+            metadata_up=lead.store_up,
+        )
 
     async def add_user(self, spec: wire.NewUser) -> wire.UserToken:
         """The home first: a user must never exist whose token was not shown (the home of a
@@ -135,35 +159,65 @@ class NameNode:
     def _committed(self, blocks: list[wire.StoredBlock], replication: int) -> None:
         """A write whose pipeline lost a node committed short blocks: have them healed."""
         if any(len(b.nodes) < replication for b in blocks):
-            self.replicator.dirty = True
+            self._heal()
+
+    def _heal(self) -> None:
+        """Something changed that the replication scan must see (the leader's)."""
+        self.replicator.dirty = True
+        if not self.leadership.leads():
+            self.leadership.nudge()
+
+    def _took_lead(self) -> None:
+        """What another leader knew is not ours: start the replication afresh, and have every
+        data node report its blocks, since reports went to that leader."""
+        self.replicator.restart()
+        self.membership.request_reports()
 
     async def heartbeat(self, hb: wire.Heartbeat) -> wire.HeartbeatReply:
-        """Take in what a data node reports; answer with the work it is to do."""
+        """Take in what a data node reports; answer with the work it is to do. Every data node
+        heartbeats to every name node: one that does not lead only learns that the node lives
+        (the leader hears the same news, and gives the orders)."""
         node, restarted = await self.membership.heartbeat(hb)
         if not self._up.is_set() and self.waiting() is None:
             self._up.set()  # writes held since the start go on
+        commands: list[wire.Command] = []
+        if self.leadership.leads():
+            try:
+                commands = await self._lead(node.id, hb, restarted)
+            except NotLeader:
+                commands = []
+        if verify := self.suspects.orders_for(node.id):  # any name node may ask for these
+            commands.append(wire.Command(op="verify", blocks=verify))
+        wants_report = node.wants_report and self.leadership.leads()
+        return wire.HeartbeatReply(commands=commands, send_report=wants_report)
+
+    async def _lead(self, node_id: str, hb: wire.Heartbeat, restarted: bool) -> list[wire.Command]:
+        """The leader's part of a heartbeat: count what the node reports, hand out its work."""
         if restarted:
-            self.replicator.forget_orders(node.id)  # a new process knows nothing of them
-        await self.replicator.received(node.id, hb.received)
-        await self.replicator.corrupt_replicas(node.id, hb.corrupt)
-        self.suspects.changed(node.id, [*(r.block for r in hb.received), *hb.corrupt])
+            self.replicator.forget_orders(node_id)  # a new process knows nothing of them
+        await self.replicator.received(node_id, hb.received)
+        await self.replicator.corrupt_replicas(node_id, hb.corrupt)
+        self.suspects.changed(node_id, [*(r.block for r in hb.received), *hb.corrupt])
         if hb.failed_copies:
-            self.replicator.copy_failed(node.id, hb.failed_copies)
-        commands = await self.delete_orders(node.id) + self.replicator.orders_for(node.id)
+            self.replicator.copy_failed(node_id, hb.failed_copies)
+        commands = await self.delete_orders(node_id) + self.replicator.orders_for(node_id)
         for command in commands:
             if command.op == "replicate" and command.target is not None:
                 target = [(command.target.id, command.target.url)]
                 command.tokens = [self.block_token(b, "c", target) for b in command.blocks]
-        if verify := self.suspects.orders_for(node.id):
-            commands.append(wire.Command(op="verify", blocks=verify))
-        return wire.HeartbeatReply(commands=commands, send_report=node.wants_report)
+        return commands
 
     async def block_report(self, report: wire.BlockReport) -> wire.HeartbeatReply:
+        node = self.membership.nodes.get(report.id)
+        if not self.leadership.leads():  # the leader gets the same report
+            return wire.HeartbeatReply(commands=[])
         # Replicas counted after the listing may have begun cannot be judged by it (a few
         # seconds allow for the report's trip here).
         listed_after = time.time() - max(0.0, report.took) - REPORT_TRANSIT
-        uncounted = await self.blockmap.reconcile(report.id, report.blocks, listed_after)
-        node = self.membership.nodes.get(report.id)
+        try:
+            uncounted = await self.blockmap.reconcile(report.id, report.blocks, listed_after)
+        except NotLeader:
+            return wire.HeartbeatReply(commands=[])
         if node is not None:
             node.wants_report = False
         self.replicator.dirty = True
@@ -197,7 +251,7 @@ class NameNode:
         if not 1 <= replication <= MAX_REPLICATION:
             raise InvalidArgument(f"replication must be between 1 and {MAX_REPLICATION}")
         files = await self.attributes.setrep(path, replication, user)
-        self.replicator.dirty = True
+        self._heal()
         return files
 
     async def fsck(self, path: str, *, files: bool) -> wire.FsckReport:
@@ -211,25 +265,39 @@ class NameNode:
 
     async def decommission(self, node_id: str, *, undo: bool = False) -> wire.DataNodeState:
         await self.membership.set_admin_state(node_id, "normal" if undo else "decommissioning")
-        self.replicator.dirty = True
+        self._heal()
         return next(s for s in self.membership.states() if s.id == node_id)
 
     async def maintain_forever(self) -> None:
-        """Background upkeep: replication scans, and expiry of abandoned uploads."""
-        last_sweep = 0.0
+        """Background upkeep, while this name node leads: replication scans, and expiry of
+        abandoned uploads. Every name node keeps up with the admin states others set."""
+        last_sweep = last_refresh = 0.0
         if waiting := self.waiting():
             log.info("safe mode: writes wait for %d data node(s) to report", waiting[1])
         safe = waiting is not None
         while True:
             await asyncio.sleep(self.config.replication_interval)
-            try:
-                await self.replicator.run_once()
-            except Exception:
-                log.exception("replication scan failed")
+            now = asyncio.get_running_loop().time()
+            if now - last_refresh > self.leadership.ttl / 3:
+                last_refresh = now
+                try:
+                    if await self.membership.refresh():
+                        self._heal()
+                except Exception:
+                    log.exception("reading the data nodes' admin states failed")
             if safe and self.waiting() is None:
                 safe = False
                 log.info("out of safe mode: %d data node(s) serve", len(self.membership.serving()))
-            now = asyncio.get_running_loop().time()
+            if not self.leadership.leads():
+                continue
+            if self.leadership.nudged():
+                self.replicator.dirty = True
+            try:
+                await self.replicator.run_once()
+            except NotLeader:
+                continue
+            except Exception:
+                log.exception("replication scan failed")
             if now - last_sweep > min(30.0, self.config.upload_lease / 2):
                 last_sweep = now
                 try:
@@ -245,7 +313,12 @@ def run(config: NameNodeConfig) -> None:
     async def main() -> None:
         nn = await NameNode.open(config)
         sweeper = asyncio.create_task(nn.maintain_forever())
+        lease = asyncio.create_task(nn.leadership.run_forever())
         application = app.build(nn)
+
+        async def after_bind(url: str) -> None:
+            nn.leadership.url = url
+
         try:
             await server.serve(
                 application,
@@ -253,14 +326,17 @@ def run(config: NameNodeConfig) -> None:
                 config.port,
                 advertise=config.advertise,
                 url_file=config.data_dir / "namenode.url",
+                after_bind=after_bind,
                 tls=tls,
                 front=lambda fallback, limits: fastpath.Front(application, nn, fallback, limits),
                 limits=server.Limits.of(config),
             )
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, lease):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await nn.leadership.resign()
             await nn.store.aclose()
 
     server.run(main())

@@ -407,6 +407,14 @@ ENDPOINTS: list[Endpoint] = [
     ),
     endpoint(
         "GET",
+        "/cluster/namenode",
+        "user",
+        lambda c: _ready(c.nn.state()),
+        "This name node: whether it leads the background work, and its metadata store.",
+        reply=wire.NameNodeState,
+    ),
+    endpoint(
+        "GET",
         "/cluster/datanodes",
         "user",
         lambda c: _ready(wire.DataNodeList(c.nn.membership.states())),

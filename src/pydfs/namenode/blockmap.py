@@ -5,6 +5,9 @@ A committed block never changes. A replica of one counts only when its data node
 recorded size and CRC, and the name node asked for it (see ``add_replicas``); anything else a
 node holds is trashed, unless an open upload's grant named that node for it (the upload's commit
 counts it). Upload grants are in the store, so every name node judges reports alike.
+
+Only the leading name node counts, trims and reconciles (``leadership``): those changes are made
+in its guarded transactions, which a deposed leader cannot commit.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Iterable
 
 from pydfs import wire
+from pydfs.namenode.leadership import Leadership
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.store import Store
 from pydfs.namenode.store.interface import Misreplicated
@@ -20,10 +24,13 @@ from pydfs.namenode.tree import Tree
 
 
 class BlockMap:
-    def __init__(self, store: Store, membership: Membership, tree: Tree) -> None:
+    def __init__(
+        self, store: Store, membership: Membership, tree: Tree, leadership: Leadership
+    ) -> None:
         self.store = store
         self.membership = membership
         self.tree = tree
+        self.lead = leadership
 
     async def reconcile(
         self, node_id: str, reported: Iterable[str], listed_after: float
@@ -34,7 +41,7 @@ class BlockMap:
         verify them, and they count once it reports them good with the recorded CRC
         (``add_replicas``), never on its word alone."""
         reported = set(reported)
-        async with self.store.write() as tx:
+        async with self.lead.write() as tx:
             known = await tx.blocks.known(reported)
             counted = await tx.blocks.on_node(node_id)
             trashed = set(await tx.blocks.trashed_on(node_id))
@@ -86,7 +93,7 @@ class BlockMap:
         changed, bad = 0, []
         now = time.time()
         live = {n.id for n in self.membership.live()}
-        async with self.store.write() as tx:
+        async with self.lead.write() as tx:
             for got in received:
                 block = await tx.blocks.get(got.block)
                 if block is not None and (got.size, got.crc) == (block.size, block.crc):
@@ -112,12 +119,12 @@ class BlockMap:
 
     async def drop_replicas(self, node_id: str, blocks: list[str]) -> None:
         """Forget replicas that *node_id* no longer has (it quarantined them)."""
-        async with self.store.write() as tx:
+        async with self.lead.write() as tx:
             await tx.blocks.drop_replicas((b, node_id) for b in blocks)
 
     async def drop_surplus(self, block: str, nodes: list[str]) -> None:
         """Surplus replicas: forget them and order their nodes to delete them."""
-        async with self.store.write() as tx:
+        async with self.lead.write() as tx:
             await tx.blocks.drop_replicas((block, n) for n in nodes)
             await tx.blocks.trash((n, block) for n in nodes)
 

@@ -79,6 +79,32 @@ class Census(Collector):
             "Bytes of the block copies completed.",
             nn.replicator.bytes_copied,
         )
+        lead = nn.leadership
+        yield gauge(
+            "pydfs_namenode_leader",
+            "1 while this name node leads the background work (replication, block reports).",
+            int(lead.leads()),
+        )
+        yield gauge(
+            "pydfs_namenode_leader_epoch",
+            "The lease's epoch as last seen: one more at every change of leader.",
+            lead.lease.epoch if lead.lease else 0,
+        )
+        yield counter(
+            "pydfs_namenode_leader_takeovers",
+            "Times this name node took the lead.",
+            lead.took_lead,
+        )
+        yield counter(
+            "pydfs_namenode_leader_refused_writes",
+            "Leader-only changes dropped because the lead had moved to another name node.",
+            lead.refused,
+        )
+        yield gauge(
+            "pydfs_namenode_metadata_up",
+            "1 if the last renewal of the lease reached the metadata store.",
+            int(lead.store_up),
+        )
         yield gauge(
             "pydfs_namenode_uploads_in_flight",
             "Uploads started and neither committed, aborted nor expired.",

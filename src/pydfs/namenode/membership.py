@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from pydfs import wire
 from pydfs.errors import NotFound
 from pydfs.namenode.placement import Candidate
 from pydfs.namenode.store import Store
+from pydfs.namenode.store.interface import Tx
+
+Writer = Callable[[], AbstractAsyncContextManager[Tx]]
 
 
 @dataclass(slots=True)
@@ -111,14 +115,34 @@ class Membership:
     def candidates(self) -> list[Candidate]:
         return [Candidate(n.id, n.free) for n in self.serving()]
 
-    async def set_admin_state(self, node_id: str, state: wire.AdminState) -> Node:
+    async def set_admin_state(
+        self, node_id: str, state: wire.AdminState, write: Writer | None = None
+    ) -> Node:
+        """*write*: the transaction to make the change in (the store's, unless given)."""
         node = self.nodes.get(node_id)
         if node is None:
             raise NotFound(f"no data node {node_id!r}")
-        async with self.store.write() as tx:
+        async with (write or self.store.write)() as tx:
             await tx.datanodes.set_admin_state(node_id, state)
         node.admin_state = state
         return node
+
+    async def refresh(self) -> bool:
+        """Learn the admin states and addresses other name nodes recorded; whether any
+        changed."""
+        async with self.store.read() as tx:
+            rows = await tx.datanodes.all()
+        changed = False
+        for row in rows:
+            node = self.nodes.get(row.id)
+            if node is None:
+                node = self.nodes[row.id] = Node(row.id, row.url)
+            state = _state(row.admin_state)
+            changed |= node.admin_state != state
+            node.admin_state = state
+            if node.last_heartbeat is None:
+                node.url = row.url  # a live node's own heartbeat says where it is
+        return changed
 
     def ref(self, node_id: str) -> wire.NodeRef:
         node = self.nodes.get(node_id)

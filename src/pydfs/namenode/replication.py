@@ -11,7 +11,8 @@ the block received.
 
 A scan only runs when something that changes the answer happened (a node died, came back or is
 draining; a replication factor changed; a replica arrived, was lost or was found corrupt) or
-while copies are in flight, so an idle cluster costs nothing.
+while copies are in flight, so an idle cluster costs nothing. Only the leading name node scans
+(``leadership``); another one that sees such a change nudges it.
 """
 
 from __future__ import annotations
@@ -87,6 +88,13 @@ class Replicator:
                 self.dirty = True
             if not copies:
                 self._in_flight.pop(block, None)
+
+    def restart(self) -> None:
+        """Begin afresh (this name node just took the lead: what it knew of copies may be
+        stale, and another leader may have ordered others)."""
+        self._in_flight.clear()
+        self._orders.clear()
+        self.dirty = True
 
     def forget_orders(self, node_id: str) -> None:
         """Copies that *node_id* was to send or receive will not happen: order them anew."""
@@ -227,5 +235,7 @@ class Replicator:
             serving = {n.id for n in self.membership.serving()}
             if await self.blockmap.blocks_needing(node.id, serving):
                 continue
-            await self.membership.set_admin_state(node.id, "decommissioned")
+            await self.membership.set_admin_state(
+                node.id, "decommissioned", self.blockmap.lead.write
+            )
             log.info("data node %s is decommissioned: its blocks are all elsewhere", node.id)

@@ -1,11 +1,18 @@
-"""Fixtures: the name node's parts over a real SQLite store (see ``parts``)."""
+"""Fixtures: the name node's parts over a real SQLite store (see ``parts``), and an empty store
+of each backend (``any_store``)."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from tests.unit.namenode.parts import Blocking, open_parts
 
+from pydfs.namenode.store import Store as StoreApi
+from pydfs.namenode.store import open_store as open_any_store
+from pydfs.namenode.store import sqlite_url
 from pydfs.namenode.store.sqlite import Store
 
 
@@ -50,3 +57,15 @@ def open_ns(open_store, loop):
 @pytest.fixture
 def ns(open_ns):
     return open_ns()
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgres"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreApi]:
+    """An empty store of each backend (PostgreSQL on the tests' own server)."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = sqlite_url(tmp_path / "ns.sqlite3")
+    opened = open_any_store(url)
+    yield opened
+    await opened.aclose()

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydfs.namenode.attributes import Attributes
 from pydfs.namenode.blockmap import BlockMap
+from pydfs.namenode.leadership import Leadership
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.store.interface import UploadRow
@@ -68,7 +69,8 @@ class Parts:
         self.db = store.db
         self.membership = membership
         self.namespace = Namespace(store, membership, **kwargs)
-        self.blockmap = BlockMap(store, membership, self.namespace.tree)
+        self.leadership = Leadership(store)  # alone on its store: leads once renewed
+        self.blockmap = BlockMap(store, membership, self.namespace.tree, self.leadership)
         self.attributes = Attributes(self.namespace.tree)
 
     def __getattr__(self, name: str) -> Any:
@@ -84,6 +86,7 @@ def open_parts(store: Store, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> 
     loop.run_until_complete(membership.load())
     parts = Parts(store, membership, replication=2, block_size=BLOCK_SIZE)
     loop.run_until_complete(parts.namespace.open())
+    loop.run_until_complete(parts.leadership.renew())
     return Blocking(parts, loop)
 
 

@@ -5,14 +5,12 @@ modules rely on exactly this."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from pydfs.errors import AlreadyExists, InvalidArgument
-from pydfs.namenode.store import Store, open_store, sqlite_url
+from pydfs.namenode.store import Store, open_store
 from pydfs.namenode.store.interface import Block, NewInode, UploadRow, UserRow
 
 pytestmark = pytest.mark.asyncio
@@ -20,17 +18,11 @@ pytestmark = pytest.mark.asyncio
 ROOT = 1
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = sqlite_url(tmp_path / "ns.sqlite3")
-    opened = open_store(url)
-    async with opened.write() as tx:
+@pytest_asyncio.fixture
+async def store(any_store: Store) -> Store:
+    async with any_store.write() as tx:
         await tx.inodes.insert(NewInode(0, "", "d", "root", "root", 0o755, 0.0), inode_id=ROOT)
-    yield opened
-    await opened.aclose()
+    return any_store
 
 
 def new(parent: int, name: str, type: str = "f", **kwargs: object) -> NewInode:

@@ -259,6 +259,38 @@ class Uploads(Protocol):
         """Those of *block_ids* granted to open uploads."""
 
 
+class Lease(NamedTuple):
+    """Who leads the background work, and since which epoch."""
+
+    holder: str  # a name node process's random id; "" when nobody ever led
+    url: str  # where that name node said it serves
+    epoch: int  # one more at every change of holder
+    left: float  # seconds the lease still runs, by the store's clock (negative: lapsed)
+    nudges: int  # asks for a replication scan, from name nodes that do not lead
+
+
+class Leader(Protocol):
+    """The lease on background work (replication, trimming, block reports, expiry): one name
+    node holds it at a time. Its times are the store's clock, so name nodes' clocks need not
+    agree."""
+
+    async def claim(self, holder: str, url: str, ttl: float) -> Lease:
+        """Take the lease for *ttl* seconds if it is free or lapsed (the epoch goes up), or
+        extend it if *holder* has it; returns the lease as it now is, whoever holds it."""
+
+    async def holds(self, holder: str, epoch: int) -> bool:
+        """Does *holder* hold the lease, at *epoch*, unlapsed? In a write, no claim can take the
+        lease until the transaction ends (the check holds for the whole of it)."""
+
+    async def resign(self, holder: str) -> None:
+        """Let the lease lapse now, if *holder* has it (a clean stop hands over at once)."""
+
+    async def nudge(self) -> None:
+        """Ask the leader for a replication scan (something changed on another name node)."""
+
+    async def current(self) -> Lease: ...
+
+
 class Tx(Protocol):
     """One transaction: its repositories, and the generation of the tree's shape."""
 
@@ -267,6 +299,7 @@ class Tx(Protocol):
     users: Users
     datanodes: DataNodes
     uploads: Uploads
+    leader: Leader
 
     async def generation(self) -> int: ...
     async def reshaped(self) -> None:

@@ -178,6 +178,7 @@ def overview(
     health: Health,
     states: list[wire.DataNodeState],
     now: float,
+    namenode: wire.NameNodeState,
 ) -> str:
     # As Membership.space does: each byte takes one replica on each of `copies` nodes.
     copies = max(1, min(space.replication, space.live_nodes or 1))
@@ -211,6 +212,14 @@ def overview(
         corrupt_class="bad" if report.corrupt else "",
         over_replicated=f"{health.over_replicated:,}",
         nodes=nodes_table(states, now),
+        namenode=esc(namenode.url),
+        lead="leads" if namenode.leads else "standby",
+        lead_class="ok" if namenode.leads else "neutral",
+        leader=esc(namenode.leader or "none"),
+        epoch=namenode.epoch,
+        metadata=esc(namenode.metadata),
+        metadata_state="reachable" if namenode.metadata_up else "unreachable",
+        metadata_class="" if namenode.metadata_up else "bad",
     )
 
 

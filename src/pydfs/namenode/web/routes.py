@@ -256,6 +256,7 @@ def setup(app: web.Application, nn: NameNode) -> None:
             nn.replicator.health,
             members.states(),
             time.time(),
+            nn.state(),
         )
         return render(request, "Overview", body, active="Overview")
 

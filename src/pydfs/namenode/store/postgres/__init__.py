@@ -56,13 +56,16 @@ import asyncpg
 
 from pydfs.errors import Unavailable
 from pydfs.namenode.store import interface, migrations
-from pydfs.namenode.store.postgres import tables
+from pydfs.namenode.store.postgres import leader, tables
 
 log = logging.getLogger("pydfs.namenode.store")
 
 ATTEMPTS = 8  # runs of one transaction that keeps losing deadlocks, at most
 POOL_SIZE = 16  # connections per name node
 STRIPES = 16  # rows of the generation (migration 0001)
+# A transaction whose name node stops answering (stopped, cut off, swapping) is ended after this
+# long (ms), so that the locks it holds (the leader's lease, FOR SHARE) cannot stall the others.
+IDLE_IN_TRANSACTION = "5000"
 MIGRATION_LOCK = 0x70796466_73_6D67  # "pydfs" "mg"
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -197,6 +200,7 @@ class Tx:
         self.users: interface.Users = tables.Users(self)
         self.datanodes: interface.DataNodes = tables.DataNodes(self)
         self.uploads: interface.Uploads = tables.Uploads(self)
+        self.leader: interface.Leader = leader.Leader(self)
         self.reshaping = False
         self.structural = False  # made, moved or removed an inode
         self.touched: dict[int, float] = {}
@@ -234,7 +238,10 @@ class Store:
                             max_queries=1_000_000,
                             statement_cache_size=512,
                             reset=_reset,
-                            server_settings={"application_name": "pydfs-namenode"},
+                            server_settings={
+                                "application_name": "pydfs-namenode",
+                                "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION,
+                            },
                         )
                     try:
                         async with pool.acquire() as conn:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydfs.errors import InternalError
 from pydfs.namenode.store import interface, migrations
-from pydfs.namenode.store.sqlite import tables
+from pydfs.namenode.store.sqlite import leader, tables
 
 log = logging.getLogger("pydfs.namenode")
 
@@ -49,6 +49,7 @@ class Tx:
         self.users: interface.Users = tables.Users(db)
         self.datanodes: interface.DataNodes = tables.DataNodes(db)
         self.uploads: interface.Uploads = tables.Uploads(db)
+        self.leader: interface.Leader = leader.Leader(db)
         self.reshaping = False
 
     async def generation(self) -> int:

@@ -136,3 +136,15 @@ def test_a_stopped_leader_wakes_as_a_standby_and_the_new_leader_does_the_work(
         MOVES_WITHIN,
         "the leader to copy the file a third time",
     )
+
+
+def test_a_name_node_alone_on_sqlite_leads_at_once_after_a_crash(
+    cluster_factory: Callable[..., LocalCluster],
+) -> None:
+    """No other process can use its store, so the lease of the process that crashed is not
+    waited out (a minute here) before replication and expiry go on."""
+    cluster = cluster_factory(1, namenode_args=["--leader-lease", "60"])
+    cluster.namenode.kill()
+    cluster.restart_namenode()
+    state = states(cluster)[0]
+    assert state is not None and state.leads and state.epoch == 2

@@ -111,7 +111,10 @@ class NameNode:
                 config.data_dir / auth.TOKEN_FILE,
             )
         await nn._layout()
-        await nn.leadership.renew()  # alone on its store, a name node leads from the start
+        if not nn.store.shared:  # no other process can lead: a crashed one's lease ends now
+            async with nn.store.write() as tx:
+                await tx.leader.resign((await tx.leader.current()).holder)
+        await nn.leadership.renew()
         return nn
 
     def block_token(
@@ -318,6 +321,7 @@ def run(config: NameNodeConfig) -> None:
 
         async def after_bind(url: str) -> None:
             nn.leadership.url = url
+            await nn.leadership.renew()  # so that the lease names this URL at once
 
         try:
             await server.serve(

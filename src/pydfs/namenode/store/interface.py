@@ -308,6 +308,7 @@ class Tx(Protocol):
 
 class Store(Protocol):
     url: str
+    shared: bool  # several name nodes may use the store at once (else one process has it)
 
     def read(self) -> AbstractAsyncContextManager[Tx]: ...
     def write(self, *, durable: bool = True) -> AbstractAsyncContextManager[Tx]:

@@ -223,6 +223,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self._dsn = url
         self.url = redacted(url)
+        self.shared = True
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 

@@ -115,6 +115,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"sqlite://{path.resolve()}"  # as store.sqlite_url
+        self.shared = False
         self.generation = 0
         self._lock = asyncio.Lock()
         self._active = 0  # callers inside read() or write(), durability waits included

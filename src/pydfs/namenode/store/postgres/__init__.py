@@ -318,12 +318,12 @@ class Store:
             self._pool = None
 
 
-async def _connect(dsn: str, **options: Any) -> asyncpg.Connection:
+async def _connect(dsn: str | None = None, **options: Any) -> asyncpg.Connection:
     """A connection to the first server of *dsn* that takes it (and is read-write, if the URL
     says ``target_session_attrs=read-write``). asyncpg tries a URL's servers in turn under one
     timeout, so a first server that never answers would make every attempt fail: here each
     has a timeout of its own."""
-    servers = _servers(dsn)
+    servers = _servers(dsn or "")
     if len(servers) < 2:
         return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, **options)
     failure: BaseException | None = None

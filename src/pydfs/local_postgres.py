@@ -34,7 +34,21 @@ def binaries() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
-def _free_port() -> int:
+def server_user() -> list[str]:
+    """The prefix that runs a command as the server's user: ``USER`` (made if missing) when we
+    are root, for PostgreSQL refuses to run as root; nothing otherwise."""
+    if os.geteuid() != 0:
+        return []
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
+        capture_output=True,
+        check=False,  # exists already: fine
+    )
+    return ["runuser", "-u", USER, "--"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for servers that cannot report the one they bound)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -51,14 +65,7 @@ class Postgres:
         self.bin = bin_dir
         self.fsync = fsync
         self.keep = root is not None
-        self._as: list[str] = []
-        if os.geteuid() == 0:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
-                capture_output=True,
-                check=False,  # exists already: fine
-            )
-            self._as = ["runuser", "-u", USER, "--"]
+        self._as = server_user()
         if root is None:
             self.dir = Path(tempfile.mkdtemp(prefix="pydfs-pg-"))
         else:
@@ -94,7 +101,7 @@ class Postgres:
         kept = self.dir / "port"
         if self.keep and not port and kept.exists():
             port = int(kept.read_text())
-        self.port = port or _free_port()
+        self.port = port or free_port()
         if self.keep:
             kept.write_text(f"{self.port}\n")
         # a kept server trusts whoever reaches its socket, in its own directory (0700)

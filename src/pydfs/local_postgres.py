@@ -169,11 +169,12 @@ class Postgres:
         return done.stdout.strip()
 
     def stop(self) -> None:
-        """Stop the server: at once for a temporary one (removed), cleanly for a kept one."""
-        if self.port:
+        """Stop the server: at once for a temporary one (removed), cleanly for a kept one; one
+        that stopped already (or crashed) is left as it is."""
+        if self.port and self._ctl("status") == 0:
             mode = "fast" if self.keep else "immediate"
             self._run(str(self.bin / "pg_ctl"), "stop", "-m", mode, "-D", str(self.data))
-            self.port = 0
+        self.port = 0
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 

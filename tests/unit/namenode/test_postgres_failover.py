@@ -63,7 +63,11 @@ async def test_a_server_that_restarts_fails_requests_with_unavailable_then_serve
 ) -> None:
     await _mkdir(store, "before")
     port = server.port
-    _down(server, "immediate")  # as in a crash
+    with pytest.raises(Unavailable):
+        async with store.write() as tx:
+            await tx.inodes.insert(NewInode(ROOT, "cut", "d", "root", "root", 0o755, 0.0))
+            _down(server, "immediate")  # as in a crash, in the middle of a transaction
+            await tx.inodes.insert(NewInode(ROOT, "short", "d", "root", "root", 0o755, 0.0))
     with pytest.raises(Unavailable):
         await _mkdir(store, "during")  # the pooled connection is broken
     with pytest.raises(Unavailable):

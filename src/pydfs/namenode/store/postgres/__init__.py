@@ -54,6 +54,7 @@ node started during a failover (or before its database) comes up once it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -151,8 +152,9 @@ class Session:
                     return [tuple(r) for r in await self.conn.fetch(sql, *args)]
                 return await self.conn.execute(sql, *args)
         except Unavailable:
-            self.conn.terminate()  # broken, or on a standby: the pool opens another
-            self.broken = True
+            self.broken = True  # broken, or on a standby: dropped, and the pool opens another
+            with contextlib.suppress(asyncpg.InterfaceError):  # closed: the pool took it back
+                self.conn.terminate()
             raise
 
     async def _run(self, kind: str, sql: str, args: Sequence[Any]) -> Any:

@@ -247,10 +247,12 @@ class PatroniCluster:
         return self
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.kill()
-        _kill(self.etcd.popen)
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            for node in self.nodes:
+                node.kill()
+        finally:
+            _kill(self.etcd.popen)
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PatroniCluster:
         return self.start()

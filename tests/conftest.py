@@ -58,16 +58,28 @@ def make_cluster(
     )
 
 
+def need(what: str) -> None:
+    """Skip a test for want of *what*, or fail it under CI, which installs it (``.ci/run``)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is not installed")
+    pytest.skip(f"{what} is not installed")
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """A PostgreSQL server for the whole run (``pydfs.local_postgres``); skipped where
-    PostgreSQL is not installed, but a failure under CI, which installs it (``.ci/run``)."""
+def postgres_bin() -> Path:
+    """The directory of PostgreSQL's programs (``pydfs.local_postgres.binaries``)."""
     bin_dir = binaries()
     if bin_dir is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is not installed (apt-get install postgresql)")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    with Postgres(bin_dir) as pg:
+        need("PostgreSQL (apt-get install postgresql)")
+    assert bin_dir is not None
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def postgres(postgres_bin: Path) -> Iterator[Postgres]:
+    """A PostgreSQL server for the whole run (``pydfs.local_postgres``); skipped where
+    PostgreSQL is not installed, but a failure under CI, which installs it (``.ci/run``)."""
+    with Postgres(postgres_bin) as pg:
         yield pg
 
 

@@ -11,9 +11,11 @@ restarts. The name node binds the port itself (no probe beforehand, which anothe
 ``SO_REUSEADDR`` socket can fool); when it is taken, the cluster falls back to any free port for
 that run and says so in ``notes``.
 
-Several name nodes share one metadata database (``metadata``, a PostgreSQL URL) and the first
-one's cluster secret; each has a data directory of its own and listens on a port of its own, and
-every data node heartbeats to all of them.
+Several name nodes share one metadata database (``metadata``, a PostgreSQL URL, or "postgres":
+a PostgreSQL of the cluster's own, kept in ``<root>/postgres``, started before the name nodes and
+stopped after them) and the first one's cluster secret; each has a data directory of its own and
+listens on a port of its own (kept in ``<root>/<name>.port`` as the first one's), and every data
+node heartbeats to all of them.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydfs.config import DEFAULT_NAMENODE_PORT
-from pydfs.errors import Unauthenticated, Unavailable
+from pydfs.errors import InvalidArgument, Unauthenticated, Unavailable
 
 if TYPE_CHECKING:
     from pydfs.client import AsyncClient, Client
+    from pydfs.local_postgres import Postgres
 
 READY_TIMEOUT = 30.0
 
@@ -177,9 +180,14 @@ class LocalCluster:
         namenodes: int = 1,
     ) -> None:
         """*metadata*: the name nodes' ``--metadata`` (default: SQLite in the data directory,
-        which only one name node can use)."""
+        which only one name node can use), or "postgres": a PostgreSQL of the cluster's own."""
+        if namenodes < 1:
+            raise InvalidArgument("a cluster needs at least one name node")
         if namenodes > 1 and (metadata is None or metadata == "sqlite"):
-            raise ValueError("several name nodes need a shared metadata database (PostgreSQL)")
+            raise InvalidArgument(
+                "several name nodes need a shared metadata database: add --metadata postgres "
+                "(or a postgresql:// URL)"
+            )
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.ca: Path | None = None
@@ -192,8 +200,8 @@ class LocalCluster:
             tls_args = ["--tls-cert", str(local.cert), "--tls-key", str(local.key)]
             tls_args += ["--tls-ca", str(local.ca)]
         self._namenode_args = [*tls_args, *(namenode_args or [])]
-        if metadata is not None:
-            self._namenode_args += ["--metadata", metadata]
+        self.metadata = metadata
+        self.postgres: Postgres | None = None  # the cluster's own, with metadata="postgres"
         self._datanode_args = [*tls_args, *(datanode_args or [])]
         self._sticky = namenode_port is None  # keep the port the name node first got
         self._port = self._kept_port() if namenode_port is None else namenode_port
@@ -265,11 +273,11 @@ class LocalCluster:
     def port_file(self) -> Path:
         return self.root / "namenode.port"
 
-    def _kept_port(self) -> int:
+    def _kept_port(self, name: str = "namenode", default: int = DEFAULT_NAMENODE_PORT) -> int:
         try:
-            return int(self.port_file.read_text())
+            return int((self.root / f"{name}.port").read_text())
         except (OSError, ValueError):
-            return DEFAULT_NAMENODE_PORT  # asked for first, when the directory names none
+            return default  # asked for first, when the directory names none
 
     def _check_free(self) -> None:
         """Refuse at once, and say why, when another name node holds the directory (its lock
@@ -292,41 +300,64 @@ class LocalCluster:
         finally:
             os.close(fd)  # closing drops the lock, if it was ours
 
-    def _start_namenode(self) -> None:
-        """Start the name node on the port asked for; if that port is taken, on any free one."""
-        self._check_free()
-        port = self._port
-        self.namenode.args = ["--port", str(port), *self._namenode_args]
-        self.namenode.start()
+    def _metadata_args(self) -> list[str]:
+        """``--metadata``, starting the cluster's own PostgreSQL first if it has one."""
+        if self.metadata is None:
+            return []
+        if self.metadata != "postgres":
+            return ["--metadata", self.metadata]
+        from pydfs.local_postgres import Postgres, binaries
+
+        if self.postgres is None:
+            bin_dir = binaries()
+            if bin_dir is None:
+                raise InvalidArgument(
+                    "--metadata postgres needs PostgreSQL installed (Debian: apt-get install "
+                    "postgresql), or give a postgresql:// URL"
+                )
+            self.postgres = Postgres(bin_dir, root=self.root / "postgres", fsync=True)
         try:
-            self.namenode.wait_ready()
+            self.postgres.start()
+        except RuntimeError as exc:
+            said = str(exc).strip().splitlines()
+            raise ProcessFailed(
+                f"PostgreSQL did not start: {said[-1] if said else exc}; "
+                f"see {self.postgres.dir / 'server.log'}"
+            ) from None
+        return ["--metadata", self.postgres.database("pydfs")]
+
+    def _start_namenode(self, node: NodeProcess, port: int, args: list[str]) -> None:
+        """Start a name node on the port asked for; if that port is taken, on any free one."""
+        node.args = ["--port", str(port), *args]
+        node.start()
+        try:
+            node.wait_ready()
         except ProcessFailed:
-            if not port or "address already in use" not in self.namenode.said().lower():
+            if not port or "address already in use" not in node.said().lower():
                 raise
             self.notes.append(
-                f"port {port} is taken by another program: the name node listens on another "
+                f"port {port} is taken by another program: {node.name} listens on another "
                 "port for this run (clients configured for the old URL need the new one)"
             )
-            self.namenode.args = ["--port", "0", *self._namenode_args]
-            self.namenode.start()
-            self.namenode.wait_ready()
-            if self._sticky and self.port_file.exists():
+            node.args = ["--port", "0", *args]
+            node.start()
+            node.wait_ready()
+            if self._sticky and (self.root / f"{node.name}.port").exists():
                 return  # the cluster's own port is kept for the next start
         if self._sticky:
-            self.port_file.write_text(self.url.rsplit(":", 1)[1] + "\n")
+            (self.root / f"{node.name}.port").write_text(node.url.rsplit(":", 1)[1] + "\n")
 
-    def _start_more_namenodes(self) -> None:
+    def _start_namenodes(self) -> None:
+        self._check_free()
+        args = [*self._metadata_args(), *self._namenode_args]
+        self._start_namenode(self.namenode, self._port, args)
         for node in self.namenodes[1:]:
-            node.args = ["--port", "0", "--secret-file", str(self.secret_file)]
-            node.args += self._namenode_args
-            node.start()
-        for node in self.namenodes[1:]:
-            node.wait_ready()
+            port = self._kept_port(node.name, 0) if self._sticky else 0
+            self._start_namenode(node, port, ["--secret-file", str(self.secret_file), *args])
 
     def start(self) -> LocalCluster:
         try:
-            self._start_namenode()
-            self._start_more_namenodes()
+            self._start_namenodes()
             for node in self.datanodes:
                 node.args = self._datanode_argv()
                 node.start()
@@ -419,6 +450,8 @@ class LocalCluster:
             node.stop()
         for node in reversed(self.namenodes):
             node.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -93,6 +93,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cl_sub = cl.add_subparsers(dest="cluster_command", required=True)
     up = cl_sub.add_parser("up", help="start a name node and data nodes on 127.0.0.1")
     up.add_argument("--datanodes", type=int, default=2, help="how many data nodes (2)")
+    up.add_argument(
+        "--namenodes", type=int, default=1, help="how many name nodes (1; more need PostgreSQL)"
+    )
+    up.add_argument(
+        "--metadata",
+        default="sqlite",
+        metavar="sqlite|postgres|URL",
+        help="sqlite (default), postgres (a PostgreSQL of the cluster's own, in its directory), "
+        "or the postgresql:// URL of an existing database",
+    )
     up.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster state directory")
     up.add_argument(
         "--port",
@@ -210,8 +220,22 @@ def run_cluster_up(args: argparse.Namespace) -> int:
 
     if args.datanodes < 1:
         raise InvalidArgument("a cluster needs at least one data node")
+    metadata: str = args.metadata
+    if metadata not in ("sqlite", "postgres") and not metadata.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise InvalidArgument(
+            f"--metadata {metadata!r}: give sqlite, postgres, or a postgresql:// URL"
+        )
     root: Path = args.dir.expanduser().resolve()
-    cluster = LocalCluster(root, args.datanodes, namenode_port=args.port, tls=args.tls)
+    cluster = LocalCluster(
+        root,
+        args.datanodes,
+        namenode_port=args.port,
+        tls=args.tls,
+        metadata=None if metadata == "sqlite" else metadata,
+        namenodes=args.namenodes,
+    )
     signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly as on Ctrl-C
     print(f"starting pydfs in {root} ...", flush=True)
     cluster.start()
@@ -219,12 +243,19 @@ def run_cluster_up(args: argparse.Namespace) -> int:
         print(f"\nWARNING: {note}\n", file=sys.stderr, flush=True)
     try:
         cfg_path = config.ClientConfig(
-            namenode=cluster.url,
+            namenode=",".join(cluster.urls),
             user="admin",
             token=cluster.admin_token,
             ca=str(cluster.ca) if cluster.ca else None,
         ).write()
-        print(f"name node   {cluster.url}  (pid {cluster.namenode.pid})")
+        for node in cluster.namenodes:
+            print(f"{node.name:<11} {node.url}  (pid {node.pid}, data {node.data_dir})")
+        if cluster.postgres is not None:
+            print(f"PostgreSQL  {cluster.postgres.url('pydfs')}  (data {cluster.postgres.data})")
+        elif metadata != "sqlite":
+            from pydfs.namenode.store.postgres import redacted
+
+            print(f"metadata    {redacted(metadata)}")
         print(f"web UI      {cluster.url}/  (sign in with the token in {cfg_path})")
         for node in cluster.datanodes:
             print(f"{node.name}  {node.url}  (pid {node.pid}, data {node.data_dir})")
@@ -238,7 +269,7 @@ def run_cluster_up(args: argparse.Namespace) -> int:
         print("Press Ctrl-C to stop the cluster.", flush=True)
         while True:
             time.sleep(1.0)
-            for node in [cluster.namenode, *cluster.datanodes]:
+            for node in [*cluster.namenodes, *cluster.datanodes]:
                 if node.popen is not None and not node.running:
                     print(f"warning: {node.name} exited; see {node.log_path}", file=sys.stderr)
                     node.popen = None

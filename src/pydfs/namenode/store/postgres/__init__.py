@@ -40,13 +40,24 @@ durable commit. Reads run outside any transaction block: at READ COMMITTED each 
 what was committed when it began, inside a block or not, and this saves two round trips.
 Migrations are the numbered files in ``migrations/``, applied under an advisory lock (several
 name nodes may start at once); the version is kept in ``schema_version``.
+
+Failover (Patroni, or any primary that moves): name the servers in one URL,
+``postgresql://h1:5432,h2:5432/pydfs?target_session_attrs=read-write``. A statement whose
+connection breaks, or that meets a server now read-only, fails with ``Unavailable`` (503: the
+client may try again; a commit so cut short may or may not have been applied), and its
+connection is dropped; the pool opens new ones, on whichever server accepts writes now
+(``_connect``: each server tried in turn, with a timeout of its own). The pool is opened at the
+first transaction, which waits up to ``OPEN_WAIT`` for a server to accept writes, so that a name
+node started during a failover (or before its database) comes up once it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -67,6 +78,8 @@ STRIPES = 16  # rows of the generation (migration 0001)
 # long (ms), so that the locks it holds (the leader's lease, FOR SHARE) cannot stall the others.
 IDLE_IN_TRANSACTION = "5000"
 MIGRATION_LOCK = 0x70796466_73_6D67  # "pydfs" "mg"
+CONNECT_TIMEOUT = 5.0  # seconds to connect to one server (a machine gone swallows packets)
+OPEN_WAIT = 60.0  # seconds the first transaction waits for a server that accepts writes
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 # The server went away, restarts, or refuses connections: the caller may try again later.
@@ -76,6 +89,8 @@ UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InterfaceError,
+    asyncpg.TargetServerAttributeNotMatched,  # every server reached is a standby
+    asyncpg.ReadOnlySQLTransactionError,  # a connection to a server demoted to a standby
 )
 
 
@@ -113,6 +128,7 @@ class Session:
         self.conn = conn
         self.begin = begin
         self.done: list[tuple[str, str, Sequence[Any], Any]] = []
+        self.broken = False  # the connection was dropped (and so handed back)
 
     async def start(self) -> None:
         if self.begin is not None:
@@ -133,10 +149,16 @@ class Session:
         return status
 
     async def _once(self, kind: str, sql: str, args: Sequence[Any]) -> Any:
-        with _reachable("query"):
-            if kind == "fetch":
-                return [tuple(r) for r in await self.conn.fetch(sql, *args)]
-            return await self.conn.execute(sql, *args)
+        try:
+            with _reachable("query"):
+                if kind == "fetch":
+                    return [tuple(r) for r in await self.conn.fetch(sql, *args)]
+                return await self.conn.execute(sql, *args)
+        except Unavailable:
+            self.broken = True  # broken, or on a standby: dropped, and the pool opens another
+            with contextlib.suppress(asyncpg.InterfaceError):  # closed: the pool took it back
+                self.conn.terminate()
+            raise
 
     async def _run(self, kind: str, sql: str, args: Sequence[Any]) -> Any:
         for attempt in range(ATTEMPTS):
@@ -182,6 +204,8 @@ class Session:
 
     async def rollback(self) -> None:
         """Roll back, or drop the connection if that fails (the pool opens another)."""
+        if self.broken:
+            return
         try:
             if not self.conn.is_closed() and self.conn.is_in_transaction():
                 await self.conn.execute("ROLLBACK")
@@ -230,28 +254,41 @@ class Store:
     async def _connections(self) -> asyncpg.Pool:
         if self._pool is None:
             async with self._opening:
-                if self._pool is None:
-                    with _reachable(self.url):
-                        pool = await asyncpg.create_pool(
-                            self._dsn,
-                            min_size=1,
-                            max_size=POOL_SIZE,
-                            max_queries=1_000_000,
-                            statement_cache_size=512,
-                            reset=_reset,
-                            server_settings={
-                                "application_name": "pydfs-namenode",
-                                "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION,
-                            },
-                        )
+                deadline = time.monotonic() + OPEN_WAIT
+                while self._pool is None:
                     try:
-                        async with pool.acquire() as conn:
-                            await _migrate(conn)
-                    except BaseException:
-                        await pool.close()
-                        raise
-                    self._pool = pool
+                        self._pool = await self._open()
+                    except Unavailable as exc:
+                        if time.monotonic() > deadline:
+                            raise
+                        if deadline - time.monotonic() > OPEN_WAIT - 1.0:  # once
+                            log.warning("%s; waiting for it (%.0f s at most)", exc, OPEN_WAIT)
+                        await asyncio.sleep(1.0)
         return self._pool
+
+    async def _open(self) -> asyncpg.Pool:
+        with _reachable(self.url):
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=POOL_SIZE,
+                max_queries=1_000_000,
+                connect=_connect,
+                statement_cache_size=512,
+                reset=_reset,
+                server_settings={
+                    "application_name": "pydfs-namenode",
+                    "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION,
+                },
+            )
+        try:
+            with _reachable(self.url):
+                async with pool.acquire() as conn:
+                    await _migrate(conn)
+        except BaseException:
+            pool.terminate()
+            raise
+        return pool
 
     @asynccontextmanager
     async def _session(self, begin: str | None) -> AsyncIterator[Session]:
@@ -289,6 +326,38 @@ class Store:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _connect(dsn: str | None = None, **options: Any) -> asyncpg.Connection:
+    """A connection to the first server of *dsn* that takes it (and is read-write, if the URL
+    says ``target_session_attrs=read-write``). asyncpg tries a URL's servers in turn under one
+    timeout, so a first server that never answers would make every attempt fail: here each
+    has a timeout of its own."""
+    servers = _servers(dsn or "")
+    if len(servers) < 2:
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, **options)
+    failure: BaseException | None = None
+    for host, port in servers:
+        try:
+            return await asyncpg.connect(
+                dsn, host=host, port=port, timeout=CONNECT_TIMEOUT, **options
+            )
+        except UNREACHABLE as exc:
+            failure = exc
+    assert failure is not None
+    raise failure
+
+
+def _servers(dsn: str) -> list[tuple[str, int]]:
+    """The host and port of each server a multi-host URL names (``h1:5432,h2``)."""
+    netloc = urllib.parse.urlsplit(dsn).netloc.rpartition("@")[2]
+    servers = []
+    for server in netloc.split(","):
+        host, colon, port = server.rpartition(":") if not server.endswith("]") else ("", "", "")
+        if not colon or not port.isdigit():
+            host, port = server, "5432"
+        servers.append((host.strip("[]"), int(port)))
+    return servers
 
 
 async def _touch(conn: Connection, touched: dict[int, float]) -> None:

@@ -1,0 +1,143 @@
+"""The PostgreSQL store across a failover: a broken connection or a server turned standby is a
+retryable ``Unavailable`` (never another error), the pool reconnects to whichever server takes
+writes, a first server that never answers does not hold the others back, and a store opened
+while its server is down waits for it. Each test has a server of its own, which it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from pydfs.errors import Unavailable
+from pydfs.local_postgres import Postgres
+from pydfs.namenode.store import Store, open_store
+from pydfs.namenode.store import postgres as pgstore
+from pydfs.namenode.store.interface import NewInode
+
+pytestmark = pytest.mark.asyncio
+
+ROOT = 1
+
+
+@pytest.fixture
+def server(postgres_bin: Path) -> Iterator[Postgres]:
+    with Postgres(postgres_bin) as pg:
+        yield pg
+
+
+@pytest_asyncio.fixture
+async def store(server: Postgres) -> AsyncIterator[Store]:
+    store = open_store(server.database("pydfs") + "?target_session_attrs=read-write")
+    await _root(store)
+    yield store
+    await store.aclose()
+
+
+def _down(server: Postgres, mode: str) -> None:
+    """Stop the server, keeping its files and port for a later ``start(port)``."""
+    server._run(str(server.bin / "pg_ctl"), "stop", "-m", mode, "-D", str(server.data))
+
+
+async def _root(store: Store) -> None:
+    async with store.write() as tx:
+        await tx.inodes.insert(NewInode(0, "", "d", "root", "root", 0o755, 0.0), inode_id=ROOT)
+
+
+async def _mkdir(store: Store, name: str) -> None:
+    async with store.write() as tx:
+        await tx.inodes.insert(NewInode(ROOT, name, "d", "root", "root", 0o755, 0.0))
+
+
+async def _names(store: Store) -> set[str]:
+    async with store.read() as tx:
+        return {row.name for row in await tx.inodes.children(ROOT)}
+
+
+async def test_a_server_that_restarts_fails_requests_with_unavailable_then_serves(
+    server: Postgres, store: Store
+) -> None:
+    await _mkdir(store, "before")
+    port = server.port
+    with pytest.raises(Unavailable):
+        async with store.write() as tx:
+            await tx.inodes.insert(NewInode(ROOT, "cut", "d", "root", "root", 0o755, 0.0))
+            _down(server, "immediate")  # as in a crash, in the middle of a transaction
+            await tx.inodes.insert(NewInode(ROOT, "short", "d", "root", "root", 0o755, 0.0))
+    with pytest.raises(Unavailable):
+        await _mkdir(store, "during")  # the pooled connection is broken
+    with pytest.raises(Unavailable):
+        await _mkdir(store, "during")  # and no new one can be made
+    server.start(port)
+    await _mkdir(store, "after")
+    assert await _names(store) == {"before", "after"}
+
+
+async def test_a_server_turned_read_only_is_unavailable_until_writable_again(
+    server: Postgres, store: Store
+) -> None:
+    await _mkdir(store, "before")
+    server.sql("ALTER SYSTEM SET default_transaction_read_only = on")
+    server.sql("SELECT pg_reload_conf()")
+    await asyncio.sleep(0.2)  # the reload reaches the pooled connection
+    with pytest.raises(Unavailable):
+        await _mkdir(store, "refused")  # a connection to what is now a standby, as it were
+    with pytest.raises(Unavailable):
+        await _mkdir(store, "refused")  # a new one: no server takes writes
+    server.sql("ALTER SYSTEM RESET default_transaction_read_only")
+    server.sql("SELECT pg_reload_conf()")
+    await _mkdir(store, "after")
+    assert await _names(store) == {"before", "after"}
+
+
+async def test_a_first_server_that_never_answers_does_not_hold_back_the_next(
+    server: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgstore, "CONNECT_TIMEOUT", 0.5)
+    with socket.socket() as silent:  # takes connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        dead = f"127.0.0.1:{silent.getsockname()[1]}"
+        url = server.database("pydfs").replace("127.0.0.1:", f"{dead},127.0.0.1:", 1)
+        store = open_store(url + "?target_session_attrs=read-write")
+        try:
+            await asyncio.wait_for(_root(store), 15)
+            await asyncio.wait_for(_mkdir(store, "d"), 15)
+            assert await _names(store) == {"d"}
+        finally:
+            await store.aclose()
+
+
+async def test_a_store_opened_before_its_server_waits_for_it(
+    server: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = server.database("pydfs")
+    port = server.port
+    _down(server, "fast")
+    store = open_store(url)
+    try:
+        first = asyncio.create_task(_root(store))
+        await asyncio.sleep(1.5)
+        assert not first.done()  # waiting, not failed
+        await asyncio.to_thread(server.start, port)
+        await asyncio.wait_for(first, 15)
+        await _mkdir(store, "d")
+        assert await _names(store) == {"d"}
+    finally:
+        await store.aclose()
+
+
+async def test_a_store_gives_up_after_its_wait(
+    server: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgstore, "OPEN_WAIT", 0.5)
+    url = server.database("pydfs")
+    server.stop()
+    store = open_store(url)
+    with pytest.raises(Unavailable, match="metadata store unreachable"):
+        await _root(store)
+    await store.aclose()

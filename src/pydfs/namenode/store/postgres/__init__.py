@@ -50,11 +50,12 @@ import random
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from pydfs.errors import Unavailable
+from pydfs.errors import InvalidArgument, Unavailable
 from pydfs.namenode.store import interface, migrations
 from pydfs.namenode.store.postgres import tables
 
@@ -197,6 +198,7 @@ class Tx:
         self.users: interface.Users = tables.Users(self)
         self.datanodes: interface.DataNodes = tables.DataNodes(self)
         self.uploads: interface.Uploads = tables.Uploads(self)
+        self.restore: interface.Restore = tables.NeverRestored()
         self.reshaping = False
         self.structural = False  # made, moved or removed an inode
         self.touched: dict[int, float] = {}
@@ -276,6 +278,12 @@ class Store:
                 raise
             if tx.touched:
                 await _touch(session.conn, tx.touched)
+
+    async def backup(self, dest: Path) -> interface.BackupInfo:
+        raise InvalidArgument(
+            "metadata on PostgreSQL is backed up by PostgreSQL: pg_dump, or a Patroni replica "
+            "(pydfs admin backup copies the SQLite metadata)"
+        )
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -124,8 +124,40 @@ def fsck(r: wire.FsckReport) -> str:
             f"{state:<8} {f.path}  ({count(f.blocks, 'block')}: {f.healthy} healthy, "
             f"{f.under_replicated} under-replicated, {f.missing} missing)"
         )
+    if r.missing_files and not r.file_details:
+        lines.append(f"{count(r.missing_files, 'file')} with missing blocks:")
+        lines += [f"  {p}" for p in r.missing_paths]
+        if r.missing_files > len(r.missing_paths):
+            lines.append(f"  ... and {r.missing_files - len(r.missing_paths)} more (--files)")
+    if r.restore is not None:
+        lines += _restored(r.restore, bool(r.missing_files))
     lines.append(f"The file system under {r.path} is {r.status}.")
     return "\n".join(lines)
+
+
+def orphans(o: wire.Orphans) -> str:
+    measured = f"{size(o.bytes)}" + (f", {o.unmeasured} not measured yet" if o.unmeasured else "")
+    return f"{count(o.blocks, 'block')} ({measured}; {count(o.replicas, 'replica')})"
+
+
+def _restored(o: wire.Orphans, missing: bool) -> list[str]:
+    taken = when(o.taken) if o.taken is not None else "an unknown time"
+    lines = [
+        f"Restored {when(o.restored)} from a backup taken {taken}. Since then:",
+        f"  kept: {orphans(o)} on data nodes that no file names: the data of files written "
+        "after the backup (or replaced since), kept, never deleted, until you say so.",
+    ]
+    if missing:
+        lines.append(
+            "  The files with missing blocks were deleted or replaced after the backup: their "
+            "blocks are gone. Remove them (pydfs rm), or write them again."
+        )
+    lines.append(
+        "  Files written after the backup are not in the namespace: write them again from "
+        "their source. When no data node is down and you are sure, let the kept blocks go: "
+        "pydfs fsck --delete-orphans"
+    )
+    return lines
 
 
 def duration(seconds: float) -> str:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from pydfs import config
-from pydfs.errors import InvalidArgument, PydfsError
+from pydfs.errors import Conflict, InvalidArgument, NotFound, PydfsError
 
 DEFAULT_CLUSTER_DIR = (
     Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "pydfs" / "cluster"
@@ -46,7 +46,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     nn.add_argument("--upload-lifetime", type=float, help="seconds an upload may stay open")
     nn.add_argument("--safe-mode-wait", type=float, help="seconds writes may wait for data nodes")
     nn.set_defaults(run=run_namenode)
-    nn_sub = nn.add_subparsers(dest="namenode_command", metavar="{reset-admin}")
+    nn.add_argument(
+        "--backup-every", type=float, help="seconds between metadata backups kept (0: none)"
+    )
+    nn.add_argument("--backup-dir", type=Path, help="where they are kept (DATA_DIR/backups)")
+    nn.add_argument("--backup-keep", type=int, help="how many backups are kept (7)")
+    nn_sub = nn.add_subparsers(dest="namenode_command", metavar="{reset-admin,restore}")
     reset = nn_sub.add_parser(
         "reset-admin",
         help="recover when no admin token works (run it with the name node stopped)",
@@ -64,6 +69,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="the name node's --metadata, if not sqlite",
     )
     reset.set_defaults(run=run_reset_admin)
+    restore = nn_sub.add_parser(
+        "restore",
+        help="put a metadata backup in place (run it with the name node stopped)",
+        description="Check BACKUP (made by `pydfs admin backup`: SQLite's integrity check, a "
+        "schema this pydfs knows) and make it the name node's metadata; the name node must be "
+        "stopped. The metadata it replaces is kept beside it "
+        "(namespace.sqlite3.before-restore-TIME), never deleted. Once started, the name node "
+        "deletes no block that no file names (the data of files written after the backup) "
+        "until an admin runs `pydfs fsck --delete-orphans`; `pydfs fsck` lists them, and the "
+        "files whose blocks are gone (deleted after the backup). Users and tokens are as they "
+        "were at the backup.",
+    )
+    restore.add_argument("backup", type=Path, help="the backup file")
+    restore.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS, help="the name node's data directory"
+    )
+    restore.set_defaults(run=run_restore)
 
     dn = sub.add_parser("datanode", parents=[common], help="run a data node")
     dn.add_argument("--namenode", help="the name node's URL")
@@ -120,6 +142,9 @@ def run_namenode(args: argparse.Namespace) -> int:
             "upload_lease",
             "upload_lifetime",
             "safe_mode_wait",
+            "backup_every",
+            "backup_dir",
+            "backup_keep",
         ],
     )
     cfg = config.load(config.NameNodeConfig, "namenode", flags, args.config)
@@ -152,6 +177,39 @@ def run_reset_admin(args: argparse.Namespace) -> int:
         os.close(lock)
     print(f"{done}; its token is in {data_dir / auth.TOKEN_FILE}")
     print("start the name node, then: pydfs login --token-file " + str(data_dir / auth.TOKEN_FILE))
+    return 0
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from pydfs import server
+    from pydfs.namenode.store.sqlite import backup
+
+    _need_data_dir(args)
+    data_dir: Path = args.data_dir
+    if not data_dir.is_dir():
+        raise NotFound(f"no directory {data_dir}")
+    if not args.backup.is_file():
+        raise NotFound(f"no backup file {args.backup}")
+    try:
+        lock = server.lock_data_dir(data_dir, "namenode")
+    except PydfsError:
+        raise Conflict(f"a name node is running on {data_dir}: stop it first") from None
+    try:
+        checked, aside = backup.install(args.backup, data_dir / "namespace.sqlite3")
+    finally:
+        os.close(lock)
+    taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(checked.taken or 0))
+    print(
+        f"restored {args.backup} (taken {taken if checked.taken else 'at an unknown time'}, "
+        f"{checked.files} files)"
+    )
+    if aside is not None:
+        print(f"the metadata it replaces is kept in {aside}")
+    print(
+        "start the name node: it keeps the blocks no file names (files written after the "
+        "backup);\n`pydfs fsck` lists them and the files whose blocks are gone; "
+        "`pydfs fsck --delete-orphans` lets them go"
+    )
     return 0
 
 

@@ -112,8 +112,8 @@ def check(path: Path) -> Checked:
 
 def install(backup: Path, database: Path) -> tuple[Checked, Path | None]:
     """Put the copy *backup* in place of *database* (whose name node is stopped), marked as
-    restored, without the upload leases and delete orders it was taken with (the name node
-    judges every replica afresh from its data nodes' reports). The database it replaces, with
+    restored, without the upload leases and delete orders it was taken with: the name node
+    judges every replica afresh from its data nodes' first reports. The database it replaces, with
     its ``-wal`` and ``-shm``, is kept beside it under a new name, which is returned (None if
     there was none); nothing is deleted."""
     from pydfs.namenode.store.sqlite import Store
@@ -138,6 +138,10 @@ def install(backup: Path, database: Path) -> tuple[Checked, Path | None]:
             )
             for table in ("upload_blocks", "uploads", "trash", "orphans"):
                 db.execute(f"DELETE FROM {table}")
+            # Every replica it counts is from before: the first block reports must confirm
+            # each, however recently it was counted (a report spares replicas counted after
+            # its listing began).
+            db.execute("UPDATE replicas SET added = 0")
         store.db.execute("PRAGMA journal_mode=DELETE")  # one file again, made durable
     finally:
         store.close()

@@ -75,7 +75,7 @@ async def test_a_backup_taken_while_writes_go_on_is_one_consistent_moment(tmp_pa
     names = _names(copy)
     assert {f"before-{i}" for i in range(200)} <= names
     during = {n for n in names if n.startswith("during-")}
-    assert 0 < written and len(during) <= written  # the writer went on during the copy
+    assert written > 0 and len(during) <= written  # the writer went on during the copy
     db = sqlite3.connect(copy)
     try:
         (unblocked,) = db.execute(
@@ -117,14 +117,14 @@ async def test_check_refuses_a_damaged_or_foreign_copy_or_a_newer_schema(tmp_pat
     good = (tmp_path / "good").read_bytes()
     truncated = tmp_path / "truncated"
     truncated.write_bytes(good[: len(good) // 2])
-    with pytest.raises(InvalidArgument, match="damaged|not a pydfs"):
+    with pytest.raises(InvalidArgument, match=r"damaged|not a pydfs"):
         backup.check(truncated)
     flipped = bytearray(good)
     page = 4096
     for start in range(page, len(good) - page, page):  # every b-tree page's header
         flipped[start : start + 8] = b"\xff" * 8
     (tmp_path / "flipped").write_bytes(bytes(flipped))
-    with pytest.raises(InvalidArgument, match="damaged|not a pydfs"):
+    with pytest.raises(InvalidArgument, match=r"damaged|not a pydfs"):
         backup.check(tmp_path / "flipped")
 
     foreign = tmp_path / "foreign"

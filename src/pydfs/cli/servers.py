@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydfs import config
@@ -156,7 +158,6 @@ def run_namenode(args: argparse.Namespace) -> int:
 def run_reset_admin(args: argparse.Namespace) -> int:
     import asyncio
 
-    from pydfs import server
     from pydfs.namenode import auth
     from pydfs.namenode.store import sqlite_url
 
@@ -166,22 +167,30 @@ def run_reset_admin(args: argparse.Namespace) -> int:
     metadata = args.metadata or "sqlite"
     if metadata == "sqlite" and not database.exists():
         raise InvalidArgument(f"{data_dir} holds no name node (no {database.name})")
-    try:
-        lock = server.lock_data_dir(data_dir, "namenode")
-    except PydfsError:
-        raise InvalidArgument(f"a name node is running on {data_dir}: stop it first") from None
-    try:
+    with _stopped(data_dir):
         url = sqlite_url(database) if metadata == "sqlite" else metadata
         done = asyncio.run(_reset_admin(url, data_dir / auth.TOKEN_FILE))
-    finally:
-        os.close(lock)
     print(f"{done}; its token is in {data_dir / auth.TOKEN_FILE}")
     print("start the name node, then: pydfs login --token-file " + str(data_dir / auth.TOKEN_FILE))
     return 0
 
 
-def run_restore(args: argparse.Namespace) -> int:
+@contextmanager
+def _stopped(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory of a name node that must not run meanwhile."""
     from pydfs import server
+
+    try:
+        lock = server.lock_data_dir(data_dir, "namenode")
+    except PydfsError:
+        raise Conflict(f"a name node is running on {data_dir}: stop it first") from None
+    try:
+        yield
+    finally:
+        os.close(lock)
+
+
+def run_restore(args: argparse.Namespace) -> int:
     from pydfs.namenode.store.sqlite import backup
 
     _need_data_dir(args)
@@ -190,14 +199,8 @@ def run_restore(args: argparse.Namespace) -> int:
         raise NotFound(f"no directory {data_dir}")
     if not args.backup.is_file():
         raise NotFound(f"no backup file {args.backup}")
-    try:
-        lock = server.lock_data_dir(data_dir, "namenode")
-    except PydfsError:
-        raise Conflict(f"a name node is running on {data_dir}: stop it first") from None
-    try:
+    with _stopped(data_dir):
         checked, aside = backup.install(args.backup, data_dir / "namespace.sqlite3")
-    finally:
-        os.close(lock)
     taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(checked.taken or 0))
     print(
         f"restored {args.backup} (taken {taken if checked.taken else 'at an unknown time'}, "

@@ -4,25 +4,9 @@ files whose blocks are gone, until the admin lets them go."""
 
 import time
 
+from tests.unit.namenode.test_namespace import bid, put, trash
+
 from pydfs import wire
-from pydfs.namenode.auth import User
-
-OWNER = User("alice", admin=True)
-
-
-def bid(n: int) -> str:
-    return f"{n:032x}"
-
-
-def put(ns, path, *blocks, nodes=("dn-1",)):
-    stored = [wire.StoredBlock(bid(n), 10, n, list(nodes)) for n in blocks]
-    return ns.commit_file(
-        path, OWNER, replication=len(nodes), block_size=1024, blocks=stored, overwrite=False
-    )
-
-
-def trash(ns):
-    return set(ns.db.execute("SELECT node, block FROM trash"))
 
 
 def restored(ns):
@@ -31,7 +15,7 @@ def restored(ns):
 
 
 def test_unnamed_blocks_are_trashed_unless_a_restore_awaits(ns):
-    put(ns, "/f", 1)
+    put(ns, "/f", 1, nodes=("dn-1",))
     ns.reconcile("dn-1", [bid(1), bid(50)], time.time())
     assert trash(ns) == {("dn-1", bid(50))}  # the usual rule
     assert ns.fsck("/", set(), set(), set(), files=False).restore is None
@@ -60,9 +44,9 @@ def test_unnamed_blocks_are_trashed_unless_a_restore_awaits(ns):
 
 
 def test_fsck_names_the_files_whose_blocks_are_gone(ns):
-    put(ns, "/kept", 1)
-    put(ns, "/gone-a", 2)
-    put(ns, "/gone-b", 3, 4)
+    put(ns, "/kept", 1, nodes=("dn-1",))
+    put(ns, "/gone-a", 2, nodes=("dn-1",))
+    put(ns, "/gone-b", 3, 4, nodes=("dn-1",))
     restored(ns)
     ns.reconcile("dn-1", [bid(1)], time.time() + 60)  # the node lost the others
     report = ns.fsck("/", {"dn-1"}, {"dn-1"}, set(), files=False)

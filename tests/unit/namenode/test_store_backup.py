@@ -85,6 +85,12 @@ async def test_a_backup_taken_while_writes_go_on_is_one_consistent_moment(tmp_pa
     finally:
         db.close()
     assert unblocked == 0  # never half a transaction
+    store = Store(copy)  # a name node started on it keeps the blocks it does not know
+    try:
+        async with store.read() as tx:
+            assert await tx.restore.state() == (info.taken, info.taken)
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(

@@ -53,10 +53,13 @@ def take(source: Path, dest: Path) -> BackupInfo:
         try:
             src.backup(dst)  # every page in one step: one snapshot
             dst.execute("PRAGMA journal_mode=DELETE")
+            # Marked restored already: a name node started on a copy put in place by hand,
+            # not by ``install``, keeps the blocks it does not know as well.
             dst.execute(
-                "INSERT INTO provenance (one, taken, restored) VALUES (1, ?, NULL) "
-                "ON CONFLICT (one) DO UPDATE SET taken = excluded.taken, restored = NULL",
-                (taken,),
+                "INSERT INTO provenance (one, taken, restored) VALUES (1, ?, ?) "
+                "ON CONFLICT (one) DO UPDATE SET taken = excluded.taken, "
+                "restored = excluded.restored",
+                (taken, taken),
             )
             if problem := _integrity(dst):
                 raise InternalError(f"the metadata copy fails SQLite's integrity check: {problem}")

@@ -1,7 +1,8 @@
 -- Where this database came from when it is a copy: when `pydfs admin backup` took it (written
--- into the copy only), and when `pydfs namenode restore` installed it. While "restored" is set,
--- the name node deletes no block it does not know: data nodes hold blocks written after the
--- backup, the only copies of those files' data, until an admin lets them go.
+-- into the copy only), and when `pydfs namenode restore` installed it (a copy carries the time
+-- it was taken, so that one put in place by hand counts as restored too). While "restored" is
+-- set, the name node deletes no block it does not know: data nodes hold blocks written after
+-- the backup, the only copies of those files' data, until an admin lets them go.
 CREATE TABLE provenance (
     one      INTEGER PRIMARY KEY CHECK (one = 1),
     taken    REAL,  -- NULL: a copy from before this table (its time unknown)

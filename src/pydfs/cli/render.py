@@ -143,19 +143,18 @@ def orphans(o: wire.Orphans) -> str:
 def _restored(o: wire.Orphans, missing: bool) -> list[str]:
     taken = when(o.taken) if o.taken is not None else "an unknown time"
     lines = [
-        f"Restored {when(o.restored)} from a backup taken {taken}. Since then:",
-        f"  kept: {orphans(o)} on data nodes that no file names: the data of files written "
-        "after the backup (or replaced since), kept, never deleted, until you say so.",
+        f"Restored {when(o.restored)} from a backup taken {taken}.",
+        f"  Kept: {orphans(o)} that no file names, on the data nodes:",
+        "  the data of files written (or replaced) after the backup, never deleted until you",
+        "  say so. Those files are not in the namespace: write them again from their source.",
     ]
     if missing:
-        lines.append(
-            "  The files with missing blocks were deleted or replaced after the backup: their "
-            "blocks are gone. Remove them (pydfs rm), or write them again."
-        )
+        lines += [
+            "  The files with missing blocks were most likely deleted or replaced after the",
+            "  backup, and their blocks with them: remove them (pydfs rm) or write them again.",
+        ]
     lines.append(
-        "  Files written after the backup are not in the namespace: write them again from "
-        "their source. When no data node is down and you are sure, let the kept blocks go: "
-        "pydfs fsck --delete-orphans"
+        "  With every data node up, and sure: pydfs fsck --delete-orphans (lets the kept go)"
     )
     return lines
 

@@ -55,8 +55,13 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
     keepalive_timeout: float = 30.0  # seconds an idle connection is kept
     max_connections: int = 4096  # connections at once; at most half the open-file limit
     log_level: str = "INFO"
+    backup_every: float = 0.0  # seconds between metadata backups kept on disk; 0: none
+    backup_dir: Path | None = None  # where they are kept; default: <data_dir>/backups
+    backup_keep: int = 7  # how many are kept (the oldest go)
 
     def __post_init__(self) -> None:
+        if self.backup_every < 0 or self.backup_keep < 1:
+            raise InvalidArgument("backup_every must be 0 or more, backup_keep at least 1")
         if self.max_open_uploads < 1:
             raise InvalidArgument("max_open_uploads must be at least 1")
         if self.upload_lifetime <= 0:

@@ -26,6 +26,9 @@ H_CHUNK_SIZE = "X-Pydfs-Chunk-Size"
 H_CHUNK_CRCS = "X-Pydfs-Chunk-Crcs"  # CRC32C of each chunk a read covers (hex, 8 chars each)
 H_OFFSET = "X-Pydfs-Offset"  # where in the block a read answer starts (a chunk boundary)
 H_BLOCK_TOKEN = "X-Pydfs-Block-Token"  # a block access token from the name node (pydfs.tokens)
+H_SHA256 = "X-Pydfs-Sha256"  # a metadata backup's SHA-256 (hex), for the client to check
+H_SCHEMA = "X-Pydfs-Schema"  # a metadata backup's schema version
+H_TAKEN = "X-Pydfs-Taken"  # when a metadata backup was taken (Unix time)
 
 # A block travels to a data node as frames: a header ``<length u32><crc32c u32>`` and then
 # ``length`` bytes. Every frame but the last data frame is exactly ``CHUNK_SIZE`` bytes, so chunk
@@ -219,6 +222,30 @@ class FileHealth(Struct):
     corrupt: int = 0
 
 
+MAX_MISSING_LISTED = 100  # paths of files with missing blocks an fsck report names
+
+
+class Orphans(Struct):
+    """Since the metadata was restored from a backup: blocks data nodes hold that no file names
+    (those of files written after the backup), kept until an admin lets them go."""
+
+    taken: float | None  # when the backup was taken (None: unknown)
+    restored: float  # when it was restored
+    blocks: int = 0
+    replicas: int = 0
+    bytes: int = 0  # of the blocks measured
+    unmeasured: int = 0  # blocks whose size no data node has told yet
+
+
+class Backup(Struct):
+    """A metadata backup as the client received it (its answer's headers, and its size)."""
+
+    size: int
+    sha256: str
+    schema: int
+    taken: float
+
+
 class FsckReport(Struct):
     path: str
     files: int = 0
@@ -228,11 +255,16 @@ class FsckReport(Struct):
     missing: int = 0
     corrupt: int = 0
     file_details: list[FileHealth] = []
+    missing_files: int = 0  # files with a missing block
+    missing_paths: list[str] = []  # the first MAX_MISSING_LISTED of them, sorted
+    restore: Orphans | None = None  # a restore awaits an admin's word
 
     @property
     def status(self) -> str:
         if self.missing:
             return "MISSING BLOCKS"
+        if self.restore is not None:
+            return "RESTORED"
         return "HEALTHY" if self.healthy == self.blocks and not self.corrupt else "DEGRADED"
 
 

@@ -84,6 +84,7 @@ DESTRUCTIVE = {
     ("POST", "/users/remove"),
     ("POST", "/users/reset-token"),
     ("POST", "/cluster/decommission"),
+    ("POST", "/fsck/delete-orphans"),
 }
 REPLACES = {
     ("POST", f"/fs/{name}") for name in ("delete", "copy", "move", "chmod", "chown", "setrep")

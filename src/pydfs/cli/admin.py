@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 import time
+from pathlib import Path
 
 import msgspec
 
 from pydfs import wire
 from pydfs.cli import account, render
-from pydfs.cli.context import Context
+from pydfs.cli.context import Context, confirm
+from pydfs.errors import AlreadyExists, InvalidArgument, NotFound, PydfsError
 
 
 async def setrep(ctx: Context, args: argparse.Namespace) -> int:
@@ -32,10 +37,80 @@ async def setrep(ctx: Context, args: argparse.Namespace) -> int:
 
 async def fsck(ctx: Context, args: argparse.Namespace) -> int:
     """Exits 1 unless the file system is HEALTHY, as scripts of ``hdfs fsck`` expect."""
+    if args.delete_orphans:
+        return await delete_orphans(ctx, args)
     report = await ctx.client.fsck(ctx.path(args.path or "/"), files=args.files)
     report.file_details.sort(key=lambda f: f.path)
     ctx.out(render.fsck(report), {**msgspec.to_builtins(report), "status": report.status})
     return 0 if report.status == "HEALTHY" else 1
+
+
+async def delete_orphans(ctx: Context, args: argparse.Namespace) -> int:
+    report = await ctx.client.fsck("/")
+    kept = report.restore
+    if kept is not None and not confirm(
+        f"This lets the data nodes delete {render.orphans(kept)}: the data of files written "
+        "after the backup. Continue?",
+        args.yes,
+        "fsck --delete-orphans deletes the data of files written after the backup: "
+        "pass --yes to confirm",
+    ):
+        print("aborted", file=sys.stderr)
+        return 1
+    gone = await ctx.client.delete_orphans()
+    away = [n.id for n in await ctx.client.datanodes() if n.state != "live"]
+    answer: dict[str, object] = msgspec.to_builtins(gone)
+    if away:
+        answer["warning"] = (
+            f"data node(s) not live now: {', '.join(away)}; blocks they hold that no file "
+            "names are deleted when they return"
+        )
+        ctx.warn(str(answer["warning"]))
+    ctx.out(
+        f"restore finished: {render.orphans(gone)} no file names go as data nodes report",
+        answer,
+    )
+    return 0
+
+
+async def backup(ctx: Context, args: argparse.Namespace) -> int:
+    """Written to a temporary file beside DEST, renamed into place once whole and checked."""
+    if args.dest == "-":
+        info = await ctx.client.backup(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        if not ctx.quiet:
+            print(
+                f"metadata backup: {render.size(info.size)}, sha256 {info.sha256}", file=sys.stderr
+            )
+        return 0
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / f"pydfs-metadata-{time.strftime('%Y%m%dT%H%M%S')}.sqlite3"
+    if not dest.parent.is_dir():
+        raise NotFound(f"no directory {dest.parent} to write the backup in")
+    if dest.exists() and not args.force:
+        raise AlreadyExists(f"{dest} exists: pass -f to replace it")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "wb") as out:
+            info = await ctx.client.backup(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except PydfsError:  # many are OSErrors too
+        raise
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write the backup to {dest}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    ctx.out(
+        f"metadata backup taken {render.when(info.taken)}: {render.size(info.size)} written "
+        f"to {dest} (schema {info.schema}, sha256 {info.sha256})",
+        {**msgspec.to_builtins(info), "path": str(dest)},
+    )
+    return 0
 
 
 async def report(ctx: Context, args: argparse.Namespace) -> int:
@@ -83,6 +158,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("path", nargs="?", help="directory or file (default /)")
     p.add_argument("--files", action="store_true", help="one line per file")
+    p.add_argument(
+        "--delete-orphans",
+        action="store_true",
+        help="after a restore of the metadata: let data nodes delete the blocks no file names "
+        "(the data of files written after the backup), kept until now; asks first",
+    )
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=fsck)
 
     admin = sub.add_parser("admin", help="cluster administration")
@@ -91,6 +173,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=report)
     p = admin_sub.add_parser("uploads", help="open uploads: user, path, age, blocks granted")
     p.set_defaults(handler=uploads)
+    p = admin_sub.add_parser(
+        "backup",
+        help="download a consistent copy of the metadata (SQLite), taken while serving",
+        description="Have the name node take a consistent copy of its metadata (SQLite's "
+        "backup API; requests go on meanwhile), check it, and send it: it is written to DEST "
+        "whole or not at all, mode 0600 (it holds every token's hash), once its SHA-256 "
+        "matches. Restore it with `pydfs namenode restore`, the name node stopped. The "
+        "cluster secret (cluster.secret in the name node's data directory) is not in it: keep "
+        "a copy of that too. Metadata on PostgreSQL is backed up with PostgreSQL's tools.",
+    )
+    p.add_argument("dest", help="a file, a directory (a dated name in it), or - for stdout")
+    p.add_argument("-f", "--force", action="store_true", help="replace DEST if it exists")
+    p.set_defaults(handler=backup)
     p = admin_sub.add_parser("decommission", help="drain a data node before removing it")
     p.add_argument("node", help="data node id (see `pydfs admin report`)")
     p.add_argument("--undo", action="store_true", help="put the node back in service")

@@ -133,8 +133,39 @@ def fsck(r: wire.FsckReport) -> str:
             f"{state:<8} {f.path}  ({count(f.blocks, 'block')}: {f.healthy} healthy, "
             f"{f.under_replicated} under-replicated, {f.missing} missing)"
         )
+    if r.missing_files and not r.file_details:
+        lines.append(f"{count(r.missing_files, 'file')} with missing blocks:")
+        lines += [f"  {p}" for p in r.missing_paths]
+        if r.missing_files > len(r.missing_paths):
+            lines.append(f"  ... and {r.missing_files - len(r.missing_paths)} more (--files)")
+    if r.restore is not None:
+        lines += _restored(r.restore, bool(r.missing_files))
     lines.append(f"The file system under {r.path} is {r.status}.")
     return "\n".join(lines)
+
+
+def orphans(o: wire.Orphans) -> str:
+    measured = f"{size(o.bytes)}" + (f", {o.unmeasured} not measured yet" if o.unmeasured else "")
+    return f"{count(o.blocks, 'block')} ({measured}; {count(o.replicas, 'replica')})"
+
+
+def _restored(o: wire.Orphans, missing: bool) -> list[str]:
+    taken = when(o.taken) if o.taken is not None else "an unknown time"
+    lines = [
+        f"Restored {when(o.restored)} from a backup taken {taken}.",
+        f"  Kept: {orphans(o)} that no file names, on the data nodes:",
+        "  the data of files written (or replaced) after the backup, never deleted until you",
+        "  say so. Those files are not in the namespace: write them again from their source.",
+    ]
+    if missing:
+        lines += [
+            "  The files with missing blocks were most likely deleted or replaced after the",
+            "  backup, and their blocks with them: remove them (pydfs rm) or write them again.",
+        ]
+    lines.append(
+        "  With every data node up, and sure: pydfs fsck --delete-orphans (lets the kept go)"
+    )
+    return lines
 
 
 def duration(seconds: float) -> str:

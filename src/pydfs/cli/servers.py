@@ -7,10 +7,12 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydfs import config
-from pydfs.errors import InvalidArgument, PydfsError
+from pydfs.errors import Conflict, InvalidArgument, NotFound, PydfsError
 
 DEFAULT_CLUSTER_DIR = (
     Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "pydfs" / "cluster"
@@ -58,7 +60,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "database share it too)",
     )
     nn.set_defaults(run=run_namenode)
-    nn_sub = nn.add_subparsers(dest="namenode_command", metavar="{reset-admin}")
+    nn.add_argument(
+        "--backup-every", type=float, help="seconds between metadata backups kept (0: none)"
+    )
+    nn.add_argument("--backup-dir", type=Path, help="where they are kept (DATA_DIR/backups)")
+    nn.add_argument("--backup-keep", type=int, help="how many backups are kept (7)")
+    nn_sub = nn.add_subparsers(dest="namenode_command", metavar="{reset-admin,restore}")
     reset = nn_sub.add_parser(
         "reset-admin",
         help="recover when no admin token works (run it with the name node stopped)",
@@ -76,6 +83,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="the name node's --metadata, if not sqlite",
     )
     reset.set_defaults(run=run_reset_admin)
+    restore = nn_sub.add_parser(
+        "restore",
+        help="put a metadata backup in place (run it with the name node stopped)",
+        description="Check BACKUP (made by `pydfs admin backup`: SQLite's integrity check, a "
+        "schema this pydfs knows) and make it the name node's metadata; the name node must be "
+        "stopped. The metadata it replaces is kept beside it "
+        "(namespace.sqlite3.before-restore-TIME), never deleted. Once started, the name node "
+        "deletes no block that no file names (the data of files written after the backup) "
+        "until an admin runs `pydfs fsck --delete-orphans`; `pydfs fsck` lists them, and the "
+        "files whose blocks are gone (deleted after the backup). Users and tokens are as they "
+        "were at the backup.",
+    )
+    restore.add_argument("backup", type=Path, help="the backup file")
+    restore.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS, help="the name node's data directory"
+    )
+    restore.set_defaults(run=run_restore)
 
     dn = sub.add_parser("datanode", parents=[common], help="run a data node")
     dn.add_argument(
@@ -146,6 +170,9 @@ def run_namenode(args: argparse.Namespace) -> int:
             "safe_mode_wait",
             "secret_file",
             "leader_lease",
+            "backup_every",
+            "backup_dir",
+            "backup_keep",
         ],
     )
     cfg = config.load(config.NameNodeConfig, "namenode", flags, args.config)
@@ -157,7 +184,6 @@ def run_namenode(args: argparse.Namespace) -> int:
 def run_reset_admin(args: argparse.Namespace) -> int:
     import asyncio
 
-    from pydfs import server
     from pydfs.namenode import auth
     from pydfs.namenode.store import sqlite_url
 
@@ -167,17 +193,52 @@ def run_reset_admin(args: argparse.Namespace) -> int:
     metadata = args.metadata or "sqlite"
     if metadata == "sqlite" and not database.exists():
         raise InvalidArgument(f"{data_dir} holds no name node (no {database.name})")
+    with _stopped(data_dir):
+        url = sqlite_url(database) if metadata == "sqlite" else metadata
+        done = asyncio.run(_reset_admin(url, data_dir / auth.TOKEN_FILE))
+    print(f"{done}; its token is in {data_dir / auth.TOKEN_FILE}")
+    print("start the name node, then: pydfs login --token-file " + str(data_dir / auth.TOKEN_FILE))
+    return 0
+
+
+@contextmanager
+def _stopped(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory of a name node that must not run meanwhile."""
+    from pydfs import server
+
     try:
         lock = server.lock_data_dir(data_dir, "namenode")
     except PydfsError:
-        raise InvalidArgument(f"a name node is running on {data_dir}: stop it first") from None
+        raise Conflict(f"a name node is running on {data_dir}: stop it first") from None
     try:
-        url = sqlite_url(database) if metadata == "sqlite" else metadata
-        done = asyncio.run(_reset_admin(url, data_dir / auth.TOKEN_FILE))
+        yield
     finally:
         os.close(lock)
-    print(f"{done}; its token is in {data_dir / auth.TOKEN_FILE}")
-    print("start the name node, then: pydfs login --token-file " + str(data_dir / auth.TOKEN_FILE))
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from pydfs.namenode.store.sqlite import backup
+
+    _need_data_dir(args)
+    data_dir: Path = args.data_dir
+    if not data_dir.is_dir():
+        raise NotFound(f"no directory {data_dir}")
+    if not args.backup.is_file():
+        raise NotFound(f"no backup file {args.backup}")
+    with _stopped(data_dir):
+        checked, aside = backup.install(args.backup, data_dir / "namespace.sqlite3")
+    taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(checked.taken or 0))
+    print(
+        f"restored {args.backup} (taken {taken if checked.taken else 'at an unknown time'}, "
+        f"{checked.files} files)"
+    )
+    if aside is not None:
+        print(f"the metadata it replaces is kept in {aside}")
+    print(
+        "start the name node: it keeps the blocks no file names (files written after the "
+        "backup);\n`pydfs fsck` lists them and the files whose blocks are gone; "
+        "`pydfs fsck --delete-orphans` lets them go"
+    )
     return 0
 
 

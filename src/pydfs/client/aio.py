@@ -24,7 +24,9 @@ from pydfs import paths, rpc, wire
 from pydfs.client import blocks
 from pydfs.client.transfer import AsyncSource, ByteSource, Progress, Transfer
 from pydfs.config import ClientConfig
-from pydfs.errors import InvalidArgument
+from pydfs.errors import ChecksumMismatch, InvalidArgument
+
+BACKUP_WAIT = 1800.0  # seconds a metadata backup may take to start arriving
 
 if TYPE_CHECKING:
     import aiohttp
@@ -269,6 +271,46 @@ class AsyncClient:
     async def fsck(self, path: str = "/", *, files: bool = False) -> wire.FsckReport:
         params = {"path": path, "files": "1" if files else "0"}
         return await self.rpc.call("GET", "/fsck", reply=wire.FsckReport, params=params)
+
+    async def delete_orphans(self) -> wire.Orphans:
+        """After a restore of the metadata, let data nodes delete the blocks no file names
+        (written after the backup); what they were. Admins only."""
+        return await self.rpc.call("POST", "/fsck/delete-orphans", reply=wire.Orphans)
+
+    async def backup(self, out: IO[bytes]) -> wire.Backup:
+        """Write a consistent copy of the metadata, taken now, to *out*, in constant memory
+        (admins only). ``ChecksumMismatch`` if what arrived is not what the name node hashed:
+        write to a temporary file, and keep it only if this returns."""
+        import hashlib
+
+        import aiohttp
+
+        url = f"{self.namenode}{wire.API}/admin/backup"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        # The copy is taken and checked before the first byte comes: a large one takes a while.
+        timeout = aiohttp.ClientTimeout(connect=rpc.CONNECT_TIMEOUT, sock_read=BACKUP_WAIT)
+        digest, size = hashlib.sha256(), 0
+        try:
+            async with self.session.post(url, headers=headers, timeout=timeout) as resp:
+                await rpc.raise_for_error(resp)
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                info = wire.Backup(
+                    size,
+                    resp.headers.get(wire.H_SHA256, ""),
+                    int(resp.headers.get(wire.H_SCHEMA, "0")),
+                    float(resp.headers.get(wire.H_TAKEN, "0")),
+                )
+        except Exception as exc:
+            raise rpc.translate(exc, url) from exc
+        if digest.hexdigest() != info.sha256:
+            raise ChecksumMismatch(
+                f"the backup received ({size} bytes) is not the one the name node sent "
+                f"(SHA-256 {info.sha256 or 'missing'})"
+            )
+        return info
 
     async def decommission(self, node: str, *, undo: bool = False) -> wire.DataNodeState:
         route = "/cluster/recommission" if undo else "/cluster/decommission"

@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Iterator
-from typing import Any, Literal, TypeVar, overload
+from typing import IO, Any, Literal, TypeVar, overload
 
 from pydfs import wire
 from pydfs.client import files
@@ -119,6 +119,12 @@ class Client:
 
     def fsck(self, path: str = "/", *, files: bool = False) -> wire.FsckReport:
         return self._run(self._aio.fsck(path, files=files))
+
+    def backup(self, out: IO[bytes]) -> wire.Backup:
+        return self._run(self._aio.backup(out))
+
+    def delete_orphans(self) -> wire.Orphans:
+        return self._run(self._aio.delete_orphans())
 
     def decommission(self, node: str, *, undo: bool = False) -> wire.DataNodeState:
         return self._run(self._aio.decommission(node, undo=undo))

@@ -14,9 +14,10 @@ import time
 
 from pydfs import server, tokens, wire
 from pydfs.config import NameNodeConfig
-from pydfs.errors import InvalidArgument, PermissionDenied
+from pydfs.errors import Conflict, InvalidArgument, PermissionDenied
 from pydfs.namenode import app, auth, fastpath
 from pydfs.namenode.attributes import Attributes
+from pydfs.namenode.backups import Backups
 from pydfs.namenode.blockmap import BlockMap
 from pydfs.namenode.census import Census
 from pydfs.namenode.leadership import Leadership, NotLeader
@@ -88,6 +89,13 @@ class NameNode:
         )
         self.suspects: Suspects = Suspects(self.blockmap)  # replicas readers found bad
         self.census: Census = Census(self)
+        self.backups: Backups = Backups(
+            store,
+            config.data_dir,
+            every=config.backup_every,
+            directory=config.backup_dir,
+            keep=config.backup_keep,
+        )
         self._up = asyncio.Event()  # set once out of safe mode (see ``waiting``)
         self.uploads.on_commit = self._committed
 
@@ -101,6 +109,7 @@ class NameNode:
             config.secret_file or config.data_dir / tokens.SECRET_FILE
         )
         nn = cls(config, open_store(metadata_url(config)), secret, lock)
+        nn.backups.sweep()
         await nn.membership.load()
         await nn.namespace.open()
         await nn.users.drop_reserved()
@@ -155,6 +164,7 @@ class NameNode:
         if not user.admin:
             raise PermissionDenied("only an admin may initialize the file system")
         files, blocks = await self.namespace.format()
+        await self.blockmap.finish_restore()  # wiped: blocks kept since a restore go too
         self.membership.request_reports()  # so that blocks the namespace never knew go too
         await self._layout()
         return wire.FormatReply(files, blocks, self.membership.space(self.namespace.replication))
@@ -266,6 +276,23 @@ class NameNode:
             files=files,
         )
 
+    async def finish_restore(self) -> wire.Orphans:
+        """After a restore, the admin's word: blocks no file names are deleted again, those
+        kept since the restore by the next block reports."""
+        if self.waiting() is not None:
+            raise Conflict(
+                "the name node still waits for its data nodes to report after its start: "
+                "try again once they have (pydfs admin report)"
+            )
+        kept = await self.blockmap.finish_restore()
+        if kept is None:
+            raise Conflict("no restore awaits: blocks that no file names are deleted already")
+        self.membership.request_reports()
+        log.warning(
+            "restore finished: %d block(s) kept since it, that no file names, go", kept.blocks
+        )
+        return kept
+
     async def decommission(self, node_id: str, *, undo: bool = False) -> wire.DataNodeState:
         await self.membership.set_admin_state(node_id, "normal" if undo else "decommissioning")
         self._heal()
@@ -315,8 +342,12 @@ def run(config: NameNodeConfig) -> None:
 
     async def main() -> None:
         nn = await NameNode.open(config)
-        sweeper = asyncio.create_task(nn.maintain_forever())
-        lease = asyncio.create_task(nn.leadership.run_forever())
+        upkeep = [
+            asyncio.create_task(nn.maintain_forever()),
+            asyncio.create_task(nn.leadership.run_forever()),
+        ]
+        if config.backup_every:
+            upkeep.append(asyncio.create_task(nn.backups.run_forever()))
         application = app.build(nn)
 
         async def after_bind(url: str) -> None:
@@ -336,7 +367,7 @@ def run(config: NameNodeConfig) -> None:
                 limits=server.Limits.of(config),
             )
         finally:
-            for task in (sweeper, lease):
+            for task in upkeep:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -68,6 +68,8 @@ class Endpoint:
     reply: type | None = None
     params: tuple[str, ...] = ()  # query parameters (required ones first, "?" marks optional)
     waits: bool = False  # held while the name node waits for its data nodes after a start
+    file: str | None = None  # the media type of a file its handler answers with (an Answer),
+    # sent by aiohttp in constant memory; the fast path hands such an endpoint over
 
 
 @overload
@@ -82,6 +84,7 @@ def endpoint(
     *,
     params: tuple[str, ...] = (),
     waits: bool = False,
+    file: str | None = None,
 ) -> Endpoint: ...
 
 
@@ -97,6 +100,7 @@ def endpoint(
     *,
     params: tuple[str, ...] = (),
     waits: bool = False,
+    file: str | None = None,
 ) -> Endpoint: ...
 
 
@@ -111,9 +115,10 @@ def endpoint(
     *,
     params: tuple[str, ...] = (),
     waits: bool = False,
+    file: str | None = None,
 ) -> Endpoint:
     """An endpoint whose *handler* mypy checks against its *body* and *reply* types."""
-    return Endpoint(method, route, access, handler, summary, body, reply, params, waits)
+    return Endpoint(method, route, access, handler, summary, body, reply, params, waits, file)
 
 
 async def _none(method: Callable[..., Awaitable[None]], *args: Any) -> dict[str, Any]:
@@ -435,6 +440,24 @@ ENDPOINTS: list[Endpoint] = [
     ),
     endpoint(
         "POST",
+        "/fsck/delete-orphans",
+        "admin",
+        lambda c: c.nn.finish_restore(),
+        "After a restore of the metadata: let data nodes delete the blocks no file names "
+        "(those written after the backup), kept until now.",
+        reply=wire.Orphans,
+    ),
+    endpoint(
+        "POST",
+        "/admin/backup",
+        "admin",
+        lambda c: c.nn.backups.download(),
+        f"A consistent copy of the metadata (SQLite), taken now; its SHA-256 is in "
+        f"{wire.H_SHA256}.",
+        file="application/vnd.sqlite3",
+    ),
+    endpoint(
+        "POST",
         "/cluster/decommission",
         "admin",
         lambda c: c.nn.decommission(c.body.node),
@@ -601,8 +624,14 @@ class Pipeline:
         return None if ep.body is None else body_limit(ep)
 
     async def serve(self, request: Request) -> Answer:
-        if request.endpoint.waits:
+        ep: Endpoint = request.endpoint
+        if ep.waits:
             await self.nn.started()
+        if ep.file is not None:
+            file: Answer = await ep.handler(
+                Call(self.nn, request.query, request.match, None, request.grant)
+            )
+            return file
         body = await answer(
             self.nn, request.endpoint, request.query, request.match, request.grant, request.body
         )

@@ -20,7 +20,7 @@ from pydfs.namenode.leadership import Leadership
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.store import Store
 from pydfs.namenode.store.interface import Misreplicated
-from pydfs.namenode.tree import Tree
+from pydfs.namenode.tree import Tree, Walk
 
 
 class BlockMap:
@@ -50,7 +50,10 @@ class BlockMap:
             uncounted = sorted(known - counted.keys() - trashed)
             unknown = reported - known
             unknown -= await tx.uploads.in_flight(unknown)
-            await tx.blocks.trash((node_id, b) for b in sorted(unknown))
+            if await tx.restore.state() is None:
+                await tx.blocks.trash((node_id, b) for b in sorted(unknown))
+            else:  # written after the backup the metadata was restored from: keep, measure
+                uncounted += await tx.restore.keep(node_id, unknown)
             await tx.blocks.drop_replicas(
                 (b, node_id)
                 for b, added in counted.items()
@@ -113,6 +116,9 @@ class BlockMap:
                     bad.append(got.block)
                     changed += await tx.blocks.drop_replicas([(got.block, node_id)])
                 elif node_id in (await tx.uploads.grant_of(got.block) or ()):
+                    continue
+                elif await tx.restore.state() is not None:  # kept: see ``reconcile``
+                    await tx.restore.measured(node_id, got.block, got.size)
                     continue
                 changed += await tx.blocks.trash([(node_id, got.block)])
         return changed, bad
@@ -179,8 +185,35 @@ class BlockMap:
                     health.corrupt += 1
                     report.corrupt += 1
             report.files = sum(not n.is_dir for n in subtree)
+            await _missing_and_kept(walk, report, per_file)
             if files:
                 for inode, health in sorted(per_file.items()):
                     health.path = await walk.path_of(inode)
                     report.file_details.append(health)
         return report
+
+    async def finish_restore(self) -> wire.Orphans | None:
+        """The admin lets the blocks kept since a restore go: forget them and the restore
+        (the next block reports then trash them); what they were, or None if no restore
+        awaited."""
+        async with self.store.write() as tx:
+            restored = await tx.restore.state()
+            if restored is None:
+                return None
+            kept = await tx.restore.finish()
+        return wire.Orphans(restored.taken, restored.restored, *kept)
+
+
+async def _missing_and_kept(
+    walk: Walk, report: wire.FsckReport, per_file: dict[int, wire.FileHealth]
+) -> None:
+    """The files with a block gone, by path (after a restore: those deleted after the backup),
+    and the blocks kept since a restore that no file names (written after the backup)."""
+    missing = sorted(inode for inode, health in per_file.items() if health.missing)
+    report.missing_files = len(missing)
+    listed = missing[: wire.MAX_MISSING_LISTED]
+    report.missing_paths = sorted([await walk.path_of(inode) for inode in listed])
+    restored = await walk.tx.restore.state()
+    if restored is not None:
+        kept = await walk.tx.restore.orphans()
+        report.restore = wire.Orphans(restored.taken, restored.restored, *kept)

@@ -39,6 +39,6 @@ class Front(fastpath.Front):
         self, method: str, path: str, query: dict[str, str], length: int
     ) -> tuple[Any, str, dict[str, str]] | None:
         found = ROUTES.find(method, path)
-        if found is None or length > api.body_limit(found[0]):
+        if found is None or found[0].file is not None or length > api.body_limit(found[0]):
             return None
         return found

@@ -58,19 +58,20 @@ def describe(endpoints: Sequence[Endpoint]) -> bytes:
         }
     }
     for ep in endpoints:
+        reply = (
+            {"$ref": _REF.format(name=ep.reply.__name__)}
+            if ep.reply is not None
+            else {"type": "object"}
+        )
         op: dict[str, Any] = {
             "summary": ep.summary,
             "operationId": f"{ep.method.lower()}{ep.route.replace('/', '_').replace('{id}', 'id')}",
             "responses": {
                 "200": {
                     "description": "OK",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": _REF.format(name=ep.reply.__name__)}
-                            if ep.reply is not None
-                            else {"type": "object"}
-                        }
-                    },
+                    "content": {ep.file: {"schema": {"type": "string", "format": "binary"}}}
+                    if ep.file is not None
+                    else {"application/json": {"schema": reply}},
                 },
                 **refused,
             },

@@ -5,6 +5,7 @@ modules rely on exactly this."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -321,3 +322,19 @@ async def test_symbolic_links_keep_their_target(store: Store) -> None:
     async with store.read() as tx:
         assert await tx.inodes.get(link) is None
         assert (await tx.inodes.counts()).get("l") == 1
+
+
+async def test_a_store_awaits_no_restore_and_backs_up_or_says_how(
+    store: Store, tmp_path: Path
+) -> None:
+    async with store.read() as tx:
+        assert await tx.restore.state() is None
+        assert await tx.restore.orphans() == (0, 0, 0, 0)
+    dest = tmp_path / "copy"
+    if store.url.startswith("sqlite:"):
+        info = await store.backup(dest)
+        assert info.size == dest.stat().st_size > 0 and len(info.sha256) == 64
+    else:
+        with pytest.raises(InvalidArgument, match="pg_dump"):
+            await store.backup(dest)
+        assert not dest.exists()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 
@@ -291,6 +292,50 @@ class Leader(Protocol):
     async def current(self) -> Lease: ...
 
 
+class Restored(NamedTuple):
+    """A restore of the metadata from a backup, awaiting an admin's word (``Restore``)."""
+
+    taken: float | None  # when the backup was taken (None: a copy too old to say)
+    restored: float
+
+
+class Orphans(NamedTuple):
+    """Blocks data nodes hold that no file names, kept since a restore."""
+
+    blocks: int
+    replicas: int
+    bytes: int  # of the blocks measured
+    unmeasured: int  # blocks no node has measured yet
+
+
+class BackupInfo(NamedTuple):
+    size: int
+    sha256: str  # of the copy's bytes, hex
+    schema: int
+    taken: float
+
+
+class Restore(Protocol):
+    """After the metadata was restored from a backup, data nodes hold blocks that no file names:
+    those of files written after the backup, their only copies. Until an admin lets them go
+    (``finish``), the name node deletes no such block; it keeps a list of them instead."""
+
+    async def state(self) -> Restored | None:
+        """The restore that awaits an admin's word; None (the usual case): blocks nobody
+        names are deleted."""
+
+    async def keep(self, node: str, blocks: set[str]) -> list[str]:
+        """*node* holds exactly these blocks that no file names (a block report): keep them in
+        the list, instead of its earlier ones; returns those not measured yet."""
+
+    async def measured(self, node: str, block: str, size: int) -> None:
+        """*node* verified a block no file names: keep it in the list, with its size."""
+
+    async def orphans(self) -> Orphans: ...
+    async def finish(self) -> Orphans:
+        """The admin lets the kept blocks go: forget them, and the restore; what they were."""
+
+
 class Tx(Protocol):
     """One transaction: its repositories, and the generation of the tree's shape."""
 
@@ -300,6 +345,7 @@ class Tx(Protocol):
     datanodes: DataNodes
     uploads: Uploads
     leader: Leader
+    restore: Restore
 
     async def generation(self) -> int: ...
     async def reshaped(self) -> None:
@@ -315,5 +361,10 @@ class Store(Protocol):
         """One atomic transaction, durable once the block exits; an exception rolls it back.
         Soft state (upload leases) is written with *durable* false: committed, but made
         durable only with the next durable commit, so that no caller waits for it."""
+
+    async def backup(self, dest: Path) -> BackupInfo:
+        """Write a consistent copy of the metadata, checked, to the new file *dest*, while
+        serving; ``InvalidArgument`` from a backend whose database is backed up by its own
+        tools."""
 
     async def aclose(self) -> None: ...

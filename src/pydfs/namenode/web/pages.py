@@ -183,7 +183,7 @@ def overview(
     # As Membership.space does: each byte takes one replica on each of `copies` nodes.
     copies = max(1, min(space.replication, space.live_nodes or 1))
     status = report.status
-    level = {"HEALTHY": "ok", "DEGRADED": "warn"}.get(status, "bad")
+    level = {"HEALTHY": "ok", "DEGRADED": "warn", "RESTORED": "warn"}.get(status, "bad")
     if not report.blocks:
         status, level = "NO BLOCKS", "neutral" if not report.files else level
     return _template("overview.html").substitute(

@@ -61,11 +61,12 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from pydfs.errors import Unavailable
+from pydfs.errors import InvalidArgument, Unavailable
 from pydfs.namenode.store import interface, migrations
 from pydfs.namenode.store.postgres import leader, tables
 
@@ -225,6 +226,7 @@ class Tx:
         self.datanodes: interface.DataNodes = tables.DataNodes(self)
         self.uploads: interface.Uploads = tables.Uploads(self)
         self.leader: interface.Leader = leader.Leader(self)
+        self.restore: interface.Restore = tables.NeverRestored()
         self.reshaping = False
         self.structural = False  # made, moved or removed an inode
         self.touched: dict[int, float] = {}
@@ -321,6 +323,12 @@ class Store:
                 raise
             if tx.touched:
                 await _touch(session.conn, tx.touched)
+
+    async def backup(self, dest: Path) -> interface.BackupInfo:
+        raise InvalidArgument(
+            "metadata on PostgreSQL is backed up by PostgreSQL: pg_dump, or a Patroni replica "
+            "(pydfs admin backup copies the SQLite metadata)"
+        )
 
     async def aclose(self) -> None:
         if self._pool is not None:

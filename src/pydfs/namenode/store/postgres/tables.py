@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from pydfs.errors import AlreadyExists, DirectoryNotEmpty, InvalidArgument, NotFound
+from pydfs.errors import (
+    AlreadyExists,
+    DirectoryNotEmpty,
+    InternalError,
+    InvalidArgument,
+    NotFound,
+)
 from pydfs.namenode.store.interface import (
     Block,
     BlockHealth,
@@ -20,7 +26,9 @@ from pydfs.namenode.store.interface import (
     Inode,
     Misreplicated,
     NewInode,
+    Orphans,
     Placed,
+    Restored,
     UploadRow,
     UserRow,
 )
@@ -662,3 +670,23 @@ class Uploads:
             "SELECT block FROM upload_blocks WHERE block = ANY($1::text[])", list(block_ids)
         )
         return {b for (b,) in rows}
+
+
+class NeverRestored:
+    """Metadata on PostgreSQL is restored by PostgreSQL's tools, never by ``pydfs namenode
+    restore``: it is never in the state that keeps unnamed blocks."""
+
+    async def state(self) -> Restored | None:
+        return None
+
+    async def keep(self, node: str, blocks: set[str]) -> list[str]:
+        raise InternalError("no restore of PostgreSQL metadata awaits an admin")
+
+    async def measured(self, node: str, block: str, size: int) -> None:
+        raise InternalError("no restore of PostgreSQL metadata awaits an admin")
+
+    async def orphans(self) -> Orphans:
+        return Orphans(0, 0, 0, 0)
+
+    async def finish(self) -> Orphans:
+        return Orphans(0, 0, 0, 0)

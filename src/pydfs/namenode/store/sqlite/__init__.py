@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydfs.errors import InternalError
 from pydfs.namenode.store import interface, migrations
-from pydfs.namenode.store.sqlite import leader, tables
+from pydfs.namenode.store.sqlite import backup, leader, tables
 
 log = logging.getLogger("pydfs.namenode")
 
@@ -50,6 +50,7 @@ class Tx:
         self.datanodes: interface.DataNodes = tables.DataNodes(db)
         self.uploads: interface.Uploads = tables.Uploads(db)
         self.leader: interface.Leader = leader.Leader(db)
+        self.restore: interface.Restore = tables.Restore(db)
         self.reshaping = False
 
     async def generation(self) -> int:
@@ -265,6 +266,11 @@ class Store:
             log.critical("fsync of %s-wal failed: %s; refusing every request", self.path, exc)
             raise self.failed from exc
         self.fsyncs += 1
+
+    async def backup(self, dest: Path) -> interface.BackupInfo:
+        """A copy taken over a connection of its own, in a worker thread (``backup.take``):
+        requests go on meanwhile."""
+        return await asyncio.to_thread(backup.take, self.path, dest)
 
     async def aclose(self) -> None:
         self.close()

@@ -18,7 +18,9 @@ from pydfs.namenode.store.interface import (
     Inode,
     Misreplicated,
     NewInode,
+    Orphans,
     Placed,
+    Restored,
     UploadRow,
     UserRow,
 )
@@ -507,3 +509,47 @@ class Uploads:
             f"SELECT block FROM upload_blocks WHERE block IN {_ANY}", (_array(block_ids),)
         )
         return {b for (b,) in rows}
+
+
+class Restore:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    async def state(self) -> Restored | None:
+        row = self.db.execute(
+            "SELECT taken, restored FROM provenance WHERE restored IS NOT NULL"
+        ).fetchone()
+        return Restored(*row) if row else None
+
+    async def keep(self, node: str, blocks: set[str]) -> list[str]:
+        held = _array(sorted(blocks))
+        self.db.execute(f"DELETE FROM orphans WHERE node = ? AND block NOT IN {_ANY}", (node, held))
+        self.db.execute(
+            "INSERT OR IGNORE INTO orphans (node, block) SELECT ?, value FROM json_each(?)",
+            (node, held),
+        )
+        rows = self.db.execute(
+            "SELECT block FROM orphans WHERE node = ? AND size IS NULL ORDER BY block", (node,)
+        )
+        return [b for (b,) in rows]
+
+    async def measured(self, node: str, block: str, size: int) -> None:
+        self.db.execute(
+            "INSERT INTO orphans (node, block, size) VALUES (?, ?, ?) "
+            "ON CONFLICT (node, block) DO UPDATE SET size = excluded.size",
+            (node, block, size),
+        )
+
+    async def orphans(self) -> Orphans:
+        row = self.db.execute(
+            "SELECT count(*), coalesce(sum(n), 0), coalesce(sum(size), 0), "
+            "coalesce(sum(size IS NULL), 0) "
+            "FROM (SELECT count(*) AS n, max(size) AS size FROM orphans GROUP BY block)"
+        ).fetchone()
+        return Orphans(*(int(v) for v in row))
+
+    async def finish(self) -> Orphans:
+        kept = await self.orphans()
+        self.db.execute("DELETE FROM orphans")
+        self.db.execute("UPDATE provenance SET restored = NULL")
+        return kept

@@ -93,9 +93,10 @@ def _add_globals(p: argparse.ArgumentParser, top: bool) -> None:
     if "--namenode" not in taken:  # the datanode's own --namenode means the same
         group.add_argument(
             "--namenode",
-            metavar="URL",
+            metavar="URL[,URL...]",
             default=default(None),
-            help="name node URL (else $PYDFS_NAMENODE, else the saved config)",
+            help="name node URL, or every name node's, comma-separated (else $PYDFS_NAMENODE, "
+            "else the saved config)",
         )
     group.add_argument(
         "--json", action="store_true", default=default(False), help="machine-readable output"

@@ -12,12 +12,19 @@ soft state's, see ``Store.write``).
 The namespace caches directories; a backend keeps a *generation* that every write reshaping the
 tree (renames, deletes of directories, modes, owners) bumps, and that every name node can read,
 so that a cache is dropped when any name node reshaped the tree.
+
+A request that changes something is applied once, however often its client sends it again
+(``namenode.applied``): while it runs, ``APPLYING`` names it, and the first write transaction
+that commits for it records its id in the same transaction, so that the change and the record
+are durable together or not at all. A write that finds the id recorded by another attempt of
+the request (on this name node or another) raises ``AppliedElsewhere`` and applies nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from typing import NamedTuple, Protocol
 
 
@@ -259,6 +266,45 @@ class Uploads(Protocol):
         """Those of *block_ids* granted to open uploads."""
 
 
+class Applying:
+    """The request being served, as the write transactions it makes record it: *user* and its
+    *request_id* (the client's, the same in every attempt), this attempt's own *attempt* id,
+    and whether a commit of this attempt *recorded* it yet."""
+
+    __slots__ = ("attempt", "recorded", "request_id", "user")
+
+    def __init__(self, user: str, request_id: str, attempt: str) -> None:
+        self.user, self.request_id, self.attempt = user, request_id, attempt
+        self.recorded = False
+
+
+APPLYING: ContextVar[Applying | None] = ContextVar("pydfs_applying", default=None)
+
+
+class AppliedElsewhere(Exception):
+    """Another attempt of the request being served recorded it first: this transaction is
+    rolled back, and the request is answered as that attempt was (``namenode.applied``)."""
+
+
+class Applied(NamedTuple):
+    """A request recorded as applied, by the attempt *attempt*, at *at* (wall clock), with
+    the answer it gave (*status* and *body*), or None until that is recorded."""
+
+    attempt: str
+    at: float
+    status: int | None
+    body: bytes | None
+
+
+class Requests(Protocol):
+    """Requests applied recently (``Applying``): written by a write's commit, answered here."""
+
+    async def applied(self, user: str, request_id: str) -> Applied | None: ...
+    async def answer(self, user: str, request_id: str, status: int, body: bytes) -> None: ...
+    async def prune(self, before: float, limit: int) -> int:
+        """Forget at most *limit* requests applied before *before*; how many went."""
+
+
 class Tx(Protocol):
     """One transaction: its repositories, and the generation of the tree's shape."""
 
@@ -267,6 +313,7 @@ class Tx(Protocol):
     users: Users
     datanodes: DataNodes
     uploads: Uploads
+    requests: Requests
 
     async def generation(self) -> int: ...
     async def reshaped(self) -> None:

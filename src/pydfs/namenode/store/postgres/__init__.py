@@ -56,7 +56,7 @@ import asyncpg
 
 from pydfs.errors import Unavailable
 from pydfs.namenode.store import interface, migrations
-from pydfs.namenode.store.postgres import tables
+from pydfs.namenode.store.postgres import applied, tables
 
 log = logging.getLogger("pydfs.namenode.store")
 
@@ -66,13 +66,16 @@ STRIPES = 16  # rows of the generation (migration 0001)
 MIGRATION_LOCK = 0x70796466_73_6D67  # "pydfs" "mg"
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-# The server went away, restarts, or refuses connections: the caller may try again later.
+# The server went away, restarts, refuses connections, or is a standby now (a primary demoted
+# by a failover, until the pool reconnects): the caller may try again later.
 UNREACHABLE = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InterfaceError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.TooManyConnectionsError,
 )
 
 
@@ -197,6 +200,7 @@ class Tx:
         self.users: interface.Users = tables.Users(self)
         self.datanodes: interface.DataNodes = tables.DataNodes(self)
         self.uploads: interface.Uploads = tables.Uploads(self)
+        self.requests: interface.Requests = applied.Requests(self)
         self.reshaping = False
         self.structural = False  # made, moved or removed an inode
         self.touched: dict[int, float] = {}
@@ -266,14 +270,25 @@ class Store:
         async with self._session(begin) as session:
             await session.start()
             tx = Tx(session)
+            request = None
             try:
                 yield tx
                 stripe = random.randrange(STRIPES)
                 bump = f"UPDATE generation SET n = n + 1 WHERE stripe = {stripe}; "
-                await session.commit(bump if tx.reshaping else "")
+                suffix = bump if tx.reshaping else ""
+                if (request := applied.pending()) is not None:
+                    suffix += applied.record(request)
+                await session.commit(suffix)
+            except asyncpg.UniqueViolationError as exc:
+                await session.rollback()
+                if request is not None and exc.constraint_name == applied.CONSTRAINT:
+                    raise interface.AppliedElsewhere(request.request_id) from None
+                raise
             except BaseException:
                 await session.rollback()
                 raise
+            if request is not None:
+                request.recorded = True
             if tx.touched:
                 await _touch(session.conn, tx.touched)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydfs.errors import InternalError
 from pydfs.namenode.store import interface, migrations
-from pydfs.namenode.store.sqlite import tables
+from pydfs.namenode.store.sqlite import applied, tables
 
 log = logging.getLogger("pydfs.namenode")
 
@@ -49,6 +49,7 @@ class Tx:
         self.users: interface.Users = tables.Users(db)
         self.datanodes: interface.DataNodes = tables.DataNodes(db)
         self.uploads: interface.Uploads = tables.Uploads(db)
+        self.requests: interface.Requests = applied.Requests(db)
         self.reshaping = False
 
     async def generation(self) -> int:
@@ -98,7 +99,16 @@ class _Writing:
         store = self.store
         try:
             if kind is None:
+                request = applied.pending()
+                if request is not None:
+                    try:
+                        applied.record(store.db, request)
+                    except interface.AppliedElsewhere:
+                        store._rollback()
+                        raise
                 store._commit(self.durable)
+                if request is not None:
+                    request.recorded = True
                 if store._tx.reshaping:
                     store.generation += 1
             else:

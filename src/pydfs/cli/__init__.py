@@ -45,6 +45,7 @@ EXIT_CODES = {
     "insufficient_nodes": 14,
     "no_space": 15,
     "conflict": 16,
+    "answer_lost": 16,
     "checksum_mismatch": 17,
     "limit_exceeded": 18,
     "protocol_error": 19,

@@ -14,7 +14,7 @@ once, and every attempt gets the first one's answer:
   as the first attempt moved it) looks the id up. Either is answered as the first attempt was,
   waiting for that answer a little if it is not recorded yet (``WAIT``); if it never is (the
   name node that applied the request died before recording it) the caller is told that it was
-  applied but its answer is lost (``Conflict``): never is it applied twice.
+  applied but its answer is lost (``AnswerLost``): never is it applied twice.
 - A request made of several transactions (``add_user``: the home, then the user; ``format``:
   the wipe, then ``/tmp`` and the homes) is recorded by its first: a name node that dies
   between them leaves the rest undone, and a retry is told so, rather than wiping twice. The
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 
 from pydfs import wire
 from pydfs.calls import Answer
-from pydfs.errors import Conflict, ProtocolError, PydfsError, from_code
+from pydfs.errors import AnswerLost, ProtocolError, PydfsError, from_code
 from pydfs.namenode.store import Store
 from pydfs.namenode.store.interface import APPLYING, Applied, AppliedElsewhere, Applying
 from pydfs.server import error_body
@@ -44,7 +44,7 @@ from pydfs.server import error_body
 log = logging.getLogger("pydfs.namenode")
 
 KEEP = 600.0  # seconds a request id is remembered
-WAIT = 5.0  # seconds an attempt waits for the answer of another that applied the request
+WAIT = 1.0  # seconds an attempt waits for the answer of another that applied the request
 POLL = 0.02  # seconds between looks at it
 PRUNE_EVERY = 1.0  # seconds between prunes; each forgets up to twice the answers since the last
 _ID = re.compile(r"[0-9a-f]{32}")
@@ -103,7 +103,7 @@ class Once:
             if prior is not None and prior.status is not None and prior.body is not None:
                 break
             if time.monotonic() >= deadline:
-                raise Conflict(
+                raise AnswerLost(
                     "this request was applied by an earlier attempt, whose name node stopped "
                     "before recording its answer: look at the result before trying again"
                 )
@@ -116,7 +116,7 @@ class Once:
 
     async def _answer(self, applying: Applying, status: int, body: bytes) -> None:
         """Record the answer of a request this attempt applied (soft state, like a lease: a
-        lost one only makes a retry's answer ``Conflict``); prune some old records."""
+        lost one only makes a retry's answer ``AnswerLost``); prune some old records."""
         now = self.clock()
         self._answered += 1
         try:

@@ -113,7 +113,7 @@ async def test_clients_go_on_when_a_name_node_is_killed_mid_workload(
     await asyncio.gather(*tasks)
 
     for model in models:
-        assert model.done_after_kill > 0, ([(m.done, m.done_after_kill, m.failures) for m in models])
+        assert model.done_after_kill > 0, [(m.done, m.done_after_kill, m.failures) for m in models]
         assert len(model.failures) <= 1, model.failures  # only an answer lost in the kill
 
     async with cluster.async_client(namenode=two) as fs:

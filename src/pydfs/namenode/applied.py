@@ -120,10 +120,10 @@ class Once:
         now = self.clock()
         self._answered += 1
         try:
-            async with self.store.write(durable=False) as tx:
-                await tx.requests.answer(applying.user, applying.request_id, status, body)
-                if now - self._pruned >= PRUNE_EVERY:
-                    limit, self._pruned, self._answered = 2 * self._answered + 16, now, 0
+            await self.store.answered(applying.user, applying.request_id, status, body)
+            if now - self._pruned >= PRUNE_EVERY:
+                limit, self._pruned, self._answered = 2 * self._answered + 16, now, 0
+                async with self.store.write(durable=False) as tx:
                     await tx.requests.prune(now - KEEP, limit)
         except PydfsError as exc:  # the change stands; only a retry's answer is lost
             log.warning("could not record the answer of request %s: %s", applying.request_id, exc)

@@ -362,8 +362,7 @@ async def test_a_write_records_the_request_it_applies_with_its_change(store: Sto
         assert prior is not None and prior.attempt == "attempt1" and prior.status is None
         assert abs(prior.at - time.time()) < 60
         assert await tx.requests.applied("bob", "a" * 32) is None  # per user
-    async with store.write(durable=False) as tx:
-        await tx.requests.answer("alice", "a" * 32, 200, b'{"ok": 1}')
+    await store.answered("alice", "a" * 32, 200, b'{"ok": 1}')
     async with store.read() as tx:
         assert await tx.requests.applied("alice", "a" * 32) == (
             "attempt1",

@@ -297,10 +297,10 @@ class Applied(NamedTuple):
 
 
 class Requests(Protocol):
-    """Requests applied recently (``Applying``): written by a write's commit, answered here."""
+    """Requests applied recently (``Applying``): recorded by a write's commit, their answers
+    by ``Store.answered``."""
 
     async def applied(self, user: str, request_id: str) -> Applied | None: ...
-    async def answer(self, user: str, request_id: str, status: int, body: bytes) -> None: ...
     async def prune(self, before: float, limit: int) -> int:
         """Forget at most *limit* requests applied before *before*; how many went."""
 
@@ -328,5 +328,10 @@ class Store(Protocol):
         """One atomic transaction, durable once the block exits; an exception rolls it back.
         Soft state (upload leases) is written with *durable* false: committed, but made
         durable only with the next durable commit, so that no caller waits for it."""
+
+    async def answered(self, user: str, request_id: str, status: int, body: bytes) -> None:
+        """The answer of a request a write recorded (``Requests.applied`` tells it from now
+        on), as soft state: every name node sharing the store sees it, but it may be lost
+        with this process (a retry is then told ``AnswerLost``)."""
 
     async def aclose(self) -> None: ...

@@ -292,6 +292,15 @@ class Store:
             if tx.touched:
                 await _touch(session.conn, tx.touched)
 
+    async def answered(self, user: str, request_id: str, status: int, body: bytes) -> None:
+        async with self._session(None) as session:
+            try:
+                with _reachable("answer"):
+                    await session.conn.execute(applied.answer(user, request_id, status, body))
+            except BaseException:
+                await session.rollback()
+                raise
+
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.close()

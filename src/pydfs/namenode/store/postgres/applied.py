@@ -1,6 +1,6 @@
 """Requests applied recently (``interface.Requests``) in PostgreSQL: recorded by a write's
-commit, in the round trip of its ``COMMIT`` (``record``: no round trip of its own), answered
-and pruned here."""
+commit, in the round trip of its ``COMMIT`` (``record``: no round trip of its own), answered in
+one round trip that waits for no flush (``answer``), pruned here."""
 
 from __future__ import annotations
 
@@ -35,6 +35,15 @@ def record(applying: Applying) -> str:
     return f"INSERT INTO applied (usr, id, attempt, at) VALUES ({values}); "
 
 
+def answer(user: str, request_id: str, status: int, body: bytes) -> str:
+    """The transaction that records a request's answer, as soft state: one round trip."""
+    return (
+        "BEGIN; SET LOCAL synchronous_commit = off; "
+        f"UPDATE applied SET status = {int(status)}, body = '\\x{body.hex()}'::bytea "
+        f"WHERE usr = {_literal(user)} AND id = {_literal(request_id)}; COMMIT"
+    )
+
+
 def _literal(text: str) -> str:
     """A string constant (standard_conforming_strings, PostgreSQL's default since 9.1)."""
     if "\0" in text:
@@ -53,15 +62,6 @@ class Requests:
             request_id,
         )
         return Applied(*rows[0]) if rows else None
-
-    async def answer(self, user: str, request_id: str, status: int, body: bytes) -> None:
-        await self.q.execute(
-            "UPDATE applied SET status = $3, body = $4 WHERE usr = $1 AND id = $2",
-            user,
-            request_id,
-            status,
-            body,
-        )
 
     async def prune(self, before: float, limit: int) -> int:
         status = await self.q.execute(

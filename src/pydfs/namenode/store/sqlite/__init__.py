@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,7 +50,7 @@ class Tx:
         self.users: interface.Users = tables.Users(db)
         self.datanodes: interface.DataNodes = tables.DataNodes(db)
         self.uploads: interface.Uploads = tables.Uploads(db)
-        self.requests: interface.Requests = applied.Requests(db)
+        self.requests: interface.Requests = applied.Requests(db, store.answers)
         self.reshaping = False
 
     async def generation(self) -> int:
@@ -125,6 +126,7 @@ class Store:
         self.path = path
         self.url = f"sqlite://{path.resolve()}"  # as store.sqlite_url
         self.generation = 0
+        self.answers: applied.Answers = {}
         self._lock = asyncio.Lock()
         self._active = 0  # callers inside read() or write(), durability waits included
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -173,6 +175,9 @@ class Store:
 
     def read(self) -> _Reading:
         return _Reading(self)
+
+    async def answered(self, user: str, request_id: str, status: int, body: bytes) -> None:
+        self.answers[user, request_id] = (time.time(), status, body)
 
     def write(self, *, durable: bool = True) -> _Writing:
         return _Writing(self, durable)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,7 +72,7 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
             raise InvalidArgument("leader_lease must be between 0.5 and 600 seconds")
 
 
-def namenode_urls(value: str | list[str]) -> list[str]:
+def namenode_urls(value: str | Sequence[str]) -> list[str]:
     """The name nodes of a cluster, written as one URL, a comma-separated list or a TOML list."""
     items = value.split(",") if isinstance(value, str) else value
     urls = [u.strip().rstrip("/") for u in items if u.strip()]
@@ -165,12 +165,15 @@ def client_config_path() -> Path:
 
 
 class ClientConfig(msgspec.Struct, frozen=True):
-    """What ``pydfs login`` (or ``pydfs cluster up``) saves; mode 0600, as it holds a token."""
+    """What ``pydfs login`` (or ``pydfs cluster up``) saves; mode 0600, as it holds a token.
+    *namenode* is every name node of the cluster, comma-separated (the file may hold a TOML
+    list); *failover_timeout* the seconds a call goes on trying them (``rpc.Backoff``)."""
 
     namenode: str | None = None
     user: str | None = None
     token: str | None = None
     ca: str | None = None  # CA bundle that verifies an HTTPS cluster
+    failover_timeout: float | None = None
 
     @classmethod
     def read(cls, path: Path | None = None) -> ClientConfig:
@@ -182,7 +185,13 @@ class ClientConfig(msgspec.Struct, frozen=True):
             return cls()
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InvalidArgument(f"cannot read client config {path}: {exc}") from None
-        return cls(**{k: data.get(k) for k in ("namenode", "user", "token", "ca")})
+        namenode = data.get("namenode")
+        if isinstance(namenode, list):
+            namenode = ",".join(namenode_urls(namenode))
+        timeout = data.get("failover_timeout")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise InvalidArgument(f"client config {path}: failover_timeout must be seconds > 0")
+        return cls(namenode, data.get("user"), data.get("token"), data.get("ca"), _seconds(timeout))
 
     def write(self, path: Path | None = None) -> Path:
         path = path or client_config_path()
@@ -192,11 +201,17 @@ class ClientConfig(msgspec.Struct, frozen=True):
             value = getattr(self, key)
             if value is not None:
                 lines.append(f"{key} = {_toml_str(value)}")
+        if self.failover_timeout is not None:
+            lines.append(f"failover_timeout = {self.failover_timeout!r}")
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("\n".join(lines) + "\n")
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
         return path
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _toml_str(value: str) -> str:

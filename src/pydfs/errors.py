@@ -17,6 +17,7 @@ the matching built-in so that ordinary Python code (``except FileNotFoundError``
     ├── InsufficientNodes                           503  insufficient_nodes
     ├── NoSpace             (+ OSError ENOSPC)      507  no_space
     ├── Conflict                                    409  conflict
+    │   └── AnswerLost                              409  answer_lost
     ├── ChecksumMismatch                            422  checksum_mismatch
     ├── LimitExceeded                               429  limit_exceeded
     ├── Unavailable         (+ ConnectionError)     503  unavailable
@@ -126,6 +127,13 @@ class Conflict(PydfsError):
     code, status = "conflict", 409
 
 
+class AnswerLost(Conflict):
+    """A request sent again was applied by an earlier attempt, whose name node stopped before
+    it recorded the answer: the change is there, its answer is not. Never retried."""
+
+    code, status = "answer_lost", 409
+
+
 class ChecksumMismatch(PydfsError):
     """Bytes did not match their CRC32C; the reader moves on to the next replica."""
 
@@ -177,6 +185,7 @@ _BY_CODE: dict[str, type[PydfsError]] = {
         InsufficientNodes,
         NoSpace,
         Conflict,
+        AnswerLost,
         ChecksumMismatch,
         LimitExceeded,
         Unavailable,

@@ -2,8 +2,11 @@
 
 ``PydfsFileSystem`` is an ``AsyncFileSystem`` over ``AsyncClient``: fsspec's
 ``mirror_sync_methods`` gives it the blocking API. URLs are ``pydfs://host:port/path``, where
-the name node answers at ``http://host:port``; ``pydfs:///path`` (or a bare ``/path``) uses the
-``namenode=`` storage option, else the client's configuration (``PYDFS_NAMENODE``, client.toml).
+the name node answers at ``http://host:port``, or ``pydfs://host1:port1,host2:port2/path`` for a
+cluster of several name nodes (calls fail over from one to the next); ``pydfs:///path`` (or a
+bare ``/path``) uses the ``namenode=`` storage option (a URL, ``"URL1,URL2"`` or a list; the
+only way to name HTTPS name nodes), else the client's configuration (``PYDFS_NAMENODE``,
+client.toml).
 
 Copies and moves happen on the name node: a copy shares the source's immutable blocks and a
 move is one atomic rename, so no file bytes pass through this process. Writes stream into an
@@ -102,7 +105,7 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
 
     def __init__(
         self,
-        namenode: str | None = None,
+        namenode: str | list[str] | None = None,
         *,
         token: str | None = None,
         ca: str | None = None,
@@ -137,16 +140,16 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
     def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
         if path.startswith(PREFIX):
             netloc = path[len(PREFIX) :].split("/", 1)[0]
-            if netloc:
-                return {"namenode": f"http://{netloc}"}
+            if netloc:  # host:port, or several: host1:port1,host2:port2
+                return {"namenode": ",".join(f"http://{h}" for h in netloc.split(",") if h)}
         return {}
 
     def unstrip_protocol(self, name: str) -> str:
         if name.startswith(PREFIX):
             return name
-        netloc = self.namenode.removeprefix("http://")
-        host = "" if "://" in netloc else netloc  # an https name node has no pydfs:// form
-        return f"{PREFIX}{host}{self._strip_protocol(name)}"
+        hosts = [url.removeprefix("http://") for url in self.namenode.split(",")]
+        netloc = "" if any("://" in h for h in hosts) else ",".join(hosts)  # https: no form
+        return f"{PREFIX}{netloc}{self._strip_protocol(name)}"
 
     # --- the client, one per event loop ---------------------------------------------------
 

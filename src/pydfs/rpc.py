@@ -18,11 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+import random
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlencode, urlsplit
 
 from pydfs import errors, http1, wire
+from pydfs.config import namenode_urls
 
 if TYPE_CHECKING:
     import ssl
@@ -34,6 +38,8 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+FAILOVER_TIMEOUT = 30.0  # outlasts a PostgreSQL failover (about 20 s with Patroni's ttl of 20)
+MAX_FAILOVER_TIMEOUT = 300.0  # name nodes remember a request 600 s (namenode.applied.KEEP)
 JSON = "application/json"
 
 
@@ -106,37 +112,96 @@ def translate(exc: BaseException, url: str) -> errors.PydfsError:
     return errors.InternalError(f"unexpected {exc.__class__.__name__} talking to {url}")
 
 
-class Rpc:
-    """JSON calls to one server (the name node) over a small pool of kept-alive connections;
-    concurrent calls each take one of their own. ``close()`` closes them."""
+class Backoff:
+    """Whether, and after how long, a call that failed with ``Unavailable`` is sent again, as
+    HDFS's failover proxy provider decides: at once to a name node not tried yet in this round,
+    then after a wait that doubles each round (*first*, up to *most*, with jitter), until
+    *deadline* (a ``clock()`` time). A lone name node that cannot be reached is tried
+    *retries* more times; one that answers "unavailable" (it lost its database, say) is tried
+    until the deadline, as the name nodes of a cluster are."""
 
     def __init__(
         self,
-        base_url: str,
+        urls: int,
+        deadline: float,
+        *,
+        retries: int = 2,
+        first: float = 0.05,
+        most: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.urls, self.deadline, self.retries = urls, deadline, retries
+        self.first, self.most, self.clock = first, most, clock
+        self.failures = 0
+
+    def next(self, *, answered: bool) -> float | None:
+        """Seconds to wait before the next attempt (on the next name node), or None: give up.
+        *answered*: the name node answered that it cannot serve now (rather than not at all)."""
+        self.failures += 1
+        if self.urls == 1 and not answered and self.failures > self.retries:
+            return None
+        if self.urls > 1 and self.failures % self.urls:
+            delay = 0.0  # a name node not tried in this round: at once
+        else:
+            rounds = self.failures // self.urls
+            delay = min(self.most, self.first * 2 ** (rounds - 1)) * random.uniform(0.5, 1.0)
+        return None if self.clock() + delay >= self.deadline else delay
+
+
+class Rpc:
+    """JSON calls to a name node over a small pool of kept-alive connections; concurrent calls
+    each take one of their own. ``close()`` closes them.
+
+    Given several name nodes (one cluster's, as a list or a comma-separated string), a call
+    that fails with ``Unavailable`` (no connection, connection lost, a TLS failure, a 503 or
+    504 answer) goes to the next one (``Backoff``), until *failover_timeout* seconds have
+    passed; calls then stay with the name node that answered last. Any other error (a 4xx) is
+    the answer. A call that changes something carries a request id (``X-Pydfs-Request``), the
+    same in every attempt, so that the name nodes apply it once however often it is sent."""
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str],
         *,
         ca: str | os.PathLike[str] | None = None,
         retries: int = 2,
-        backoff: float = 0.2,
+        backoff: float = 0.05,
         headers: Mapping[str, str] | None = None,
         connections: int = 32,
         call_timeout: float | None = None,
+        failover_timeout: float = FAILOVER_TIMEOUT,
     ) -> None:
         """*call_timeout*: seconds a call may take, retries included (None: no limit but the
-        connection's own timeouts)."""
-        self.base_url = base_url.rstrip("/")
+        connection's own timeouts and *failover_timeout*)."""
+        self.urls = namenode_urls(base_url)
+        if not 0 < failover_timeout <= MAX_FAILOVER_TIMEOUT:
+            raise errors.InvalidArgument(
+                f"failover_timeout must be more than 0 and at most {MAX_FAILOVER_TIMEOUT:g} s"
+            )
         self.call_timeout = call_timeout
+        self.failover_timeout = failover_timeout
         self.retries = retries
         self.backoff = backoff
         self.headers = dict(headers or {})
-        self._prefix = urlsplit(self.base_url).path + wire.API
-        self._pool = http1.Pool(
-            self.base_url,
-            self.headers,
-            ssl_context=tls_context(self.base_url, ca),
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            size=connections,
-        )
+        self.failovers = 0  # calls that went on to another name node
+        self._current = 0
+        self._prefixes = [urlsplit(url).path + wire.API for url in self.urls]
+        self._pools = [
+            http1.Pool(
+                url,
+                self.headers,
+                ssl_context=tls_context(url, ca),
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=READ_TIMEOUT,
+                size=connections,
+            )
+            for url in self.urls
+        ]
+
+    @property
+    def base_url(self) -> str:
+        """The name node calls go to now: the one that answered last."""
+        return self.urls[self._current]
 
     @overload
     async def call(
@@ -169,32 +234,55 @@ class Rpc:
         reply: type[T] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> T | None:
-        target = f"{self._prefix}{route}?{urlencode(params)}" if params else self._prefix + route
+        query = f"?{urlencode(params)}" if params else ""
         data = None if body is None else wire.encode(body)
-        attempts = 1 + (self.retries if method == "GET" else 0)
+        headers = None
+        if method != "GET":
+            rid = secrets.token_hex(16)
+            headers = {wire.H_REQUEST: rid, "X-Request-Id": rid}
+        backoff = Backoff(
+            len(self.urls),
+            time.monotonic() + self.failover_timeout,
+            retries=self.retries,
+            first=self.backoff,
+        )
         try:
             async with asyncio.timeout(self.call_timeout) as limit:
-                for attempt in range(attempts):
+                while True:
+                    index = self._current
+                    url = self.urls[index]
                     try:
-                        status, raw, _ = await self._pool.request(method, target, data, JSON)
-                        if status >= 300:
-                            raise error_from(status, raw, self.base_url)
-                    except errors.Unavailable:
-                        if attempt == attempts - 1:
-                            raise
-                        await asyncio.sleep(self.backoff * 2**attempt)
-                        continue
-                    return None if reply is None else wire.decode(raw, reply)
+                        status, raw, _ = await self._pools[index].request(
+                            method, self._prefixes[index] + route + query, data, JSON, headers
+                        )
+                    except errors.Unavailable as exc:
+                        failure, answered = exc, False
+                    else:
+                        if status < 300:
+                            return None if reply is None else wire.decode(raw, reply)
+                        error = error_from(status, raw, url)
+                        if not isinstance(error, errors.Unavailable):
+                            raise error
+                        failure, answered = error, True
+                    delay = backoff.next(answered=answered)
+                    if delay is None:
+                        raise failure
+                    if len(self.urls) > 1:
+                        log.info("%s %s: %s; trying the next name node", method, route, failure)
+                        self.failovers += 1
+                        if self._current == index:  # no other call moved on meanwhile
+                            self._current = (index + 1) % len(self.urls)
+                    await asyncio.sleep(delay)
         except TimeoutError:
             if not limit.expired():
                 raise
             raise errors.Timeout(
                 f"{self.base_url} did not answer within {self.call_timeout:g} s"
             ) from None
-        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self._pool.close()
+        for pool in self._pools:
+            pool.close()
 
 
 class Links:

@@ -19,6 +19,7 @@ from pydfs.errors import InvalidPath, ProtocolError
 API = "/v1"
 
 # Headers.
+H_REQUEST = "X-Pydfs-Request"  # a change's id (32 hex digits), the same in each attempt
 H_PIPELINE = "X-Pydfs-Pipeline"  # "1": forward the write to the targets after this node
 H_BLOCK_SIZE = "X-Pydfs-Block-Size"  # size of the whole block
 H_BLOCK_CRC = "X-Pydfs-Block-Crc"  # the whole block's CRC32C, from the replica's trailer

@@ -117,3 +117,29 @@ def test_unreadable_client_config(tmp_path):
     path.write_text("[client\n")
     with pytest.raises(InvalidArgument):
         ClientConfig.read(path)
+
+
+def test_the_client_config_takes_several_name_nodes_and_a_failover_timeout(tmp_path):
+    path = tmp_path / "client.toml"
+    path.write_text('[client]\nnamenode = ["http://a:1", " http://b:2/ "]\nfailover_timeout = 45\n')
+    read = ClientConfig.read(path)
+    assert read.namenode == "http://a:1,http://b:2" and read.failover_timeout == 45.0
+    read.write(path)  # as pydfs login rewrites it: the list is kept
+    assert ClientConfig.read(path) == read
+    path.write_text('[client]\nfailover_timeout = "soon"\n')
+    with pytest.raises(InvalidArgument, match="failover_timeout"):
+        ClientConfig.read(path)
+
+
+def test_name_node_lists_resolve_from_argument_env_or_config(tmp_path, monkeypatch):
+    from pydfs.client.aio import resolve_namenodes
+
+    monkeypatch.setenv("PYDFS_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("PYDFS_NAMENODE", raising=False)
+    assert resolve_namenodes("a:1, https://b:2/,") == ["http://a:1", "https://b:2"]
+    assert resolve_namenodes(["http://a:1", "b:2"]) == ["http://a:1", "http://b:2"]
+    monkeypatch.setenv("PYDFS_NAMENODE", "x:1,y:2")
+    assert resolve_namenodes(None) == ["http://x:1", "http://y:2"]
+    monkeypatch.setenv("PYDFS_NAMENODE", " , ")
+    with pytest.raises(InvalidArgument, match="no name node configured"):
+        resolve_namenodes(None)

@@ -18,6 +18,7 @@ EXPECTED = [
     (errors.InsufficientNodes, PydfsError, "insufficient_nodes", 503),
     (errors.NoSpace, OSError, "no_space", 507),
     (errors.Conflict, PydfsError, "conflict", 409),
+    (errors.AnswerLost, errors.Conflict, "answer_lost", 409),
     (errors.ChecksumMismatch, PydfsError, "checksum_mismatch", 422),
     (errors.LimitExceeded, PydfsError, "limit_exceeded", 429),
     (errors.Unavailable, ConnectionError, "unavailable", 503),

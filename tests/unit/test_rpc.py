@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -262,13 +264,16 @@ async def test_a_get_lost_before_its_answer_is_retried_once_afresh(raw_server, m
 
 
 @pytest.mark.asyncio
-async def test_a_post_that_may_have_arrived_is_not_resent(raw_server, make_rpc):
+async def test_a_post_that_may_have_arrived_is_resent_with_its_request_id(raw_server, make_rpc):
     server = raw_server(closes_on_second_request)
     r = make_rpc(server.url)
     await r.call("POST", "/a")
-    with pytest.raises(errors.Unavailable, match=server.url):
-        await r.call("POST", "/b", {"n": 1})
-    assert [q.target for q in server.requests] == ["/v1/a", "/v1/b"]
+    assert await r.call("POST", "/b", {"n": 1}, reply=dict) == {"ok": 1}
+    assert [q.target for q in server.requests] == ["/v1/a", "/v1/b", "/v1/b"]
+    ids = [q.headers["x-pydfs-request"] for q in server.requests]
+    assert ids[1] == ids[2] != ids[0]  # the same request, sent again: the server applies it once
+    assert re.fullmatch("[0-9a-f]{32}", ids[1])
+    assert all(q.headers["x-request-id"] == q.headers["x-pydfs-request"] for q in server.requests)
 
 
 @pytest.mark.asyncio
@@ -289,20 +294,38 @@ async def test_a_connection_lost_mid_answer_is_unavailable(raw_server, make_rpc)
 
 
 @pytest.mark.asyncio
-async def test_unavailable_gets_are_retried_with_backoff_posts_are_not(raw_server, make_rpc):
+async def test_unavailable_answers_are_retried_until_the_failover_timeout(raw_server, make_rpc):
     def busy(conn: Conn, server: RawServer) -> None:
         while (req := conn.read_request()) is not None:
             server.requests.append(req)
             conn.answer(b"", status=503)
 
     server = raw_server(busy)
-    r = make_rpc(server.url, retries=2)
+    r = make_rpc(server.url, retries=0, failover_timeout=0.3)
+    started = time.monotonic()
     with pytest.raises(errors.Unavailable, match="503"):
         await r.call("GET", "/a")
-    assert len(server.requests) == 3
+    assert 0.2 < time.monotonic() - started < 2
+    gets = len(server.requests)
+    assert gets >= 3  # backoff: 0.01 s, doubling
     with pytest.raises(errors.Unavailable):
         await r.call("POST", "/b")
-    assert len(server.requests) == 4
+    posts = server.requests[gets:]
+    assert len(posts) >= 3 and len({q.headers["x-pydfs-request"] for q in posts}) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_is_not_retried(raw_server, make_rpc):
+    def refuses(conn: Conn, server: RawServer) -> None:
+        while (req := conn.read_request()) is not None:
+            server.requests.append(req)
+            conn.answer(b'{"code": "not_found", "message": "no such file"}', status=404)
+
+    server = raw_server(refuses)
+    r = make_rpc([server.url, server.url])
+    with pytest.raises(errors.NotFound, match="no such file"):
+        await r.call("POST", "/fs/move", {})
+    assert len(server.requests) == 1
 
 
 @pytest.mark.asyncio
@@ -577,3 +600,97 @@ async def test_links_raise_the_nodes_error_and_refuse_bad_headers(raw_server):
             await links.request(server.url, "PUT", "/blocks/b1", b"", {"X-Bad": "a\r\nInjected: 1"})
     finally:
         links.close()
+
+
+# --- several name nodes --------------------------------------------------------------------
+
+
+def closed_port_url() -> str:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.asyncio
+async def test_a_call_fails_over_to_the_next_name_node_and_stays_there(raw_server, make_rpc):
+    server = raw_server()
+    dead = closed_port_url()
+    r = make_rpc(f"{dead}, {server.url}/")
+    assert r.urls == [dead, server.url]
+    assert await r.call("POST", "/fs/mkdir", {"path": "/x"}, reply=dict) == {"ok": 1}
+    assert r.base_url == server.url and r.failovers == 1
+    assert await r.call("GET", "/fs/stat", reply=dict) == {"ok": 1}
+    assert r.failovers == 1  # it stuck to the one that answered
+    assert len(server.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_name_node_that_answers_unavailable_is_passed_over(raw_server, make_rpc):
+    def unavailable(conn: Conn, server: RawServer) -> None:
+        while (req := conn.read_request()) is not None:
+            server.requests.append(req)
+            body = b'{"code": "unavailable", "message": "metadata store unreachable"}'
+            conn.answer(body, status=503)
+
+    lost, good = raw_server(unavailable), raw_server()
+    r = make_rpc([lost.url, good.url])
+    assert await r.call("POST", "/fs/create", {"path": "/f"}, reply=dict) == {"ok": 1}
+    first, second = lost.requests[0], good.requests[0]
+    assert first.headers["x-pydfs-request"] == second.headers["x-pydfs-request"]
+
+
+@pytest.mark.asyncio
+async def test_every_name_node_down_gives_up_at_the_failover_timeout(make_rpc):
+    r = make_rpc([closed_port_url(), closed_port_url()], failover_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(errors.Unavailable, match="cannot reach"):
+        await r.call("POST", "/fs/mkdir", {"path": "/x"})
+    assert 0.2 < time.monotonic() - started < 2
+    assert r.failovers >= 4
+
+
+def test_a_failover_timeout_out_of_bounds_is_refused():
+    for bad in (0, -1, rpc.MAX_FAILOVER_TIMEOUT + 1):
+        with pytest.raises(errors.InvalidArgument, match="failover_timeout"):
+            rpc.Rpc("http://127.0.0.1:1", failover_timeout=bad)
+    with pytest.raises(errors.InvalidArgument, match="no name node"):
+        rpc.Rpc(" , ")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_backoff_tries_each_name_node_at_once_then_waits_longer_each_round():
+    clock = Clock()
+    b = rpc.Backoff(3, 100.0, first=0.1, most=1.0, clock=clock)
+    delays = [b.next(answered=False) for _ in range(15)]
+    assert all(d is not None for d in delays)
+    rounds = [delays[i : i + 3] for i in range(0, 15, 3)]
+    for n, (a, b2, wait) in enumerate(rounds, start=1):
+        assert a == b2 == 0.0  # the other two name nodes of the round: at once
+        assert wait is not None
+        assert 0.5 * min(1.0, 0.1 * 2 ** (n - 1)) <= wait <= min(1.0, 0.1 * 2 ** (n - 1))
+
+
+def test_backoff_gives_up_at_the_deadline():
+    clock = Clock()
+    b = rpc.Backoff(2, 1.0, first=0.1, clock=clock)
+    assert b.next(answered=False) == 0.0
+    clock.now = 0.99
+    assert b.next(answered=False) is None  # the wait would pass the deadline
+    clock.now = 1.0
+    assert b.next(answered=False) is None
+
+
+def test_backoff_tries_a_lone_unreachable_name_node_a_few_times_one_that_answers_longer():
+    clock = Clock()
+    b = rpc.Backoff(1, 30.0, retries=2, clock=clock)
+    assert b.next(answered=False) is not None
+    assert b.next(answered=False) is not None
+    assert b.next(answered=False) is None
+    b = rpc.Backoff(1, 30.0, retries=2, clock=clock)
+    assert all(b.next(answered=True) is not None for _ in range(10))

@@ -45,6 +45,7 @@ EXIT_CODES = {
     "insufficient_nodes": 14,
     "no_space": 15,
     "conflict": 16,
+    "answer_lost": 16,
     "checksum_mismatch": 17,
     "limit_exceeded": 18,
     "protocol_error": 19,
@@ -93,9 +94,10 @@ def _add_globals(p: argparse.ArgumentParser, top: bool) -> None:
     if "--namenode" not in taken:  # the datanode's own --namenode means the same
         group.add_argument(
             "--namenode",
-            metavar="URL",
+            metavar="URL[,URL...]",
             default=default(None),
-            help="name node URL (else $PYDFS_NAMENODE, else the saved config)",
+            help="name node URL, or every name node's, comma-separated (else $PYDFS_NAMENODE, "
+            "else the saved config)",
         )
     group.add_argument(
         "--json", action="store_true", default=default(False), help="machine-readable output"

@@ -36,7 +36,11 @@ def run_login(args: argparse.Namespace) -> int:
     namenode, name = asyncio.run(check())
     current = config.ClientConfig.read()
     path = config.ClientConfig(
-        namenode=namenode, user=name, token=token, ca=args.ca or current.ca
+        namenode=namenode,
+        user=name,
+        token=token,
+        ca=args.ca or current.ca,
+        failover_timeout=current.failover_timeout,
     ).write()
     print(f"logged in to {namenode} as {name}; token saved in {path}")
     return 0
@@ -110,7 +114,9 @@ async def user_reset(ctx: Context, args: argparse.Namespace) -> int:
     lines = [f"new token for {args.name} (shown once): {token}"]
     if mine:
         current = config.ClientConfig.read()
-        saved = config.ClientConfig(ctx.client.namenode, args.name, token, current.ca).write()
+        saved = config.ClientConfig(
+            ctx.client.namenode, args.name, token, current.ca, current.failover_timeout
+        ).write()
         carry_cwd(ctx.client, token)
         answer["saved"] = str(saved)
         lines.append(f"it is your own: saved in {saved}, as `pydfs login` does")

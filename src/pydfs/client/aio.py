@@ -16,15 +16,16 @@ import io
 import os
 import secrets
 import stat
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
 from pydfs import paths, rpc, wire
 from pydfs.client import blocks
 from pydfs.client.transfer import AsyncSource, ByteSource, Progress, Transfer
-from pydfs.config import ClientConfig
+from pydfs.config import ClientConfig, namenode_urls
 from pydfs.errors import ChecksumMismatch, InvalidArgument
+from pydfs.rpc import FAILOVER_TIMEOUT
 
 BACKUP_WAIT = 1800.0  # seconds a metadata backup may take to start arriving
 
@@ -34,28 +35,46 @@ if TYPE_CHECKING:
     from pydfs.client import files
 
 
-def resolve_namenode(namenode: str | None, config: ClientConfig | None = None) -> str:
-    url = namenode or os.environ.get("PYDFS_NAMENODE") or (config or ClientConfig.read()).namenode
-    if not url:
+def resolve_namenodes(
+    namenode: str | Sequence[str] | None, config: ClientConfig | None = None
+) -> list[str]:
+    """The cluster's name nodes: *namenode* (one URL, a comma-separated list, or a list), else
+    ``$PYDFS_NAMENODE``, else the client config's; ``host:port`` means ``http://host:port``."""
+    given = namenode or os.environ.get("PYDFS_NAMENODE") or (config or ClientConfig.read()).namenode
+    if not given or not any(u.strip() for u in _split(given)):
         raise InvalidArgument(
-            "no name node configured: pass --namenode URL, set PYDFS_NAMENODE, "
+            "no name node configured: pass --namenode URL (or URL1,URL2), set PYDFS_NAMENODE, "
             "or start a local cluster with `pydfs cluster up`"
         )
-    if not url.startswith(("http://", "https://")):
-        url = "http://" + url
-    return url.rstrip("/")
+    return [
+        u if u.startswith(("http://", "https://")) else "http://" + u for u in namenode_urls(given)
+    ]
+
+
+def resolve_namenode(
+    namenode: str | Sequence[str] | None, config: ClientConfig | None = None
+) -> str:
+    """``resolve_namenodes``, comma-separated: what a message or the client config shows."""
+    return ",".join(resolve_namenodes(namenode, config))
+
+
+def _split(value: str | Sequence[str]) -> list[str]:
+    return value.split(",") if isinstance(value, str) else list(value)
 
 
 class AsyncClient:
     """A connection to one pydfs cluster. Use ``async with AsyncClient(url) as fs: ...``.
 
-    The token (from ``pydfs login``) comes from *token*, else ``$PYDFS_TOKEN``, else the client
-    config; *ca* (a CA bundle to verify an HTTPS name node) from *ca*, ``$PYDFS_CA`` or the config.
+    *namenode* is the cluster's name node, or several (a list, or ``"URL1,URL2"``): a call goes
+    on to the next when one cannot be reached or cannot serve, for *failover_timeout* seconds
+    (``rpc.Rpc``). The token (from ``pydfs login``) comes from *token*, else ``$PYDFS_TOKEN``,
+    else the client config; *ca* (a CA bundle to verify an HTTPS name node) from *ca*,
+    ``$PYDFS_CA`` or the config.
     """
 
     def __init__(
         self,
-        namenode: str | None = None,
+        namenode: str | Sequence[str] | None = None,
         *,
         token: str | None = None,
         ca: str | os.PathLike[str] | None = None,
@@ -63,11 +82,14 @@ class AsyncClient:
         block_size: int | None = None,
         stall_timeout: float = blocks.STALL_TIMEOUT,
         call_timeout: float | None = None,
+        failover_timeout: float | None = None,
     ) -> None:
         config = ClientConfig.read()
         self.call_timeout = call_timeout  # seconds a name node call may take (None: no limit)
         self.stall_timeout = stall_timeout  # a data node silent this long is passed over
-        self.namenode = resolve_namenode(namenode, config)
+        self.namenodes = resolve_namenodes(namenode, config)
+        self.namenode = ",".join(self.namenodes)  # as messages and the client config show it
+        self.failover_timeout = failover_timeout or config.failover_timeout or FAILOVER_TIMEOUT
         self.token = token or os.environ.get("PYDFS_TOKEN") or config.token
         self.ca = ca or os.environ.get("PYDFS_CA") or config.ca
         self.user = config.user  # the name `pydfs login` saw, if any (for the default cwd)
@@ -128,7 +150,11 @@ class AsyncClient:
         if self._rpc is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
             self._rpc = rpc.Rpc(
-                self.namenode, ca=self.ca, headers=headers, call_timeout=self.call_timeout
+                self.namenodes,
+                ca=self.ca,
+                headers=headers,
+                call_timeout=self.call_timeout,
+                failover_timeout=self.failover_timeout,
             )
         return self._rpc
 
@@ -494,4 +520,5 @@ __all__ = [
     "ByteSource",
     "Progress",
     "resolve_namenode",
+    "resolve_namenodes",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Iterator, Sequence
 from typing import IO, Any, Literal, TypeVar, overload
 
 from pydfs import wire
@@ -18,7 +18,7 @@ T = TypeVar("T")
 class Client:
     """Blocking access to a pydfs cluster; every method mirrors ``AsyncClient``'s."""
 
-    def __init__(self, namenode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, namenode: str | Sequence[str] | None = None, **kwargs: Any) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="pydfs-client", daemon=True

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from pydfs import wire
 from pydfs.client import blocks
-from pydfs.errors import Conflict, IsADirectory, PydfsError, Unavailable
+from pydfs.errors import AnswerLost, Conflict, IsADirectory, PydfsError, Unavailable
 
 if TYPE_CHECKING:
     import aiohttp
@@ -114,7 +114,9 @@ class Transfer:
             fetched, grant = await self._batch_lease(replication, block_size)
             try:
                 return await self.finish(grant, stream, once, path, overwrite, expect)
-            except Conflict:
+            except Conflict as exc:
+                if isinstance(exc, AnswerLost):  # committed: writing again would do it twice
+                    raise
                 # The name node forgot the lease (it restarted): so it did every lease shelved
                 # as long ago, which would fail the same way. Drop them and write it once more.
                 self._drop_leases(fetched)

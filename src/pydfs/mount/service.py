@@ -36,7 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "mountpoint", nargs="?", metavar="MOUNTPOINT", help="an existing local directory"
     )
     p.add_argument(
-        "--namenode", default=argparse.SUPPRESS, help="name node URL (as before the command)"
+        "--namenode",
+        default=argparse.SUPPRESS,
+        help="name node URL, or URL1,URL2 (as before the command)",
     )
     p.add_argument(
         "-f", "--foreground", action="store_true", help="stay in the foreground (Ctrl-C unmounts)"

@@ -11,6 +11,9 @@ routes; ``endpoint`` types each handler against its body and reply types, so myp
 Who may call what: ``user`` endpoints need a user's bearer token (``Authorization: Bearer``),
 ``admin`` ones an admin's, ``node`` ones the cluster secret's node credential
 (``Authorization: Node``); ``open`` ones (health, the API description) need nothing.
+
+A user's or admin's call that changes something and names its request (``X-Pydfs-Request``)
+is applied once however often it is sent (``namenode.applied``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from pydfs import paths, tokens, wire
 from pydfs.calls import Answer, Request
 from pydfs.errors import InvalidArgument, PermissionDenied, ProtocolError, Unauthenticated
+from pydfs.namenode.applied import Once, request_id
 from pydfs.namenode.auth import User
 from pydfs.server import decode_body
 
@@ -606,6 +610,7 @@ class Pipeline:
 
     def __init__(self, nn: NameNode) -> None:
         self.nn = nn
+        self.once = Once(nn.store)
 
     def admit(self, request: Request) -> Awaitable[None] | None:
         ep: Endpoint = request.endpoint
@@ -632,7 +637,13 @@ class Pipeline:
                 Call(self.nn, request.query, request.match, None, request.grant)
             )
             return file
-        body = await answer(
-            self.nn, request.endpoint, request.query, request.match, request.grant, request.body
-        )
+        rid = request.headers.get("x-pydfs-request")
+        if rid is not None and ep.method != "GET" and ep.access in ("user", "admin"):
+            user: User = request.grant
+            return await self.once.serve(
+                user.name,
+                request_id(rid),
+                lambda: answer(self.nn, ep, request.query, request.match, user, request.body),
+            )
+        body = await answer(self.nn, ep, request.query, request.match, request.grant, request.body)
         return Answer(200, body)

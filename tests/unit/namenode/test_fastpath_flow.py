@@ -67,6 +67,7 @@ def front() -> Any:
     nn = SimpleNamespace(
         users=SimpleNamespace(authenticate=authenticate, known=lambda token: None),
         namespace=SimpleNamespace(stat=stat),
+        store=None,  # a GET: no request is recorded
     )
     application = {
         metrics.REQUESTS: SimpleNamespace(record=lambda *args: None),

@@ -12,7 +12,15 @@ import pytest_asyncio
 
 from pydfs.errors import AlreadyExists, InvalidArgument
 from pydfs.namenode.store import Store, open_store
-from pydfs.namenode.store.interface import Block, NewInode, UploadRow, UserRow
+from pydfs.namenode.store.interface import (
+    APPLYING,
+    AppliedElsewhere,
+    Applying,
+    Block,
+    NewInode,
+    UploadRow,
+    UserRow,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -338,3 +346,77 @@ async def test_a_store_awaits_no_restore_and_backs_up_or_says_how(
         with pytest.raises(InvalidArgument, match="pg_dump"):
             await store.backup(dest)
         assert not dest.exists()
+
+
+# --- requests applied once ----------------------------------------------------------------
+
+
+async def write_as(store: Store, applying: Applying, name: str) -> None:
+    """A change (an inode *name* under the root) made for the request *applying*."""
+    token = APPLYING.set(applying)
+    try:
+        async with store.write() as tx:
+            await tx.inodes.insert(new(ROOT, name))
+    finally:
+        APPLYING.reset(token)
+
+
+async def test_a_write_records_the_request_it_applies_with_its_change(store: Store) -> None:
+    first = Applying("alice", "a" * 32, "attempt1")
+    await write_as(store, first, "f")
+    assert first.recorded
+    await write_as(store, first, "g")  # a later transaction of the same attempt: no new record
+    async with store.read() as tx:
+        prior = await tx.requests.applied("alice", "a" * 32)
+        assert prior is not None and prior.attempt == "attempt1" and prior.status is None
+        assert abs(prior.at - time.time()) < 60
+        assert await tx.requests.applied("bob", "a" * 32) is None  # per user
+    await store.answered("alice", "a" * 32, 200, b'{"ok": 1}')
+    async with store.read() as tx:
+        assert await tx.requests.applied("alice", "a" * 32) == (
+            "attempt1",
+            prior.at,
+            200,
+            b'{"ok": 1}',
+        )
+
+
+async def test_another_attempt_of_an_applied_request_applies_nothing(store: Store) -> None:
+    await write_as(store, Applying("alice", "b" * 32, "attempt1"), "first")
+    again = Applying("alice", "b" * 32, "attempt2")
+    with pytest.raises(AppliedElsewhere):
+        await write_as(store, again, "second")
+    assert not again.recorded
+    async with store.read() as tx:
+        assert await tx.inodes.child(ROOT, "first") is not None
+        assert await tx.inodes.child(ROOT, "second") is None  # rolled back with the refusal
+        prior = await tx.requests.applied("alice", "b" * 32)
+        assert prior is not None and prior.attempt == "attempt1"
+    await write_as(store, Applying("bob", "b" * 32, "attempt3"), "bobs")  # another user's id
+
+
+async def test_a_write_rolled_back_records_nothing(store: Store) -> None:
+    applying = Applying("alice", "c" * 32, "attempt1")
+    token = APPLYING.set(applying)
+    try:
+        with pytest.raises(AlreadyExists):
+            async with store.write() as tx:
+                await tx.inodes.insert(new(ROOT, "x"))
+                await tx.inodes.insert(new(ROOT, "x"))
+    finally:
+        APPLYING.reset(token)
+    assert not applying.recorded
+    async with store.read() as tx:
+        assert await tx.requests.applied("alice", "c" * 32) is None
+
+
+async def test_old_requests_are_pruned_a_few_at_a_time(store: Store) -> None:
+    for i in range(5):
+        await write_as(store, Applying("alice", f"{i:032x}", "attempt"), f"f{i}")
+    async with store.write() as tx:
+        assert await tx.requests.prune(time.time() + 1, 3) == 3
+    async with store.write() as tx:
+        assert await tx.requests.prune(time.time() - 3600, 10) == 0  # none that old
+        assert await tx.requests.prune(time.time() + 1, 10) == 2
+    async with store.read() as tx:
+        assert await tx.requests.applied("alice", f"{4:032x}") is None

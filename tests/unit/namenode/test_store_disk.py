@@ -50,7 +50,10 @@ def test_names_stored_before_are_migrated_to_nfc(tmp_path: Path) -> None:
         db.execute("ALTER TABLE replicas DROP COLUMN added")
         for trigger in ("inode_in", "inode_out", "block_in", "block_out"):
             db.execute(f"DROP TRIGGER census_{trigger}")
-        for table in ("census", "uploads", "upload_blocks", "leader", "provenance", "orphans"):
+        for table in (
+            *("census", "uploads", "upload_blocks", "leader", "provenance", "orphans"),
+            "applied",
+        ):
             db.execute(f"DROP TABLE {table}")
         db.execute("ALTER TABLE inodes DROP COLUMN sha256")
         db.execute("PRAGMA user_version=3")  # as a name node before NFC left it

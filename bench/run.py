@@ -2,13 +2,15 @@
 """pydfs benchmark: throughput, small files, metadata, many clients, CLI start-up and memory.
 
     python bench/run.py [--quick] [--runs N] [--json PATH] [--dir DIR] [--only W,...]
-                        [--metadata URL]
+                        [--metadata URL] [--peers all|moosefs,moosefs-fsync,seaweedfs]
 
 Starts a LocalCluster (1 name node, 2 data nodes, replication 2) under a temporary directory and
 drives it through the SDK (AsyncClient) from this process (W5 adds client processes of its
 own). In the same run it measures the machine's own limits (fsync'd local writes, a cold local
 read, loopback TCP, the interpreter's start-up) so that the pydfs figures can be read as
-fractions of what the disk, the network stack and Python allow.
+fractions of what the disk, the network stack and Python allow. With --peers it also runs W1,
+W2, W3 and W5 on MooseFS and SeaweedFS, started on loopback by the benchmark itself (peers.py),
+and reports pydfs / peer ratios from the same run.
 
 stdout carries only result lines, each ``name value unit``; every figure comes as three lines:
 the median over the runs (``name``), then ``name_min`` and ``name_max``. Progress and notes go
@@ -64,6 +66,7 @@ from machine import (
     read_file,
     sha256_file,
 )
+from peers import PEERS, PeerError, PeerPlan, measure, parse_peers
 from pydfs.client.aio import AsyncClient
 from pydfs.cluster import LocalCluster
 from pydfs.datanode.blockstore import fs_type
@@ -103,9 +106,12 @@ class Plan:
     cli_reps: int  # timed `pydfs ls /` (and `python -c pass`) per run
     stream_size: int
     workloads: tuple[str, ...] = field(default=WORKLOADS)
+    peers: tuple[str, ...] = ()  # names in peers.PEERS, measured after pydfs in every run
 
 
-def make_plan(quick: bool, runs: int | None, workloads: tuple[str, ...]) -> Plan:
+def make_plan(
+    quick: bool, runs: int | None, workloads: tuple[str, ...], peers: tuple[str, ...] = ()
+) -> Plan:
     plan = Plan(
         mode="full",
         runs=runs or 3,
@@ -126,6 +132,7 @@ def make_plan(quick: bool, runs: int | None, workloads: tuple[str, ...]) -> Plan
         cli_reps=5,
         stream_size=4 * GiB,
         workloads=workloads,
+        peers=peers,
     )
     if not quick:
         return plan
@@ -154,6 +161,8 @@ class State:
     def __init__(self) -> None:
         self.cache_dropped = True
         self.peak_reset = True
+        self.peer_versions: dict[str, str] = {}
+        self.peers_skipped: dict[str, str] = {}  # peer → why
 
 
 @dataclass
@@ -331,6 +340,42 @@ def cli(b: Bench, i: int) -> Samples:
     return cli_startup(b.target, b.work / "cli", b.plan.cli_reps)
 
 
+def side_by_side(b: Bench, i: int) -> Samples:
+    """The plan's W1/W2, W3 and W5 on each peer still in the race, one after another, each
+    started for this run and stopped after it (the pydfs cluster stays up, idle)."""
+    plan = b.plan
+    peer_plan = PeerPlan(
+        big=b.source if b.wants("w1w2") else None,
+        big_sha=b.source_sha,
+        small_count=plan.small_count if b.wants("w3") else 0,
+        small_size=plan.small_size,
+        w5_procs=plan.w5_procs if b.wants("w5") else 0,
+        w5_files=plan.w5_files,
+        w5_size=plan.w5_size,
+        w5_verify_per_proc=plan.w5_verify_per_proc,
+        scratch=b.work,
+    )
+    b.work.chmod(0o711)  # MooseFS's daemons run as the user mfs and must reach their directories
+    samples: Samples = {}
+    for name in plan.peers:
+        if name in b.state.peers_skipped:
+            continue
+        kind = PEERS[name]
+        t0 = time.perf_counter()
+        try:
+            got, dropped, version = measure(kind, b.work / "peers" / name, peer_plan)
+        except PeerError as exc:
+            b.state.peers_skipped[name] = str(exc)
+            note(f"{kind.label}: skipped: {exc}")
+            continue
+        b.state.cache_dropped &= dropped
+        b.state.peer_versions[name] = version
+        summary = ", ".join(f"{k} {fmt(statistics.median(v), unit_of(k))}" for k, v in got.items())
+        note(f"run {i}/{plan.runs} {name} ({time.perf_counter() - t0:.1f}s): {summary}")
+        samples.update(got)
+    return samples
+
+
 # In this order; streaming early, before the client has held W3's and W4's data.
 STEPS: list[tuple[str, Callable[[Bench, int], Samples]]] = [
     ("limits", machine_limits),
@@ -354,6 +399,8 @@ def one_run(b: Bench, i: int) -> Samples:
         summary = ", ".join(f"{k} {fmt(statistics.median(v), unit_of(k))}" for k, v in got.items())
         note(f"run {i}/{b.plan.runs} {name} ({time.perf_counter() - t0:.1f}s): {summary}")
         samples.update(got)
+    if b.plan.peers:
+        samples.update(side_by_side(b, i))
     return samples
 
 
@@ -382,6 +429,64 @@ RATIOS: dict[str, tuple[str, str]] = {
 }
 
 
+# The figures measured on the peers too: (figure, row label, short name in its ratios' names);
+# the labels are formatted with the plan.
+SIDE_BY_SIDE = [
+    ("w1_write_mbps", "W1 {big} write (MB/s)", "w1"),
+    ("w2_read_mbps", "W2 {big} cold read (MB/s)", "w2"),
+    ("w3_write_files_per_s", "W3 {small} write (files/s)", "w3_write"),
+    ("w3_read_files_per_s", "W3 {small} read (files/s)", "w3_read"),
+    ("w5_files_per_s", "W5 {w5} (files/s)", "w5"),
+]
+
+
+def ratio_name(short: str, peer: str) -> str:
+    return f"ratio_{short}_to_{PEERS[peer].prefix.rstrip('_')}"
+
+
+def peer_ratios(peers: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """``ratio_w1_to_moosefs``: pydfs's figure / the peer's, as in RATIOS."""
+    return {
+        ratio_name(short, p): (figure, PEERS[p].prefix + figure)
+        for p in peers
+        for figure, _, short in SIDE_BY_SIDE
+    }
+
+
+def side_by_side_table(plan: Plan, figures: dict[str, Any], ratios: dict[str, Any]) -> str:
+    """pydfs and each peer, then pydfs / peer: medians over the runs, as a Markdown table."""
+    peers = [p for p in plan.peers if any(PEERS[p].prefix + f in figures for f, *_ in SIDE_BY_SIDE)]
+    labels = [PEERS[p].label for p in peers]
+    head = ["workload", "pydfs", *labels, *(f"pydfs / {label}" for label in labels)]
+    rows = [head, ["---"] + ["---:"] * (len(head) - 1)]
+
+    def cell(fig: dict[str, Any] | None, spec: str) -> str:
+        return "-" if fig is None else format(fig["median"], spec)
+
+    def size(n: int) -> str:
+        return (
+            f"{n / GiB:g} GiB"
+            if n >= GiB
+            else f"{n / MiB:g} MiB"
+            if n >= MiB
+            else f"{n // KiB} KiB"
+        )
+
+    sizes = {
+        "big": size(plan.big_size),
+        "small": f"{plan.small_count:,} x {size(plan.small_size)}",
+        "w5": f"{plan.w5_procs} x {plan.w5_files} x {size(plan.w5_size)}",
+    }
+    for figure, label, short in SIDE_BY_SIDE:
+        if figure in figures:
+            rows.append(
+                [label.format(**sizes), cell(figures[figure], ",.0f")]
+                + [cell(figures.get(PEERS[p].prefix + figure), ",.0f") for p in peers]
+                + [cell(ratios.get(ratio_name(short, p)), ".2f") for p in peers]
+            )
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
 def unit_of(name: str) -> str:
     for suffix, unit in UNIT_SUFFIXES.items():
         if name.endswith(suffix):
@@ -399,7 +504,7 @@ def report(
         figures[name] = summarize([v for values in per_run for v in values], unit_of(name))
         figures[name]["per_run"] = per_run
     ratios = {}
-    for name, (num, den) in RATIOS.items():
+    for name, (num, den) in (RATIOS | peer_ratios(plan.peers)).items():
         values = [
             statistics.median(run[num]) / statistics.median(run[den])
             for run in runs
@@ -418,8 +523,14 @@ def report(
             "VmHWM could not be reset (/proc/PID/clear_refs): peak RSS figures come from "
             "sampling VmRSS every 20 ms and may miss short peaks"
         )
+    for name, why in state.peers_skipped.items():
+        notes.append(f"{PEERS[name].label} skipped: {why}")
     for line in notes:
         note(f"NOTE: {line}")
+    table = side_by_side_table(plan, figures, ratios) if plan.peers else ""
+    if table:
+        note("side by side (medians over the runs; pydfs through its SDK, peers through FUSE):")
+        print(table, file=sys.stderr, flush=True)
     for name, fig in (figures | ratios).items():
         print_figure(name, fig)
     print(f"page_cache_dropped {int(state.cache_dropped)} bool")
@@ -433,6 +544,12 @@ def report(
         "peak_rss_reset_before_w1": state.peak_reset,
         "client_ru_maxrss_whole_run_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "notes": notes,
+        "peers": {
+            "asked": list(plan.peers),
+            "versions": state.peer_versions,
+            "skipped": state.peers_skipped,
+        },
+        "side_by_side": table,
         "host": {
             "cpus": os.cpu_count(),
             "kernel": platform.release(),
@@ -467,6 +584,11 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
     )
     parser.add_argument(
+        "--peers",
+        help="also run W1, W2, W3 and W5 on these file systems, started on loopback by the "
+        f"benchmark, for pydfs / peer ratios: all, none (default) or some of {', '.join(PEERS)}",
+    )
+    parser.add_argument(
         "--metadata",
         metavar="URL",
         help="the name node's metadata store (default: SQLite in its data directory), e.g. "
@@ -481,7 +603,13 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         unknown = set(workloads) - set(WORKLOADS)
         if unknown or not workloads:
             parser.error(f"--only takes some of {', '.join(WORKLOADS)}; not {sorted(unknown)}")
-    return make_plan(args.quick, args.runs, workloads), args
+    try:
+        peers = parse_peers(args.peers)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if peers and not {"w1w2", "w3", "w5"} & set(workloads):
+        parser.error("--peers needs one of w1w2, w3, w5 among the workloads")
+    return make_plan(args.quick, args.runs, workloads, peers), args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,6 +622,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{plan.mode} mode, {plan.runs} run(s) of {','.join(plan.workloads)}; "
         f"data in {work} ({fs_type(work)}); metadata on {args.metadata or 'SQLite'}"
     )
+    if plan.peers:
+        note(f"side by side with {', '.join(plan.peers)}, each started for every run")
+    else:
+        why = "quick mode runs them only when asked for" if plan.mode == "quick" else "none asked"
+        note(f"peers skipped ({why}): --peers all runs MooseFS and SeaweedFS side by side")
     cluster = LocalCluster(work / "cluster", datanodes=DATANODES, metadata=args.metadata)
     state = State()
     runs: list[Samples] = []

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """W5: several client processes writing 64 KiB files at once.
 
-run.py calls ``w5_parallel_writes``, which starts the processes, each this file run as a script:
+run.py calls ``w5_parallel_writes`` (pydfs, through the SDK) or ``w5_mount_writes`` (any mounted
+file system: a peer's), which start the processes, each this file run as a script:
 
     python bench/w5.py --namenode URL [--token TOKEN] [--ca CA] [--user USER] --dir DFS_DIR \
         --proc K --files N --size BYTES --seed SEED
+    python bench/w5.py --mount --dir LOCAL_DIR --proc K --files N --size BYTES --seed SEED
 
-A child connects, makes its payloads (untimed), prints ``ready``, waits for a line ``go`` on
-stdin, writes its files into DFS_DIR one after another and prints one JSON line (files, bytes,
-its own seconds). The parent says ``go`` to all children at once once every one is ready, and
+A child connects (or checks its directory), makes its payloads (untimed), prints ``ready``, waits
+for a line ``go`` on stdin, writes its files into its directory one after another (through the
+SDK's ``write_bytes``, or with open-write-close) and prints one JSON line (files, bytes, its own
+seconds). The parent says ``go`` to all children at once once every one is ready, and
 times until the last one has answered. The payloads are a function of (seed, K, file), so the
 parent checks a sample of the files against what it computes itself.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import select
 import subprocess
@@ -60,7 +64,8 @@ async def w5_parallel_writes(
     is checked and *verify_per_proc* files of each process are read back and compared."""
     for k in range(procs):
         await fs.mkdir(f"{base}/p{k}", parents=True)
-    seconds = await asyncio.to_thread(_run_children, target, base, procs, files, size, seed, logdir)
+    argvs = [_child_argv(target, f"{base}/p{k}", k, files, size, seed) for k in range(procs)]
+    seconds = await asyncio.to_thread(_run_children, argvs, procs * files, logdir)
     rng = random.Random(seed)
     for k in range(procs):
         directory = f"{base}/p{k}"
@@ -80,31 +85,67 @@ async def w5_parallel_writes(
     return {"w5_files_per_s": [total / seconds], "w5_mbps": [total * size / MB / seconds]}
 
 
+def w5_mount_writes(
+    base: Path,
+    *,
+    procs: int,
+    files: int,
+    size: int,
+    verify_per_proc: int,
+    seed: int,
+    logdir: Path,
+) -> Samples:
+    """W5 on a mounted file system: the same processes and files as ``w5_parallel_writes``, each
+    written with open-write-close into ``base/pK``; then the same checks. A wrong answer raises
+    ``OSError`` (the file system's fault, not pydfs's)."""
+    for k in range(procs):
+        (base / f"p{k}").mkdir(parents=True)
+    argvs = [_script_argv(["--mount"], base / f"p{k}", k, files, size, seed) for k in range(procs)]
+    seconds = _run_children(argvs, procs * files, logdir)
+    rng = random.Random(seed)
+    for k in range(procs):
+        directory = base / f"p{k}"
+        with os.scandir(directory) as it:
+            sizes = {e.name: e.stat().st_size for e in it}
+        if set(sizes) != {file_name(i) for i in range(files)} or set(sizes.values()) != {size}:
+            raise OSError(f"W5: {directory} holds {len(sizes)} files, expected {files} of {size} B")
+        for i in rng.sample(range(files), min(verify_per_proc, files)):
+            if (directory / file_name(i)).read_bytes() != payload(seed, k, i, size):
+                raise OSError(f"W5: {directory / file_name(i)} read back differs")
+    total = procs * files
+    return {"w5_files_per_s": [total / seconds], "w5_mbps": [total * size / MB / seconds]}
+
+
+def _script_argv(
+    where: list[str], directory: str | Path, k: int, files: int, size: int, seed: int
+) -> list[str]:
+    argv = [sys.executable, str(Path(__file__).resolve()), *where, "--dir", str(directory)]
+    argv += ["--proc", str(k), "--files", str(files), "--size", str(size)]
+    return [*argv, "--seed", str(seed)]
+
+
 def _child_argv(
     target: Endpoint, directory: str, k: int, files: int, size: int, seed: int
 ) -> list[str]:
-    argv = [sys.executable, str(Path(__file__).resolve()), "--namenode", target.url]
+    argv = _script_argv(["--namenode", target.url], directory, k, files, size, seed)
     if target.token is not None:
         argv += ["--token", target.token]
     if target.ca is not None:
         argv += ["--ca", target.ca]
-    argv += ["--user", target.user, "--dir", directory, "--proc", str(k)]
-    return [*argv, "--files", str(files), "--size", str(size), "--seed", str(seed)]
+    return [*argv, "--user", target.user]
 
 
-def _run_children(
-    target: Endpoint, base: str, procs: int, files: int, size: int, seed: int, logdir: Path
-) -> float:
+def _run_children(argvs: list[list[str]], want_files: int, logdir: Path) -> float:
     """Start the children, wait for all to be ready, say go, wait for all to answer; returns the
     wall time from go to the last answer."""
     logdir.mkdir(parents=True, exist_ok=True)
     children: list[tuple[subprocess.Popen[str], Path]] = []
     try:
-        for k in range(procs):
+        for k, argv in enumerate(argvs):
             log = logdir / f"w5-child-{k}.stderr"
             with open(log, "wb") as err:
                 proc = subprocess.Popen(
-                    _child_argv(target, f"{base}/p{k}", k, files, size, seed),
+                    argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,
@@ -130,8 +171,8 @@ def _run_children(
             if proc.wait(CHILD_TIMEOUT) != 0:
                 raise BenchFailure(f"W5: child {k} exited {proc.returncode}; see {_tail(log)}")
         written = sum(a["files"] for a in answers)
-        if written != procs * files:
-            raise BenchFailure(f"W5: children wrote {written} files, not {procs * files}")
+        if written != want_files:
+            raise BenchFailure(f"W5: children wrote {written} files, not {want_files}")
         return elapsed
     finally:
         for proc, _ in children:
@@ -184,9 +225,30 @@ async def _child(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mount_child(args: argparse.Namespace) -> int:
+    """Open-write-close each file into a directory of a mounted file system."""
+    data = [payload(args.seed, args.proc, i, args.size) for i in range(args.files)]
+    directory = Path(args.dir)
+    if not directory.is_dir():
+        return 1
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 1
+    t0 = time.perf_counter()
+    for i, content in enumerate(data):
+        with open(directory / file_name(i), "wb") as f:
+            f.write(content)
+    seconds = time.perf_counter() - t0
+    answer = {"files": len(data), "bytes": sum(map(len, data)), "seconds": seconds}
+    print(json.dumps(answer), flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="one W5 client process (started by run.py)")
-    parser.add_argument("--namenode", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--namenode", help="write through the SDK to this name node")
+    where.add_argument("--mount", action="store_true", help="write into --dir on a mount")
     parser.add_argument("--token")
     parser.add_argument("--ca")
     parser.add_argument("--user", default=Endpoint("").user)
@@ -195,7 +257,8 @@ def main() -> int:
     parser.add_argument("--files", type=int, required=True)
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
-    return asyncio.run(_child(parser.parse_args()))
+    args = parser.parse_args()
+    return _mount_child(args) if args.mount else asyncio.run(_child(args))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
@@ -394,8 +394,8 @@ class _Connection(asyncio.Protocol):
             self._admitted(request)
         self._resume()
 
-    def _start(self, work: Awaitable[None]) -> None:
-        self.task = asyncio.ensure_future(work)
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        self.task = asyncio.get_running_loop().create_task(work)  # ensure_future costs more
         self.front.running.add(self.task)
         self.task.add_done_callback(self.front.running.discard)
 

@@ -30,7 +30,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
@@ -162,7 +162,9 @@ class _Head:
         self.to_aiohttp = False  # something of HTTP the front leaves to aiohttp
         self.complete = False
         self.method, self.version, self.keep_alive = b"", "", False
-        self.parser = httptools.HttpRequestParser(self)
+        # Dropped once the head is read: it holds this object's methods, and without that
+        # cycle both are freed as soon as the request is, not by the cycle collector.
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -179,6 +181,7 @@ class _Head:
 
     def on_headers_complete(self) -> None:
         parser = self.parser  # asked now: a message that ends here resets them
+        assert parser is not None
         self.method, self.version = parser.get_method(), parser.get_http_version()
         self.keep_alive = parser.should_keep_alive()
         self.complete = True
@@ -322,6 +325,7 @@ class _Connection(asyncio.Protocol):
         if head is None:
             head = self.head = _Head()
             self.fed = 0
+        assert head.parser is not None
         end = self.buf.find(b"\r\n\r\n", max(self.fed - 3, 0))
         stop = len(self.buf) if end < 0 else end + 4
         with memoryview(self.buf) as view:
@@ -338,6 +342,7 @@ class _Connection(asyncio.Protocol):
                 self._refuse(ProtocolError("malformed request: head too long"))
             return None
         self.head = None
+        head.parser = None
         if not head.complete:  # cannot be: llhttp has had the blank line
             self._hand_off()
             return None
@@ -394,8 +399,8 @@ class _Connection(asyncio.Protocol):
             self._admitted(request)
         self._resume()
 
-    def _start(self, work: Awaitable[None]) -> None:
-        self.task = asyncio.ensure_future(work)
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        self.task = asyncio.get_running_loop().create_task(work)  # ensure_future costs more
         self.front.running.add(self.task)
         self.task.add_done_callback(self.front.running.discard)
 

@@ -153,7 +153,7 @@ class Namespace:
             if not node.is_dir:
                 return wire.Listing(path, [status.of(node, path)])
             check(user, node, R, path)
-            return status.listing(path, await walk.tx.inodes.children(node.id))
+            return status.listing(path, await walk.tx.inodes.entries(node.id))
 
     async def listdir_page(
         self,
@@ -177,7 +177,8 @@ class Namespace:
             later = bool(children) and await inodes.beyond(node.id, children[-1].name, True)
         dirs, _ = kinds.get("d", (0, 0))
         files, size = kinds.get("f", (0, 0))
-        entries = status.listing(path, children).entries
+        prefix = path.rstrip("/") + "/"
+        entries = [status.of(n, prefix + n.name) for n in children]
         return status.DirPage(path, entries, earlier, later, dirs, files, size)
 
     # --- directories ----------------------------------------------------------------------

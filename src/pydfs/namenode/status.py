@@ -11,7 +11,7 @@ from typing import Literal
 from pydfs import wire
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.store import Inode
-from pydfs.namenode.store.interface import Placed
+from pydfs.namenode.store.interface import Entry, Placed
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,30 +49,16 @@ def of(node: Inode, path: str, blocks: list[wire.BlockInfo] | None = None) -> wi
     )
 
 
-def listing(path: str, children: list[Inode]) -> wire.Listing:
+def listing(path: str, entries: list[Entry]) -> wire.Listing:
     # Straight from rows to statuses: names were validated when stored, and a large
     # directory is where per-entry work shows.
     prefix = path.rstrip("/") + "/"
-    status = wire.FileStatus
+    status, kinds = wire.FileStatus, KINDS
     return wire.Listing(
         path,
         [
-            status(
-                prefix + n.name,
-                n.name,
-                KINDS[n.type],
-                n.size,
-                n.mtime,
-                n.ctime,
-                n.owner,
-                n.group,
-                n.mode,
-                n.replication,
-                n.block_size,
-                None,
-                n.target,
-            )
-            for n in children
+            status(prefix + name, name, kinds[kind], size, mt, ct, o, g, m, r, bs, None, target)
+            for name, kind, size, mt, ct, o, g, m, r, bs, target in entries
         ],
     )
 

@@ -5,6 +5,7 @@ longer read, until the answers drain."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,5 +104,30 @@ def test_answers_wait_while_the_client_does_not_read() -> None:
         assert all(w.startswith(b"HTTP/1.1 200 OK") for w in transport.written)
         # What follows is no request of the API: aiohttp gets it, every byte.
         assert transport.protocol.inner.received == other
+
+    asyncio.run(go())
+
+
+def test_answered_requests_leave_nothing_to_the_cycle_collector() -> None:
+    """Every request's objects are freed by their reference counts as soon as it is answered:
+    a cycle per request (a head and its parser) costs a busy server collections, full ones
+    among them, that scan every object it holds."""
+
+    async def go() -> None:
+        conn = _Connection(front())
+        transport = Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(STAT)
+        await turns()  # the first request fills caches (the route's metric labels, ...)
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                conn.data_received(STAT)
+                await turns()
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
+        assert len(transport.written) == 21
 
     asyncio.run(go())

@@ -44,7 +44,7 @@ async def test_an_unknown_url_is_refused() -> None:
             open_store(url)
 
 
-async def test_inodes_insert_get_child_and_children_sorted(store: Store) -> None:
+async def test_inodes_insert_get_child_and_entries_sorted(store: Store) -> None:
     async with store.write() as tx:
         d = await tx.inodes.insert(new(ROOT, "d", "d"))
         b = await tx.inodes.insert(new(d, "b", size=5, replication=2, block_size=4096))
@@ -58,7 +58,12 @@ async def test_inodes_insert_get_child_and_children_sorted(store: Store) -> None
         assert (got.owner, got.group, got.mode, got.block_size) == ("alice", "staff", 0o644, 4096)
         assert await tx.inodes.child(d, "b") == got
         assert await tx.inodes.child(d, "zz") is None
-        assert [n.name for n in await tx.inodes.children(d)] == ["a", "b"]
+        entries = await tx.inodes.entries(d)
+        assert [e[0] for e in entries] == ["a", "b"]
+        assert entries[1] == (
+            *(got.name, got.type, got.size, got.mtime, got.ctime, got.owner, got.group),
+            *(got.mode, got.replication, got.block_size, got.target),
+        )
         assert await tx.inodes.has_children(d) and not await tx.inodes.has_children(b)
         assert (await tx.inodes.counts()) == {"d": 2, "f": 2}
 
@@ -96,7 +101,7 @@ async def test_inode_updates(store: Store) -> None:
         await tx.inodes.delete([f])
         await tx.inodes.delete_all_but(ROOT)
     async with store.read() as tx:
-        assert await tx.inodes.children(ROOT) == []
+        assert await tx.inodes.entries(ROOT) == []
         assert (await tx.inodes.counts()).get("f", 0) == 0
 
 
@@ -319,7 +324,7 @@ async def test_symbolic_links_keep_their_target(store: Store) -> None:
         assert got is not None and (got.type, got.target, got.is_dir) == ("l", target, False)
         assert await tx.inodes.child(ROOT, "moved") == got
         assert (await tx.inodes.get(f)) is not None and (await tx.inodes.get(f)).target is None  # type: ignore[union-attr]
-        listed = {n.name: n.target for n in await tx.inodes.children(d)}
+        listed = {e[0]: e[-1] for e in await tx.inodes.entries(d)}
         assert listed == {"dangling": "nowhere", "f": None}
         assert [n.target for n in await tx.inodes.page(d, 1)] == ["nowhere"]
         assert [n.type for n in await tx.inodes.subtree(d)] == ["d", "l", "f"]

@@ -23,6 +23,7 @@ from pydfs.namenode.store.interface import (
     Block,
     BlockHealth,
     DataNodeRow,
+    Entry,
     Inode,
     Misreplicated,
     NewInode,
@@ -53,6 +54,7 @@ _NAMES = (
 )
 # An inode's columns, as ``Inode`` takes them: the root's NULL parent is 0 there.
 _COLS = ", ".join("coalesce(parent, 0)" if c == "parent" else c for c in _NAMES)
+_ENTRY = "name, type, size, mtime, ctime, owner, grp, mode, replication, block_size, target"
 _I_COLS = ", ".join("coalesce(i.parent, 0)" if c == "parent" else f"i.{c}" for c in _NAMES)
 
 # Below this many rows a census counts them (cheaply); above it, PostgreSQL's own estimate is
@@ -89,11 +91,11 @@ class Inodes:
         )
         return _inode(rows[0]) if rows else None
 
-    async def children(self, parent: int) -> list[Inode]:
+    async def entries(self, parent: int) -> list[Entry]:
         rows = await self.q.fetch(
-            f"SELECT {_COLS} FROM inodes WHERE parent = $1 ORDER BY name", parent
+            f"SELECT {_ENTRY} FROM inodes WHERE parent = $1 ORDER BY name", parent
         )
-        return [_inode(r) for r in rows]
+        return [tuple(r) for r in rows]
 
     async def has_children(self, inode_id: int) -> bool:
         return bool(await self.q.fetch("SELECT 1 FROM inodes WHERE parent = $1 LIMIT 1", inode_id))

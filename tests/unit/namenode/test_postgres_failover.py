@@ -55,7 +55,7 @@ async def _mkdir(store: Store, name: str) -> None:
 
 async def _names(store: Store) -> set[str]:
     async with store.read() as tx:
-        return {row.name for row in await tx.inodes.children(ROOT)}
+        return {row[0] for row in await tx.inodes.entries(ROOT)}
 
 
 async def test_a_server_that_restarts_fails_requests_with_unavailable_then_serves(

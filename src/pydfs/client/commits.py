@@ -36,17 +36,32 @@ class Commits:
     def __init__(self, rpc: Callable[[], Rpc]) -> None:
         self._rpc = rpc
         self._queue: list[_Waiting] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._busy = False  # a commit request is under way
+        self._sender: asyncio.Task[None] | None = None  # sending what waited, if anything
         self.requests = 0  # commit requests sent (lone or many)
 
     async def commit(self, upload_id: str, req: wire.CommitRequest) -> wire.FileStatus:
-        """Commit the upload *upload_id*, with whichever others are waiting to."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[wire.FileStatus] = loop.create_future()
-        self._queue.append((wire.UploadCommit(upload_id, req), done))
-        if self._sender is None:
-            self._sender = loop.create_task(self._send())
-        return await done
+        """Commit the upload *upload_id*: at once if no other commit is under way (from this
+        task, without a hand-off), else with whichever others wait when it is done."""
+        commit = wire.UploadCommit(upload_id, req)
+        if self._busy:
+            done: asyncio.Future[wire.FileStatus] = asyncio.get_running_loop().create_future()
+            self._queue.append((commit, done))
+            return await done
+        self._busy = True
+        try:
+            self.requests += 1
+            route = f"/uploads/{upload_id}/commit"
+            return await self._rpc().call("POST", route, req, reply=wire.FileStatus)
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        """Send what waits, in a task of its own: its writers wait for it, not for this one."""
+        if self._queue:
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+        else:
+            self._busy = False
 
     async def _send(self) -> None:
         try:
@@ -57,7 +72,7 @@ class Commits:
                 if batch:
                     await self._request(batch)
         finally:
-            self._sender = None
+            self._busy, self._sender = False, None
             for _, done in self._queue:  # only if this task was cancelled (the loop closing)
                 done.cancel()
             self._queue.clear()

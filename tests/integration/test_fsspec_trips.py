@@ -77,6 +77,22 @@ def test_pipe_makes_each_directory_once(
     assert fs.cat(sorted(files)) == dict(sorted(files.items()))
 
 
+def test_put_of_many_files_commits_them_together(
+    fs: PydfsFileSystem, shared_cluster: LocalCluster, top: str, tmp_path: Path
+) -> None:
+    files = tree(top)
+    local = tmp_path / "src"
+    for path, data in files.items():
+        (local / os.path.relpath(path, top)).parent.mkdir(parents=True, exist_ok=True)
+        (local / os.path.relpath(path, top)).write_bytes(data)
+    count = Requests(shared_cluster)
+    fs.put(str(local), top, recursive=True)
+    moved = count.moved()
+    commits = moved["/uploads/{id}/commit"] + moved["/uploads/commit-many"]
+    assert moved["/uploads/commit-many"] >= 1 and commits < N // 2, moved
+    assert fs.cat(sorted(files)) == dict(sorted(files.items()))
+
+
 def test_rm_of_many_paths_is_one_request(
     fs: PydfsFileSystem, shared_cluster: LocalCluster, top: str
 ) -> None:

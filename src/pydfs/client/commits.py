@@ -18,6 +18,7 @@ commit's would.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -85,8 +86,12 @@ class Commits:
                 await self._together(batch)
         except BaseException as exc:  # a bug, or this task cancelled: no writer waits forever
             for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc) if isinstance(exc, Exception) else done.cancel()
+                if done.done():
+                    continue
+                if isinstance(exc, Exception):
+                    done.set_exception(copy.copy(exc))
+                else:
+                    done.cancel()
             if not isinstance(exc, Exception):
                 raise
 
@@ -110,15 +115,14 @@ class Commits:
             )
         except (AnswerLost, Unavailable) as exc:  # applied or not: nobody can say
             for _, done in batch:
-                _settle(done, exc=from_code(exc.code, exc.message))
+                _settle(done, exc=copy.copy(exc))
             return
         except PydfsError:  # refused as a whole, so nothing of it applied: one by one
             await asyncio.gather(*(self._alone(waiting) for waiting in batch))
             return
         if len(reply.results) != len(batch):
-            wrong = ProtocolError("the name node answered a batch of commits with another count")
             for _, done in batch:
-                _settle(done, exc=wrong)
+                _settle(done, exc=ProtocolError("a batch of commits answered with another count"))
             return
         for (_, done), result in zip(batch, reply.results, strict=True):
             if result.status is not None:

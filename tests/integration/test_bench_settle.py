@@ -44,6 +44,7 @@ def test_settle_waits_for_the_deleted_blocks_only(
             await fs.write_bytes("/stream", os.urandom(4 * block_size), block_size=block_size)
             kept = [b.id for b in (await fs.info("/before")).blocks or []]
             doomed = [b.id for b in (await fs.info("/stream")).blocks or []]
+            assert len(kept) == 3 and len(doomed) == 4
             await fs.delete("/stream")
             await bench_run.settle_deletes(cluster, doomed)
             for node in cluster.datanodes:

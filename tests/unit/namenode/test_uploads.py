@@ -441,6 +441,51 @@ def test_a_batch_commit_must_name_a_file_it_may_write(uploads, ns):
     assert ns.stat("/tmp/f", None).blocks[0].id == grant.block.block_id
 
 
+def test_a_batch_of_commits_gives_each_file_its_own_outcome(uploads, ns):
+    """One transaction for them all, but a refused file changes nothing and the others are
+    committed; every upload named is closed, a refused one's blocks go to the trash."""
+    ns.mkdir("/d", None)
+    old = uploads.start_batch(wire.UploadBatchRequest(1), ALICE).uploads[0]
+    uploads.commit(old.upload_id, wire.CommitRequest([stored(old.block)], path="/d/old"), ALICE)
+    grants = uploads.start_batch(wire.UploadBatchRequest(6), ALICE).uploads
+    assert len(grants) == 6
+    a, b, exists, nodir, foreign, named = grants
+    theirs = uploads.start_batch(wire.UploadBatchRequest(1), User("bob")).uploads[0]
+    keep = wire.CommitRequest([stored(exists.block)], path="/d/old", overwrite=False)
+    commits = [
+        wire.UploadCommit(a.upload_id, wire.CommitRequest([stored(a.block, 3)], path="/d/a")),
+        wire.UploadCommit(exists.upload_id, keep),
+        wire.UploadCommit(nodir.upload_id, wire.CommitRequest([stored(nodir.block)], "/no/f")),
+        wire.UploadCommit(foreign.upload_id, wire.CommitRequest([stored(a.block)], "/d/x")),
+        wire.UploadCommit("0" * 32, wire.CommitRequest([], path="/d/gone")),
+        wire.UploadCommit(theirs.upload_id, wire.CommitRequest([], path="/d/theirs")),
+        wire.UploadCommit(b.upload_id, wire.CommitRequest([stored(b.block, 5)], path="/d/b")),
+        wire.UploadCommit(named.upload_id, wire.CommitRequest([stored(named.block)], "/d/b")),
+    ]
+    results = uploads.commit_many(wire.CommitManyRequest(commits), ALICE).results
+    codes = [r.error.code if r.error else r.status.path for r in results]
+    assert codes == [
+        "/d/a",
+        "already_exists",
+        "not_found",
+        "protocol_error",  # a block of another upload
+        "conflict",  # no such upload
+        "permission_denied",  # another user's
+        "/d/b",
+        "/d/b",  # replaces the one just committed, as two commits one after the other would
+    ]
+    assert {e.name for e in ns.listdir("/d", None).entries} == {"old", "a", "b"}
+    assert ns.stat("/d/old", None).blocks[0].id == old.block.block_id
+    assert ns.stat("/d/b", None).blocks[0].id == named.block.block_id
+    assert in_flight(uploads) == {theirs.block.block_id}  # only bob's upload is still open
+    refused = [exists, nodir, foreign]
+    assert {block for _, block in trash(ns)} >= {g.block.block_id for g in refused}
+    with pytest.raises(ProtocolError):  # an upload named twice
+        uploads.commit_many(wire.CommitManyRequest([commits[0], commits[0]]), ALICE)
+    with pytest.raises(InvalidArgument):
+        uploads.commit_many(wire.CommitManyRequest([]), ALICE)
+
+
 def test_a_named_upload_commits_only_its_own_path(uploads, ns):
     grant = uploads.start(wire.UploadRequest("/f"), ALICE)
     with pytest.raises(InvalidArgument):

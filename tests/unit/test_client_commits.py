@@ -103,3 +103,14 @@ async def test_a_writer_that_gave_up_is_left_out() -> None:
     await first
     assert (await waiting[1]).path == "/f2"
     assert [c[1] for c in nn.calls] == [1, 1]  # /f2 alone: /f1 was not sent
+
+
+@pytest.mark.asyncio
+async def test_a_request_names_a_bounded_number_of_blocks() -> None:
+    nn = FakeNameNode()
+    commits = Commits(lambda: nn)  # type: ignore[arg-type,return-value]
+    block = wire.StoredBlock("b" * 32, 4096, 0, ["dn-1"])
+    many = [wire.CommitRequest([block] * 2000, f"/f{i}") for i in range(5)]
+    results = await asyncio.gather(*(commits.commit(f"u{i}", c) for i, c in enumerate(many)))
+    assert [r.path for r in results] == [f"/f{i}" for i in range(5)]
+    assert [c[1] for c in nn.calls] == [1, 2, 2]  # 4,000 blocks a request at most

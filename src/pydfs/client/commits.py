@@ -28,6 +28,8 @@ from pydfs.errors import AnswerLost, ProtocolError, PydfsError, Unavailable, fro
 if TYPE_CHECKING:
     from pydfs.rpc import Rpc
 
+MAX_BLOCKS = 4096  # blocks one request commits, at most (about 0.5 MB of JSON)
+
 _Waiting = tuple[wire.UploadCommit, "asyncio.Future[wire.FileStatus]"]
 
 
@@ -67,7 +69,7 @@ class Commits:
     async def _send(self) -> None:
         try:
             while self._queue:
-                size = wire.MAX_COMMIT_BATCH
+                size = _fitting(self._queue)
                 batch, self._queue = self._queue[:size], self._queue[size:]
                 batch = [(c, done) for c, done in batch if not done.done()]  # not cancelled
                 if batch:
@@ -130,6 +132,18 @@ class Commits:
             else:
                 error = result.error or wire.ErrorBody("protocol_error", "no status, no error")
                 _settle(done, exc=from_code(error.code, error.message))
+
+
+def _fitting(queue: list[_Waiting]) -> int:
+    """How many of the first commits waiting go in one request: at most
+    ``wire.MAX_COMMIT_BATCH``, naming at most ``MAX_BLOCKS`` blocks in all (a file of small
+    blocks names many), so that the body stays well under the name node's limit."""
+    blocks = 0
+    for n, (commit, _) in enumerate(queue[: wire.MAX_COMMIT_BATCH]):
+        blocks += len(commit.commit.blocks)
+        if blocks > MAX_BLOCKS and n > 0:
+            return n
+    return min(len(queue), wire.MAX_COMMIT_BATCH)
 
 
 def _settle(

@@ -69,7 +69,7 @@ from machine import (
 from peers import PEERS, PeerError, PeerPlan, measure, parse_peers
 from pydfs.client.aio import AsyncClient
 from pydfs.cluster import LocalCluster
-from pydfs.datanode.blockstore import fs_type
+from pydfs.datanode.blockstore import block_file, fs_type
 from w5 import w5_parallel_writes
 from workloads import (
     cli_startup,
@@ -254,14 +254,14 @@ def streaming(b: Bench, i: int) -> Samples:
     """A generated file written and read back through the SDK's streams, sha256 on the fly;
     the peak RSS of every process over both."""
     size, path = b.plan.stream_size, f"/bench/run{i}/stream.bin"
-    used_before = b.runner.run(disk_used(b.fs))
     with PeakRss(b.pids) as peak:
         write_s, read_s = b.runner.run(
             stream_roundtrip(b.fs, path, size, random.randrange(1 << 32), b.plan.block_size)
         )
     b.state.peak_reset &= peak.exact
+    blocks = [block.id for block in b.runner.run(b.fs.info(path)).blocks or []]
     b.runner.run(b.fs.delete(path))  # twice its size on the data nodes' disk
-    b.runner.run(settle_deletes(b.fs, used_before + (b.plan.block_size or DEFAULT_BLOCK_SIZE)))
+    b.runner.run(settle_deletes(b.cluster, blocks))
     return {
         "stream_write_mbps": [size / MB / write_s],
         "stream_read_mbps": [size / MB / read_s],
@@ -272,19 +272,26 @@ def streaming(b: Bench, i: int) -> Samples:
 SETTLE_TIMEOUT = 120.0  # seconds to wait for the data nodes to free a deleted file
 
 
-async def disk_used(fs: AsyncClient) -> int:
-    return sum(n.used for n in await fs.datanodes())
+async def settle_deletes(cluster: LocalCluster, blocks: list[str]) -> None:
+    """Wait until no data node holds a file of *blocks* (a deleted file's: the nodes delete
+    them as their next heartbeats' answers order; ``BenchFailure`` if they do not within
+    ``SETTLE_TIMEOUT``), then sync: freeing gigabytes keeps the
+    disk's journal busy (discards) for seconds, and the small-file phases that follow wait on
+    that journal with every fsync.
 
-
-async def settle_deletes(fs: AsyncClient, used: int) -> None:
-    """Wait until the data nodes use at most *used* bytes again, having freed a deleted file
-    (they delete on their next heartbeats), then sync: freeing gigabytes keeps the disk's
-    journal busy (discards) for seconds, and the small-file phases that follow wait on that
-    journal with every fsync."""
+    The block files themselves are watched, not the bytes the data nodes report used: those
+    come with heartbeats, every few seconds, so a figure read before the deletion may not
+    count the files written just before it yet (W1's, in quick mode) and is never reached
+    again afterwards."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    while await disk_used(fs) > used and loop.time() - start < SETTLE_TIMEOUT:  # noqa: ASYNC110
-        await asyncio.sleep(0.5)  # (heartbeats carry the figure: nothing announces it)
+    files = [block_file(node.data_dir, block) for node in cluster.datanodes for block in blocks]
+    while left := sum(f.exists() for f in files):
+        if loop.time() - start > SETTLE_TIMEOUT:
+            raise BenchFailure(
+                f"{left} block files of a deleted file still there after {SETTLE_TIMEOUT:g} s"
+            )
+        await asyncio.sleep(0.2)  # (nothing announces a deletion)
     await asyncio.to_thread(os.sync)
     note(f"the data nodes freed the streamed file in {loop.time() - start:.1f} s")
 

@@ -479,18 +479,25 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         """Write many files: the directories they go in first (one ``mkdir -p`` per deepest
-        one), then ``PIPE_CONCURRENCY`` files at a time."""
+        one), then the files, ``PIPE_CONCURRENCY`` at a time, their commits sent together
+        (``AsyncClient.write_many``). The first file refused is raised, once all are done."""
         files = {
             self._strip_protocol(k): v
             for k, v in ({path: value} if isinstance(path, str) else path).items()
         }
-        if len(files) > 1:
-            await self._make_parents(list(files))
-        await _run_coros_in_chunks(
-            [self._pipe_file(k, v, **kwargs) for k, v in files.items()],
-            batch_size=batch_size or PIPE_CONCURRENCY,
-            nofiles=True,
+        if len(files) == 1:
+            [(name, data)] = files.items()
+            await self._pipe_file(name, data, **kwargs)
+            return
+        await self._make_parents(list(files))
+        results = await self.client().write_many(
+            {k: bytes(v) for k, v in files.items()},
+            overwrite=kwargs.get("mode", "overwrite") != "create",
+            concurrency=batch_size or PIPE_CONCURRENCY,
         )
+        for result in results.values():
+            if isinstance(result, Exception):
+                raise result
 
     async def _put_file(
         self,

@@ -356,6 +356,34 @@ class CommitRequest(Struct):
     keep: list[KeptBlock] = []
 
 
+MAX_COMMIT_BATCH = 256  # uploads one /uploads/commit-many may commit
+
+
+class UploadCommit(Struct):
+    """One file of a ``/uploads/commit-many``: its upload, and that upload's commit."""
+
+    upload_id: str
+    commit: CommitRequest
+
+
+class CommitManyRequest(Struct):
+    """Commits of many uploads in one request and one transaction: each file succeeds or
+    fails on its own, and every upload named is closed either way."""
+
+    commits: list[UploadCommit]
+
+
+class CommitResult(Struct):
+    """One file's outcome: the file as committed, or why it was not (nothing of it applied)."""
+
+    status: FileStatus | None = None
+    error: ErrorBody | None = None
+
+
+class CommitManyReply(Struct):
+    results: list[CommitResult]  # one per commit, in the request's order
+
+
 class OpenUpload(Struct):
     """An upload not committed yet, as administrators see it."""
 

@@ -71,8 +71,25 @@ def test_pipe_makes_each_directory_once(
     fs.pipe(files)
     moved = count.moved()
     assert moved["/fs/mkdir"] == 5  # one per directory (before: one per file)
-    assert moved["/uploads/{id}/commit"] == N
-    assert sum(moved.values()) <= N + 5 + 10  # commits, mkdirs and a few lease batches
+    commits = moved["/uploads/{id}/commit"] + moved["/uploads/commit-many"]
+    assert commits < N // 2  # commits go together (before: one per file)
+    assert sum(moved.values()) <= commits + 5 + 10  # commits, mkdirs and a few lease batches
+    assert fs.cat(sorted(files)) == dict(sorted(files.items()))
+
+
+def test_put_of_many_files_commits_them_together(
+    fs: PydfsFileSystem, shared_cluster: LocalCluster, top: str, tmp_path: Path
+) -> None:
+    files = tree(top)
+    local = tmp_path / "src"
+    for path, data in files.items():
+        (local / os.path.relpath(path, top)).parent.mkdir(parents=True, exist_ok=True)
+        (local / os.path.relpath(path, top)).write_bytes(data)
+    count = Requests(shared_cluster)
+    fs.put(str(local), top, recursive=True)
+    moved = count.moved()
+    commits = moved["/uploads/{id}/commit"] + moved["/uploads/commit-many"]
+    assert moved["/uploads/commit-many"] >= 1 and commits < N // 2, moved
     assert fs.cat(sorted(files)) == dict(sorted(files.items()))
 
 

@@ -21,6 +21,7 @@ from pydfs.cli.context import Context, interruptible
 from pydfs.errors import InvalidArgument, IsADirectory, NotADirectory, NotFound
 
 PARALLEL = 4
+SMALL_PARALLEL = 64  # small files put at once: their commits go to the name node together
 Done = tuple[str, str, int, object]  # from, to, size, what --json tells of it
 
 READ_HELP = """\
@@ -55,7 +56,9 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("-r", "-R", "--recursive", action="store_true", help="whole directory trees")
     p.add_argument("-f", "--force", action="store_true", help=f"replace an existing {what} file")
     p.add_argument(
-        "--parallel", type=int, default=PARALLEL, help=f"files in flight at once ({PARALLEL})"
+        "--parallel",
+        type=int,
+        help=f"files in flight at once ({PARALLEL}; put: {SMALL_PARALLEL} of those up to 1 MiB)",
     )
 
 
@@ -76,23 +79,30 @@ def _split(args: argparse.Namespace) -> tuple[list[str], str | None]:
 
 
 async def _run_all(
-    ctx: Context, jobs: list[Callable[[], Awaitable[Done]]], parallel: int
+    ctx: Context,
+    jobs: list[Callable[[], Awaitable[Done]]],
+    parallel: int,
+    small: list[bool] | None = None,
+    small_parallel: int = 0,
 ) -> list[Done]:
-    """Run *jobs*, at most *parallel* at a time. A failure of one file is reported and the
-    others go on; any other failure cancels the rest."""
+    """Run *jobs*, at most *parallel* at a time, and those *small* marks at most
+    *small_parallel* at a time besides. A failure of one file is reported and the others go
+    on; any other failure cancels the rest."""
     import asyncio
 
-    limit = asyncio.Semaphore(max(1, parallel))
+    limits = {False: asyncio.Semaphore(max(1, parallel))}
+    limits[True] = asyncio.Semaphore(max(1, small_parallel)) if small_parallel else limits[False]
 
-    async def one(job: Callable[[], Awaitable[Done]]) -> Done | None:
-        async with limit:
+    async def one(job: Callable[[], Awaitable[Done]], is_small: bool) -> Done | None:
+        async with limits[is_small]:
             with ctx.carry_on():
                 return await job()
             return None
 
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(job)) for job in jobs]
+            marks = small or [False] * len(jobs)
+            tasks = [group.create_task(one(j, m)) for j, m in zip(jobs, marks, strict=True)]
     except BaseExceptionGroup as failed:  # the first error is the one to tell
         raise failed.exceptions[0] from None
     return [done for t in tasks if (done := t.result()) is not None]
@@ -168,7 +178,7 @@ async def file_read(ctx: Context, args: argparse.Namespace) -> int:
 
             return download
 
-        done = await _run_all(ctx, [job(r, t) for r, t, _ in plan], args.parallel)
+        done = await _run_all(ctx, [job(r, t) for r, t, _ in plan], args.parallel or PARALLEL)
     _report(ctx, done, single)
     return 0
 
@@ -237,7 +247,18 @@ async def file_write(ctx: Context, args: argparse.Namespace) -> int:
 
             return upload
 
-        done = await _run_all(ctx, [job(src, dst) for src, dst, _ in plan], args.parallel)
+        from pydfs.client.transfer import SMALL_WRITE
+
+        # Small files go many at a time (unless --parallel says otherwise), so that their
+        # commits share requests to the name node (``client.commits``).
+        small = [size <= SMALL_WRITE for _, _, size in plan]
+        done = await _run_all(
+            ctx,
+            [job(src, dst) for src, dst, _ in plan],
+            args.parallel or PARALLEL,
+            small,
+            args.parallel or SMALL_PARALLEL,
+        )
     single = len(locals_) == 1 and not args.recursive
     _report(ctx, done, single)
     return 0

@@ -10,13 +10,14 @@ relative ones resolve against ``/``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import io
 import os
 import secrets
 import stat
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
@@ -24,10 +25,11 @@ from pydfs import paths, rpc, wire
 from pydfs.client import blocks
 from pydfs.client.transfer import AsyncSource, ByteSource, Progress, Transfer
 from pydfs.config import ClientConfig, namenode_urls
-from pydfs.errors import ChecksumMismatch, InvalidArgument
+from pydfs.errors import ChecksumMismatch, InvalidArgument, PydfsError
 from pydfs.rpc import FAILOVER_TIMEOUT
 
 BACKUP_WAIT = 1800.0  # seconds a metadata backup may take to start arriving
+WRITE_MANY_CONCURRENCY = 64  # files ``write_many`` has on their way at once
 
 if TYPE_CHECKING:
     import aiohttp
@@ -374,6 +376,40 @@ class AsyncClient:
 
     async def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:
         return await self.write_stream(path, io.BytesIO(data), **kwargs)
+
+    async def write_many(
+        self,
+        files: Mapping[str, bytes],
+        *,
+        overwrite: bool = True,
+        replication: int | None = None,
+        block_size: int | None = None,
+        concurrency: int = WRITE_MANY_CONCURRENCY,
+    ) -> dict[str, wire.FileStatus | PydfsError]:
+        """Write many files, *concurrency* at a time, each as ``write_bytes`` would: small
+        ones take their leases from batches and their commits go to the name node together
+        (``client.commits``), so that the lot costs a few requests and fsyncs of the name node
+        rather than one of each per file. Every file is on its own: the answer maps each path
+        to its status, or to the error that refused it (nothing of that file stored); only a
+        failure of the whole (cancellation, a bug) raises."""
+        limit = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(path: str, data: bytes) -> wire.FileStatus | PydfsError:
+            async with limit:
+                try:
+                    return await self.write_bytes(
+                        path,
+                        data,
+                        overwrite=overwrite,
+                        replication=replication,
+                        block_size=block_size,
+                    )
+                except PydfsError as exc:
+                    return exc
+
+        async with asyncio.TaskGroup() as group:
+            tasks = {path: group.create_task(one(path, data)) for path, data in files.items()}
+        return {path: task.result() for path, task in tasks.items()}
 
     async def upload(
         self, local: str | os.PathLike[str], path: str, **kwargs: Any

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping, Sequence
 from typing import IO, Any, Literal, TypeVar, overload
 
 from pydfs import wire
 from pydfs.client import files
 from pydfs.client.aio import AsyncClient, ByteSource, Progress
+from pydfs.errors import PydfsError
 
 T = TypeVar("T")
 
@@ -159,6 +160,11 @@ class Client:
 
     def write_bytes(self, path: str, data: bytes, **kwargs: Any) -> wire.FileStatus:
         return self._run(self._aio.write_bytes(path, data, **kwargs))
+
+    def write_many(
+        self, files: Mapping[str, bytes], **kwargs: Any
+    ) -> dict[str, wire.FileStatus | PydfsError]:
+        return self._run(self._aio.write_many(files, **kwargs))
 
     def write_stream(self, path: str, stream: ByteSource, **kwargs: Any) -> wire.FileStatus:
         return self._run(self._aio.write_stream(path, stream, **kwargs))

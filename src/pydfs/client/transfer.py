@@ -19,7 +19,15 @@ from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from pydfs import wire
 from pydfs.client import blocks
-from pydfs.errors import AnswerLost, Conflict, IsADirectory, PydfsError, Unavailable
+from pydfs.client.commits import Commits
+from pydfs.errors import (
+    AnswerLost,
+    Conflict,
+    IsADirectory,
+    LimitExceeded,
+    PydfsError,
+    Unavailable,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -30,6 +38,7 @@ LEASE_RENEWAL = 60.0  # seconds between lease renewals of an open upload (leases
 SMALL_WRITE = 1 << 20  # a write of at most this many bytes takes its lease from a batch
 MAX_BATCH = 64  # leases fetched at once, at most (as many as the name node grants at once)
 BATCH_SHELF_LIFE = 300.0  # seconds a batch lease is used for (leases last 600 s)
+LIMIT_WAIT = 30.0  # seconds a fetch of leases waits for the user's other writers to make room
 
 Progress = Callable[[int], None]
 """``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
@@ -67,6 +76,8 @@ class Transfer:
     def __init__(self, client: Connections) -> None:
         self._client = client
         self._shelves: dict[tuple[int | None, int | None], _LeaseShelf] = {}
+        self.commits = Commits(lambda: client.rpc)
+        """The commits of small files, sent to the name node together."""
 
     async def close(self) -> None:
         """Hand the unused batch leases back, so that the name node need not wait for them to
@@ -217,6 +228,8 @@ class Transfer:
             )
             checksum = None if sha256 is None else sha256()
             commit = wire.CommitRequest(stored, path, overwrite, checksum, expect, keep or [])
+            if not grant.path:  # an upload from a batch: a small file, committed with others
+                return await self.commits.commit(grant.upload_id, commit)
             return await client.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
         except BaseException:
             await asyncio.shield(self._abort(route))
@@ -269,18 +282,37 @@ class Transfer:
     async def _fill(
         self, shelf: _LeaseShelf, replication: int | None, block_size: int | None
     ) -> None:
-        """Fetch a batch of leases onto *shelf*, for the writers waiting on it."""
+        """Fetch a batch of leases onto *shelf*, for the writers waiting on it.
+
+        The user's other clients draw on the same allowance of open uploads (the name node's
+        ``max_open_uploads``), and the name node grants a batch at most half the room left, so
+        that no client takes the last of it. A fetch refused because the user holds as many as
+        allowed waits for those writers to commit theirs and asks again, for a single lease,
+        for up to ``LIMIT_WAIT`` seconds."""
         client = self._client
+        loop = asyncio.get_running_loop()
         try:
             count = min(MAX_BATCH, max(shelf.next_batch, shelf.waiting))
-            req = wire.UploadBatchRequest(
-                count,
-                client.replication if replication is None else replication,
-                client.block_size if block_size is None else block_size,
-            )
             shelf.next_batch = min(MAX_BATCH, count * 2)
-            batch = await client.rpc.call("POST", "/uploads/batch", req, reply=wire.UploadBatch)
-            now = asyncio.get_running_loop().time()
+            deadline, delay = loop.time() + LIMIT_WAIT, 0.01
+            while True:
+                req = wire.UploadBatchRequest(
+                    count,
+                    client.replication if replication is None else replication,
+                    client.block_size if block_size is None else block_size,
+                )
+                try:
+                    batch = await client.rpc.call(
+                        "POST", "/uploads/batch", req, reply=wire.UploadBatch
+                    )
+                    break
+                except LimitExceeded:
+                    if loop.time() + delay > deadline:
+                        raise
+                    count = shelf.next_batch = 1  # near the limit: one lease at a time
+                    await asyncio.sleep(delay)
+                    delay = min(0.5, delay * 2)
+            now = loop.time()
             shelf.grants.extend((now, grant) for grant in reversed(batch.uploads))
         finally:
             shelf.fetch = None

@@ -385,6 +385,17 @@ ENDPOINTS: list[Endpoint] = [
     ),
     endpoint(
         "POST",
+        "/uploads/commit-many",
+        "user",
+        lambda c: c.nn.uploads.commit_many(c.body, c.user),
+        f"Commit up to {wire.MAX_COMMIT_BATCH} uploads in one transaction, each file on its "
+        "own: the reply holds each one's status or error, in order; every upload named is "
+        "closed.",
+        wire.CommitManyRequest,
+        wire.CommitManyReply,
+    ),
+    endpoint(
+        "POST",
         "/uploads/{id}/renew",
         "user",
         lambda c: _none(c.nn.uploads.renew, c.match["id"], c.user),

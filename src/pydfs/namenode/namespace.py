@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import NamedTuple
 
 from pydfs import paths, wire
 from pydfs.errors import (
@@ -67,6 +68,20 @@ def _layout(
     if any(b.size != block_size for b in layout[:-1]) or layout[-1].size > block_size:
         raise InvalidArgument(f"blocks kept in {path} must all be full but the last")
     return layout
+
+
+class FileCommit(NamedTuple):
+    """A file's commit as ``Namespace.check_commit`` allowed it, for ``apply_commit``."""
+
+    path: str
+    user: User | None
+    parent: Inode
+    existing: Inode | None
+    replication: int
+    block_size: int
+    blocks: list[wire.StoredBlock]
+    layout: list[Block]
+    sha256: str | None
 
 
 def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
@@ -469,51 +484,93 @@ class Namespace:
         same transaction (an upload's bookkeeping); *expect*: only if the file is there and
         names exactly these blocks now; *keep*: blocks of that version the new one keeps, in
         the places they name (``_layout``)."""
+        async with self.tree.writing() as walk:
+            if before is not None:
+                await before(walk.tx)
+            commit = await self.check_commit(
+                walk,
+                path,
+                user,
+                replication=replication,
+                block_size=block_size,
+                blocks=blocks,
+                overwrite=overwrite,
+                sha256=sha256,
+                expect=expect,
+                keep=keep,
+            )
+            return await self.apply_commit(walk, commit)
+
+    async def check_commit(
+        self,
+        walk: Walk,
+        path: str,
+        user: User | None,
+        *,
+        replication: int,
+        block_size: int,
+        blocks: list[wire.StoredBlock],
+        overwrite: bool,
+        sha256: str | None = None,
+        expect: list[str] | None = None,
+        keep: list[wire.KeptBlock] | None = None,
+        directory: bool = False,
+    ) -> FileCommit:
+        """Everything ``commit_file`` refuses, refused in *walk*'s transaction without changing
+        anything, so that a batch can refuse one file and go on (``apply_commit`` then makes
+        the change); *directory* as for ``create_file``."""
         if path == paths.ROOT:
             raise IsADirectory("/ is a directory")
         if keep and expect is None:
             raise InvalidArgument("a commit keeps only blocks of the version it expects")
+        tx = walk.tx
+        parent, existing = await self._writable(
+            walk, path, user, overwrite=overwrite, directory=directory
+        )
+        current = [] if expect is None else await _still_version(tx, path, existing, expect)
+        if keep and existing is not None and existing.block_size != block_size:
+            raise InvalidArgument(f"blocks kept in {path} need its block size")
+        layout = _layout(path, blocks, keep or [], current, block_size)
+        return FileCommit(
+            path, user, parent, existing, replication, block_size, blocks, layout, sha256
+        )
+
+    async def apply_commit(self, walk: Walk, commit: FileCommit) -> wire.FileStatus:
+        """Make the change ``check_commit`` found allowed, in the same transaction."""
+        tx, path, blocks, layout = walk.tx, commit.path, commit.blocks, commit.layout
         now = time.time()
-        async with self.tree.writing() as walk:
-            tx = walk.tx
-            if before is not None:
-                await before(tx)
-            parent, existing = await self._writable(walk, path, user, overwrite=overwrite)
-            current = [] if expect is None else await _still_version(tx, path, existing, expect)
-            if keep and existing is not None and existing.block_size != block_size:
-                raise InvalidArgument(f"blocks kept in {path} need its block size")
-            layout = _layout(path, blocks, keep or [], current, block_size)
-            size = sum(b.size for b in layout)
-            named: set[str] = set()
-            if existing is not None:
-                # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
-                # Its blocks are released once the new ones are attached: those kept stay.
-                named = await tx.blocks.detach([existing.id])
-                await tx.inodes.set_content(
-                    existing.id,
-                    size=size,
-                    mtime=now,
-                    replication=replication,
-                    block_size=block_size,
-                )
-                inode_id = existing.id
-            else:
-                inode_id = await self._insert(
-                    tx,
-                    parent,
-                    paths.basename(path),
-                    "f",
-                    user,
-                    size=size,
-                    replication=replication,
-                    block_size=block_size,
-                )
-            await tx.blocks.add([Block(b.block_id, b.size, b.crc) for b in blocks], now)
-            await tx.blocks.add_replicas([(b.block_id, n) for b in blocks for n in b.nodes], now)
-            await tx.blocks.attach(inode_id, [b.id for b in layout])
-            await tx.blocks.release(named)
-            await tx.inodes.set_sha256(inode_id, sha256)
-            return await self._made(tx, inode_id, path)
+        size = sum(b.size for b in layout)
+        named: set[str] = set()
+        existing = commit.existing
+        if existing is not None:
+            # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
+            # Its blocks are released once the new ones are attached: those kept stay.
+            named = await tx.blocks.detach([existing.id])
+            await tx.inodes.set_content(
+                existing.id,
+                size=size,
+                mtime=now,
+                replication=commit.replication,
+                block_size=commit.block_size,
+            )
+            inode_id = existing.id
+        else:
+            inode_id = await self._insert(
+                tx,
+                commit.parent,
+                paths.basename(path),
+                "f",
+                commit.user,
+                size=size,
+                replication=commit.replication,
+                block_size=commit.block_size,
+            )
+        await tx.blocks.add([Block(b.block_id, b.size, b.crc) for b in blocks], now)
+        await tx.blocks.add_replicas([(b.block_id, n) for b in blocks for n in b.nodes], now)
+        await tx.blocks.attach(inode_id, [b.id for b in layout])
+        await tx.blocks.release(named)
+        await tx.inodes.set_sha256(inode_id, commit.sha256)
+        return await self._made(tx, inode_id, path)
 
     async def _target(
         self, walk: Walk, src: str, dst: str, user: User | None

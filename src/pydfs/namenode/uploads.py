@@ -29,14 +29,16 @@ from pydfs.errors import (
     NoSpace,
     PermissionDenied,
     ProtocolError,
+    PydfsError,
     Unavailable,
 )
 from pydfs.namenode import placement
 from pydfs.namenode.auth import User
 from pydfs.namenode.membership import Membership
-from pydfs.namenode.namespace import Namespace
+from pydfs.namenode.namespace import FileCommit, Namespace
 from pydfs.namenode.store import Tx
 from pydfs.namenode.store.interface import UploadRow
+from pydfs.namenode.tree import Walk
 
 MIN_BLOCK_SIZE = 4096
 MAX_BLOCK_SIZE = 2**31
@@ -70,9 +72,11 @@ class Uploads:
         self.on_commit = on_commit  # (blocks, replication): lets healing see a short pipeline
         self.write_token = write_token  # signs the write token of a granted block
 
-    async def _room(self, tx: Tx, user: User, wanted: int) -> int:
+    async def _room(self, tx: Tx, user: User, wanted: int, *, share: bool = False) -> int:
         """How many of *wanted* new uploads *user* may open (at least one, else it raises);
-        also refuses while the name node waits for its data nodes after a start."""
+        with *share* (leases fetched ahead), at most half the room left, so that the user's
+        other clients, which keep leases of their own ahead, find some too. Also refuses
+        while the name node waits for its data nodes after a start."""
         if (waiting := self.membership.starting(self.namespace.replication)) is not None:
             raise Unavailable(
                 "name node is starting: waiting for data nodes "
@@ -84,7 +88,7 @@ class Uploads:
                 f"{user.name} has {self.max_open} uploads open, the most allowed: "
                 "finish or abandon some first"
             )
-        return min(room, wanted)
+        return min(max(1, room // 2) if share else room, wanted)
 
     async def start(self, req: wire.UploadRequest, user: User) -> wire.UploadGrant:
         path = paths.normalize(req.path)
@@ -99,12 +103,12 @@ class Uploads:
 
     async def start_batch(self, req: wire.UploadBatchRequest, user: User) -> wire.UploadBatch:
         """Uploads whose paths their commits will name (and check then); fewer than asked
-        for when the caller is near its limit of open uploads."""
+        for when the caller is near its limit of open uploads (half the room left, at most)."""
         if not 1 <= req.count <= MAX_BATCH:
             raise InvalidArgument(f"a batch holds 1 to {MAX_BATCH} uploads")
         replication, block_size = self._shape(req.replication, req.block_size)
         async with self.store.write(durable=False) as tx:
-            count = await self._room(tx, user, req.count)
+            count = await self._room(tx, user, req.count, share=True)
             return wire.UploadBatch(
                 [
                     await self._open(tx, None, user, replication, block_size, True)
@@ -220,30 +224,10 @@ class Uploads:
         async with self.store.read() as tx:
             upload = await self._get(tx, upload_id, user, renew=False)
             granted = await tx.uploads.granted(upload_id)
-        path, overwrite = upload.path, upload.overwrite
-        if path is None:
-            if req.path is None:
-                raise InvalidArgument("the commit of an upload from a batch names its file")
-            path, overwrite = paths.normalize(req.path), req.overwrite
-            if paths.names_directory(req.path):  # refused (as at start): no file named "d/"
-                await self.namespace.check_writable(path, user, overwrite=overwrite, directory=True)
-        elif req.path is not None and paths.normalize(req.path) != path:
-            raise InvalidArgument(f"this upload writes {path}, not {req.path}")
-        seen: set[str] = set()
-        for block in req.blocks:
-            targets = granted.get(block.block_id)
-            if targets is None or block.block_id in seen:
-                raise ProtocolError(f"block {block.block_id} does not belong to this upload")
-            if not block.nodes or not set(block.nodes) <= set(targets):
-                raise ProtocolError(f"block {block.block_id} names nodes it was not sent to")
-            if not 0 <= block.size <= upload.block_size:
-                raise ProtocolError(f"block {block.block_id} has an impossible size")
-            if not 0 <= block.crc < 2**32:
-                raise ProtocolError(f"block {block.block_id} has an impossible CRC32C")
-            seen.add(block.block_id)
-        if req.sha256 is not None and not _SHA256.fullmatch(req.sha256):
-            raise ProtocolError("sha256 must be 64 lowercase hex digits")
-        _check_kept(req)
+        path, overwrite, directory = _target(upload, req)
+        if directory:  # refused (as at start): no file named "d/"
+            await self.namespace.check_writable(path, user, overwrite=overwrite, directory=True)
+        seen = _check_blocks(upload, req, granted)
 
         async def close(tx: Tx) -> None:
             await self._get(tx, upload_id, user, renew=False)  # not committed meanwhile
@@ -265,6 +249,67 @@ class Uploads:
         if self.on_commit is not None:
             self.on_commit(req.blocks, upload.replication)
         return status
+
+    async def commit_many(self, req: wire.CommitManyRequest, user: User) -> wire.CommitManyReply:
+        """Commit many uploads in one transaction (one fsync), each file as ``commit`` would
+        but on its own: a file refused (no such directory, permission denied, exists, a lease
+        gone) is reported, nothing of it applied, and the others go on. Every upload named is
+        closed, so a refused file's blocks go to the trash at once. An error of the store
+        (5xx) fails the whole batch, and then none of it is applied."""
+        if not 1 <= len(req.commits) <= wire.MAX_COMMIT_BATCH:
+            raise InvalidArgument(f"a batch commits 1 to {wire.MAX_COMMIT_BATCH} uploads")
+        if len({c.upload_id for c in req.commits}) != len(req.commits):
+            raise ProtocolError("a batch names an upload twice")
+        results: list[wire.CommitResult] = []
+        done: list[wire.CommitRequest] = []
+        replication: list[int] = []
+        async with self.namespace.tree.writing() as walk:
+            tx = walk.tx
+            for item in req.commits:
+                try:
+                    upload, granted, seen, allowed = await self._check_one(walk, item, user)
+                except PydfsError as exc:
+                    if exc.status >= 500:  # the store failed: not this file's doing
+                        raise
+                    results.append(wire.CommitResult(error=wire.ErrorBody(exc.code, exc.message)))
+                    row = await tx.uploads.get(item.upload_id)
+                    if row is not None and row.user == user.name:
+                        await self._forget(tx, item.upload_id)
+                    continue
+                await tx.uploads.close(item.upload_id)
+                await tx.blocks.trash(_unused(granted, seen))
+                status = await self.namespace.apply_commit(walk, allowed)
+                results.append(wire.CommitResult(status=status))
+                done.append(item.commit)
+                replication.append(upload.replication)
+        if self.on_commit is not None:
+            for commit, copies in zip(done, replication, strict=True):
+                self.on_commit(commit.blocks, copies)
+        return wire.CommitManyReply(results)
+
+    async def _check_one(
+        self, walk: Walk, item: wire.UploadCommit, user: User
+    ) -> tuple[UploadRow, dict[str, list[str]], set[str], FileCommit]:
+        """What ``commit`` checks of one file, in *walk*'s transaction, changing nothing."""
+        req = item.commit
+        upload = await self._get(walk.tx, item.upload_id, user, renew=False)
+        granted = await walk.tx.uploads.granted(item.upload_id)
+        path, overwrite, directory = _target(upload, req)
+        seen = _check_blocks(upload, req, granted)
+        allowed = await self.namespace.check_commit(
+            walk,
+            path,
+            user,
+            replication=upload.replication,
+            block_size=upload.block_size,
+            blocks=req.blocks,
+            overwrite=overwrite,
+            sha256=req.sha256,
+            expect=req.expect,
+            keep=req.keep,
+            directory=directory,
+        )
+        return upload, granted, seen, allowed
 
     async def abort(self, upload_id: str, user: User) -> None:
         async with self.store.write(durable=False) as tx:
@@ -310,6 +355,41 @@ class Uploads:
                 for u, blocks in rows
             ]
         )
+
+
+def _target(upload: UploadRow, req: wire.CommitRequest) -> tuple[str, bool, bool]:
+    """The file a commit of *upload* writes, whether it may replace one, and whether it was
+    named as a directory ("d/", which no file may be)."""
+    if upload.path is not None:
+        if req.path is not None and paths.normalize(req.path) != upload.path:
+            raise InvalidArgument(f"this upload writes {upload.path}, not {req.path}")
+        return upload.path, upload.overwrite, False
+    if req.path is None:
+        raise InvalidArgument("the commit of an upload from a batch names its file")
+    return paths.normalize(req.path), req.overwrite, paths.names_directory(req.path)
+
+
+def _check_blocks(
+    upload: UploadRow, req: wire.CommitRequest, granted: dict[str, list[str]]
+) -> set[str]:
+    """The blocks a commit names, each granted to *upload*, once, with the nodes it was sent
+    to and a possible size and CRC; returns their ids."""
+    seen: set[str] = set()
+    for block in req.blocks:
+        targets = granted.get(block.block_id)
+        if targets is None or block.block_id in seen:
+            raise ProtocolError(f"block {block.block_id} does not belong to this upload")
+        if not block.nodes or not set(block.nodes) <= set(targets):
+            raise ProtocolError(f"block {block.block_id} names nodes it was not sent to")
+        if not 0 <= block.size <= upload.block_size:
+            raise ProtocolError(f"block {block.block_id} has an impossible size")
+        if not 0 <= block.crc < 2**32:
+            raise ProtocolError(f"block {block.block_id} has an impossible CRC32C")
+        seen.add(block.block_id)
+    if req.sha256 is not None and not _SHA256.fullmatch(req.sha256):
+        raise ProtocolError("sha256 must be 64 lowercase hex digits")
+    _check_kept(req)
+    return seen
 
 
 def _check_kept(req: wire.CommitRequest) -> None:

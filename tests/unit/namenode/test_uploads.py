@@ -309,7 +309,10 @@ def test_each_user_may_hold_only_so_many_open_uploads(ns):
     uploads.start(wire.UploadRequest("/b"), bob)  # another user is not held back
     uploads.abort(grants[0].upload_id, ALICE)
     uploads.commit(grants[1].upload_id, wire.CommitRequest([stored(grants[1].block)]), ALICE)
-    assert len(uploads.start_batch(wire.UploadBatchRequest(5), ALICE).uploads) == 2
+    # A batch takes at most half the room left (so that other clients of alice find some),
+    # but at least one lease while there is room.
+    assert len(uploads.start_batch(wire.UploadBatchRequest(5), ALICE).uploads) == 1
+    assert len(uploads.start_batch(wire.UploadBatchRequest(5), ALICE).uploads) == 1
     with pytest.raises(LimitExceeded):
         uploads.start(wire.UploadRequest("/f4"), ALICE)
 
@@ -322,7 +325,8 @@ def test_expired_uploads_count_no_more(ns, clock):
     clock.now += 601
     assert uploads.expire() == 2
     live(ns, "dn-1", "dn-2")
-    assert len(uploads.start_batch(wire.UploadBatchRequest(64), ALICE).uploads) == 2
+    assert len(uploads.start_batch(wire.UploadBatchRequest(64), ALICE).uploads) == 1
+    assert len(uploads.start(wire.UploadRequest("/f3"), ALICE).upload_id) == 32
 
 
 def test_batches_of_the_sdk_fit_under_the_default_limit(ns):
@@ -435,6 +439,51 @@ def test_a_batch_commit_must_name_a_file_it_may_write(uploads, ns):
     with pytest.raises(AlreadyExists):
         uploads.commit(other.upload_id, refused, bob)
     assert ns.stat("/tmp/f", None).blocks[0].id == grant.block.block_id
+
+
+def test_a_batch_of_commits_gives_each_file_its_own_outcome(uploads, ns):
+    """One transaction for them all, but a refused file changes nothing and the others are
+    committed; every upload named is closed, a refused one's blocks go to the trash."""
+    ns.mkdir("/d", None)
+    old = uploads.start_batch(wire.UploadBatchRequest(1), ALICE).uploads[0]
+    uploads.commit(old.upload_id, wire.CommitRequest([stored(old.block)], path="/d/old"), ALICE)
+    grants = uploads.start_batch(wire.UploadBatchRequest(6), ALICE).uploads
+    assert len(grants) == 6
+    a, b, exists, nodir, foreign, named = grants
+    theirs = uploads.start_batch(wire.UploadBatchRequest(1), User("bob")).uploads[0]
+    keep = wire.CommitRequest([stored(exists.block)], path="/d/old", overwrite=False)
+    commits = [
+        wire.UploadCommit(a.upload_id, wire.CommitRequest([stored(a.block, 3)], path="/d/a")),
+        wire.UploadCommit(exists.upload_id, keep),
+        wire.UploadCommit(nodir.upload_id, wire.CommitRequest([stored(nodir.block)], "/no/f")),
+        wire.UploadCommit(foreign.upload_id, wire.CommitRequest([stored(a.block)], "/d/x")),
+        wire.UploadCommit("0" * 32, wire.CommitRequest([], path="/d/gone")),
+        wire.UploadCommit(theirs.upload_id, wire.CommitRequest([], path="/d/theirs")),
+        wire.UploadCommit(b.upload_id, wire.CommitRequest([stored(b.block, 5)], path="/d/b")),
+        wire.UploadCommit(named.upload_id, wire.CommitRequest([stored(named.block)], "/d/b")),
+    ]
+    results = uploads.commit_many(wire.CommitManyRequest(commits), ALICE).results
+    codes = [r.error.code if r.error else r.status.path for r in results]
+    assert codes == [
+        "/d/a",
+        "already_exists",
+        "not_found",
+        "protocol_error",  # a block of another upload
+        "conflict",  # no such upload
+        "permission_denied",  # another user's
+        "/d/b",
+        "/d/b",  # replaces the one just committed, as two commits one after the other would
+    ]
+    assert {e.name for e in ns.listdir("/d", None).entries} == {"old", "a", "b"}
+    assert ns.stat("/d/old", None).blocks[0].id == old.block.block_id
+    assert ns.stat("/d/b", None).blocks[0].id == named.block.block_id
+    assert in_flight(uploads) == {theirs.block.block_id}  # only bob's upload is still open
+    refused = [exists, nodir, foreign]
+    assert {block for _, block in trash(ns)} >= {g.block.block_id for g in refused}
+    with pytest.raises(ProtocolError):  # an upload named twice
+        uploads.commit_many(wire.CommitManyRequest([commits[0], commits[0]]), ALICE)
+    with pytest.raises(InvalidArgument):
+        uploads.commit_many(wire.CommitManyRequest([]), ALICE)
 
 
 def test_a_named_upload_commits_only_its_own_path(uploads, ns):

@@ -146,6 +146,13 @@ class LimitExceeded(PydfsError):
     code, status = "limit_exceeded", 429
 
 
+class NotLeader(PydfsError):
+    """This name node does not lead the background work (any more): a change only the leader
+    may make was dropped (``namenode.leadership``). Never sent to a client."""
+
+    code, status = "not_leader", 503
+
+
 class Unavailable(PydfsError, ConnectionError):
     """A node could not be reached, or answered that it cannot serve now. Only these are retried."""
 
@@ -186,6 +193,7 @@ _BY_CODE: dict[str, type[PydfsError]] = {
         NoSpace,
         Conflict,
         AnswerLost,
+        NotLeader,
         ChecksumMismatch,
         LimitExceeded,
         Unavailable,

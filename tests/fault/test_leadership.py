@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from pydfs import wire
 from pydfs.cluster import LocalCluster
-from tests.conftest import BLOCK_SIZE
+from tests.conftest import BLOCK_SIZE, node_id
 
 LEASE = 1.5  # seconds: the lead moves within about LEASE * 4 / 3 of the leader's death
 MOVES_WITHIN = 30.0  # catches a hang only; what it takes is measured in bench/, not here
@@ -87,7 +87,7 @@ def test_the_lead_moves_when_the_leader_is_killed_and_healing_goes_on(
     assert after is not None and after.epoch >= 2 and after.takeovers == 1
     # A data node holding the file dies: the new leader must order the copies.
     victim = sorted(holders(cluster, 1, "/tmp/kept")[0])[0]
-    next(n for n in cluster.datanodes if _node_id(n) == victim).kill()
+    next(n for n in cluster.datanodes if node_id(n) == victim).kill()
     cluster.wait_until(
         lambda: (
             all(len(h) == 2 for h in holders(cluster, 1, "/tmp/kept"))
@@ -98,11 +98,6 @@ def test_the_lead_moves_when_the_leader_is_killed_and_healing_goes_on(
     )
     with cluster.client(namenode=second.url) as fs:
         assert fs.read_bytes("/tmp/kept") == payload
-
-
-def _node_id(node: object) -> str:
-    data_dir = node.data_dir  # type: ignore[attr-defined]
-    return str((data_dir / "node_id").read_text().strip())
 
 
 def test_a_stopped_leader_wakes_as_a_standby_and_the_new_leader_does_the_work(

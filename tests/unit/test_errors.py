@@ -21,6 +21,7 @@ EXPECTED = [
     (errors.AnswerLost, errors.Conflict, "answer_lost", 409),
     (errors.ChecksumMismatch, PydfsError, "checksum_mismatch", 422),
     (errors.LimitExceeded, PydfsError, "limit_exceeded", 429),
+    (errors.NotLeader, errors.PydfsError, "not_leader", 503),
     (errors.Unavailable, ConnectionError, "unavailable", 503),
     (errors.Timeout, TimeoutError, "timeout", 504),
     (errors.ProtocolError, PydfsError, "protocol_error", 400),

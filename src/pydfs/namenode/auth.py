@@ -167,6 +167,7 @@ class Users:
         """Revoke a user (its files stay, owned by the name, as with userdel). The last admin
         stays: without one, no user could be added or given a new token again."""
         async with self._writing() as tx:
+            await tx.users.lock()  # another name node may be removing another admin now
             user = await tx.users.by_name(name)
             if user is None:
                 raise NotFound(f"no such user {name!r}")

@@ -49,10 +49,12 @@ class BlockMap:
             # counting it again would let the next trim take a real copy.
             uncounted = sorted(known - counted.keys() - trashed)
             unknown = reported - known
-            unknown -= await tx.uploads.in_flight(unknown)
             if await tx.restore.state() is None:
-                await tx.blocks.trash((node_id, b) for b in sorted(unknown))
+                # Judged again in one statement: a commit through another name node may have
+                # made one of them a block since ``known`` looked.
+                await tx.blocks.trash_unknown((node_id, b) for b in sorted(unknown))
             else:  # written after the backup the metadata was restored from: keep, measure
+                unknown -= await tx.uploads.in_flight(unknown)
                 uncounted += await tx.restore.keep(node_id, unknown)
             await tx.blocks.drop_replicas(
                 (b, node_id)
@@ -115,12 +117,12 @@ class BlockMap:
                 if block is not None:
                     bad.append(got.block)
                     changed += await tx.blocks.drop_replicas([(got.block, node_id)])
-                elif node_id in (await tx.uploads.grant_of(got.block) or ()):
-                    continue
+                    changed += await tx.blocks.trash([(node_id, got.block)])
                 elif await tx.restore.state() is not None:  # kept: see ``reconcile``
-                    await tx.restore.measured(node_id, got.block, got.size)
-                    continue
-                changed += await tx.blocks.trash([(node_id, got.block)])
+                    if node_id not in (await tx.uploads.grant_of(got.block) or ()):
+                        await tx.restore.measured(node_id, got.block, got.size)
+                else:  # an upload's, if its grant named this node (one statement: reconcile)
+                    changed += await tx.blocks.trash_unknown([(node_id, got.block)])
         return changed, bad
 
     async def drop_replicas(self, node_id: str, blocks: list[str]) -> None:

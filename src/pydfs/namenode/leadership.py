@@ -22,19 +22,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from pydfs.errors import PydfsError
+from pydfs.errors import NotLeader
 from pydfs.namenode.store import Store
+
+__all__ = ["Leadership", "NotLeader"]
 from pydfs.namenode.store.interface import Lease, Tx
 
 log = logging.getLogger("pydfs.namenode.leadership")
 
 MARGIN = 0.8  # of the ttl this name node trusts its lease for, counted from its renewal's start
-
-
-class NotLeader(PydfsError):
-    """This name node does not hold the lease (any more): its leader-only change was dropped."""
-
-    code, status = "not_leader", 503
 
 
 class Leadership:
@@ -64,6 +60,7 @@ class Leadership:
     async def renew(self) -> None:
         """Claim or extend the lease, and pass on a nudge for a replication scan."""
         started = self.clock()
+        leading = self.leads()
         try:
             async with self.store.write() as tx:
                 if self._nudge and self.epoch is None:
@@ -88,6 +85,9 @@ class Leadership:
             self.took_lead += 1
             self._nudges = lease.nudges
             log.info("leads the background work (epoch %d)", lease.epoch)
+            self.on_lead()
+        elif not leading:  # lapsed (the store was away) and no one took over: news was dropped
+            log.info("leads the background work again (epoch %d)", lease.epoch)
             self.on_lead()
 
     def nudged(self) -> bool:

@@ -82,6 +82,7 @@ class Uploads:
                 "name node is starting: waiting for data nodes "
                 f"({waiting[0]} of {waiting[1]} reported); try again shortly"
             )
+        await tx.users.lock(f"uploads:{user.name}")  # the count holds across name nodes
         room = self.max_open - await tx.uploads.open_by(user.name)
         if room <= 0:
             raise LimitExceeded(
@@ -319,9 +320,11 @@ class Uploads:
 
     @staticmethod
     async def _forget(tx: Tx, upload_id: str) -> None:
+        """Close an upload and trash what its grants put on the nodes, unless a commit (through
+        another name node, at the lease's very end) made those blocks a file's meanwhile."""
         granted = await tx.uploads.granted(upload_id)
         await tx.uploads.close(upload_id)
-        await tx.blocks.trash(_unused(granted, set()))
+        await tx.blocks.trash_unknown(_unused(granted, set()))
 
     async def expire(self) -> int:
         async with self.store.write(durable=False) as tx:

@@ -212,6 +212,13 @@ class BlockMap(Protocol):
     async def trash(self, pairs: Iterable[tuple[str, str]]) -> int:
         """(node, block) pairs; how many were not there yet."""
 
+    async def trash_unknown(self, pairs: Iterable[tuple[str, str]]) -> int:
+        """(node, block) pairs of replicas nobody may want: those whose block is no block, and
+        whose node no open upload's grant of the block names, as this one statement runs, go to
+        the trash; how many. One statement, so that a commit through another name node, which
+        makes a granted block a block at once, cannot fall between two looks and lose a
+        replica."""
+
     async def untrash(self, pairs: Iterable[tuple[str, str]]) -> None:
         """(node, block) pairs."""
 
@@ -230,6 +237,11 @@ class BlockMap(Protocol):
 
 
 class Users(Protocol):
+    async def lock(self, key: str = "") -> None:
+        """Hold a lock named *key* until the transaction ends, so that a check that reads
+        several rows, then writes (the last admin; a user's open uploads, keyed by the user),
+        holds against the same check on another name node."""
+
     async def by_token_hash(self, token_hash: str) -> UserRow | None: ...
     async def by_name(self, name: str) -> UserRow | None: ...
     async def all(self) -> list[UserRow]: ...
@@ -362,6 +374,12 @@ class Applying:
 
 
 APPLYING: ContextVar[Applying | None] = ContextVar("pydfs_applying", default=None)
+
+
+def pending() -> Applying | None:
+    """The request a commit now records, if it is the first commit of its attempt."""
+    applying = APPLYING.get()
+    return None if applying is None or applying.recorded else applying
 
 
 class AppliedElsewhere(Exception):

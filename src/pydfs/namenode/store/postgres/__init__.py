@@ -322,7 +322,7 @@ class Store:
                 stripe = random.randrange(STRIPES)
                 bump = f"UPDATE generation SET n = n + 1 WHERE stripe = {stripe}; "
                 suffix = bump if tx.reshaping else ""
-                if (request := applied.pending()) is not None:
+                if (request := interface.pending()) is not None:
                     suffix += applied.record(request)
                 await session.commit(suffix)
             except asyncpg.UniqueViolationError as exc:

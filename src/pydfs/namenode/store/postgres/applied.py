@@ -7,18 +7,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from pydfs.namenode.store.interface import APPLYING, Applied, Applying
+from pydfs.namenode.store.interface import Applied, Applying
 
 if TYPE_CHECKING:
     from pydfs.namenode.store.postgres import Tx
 
 CONSTRAINT = "applied_pkey"  # a unique violation of it: another attempt recorded the request
-
-
-def pending() -> Applying | None:
-    """The request a commit now records, if it is the first commit of its attempt."""
-    applying = APPLYING.get()
-    return None if applying is None or applying.recorded else applying
 
 
 def record(applying: Applying) -> str:

@@ -65,6 +65,7 @@ CENSUS_EXACT = 10_000
 # Linux's rename of a directory across directories holds its file system's rename mutex: with
 # it, the check that the target is not below the directory moved cannot go stale.
 MOVE_LOCK = 0x70796466_73_6D76  # "pydfs" "mv"
+USERS_LOCK = 0x7573  # "us": the class of ``Users.lock``'s advisory locks, keyed by a hash
 
 
 def _inode(row: tuple[Any, ...]) -> Inode:
@@ -485,6 +486,21 @@ class BlockMap:
             )
         )
 
+    async def trash_unknown(self, pairs: Iterable[tuple[str, str]]) -> int:
+        pairs = list(pairs)
+        return _count(
+            await self.q.execute(
+                "INSERT INTO trash (node, block) "
+                "SELECT DISTINCT n, b FROM unnest($1::text[], $2::text[]) AS t(n, b) "
+                "WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE id = t.b) "
+                "AND NOT EXISTS "
+                "(SELECT 1 FROM upload_blocks WHERE block = t.b AND t.n = ANY(nodes)) "
+                "ON CONFLICT DO NOTHING",
+                [n for n, _ in pairs],
+                [b for _, b in pairs],
+            )
+        )
+
     async def untrash(self, pairs: Iterable[tuple[str, str]]) -> None:
         pairs = list(pairs)
         await self.q.execute(
@@ -545,6 +561,9 @@ class Users:
 
     def __init__(self, tx: Tx) -> None:
         self.q = tx.session
+
+    async def lock(self, key: str = "") -> None:
+        await self.q.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", USERS_LOCK, key)
 
     @staticmethod
     def _row(row: tuple[Any, ...]) -> UserRow:

@@ -102,7 +102,7 @@ class _Writing:
         store = self.store
         try:
             if kind is None:
-                request = applied.pending()
+                request = interface.pending()
                 if request is not None:
                     try:
                         applied.record(store.db, request)

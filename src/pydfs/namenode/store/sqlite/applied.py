@@ -9,13 +9,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from pydfs.namenode.store.interface import APPLYING, Applied, AppliedElsewhere, Applying
-
-
-def pending() -> Applying | None:
-    """The request a commit now records, if it is the first commit of its attempt."""
-    applying = APPLYING.get()
-    return None if applying is None or applying.recorded else applying
+from pydfs.namenode.store.interface import Applied, AppliedElsewhere, Applying
 
 
 def record(db: sqlite3.Connection, applying: Applying) -> None:

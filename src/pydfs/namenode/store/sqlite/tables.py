@@ -327,6 +327,17 @@ class BlockMap:
         self.db.executemany("INSERT OR IGNORE INTO trash (node, block) VALUES (?, ?)", pairs)
         return self.db.total_changes - before
 
+    async def trash_unknown(self, pairs: Iterable[tuple[str, str]]) -> int:
+        before = self.db.total_changes
+        self.db.executemany(
+            "INSERT OR IGNORE INTO trash (node, block) SELECT ?1, ?2 "
+            "WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE id = ?2) "
+            "AND NOT EXISTS (SELECT 1 FROM upload_blocks WHERE block = ?2 "
+            "AND instr(',' || nodes || ',', ',' || ?1 || ',') > 0)",
+            pairs,
+        )
+        return self.db.total_changes - before
+
     async def untrash(self, pairs: Iterable[tuple[str, str]]) -> None:
         self.db.executemany("DELETE FROM trash WHERE node = ? AND block = ?", pairs)
 
@@ -376,6 +387,9 @@ class BlockMap:
 class Users:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+
+    async def lock(self, key: str = "") -> None:
+        """Nothing to hold: one process writes, one transaction at a time."""
 
     _COLS = "name, token_hash, admin, groups, ctime"
 

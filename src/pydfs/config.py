@@ -73,9 +73,10 @@ class NameNodeConfig(msgspec.Struct, frozen=True):
 
 
 def namenode_urls(value: str | Sequence[str]) -> list[str]:
-    """The name nodes of a cluster, written as one URL, a comma-separated list or a TOML list."""
+    """The name nodes of a cluster, written as one URL, a comma-separated list or a TOML list;
+    each once (a data node heartbeats to each, a client fails over to each), in order."""
     items = value.split(",") if isinstance(value, str) else value
-    urls = [u.strip().rstrip("/") for u in items if u.strip()]
+    urls = list(dict.fromkeys(u.strip().rstrip("/") for u in items if u.strip()))
     if not urls:
         raise InvalidArgument("no name node URL given")
     return urls

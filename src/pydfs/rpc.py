@@ -39,6 +39,12 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 FAILOVER_TIMEOUT = 30.0  # outlasts a PostgreSQL failover (about 20 s with Patroni's ttl of 20)
+# One attempt, when another name node could answer instead: a name node that hangs (stopped,
+# swapping, its machine gone while its TCP stack still accepts) costs this much, well within
+# FAILOVER_TIMEOUT, before the call goes to the next one. A name node answers in milliseconds;
+# an attempt cut short while it still works is harmless to send again elsewhere: a GET changes
+# nothing, and the request id has the other name node apply a change once, with one answer.
+ATTEMPT_TIMEOUT = 10.0
 MAX_FAILOVER_TIMEOUT = 300.0  # name nodes remember a request 600 s (namenode.applied.KEEP)
 JSON = "application/json"
 
@@ -154,10 +160,12 @@ class Rpc:
 
     Given several name nodes (one cluster's, as a list or a comma-separated string), a call
     that fails with ``Unavailable`` (no connection, connection lost, a TLS failure, a 503 or
-    504 answer) goes to the next one (``Backoff``), until *failover_timeout* seconds have
-    passed; calls then stay with the name node that answered last. Any other error (a 4xx) is
-    the answer. A call that changes something carries a request id (``X-Pydfs-Request``), the
-    same in every attempt, so that the name nodes apply it once however often it is sent."""
+    504 answer) or that has no answer within *attempt_timeout* (a name node that hangs) goes
+    to the next one (``Backoff``), until *failover_timeout* seconds have passed; calls then
+    stay with the name node that answered last, or start with the next after one that failed.
+    Any other error (a 4xx) is the answer. A call that changes something carries a request id
+    (``X-Pydfs-Request``), the same in every attempt, so that the name nodes apply it once
+    however often it is sent."""
 
     def __init__(
         self,
@@ -170,9 +178,12 @@ class Rpc:
         connections: int = 32,
         call_timeout: float | None = None,
         failover_timeout: float = FAILOVER_TIMEOUT,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
     ) -> None:
         """*call_timeout*: seconds a call may take, retries included (None: no limit but the
-        connection's own timeouts and *failover_timeout*)."""
+        connection's own timeouts and *failover_timeout*). *attempt_timeout*: seconds one
+        attempt may take when there are several name nodes (at most its share of
+        *call_timeout*), after which the call goes on to the next."""
         self.urls = namenode_urls(base_url)
         if not 0 < failover_timeout <= MAX_FAILOVER_TIMEOUT:
             raise errors.InvalidArgument(
@@ -180,6 +191,10 @@ class Rpc:
             )
         self.call_timeout = call_timeout
         self.failover_timeout = failover_timeout
+        self.attempt_timeout: float | None = None  # a lone name node: its connection's timeouts
+        if len(self.urls) > 1:
+            share = attempt_timeout if call_timeout is None else call_timeout / len(self.urls)
+            self.attempt_timeout = min(attempt_timeout, share)
         self.retries = retries
         self.backoff = backoff
         self.headers = dict(headers or {})
@@ -252,10 +267,14 @@ class Rpc:
                     index = self._current
                     url = self.urls[index]
                     try:
-                        status, raw, _ = await self._pools[index].request(
-                            method, self._prefixes[index] + route + query, data, JSON, headers
+                        status, raw, _ = await self._attempt(
+                            index, method, route + query, data, headers
                         )
                     except errors.Unavailable as exc:
+                        failure, answered = exc, False
+                    except errors.Timeout as exc:
+                        if self.attempt_timeout is None:
+                            raise
                         failure, answered = exc, False
                     else:
                         if status < 300:
@@ -264,20 +283,42 @@ class Rpc:
                         if not isinstance(error, errors.Unavailable):
                             raise error
                         failure, answered = error, True
+                    if self._current == index:  # no other call moved on meanwhile
+                        self._current = (index + 1) % len(self.urls)  # even if this one gives up
                     delay = backoff.next(answered=answered)
                     if delay is None:
                         raise failure
                     if len(self.urls) > 1:
                         log.info("%s %s: %s; trying the next name node", method, route, failure)
                         self.failovers += 1
-                        if self._current == index:  # no other call moved on meanwhile
-                            self._current = (index + 1) % len(self.urls)
                     await asyncio.sleep(delay)
         except TimeoutError:
             if not limit.expired():
                 raise
             raise errors.Timeout(
                 f"{self.base_url} did not answer within {self.call_timeout:g} s"
+            ) from None
+
+    async def _attempt(
+        self,
+        index: int,
+        method: str,
+        target: str,
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> http1.Answer:
+        """One attempt on the name node at *index*, within ``attempt_timeout``."""
+        pool, target = self._pools[index], self._prefixes[index] + target
+        if self.attempt_timeout is None:  # no timer of its own for each call to a lone one
+            return await pool.request(method, target, data, JSON, headers)
+        try:
+            async with asyncio.timeout(self.attempt_timeout) as limit:
+                return await pool.request(method, target, data, JSON, headers)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise errors.Timeout(
+                f"{self.urls[index]} did not answer within {self.attempt_timeout:g} s"
             ) from None
 
     def close(self) -> None:

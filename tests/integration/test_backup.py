@@ -4,15 +4,18 @@ deleted after the backup (fsck shows both; nothing is deleted until `fsck --dele
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pydfs import Client
+from pydfs import Client, wire
 from pydfs.cluster import LocalCluster
+from pydfs.namenode.backups import disk_error
 from pydfs.namenode.store.sqlite import backup
 from tests.conftest import BLOCK_SIZE, Cli, block_files
 
@@ -203,3 +206,31 @@ def test_scheduled_backups_keep_the_newest(
     assert len(copies) == 2
     assert all(backup.check(c).files == 1 for c in copies)
     assert not list(kept.glob(".backup-*"))
+
+
+def test_a_backup_the_name_node_disk_refuses_is_one_line(tmp_path: Path) -> None:
+    """What the name node answers when its disk is full (``backups.disk_error``), as the CLI
+    tells it: one line, non-zero exit, no file left."""
+    refused = disk_error(
+        tmp_path / ".backup-1", sqlite3.OperationalError("database or disk is full")
+    )
+    body = wire.encode(wire.ErrorBody(refused.code, str(refused)))
+
+    class Full(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(refused.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Full) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        cli = Cli(f"http://127.0.0.1:{server.server_address[1]}", tmp_path, "pydfs_token")
+        err = cli.fails("admin", "backup", str(tmp_path / "x.sqlite3"))
+        server.shutdown()
+    assert "disk is full" in err and str(tmp_path) in err
+    assert not list(tmp_path.glob("*x.sqlite3*"))

@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +18,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from pydfs import errors
+from pydfs import errors, rpc
 from pydfs.client import AsyncClient
 from pydfs.cluster import LocalCluster
 from pydfs.local_postgres import Postgres, binaries
@@ -48,6 +50,26 @@ def test_the_sdk_goes_on_when_the_first_name_node_goes(pair: LocalCluster, how: 
         assert not fs.exists("/work/before")
     with pair.client(namenode=pair.urls[1]) as other:  # the survivor saw it all
         assert other.read_bytes("/work/moved") == payload[::-1]
+
+
+def test_the_sdk_fails_over_from_a_name_node_that_hangs(pair: LocalCluster) -> None:
+    """SIGSTOP: the kernel still accepts connections, nothing answers them."""
+    with pair.client(namenode=pair.urls) as fs:  # type: ignore[arg-type]
+        fs.mkdir("/before")
+        os.kill(pair.namenodes[0].pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            fs.mkdir("/hung")
+            fs.write_bytes("/hung/f", b"small")
+            took = time.monotonic() - started
+            started = time.monotonic()
+            fs.mkdir("/hung/again")  # straight to the name node that answered
+            again = time.monotonic() - started
+        finally:
+            os.kill(pair.namenodes[0].pid, signal.SIGCONT)
+        assert fs.read_bytes("/hung/f") == b"small"
+    assert took < rpc.ATTEMPT_TIMEOUT + 5 < rpc.FAILOVER_TIMEOUT
+    assert again < rpc.ATTEMPT_TIMEOUT / 2
 
 
 def test_the_cli_goes_on_with_a_list_of_name_nodes(pair: LocalCluster, tmp_path: Path) -> None:

@@ -143,3 +143,11 @@ def test_name_node_lists_resolve_from_argument_env_or_config(tmp_path, monkeypat
     monkeypatch.setenv("PYDFS_NAMENODE", " , ")
     with pytest.raises(InvalidArgument, match="no name node configured"):
         resolve_namenodes(None)
+
+
+def test_a_name_node_named_twice_is_kept_once_in_order():
+    assert config.namenode_urls("http://b:1, http://a:1/,http://b:1/ ,http://a:1") == [
+        "http://b:1",
+        "http://a:1",
+    ]
+    assert config.namenode_urls(["http://a:1", "http://a:1/"]) == ["http://a:1"]

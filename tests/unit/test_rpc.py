@@ -648,6 +648,55 @@ async def test_every_name_node_down_gives_up_at_the_failover_timeout(make_rpc):
     assert r.failovers >= 4
 
 
+@pytest.fixture
+def hung_url() -> Iterator[str]:
+    """A name node that hangs: its kernel completes the connection, nothing ever answers."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.asyncio
+async def test_a_call_fails_over_from_a_name_node_that_hangs(raw_server, make_rpc, hung_url):
+    good = raw_server()
+    r = make_rpc([hung_url, good.url], attempt_timeout=0.3)
+    started = time.monotonic()
+    assert await r.call("POST", "/fs/mkdir", {"path": "/x"}, reply=dict) == {"ok": 1}
+    assert 0.3 <= time.monotonic() - started < 2
+    assert r.base_url == good.url and r.failovers == 1
+    started = time.monotonic()
+    assert await r.call("POST", "/fs/mkdir", {"path": "/y"}, reply=dict) == {"ok": 1}
+    assert time.monotonic() - started < 0.3  # straight to the one that answered
+    assert r.failovers == 1
+
+
+@pytest.mark.asyncio
+async def test_a_call_timeout_leaves_room_to_fail_over_from_a_hung_name_node(
+    raw_server, make_rpc, hung_url
+):
+    good = raw_server()
+    r = make_rpc([hung_url, good.url], call_timeout=1.0)
+    assert await r.call("GET", "/fs/stat", reply=dict) == {"ok": 1}
+    assert r.base_url == good.url
+    assert r.attempt_timeout == 0.5  # each name node its share
+    lone = make_rpc(hung_url, call_timeout=0.3)
+    assert lone.attempt_timeout is None
+    with pytest.raises(errors.Timeout, match=r"within 0\.3 s"):
+        await lone.call("GET", "/fs/stat")
+
+
+@pytest.mark.asyncio
+async def test_a_call_that_gives_up_leaves_the_next_call_to_the_next_name_node(
+    raw_server, make_rpc, hung_url
+):
+    good = raw_server()
+    r = make_rpc([hung_url, good.url], attempt_timeout=0.3, failover_timeout=0.2)
+    with pytest.raises(errors.Timeout, match=r"did not answer within 0\.3 s"):
+        await r.call("POST", "/fs/mkdir", {"path": "/x"})
+    assert r.base_url == good.url
+    assert await r.call("POST", "/fs/mkdir", {"path": "/x"}, reply=dict) == {"ok": 1}
+    assert len(good.requests) == 1
+
+
 def test_a_failover_timeout_out_of_bounds_is_refused():
     for bad in (0, -1, rpc.MAX_FAILOVER_TIMEOUT + 1):
         with pytest.raises(errors.InvalidArgument, match="failover_timeout"):

@@ -4,6 +4,10 @@ With several name nodes (one metadata database), a data node heartbeats to every
 as HDFS's data nodes do to each name node: each name node then knows by itself which data nodes
 are alive, and places writes on live ones without asking another. Every report of news (replicas
 received, corrupt, copies failed) goes to each; only the leading name node answers with work.
+
+News waits for a name node that does not answer only so long (``NEWS_WINDOW``, ``MAX_NEWS``):
+after that it is dropped, and that name node gets a full block report instead when it answers
+again, which tells it what the news would have, in bounded memory.
 """
 
 from __future__ import annotations
@@ -22,24 +26,31 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pydfs.datanode.heartbeat")
 
+NEWS_WINDOW = 60.0  # seconds a name node may fail to answer before its news is dropped
+MAX_NEWS = 100_000  # pieces of news kept for one name node (a few hundred bytes each)
+
 
 class Heartbeats:
     """This node's link to each name node; news told here goes to every one of them."""
 
     def __init__(self, dn: DataNode, namenodes: list[rpc.Rpc]) -> None:
-        self.links = [Heartbeater(dn, namenode) for namenode in namenodes]
+        incarnation = secrets.token_hex(8)  # one per process: a new one means a restart
+        self.links = [Heartbeater(dn, namenode, incarnation) for namenode in namenodes]
 
     def received(self, replica: wire.Received) -> None:
         for link in self.links:
-            link.received.append(replica)
+            if link.keeps_news():
+                link.received.append(replica)
 
     def corrupt(self, block_id: str) -> None:
         for link in self.links:
-            link.corrupt.append(block_id)
+            if link.keeps_news():
+                link.corrupt.append(block_id)
 
     def copy_failed(self, block_id: str) -> None:
         for link in self.links:
-            link.failed_copies.append(block_id)
+            if link.keeps_news():
+                link.failed_copies.append(block_id)
 
     def wake(self) -> None:
         for link in self.links:
@@ -56,16 +67,35 @@ class Heartbeats:
 class Heartbeater:
     """Heartbeats to one name node."""
 
-    def __init__(self, dn: DataNode, namenode: rpc.Rpc) -> None:
+    def __init__(self, dn: DataNode, namenode: rpc.Rpc, incarnation: str) -> None:
         self.dn = dn
         self.namenode = namenode
         # News for the name node, kept until a heartbeat carrying it succeeds.
         self.received: list[wire.Received] = []
         self.corrupt: list[str] = []
         self.failed_copies: list[str] = []
+        self.failing_since: float | None = None  # since when heartbeats fail (monotonic)
         self._wake = asyncio.Event()
         self._last_report: float | None = None  # a full report goes out at start (None)
-        self.incarnation = secrets.token_hex(8)
+        self.incarnation = incarnation
+
+    def keeps_news(self) -> bool:
+        """Whether news for this name node is kept; if not, what it holds is dropped and the
+        name node gets a full block report when it answers again."""
+        news = len(self.received) + len(self.corrupt) + len(self.failed_copies)
+        away = 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
+        if news < MAX_NEWS and away <= NEWS_WINDOW:
+            return True
+        if news or self._last_report is not None:
+            log.warning(
+                "dropped %d pieces of news for %s; it gets a full block report instead",
+                news,
+                self.namenode.base_url,
+            )
+            # new lists: a heartbeat under way deletes what it sent from the old ones
+            self.received, self.corrupt, self.failed_copies = [], [], []
+            self._last_report = None
+        return False
 
     def wake(self) -> None:
         """Send the next heartbeat now rather than at the end of the interval."""
@@ -79,6 +109,7 @@ class Heartbeater:
     async def run_once(self) -> wire.HeartbeatReply:
         """One heartbeat; sends a full block report when the name node asks or one is due."""
         dn, store = self.dn, self.dn.store
+        received, corrupt, failed_copies = self.received, self.corrupt, self.failed_copies
         hb = wire.Heartbeat(
             id=store.node_id,
             url=dn.url,
@@ -87,16 +118,21 @@ class Heartbeater:
             used=store.used,
             free=store.free(),
             blocks=store.count,
-            received=self.received[:],
-            corrupt=self.corrupt[:],
-            failed_copies=self.failed_copies[:],
+            received=received[:],
+            corrupt=corrupt[:],
+            failed_copies=failed_copies[:],
         )
-        reply = await self.namenode.call(
-            "POST", "/datanodes/heartbeat", hb, reply=wire.HeartbeatReply
-        )
-        del self.received[: len(hb.received)]
-        del self.corrupt[: len(hb.corrupt)]
-        del self.failed_copies[: len(hb.failed_copies)]
+        try:
+            reply = await self.namenode.call(
+                "POST", "/datanodes/heartbeat", hb, reply=wire.HeartbeatReply
+            )
+        except BaseException:
+            self.failing_since = self.failing_since or time.monotonic()
+            raise
+        self.failing_since = None  # news is kept again: the report below starts after this
+        del received[: len(hb.received)]
+        del corrupt[: len(hb.corrupt)]
+        del failed_copies[: len(hb.failed_copies)]
         self.execute(reply.commands)
         due = (
             self._last_report is None

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 
 from pydfs import wire
 from pydfs.calls import Answer, FileRange
+from pydfs.errors import NoSpace, PydfsError, Unavailable
 from pydfs.namenode.store import Store
 from pydfs.namenode.store.interface import BackupInfo
 
@@ -60,9 +63,13 @@ class Backups:
         async with self._one_at_a_time:
             try:
                 return await self.store.backup(dest)
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(FileNotFoundError):
                     dest.unlink()
+                if isinstance(exc, OSError | sqlite3.OperationalError) and not isinstance(
+                    exc, PydfsError
+                ):
+                    raise disk_error(dest, exc) from None
                 raise
 
     async def download(self) -> Answer:
@@ -102,8 +109,19 @@ class Backups:
             await asyncio.sleep(self.every)
             try:
                 await self.run_once()
+            except PydfsError as exc:
+                log.error("scheduled backup of the metadata failed: %s", exc)
             except Exception:
                 log.exception("scheduled backup of the metadata failed")
+
+
+def disk_error(dest: Path, exc: OSError | sqlite3.OperationalError) -> PydfsError:
+    """What a backup that the name node's disk refused is told as: one line naming the
+    directory, ``NoSpace`` for a full disk (SQLite says "database or disk is full")."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    message = f"cannot take a backup of the metadata in {dest.parent} on the name node: {why}"
+    return NoSpace(message) if full or "full" in why else Unavailable(message)
 
 
 def _nothing() -> None:

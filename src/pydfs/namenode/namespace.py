@@ -267,18 +267,25 @@ class Namespace:
                 raise NotADirectory(f"{paths.parent(p)} is not a directory")
             check(user, parent, W | X, paths.parent(p))
             last = p == path
-            made = await walk.tx.inodes.get(
-                await self._insert(
-                    walk.tx,
-                    parent,
-                    paths.basename(p),
-                    "d",
-                    user,
-                    mode=mode if last else None,
-                    owner=owner if last else None,
-                    group=group if last else None,
+            try:
+                made = await walk.tx.inodes.get(
+                    await self._insert(
+                        walk.tx,
+                        parent,
+                        paths.basename(p),
+                        "d",
+                        user,
+                        mode=mode if last else None,
+                        owner=owner if last else None,
+                        group=group if last else None,
+                    )
                 )
-            )
+            except AlreadyExists:
+                # Made meanwhile through another name node (a shared store at READ COMMITTED):
+                # with -p, a directory goes on as if it had been there.
+                made = await walk.tx.inodes.child(parent.id, paths.basename(p))
+                if not parents or made is None or (last and not made.is_dir):
+                    raise
             assert made is not None
             parent = made
         return parent
@@ -484,10 +491,30 @@ class Namespace:
             layout = _layout(path, blocks, keep or [], current, block_size)
             size = sum(b.size for b in layout)
             named: set[str] = set()
+            if existing is None:
+                try:
+                    inode_id = await self._insert(
+                        tx,
+                        parent,
+                        paths.basename(path),
+                        "f",
+                        user,
+                        size=size,
+                        replication=replication,
+                        block_size=block_size,
+                    )
+                except AlreadyExists:
+                    if not overwrite:
+                        raise
+                    # A writer through another name node committed the path meanwhile (a
+                    # shared store at READ COMMITTED): replace its file, as if it came first.
+                    parent, existing = await self._writable(walk, path, user, overwrite=True)
             if existing is not None:
                 # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
                 # Its blocks are released once the new ones are attached: those kept stay.
                 named = await tx.blocks.detach([existing.id])
+                if expect is not None and named != {b.id for b in current}:
+                    raise Conflict(f"{path} was replaced while open for writing")
                 await tx.inodes.set_content(
                     existing.id,
                     size=size,
@@ -496,17 +523,6 @@ class Namespace:
                     block_size=block_size,
                 )
                 inode_id = existing.id
-            else:
-                inode_id = await self._insert(
-                    tx,
-                    parent,
-                    paths.basename(path),
-                    "f",
-                    user,
-                    size=size,
-                    replication=replication,
-                    block_size=block_size,
-                )
             await tx.blocks.add([Block(b.block_id, b.size, b.crc) for b in blocks], now)
             await tx.blocks.add_replicas([(b.block_id, n) for b in blocks for n in b.nodes], now)
             await tx.blocks.attach(inode_id, [b.id for b in layout])

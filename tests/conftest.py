@@ -50,12 +50,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--store postgres``, skip the tests marked ``sqlite_only``, and those that start
+    a PostgreSQL of their own (through ``postgres_bin``): they ran on it in the default pass."""
     if config.getoption("--store") != "postgres":
         return
     for item in items:
         mark = item.get_closest_marker("sqlite_only")
         if mark is not None:
             item.add_marker(pytest.mark.skip(reason=f"SQLite only: {mark.args[0]}"))
+        elif "postgres_bin" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason="picks its own PostgreSQL: the default pass"))
 
 
 @pytest.fixture(scope="session", autouse=True)

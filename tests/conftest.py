@@ -57,9 +57,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         mark = item.get_closest_marker("sqlite_only")
         if mark is not None:
-            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {mark.args[0]}"))
+            why = " ".join(mark.args) or "needs the SQLite store"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
         elif "postgres_bin" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.skip(reason="picks its own PostgreSQL: the default pass"))
+            why = "runs on a PostgreSQL of its own in the default pass"
+            item.add_marker(pytest.mark.skip(reason=why))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install cluster test lint bench
+.PHONY: install cluster test test-sqlite test-postgres lint bench
 
 install: $(VENV)/.installed
 
@@ -17,9 +17,16 @@ $(VENV)/.installed: pyproject.toml
 cluster: install
 	$(BIN)/pydfs cluster up
 
-# The test suite: unit tests, then real processes on loopback (integration and fault tests).
-test: install
+# The test suite, in two passes: everything on the default SQLite metadata (unit tests, then
+# real processes on loopback: integration and fault tests), then the integration and fault tests
+# again with every cluster's metadata in PostgreSQL (a server the tests start for themselves).
+test: test-sqlite test-postgres
+
+test-sqlite: install
 	$(BIN)/pytest
+
+test-postgres: install
+	$(BIN)/pytest --store postgres tests/integration tests/fault
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -1,7 +1,12 @@
-"""Shared fixtures: real clusters on loopback through pydfs.cluster.LocalCluster, and the CLI."""
+"""Shared fixtures: real clusters on loopback through pydfs.cluster.LocalCluster, and the CLI.
+
+``pytest --store postgres`` keeps the metadata of every cluster the tests start in PostgreSQL
+(a database of the session's own server) instead of SQLite, unless a test picks its store;
+tests marked ``sqlite_only`` are skipped then."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pty
 import select
@@ -23,6 +28,68 @@ from pydfs.local_postgres import Postgres, binaries
 HEARTBEAT = "0.2"
 DEAD_AFTER = "1.5"
 BLOCK_SIZE = 256 * 1024  # small blocks, so that ordinary test files span several
+
+# The session's PostgreSQL server under ``--store postgres`` (set by ``cluster_store``).
+_store_server: Postgres | None = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="where the clusters the tests start keep their metadata, unless a test picks its "
+        "store: sqlite (default, in the name node's data directory) or postgres (a database "
+        "of a PostgreSQL server started for the session; tests marked sqlite_only are skipped)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--store") == "postgres" and binaries() is None:
+        raise pytest.UsageError("--store postgres needs PostgreSQL (apt-get install postgresql)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--store postgres``, skip the tests marked ``sqlite_only``, and those that start
+    a PostgreSQL of their own (through ``postgres_bin``): they ran on it in the default pass."""
+    if config.getoption("--store") != "postgres":
+        return
+    for item in items:
+        mark = item.get_closest_marker("sqlite_only")
+        if mark is not None:
+            why = " ".join(mark.args) or "needs the SQLite store"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
+        elif "postgres_bin" in getattr(item, "fixturenames", ()):
+            why = "runs on a PostgreSQL of its own in the default pass"
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster_store(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under ``--store postgres``, the session's PostgreSQL server, for ``cluster_metadata``."""
+    global _store_server
+    if request.config.getoption("--store") != "postgres":
+        yield
+        return
+    _store_server = request.getfixturevalue("postgres")
+    yield
+    _store_server = None
+
+
+def cluster_metadata(root: Path) -> str | None:
+    """The ``--metadata`` of a cluster kept in *root*: None (SQLite, in its name node's data
+    directory), or under ``--store postgres`` a database named for *root*, so that a cluster
+    started again on its directory finds its namespace again, as it does in SQLite."""
+    if _store_server is None:
+        return None
+    digest = hashlib.sha256(str(Path(root).absolute()).encode()).hexdigest()[:20]
+    return _store_server.database(f"c_{digest}")
+
+
+def metadata_flag(root: Path) -> list[str]:
+    """``--metadata URL`` for ``pydfs cluster up --dir root``, under ``--store postgres``."""
+    url = cluster_metadata(root)
+    return [] if url is None else ["--metadata", url]
 
 
 def make_cluster(
@@ -53,7 +120,7 @@ def make_cluster(
         ],
         datanode_args=dn_args,
         tls=tls,
-        metadata=metadata,
+        metadata=cluster_metadata(root) if metadata is None else metadata,
         namenodes=namenodes,
     )
 

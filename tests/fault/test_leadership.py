@@ -11,6 +11,8 @@ import signal
 import time
 from collections.abc import Callable
 
+import pytest
+
 from pydfs import wire
 from pydfs.cluster import LocalCluster
 from tests.conftest import BLOCK_SIZE, node_id
@@ -133,6 +135,7 @@ def test_a_stopped_leader_wakes_as_a_standby_and_the_new_leader_does_the_work(
     )
 
 
+@pytest.mark.sqlite_only("a store only one process can open lets a restarted leader skip the lease")
 def test_a_name_node_alone_on_sqlite_leads_at_once_after_a_crash(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:

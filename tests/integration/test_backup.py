@@ -13,11 +13,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from pydfs import Client, wire
 from pydfs.cluster import LocalCluster
 from pydfs.namenode.backups import disk_error
 from pydfs.namenode.store.sqlite import backup
 from tests.conftest import BLOCK_SIZE, Cli, block_files
+
+pytestmark = pytest.mark.sqlite_only(
+    "backs up and restores the SQLite metadata (PostgreSQL's store has its own tools)"
+)
 
 
 def _write(fs: Client, path: str, data: bytes, sizes: dict[str, int]) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from pydfs.cluster import LocalCluster, ProcessFailed
 from pydfs.errors import Unauthenticated
-from tests.conftest import DEAD_AFTER, HEARTBEAT, Cli
+from tests.conftest import DEAD_AFTER, HEARTBEAT, Cli, cluster_metadata, metadata_flag
 
 
 def test_the_last_admin_cannot_be_removed(
@@ -49,12 +49,14 @@ def test_a_lost_admin_token_is_recovered_on_the_name_nodes_host(
     data_dir = str(cluster.namenode.data_dir)
     with cluster.client() as fs:
         fs.reset_token("admin")  # the token in admin.token is dead now
-    running = _pydfs("namenode", "reset-admin", "--data-dir", data_dir)
+    reset_admin = ["namenode", "reset-admin", "--data-dir", data_dir]
+    reset_admin += ["--metadata", cluster.metadata] if cluster.metadata else []
+    running = _pydfs(*reset_admin)
     assert running.returncode != 0 and "stop it first" in running.stderr
     cluster.stop()
     with pytest.raises(Unauthenticated, match="pydfs namenode reset-admin --data-dir"):
         cluster.start()  # not "timed out waiting for live data nodes"
-    reset = _pydfs("namenode", "reset-admin", "--data-dir", data_dir)
+    reset = _pydfs(*reset_admin)
     assert reset.returncode == 0, reset.stderr
     assert "admin.token" in reset.stdout
     cluster.start()
@@ -70,6 +72,7 @@ def _cluster(root: Path) -> LocalCluster:
         namenode_port=None,
         namenode_args=["--dead-after", DEAD_AFTER],
         datanode_args=["--heartbeat-interval", HEARTBEAT],
+        metadata=cluster_metadata(root),
     )
 
 
@@ -122,7 +125,9 @@ def test_a_second_cluster_on_one_directory_says_why_it_cannot_start(tmp_path: Pa
             **{k: v for k, v in os.environ.items() if not k.startswith("PYDFS_")},
             "PYDFS_CONFIG": str(tmp_path / "client.toml"),
         }
-        up = _pydfs("cluster", "up", "--dir", str(tmp_path), "--no-check", env=env)
+        up = _pydfs(
+            "cluster", "up", "--dir", str(tmp_path), "--no-check", *metadata_flag(tmp_path), env=env
+        )
         assert up.returncode != 0
         assert "another name node" in up.stderr and "already running" in up.stderr
         assert "Traceback" not in up.stderr

@@ -193,7 +193,7 @@ def test_routes_match_as_aiohttp_does() -> None:
 
 
 def test_a_client_that_reads_late_gets_every_answer_in_order(
-    shared_cluster: LocalCluster, raw: Raw
+    shared_cluster: LocalCluster, request: pytest.FixtureRequest
 ) -> None:
     """Forty pipelined listings of 2,000 entries (some 12 MB of answers) sent at once, read only
     after a pause: the server stops at the socket's limit (back-pressure) and goes on as the
@@ -202,6 +202,9 @@ def test_a_client_that_reads_late_gets_every_answer_in_order(
         fs.mkdir("/fast/wide", parents=True)
         for i in range(2000):
             fs.touch(f"/fast/wide/f{i:04d}")
+    # connected only now: making the files may take longer than the server keeps an idle one
+    raw = Raw(shared_cluster.url, shared_cluster.admin_token)
+    request.addfinalizer(raw.close)
     raw.send(b"".join(raw.request("GET", "/v1/fs/list?path=/fast/wide") for _ in range(40)))
     raw.send(raw.request("GET", "/v1/fs/stat?path=/fast/wide"))
     time.sleep(0.5)

@@ -234,10 +234,12 @@ PRIVATE = {
 }
 
 
+@pytest.mark.sqlite_only("the modes of namespace.sqlite3 and its WAL files")
 def test_name_node_files_are_private(cluster: LocalCluster) -> None:
     assert _modes(cluster.namenode.data_dir) == PRIVATE
 
 
+@pytest.mark.sqlite_only("the modes of namespace.sqlite3 and its WAL files")
 def test_an_old_data_directory_is_tightened_at_start(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:

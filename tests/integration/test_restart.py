@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydfs import Client
 from pydfs.cluster import LocalCluster
-from tests.conftest import BLOCK_SIZE, Cli
+from tests.conftest import BLOCK_SIZE, Cli, metadata_flag
 
 
 def _fill(fs: Client, n: int = 5) -> dict[str, bytes]:
@@ -67,6 +67,7 @@ def test_cluster_up_serves_other_shells_and_restarts_intact(tmp_path: Path) -> N
         str(tmp_path / "c"),
         "--port",
         "0",
+        *metadata_flag(tmp_path / "c"),
     ]
 
     def up() -> subprocess.Popen[str]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ import pytest
 from pydfs import Client, checksum, tokens, wire
 from pydfs.cluster import LocalCluster, NodeProcess
 from pydfs.errors import PermissionDenied, Unauthenticated
+from pydfs.local_postgres import binaries
 from tests.conftest import BLOCK_SIZE, Cli, make_cluster, node_id
 from tests.integration.test_metrics import scrape, value
 
@@ -109,9 +111,19 @@ def test_revoked_and_reset_tokens_stop_working(cluster: LocalCluster) -> None:
         assert "dave" not in [u.name for u in admin.users()]
 
 
+def _metadata_bytes(cluster: LocalCluster) -> bytes:
+    """Every byte of the cluster's metadata: its SQLite files, or a dump of its PostgreSQL."""
+    if cluster.metadata is None:
+        db = (cluster.namenode.data_dir / "namespace.sqlite3").read_bytes()
+        return db + (cluster.namenode.data_dir / "namespace.sqlite3-wal").read_bytes()
+    bin_dir = binaries()
+    assert bin_dir is not None
+    dump = [str(bin_dir / "pg_dump"), "--data-only", cluster.metadata]
+    return subprocess.run(dump, capture_output=True, check=True).stdout
+
+
 def test_tokens_are_kept_as_hashes_only(cluster: LocalCluster, users: dict[str, str]) -> None:
-    db = (cluster.namenode.data_dir / "namespace.sqlite3").read_bytes()
-    db += (cluster.namenode.data_dir / "namespace.sqlite3-wal").read_bytes()
+    db = _metadata_bytes(cluster)
     for token in users.values():
         assert token.encode() not in db
         assert tokens.hash_user_token(token).encode() in db

@@ -18,7 +18,7 @@ import pytest
 
 from pydfs import Client
 from pydfs.errors import Unavailable
-from tests.conftest import BLOCK_SIZE, Cli, make_cluster, wait_healthy
+from tests.conftest import BLOCK_SIZE, Cli, make_cluster, metadata_flag, wait_healthy
 
 
 def test_cluster_up_tls_works_end_to_end(tmp_path: Path) -> None:
@@ -26,6 +26,7 @@ def test_cluster_up_tls_works_end_to_end(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDFS_")}
     env["PYDFS_CONFIG"] = str(tmp_path / "client.toml")
     cmd = [sys.executable, "-m", "pydfs", "cluster", "up", "--tls", "--dir", str(tmp_path / "c")]
+    cmd += metadata_flag(tmp_path / "c")
     proc = subprocess.Popen(
         [*cmd, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
     )

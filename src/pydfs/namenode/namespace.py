@@ -82,6 +82,8 @@ class FileCommit(NamedTuple):
     blocks: list[wire.StoredBlock]
     layout: list[Block]
     sha256: str | None
+    overwrite: bool
+    expected: set[str] | None  # the blocks the version it expects names (a commit with expect)
 
 
 def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
@@ -283,18 +285,25 @@ class Namespace:
                 raise NotADirectory(f"{paths.parent(p)} is not a directory")
             check(user, parent, W | X, paths.parent(p))
             last = p == path
-            made = await walk.tx.inodes.get(
-                await self._insert(
-                    walk.tx,
-                    parent,
-                    paths.basename(p),
-                    "d",
-                    user,
-                    mode=mode if last else None,
-                    owner=owner if last else None,
-                    group=group if last else None,
+            try:
+                made = await walk.tx.inodes.get(
+                    await self._insert(
+                        walk.tx,
+                        parent,
+                        paths.basename(p),
+                        "d",
+                        user,
+                        mode=mode if last else None,
+                        owner=owner if last else None,
+                        group=group if last else None,
+                    )
                 )
-            )
+            except AlreadyExists:
+                # Made meanwhile through another name node (a shared store at READ COMMITTED):
+                # with -p, a directory goes on as if it had been there.
+                made = await walk.tx.inodes.child(parent.id, paths.basename(p))
+                if not parents or made is None or (last and not made.is_dir):
+                    raise
             assert made is not None
             parent = made
         return parent
@@ -531,8 +540,19 @@ class Namespace:
         if keep and existing is not None and existing.block_size != block_size:
             raise InvalidArgument(f"blocks kept in {path} need its block size")
         layout = _layout(path, blocks, keep or [], current, block_size)
+        expected = None if expect is None else {b.id for b in current}
         return FileCommit(
-            path, user, parent, existing, replication, block_size, blocks, layout, sha256
+            path,
+            user,
+            parent,
+            existing,
+            replication,
+            block_size,
+            blocks,
+            layout,
+            sha256,
+            overwrite,
+            expected,
         )
 
     async def apply_commit(self, walk: Walk, commit: FileCommit) -> wire.FileStatus:
@@ -542,10 +562,30 @@ class Namespace:
         size = sum(b.size for b in layout)
         named: set[str] = set()
         existing = commit.existing
+        if existing is None:
+            try:
+                inode_id = await self._insert(
+                    tx,
+                    commit.parent,
+                    paths.basename(path),
+                    "f",
+                    commit.user,
+                    size=size,
+                    replication=commit.replication,
+                    block_size=commit.block_size,
+                )
+            except AlreadyExists:
+                if not commit.overwrite:
+                    raise
+                # A writer through another name node committed the path meanwhile (a shared
+                # store at READ COMMITTED): replace its file, as if it came first.
+                _, existing = await self._writable(walk, path, commit.user, overwrite=True)
         if existing is not None:
             # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
             # Its blocks are released once the new ones are attached: those kept stay.
             named = await tx.blocks.detach([existing.id])
+            if commit.expected is not None and named != commit.expected:
+                raise Conflict(f"{path} was replaced while open for writing")
             await tx.inodes.set_content(
                 existing.id,
                 size=size,
@@ -554,17 +594,6 @@ class Namespace:
                 block_size=commit.block_size,
             )
             inode_id = existing.id
-        else:
-            inode_id = await self._insert(
-                tx,
-                commit.parent,
-                paths.basename(path),
-                "f",
-                commit.user,
-                size=size,
-                replication=commit.replication,
-                block_size=commit.block_size,
-            )
         await tx.blocks.add([Block(b.block_id, b.size, b.crc) for b in blocks], now)
         await tx.blocks.add_replicas([(b.block_id, n) for b in blocks for n in b.nodes], now)
         await tx.blocks.attach(inode_id, [b.id for b in layout])

@@ -13,8 +13,10 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from pydfs import wire
 from pydfs.errors import (
     AlreadyExists,
+    Conflict,
     DirectoryNotEmpty,
     InvalidArgument,
     IsADirectory,
@@ -353,3 +355,136 @@ async def test_two_namenodes_racing_moves_rmdirs_and_creates_keep_one_tree(
 
     for ns in namespaces:
         assert await listed(ns, "/") == total
+
+
+# --- writers of one path through two name nodes ----------------------------------------------
+
+
+def _stored(*names: str) -> list[wire.StoredBlock]:
+    return [wire.StoredBlock(name, 10, 1, ["dn-1"]) for name in names]
+
+
+async def _commit(ns: Namespace, path: str, *blocks: str) -> wire.FileStatus:
+    return await ns.commit_file(
+        path, None, replication=1, block_size=1024, blocks=_stored(*blocks), overwrite=True
+    )
+
+
+async def _named(store: Store, path: str) -> list[str]:
+    async with store.read() as tx:
+        f = await tx.inodes.child(ROOT, path.lstrip("/"))
+        assert f is not None
+        return [p.block.id for p in await tx.blocks.of_file(f.id)]
+
+
+async def test_writers_of_one_new_path_end_with_the_last_ones_file(
+    stores: tuple[Store, Store],
+) -> None:
+    """``put -f`` of a path that does not exist yet, from two name nodes: the second to commit
+    finds the first's file when it makes its own, and replaces it, as if it had come later."""
+    one, two = stores
+    release, made = asyncio.Event(), asyncio.Event()
+
+    async def first(tx: Any) -> None:
+        f = await tx.inodes.insert(new(ROOT, "f"))
+        await tx.blocks.add([Block("first", 10, 1)], 0.0)
+        await tx.blocks.attach(f, ["first"])
+
+    writing = asyncio.create_task(_held(one, first, release, made))
+    await made.wait()
+    asyncio.get_running_loop().call_later(0.1, release.set)
+    await _commit(await _namespace(two), "/f", "second")  # waits for the first, then replaces
+    await writing
+    assert await _named(one, "/f") == ["second"]
+    async with one.read() as tx:
+        assert await tx.blocks.get("first") is None  # released, not left named by nothing
+
+
+async def test_writers_replacing_one_file_leave_one_whole_version(
+    stores: tuple[Store, Store],
+) -> None:
+    """``put -f`` over an existing file from two name nodes: the second to commit releases what
+    the first attached, never keeps it beside its own blocks."""
+    one, two = stores
+    ns = await _namespace(two)
+    await _commit(ns, "/f", "old")
+    release, replaced = asyncio.Event(), asyncio.Event()
+
+    async def first(tx: Any) -> None:
+        f = await tx.inodes.child(ROOT, "f")
+        named = await tx.blocks.detach([f.id])
+        await tx.blocks.add([Block("first-0", 10, 1), Block("first-1", 10, 1)], 0.0)
+        await tx.blocks.attach(f.id, ["first-0", "first-1"])
+        await tx.blocks.release(named)
+
+    writing = asyncio.create_task(_held(one, first, release, replaced))
+    await replaced.wait()
+    asyncio.get_running_loop().call_later(0.1, release.set)
+    await _commit(ns, "/f", "second")  # waits for the first's hold on the file
+    await writing
+    assert await _named(one, "/f") == ["second"]
+    async with one.read() as tx:
+        assert await tx.blocks.get("first-0") is None and await tx.blocks.get("first-1") is None
+
+
+async def test_a_writer_expecting_the_version_a_racer_replaced_is_refused(
+    stores: tuple[Store, Store],
+) -> None:
+    """A commit that expects the file's current blocks (a writer that changed part of it)
+    while another name node replaces the file: it sees the replacement once it holds the file,
+    and is refused whole, rather than applied over a version it never read."""
+    one, two = stores
+    ns = await _namespace(two)
+    await _commit(ns, "/f", "old")
+    release, replaced = asyncio.Event(), asyncio.Event()
+
+    async def first(tx: Any) -> None:
+        f = await tx.inodes.child(ROOT, "f")
+        named = await tx.blocks.detach([f.id])
+        await tx.blocks.add([Block("first", 10, 1)], 0.0)
+        await tx.blocks.attach(f.id, ["first"])
+        await tx.blocks.release(named)
+
+    writing = asyncio.create_task(_held(one, first, release, replaced))
+    await replaced.wait()
+    asyncio.get_running_loop().call_later(0.1, release.set)
+    with pytest.raises(Conflict, match="replaced while open"):
+        await ns.commit_file(
+            "/f",
+            None,
+            replication=1,
+            block_size=1024,
+            blocks=_stored("second"),
+            overwrite=True,
+            expect=["old"],
+        )
+    await writing
+    assert await _named(one, "/f") == ["first"]
+
+
+async def test_mkdir_p_racing_another_keeps_the_directory_the_other_made(
+    stores: tuple[Store, Store],
+) -> None:
+    """``mkdir -p /a/b`` while another name node makes /a: it goes on inside that /a (but a
+    plain ``mkdir /a`` is refused, as it would be had the other come first)."""
+    one, two = stores
+    ns = await _namespace(two)
+
+    async def racing(name: str) -> asyncio.Task[None]:
+        release, made = asyncio.Event(), asyncio.Event()
+        work = lambda tx: tx.inodes.insert(new(ROOT, name, "d"))  # noqa: E731
+        making = asyncio.create_task(_held(one, work, release, made))
+        await made.wait()
+        asyncio.get_running_loop().call_later(0.1, release.set)
+        return making
+
+    making = await racing("a")
+    await ns.mkdir("/a/b", parents=True)  # waits for the other's /a, then makes b in it
+    await making
+    async with one.read() as tx:
+        a = await tx.inodes.child(ROOT, "a")
+        assert a is not None and [e[0] for e in await tx.inodes.entries(a.id)] == ["b"]
+    making = await racing("c")
+    with pytest.raises(AlreadyExists):
+        await ns.mkdir("/c")
+    await making

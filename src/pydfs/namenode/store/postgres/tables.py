@@ -381,12 +381,15 @@ class BlockMap:
     async def detach(self, inode_ids: list[int]) -> set[str]:
         """Holds the files' rows first (``FOR UPDATE``), in id order: a concurrent copy of one
         of them, or another change of its content, commits before or after this one, never
-        across it."""
-        rows = await self.q.fetch(
-            "WITH held AS (SELECT id FROM inodes WHERE id = ANY($1::bigint[]) ORDER BY id "
-            "FOR UPDATE) DELETE FROM file_blocks fb USING held WHERE fb.inode = held.id "
-            "RETURNING fb.block",
+        across it. The blocks are taken by a statement of their own, after the hold: one
+        statement sees what was committed when it began, and would miss the blocks a change
+        it waited for attached."""
+        await self.q.fetch(
+            "SELECT id FROM inodes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
             inode_ids,
+        )
+        rows = await self.q.fetch(
+            "DELETE FROM file_blocks WHERE inode = ANY($1::bigint[]) RETURNING block", inode_ids
         )
         return {b for (b,) in rows}
 

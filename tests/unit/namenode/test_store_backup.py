@@ -224,3 +224,20 @@ async def test_restore_state_keeps_unnamed_blocks_until_the_admin_finishes(
             assert await tx.restore.orphans() == (0, 0, 0, 0)
     finally:
         store.close()
+
+
+async def test_the_sqlite_store_keeps_only_the_latest_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers of applied requests live in memory: a bounded number, the oldest going first
+    (a million creates must not keep a million answers)."""
+    from pydfs.namenode.store.sqlite import applied
+
+    monkeypatch.setattr(applied, "MAX_ANSWERS", 3)
+    store = Store(tmp_path / "ns.sqlite3")
+    try:
+        for i in range(5):
+            await store.answered("alice", f"{i:032x}", 200, b"{}")
+        assert sorted(k[1][-1] for k in store.answers) == ["2", "3", "4"]
+    finally:
+        store.close()

@@ -180,7 +180,10 @@ class Store:
         return _Reading(self)
 
     async def answered(self, user: str, request_id: str, status: int, body: bytes) -> None:
-        self.answers[user, request_id] = (time.time(), status, body)
+        answers = self.answers
+        answers[user, request_id] = (time.time(), status, body)
+        if len(answers) > applied.MAX_ANSWERS:  # the oldest goes: its retry is told AnswerLost
+            del answers[next(iter(answers))]
 
     def write(self, *, durable: bool = True) -> _Writing:
         return _Writing(self, durable)

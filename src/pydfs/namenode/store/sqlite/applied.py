@@ -24,6 +24,11 @@ def record(db: sqlite3.Connection, applying: Applying) -> None:
 
 
 Answers = dict[tuple[str, str], tuple[float, int, bytes]]
+# Answers kept at most, the latest: a name node making thousands of changes a second would
+# otherwise hold every answer of the last ten minutes (about 600 MiB for a million creates). A
+# client sends a request again within seconds; one older than this many changes is told that it
+# was applied, its answer lost.
+MAX_ANSWERS = 65_536
 """(user, request id): (when answered, status, body), the oldest first."""
 
 

@@ -20,7 +20,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,15 +174,17 @@ def on_sigterm(signum: int, frame: object) -> None:
 
 def run_guarded(
     work: Path,
-    cluster: LocalCluster,
+    clusters: Sequence[LocalCluster],
     body: Callable[[], dict[str, Any]],
     json_path: str,
     started: float,
 ) -> int:
-    """Run *body* (which starts *cluster*) and write the figures it returns to *json_path*;
-    whatever happens, stop the cluster and delete *work*. Exit status: 0; 1 when pydfs
-    misbehaved (``BenchFailure``); 128 + the signal when interrupted. *started*: the
-    ``perf_counter()`` the script's total time counts from."""
+    """Run *body* (which starts the *clusters*) and write the figures it returns to
+    *json_path*; whatever happens, stop the clusters and delete *work*, and the files of a
+    cluster's own PostgreSQL (which, as root, may live outside *work*: see
+    ``pydfs.local_postgres``). Exit status: 0; 1 when pydfs misbehaved (``BenchFailure``);
+    128 + the signal when interrupted. *started*: the ``perf_counter()`` the script's total
+    time counts from."""
     failed = True
     try:
         data = body()
@@ -199,9 +201,12 @@ def run_guarded(
         note("interrupted; stopping the cluster and deleting its data")
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     finally:
-        if failed:
-            print_log_tails(work / "cluster")
-        cluster.stop()
+        for cluster in clusters:
+            if failed:
+                print_log_tails(cluster.root)
+            cluster.stop()
+            if cluster.postgres is not None:
+                shutil.rmtree(cluster.postgres.dir, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

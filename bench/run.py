@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                 runner.run(fs.close())
         return report(plan, runs, state, work, time.perf_counter() - started)
 
-    return run_guarded(work, cluster, body, args.json, started)
+    return run_guarded(work, [cluster], body, args.json, started)
 
 
 if __name__ == "__main__":

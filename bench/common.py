@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,21 +58,32 @@ def note(msg: str) -> None:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the name node is and how to authenticate to it; what a child process is given."""
+    """Where the name nodes are and how to authenticate to them; what a child process is
+    given."""
 
-    url: str
+    url: str  # every name node, comma-separated: a client sends its calls to the first
     token: str | None = None
     user: str = USER  # only for an SDK without authentication; a token names its user
     ca: str | None = None  # CA bundle of a TLS cluster
 
 
 def endpoint(cluster: LocalCluster) -> Endpoint:
-    """The cluster's name node URL and, if the cluster has them, its admin bearer token and
+    """The cluster's name node URLs and, if the cluster has them, its admin bearer token and
     the CA bundle of its TLS certificates."""
     ca = getattr(cluster, "ca", None)
+    urls = getattr(cluster, "urls", None) or [cluster.url]
     return Endpoint(
-        cluster.url, getattr(cluster, "admin_token", None), ca=None if ca is None else str(ca)
+        ",".join(urls), getattr(cluster, "admin_token", None), ca=None if ca is None else str(ca)
     )
+
+
+def spread(ep: Endpoint, k: int) -> Endpoint:
+    """*ep* with its name node *k* (modulo their number) first: a client of it sends every call
+    to that one, and goes on to the others only when it fails, so that clients given
+    ``spread(ep, 0)``, ``spread(ep, 1)``... share the load among the name nodes."""
+    urls = ep.url.split(",")
+    k %= len(urls)
+    return replace(ep, url=",".join(urls[k:] + urls[:k]))
 
 
 def _client_options(ep: Endpoint) -> dict[str, Any]:

@@ -9,8 +9,9 @@ run.py calls ``w5_parallel_writes``, which starts the processes, each this file 
 A child connects, makes its payloads (untimed), prints ``ready``, waits for a line ``go`` on
 stdin, writes its files into DFS_DIR one after another and prints one JSON line (files, bytes,
 its own seconds). The parent says ``go`` to all children at once once every one is ready, and
-times until the last one has answered. The payloads are a function of (seed, K, file), so the
-parent checks a sample of the files against what it computes itself.
+times until the last one has answered. With several name nodes, child K is given name node K
+(modulo their number) first, so that they share the children. The payloads are a function of
+(seed, K, file), so the parent checks a sample of the files against what it computes itself.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from common import MB, BenchFailure, Endpoint, Samples, connect
+from common import MB, BenchFailure, Endpoint, Samples, connect, spread
 from pydfs.client.aio import AsyncClient
 
 CHILD_TIMEOUT = 600.0  # seconds for all children to get ready, and again to finish
@@ -104,7 +105,7 @@ def _run_children(
             log = logdir / f"w5-child-{k}.stderr"
             with open(log, "wb") as err:
                 proc = subprocess.Popen(
-                    _child_argv(target, f"{base}/p{k}", k, files, size, seed),
+                    _child_argv(spread(target, k), f"{base}/p{k}", k, files, size, seed),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,

@@ -175,12 +175,26 @@ def print_figure(name: str, fig: dict[str, Any]) -> None:
 # --- clean exits ---------------------------------------------------------------------------
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the same clean-up runs."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM, raised wherever the program is, inside the event loop too.
+
+    asyncio's own Ctrl-C handling only cancels the task that runs, and a run then goes on if
+    anything below swallows that cancellation; raised from the handler, the interruption
+    reaches ``run_guarded``'s clean-up in any case."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
-def on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated(f"signal {signum}")
+def on_signal(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise ``Interrupted``."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
 
 
 def run_guarded(
@@ -210,7 +224,7 @@ def run_guarded(
     except KeyboardInterrupt as exc:
         failed = False
         note("interrupted; stopping the cluster and deleting its data")
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        return 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
     finally:
         for cluster in clusters:
             if failed:

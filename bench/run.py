@@ -27,7 +27,6 @@ import os
 import platform
 import random
 import resource
-import signal
 import statistics
 import sys
 import time
@@ -50,9 +49,9 @@ from common import (
     endpoint,
     fmt,
     note,
-    on_sigterm,
     print_figure,
     run_guarded,
+    stop_on_signals,
     summarize,
 )
 from machine import (
@@ -524,7 +523,7 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, list[Setup], argparse.Name
 
 def main(argv: list[str] | None = None) -> int:
     plan, setups, args = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    stop_on_signals()
 
     started = time.perf_counter()
     work = make_workdir(args.dir)

@@ -35,7 +35,6 @@ import asyncio
 import math
 import os
 import random
-import signal
 import statistics
 import sys
 import time
@@ -52,10 +51,10 @@ from common import (
     endpoint,
     fmt,
     note,
-    on_sigterm,
     percentile,
     print_figure,
     run_guarded,
+    stop_on_signals,
     summarize,
 )
 from machine import CpuMeter, dir_size, make_workdir, status_mib
@@ -362,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--files, --per-dir, --tasks and --clients must be at least 1")
     if args.restarts < 1 or args.ls_reps < 1 or args.stat_samples < 1:
         parser.error("--restarts, --ls-reps and --stat-samples must be at least 1")
-    signal.signal(signal.SIGTERM, on_sigterm)
+    stop_on_signals()
 
     started = time.perf_counter()
     work = make_workdir(args.dir, prefix="pydfs-scale-")

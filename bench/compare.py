@@ -2,10 +2,11 @@
 --namenodes 1,2``): their figures under one name each, the ratios between them, and a table.
 
 Each run measures every setup in turn (SQLite, then PostgreSQL with one name node, then with
-two...), each on its own cluster, started for it and stopped after it, so that only one cluster
-uses the machine at a time; over several runs the setups alternate. A ratio is computed within
-each run, from figures measured minutes apart, then summarized over the runs: on a shared,
-noisy machine the ratios are steadier than the figures.
+two...; the next run in the reverse order, so that a drift of the machine's load favours none),
+each on its own cluster, started for it and stopped after it, so that only one cluster uses the
+machine at a time; a cluster keeps its metadata from one run to the next. A ratio is computed
+within each run, from figures measured minutes apart, then summarized over the runs: on a
+shared, noisy machine the ratios are steadier than the figures.
 """
 
 from __future__ import annotations

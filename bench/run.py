@@ -562,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
             if not several:
                 measure(setups[0], clusters[0], range(1, plan.runs + 1))
             for i in range(1, plan.runs + 1) if several else ():
-                for setup, cluster in zip(setups, clusters, strict=True):
+                pairs = list(zip(setups, clusters, strict=True))
+                for setup, cluster in pairs if i % 2 else reversed(pairs):  # A B C, C B A...
                     measure(setup, cluster, range(i, i + 1))
                     cluster.stop()  # one cluster on the machine at a time
         runs = compare.merge(setups, per_setup) if several else per_setup[setups[0].name]

@@ -113,11 +113,11 @@ def table(setups: list[Setup], runs: list[Samples], ratio_values: dict[str, list
         ]
         lines.append("| " + " | ".join([label, *cells]) + " |")
 
-    names = ["client", "namenode", *(f"namenode{k}" for k in range(2, 10)), OWN_POSTGRES]
+    names = ["client", "namenode", *(f"namenode{k}" for k in range(2, 10)), OWN_POSTGRES, "machine"]
     lines += [
         "",
         "CPU during each phase, % of one core (median of the runs): name node(s) / "
-        "PostgreSQL / the benchmark's client process",
+        "PostgreSQL / the benchmark's client process / the whole machine (all programs)",
         "",
         "| phase | " + " | ".join(s.label for s in setups) + " |",
         "|---" + "|---:" * len(setups) + "|",
@@ -135,7 +135,7 @@ def table(setups: list[Setup], runs: list[Samples], ratio_values: dict[str, list
                 continue
             nn = " + ".join(f"{v:.0f}" for k, v in pct.items() if k.startswith("namenode"))
             pg = f"{pct[OWN_POSTGRES]:.0f}" if OWN_POSTGRES in pct else "-"
-            cells.append(f"{nn} / {pg} / {pct.get('client', 0):.0f}")
+            cells.append(f"{nn} / {pg} / {pct.get('client', 0):.0f} / {pct.get('machine', 0):.0f}")
         if any(c != "-" for c in cells):
             lines.append("| " + " | ".join([label, *cells]) + " |")
     return "\n".join(lines)

@@ -172,9 +172,19 @@ def tree_pss_mib(pid: int) -> float:
     return total_kib / 1024
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (not idle, not waiting for I/O), all cores."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
     """CPU used by some processes while a block runs, as % of one core over its wall time;
-    those named in *trees* with every process below them (``cpu_seconds(tree=True)``)."""
+    those named in *trees* with every process below them (``cpu_seconds(tree=True)``). Also
+    ``machine``: the whole machine's busy time (100 % per busy core), so that what other
+    programs took shows."""
 
     def __init__(self, pids: dict[str, int], trees: frozenset[str] = frozenset()) -> None:
         self.pids = pids
@@ -182,7 +192,8 @@ class CpuMeter:
         self.pct: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid, name in self.trees) for name, pid in self.pids.items()}
+        now = {name: cpu_seconds(pid, name in self.trees) for name, pid in self.pids.items()}
+        return now | {"machine": machine_busy_seconds()}
 
     def __enter__(self) -> CpuMeter:
         self._cpu = self._now()
@@ -192,7 +203,7 @@ class CpuMeter:
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._t0
         now = self._now()
-        self.pct = {name: 100 * (now[name] - self._cpu[name]) / wall for name in self.pids}
+        self.pct = {name: 100 * (now[name] - self._cpu[name]) / wall for name in now}
 
 
 # --- local files ---------------------------------------------------------------------------

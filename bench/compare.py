@@ -97,8 +97,14 @@ def _cell(values: list[float], digits: int = 0) -> str:
 
 
 def table(setups: list[Setup], runs: list[Samples], ratio_values: dict[str, list[float]]) -> str:
-    """Two Markdown tables: every ``ROWS`` figure per setup (median of the runs, min-max) with
-    the ratios; then the CPU of each process during each phase, in % of one core (median)."""
+    """Three Markdown tables: every ``ROWS`` figure per setup (median of the runs, min-max) with
+    the ratios; the CPU of each process during each phase; and the CPU each operation cost."""
+    return "\n\n".join(
+        [_rates(setups, runs, ratio_values), _cpu(setups, runs), _costs(setups, runs)]
+    )
+
+
+def _rates(setups: list[Setup], runs: list[Samples], ratio_values: dict[str, list[float]]) -> str:
     ps = pairs(setups)
     head = ["figure", *(s.label for s in setups), *(f"{a.name} / {b.name}" for a, b in ps)]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
@@ -112,10 +118,14 @@ def table(setups: list[Setup], runs: list[Samples], ratio_values: dict[str, list
             for a, b in ps
         ]
         lines.append("| " + " | ".join([label, *cells]) + " |")
+    return "\n".join(lines)
 
-    names = ["client", "namenode", *(f"namenode{k}" for k in range(2, 10)), OWN_POSTGRES, "machine"]
-    lines += [
-        "",
+
+PROCESSES = ["client", "namenode", *(f"namenode{k}" for k in range(2, 10)), OWN_POSTGRES]
+
+
+def _cpu(setups: list[Setup], runs: list[Samples]) -> str:
+    lines = [
         "CPU during each phase, % of one core (median of the runs): name node(s) / "
         "PostgreSQL / the benchmark's client process / the whole machine (all programs)",
         "",
@@ -126,7 +136,7 @@ def table(setups: list[Setup], runs: list[Samples], ratio_values: dict[str, list
         cells = []
         for s in setups:
             pct = {}
-            for who in names:
+            for who in [*PROCESSES, "machine"]:
                 values = _medians(runs, f"{s.name}_{phase}_{who}_cpu_pct")
                 if values:
                     pct[who] = statistics.median(values)
@@ -138,4 +148,47 @@ def table(setups: list[Setup], runs: list[Samples], ratio_values: dict[str, list
             cells.append(f"{nn} / {pg} / {pct.get('client', 0):.0f} / {pct.get('machine', 0):.0f}")
         if any(c != "-" for c in cells):
             lines.append("| " + " | ".join([label, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def cost_us(run: Samples, setup: Setup, phase: str) -> float | None:
+    """CPU microseconds one operation of *phase* cost in *run*: the name nodes', PostgreSQL's
+    and the client's CPU over the phase, divided by the operations. Unlike a rate, it does not
+    depend on the share of the machine that other programs left."""
+    rate = run.get(f"{setup.name}_{phase}_{'files' if phase.startswith('w3') else 'ops'}_per_s")
+    used = [run.get(f"{setup.name}_{phase}_{who}_cpu_pct") for who in PROCESSES]
+    if not rate or not any(used):
+        return None
+    return sum(v[0] for v in used if v) / 100 / statistics.median(rate) * 1e6
+
+
+def _costs(setups: list[Setup], runs: list[Samples]) -> str:
+    head = [
+        "phase",
+        *(s.label for s in setups),
+        *(f"{s.name} / {setups[0].name}" for s in setups[1:]),
+    ]
+    lines = [
+        "CPU per operation, µs (name nodes + PostgreSQL + client; median of the runs, min-max): "
+        "what the rates would be bounded by on cores of their own",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" + "|---:" * (len(head) - 1) + "|",
+    ]
+    for phase, label in CPU_ROWS.items():
+        costs = {
+            s.name: [c for run in runs if (c := cost_us(run, s, phase)) is not None] for s in setups
+        }
+        if not any(costs.values()):
+            continue
+        ratios = [
+            [
+                c / b
+                for run in runs
+                if (c := cost_us(run, s, phase)) and (b := cost_us(run, setups[0], phase))
+            ]
+            for s in setups[1:]
+        ]
+        cells = [_cell(costs[s.name]) for s in setups] + [_cell(r, 2) for r in ratios]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
     return "\n".join(lines)

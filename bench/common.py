@@ -20,8 +20,8 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,21 +58,32 @@ def note(msg: str) -> None:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the name node is and how to authenticate to it; what a child process is given."""
+    """Where the name nodes are and how to authenticate to them; what a child process is
+    given."""
 
-    url: str
+    url: str  # every name node, comma-separated: a client sends its calls to the first
     token: str | None = None
     user: str = USER  # only for an SDK without authentication; a token names its user
     ca: str | None = None  # CA bundle of a TLS cluster
 
 
 def endpoint(cluster: LocalCluster) -> Endpoint:
-    """The cluster's name node URL and, if the cluster has them, its admin bearer token and
+    """The cluster's name node URLs and, if the cluster has them, its admin bearer token and
     the CA bundle of its TLS certificates."""
     ca = getattr(cluster, "ca", None)
+    urls = getattr(cluster, "urls", None) or [cluster.url]
     return Endpoint(
-        cluster.url, getattr(cluster, "admin_token", None), ca=None if ca is None else str(ca)
+        ",".join(urls), getattr(cluster, "admin_token", None), ca=None if ca is None else str(ca)
     )
+
+
+def spread(ep: Endpoint, k: int) -> Endpoint:
+    """*ep* with its name node *k* (modulo their number) first: a client of it sends every call
+    to that one, and goes on to the others only when it fails, so that clients given
+    ``spread(ep, 0)``, ``spread(ep, 1)``... share the load among the name nodes."""
+    urls = ep.url.split(",")
+    k %= len(urls)
+    return replace(ep, url=",".join(urls[k:] + urls[:k]))
 
 
 def _client_options(ep: Endpoint) -> dict[str, Any]:
@@ -164,25 +175,41 @@ def print_figure(name: str, fig: dict[str, Any]) -> None:
 # --- clean exits ---------------------------------------------------------------------------
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the same clean-up runs."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM, raised wherever the program is, inside the event loop too.
+
+    asyncio's own Ctrl-C handling only cancels the task that runs, and a run then goes on if
+    anything below swallows that cancellation; raised from the handler, the interruption
+    reaches ``run_guarded``'s clean-up in any case."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
-def on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated(f"signal {signum}")
+def on_signal(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise ``Interrupted``."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
 
 
 def run_guarded(
     work: Path,
-    cluster: LocalCluster,
+    clusters: Sequence[LocalCluster],
     body: Callable[[], dict[str, Any]],
     json_path: str,
     started: float,
 ) -> int:
-    """Run *body* (which starts *cluster*) and write the figures it returns to *json_path*;
-    whatever happens, stop the cluster and delete *work*. Exit status: 0; 1 when pydfs
-    misbehaved (``BenchFailure``); 128 + the signal when interrupted. *started*: the
-    ``perf_counter()`` the script's total time counts from."""
+    """Run *body* (which starts the *clusters*) and write the figures it returns to
+    *json_path*; whatever happens, stop the clusters and delete *work*, and the files of a
+    cluster's own PostgreSQL (which, as root, may live outside *work*: see
+    ``pydfs.local_postgres``). Exit status: 0; 1 when pydfs misbehaved (``BenchFailure``);
+    128 + the signal when interrupted. *started*: the ``perf_counter()`` the script's total
+    time counts from."""
     failed = True
     try:
         data = body()
@@ -197,11 +224,14 @@ def run_guarded(
     except KeyboardInterrupt as exc:
         failed = False
         note("interrupted; stopping the cluster and deleting its data")
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        return 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
     finally:
-        if failed:
-            print_log_tails(work / "cluster")
-        cluster.stop()
+        for cluster in clusters:
+            if failed:
+                print_log_tails(cluster.root)
+            cluster.stop()
+            if cluster.postgres is not None:
+                shutil.rmtree(cluster.postgres.dir, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

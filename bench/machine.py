@@ -122,31 +122,88 @@ class PeakRss:
             self.mib = {name: status_mib(pid, "VmHWM") for name, pid in self.pids.items()}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time *pid* has used so far (all its threads)."""
+def descendants(pid: int) -> list[int]:
+    """Every living process below *pid* (its children, theirs, ...)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:  # the task ended meanwhile
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def _stat_fields(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, tree: bool = False) -> float:
+    """User + system CPU time *pid* has used so far (all its threads); with *tree*, that of
+    every process below it too, living or ended (an ended child's time is in its parent's
+    ``cutime``/``cstime`` once reaped), as for a PostgreSQL server and its backends."""
+    fields = _stat_fields(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    if tree:
+        ticks += int(fields[13]) + int(fields[14])
+        for child in descendants(pid):
+            try:
+                kid = _stat_fields(child)
+            except OSError:  # ended meanwhile: its time moves to cutime, which we missed
+                continue
+            ticks += int(kid[11]) + int(kid[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_pss_mib(pid: int) -> float:
+    """Proportional set size of *pid* and every process below it, in MiB: memory they share
+    (PostgreSQL's shared buffers) counts once in all."""
+    total_kib = 0
+    for proc in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{proc}/smaps_rollup") as f:
+                total_kib += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+    return total_kib / 1024
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (not idle, not waiting for I/O), all cores."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
-    """CPU used by some processes while a block runs, as % of one core over its wall time."""
+    """CPU used by some processes while a block runs, as % of one core over its wall time;
+    those named in *trees* with every process below them (``cpu_seconds(tree=True)``). Also
+    ``machine``: the whole machine's busy time (100 % per busy core), so that what other
+    programs took shows."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], trees: frozenset[str] = frozenset()) -> None:
         self.pids = pids
+        self.trees = trees
         self.pct: dict[str, float] = {}
 
+    def _now(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid, name in self.trees) for name, pid in self.pids.items()}
+        return now | {"machine": machine_busy_seconds()}
+
     def __enter__(self) -> CpuMeter:
-        self._cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._cpu = self._now()
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._t0
-        self.pct = {
-            name: 100 * (cpu_seconds(pid) - self._cpu[name]) / wall
-            for name, pid in self.pids.items()
-        }
+        now = self._now()
+        self.pct = {name: 100 * (now[name] - self._cpu[name]) / wall for name in now}
 
 
 # --- local files ---------------------------------------------------------------------------

@@ -2,15 +2,19 @@
 """pydfs benchmark: throughput, small files, metadata, many clients, CLI start-up and memory.
 
     python bench/run.py [--quick] [--runs N] [--json PATH] [--dir DIR] [--only W,...]
-                        [--metadata URL] [--peers all|moosefs,moosefs-fsync,seaweedfs]
+                        [--metadata STORE[,STORE...]] [--namenodes N[,N...]]
+                        [--peers all|moosefs,moosefs-fsync,seaweedfs]
 
 Starts a LocalCluster (1 name node, 2 data nodes, replication 2) under a temporary directory and
 drives it through the SDK (AsyncClient) from this process (W5 adds client processes of its
-own). In the same run it measures the machine's own limits (fsync'd local writes, a cold local
-read, loopback TCP, the interpreter's start-up) so that the pydfs figures can be read as
-fractions of what the disk, the network stack and Python allow. With --peers it also runs W1,
-W2, W3 and W5 on MooseFS and SeaweedFS, started on loopback by the benchmark itself (peers.py),
-and reports pydfs / peer ratios from the same run.
+own). The name nodes keep their metadata on SQLite, or on PostgreSQL (--metadata postgres: a
+server the benchmark starts for itself; or a URL), where there may be several (--namenodes).
+Given several stores or counts, it measures each setup in turn in every run and reports them
+side by side, with ratios (compare.py). In the same run it measures the machine's own limits
+(fsync'd local writes, a cold local read, loopback TCP, the interpreter's start-up) so that the
+pydfs figures can be read as fractions of what the disk, the network stack and Python allow.
+With --peers it also runs W1, W2, W3 and W5 on MooseFS and SeaweedFS, started on loopback by the
+benchmark itself (peers.py), and reports pydfs / peer ratios from the same run.
 
 stdout carries only result lines, each ``name value unit``; every figure comes as three lines:
 the median over the runs (``name``), then ``name_min`` and ``name_max``. Progress and notes go
@@ -26,7 +30,6 @@ import os
 import platform
 import random
 import resource
-import signal
 import statistics
 import sys
 import time
@@ -35,9 +38,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import compare
 from common import (
     BENCH_DIR,
-    DATANODES,
     MB,
     BenchFailure,
     Endpoint,
@@ -49,9 +52,9 @@ from common import (
     endpoint,
     fmt,
     note,
-    on_sigterm,
     print_figure,
     run_guarded,
+    stop_on_signals,
     summarize,
 )
 from machine import (
@@ -66,6 +69,7 @@ from machine import (
     read_file,
     sha256_file,
 )
+from metadata import TREES, Setup, parse_setups, server_pids
 from peers import PEERS, PeerError, PeerPlan, measure, parse_peers
 from pydfs.client.aio import AsyncClient
 from pydfs.cluster import LocalCluster
@@ -83,6 +87,7 @@ from workloads import (
 
 DEFAULT_BLOCK_SIZE = 64 * MiB  # the name node's default, used when the plan leaves it unset
 WORKLOADS = ("limits", "w1w2", "stream", "w3", "w4", "w5", "cli")
+COMPARED = ("w3", "w4")  # what several setups run unless --only says otherwise
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ class Bench:
 
     plan: Plan
     work: Path
+    setup: Setup
     cluster: LocalCluster
     target: Endpoint
     runner: asyncio.Runner
@@ -184,11 +190,18 @@ class Bench:
 
     @property
     def pids(self) -> dict[str, int]:
+        """The processes whose peak RSS is measured: this one, the name nodes, the data nodes."""
+        servers = {k: v for k, v in server_pids(self.cluster).items() if k not in TREES}
         return {
             "client": os.getpid(),
-            "namenode": self.cluster.namenode.pid,
+            **servers,
             **{f"datanode{n + 1}": d.pid for n, d in enumerate(self.cluster.datanodes)},
         }
+
+    @property
+    def cpu(self) -> tuple[dict[str, int], frozenset[str]]:
+        """The processes whose CPU the metadata phases measure (``workloads.Cpu``)."""
+        return {"client": os.getpid(), **server_pids(self.cluster)}, TREES
 
 
 # --- one run -------------------------------------------------------------------------------
@@ -298,11 +311,7 @@ async def settle_deletes(cluster: LocalCluster, blocks: list[str]) -> None:
 
 def small_files(b: Bench, i: int) -> Samples:
     payloads = [os.urandom(b.plan.small_size) for _ in range(b.plan.small_count)]
-    write_s, read_s = b.runner.run(w3_small_files(b.fs, f"/bench/run{i}/small", payloads))
-    return {
-        "w3_write_files_per_s": [b.plan.small_count / write_s],
-        "w3_read_files_per_s": [b.plan.small_count / read_s],
-    }
+    return b.runner.run(w3_small_files(b.fs, f"/bench/run{i}/small", payloads, b.cpu))
 
 
 def metadata(b: Bench, i: int) -> Samples:
@@ -318,7 +327,7 @@ def metadata(b: Bench, i: int) -> Samples:
                 creates=b.plan.meta_creates,
                 list_entries=b.plan.list_entries,
                 list_reps=b.plan.list_reps,
-                pids={"client": os.getpid(), "namenode": b.cluster.namenode.pid},
+                cpu=b.cpu,
                 seed=i,
             )
         finally:
@@ -404,7 +413,10 @@ def one_run(b: Bench, i: int) -> Samples:
         t0 = time.perf_counter()
         got = step(b, i)
         summary = ", ".join(f"{k} {fmt(statistics.median(v), unit_of(k))}" for k, v in got.items())
-        note(f"run {i}/{b.plan.runs} {name} ({time.perf_counter() - t0:.1f}s): {summary}")
+        note(
+            f"run {i}/{b.plan.runs} {b.setup.name} {name} ({time.perf_counter() - t0:.1f}s): "
+            f"{summary}"
+        )
         samples.update(got)
     if b.plan.peers:
         samples.update(side_by_side(b, i))
@@ -502,16 +514,25 @@ def unit_of(name: str) -> str:
 
 
 def report(
-    plan: Plan, runs: list[Samples], state: State, work: Path, elapsed: float
+    plan: Plan,
+    runs: list[Samples],
+    state: State,
+    work: Path,
+    elapsed: float,
+    setups: list[Setup],
 ) -> dict[str, Any]:
+    """Print the figures (and, for several setups, the side-by-side table on stderr) and
+    return everything for the JSON file."""
     names = list(dict.fromkeys(name for run in runs for name in run))
     figures = {}
     for name in names:
         per_run = [run.get(name, []) for run in runs]
         figures[name] = summarize([v for values in per_run for v in values], unit_of(name))
         figures[name]["per_run"] = per_run
+    several = len(setups) > 1
     ratios = {}
-    for name, (num, den) in (RATIOS | peer_ratios(plan.peers)).items():
+    compared = compare.ratios(setups, RATIOS) if several else RATIOS | peer_ratios(plan.peers)
+    for name, (num, den) in compared.items():
         values = [
             statistics.median(run[num]) / statistics.median(run[den])
             for run in runs
@@ -519,6 +540,10 @@ def report(
         ]
         if values:
             ratios[name] = summarize(values, "ratio")
+    table = ""
+    if several:
+        table = compare.table(setups, runs, {k: r["values"] for k, r in ratios.items()})
+        print(f"\n{table}\n", file=sys.stderr, flush=True)
     notes = []
     if not state.cache_dropped:
         notes.append(
@@ -545,6 +570,8 @@ def report(
     sys.stdout.flush()
     return {
         "plan": asdict(plan),
+        "setups": [{"name": s.name, "label": s.label, "namenodes": s.namenodes} for s in setups],
+        "table": table,
         "figures": figures,
         "ratios": ratios,
         "page_cache_dropped": state.cache_dropped,
@@ -572,7 +599,7 @@ def report(
 # --- main ----------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
+def parse_args(argv: list[str] | None) -> tuple[Plan, list[Setup], argparse.Namespace]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 run (for CI)")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3; 1 with --quick)")
@@ -588,7 +615,8 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     )
     parser.add_argument(
         "--only",
-        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all; "
+        f"{','.join(COMPARED)} with several setups)",
     )
     parser.add_argument(
         "--peers",
@@ -597,14 +625,25 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     )
     parser.add_argument(
         "--metadata",
-        metavar="URL",
-        help="the name node's metadata store (default: SQLite in its data directory), e.g. "
-        "postgresql://user@127.0.0.1:5432/bench: an empty database",
+        metavar="STORE[,STORE...]",
+        help="where the name nodes keep their metadata: sqlite (the default), postgres (a "
+        "PostgreSQL server the benchmark starts for itself, fsync on, and removes), or a "
+        "postgresql:// URL of an empty database; several, comma-separated, are compared",
+    )
+    parser.add_argument(
+        "--namenodes",
+        metavar="N[,N...]",
+        help="name nodes sharing the PostgreSQL database (default 1); several counts, "
+        "comma-separated, are compared (SQLite runs with one)",
     )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
-    workloads = WORKLOADS
+    try:
+        setups = parse_setups(args.metadata, args.namenodes)
+    except ValueError as exc:
+        parser.error(str(exc))
+    workloads = WORKLOADS if len(setups) == 1 else COMPARED
     if args.only:
         workloads = tuple(w.strip() for w in args.only.split(",") if w.strip())
         unknown = set(workloads) - set(WORKLOADS)
@@ -616,27 +655,30 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         parser.error(str(exc))
     if peers and not {"w1w2", "w3", "w5"} & set(workloads):
         parser.error("--peers needs one of w1w2, w3, w5 among the workloads")
-    return make_plan(args.quick, args.runs, workloads, peers), args
+    if peers and len(setups) > 1:
+        parser.error("--peers compares one pydfs setup with the peers: give one --metadata")
+    return make_plan(args.quick, args.runs, workloads, peers), setups, args
 
 
 def main(argv: list[str] | None = None) -> int:
-    plan, args = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    plan, setups, args = parse_args(argv)
+    stop_on_signals()
 
     started = time.perf_counter()
     work = make_workdir(args.dir)
     note(
         f"{plan.mode} mode, {plan.runs} run(s) of {','.join(plan.workloads)}; "
-        f"data in {work} ({fs_type(work)}); metadata on {args.metadata or 'SQLite'}"
+        f"data in {work} ({fs_type(work)}); metadata on {'; '.join(s.label for s in setups)}"
     )
     if plan.peers:
         note(f"side by side with {', '.join(plan.peers)}, each started for every run")
     else:
         why = "quick mode runs them only when asked for" if plan.mode == "quick" else "none asked"
         note(f"peers skipped ({why}): --peers all runs MooseFS and SeaweedFS side by side")
-    cluster = LocalCluster(work / "cluster", datanodes=DATANODES, metadata=args.metadata)
+    several = len(setups) > 1
+    clusters = [s.cluster(work / (f"cluster-{s.name}" if several else "cluster")) for s in setups]
     state = State()
-    runs: list[Samples] = []
+    per_setup: dict[str, list[Samples]] = {s.name: [] for s in setups}
 
     def body() -> dict[str, Any]:
         source, source_sha = None, ""
@@ -647,20 +689,31 @@ def main(argv: list[str] | None = None) -> int:
             note(
                 f"generated {plan.big_size / MiB:.0f} MiB source in {time.perf_counter() - t0:.1f}s"
             )
-        cluster.start()
-        note(f"cluster up at {cluster.url}")
-        target = endpoint(cluster)
-        with asyncio.Runner() as runner:
-            fs = connect(target)
+
+        def measure(setup: Setup, cluster: LocalCluster, runs: range) -> None:
+            if not cluster.namenode.running:
+                cluster.start()
+                note(f"{setup.label}: cluster up at {', '.join(cluster.urls)}")
+            target = endpoint(cluster)
+            fs = connect(target)  # the first name node's client, for all but W4's 16
             try:
-                b = Bench(plan, work, cluster, target, runner, fs, state, source, source_sha)
-                for i in range(1, plan.runs + 1):
-                    runs.append(one_run(b, i))
+                b = Bench(plan, work, setup, cluster, target, runner, fs, state, source, source_sha)
+                per_setup[setup.name] += [one_run(b, i) for i in runs]
             finally:
                 runner.run(fs.close())
-        return report(plan, runs, state, work, time.perf_counter() - started)
 
-    return run_guarded(work, cluster, body, args.json, started)
+        with asyncio.Runner() as runner:
+            if not several:
+                measure(setups[0], clusters[0], range(1, plan.runs + 1))
+            for i in range(1, plan.runs + 1) if several else ():
+                pairs = list(zip(setups, clusters, strict=True))
+                for setup, cluster in pairs if i % 2 else reversed(pairs):  # A B C, C B A...
+                    measure(setup, cluster, range(i, i + 1))
+                    cluster.stop()  # one cluster on the machine at a time
+        runs = compare.merge(setups, per_setup) if several else per_setup[setups[0].name]
+        return report(plan, runs, state, work, time.perf_counter() - started, setups)
+
+    return run_guarded(work, clusters, body, args.json, started)
 
 
 if __name__ == "__main__":

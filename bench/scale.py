@@ -3,16 +3,19 @@
 
     python bench/scale.py [--files N] [--per-dir 1000] [--list-entries 10000]
                           [--clients 8] [--tasks 32] [--stat-samples 1000] [--restarts 3]
-                          [--json PATH] [--dir DIR]
+                          [--json PATH] [--dir DIR] [--metadata sqlite|postgres|URL]
 
-Starts a fresh LocalCluster (1 name node, 2 data nodes), makes the directories, then fills the
-namespace with N empty files (``touch``) from --tasks concurrent tasks over --clients
+Starts a fresh LocalCluster (1 name node, 2 data nodes; metadata on SQLite, or on PostgreSQL
+with --metadata), makes the directories, then fills the namespace with N empty files
+(``touch``, through the SDK like any client) from --tasks concurrent tasks over --clients
 AsyncClients, and reports:
 
 - the create rate of each tenth of the fill (files/s), as the namespace grows;
 - stat latency (median, p99) at the start (once 1 % of the files exist) and at the end;
 - the latency of listing a directory of --list-entries entries, at the end;
-- the name node's RSS (now and peak) and database size at the end;
+- the name node's RSS (now and peak) and database size at the end (on PostgreSQL: the
+  database's size and the server's memory too);
+- the CPU of the name node, the benchmark's clients and PostgreSQL over the fill;
 - the name node's restart time: stop, start, until /v1/health answers and a stat works.
 
 Files go into directories of --per-dir files (1,000,000 files: 1,000 directories), except every
@@ -30,8 +33,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
-import signal
 import statistics
 import sys
 import time
@@ -42,20 +45,27 @@ from typing import Any
 
 from common import (
     BENCH_DIR,
-    DATANODES,
     BenchFailure,
     Endpoint,
     connect,
     endpoint,
     fmt,
     note,
-    on_sigterm,
     percentile,
     print_figure,
     run_guarded,
+    stop_on_signals,
     summarize,
 )
-from machine import dir_size, make_workdir, status_mib
+from machine import CpuMeter, dir_size, make_workdir, status_mib
+from metadata import (
+    TREES,
+    database_mib,
+    metadata_url,
+    parse_setups,
+    postgres_pss_mib,
+    server_pids,
+)
 from pydfs.client.aio import AsyncClient
 from pydfs.cluster import LocalCluster
 
@@ -246,7 +256,9 @@ def run(args: argparse.Namespace, cluster: LocalCluster, work: Path) -> dict[str
             start_ms = await stat_latencies(clients[0], layout, first, args.stat_samples, rng)
             results["stat_start_files"] = first
             results["stat_start_ms"] = start_ms
-            await fill(clients, layout, first, args.files, args.tasks, progress)
+            with CpuMeter({"client": os.getpid(), **server_pids(cluster)}, TREES) as cpu:
+                await fill(clients, layout, first, args.files, args.tasks, progress)
+            results["fill_cpu_pct"] = cpu.pct
             results["create_slices_files_per_s"] = progress.rates()
             results["create_files_per_s"] = args.files / progress.at[-1]
             results["fill_seconds"] = progress.at[-1]
@@ -274,6 +286,12 @@ def run(args: argparse.Namespace, cluster: LocalCluster, work: Path) -> dict[str
     results["namenode_rss_end_mib"] = status_mib(nn.pid, "VmRSS")
     results["namenode_peak_rss_mib"] = status_mib(nn.pid, "VmHWM")
     results["namenode_dir_mib"] = dir_size(nn.data_dir) / 2**20
+    url = metadata_url(cluster)
+    if url is not None:
+        results["postgres_database_mib"] = database_mib(url)
+    if cluster.postgres is not None:
+        results["postgres_dir_mib"] = dir_size(cluster.postgres.data) / 2**20
+        results["postgres_pss_mib"] = postgres_pss_mib(cluster)
     restarts = []
     for k in range(args.restarts):
         restarts.append(restart(cluster, target, layout.path(rng.randrange(args.files))))
@@ -306,6 +324,11 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
     line("namenode_rss_end_mib", r["namenode_rss_end_mib"], "MiB")
     line("namenode_peak_rss_mib", r["namenode_peak_rss_mib"], "MiB")
     line("namenode_dir_mib", r["namenode_dir_mib"], "MiB")
+    for key in ("postgres_database_mib", "postgres_dir_mib", "postgres_pss_mib"):
+        if r.get(key) is not None:
+            line(key, r[key], "MiB")
+    for who, pct in r["fill_cpu_pct"].items():
+        line(f"fill_{who}_cpu_pct", pct, "%")
     sys.stdout.flush()
     return {"args": vars(args), "results": r, "figures": figures}
 
@@ -323,17 +346,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", default=str(BENCH_DIR / "results-scale.json"))
     parser.add_argument("--dir", help="parent for the temporary cluster (as run.py)")
+    parser.add_argument(
+        "--metadata",
+        default="sqlite",
+        help="sqlite (default), postgres (a PostgreSQL server of the benchmark's own, fsync on, "
+        "removed at the end) or a postgresql:// URL of an empty database",
+    )
     args = parser.parse_args(argv)
+    try:
+        (setup,) = parse_setups(args.metadata, "1")
+    except ValueError as exc:
+        parser.error(str(exc) if "," not in args.metadata else "--metadata takes one store")
     if args.files < 1 or args.per_dir < 1 or args.tasks < 1 or args.clients < 1:
         parser.error("--files, --per-dir, --tasks and --clients must be at least 1")
     if args.restarts < 1 or args.ls_reps < 1 or args.stat_samples < 1:
         parser.error("--restarts, --ls-reps and --stat-samples must be at least 1")
-    signal.signal(signal.SIGTERM, on_sigterm)
+    stop_on_signals()
 
     started = time.perf_counter()
     work = make_workdir(args.dir, prefix="pydfs-scale-")
-    note(f"{args.files:,} files; data in {work}")
-    cluster = LocalCluster(work / "cluster", datanodes=DATANODES)
+    note(f"{args.files:,} files; metadata on {setup.label}; data in {work}")
+    cluster = setup.cluster(work / "cluster")
 
     def body() -> dict[str, Any]:
         cluster.start()
@@ -344,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         data["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return data
 
-    return run_guarded(work, cluster, body, args.json, started)
+    return run_guarded(work, [cluster], body, args.json, started)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from common import MB, BenchFailure, Endpoint, Samples, connect
+from common import MB, BenchFailure, Endpoint, Samples, connect, spread
 from pydfs.client.aio import AsyncClient
 
 CHILD_TIMEOUT = 600.0  # seconds for all children to get ready, and again to finish
@@ -64,7 +64,9 @@ async def w5_parallel_writes(
     is checked and *verify_per_proc* files of each process are read back and compared."""
     for k in range(procs):
         await fs.mkdir(f"{base}/p{k}", parents=True)
-    argvs = [_child_argv(target, f"{base}/p{k}", k, files, size, seed) for k in range(procs)]
+    argvs = [
+        _child_argv(spread(target, k), f"{base}/p{k}", k, files, size, seed) for k in range(procs)
+    ]
     seconds = await asyncio.to_thread(_run_children, argvs, procs * files, logdir)
     rng = random.Random(seed)
     for k in range(procs):

@@ -22,6 +22,7 @@ from common import (
     Samples,
     cli_env,
     connect,
+    spread,
 )
 from machine import CpuMeter
 from pydfs.client.aio import AsyncClient
@@ -58,21 +59,30 @@ async def w2_download(fs: AsyncClient, path: str, local: Path) -> float:
 
 
 async def w3_small_files(
-    fs: AsyncClient, directory: str, payloads: list[bytes]
-) -> tuple[float, float]:
+    fs: AsyncClient, directory: str, payloads: list[bytes], cpu: Cpu
+) -> Samples:
+    """Write the payloads one after another, then read them back; files/s of each, and the CPU
+    of the processes *cpu* names while each ran."""
     await fs.mkdir(directory, parents=True)
     paths = [f"{directory}/f{i:05d}" for i in range(len(payloads))]
-    t0 = time.perf_counter()
-    for path, data in zip(paths, payloads, strict=True):
-        await fs.write_bytes(path, data)
-    write_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    got = [await fs.read_bytes(path) for path in paths]
-    read_s = time.perf_counter() - t0
+    with CpuMeter(*cpu) as write_cpu:
+        t0 = time.perf_counter()
+        for path, data in zip(paths, payloads, strict=True):
+            await fs.write_bytes(path, data)
+        write_s = time.perf_counter() - t0
+    with CpuMeter(*cpu) as read_cpu:
+        t0 = time.perf_counter()
+        got = [await fs.read_bytes(path) for path in paths]
+        read_s = time.perf_counter() - t0
     bad = [p for p, want, have in zip(paths, payloads, got, strict=True) if want != have]
     if bad:
         raise BenchFailure(f"W3: {len(bad)} files read back wrong, e.g. {bad[:3]}")
-    return write_s, read_s
+    return {
+        "w3_write_files_per_s": [len(paths) / write_s],
+        "w3_read_files_per_s": [len(paths) / read_s],
+        **{f"w3_write_{who}_cpu_pct": [pct] for who, pct in write_cpu.pct.items()},
+        **{f"w3_read_{who}_cpu_pct": [pct] for who, pct in read_cpu.pct.items()},
+    }
 
 
 # --- streaming: a big file that never exists whole, on either side -------------------------
@@ -149,6 +159,8 @@ async def stream_roundtrip(
 # --- W4: metadata operations, from one client and from 16 ----------------------------------
 
 Op = Callable[[AsyncClient, str], Awaitable[None]]
+Cpu = tuple[dict[str, int], frozenset[str]]
+"""Whose CPU to measure: name → PID, and the names that are process trees (``CpuMeter``)."""
 
 
 async def _mkdir(fs: AsyncClient, path: str) -> None:
@@ -203,11 +215,12 @@ async def w4_metadata(
     creates: int,
     list_entries: int,
     list_reps: int,
-    pids: dict[str, int],
+    cpu: Cpu,
     seed: int,
 ) -> Samples:
     """mkdir, stat and create (empty files) from one client, then from ``len(many)`` clients at
-    once; then the latency of listing a directory of *list_entries* entries."""
+    once, with the CPU of the processes *cpu* names during each; then the latency of listing a
+    directory of *list_entries* entries."""
     rng = random.Random(seed)
     samples: Samples = {}
     for clients in ([single], many):
@@ -226,12 +239,11 @@ async def w4_metadata(
             ("stat", targets, _stat),
             ("create", files, _create),
         ):
-            with CpuMeter(pids) as cpu:
+            with CpuMeter(*cpu) as used:
                 seconds = await run_ops(clients, items, op)
             samples[f"{label}{op_name}_ops_per_s"] = [len(items) / seconds]
-            if len(clients) > 1:
-                for who, pct in cpu.pct.items():
-                    samples[f"{label}{op_name}_{who}_cpu_pct"] = [pct]
+            for who, pct in used.pct.items():
+                samples[f"{label}{op_name}_{who}_cpu_pct"] = [pct]
         await _expect_entries(single, f"{root}/dirs", {p.rsplit("/", 1)[1] for p in dirs})
         await _expect_entries(single, f"{root}/files", {p.rsplit("/", 1)[1] for p in files})
 
@@ -254,8 +266,9 @@ async def w4_metadata(
 
 def w4_clients(target: Endpoint) -> list[AsyncClient]:
     """The concurrent clients of W4: independent AsyncClients, each with its own connections,
-    as separate applications would be; one event loop drives them all."""
-    return [connect(target) for _ in range(CONCURRENT_CLIENTS)]
+    as separate applications would be; one event loop drives them all. With several name nodes,
+    client *j* is given name node *j* mod their number first, so that each serves its share."""
+    return [connect(spread(target, j)) for j in range(CONCURRENT_CLIENTS)]
 
 
 # --- CLI start-up --------------------------------------------------------------------------

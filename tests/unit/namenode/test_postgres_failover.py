@@ -141,3 +141,18 @@ async def test_a_store_gives_up_after_its_wait(
     with pytest.raises(Unavailable, match="metadata store unreachable"):
         await _root(store)
     await store.aclose()
+
+
+async def test_a_connection_lost_at_the_commit_is_unavailable_and_the_next_write_goes_on(
+    store: Store, server: Postgres
+) -> None:
+    """The server ends the session while its COMMIT is under way (its primary died, say): the
+    write fails as retryable ``Unavailable`` (whether it applied is unknown), never as another
+    error, and the next one is served on a fresh connection."""
+    with pytest.raises(Unavailable):
+        async with store.write() as tx:
+            await tx.inodes.insert(NewInode(ROOT, "lost", "d", "root", "root", 0o755, 0.0))
+            pid = (await tx.session.fetch("SELECT pg_backend_pid()"))[0][0]  # type: ignore[attr-defined]
+            server.sql(f"SELECT pg_terminate_backend({pid})", "pydfs")
+    await _mkdir(store, "after")
+    assert "after" in await _names(store)

@@ -135,8 +135,12 @@ class Session:
 
     async def start(self) -> None:
         if self.begin is not None:
-            with _reachable("begin"):
-                await self.conn.execute(self.begin)
+            try:
+                with _reachable("begin"):
+                    await self.conn.execute(self.begin)
+            except Unavailable:
+                self._drop()
+                raise
 
     async def fetch(self, sql: str, *args: Any, pin: int | None = None) -> list[tuple[Any, ...]]:
         """The rows; with *pin*, a replay passes the first value returned as argument *pin*
@@ -158,10 +162,14 @@ class Session:
                     return [tuple(r) for r in await self.conn.fetch(sql, *args)]
                 return await self.conn.execute(sql, *args)
         except Unavailable:
-            self.broken = True  # broken, or on a standby: dropped, and the pool opens another
-            with contextlib.suppress(asyncpg.InterfaceError):  # closed: the pool took it back
-                self.conn.terminate()
+            self._drop()
             raise
+
+    def _drop(self) -> None:
+        """The connection is broken, or on a standby: drop it (the pool opens another)."""
+        self.broken = True
+        with contextlib.suppress(asyncpg.InterfaceError):  # closed: the pool took it back
+            self.conn.terminate()
 
     async def _run(self, kind: str, sql: str, args: Sequence[Any]) -> Any:
         for attempt in range(ATTEMPTS):
@@ -204,6 +212,9 @@ class Session:
                 return
             except RETRYABLE as exc:
                 await self._again(attempt, exc)
+            except Unavailable:
+                self._drop()
+                raise
 
     async def rollback(self) -> None:
         """Roll back, or drop the connection if that fails (the pool opens another)."""
@@ -213,7 +224,7 @@ class Session:
             if not self.conn.is_closed() and self.conn.is_in_transaction():
                 await self.conn.execute("ROLLBACK")
         except BaseException:
-            self.conn.terminate()
+            self._drop()
 
 
 class Tx:

@@ -453,7 +453,8 @@ class Namespace:
         if node.is_dir and not recursive and await tx.inodes.has_children(node.id):
             raise DirectoryNotEmpty(f"{path} is not empty")
         parent = await tx.inodes.get(node.parent)
-        assert parent is not None
+        if parent is None:  # its directory removed meanwhile, through another name node
+            raise NotFound(f"{path}: no such file or directory")
         check(user, parent, W | X, paths.parent(path))
         check_sticky(user, parent, node, path)
         doomed = await walk.reach(node, user, want=R | W | X)  # as ``rm -r`` needs

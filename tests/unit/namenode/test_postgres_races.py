@@ -488,3 +488,27 @@ async def test_mkdir_p_racing_another_keeps_the_directory_the_other_made(
     with pytest.raises(AlreadyExists):
         await ns.mkdir("/c")
     await making
+
+
+async def test_a_delete_whose_directory_another_removed_meanwhile_finds_nothing(
+    stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rm /a/f`` through one name node while another removes /a: once /a is gone, the first
+    answers "no such file" (it failed on an assertion, a 500)."""
+    one, two = stores
+    ns_one, ns_two = await _namespace(one), await _namespace(two)
+    await ns_one.mkdir("/a")
+    await ns_one.create_file("/a/f")
+    original = tables.Inodes.get
+    removed: list[bool] = []
+
+    async def get(self: tables.Inodes, inode_id: int) -> Any:
+        if not removed and inode_id != ROOT:  # the delete looks up /a/f's directory
+            removed.append(True)
+            await ns_two.delete("/a", recursive=True)
+        return await original(self, inode_id)
+
+    monkeypatch.setattr(tables.Inodes, "get", get)
+    with pytest.raises(NotFound):
+        await ns_one.delete("/a/f")
+    assert removed

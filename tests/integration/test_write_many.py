@@ -52,7 +52,8 @@ async def test_each_file_gets_its_status_in_few_commit_requests(
         assert isinstance(status, wire.FileStatus), status
         assert (status.path, status.size, status.type) == (path, len(data), "file")
     commits = moved["/uploads/{id}/commit"] + moved["/uploads/commit-many"]
-    assert moved["/uploads/commit-many"] >= 1 and commits <= len(files) // 4, moved
+    # one request per file without batches; how many batches depends on timing
+    assert moved["/uploads/commit-many"] >= 1 and commits <= len(files) // 2, moved
     for path, data in files.items():
         assert await fs.read_bytes(path) == data
     checksum = await fs.checksum(f"{top}/f7")  # recorded at commit, as for one file
@@ -81,7 +82,10 @@ async def test_a_refused_file_fails_alone_and_leaves_nothing(
     count = Requests(shared_cluster)
     results = await fs.write_many(files, overwrite=False)
     single = count.moved()["/uploads/{id}/commit"]
-    assert single <= 5, single  # the batches held the refused files (none was sent alone again)
+    # The batches held the refused files: a batch refused whole would be sent again one file at
+    # a time (about all 45 alone). How many go alone otherwise depends on timing (a commit that
+    # finds none under way goes at once): a handful, more on a loaded machine.
+    assert single <= len(files) // 2, single
     assert isinstance(results[f"{top}/kept"], errors.AlreadyExists)
     assert isinstance(results[f"{top}/dir"], errors.IsADirectory)
     assert isinstance(results[f"{top}/plain/below"], errors.NotADirectory)

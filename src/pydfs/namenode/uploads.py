@@ -1,11 +1,12 @@
 """Upload leases: a file being written, the blocks handed out for it, and their commit.
 
-Leases live in the store, so that every name node knows them, but are not made durable before
-they are answered (``store.write(durable=False)``): they are soft state. A block is durable on
-its data nodes before the name node hears of it, so a name node that crashes mid-upload may
-forget the lease; the writer's commit then fails cleanly, and the data nodes' next block reports
-name the blocks as unknown, which sends them to the trash. The commit itself is durable, and
-closes the lease in its own transaction.
+Leases live in the store, so that every name node knows them, and are soft state
+(``store.write(durable=False)``): SQLite answers before they are flushed, for the machine whose
+crash could take one back takes the name node with it; the writer's commit then fails cleanly,
+and the data nodes' next block reports name the blocks as unknown, which sends them to the
+trash. PostgreSQL commits them durably all the same: a failover to a standby must carry them,
+or every write under way during it would fail. The commit itself is durable, and closes the
+lease in its own transaction.
 
 Each user may hold ``max_open`` uploads at once, and an upload lives at most ``lifetime`` seconds
 however often it is renewed: open uploads hold blocks no file names, which only their commit or

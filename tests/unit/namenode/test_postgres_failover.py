@@ -17,7 +17,7 @@ from pydfs.errors import Unavailable
 from pydfs.local_postgres import Postgres
 from pydfs.namenode.store import Store, open_store
 from pydfs.namenode.store import postgres as pgstore
-from pydfs.namenode.store.interface import NewInode
+from pydfs.namenode.store.interface import NewInode, UploadRow
 
 pytestmark = pytest.mark.asyncio
 
@@ -156,3 +156,26 @@ async def test_a_connection_lost_at_the_commit_is_unavailable_and_the_next_write
             server.sql(f"SELECT pg_terminate_backend({pid})", "pydfs")
     await _mkdir(store, "after")
     assert "after" in await _names(store)
+
+
+async def test_an_upload_lease_survives_a_crash_right_after_it_is_granted(
+    server: Postgres, store: Store
+) -> None:
+    """A lease (soft state, ``write(durable=False)``) is flushed before it is answered: a
+    failover to a standby carries only what the primary flushed, and a lease lost so fails
+    the write its client goes on with. The WAL writer is made slow, so that an unflushed
+    commit would still be in the server's memory at the crash."""
+    server.sql("ALTER SYSTEM SET wal_writer_delay = '10s'")
+    server.sql("SELECT pg_reload_conf()")
+    await _mkdir(store, "before")
+    port = server.port
+    async with store.write(durable=False) as tx:
+        await tx.uploads.open(UploadRow("u1", "alice", "/f", 2, 4096, False, 10.0, 1e12))
+        await tx.uploads.grant("u1", "b1", ["n1", "n2"])
+    _down(server, "immediate")  # as in a crash of the primary's machine
+    server.start(port)
+    with pytest.raises(Unavailable):
+        await _names(store)  # the pooled connection broke with the server
+    async with store.read() as tx:
+        assert await tx.uploads.get("u1") is not None
+        assert await tx.uploads.granted("u1") == {"b1": ["n1", "n2"]}

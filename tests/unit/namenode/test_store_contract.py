@@ -4,6 +4,7 @@ modules rely on exactly this."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -103,6 +104,35 @@ async def test_inode_updates(store: Store) -> None:
     async with store.read() as tx:
         assert await tx.inodes.entries(ROOT) == []
         assert (await tx.inodes.counts()).get("f", 0) == 0
+
+
+async def test_a_read_sees_one_moment(store: Store) -> None:
+    """A write committed while a read is under way (or waiting for it, on a backend whose
+    reads exclude writes) is not seen by that read: a file's size and its blocks, read one
+    after the other, are of one version."""
+    async with store.write() as tx:
+        f = await tx.inodes.insert(new(ROOT, "f"))
+        await tx.blocks.add([Block("old", 1, 0)], 1.0)
+        await tx.blocks.attach(f, ["old"])
+        await tx.inodes.set_content(f, size=1, mtime=1.0, replication=1, block_size=4096)
+
+    async def replace() -> None:
+        async with store.write() as tx:
+            await tx.blocks.add([Block("new", 2, 0)], 2.0)
+            await tx.blocks.detach([f])
+            await tx.blocks.attach(f, ["new"])
+            await tx.inodes.set_content(f, size=2, mtime=2.0, replication=1, block_size=4096)
+
+    async with store.read() as tx:
+        node = await tx.inodes.get(f)
+        writer = asyncio.create_task(replace())
+        await asyncio.wait({writer}, timeout=5.0 if store.shared else 0.1)
+        placed = await tx.blocks.of_file(f)
+    await writer
+    assert node is not None and node.size == 1
+    assert [p.block.id for p in placed] == ["old"]
+    async with store.read() as tx:
+        assert [p.block.id for p in await tx.blocks.of_file(f)] == ["new"]
 
 
 async def test_a_failed_write_changes_nothing(store: Store) -> None:

@@ -5,9 +5,10 @@ migrations and its durability.
 Every method is ``async``: the embedded SQLite backend answers without suspending, a networked
 one (PostgreSQL) awaits its server. A transaction sees its own changes, and ``Store.write()``
 returns only once its commit is durable: what a caller acknowledges after it survives a crash.
-A ``Store.read()`` sees only committed changes, and its caller may acknowledge what it read: a
-backend whose commits become visible before they are durable makes a read wait for them (not for
-soft state's, see ``Store.write``).
+A ``Store.read()`` sees only committed changes, all of one moment (a file's size and its blocks
+of one version), and its caller may acknowledge what it read: a backend whose commits become
+visible before they are durable makes a read wait for them (not for soft state's, see
+``Store.write``).
 
 The namespace caches directories; a backend keeps a *generation* that every write reshaping the
 tree (renames, deletes of directories, modes, owners) bumps, and that every name node can read,
@@ -430,8 +431,9 @@ class Store(Protocol):
     def read(self) -> AbstractAsyncContextManager[Tx]: ...
     def write(self, *, durable: bool = True) -> AbstractAsyncContextManager[Tx]:
         """One atomic transaction, durable once the block exits; an exception rolls it back.
-        Soft state (upload leases) is written with *durable* false: committed, but made
-        durable only with the next durable commit, so that no caller waits for it."""
+        Soft state (upload leases) is written with *durable* false: committed, and a backend
+        may make it durable only with the next durable commit, so that no caller waits for it,
+        where a crash that takes it back takes the name node too (not across a failover)."""
 
     async def backup(self, dest: Path) -> BackupInfo:
         """Write a consistent copy of the metadata, checked, to the new file *dest*, while

@@ -33,11 +33,13 @@ the census counts rows, or reads PostgreSQL's estimates for large tables, rather
 counter row; the tree's generation is a few stripes, bumped only by reshaping writes.
 
 Durability: a ``write()`` commits with ``synchronous_commit`` on, so it returns once its
-commit is flushed, and a commit is visible to others only once flushed: a ``read()`` never sees
-what a crash could take back, but soft state (``write(durable=False)``, ``SET LOCAL
-synchronous_commit = off``: upload leases; and directory times) becomes durable with the next
-durable commit. Reads run outside any transaction block: at READ COMMITTED each statement sees
-what was committed when it began, inside a block or not, and this saves two round trips.
+commit is flushed (and, under Patroni's synchronous mode, on the standby too), and a commit is
+visible to others only once flushed: a ``read()`` never sees what a crash or a failover could
+take back. ``write(durable=False)`` is durable too here: soft state on one machine (upload
+leases) is state a failover must carry to the next primary, or a write under way through it
+fails. Only directory times are committed without waiting for a flush (``_touch``): a lost one
+leaves a time a little stale. A ``read()`` is a read-only REPEATABLE READ transaction, so
+that all its statements see one moment (two round trips more than statements on their own).
 Migrations are the numbered files in ``migrations/``, applied under an advisory lock (several
 name nodes may start at once); the version is kept in ``schema_version``.
 
@@ -81,6 +83,10 @@ IDLE_IN_TRANSACTION = "5000"
 MIGRATION_LOCK = 0x70796466_73_6D67  # "pydfs" "mg"
 CONNECT_TIMEOUT = 5.0  # seconds to connect to one server (a machine gone swallows packets)
 OPEN_WAIT = 60.0  # seconds the first transaction waits for a server that accepts writes
+
+# A read sees one moment: at READ COMMITTED each statement would see its own, and a file's
+# size read before a replace and its blocks after would name bytes of neither version.
+READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 # The server went away, restarts, refuses connections, or is a standby now (a primary demoted
@@ -318,13 +324,19 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
-        async with self._session(None) as session:
-            yield Tx(session)
+        async with self._session(READ) as session:
+            await session.start()
+            try:
+                yield Tx(session)
+            finally:
+                await session.rollback()  # it changed nothing: ending it either way is the same
 
     @asynccontextmanager
     async def write(self, *, durable: bool = True) -> AsyncIterator[Tx]:
-        begin = "BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit = off"
-        async with self._session(begin) as session:
+        # Every write is durable here, *durable* notwithstanding: what a primary has not
+        # flushed (and sent to a synchronous standby) is lost when a failover promotes the
+        # standby, and a lease lost so would fail a write its client made during the failover.
+        async with self._session("BEGIN") as session:
             await session.start()
             tx = Tx(session)
             request = None

@@ -18,10 +18,9 @@ cluster: install
 	$(BIN)/pydfs cluster up
 
 # The test suite: everything on the default SQLite metadata (unit tests, then real processes on
-# loopback: integration and fault tests), the PostgreSQL store's own tests included. The
-# integration and fault tests again with every cluster's metadata in PostgreSQL
-# (`make test-postgres`) are not part of it yet: three of them fail there (see the README).
-test: test-sqlite
+# loopback: integration and fault tests), the PostgreSQL store's own tests included; then the
+# integration and fault tests again with every cluster's metadata in PostgreSQL.
+test: test-sqlite test-postgres
 
 test-sqlite: install
 	$(BIN)/pytest

@@ -1,12 +1,14 @@
 """The name node's CPU time per metadata operation, measured from /proc: a figure the load of a
 shared machine disturbs far less than operations per second, for before/after comparisons.
 
-    python bench/namenode_cpu.py [--ops 2000] [--rounds 3]
+    python bench/namenode_cpu.py [--ops 2000] [--rounds 3] [--metadata postgres]
 
 Starts a LocalCluster (2 data nodes), then for each round and each operation (stat, mkdir,
 4 KiB write, list of a 1,000-entry directory) runs *ops* of them one after another through one
 AsyncClient and prints the name node's user+system CPU seconds per operation (the median of the
-rounds, in µs, with the range), and the client's wall time per operation.
+rounds, in µs, with the range), and the client's wall time per operation. With ``--metadata
+postgres`` the metadata is in a PostgreSQL server of the cluster's own, whose CPU per operation
+(every backend's) is printed too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import connect
 from machine import cpu_seconds
+from metadata import postmaster_pid
 from pydfs.client.aio import AsyncClient
 from pydfs.cluster import LocalCluster
 
@@ -56,11 +59,17 @@ OPS: dict[str, tuple[Op, int]] = {  # the operation, and the share of --ops it r
 }
 
 
-Figures = dict[str, list[tuple[float, float]]]  # operation: (cpu s, wall s) per op, per round
+Figures = dict[str, list[tuple[float, float, float]]]  # operation: per round, per op:
+# (name node cpu s, wall s, PostgreSQL cpu s)
 
 
 async def measure(cluster: LocalCluster, ops: int, rounds: int) -> Figures:
     pid = cluster.namenode.pid
+    server = postmaster_pid(cluster)
+
+    def server_cpu() -> float:
+        return 0.0 if server is None else cpu_seconds(server, tree=True)
+
     found: Figures = {name: [] for name in OPS}
     async with connect(cluster) as fs:
         await fs.mkdir("/bench/listed", parents=True)
@@ -70,11 +79,12 @@ async def measure(cluster: LocalCluster, ops: int, rounds: int) -> Figures:
             for name, (op, share) in OPS.items():
                 n = max(1, ops // share)
                 await op(fs, r, -1)  # warm
-                cpu, wall = cpu_seconds(pid), time.perf_counter()
+                cpu, pg, wall = cpu_seconds(pid), server_cpu(), time.perf_counter()
                 for i in range(n):
                     await op(fs, r, i)
                 wall = time.perf_counter() - wall
-                found[name].append(((cpu_seconds(pid) - cpu) / n, wall / n))
+                cpu, pg = cpu_seconds(pid) - cpu, server_cpu() - pg
+                found[name].append((cpu / n, wall / n, pg / n))
     return found
 
 
@@ -82,18 +92,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--metadata", choices=("sqlite", "postgres"), default="sqlite", help="default: sqlite"
+    )
     args = parser.parse_args()
+    metadata = None if args.metadata == "sqlite" else args.metadata
     with (
         tempfile.TemporaryDirectory(prefix="pydfs-nncpu-") as tmp,
-        LocalCluster(Path(tmp) / "cluster", 2) as cluster,
+        LocalCluster(Path(tmp) / "cluster", 2, metadata=metadata) as cluster,
     ):
         found = asyncio.run(measure(cluster, args.ops, args.rounds))
     for name, runs in found.items():
-        cpu = [c * 1e6 for c, _ in runs]
-        wall = [w * 1e6 for _, w in runs]
+        cpu = [c * 1e6 for c, _, _ in runs]
+        wall = [w * 1e6 for _, w, _ in runs]
+        pg = [p * 1e6 for _, _, p in runs]
+        server = f"   postgres cpu {statistics.median(pg):5.0f} µs/op" if metadata else ""
         print(
             f"{name:10} namenode cpu {statistics.median(cpu):7.0f} µs/op "
             f"({min(cpu):.0f}-{max(cpu):.0f})   client wall {statistics.median(wall):7.0f} µs/op"
+            f"{server}"
         )
     return 0
 

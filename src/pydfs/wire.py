@@ -532,18 +532,29 @@ def encode(obj: Any) -> bytes:
 def decode(data: bytes | str, type: type[T]) -> T:
     """Decode *data* into *type*, turning any malformed input into ``ProtocolError``, or into
     ``InvalidPath`` for a string that escapes a lone surrogate (``"\\ud800"``), which msgspec
-    reports as truncated input."""
+    reports as truncated input. A string holding NUL (``"\\u0000"``) is a ``ProtocolError``
+    too: no name, id or text of pydfs may hold one, and PostgreSQL's text cannot."""
     try:
-        return msgspec.json.decode(data, type=type)
+        value = msgspec.json.decode(data, type=type)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        if isinstance(exc, msgspec.DecodeError) and _has_lone_surrogate(data):
+        if isinstance(exc, msgspec.DecodeError) and _any_string(data, _has_lone_surrogate):
             raise InvalidPath(_LONE_SURROGATE) from None
         raise ProtocolError(f"malformed {type.__name__}: {exc}") from None
+    # JSON spells NUL only as this escape: a body without it costs one scan, no second look.
+    escaped = b"\\u0000" in data if isinstance(data, bytes) else "\\u0000" in data
+    if escaped and _any_string(data, lambda text: "\0" in text):
+        raise ProtocolError(f"malformed {type.__name__}: a string holds a NUL character")
+    return value
 
 
-def _has_lone_surrogate(data: bytes | str) -> bool:
-    """Does *data*, JSON that msgspec refused, hold a string with a lone surrogate? (Python's
-    own decoder accepts those; a malformed body costs this second look only.)"""
+def _has_lone_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _any_string(data: bytes | str, test: Callable[[str], bool]) -> bool:
+    """Does *data*, JSON that msgspec refused or that holds a suspect escape, hold a string
+    (a key or a value) for which *test* holds? (Python's own decoder accepts lone surrogates;
+    only such a body costs this second look.)"""
     try:
         value = json.loads(data)
     except ValueError:
@@ -552,7 +563,7 @@ def _has_lone_surrogate(data: bytes | str) -> bool:
     while todo:
         item = todo.pop()
         if isinstance(item, str):
-            if any("\ud800" <= c <= "\udfff" for c in item):
+            if test(item):
                 return True
         elif isinstance(item, dict):
             todo.extend(item)

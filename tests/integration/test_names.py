@@ -10,6 +10,7 @@ import stat
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,6 +180,56 @@ def test_a_lone_surrogate_is_an_invalid_path(cluster: LocalCluster, cli: Cli) ->
     # From a shell, undecodable bytes reach the CLI as surrogates (surrogateescape).
     r = cli("mkdir", os.fsdecode(b"/x\xed\xa0\x80"))
     assert r.code != 0 and "not valid UTF-8" in r.err and "Traceback" not in r.err
+
+
+NUL = "\u0000"
+# Every body field and route parameter that reaches the metadata store, holding NUL: PostgreSQL
+# cannot store or compare such text (its driver fails the statement: a 500), SQLite can.
+NUL_CALLS: list[tuple[bool, str, str, dict[str, Any] | None]] = [  # (admin?, method, route, body)
+    (
+        False,
+        "POST",
+        "/uploads/commit-many",
+        {"commits": [{"upload_id": NUL, "commit": {"blocks": []}}]},
+    ),
+    (False, "POST", "/uploads/%00/commit", {"blocks": []}),
+    (False, "POST", "/uploads/%00/blocks", {}),
+    (False, "POST", "/uploads/%00/renew", None),
+    (False, "DELETE", "/uploads/%00", None),
+    (False, "POST", "/blocks/corrupt", {"block": NUL, "node": "dn"}),
+    (False, "POST", "/blocks/corrupt", {"block": "b", "node": f"dn{NUL}"}),
+    (True, "POST", "/fs/chown", {"path": "/tmp", "owner": NUL}),
+    (True, "POST", "/fs/chown", {"path": "/tmp", "group": f"g{NUL}"}),
+    (True, "POST", "/users/remove", {"name": NUL}),
+    (True, "POST", "/users/reset-token", {"name": NUL}),
+]
+
+
+@pytest.mark.parametrize("admin, method, route, body", NUL_CALLS)
+def test_a_nul_character_is_refused_on_every_store(
+    cluster: LocalCluster,
+    tokens: dict[str, str],
+    admin: bool,
+    method: str,
+    route: str,
+    body: dict[str, Any] | None,
+) -> None:
+    token = cluster.admin_token if admin else tokens["alice"]
+    headers = {"Content-Type": "application/json", **bearer(token)}
+    data = None if body is None else json.dumps(body).encode()
+    status, reply = http(method, f"{cluster.url}/v1{route}", data, headers)
+    assert status == 400, reply
+    assert isinstance(reply, dict) and reply["code"] == "protocol_error", reply
+    assert "NUL" in reply["message"]
+    with cluster.client() as fs:
+        assert fs.info("/tmp").owner == "root"
+
+
+def test_text_that_spells_an_escape_is_no_nul(cluster: LocalCluster) -> None:
+    """A backslash and "u0000", as text, is six characters like any others."""
+    with cluster.client() as admin:
+        admin.symlink("/tmp/escape-link", "\\u0000")
+        assert admin.info("/tmp/escape-link").target == "\\u0000"
 
 
 def test_a_trailing_slash_names_a_directory(

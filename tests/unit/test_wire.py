@@ -84,3 +84,27 @@ def test_a_lone_surrogate_is_an_invalid_path_not_truncated_input(body):
 
 def test_a_surrogate_pair_is_one_character():
     assert wire.decode(b'{"path": "/\\ud83d\\ude00"}', wire.PathRequest).path == "/\U0001f600"
+
+
+@pytest.mark.parametrize(
+    "data, type_",
+    [
+        (b'{"path": "/a\\u0000b"}', wire.PathRequest),
+        ('{"path": "\\u0000"}', wire.PathRequest),  # a str is read alike
+        (b'{"path": "/x", "\\u0000": 1}', wire.PathRequest),  # in a key, even an ignored one
+        (b'{"blocks": [], "expect": ["ab", "\\u0000"]}', wire.CommitRequest),
+        (
+            b'{"commits": [{"upload_id": "\\u0000", "commit": {"blocks": []}}]}',
+            wire.CommitManyRequest,
+        ),
+    ],
+)
+def test_a_nul_character_is_a_protocol_error(data, type_):
+    """No name, id or text of pydfs holds NUL, and PostgreSQL's text cannot: refused on
+    decoding, whichever store would have received it."""
+    with pytest.raises(ProtocolError, match="NUL"):
+        wire.decode(data, type_)
+
+
+def test_a_backslash_before_u0000_is_text():
+    assert wire.decode(b'{"path": "/a\\\\u0000"}', wire.PathRequest).path == "/a\\u0000"

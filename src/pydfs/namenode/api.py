@@ -609,7 +609,10 @@ async def answer(
 ) -> bytes:
     """The JSON answer to one call of *ep* by *user* (from ``authenticate``, before the body is
     read), or a ``PydfsError``: the one way both servers, aiohttp and the fast path, carry out an
-    endpoint."""
+    endpoint. Strings reach the store checked: a body's by ``wire.decode``, a query's path by
+    ``paths.normalize``, and a route's id here (PostgreSQL's text holds no NUL)."""
+    if match and any("\0" in value for value in match.values()):
+        raise ProtocolError("malformed request: a route parameter holds a NUL character")
     decoded = None if ep.body is None else decode_body(body, ep.body)
     return wire.encode(await ep.handler(Call(nn, query, match, decoded, user)))
 

@@ -26,6 +26,7 @@ What is measured, and where it comes from:
       pydfs_namenode_leader, pydfs_namenode_leader_epoch      (several name nodes: who leads)
       pydfs_namenode_leader_takeovers_total, pydfs_namenode_leader_refused_writes_total
       pydfs_namenode_metadata_up                            (the store answered the last renewal)
+      pydfs_namenode_metadata_connections_lost_total        (a database failover shows as some)
 
 * data node figures (``datanode.census``), likewise read at scrape time from plain counters
   that the block pipeline (``census.Traffic``), the scrubber and the copier bump once per

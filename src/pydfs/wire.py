@@ -481,6 +481,7 @@ class NameNodeState(Struct):
     takeovers: int  # times this name node took the lead since it started
     metadata: str  # the store's kind: "sqlite" or "postgresql"
     metadata_up: bool  # the last renewal of the lease reached the store
+    metadata_lost: int = 0  # connections to the database server lost (failovers show as some)
 
 
 # --- users --------------------------------------------------------------------------------

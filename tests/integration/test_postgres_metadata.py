@@ -4,6 +4,7 @@ postgresql://...``): the CLI's and the SDK's everyday work, and a restart that f
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from pydfs.cluster import LocalCluster
 from pydfs.local_postgres import Postgres
 from tests.conftest import BLOCK_SIZE, Cli, make_cluster
 from tests.integration.test_cli_cluster import _pydfs
+from tests.integration.test_web import sign_in
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +95,36 @@ def test_two_name_nodes_on_one_database_serve_the_same_tree(
         assert two.read_bytes("/tmp/from-one") == payload
         two.write_bytes("/tmp/from-two", b"two")
         assert one.read_bytes("/tmp/from-two") == b"two"
+
+
+def test_each_name_node_tells_whether_it_leads_in_its_report_metrics_and_web_ui(
+    cluster_factory: Callable[..., LocalCluster], postgres_url: str, tmp_path: Path
+) -> None:
+    """Who leads, how often this name node took the lead, and its database connection: in
+    ``admin report``, ``/metrics`` and the web UI's overview, on each name node."""
+    cluster = cluster_factory(2, metadata=postgres_url, namenodes=2)
+    first, second = cluster.urls
+
+    def report(url: str) -> str:
+        done = Cli(url, tmp_path, cluster.admin_token)("admin", "report")
+        assert done.code == 0, done.err
+        return done.out.splitlines()[0]
+
+    cluster.wait_until(lambda: "leads the background work" in report(first), 30, "a leader")
+    line = report(first)
+    assert line.startswith(f"name node {first}: leads the background work, epoch ")
+    assert line.endswith(
+        "took the lead 1 time; metadata on postgresql, reachable, 0 connections to it lost"
+    )
+    assert f"standby (leader: {first})" in report(second)
+    assert "took the lead 0 times; metadata on postgresql, reachable" in report(second)
+    for url, leads, took in ((first, 1, 1), (second, 0, 0)):
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert f"\npydfs_namenode_leader {leads}.0\n" in metrics
+        assert f"\npydfs_namenode_leader_takeovers_total {took}.0\n" in metrics
+        assert "\npydfs_namenode_metadata_connections_lost_total 0.0\n" in metrics
+        page = sign_in(url, cluster.admin_token).get("/").text
+        assert ("leads" if leads else "standby") in page
+        assert f"took the lead {took} time{'' if took == 1 else 's'}" in page
+        assert "0 connections to it lost" in page

@@ -100,8 +100,9 @@ def namenode(n: wire.NameNodeState) -> str:
     role = "leads the background work" if n.leads else f"standby (leader: {n.leader or 'none'})"
     store = "reachable" if n.metadata_up else "UNREACHABLE"
     return (
-        f"name node {n.url}: {role}, epoch {n.epoch}, lease {n.lease_left:.1f}s left; "
-        f"metadata on {n.metadata}, {store}"
+        f"name node {n.url}: {role}, epoch {n.epoch}, lease {n.lease_left:.1f}s left, "
+        f"took the lead {count(n.takeovers, 'time')}; metadata on {n.metadata}, {store}, "
+        f"{count(n.metadata_lost, 'connection')} to it lost"
     )
 
 

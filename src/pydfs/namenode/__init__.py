@@ -150,6 +150,7 @@ class NameNode:
             takeovers=lead.took_lead,
             metadata=self.store.url.split(":", 1)[0],
             metadata_up=lead.store_up,
+            metadata_lost=self.store.lost,
         )
 
     async def add_user(self, spec: wire.NewUser) -> wire.UserToken:

@@ -105,6 +105,12 @@ class Census(Collector):
             "1 if the last renewal of the lease reached the metadata store.",
             int(lead.store_up),
         )
+        yield counter(
+            "pydfs_namenode_metadata_connections_lost",
+            "Connections to the metadata database lost (broken, or to a server now a standby): "
+            "a failover of the database shows as some.",
+            nn.store.lost,
+        )
         yield gauge(
             "pydfs_namenode_uploads_in_flight",
             "Uploads started and neither committed, aborted nor expired.",

@@ -62,6 +62,7 @@ async def test_a_server_that_restarts_fails_requests_with_unavailable_then_serve
     server: Postgres, store: Store
 ) -> None:
     await _mkdir(store, "before")
+    assert store.lost == 0
     port = server.port
     with pytest.raises(Unavailable):
         async with store.write() as tx:
@@ -75,6 +76,7 @@ async def test_a_server_that_restarts_fails_requests_with_unavailable_then_serve
     server.start(port)
     await _mkdir(store, "after")
     assert await _names(store) == {"before", "after"}
+    assert store.lost >= 1  # the pooled connection the crash broke (/metrics tells of it)
 
 
 async def test_a_server_turned_read_only_is_unavailable_until_writable_again(

@@ -427,6 +427,7 @@ class Tx(Protocol):
 class Store(Protocol):
     url: str
     shared: bool  # several name nodes may use the store at once (else one process has it)
+    lost: int  # connections to the database server lost: a failover of it shows as some
 
     def read(self) -> AbstractAsyncContextManager[Tx]: ...
     def write(self, *, durable: bool = True) -> AbstractAsyncContextManager[Tx]:

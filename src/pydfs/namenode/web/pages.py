@@ -220,6 +220,8 @@ def overview(
         metadata=esc(namenode.metadata),
         metadata_state="reachable" if namenode.metadata_up else "unreachable",
         metadata_class="" if namenode.metadata_up else "bad",
+        takeovers=plural(namenode.takeovers, "time"),
+        lost=plural(namenode.metadata_lost, "connection"),
     )
 
 

@@ -133,9 +133,10 @@ class Session:
     transaction block, each statement on its own), kept with their results so that the
     transaction can be replayed after a deadlock (see the module's docstring)."""
 
-    def __init__(self, conn: Connection, begin: str | None) -> None:
+    def __init__(self, conn: Connection, begin: str | None, store: Store) -> None:
         self.conn = conn
         self.begin = begin
+        self.store = store
         self.done: list[tuple[str, str, Sequence[Any], Any]] = []
         self.broken = False  # the connection was dropped (and so handed back)
 
@@ -174,6 +175,7 @@ class Session:
     def _drop(self) -> None:
         """The connection is broken, or on a standby: drop it (the pool opens another)."""
         self.broken = True
+        self.store.lost += 1
         with contextlib.suppress(asyncpg.InterfaceError):  # closed: the pool took it back
             self.conn.terminate()
 
@@ -270,6 +272,7 @@ class Store:
         self._dsn = url
         self.url = redacted(url)
         self.shared = True
+        self.lost = 0  # connections dropped as broken or on a standby (Session._drop)
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
@@ -318,7 +321,7 @@ class Store:
         with _reachable("connect"):
             conn = await pool.acquire()
         try:
-            yield Session(conn, begin)
+            yield Session(conn, begin, self)
         finally:
             await pool.release(conn)
 

@@ -128,6 +128,7 @@ class Store:
         self.path = path
         self.url = f"sqlite://{path.resolve()}"  # as store.sqlite_url
         self.shared = False
+        self.lost = 0  # in-process: no connection to lose
         self.generation = 0
         self.answers: applied.Answers = {}
         self._lock = asyncio.Lock()

@@ -664,6 +664,22 @@ class Namespace:
                 target=source.target,
             )
             await tx.blocks.share(source.id, inode_id)
+            # The source is held from here: read again what a replace committed since the walk
+            # (a size of one version with the blocks of another would be a wrong file).
+            held = await tx.inodes.get(source.id)
+            if held is None:
+                raise NotFound(f"{src} was removed meanwhile")
+            shape = (held.size, held.replication, held.block_size)
+            if shape != (source.size, source.replication, source.block_size):
+                copied = await tx.inodes.get(inode_id)
+                assert copied is not None
+                await tx.inodes.set_content(
+                    inode_id,
+                    size=held.size,
+                    mtime=copied.mtime,
+                    replication=held.replication,
+                    block_size=held.block_size,
+                )
             await tx.inodes.set_sha256(inode_id, await tx.inodes.sha256(source.id))  # same bytes
             return await self._made(tx, inode_id, target)
 

@@ -512,3 +512,29 @@ async def test_a_delete_whose_directory_another_removed_meanwhile_finds_nothing(
     with pytest.raises(NotFound):
         await ns_one.delete("/a/f")
     assert removed
+
+
+async def test_a_copy_racing_a_replace_of_its_source_is_of_one_version(
+    stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cp /f /g`` through one name node while another replaces /f between the copy's walk
+    and its hold on /f: the copy is the new version whole (its size with its blocks), never
+    the old size with the new blocks."""
+    one, two = stores
+    a, b = await _namespace(one), await _namespace(two)
+    await _commit(a, "/f", "old")
+    share = tables.BlockMap.share
+
+    async def late(self: Any, source: int, target: int) -> None:
+        replaced = [wire.StoredBlock(n, 1000, 1, ["dn-1"]) for n in ("new-0", "new-1")]
+        await b.commit_file(
+            "/f", None, replication=1, block_size=1024, blocks=replaced, overwrite=True
+        )
+        await share(self, source, target)
+
+    monkeypatch.setattr(tables.BlockMap, "share", late)
+    await a.copy("/f", "/g")
+    monkeypatch.setattr(tables.BlockMap, "share", share)
+    g = await a.stat("/g")
+    assert [x.id for x in g.blocks] == ["new-0", "new-1"]
+    assert g.size == 2000

@@ -119,3 +119,11 @@ def test_user_tmp_and_homes_are_not_deleted_here(
         assert row and "Delete" not in row.group(0), name
     home_row = re.search(r'<tr data-name="admin">.*?</tr>', admin.get("/ui/browse?path=/user").text)
     assert home_row and "Delete" not in home_row.group(0)
+
+
+def test_a_page_cursor_holding_a_nul_is_refused(admin: WebUser) -> None:
+    """No name holds a NUL, and PostgreSQL's text cannot: a cursor with one is a bad request on
+    every store, never a server error."""
+    for query in ("after=%00", "before=a%00b"):
+        assert_error_page(admin.get(f"/ui/browse?path=/tmp&{query}"), 400, "NUL")
+    assert admin.get("/ui/browse?path=/tmp&after=%FF").status == 200  # a name, though none such

@@ -18,6 +18,7 @@ from pydfs.errors import (
     Conflict,
     DirectoryNotEmpty,
     InvalidArgument,
+    InvalidPath,
     IsADirectory,
     NotADirectory,
     NotFound,
@@ -184,6 +185,8 @@ class Namespace:
         """At most *limit* entries of a directory, in name order: the first ones, those after
         the name *after*, or the last ones before the name *before*. For a directory too large
         to show whole; names are unique, so the pages neither repeat nor skip an entry."""
+        if any(name is not None and "\0" in name for name in (after, before)):
+            raise InvalidPath("a page starts after or before a name, and no name holds a NUL")
         async with self.tree.reading() as walk:
             node = await walk.resolve_dir(path, user)
             check(user, node, R, path)

@@ -68,7 +68,7 @@ class BlockMap:
         """Hand out (and forget) replicas *node_id* must delete. An order lost with a crashed
         data node is repaired by its next block report: an unknown block is trashed again, and
         a surplus replica of a live block is counted again and trimmed again."""
-        async with self.store.read() as tx:  # most heartbeats find none: no transaction then
+        async with self.store.read() as tx:  # most heartbeats find none: no write then
             if not await tx.blocks.trashed_on(node_id, 1):
                 return []
         async with self.store.write() as tx:

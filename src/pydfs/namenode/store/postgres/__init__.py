@@ -34,12 +34,15 @@ counter row; the tree's generation is a few stripes, bumped only by reshaping wr
 
 Durability: a ``write()`` commits with ``synchronous_commit`` on, so it returns once its
 commit is flushed (and, under Patroni's synchronous mode, on the standby too), and a commit is
-visible to others only once flushed: a ``read()`` never sees what a crash or a failover could
-take back. ``write(durable=False)`` is durable too here: soft state on one machine (upload
-leases) is state a failover must carry to the next primary, or a write under way through it
-fails. Only directory times are committed without waiting for a flush (``_touch``): a lost one
-leaves a time a little stale. A ``read()`` is a read-only REPEATABLE READ transaction, so
-that all its statements see one moment (two round trips more than statements on their own).
+visible to others only once flushed. ``write(durable=False)`` is durable too here: soft state
+on one machine (upload leases) is state a failover must carry to the next primary, or a write
+under way through it fails. Two things are committed without waiting for a flush, and a crash
+or a failover may take them back though a ``read()`` saw them: directory times (``_touch``: a
+lost one leaves a time a little stale) and the recorded answers of requests
+(``applied.answer``: a lost one matters only to a client that lost the answer too, whose retry
+is told ``AnswerLost``). A ``read()`` is a read-only REPEATABLE READ transaction, so that all
+its statements see one moment; it costs two round trips more than statements on their own
+(a stat: about a third more CPU, measured with ``bench/namenode_cpu.py --metadata postgres``).
 Migrations are the numbered files in ``migrations/``, applied under an advisory lock (several
 name nodes may start at once); the version is kept in ``schema_version``.
 
@@ -139,6 +142,7 @@ class Session:
         self.store = store
         self.done: list[tuple[str, str, Sequence[Any], Any]] = []
         self.broken = False  # the connection was dropped (and so handed back)
+        self.replays = begin not in (None, READ)  # a read-only snapshot never loses a race
 
     async def start(self) -> None:
         if self.begin is not None:
@@ -153,7 +157,7 @@ class Session:
         """The rows; with *pin*, a replay passes the first value returned as argument *pin*
         if it was None (a fresh id from a sequence is used again, never another one)."""
         rows: list[tuple[Any, ...]] = await self._run("fetch", sql, args)
-        if pin is not None and args[pin] is None and rows and self.begin is not None:
+        if pin is not None and args[pin] is None and rows and self.replays:
             self.done[-1] = ("fetch", sql, (*args[:pin], rows[0][0], *args[pin + 1 :]), rows)
         return rows
 
@@ -186,7 +190,7 @@ class Session:
             except RETRYABLE as exc:
                 await self._again(attempt, exc)
                 continue
-            if self.begin is not None:
+            if self.replays:
                 self.done.append((kind, sql, args, result))
             return result
         raise Contention("metadata store: too many concurrent changes; try again")
@@ -198,6 +202,8 @@ class Session:
             raise Contention("metadata store: too many concurrent changes; try again") from exc
         if self.begin is None:  # no transaction: the statement alone runs again
             return
+        if not self.replays:  # a read: its earlier statements saw a moment now gone
+            raise Contention("metadata store: a read lost a race; try again") from exc
         await self.rollback()
         await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         await self.start()

@@ -22,8 +22,9 @@ being answered, the new one is refused).
 Requests on one connection are answered in order, one at a time; pipelined ones wait in the
 buffer. An answer that must wait (for the store, for durability) is made in the connection's one
 task, started at its first such answer and reused for all the others: a task per request, with
-its scheduling and its place in asyncio's set of every task, would cost each request more. Reading pauses past ``PAUSE_AT`` bytes buffered behind a request that waits, and the
-next request waits while the client does not read its answers (write back-pressure).
+its scheduling and its place in asyncio's set of every task, would cost each request more.
+Reading pauses past ``PAUSE_AT`` bytes buffered behind a request that waits, and the next
+request waits while the client does not read its answers (write back-pressure).
 """
 
 from __future__ import annotations

@@ -374,13 +374,9 @@ class _Connection(asyncio.Protocol):
         path, _, qs = target.partition("?")
         if "%" in path or "#" in qs or ";" in qs:
             return None
-        try:
-            pairs = parse_qsl(qs, keep_blank_values=True, errors="strict")
-        except UnicodeDecodeError:
+        query = _query(qs)
+        if query is None:
             return None
-        query: dict[str, str] = {}
-        for key, value in pairs:
-            query.setdefault(key, value)  # the first of repeated parameters, as aiohttp's .get
         method = head.method.decode("ascii")
         try:
             found = self.front.find(method, path, query, head.length)
@@ -566,6 +562,22 @@ def _response(answer: Answer, keep_alive: bool, request_id: str | None) -> bytes
     if not keep_alive:
         head += b"Connection: close\r\n"
     return b"".join((head, b"\r\n", answer.body))
+
+
+def _query(qs: str) -> dict[str, str] | None:
+    """A query string's parameters, the first of repeated ones (as aiohttp's ``.get``); None if
+    it does not decode."""
+    if "%" in qs or "+" in qs:
+        try:
+            pairs = parse_qsl(qs, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            return None
+    else:  # nothing to unquote: parse_qsl's reading, at a fraction of its cost
+        pairs = [(key, value) for key, _, value in (p.partition("=") for p in qs.split("&") if p)]
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        query.setdefault(key, value)
+    return query
 
 
 def failure(request: Request, exc: Exception) -> Answer:

@@ -75,8 +75,12 @@ class _Reading:
         return self.store._tx
 
     async def __aexit__(self, *exc: object) -> None:
-        self.store._lock.release()
-        await self.store._settle()
+        store = self.store
+        store._lock.release()
+        if store.dirty:
+            await store._settle()
+        else:  # _settle, one coroutine less
+            store._active -= 1
 
 
 class _Writing:

@@ -178,7 +178,6 @@ class Store:
         """The census in a TEMP table (it shadows the stored one), from the stored counts if
         the store was closed since they were, else counted again; the store marked open."""
         db = self.db
-        db.execute("PRAGMA temp_store=MEMORY")  # the TEMP table and its journal: no file
         db.execute(
             "CREATE TEMP TABLE census (kind TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
         )

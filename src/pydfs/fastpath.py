@@ -20,13 +20,17 @@ connection that has waited longest on its client is closed to make room (or, if 
 being answered, the new one is refused).
 
 Requests on one connection are answered in order, one at a time; pipelined ones wait in the
-buffer. Reading pauses past ``PAUSE_AT`` bytes buffered behind a request that waits, and the
-next request waits while the client does not read its answers (write back-pressure).
+buffer. An answer that must wait (for the store, for durability) is made in the connection's one
+task, started at its first such answer and reused for all the others: a task per request, with
+its scheduling and its place in asyncio's set of every task, would cost each request more.
+Reading pauses past ``PAUSE_AT`` bytes buffered behind a request that waits, and the next
+request waits while the client does not read its answers (write back-pressure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import time
@@ -49,6 +53,8 @@ from pydfs.server import (
     error_body,
     error_of,
 )
+
+log = logging.getLogger("pydfs.server")
 
 MAX_HEAD = 64 * 1024  # a longer head is refused
 PAUSE_AT = 1 << 20  # bytes buffered behind a running request before reading pauses
@@ -109,7 +115,8 @@ class Front:
         self.tick = min(limits.head_timeout, limits.body_timeout, limits.keepalive_timeout)
         self.connections: set[_Connection] = set()
         self.handed = 0  # connections handed to aiohttp, still open
-        self.running: set[asyncio.Task[None]] = set()  # answers being made, client gone or not
+        self.workers: set[asyncio.Task[None]] = set()  # connections' tasks, client gone or not
+        self.closing = False
 
     def find(
         self, method: str, path: str, query: dict[str, str], length: int
@@ -126,16 +133,21 @@ class Front:
         a body, or its next request); False if every one is being answered."""
         if len(self.connections) + self.handed < self.limits.max_connections:
             return True
-        waiting = [conn for conn in self.connections if conn.task is None]
+        waiting = [conn for conn in self.connections if not conn.busy]
         if not waiting:
             return False
         min(waiting, key=lambda conn: conn.since).close()
         return True
 
     async def shutdown(self) -> None:
-        """Let running requests finish (for up to 10 s), then close every connection."""
-        if self.running:
-            await asyncio.wait(self.running, timeout=10.0)
+        """Close the connections not being answered, let the others finish their answers (for
+        up to 10 s, their pipelined requests included), then close every connection."""
+        self.closing = True
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+        if self.workers:
+            await asyncio.wait(self.workers, timeout=10.0)
         for conn in list(self.connections):
             conn.close()
 
@@ -195,7 +207,10 @@ class _Connection(asyncio.Protocol):
         self.head: _Head | None = None  # a head being read
         self.fed = 0  # bytes of buf the head's parser has had
         self.pending: _Request | None = None  # its head is read, its body not all yet
-        self.task: asyncio.Task[None] | None = None
+        self.busy = False  # an answer is being made (by the worker)
+        self.job: Coroutine[Any, Any, None] | None = None  # the worker's next
+        self.worker: asyncio.Task[None] | None = None  # started at the first job
+        self.idle: asyncio.Future[bool] | None = None  # the worker waits on it for a job
         self.paused = False  # reading
         self.blocked = False  # writing: the client is not reading its answers
         self.answered = False  # a first head is timed from connecting, a later from its first byte
@@ -218,7 +233,7 @@ class _Connection(asyncio.Protocol):
         if not self.buf and self.pending is None and self.answered:  # a head begins
             self.since = asyncio.get_running_loop().time()
         self.buf += data
-        if self.task is None and not self.blocked:
+        if not self.busy and not self.blocked:
             self._next()
         elif len(self.buf) > PAUSE_AT and not self.paused and self.transport is not None:
             self.paused = True
@@ -229,7 +244,7 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.blocked = False
-        if self.task is None:
+        if not self.busy:
             self._resume()
 
     def _resume(self) -> None:
@@ -256,6 +271,9 @@ class _Connection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.idle is not None:  # the worker ends
+            self.idle.set_result(False)
+            self.idle = None
 
     def _check(self) -> None:
         """Close the connection if its client is late, else look again when it is due (or
@@ -266,7 +284,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         now = loop.time()
         due = now + self.front.tick  # an answer is being made: the client is not waited on
-        if self.task is not None:
+        if self.busy:
             pass
         elif self.pending is not None:
             due = self.since + limits.body_timeout + len(self.buf) / MIN_BODY_RATE
@@ -284,7 +302,7 @@ class _Connection(asyncio.Protocol):
     def _next(self) -> None:
         """Serve the buffered requests in order, until one must wait (for its body, or for a
         group fsync) or the connection goes to aiohttp."""
-        while self.transport is not None and self.task is None and not self.blocked:
+        while self.transport is not None and not self.busy and not self.blocked:
             request = self.pending
             if request is None:
                 if not self.buf:
@@ -356,13 +374,9 @@ class _Connection(asyncio.Protocol):
         path, _, qs = target.partition("?")
         if "%" in path or "#" in qs or ";" in qs:
             return None
-        try:
-            pairs = parse_qsl(qs, keep_blank_values=True, errors="strict")
-        except UnicodeDecodeError:
+        query = _query(qs)
+        if query is None:
             return None
-        query: dict[str, str] = {}
-        for key, value in pairs:
-            query.setdefault(key, value)  # the first of repeated parameters, as aiohttp's .get
         method = head.method.decode("ascii")
         try:
             found = self.front.find(method, path, query, head.length)
@@ -389,20 +403,54 @@ class _Connection(asyncio.Protocol):
         self._send(request, failure(request, exc))
 
     async def _admit(self, request: _Request, admitting: Awaitable[None]) -> None:
+        REQUEST_ID.set(request.id)  # in the worker's own context
         try:
             await admitting
         except Exception as exc:
-            self.task = None
+            self.busy = False
             self._refuse_admission(request, exc)
         else:
-            self.task = None
+            self.busy = False
             self._admitted(request)
         self._resume()
 
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
-        self.task = asyncio.get_running_loop().create_task(work)  # ensure_future costs more
-        self.front.running.add(self.task)
-        self.task.add_done_callback(self.front.running.discard)
+    def _start(self, job: Coroutine[Any, Any, None]) -> None:
+        """Have the worker run *job*, which answers a request and goes on with the next."""
+        self.busy = True
+        self.job = job
+        if self.idle is not None:
+            self.idle.set_result(True)
+            self.idle = None
+        elif self.worker is None:  # none yet, or it ended with the server's shutdown
+            self.worker = asyncio.get_running_loop().create_task(self._work())
+            self.front.workers.add(self.worker)
+            self.worker.add_done_callback(self.front.workers.discard)
+
+    async def _work(self) -> None:
+        """The connection's task: runs its jobs, one at a time, until it closes (a job given
+        is always run, so that no coroutine is left unawaited)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                job, self.job = self.job, None
+                if job is not None:
+                    try:
+                        await job
+                    except Exception:  # a defect: the connection's state cannot be trusted
+                        log.exception("answering a request failed")
+                        self.busy = False
+                        self.close()
+                    continue
+                if self.transport is None or self.front.closing:
+                    return
+                self.idle = loop.create_future()
+                if not await self.idle:
+                    return
+        finally:  # ended, or cancelled as the loop stops
+            self.worker = self.idle = None
+            if self.job is not None:
+                self.job.close()
+                self.job = None
 
     def _serve(self, request: _Request) -> None:
         token = REQUEST_ID.set(request.id)
@@ -419,11 +467,12 @@ class _Connection(asyncio.Protocol):
             REQUEST_ID.reset(token)
 
     async def _finish(self, request: _Request, pending: Awaitable[Answer]) -> None:
+        REQUEST_ID.set(request.id)  # in the worker's own context
         try:
             answer = await pending
         except Exception as exc:
             answer = failure(request, exc)
-        self.task = None
+        self.busy = False
         self._send(request, answer)
         self._resume()
 
@@ -513,6 +562,22 @@ def _response(answer: Answer, keep_alive: bool, request_id: str | None) -> bytes
     if not keep_alive:
         head += b"Connection: close\r\n"
     return b"".join((head, b"\r\n", answer.body))
+
+
+def _query(qs: str) -> dict[str, str] | None:
+    """A query string's parameters, the first of repeated ones (as aiohttp's ``.get``); None if
+    it does not decode."""
+    if "%" in qs or "+" in qs:
+        try:
+            pairs = parse_qsl(qs, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            return None
+    else:  # nothing to unquote: parse_qsl's reading, at a fraction of its cost
+        pairs = [(key, value) for key, _, value in (p.partition("=") for p in qs.split("&") if p)]
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        query.setdefault(key, value)
+    return query
 
 
 def failure(request: Request, exc: Exception) -> Answer:

@@ -659,5 +659,7 @@ class Pipeline:
                 request_id(rid),
                 lambda: answer(self.nn, ep, request.query, request.match, user, request.body),
             )
-        body = await answer(self.nn, ep, request.query, request.match, request.grant, request.body)
-        return Answer(200, body)
+        # answer(), written out: one coroutine less on nearly every request
+        decoded = None if ep.body is None else decode_body(request.body, ep.body)
+        call = Call(self.nn, request.query, request.match, decoded, request.grant)
+        return Answer(200, wire.encode(await ep.handler(call)))

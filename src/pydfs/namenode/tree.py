@@ -57,7 +57,7 @@ class Walk:
         """The inode at *path*, or None; a file in the middle of the path is an error, and so
         is a directory on the way that *user* may not search (x). *in_it*: the caller reads
         only what a walk does (it makes an entry in the directory), so a cached one will do."""
-        dirs = await self._tree.cached(self.tx)
+        dirs = self._tree.cached(await self.tx.generation())
         if self.stamp is None:  # the first walk's: what is met under a later one is not kept
             self.stamp = self._tree.generation
         names = paths.split(path)
@@ -133,9 +133,9 @@ class Tree:
     def forget(self) -> None:
         self._dirs.clear()
 
-    async def cached(self, tx: Tx) -> dict[Key, Inode]:
-        """The cache, emptied first if the tree was reshaped since it was filled."""
-        generation = await tx.generation()
+    def cached(self, generation: int) -> dict[Key, Inode]:
+        """The cache, emptied first if the tree was reshaped (to *generation*, the store's now)
+        since it was filled."""
         if generation != self.generation:
             self._dirs.clear()
             self.generation = generation

@@ -98,7 +98,7 @@ def test_the_cache_never_changes_an_answer(tmp_path: Path, seed: int, loop: Any)
     stores = [Store(tmp_path / "cached.sqlite3"), Store(tmp_path / "uncached.sqlite3")]
     cached, uncached = (open_parts(s, loop) for s in stores)
 
-    async def nothing_cached(tx: Any) -> dict[Any, Any]:
+    def nothing_cached(generation: int) -> dict[Any, Any]:
         return {}
 
     unwrap(uncached).namespace.tree.cached = nothing_cached

@@ -131,3 +131,78 @@ def test_answered_requests_leave_nothing_to_the_cycle_collector() -> None:
         assert len(transport.written) == 21
 
     asyncio.run(go())
+
+
+def test_a_connection_answers_its_requests_in_one_task() -> None:
+    """A task per request (created, scheduled, kept in asyncio's set of tasks) costs each
+    request more than a future to wake the connection's one task."""
+
+    async def go() -> None:
+        created: list[Any] = []
+
+        def counting(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            created.append(coro)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        asyncio.get_running_loop().set_task_factory(counting)
+        conn = _Connection(front())
+        transport = Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        for _ in range(10):
+            conn.data_received(STAT)
+            await turns()
+        assert len(transport.written) == 10
+        assert len(created) == 1
+        conn.connection_lost(None)
+        await turns()
+        assert conn.worker is None  # ended with its connection
+
+    asyncio.run(go())
+
+
+def test_shutdown_closes_idle_connections_and_lets_answers_finish() -> None:
+    async def go() -> None:
+        f = front()
+        release = asyncio.Event()
+        stat = f.pipeline.nn.namespace.stat
+
+        async def slow_stat(*args: Any, **kwargs: Any) -> Any:
+            await release.wait()
+            return await stat(*args, **kwargs)
+
+        conns, transports = [], []
+        for _ in range(2):
+            transports.append(Closable())
+            conns.append(_Connection(f))
+            conns[-1].connection_made(transports[-1])  # type: ignore[arg-type]
+            conns[-1].data_received(STAT)
+            await turns()
+        f.pipeline.nn.namespace.stat = slow_stat
+        busy, idle = conns[0], conns[1]
+        busy.data_received(STAT)
+        await turns()
+        shutting = asyncio.ensure_future(f.shutdown())
+        await turns()
+        assert transports[1].closed and not transports[0].closed
+        assert not shutting.done()
+        release.set()
+        await shutting
+        assert transports[0].closed
+        assert len(transports[0].written) == 2 and transports[0].written[1].startswith(
+            b"HTTP/1.1 200"
+        )
+        assert busy.worker is None and idle.worker is None
+
+    asyncio.run(go())
+
+
+class Closable(Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed

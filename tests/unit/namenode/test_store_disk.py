@@ -1,5 +1,6 @@
 """What the metadata store leaves on disk: private files, and names in NFC."""
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -48,13 +49,11 @@ def test_names_stored_before_are_migrated_to_nfc(tmp_path: Path) -> None:
         )
         # What later migrations made:
         db.execute("ALTER TABLE replicas DROP COLUMN added")
-        for trigger in ("inode_in", "inode_out", "block_in", "block_out"):
-            db.execute(f"DROP TRIGGER census_{trigger}")
         for table in (
             *("census", "uploads", "upload_blocks", "leader", "provenance", "orphans"),
             "applied",
         ):
-            db.execute(f"DROP TABLE {table}")
+            db.execute(f"DROP TABLE main.{table}")  # not the census of this connection
         db.execute("ALTER TABLE inodes DROP COLUMN sha256")
         db.execute("PRAGMA user_version=3")  # as a name node before NFC left it
     store.close()
@@ -106,5 +105,106 @@ def test_a_store_from_before_links_is_rebuilt_with_its_rows_and_census(tmp_path:
             "b": 0,
             "l": 1,
         }
+    finally:
+        store.close()
+
+
+def _add(store: Store, *rows: tuple[int, str]) -> None:
+    with store.transaction() as db:
+        db.executemany(
+            "INSERT INTO inodes (id, parent, name, type, mtime, ctime, owner) "
+            "VALUES (?, 1, ?, 'f', 0, 0, 'alice')",
+            rows,
+        )
+
+
+def _census(store: Store) -> dict[str, int]:
+    return dict(store.db.execute("SELECT kind, n FROM census"))
+
+
+def test_a_commit_writes_no_census_to_the_database(tmp_path: Path) -> None:
+    """The census is kept off the log (a page fewer per commit) and stored as the store
+    closes: what another connection reads of it does not change with each commit."""
+    path = tmp_path / "ns.sqlite3"
+    store = Store(path)
+    other = sqlite3.connect(path)
+    try:
+        stored = dict(other.execute("SELECT kind, n FROM census"))
+        _add(store, (10, "a"), (11, "b"))
+        assert dict(other.execute("SELECT kind, n FROM census")) == stored
+        assert _census(store)["f"] == stored["f"] + 2
+        store.close()
+        assert dict(other.execute("SELECT kind, n FROM census")) == {
+            **stored,
+            "f": stored["f"] + 2,
+            "open": 0,
+        }
+    finally:
+        other.close()
+
+
+def test_the_census_is_kept_across_a_close_and_counted_again_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ns.sqlite3"
+    store = Store(path)
+    _add(store, (10, "a"), (11, "b"))
+    with store.transaction() as db:
+        db.execute("DELETE FROM inodes WHERE id = 10")
+        with pytest.raises(sqlite3.IntegrityError):  # a statement undone: its count too
+            db.execute(
+                "INSERT INTO inodes (id, parent, name, type, mtime, ctime, owner) "
+                "VALUES (12, 1, 'c', 'f', 0, 0, 'a'), (13, 1, 'b', 'f', 0, 0, 'a')"
+            )
+    counted = _census(store)
+    assert counted["f"] == 1
+    store.close()
+    store = Store(path)
+    assert _census(store) == counted  # as stored at the close
+    _add(store, (14, "d"))
+    store.db.close()  # a crash: the census of this run is never stored
+    store = Store(path)
+    try:
+        assert _census(store) == {**counted, "f": 2}  # counted again
+    finally:
+        store.close()
+
+
+def test_uploads_open_before_0012_keep_their_granted_blocks(tmp_path: Path) -> None:
+    """Migration 0012 lists each upload's blocks in its row (no index of them by upload)."""
+    path = tmp_path / "ns.sqlite3"
+    db = sqlite3.connect(path)
+    db.create_function("nfc", 1, lambda s: unicodedata.normalize("NFC", s))
+    for version, sql in migrations.pending("pydfs.namenode.store.sqlite", 0):
+        if version <= 11:
+            for statement in sqlite_store._statements(sql):
+                db.execute(statement)
+    db.execute(
+        "INSERT INTO uploads VALUES ('u1', 'alice', '/f', 2, 4096, 0, 1, 9), "
+        "('u2', 'bob', NULL, 1, 4096, 1, 2, 9)"
+    )
+    db.execute(
+        "INSERT INTO upload_blocks VALUES ('b1', 'u1', 'n1,n2'), ('b2', 'u1', 'n2,n3'), "
+        "('b3', 'u2', 'n1')"
+    )
+    db.execute("PRAGMA user_version=11")
+    db.commit()
+    db.close()
+    store = Store(path)
+    uploads = store._tx.uploads
+
+    async def check() -> None:
+        assert await uploads.granted("u1") == {"b1": ["n1", "n2"], "b2": ["n2", "n3"]}
+        await uploads.grant("u1", "b4", ["n1"])
+        assert list(await uploads.granted("u1")) == ["b1", "b2", "b4"]
+        assert [(u.id, n) for u, n in await uploads.all()] == [("u1", 3), ("u2", 1)]
+        await uploads.close("u1")
+        assert await uploads.granted("u1") == {}
+        assert await uploads.grant_of("b1") is None
+        assert await uploads.grant_of("b3") == ["n1"]
+
+    try:
+        with store.transaction():
+            asyncio.run(check())
     finally:
         store.close()

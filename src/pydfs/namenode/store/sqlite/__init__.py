@@ -14,6 +14,10 @@ The connection is used from the event loop's thread only, by one transaction at 
 owns the file (the name node locks its data directory), so the tree's generation is a counter
 in memory.
 
+How many files, directories, links and blocks there are (for ``/metrics``) is kept in a TEMP
+table by TEMP triggers, transactional as any table but never in the write-ahead log, and
+stored in the database as the store closes (migration 0012).
+
 The database holds every name and every token's hash: it is made 0600 (SQLite gives its ``-wal``
 and ``-shm`` files the database's mode), and a database from before is tightened to 0600 at open.
 """
@@ -75,8 +79,12 @@ class _Reading:
         return self.store._tx
 
     async def __aexit__(self, *exc: object) -> None:
-        self.store._lock.release()
-        await self.store._settle()
+        store = self.store
+        store._lock.release()
+        if store.dirty:
+            await store._settle()
+        else:  # _settle, one coroutine less
+            store._active -= 1
 
 
 class _Writing:
@@ -153,6 +161,7 @@ class Store:
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.create_function("nfc", 1, _nfc, deterministic=True)  # for migrations
         self._migrate()
+        self._open_census()
         self._tx = Tx(self)
         if self.dirty:  # a schema change is durable before anything is served
             self.sync()
@@ -165,6 +174,47 @@ class Store:
                 for statement in _statements(sql):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={version}")
+
+    def _open_census(self) -> None:
+        """The census in a TEMP table (it shadows the stored one), from the stored counts if
+        the store was closed since they were, else counted again; the store marked open."""
+        db = self.db
+        db.execute(
+            "CREATE TEMP TABLE census (kind TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        with self.transaction() as db:
+            stored = dict(db.execute("SELECT kind, n FROM main.census"))
+            counts = {kind: 0 for kind in ("f", "d", "l", "b")}
+            if stored.get("open", 1):
+                counts.update(db.execute("SELECT type, count(*) FROM inodes GROUP BY type"))
+                (counts["b"],) = db.execute("SELECT count(*) FROM blocks").fetchone()
+            else:
+                counts.update((kind, stored.get(kind, 0)) for kind in counts)
+            db.executemany("INSERT INTO temp.census VALUES (?, ?)", counts.items())
+            db.execute("INSERT OR REPLACE INTO main.census VALUES ('open', 1)")
+        for table, change in (("inodes", "type"), ("blocks", "'b'")):
+            for event, row, step in (("INSERT", "NEW", "+"), ("DELETE", "OLD", "-")):
+                kind = change.replace("type", f"{row}.type")
+                db.execute(
+                    f"CREATE TEMP TRIGGER census_{table}_{event.lower()} "
+                    f"AFTER {event} ON main.{table} BEGIN "
+                    f"UPDATE census SET n = n {step} 1 WHERE kind = {kind}; END"  # temp.census
+                )
+
+    def _close_census(self) -> None:
+        """Store the census, and the store as closed (if it can be: not failed, no write in
+        the middle); else it is counted again at the next open."""
+        try:
+            if self.failed is not None or self.db.in_transaction:
+                return
+        except sqlite3.ProgrammingError:  # closed already
+            return
+        try:
+            with self.transaction() as db:
+                db.execute("INSERT OR REPLACE INTO main.census SELECT kind, n FROM temp.census")
+                db.execute("UPDATE main.census SET n = 0 WHERE kind = 'open'")
+        except sqlite3.Error as exc:
+            log.warning("the census could not be stored (%s): it is counted at the next open", exc)
 
     async def _take_turn(self) -> None:
         """The start of a read or write: counted among the active, and holding the lock."""
@@ -295,6 +345,7 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        self._close_census()
         if self._commits > self._synced:
             self.sync()
         if self._wal_fd is not None:

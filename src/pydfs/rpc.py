@@ -122,9 +122,9 @@ class Backoff:
     """Whether, and after how long, a call that failed with ``Unavailable`` is sent again, as
     HDFS's failover proxy provider decides: at once to a name node not tried yet in this round,
     then after a wait that doubles each round (*first*, up to *most*, with jitter), until
-    *deadline* (a ``clock()`` time). A lone name node that cannot be reached is tried
-    *retries* more times; one that answers "unavailable" (it lost its database, say) is tried
-    until the deadline, as the name nodes of a cluster are."""
+    *deadline* (a ``clock()`` time), the last attempt at the deadline itself. A lone name node
+    that cannot be reached is tried *retries* more times; one that answers "unavailable" (it
+    lost its database, say) is tried until the deadline, as the name nodes of a cluster are."""
 
     def __init__(
         self,
@@ -151,7 +151,8 @@ class Backoff:
         else:
             rounds = self.failures // self.urls
             delay = min(self.most, self.first * 2 ** (rounds - 1)) * random.uniform(0.5, 1.0)
-        return None if self.clock() + delay >= self.deadline else delay
+        left = self.deadline - self.clock()
+        return None if left <= 0 else min(delay, left)  # a last attempt at the deadline
 
 
 class Rpc:

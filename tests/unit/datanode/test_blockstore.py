@@ -359,9 +359,8 @@ def test_spare_files_are_made_ahead(tmp_path, monkeypatch):
     store = BlockStore(tmp_path, CHUNK)
     first = store.spares.take()  # none ready: made on the spot, and a refill starts
     assert first.exists() and first.stat().st_size == 0
-    for _ in range(1000):  # a thread makes them: on a loaded machine it may take seconds
-        if len(list(store.tmp_dir.iterdir())) == 1 + 8:
-            break
+    deadline = time.monotonic() + 60  # a thread makes them: a busy disk may take seconds
+    while len(list(store.tmp_dir.iterdir())) < 1 + 8 and time.monotonic() < deadline:
         time.sleep(0.01)
     spares = sorted(set(store.tmp_dir.iterdir()) - {first})
     assert len(spares) == 8 and all(p.stat().st_size == 0 for p in spares)

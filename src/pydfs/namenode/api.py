@@ -608,11 +608,7 @@ async def answer(
     body: bytes,
 ) -> bytes:
     """The JSON answer to one call of *ep* by *user* (from ``authenticate``, before the body is
-    read), or a ``PydfsError``: the one way both servers, aiohttp and the fast path, carry out an
-    endpoint. Strings reach the store checked: a body's by ``wire.decode``, a query's path by
-    ``paths.normalize``, and a route's id here (PostgreSQL's text holds no NUL)."""
-    if match and any("\0" in value for value in match.values()):
-        raise ProtocolError("malformed request: a route parameter holds a NUL character")
+    read), or a ``PydfsError`` (``Pipeline.serve`` writes it out on its most common way)."""
     decoded = None if ep.body is None else decode_body(body, ep.body)
     return wire.encode(await ep.handler(Call(nn, query, match, decoded, user)))
 
@@ -643,7 +639,12 @@ class Pipeline:
         return None if ep.body is None else body_limit(ep)
 
     async def serve(self, request: Request) -> Answer:
+        """The one way both servers, aiohttp and the fast path, carry out an endpoint. Strings
+        reach the store checked: a body's by ``wire.decode``, a query's path by
+        ``paths.normalize``, and a route's ids here (PostgreSQL's text holds no NUL)."""
         ep: Endpoint = request.endpoint
+        if request.match and any("\0" in value for value in request.match.values()):
+            raise ProtocolError("malformed request: a route parameter holds a NUL character")
         if ep.waits:
             await self.nn.started()
         if ep.file is not None:

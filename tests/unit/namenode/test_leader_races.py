@@ -21,7 +21,7 @@ from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.store import Store, open_store
 from pydfs.namenode.store.interface import Tx, UploadRow
-from pydfs.namenode.store.postgres import tables
+from pydfs.namenode.store.postgres import blockmap, tables
 
 pytestmark = pytest.mark.asyncio
 
@@ -86,9 +86,9 @@ async def test_heartbeat_news_racing_a_standby_commit(
     at once, closing the grant: the replica must not be trashed."""
     leader_store, standby_store = two
     bm, commit = await _setup(leader_store, standby_store, "blk-hb")
-    original = tables.BlockMap.get
+    original = blockmap.BlockMap.get
 
-    async def get(self: tables.BlockMap, block_id: str) -> object:
+    async def get(self: blockmap.BlockMap, block_id: str) -> object:
         found = await original(self, block_id)
         if not done:
             done.append(1)
@@ -97,7 +97,7 @@ async def test_heartbeat_news_racing_a_standby_commit(
 
     done: list[int] = []
 
-    monkeypatch.setattr(tables.BlockMap, "get", get)
+    monkeypatch.setattr(blockmap.BlockMap, "get", get)
     await bm.add_replicas("dn1", [wire.Received("blk-hb", 10, 123, "w")])
     trashed, known, holders = await _trash_and_file(leader_store, "blk-hb")
     assert known and holders == ["dn1"]  # a file names the block, its one replica counted
@@ -111,9 +111,9 @@ async def test_block_report_racing_a_standby_commit(
     commits at once: the replica must not be trashed."""
     leader_store, standby_store = two
     bm, commit = await _setup(leader_store, standby_store, "blk-rep")
-    original = tables.BlockMap.known
+    original = blockmap.BlockMap.known
 
-    async def known(self: tables.BlockMap, block_ids: object) -> set[str]:
+    async def known(self: blockmap.BlockMap, block_ids: object) -> set[str]:
         found = await original(self, block_ids)  # type: ignore[arg-type]
         if not done:
             done.append(1)
@@ -122,7 +122,7 @@ async def test_block_report_racing_a_standby_commit(
 
     done: list[int] = []
 
-    monkeypatch.setattr(tables.BlockMap, "known", known)
+    monkeypatch.setattr(blockmap.BlockMap, "known", known)
     await bm.reconcile("dn1", ["blk-rep"], time.time() - 5)
     trashed, known, holders = await _trash_and_file(leader_store, "blk-rep")
     assert known and holders == ["dn1"]

@@ -29,7 +29,7 @@ from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.store import Store, open_store
 from pydfs.namenode.store.interface import Block, NewInode
-from pydfs.namenode.store.postgres import tables
+from pydfs.namenode.store.postgres import blockmap, inodes, rowcount
 
 pytestmark = pytest.mark.asyncio
 
@@ -258,7 +258,7 @@ async def test_counts_are_estimates_past_the_exact_census(
         await conn.execute("ANALYZE inodes")
     finally:
         await conn.close()
-    monkeypatch.setattr(tables, "CENSUS_EXACT", 10)  # so that 32 inodes are "many"
+    monkeypatch.setattr(rowcount, "CENSUS_EXACT", 10)  # so that 32 inodes are "many"
     async with one.read() as tx:
         counts = await tx.inodes.counts()
     assert counts == {"d": 2, "f": 30}  # the statistics of a table ANALYZE read whole
@@ -499,16 +499,16 @@ async def test_a_delete_whose_directory_another_removed_meanwhile_finds_nothing(
     ns_one, ns_two = await _namespace(one), await _namespace(two)
     await ns_one.mkdir("/a")
     await ns_one.create_file("/a/f")
-    original = tables.Inodes.get
+    original = inodes.Inodes.get
     removed: list[bool] = []
 
-    async def get(self: tables.Inodes, inode_id: int) -> Any:
+    async def get(self: inodes.Inodes, inode_id: int) -> Any:
         if not removed and inode_id != ROOT:  # the delete looks up /a/f's directory
             removed.append(True)
             await ns_two.delete("/a", recursive=True)
         return await original(self, inode_id)
 
-    monkeypatch.setattr(tables.Inodes, "get", get)
+    monkeypatch.setattr(inodes.Inodes, "get", get)
     with pytest.raises(NotFound):
         await ns_one.delete("/a/f")
     assert removed
@@ -523,7 +523,7 @@ async def test_a_copy_racing_a_replace_of_its_source_is_of_one_version(
     one, two = stores
     a, b = await _namespace(one), await _namespace(two)
     await _commit(a, "/f", "old")
-    share = tables.BlockMap.share
+    share = blockmap.BlockMap.share
 
     async def late(self: Any, source: int, target: int) -> None:
         replaced = [wire.StoredBlock(n, 1000, 1, ["dn-1"]) for n in ("new-0", "new-1")]
@@ -532,9 +532,9 @@ async def test_a_copy_racing_a_replace_of_its_source_is_of_one_version(
         )
         await share(self, source, target)
 
-    monkeypatch.setattr(tables.BlockMap, "share", late)
+    monkeypatch.setattr(blockmap.BlockMap, "share", late)
     await a.copy("/f", "/g")
-    monkeypatch.setattr(tables.BlockMap, "share", share)
+    monkeypatch.setattr(blockmap.BlockMap, "share", share)
     g = await a.stat("/g")
     assert [x.id for x in g.blocks] == ["new-0", "new-1"]
     assert g.size == 2000

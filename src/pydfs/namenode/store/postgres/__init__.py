@@ -11,7 +11,7 @@ few locks, each taken where a race would break the tree:
   made in it fails one of the two (``NotFound`` for the entry, ``DirectoryNotEmpty`` for the
   removal), whichever commits second;
 - no cycle: a directory moved to another directory takes one advisory lock
-  (``tables.MOVE_LOCK``, Linux's rename mutex) and checks, under it, that the target is not
+  (``inodes.MOVE_LOCK``, Linux's rename mutex) and checks, under it, that the target is not
   below it, as committed now;
 - no block released while named: a copy holds its source (``FOR SHARE``), a change of a file's
   content holds the file (``FOR UPDATE``, in ``detach``), and ``file_blocks`` names blocks
@@ -46,6 +46,11 @@ its statements see one moment; it costs two round trips more than statements on 
 Migrations are the numbered files in ``migrations/``, applied under an advisory lock (several
 name nodes may start at once); the version is kept in ``schema_version``.
 
+The repositories over a transaction's ``Session``: ``inodes.py`` (the tree), ``blockmap.py``
+(blocks, replicas, trash) and ``tables.py`` (users, data nodes, uploads). Sets travel as arrays
+(``= ANY($1)``, ``unnest``), so that a statement's text never depends on how many there are and
+each is prepared once per connection.
+
 Failover (Patroni, or any primary that moves): name the servers in one URL,
 ``postgresql://h1:5432,h2:5432/pydfs?target_session_attrs=read-write``. A statement whose
 connection breaks, or that meets a server now read-only, fails with ``Unavailable`` (503: the
@@ -73,7 +78,7 @@ import asyncpg
 
 from pydfs.errors import InvalidArgument, Unavailable
 from pydfs.namenode.store import interface, migrations
-from pydfs.namenode.store.postgres import applied, leader, tables
+from pydfs.namenode.store.postgres import applied, blockmap, inodes, leader, tables
 
 log = logging.getLogger("pydfs.namenode.store")
 
@@ -243,12 +248,12 @@ class Session:
 
 class Tx:
     """A transaction's view: the repositories over its session, what it reshaped, and the
-    directories whose times it changed (set after its commit: ``tables.Inodes.touch``)."""
+    directories whose times it changed (set after its commit: ``inodes.Inodes.touch``)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.inodes: interface.Inodes = tables.Inodes(self)
-        self.blocks: interface.BlockMap = tables.BlockMap(self)
+        self.inodes: interface.Inodes = inodes.Inodes(self)
+        self.blocks: interface.BlockMap = blockmap.BlockMap(self)
         self.users: interface.Users = tables.Users(self)
         self.datanodes: interface.DataNodes = tables.DataNodes(self)
         self.uploads: interface.Uploads = tables.Uploads(self)

@@ -1,19 +1,5 @@
-"""``pydfs://`` for fsspec, and through it for pandas, pyarrow, dask and friends.
-
-``PydfsFileSystem`` is an ``AsyncFileSystem`` over ``AsyncClient``: fsspec's
-``mirror_sync_methods`` gives it the blocking API. URLs are ``pydfs://host:port/path``, where
-the name node answers at ``http://host:port``, or ``pydfs://host1:port1,host2:port2/path`` for a
-cluster of several name nodes (calls fail over from one to the next); ``pydfs:///path`` (or a
-bare ``/path``) uses the ``namenode=`` storage option (a URL, ``"URL1,URL2"`` or a list; the
-only way to name HTTPS name nodes), else the client's configuration (``PYDFS_NAMENODE``,
-client.toml).
-
-Copies and moves happen on the name node: a copy shares the source's immutable blocks and a
-move is one atomic rename, so no file bytes pass through this process. Writes stream into an
-upload that commits when the file is closed; a write that fails, or a ``with`` block left by an
-exception, leaves nothing behind (nor disturbs what was there). Errors are pydfs errors, which
-are also the matching built-ins (``FileNotFoundError``, ``FileExistsError``, ...).
-"""
+"""``PydfsFileSystem``: fsspec's calls over ``AsyncClient``'s, each in as few round trips to
+the name node as it can be (the package's docstring says what ``pydfs://`` URLs name)."""
 
 from __future__ import annotations
 
@@ -28,13 +14,13 @@ from typing import Any, Literal, TypeVar
 from fsspec.asyn import AsyncFileSystem, _run_coros_in_chunks, sync, sync_wrapper
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.implementations.local import trailing_sep
-from fsspec.spec import AbstractBufferedFile
 from fsspec.utils import stringify_path
 
-from pydfs import paths, wire
+from pydfs import paths
 from pydfs.client.aio import AsyncClient, resolve_namenode
 from pydfs.client.files import AsyncReader, AsyncWriter
 from pydfs.errors import NotFound
+from pydfs.fsspec.files import PydfsFile, details
 
 PROTOCOL = "pydfs"
 PREFIX = f"{PROTOCOL}://"
@@ -56,20 +42,6 @@ def _close_client(client: AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
         except Exception:  # on the loop's own thread, or the loop is stopping: fall through
             pass
     client.close_now()
-
-
-def _details(status: wire.FileStatus) -> dict[str, Any]:
-    is_dir = status.type == "dir"
-    return {
-        "name": status.path,
-        "size": 0 if is_dir else status.size,
-        "type": "directory" if is_dir else "file",
-        "mtime": status.mtime,
-        "created": status.ctime,
-        "owner": status.owner,
-        "replication": status.replication,
-        "block_size": status.block_size,
-    }
 
 
 async def _read_range(reader: AsyncReader, start: int | None, end: int | None) -> bytes:
@@ -179,12 +151,12 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
     # --- metadata ---------------------------------------------------------------------------
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        return _details(await self.client().info(self._strip_protocol(path)))
+        return details(await self.client().info(self._strip_protocol(path)))
 
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         entries = await self.client().ls(self._strip_protocol(path))
         if detail:
-            return [_details(e) for e in entries]
+            return [details(e) for e in entries]
         return [e.path for e in entries]
 
     async def _walk(
@@ -573,88 +545,3 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
     async def _open_writer(self, path: str, overwrite: bool, **options: Any) -> AsyncWriter:
         mode: Literal["wb", "xb"] = "wb" if overwrite else "xb"
         return await self._with_parent(path, lambda: self.client().open(path, mode, **options))
-
-
-class PydfsFile(AbstractBufferedFile):  # type: ignore[misc]
-    """A pydfs file for fsspec. Reads are ranged block reads of the version of the file that
-    was current at open; writes stream into one upload, committed by ``close()`` (or, in a
-    transaction, by ``commit()``) and dropped by ``discard()`` or an exception in ``with``.
-    Append ("ab") is not supported: pydfs files are written once."""
-
-    DEFAULT_BLOCK_SIZE = 4 * 2**20
-    fs: PydfsFileSystem
-    closed: bool
-
-    def __init__(
-        self,
-        fs: PydfsFileSystem,
-        path: str,
-        mode: str = "rb",
-        block_size: int | str = "default",
-        autocommit: bool = True,
-        cache_type: str = "readahead",
-        cache_options: dict[str, Any] | None = None,
-        *,
-        replication: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._reader: AsyncReader | None = None
-        self._writer: AsyncWriter | None = None
-        if mode == "rb":
-            self._reader = sync(fs.loop, fs._open_reader, path)
-            kwargs["size"] = self._reader.size
-        elif mode in ("wb", "xb"):
-            options = {} if replication is None else {"replication": replication}
-            self._writer = sync(fs.loop, fs._open_writer, path, mode == "wb", **options)
-        else:
-            raise NotImplementedError(f"mode {mode!r}: pydfs files are written once (wb, xb)")
-        super().__init__(
-            fs, path, mode, block_size, autocommit, cache_type, cache_options, **kwargs
-        )
-        if self._reader is not None:
-            self.details = _details(self._reader.status)
-
-    def _fetch_range(self, start: int, end: int) -> bytes:
-        assert self._reader is not None
-        data: bytes = sync(self.fs.loop, self._reader.read_at, start, end - start)
-        return data
-
-    def _upload_chunk(self, final: bool = False) -> bool:
-        assert self._writer is not None
-        data = self.buffer.getvalue()
-        if data:
-            sync(self.fs.loop, self._writer.write, data)
-        if final and self.autocommit:
-            self.commit()
-        return True
-
-    def commit(self) -> None:
-        assert self._writer is not None
-        sync(self.fs.loop, self._writer.close)
-
-    def discard(self) -> None:
-        if self._writer is not None:
-            sync(self.fs.loop, self._writer.abort)
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is not None and self._writer is not None and not self.closed:
-            try:
-                self.discard()
-            finally:
-                self.closed = True
-        else:
-            self.close()
-
-    def __del__(self) -> None:
-        # fsspec would close(), committing a half-written file: abort instead, without
-        # waiting (this may run on the loop's own thread).
-        writer = getattr(self, "_writer", None)
-        if (
-            writer is not None
-            and not getattr(self, "closed", True)
-            and not self.fs.loop.is_closed()
-        ):
-            asyncio.run_coroutine_threadsafe(writer.abort(), self.fs.loop)
-
-
-__all__ = ["PydfsFile", "PydfsFileSystem"]

@@ -1,8 +1,9 @@
 """The name node's endpoints, in one table: each one's method, route, who may call it, its
 handler, and its body and reply types (``api.endpoint``, which mypy checks the handler against).
 
-A handler reads its call (``api.Call``) and calls one domain method. The servers (``namenode.app``, ``namenode.fastpath``) route by this table, and the OpenAPI
-description (``namenode.openapi``) is made from it.
+A handler reads its call (``api.Call``) and calls one domain method. The servers
+(``namenode.app``, ``namenode.fastpath``) route by this table, and the OpenAPI description
+(``namenode.openapi``) is made from it.
 """
 
 from __future__ import annotations

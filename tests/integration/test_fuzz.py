@@ -52,7 +52,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from pydfs import wire
 from pydfs.client import Client
 from pydfs.cluster import LocalCluster
-from pydfs.namenode import api, openapi
+from pydfs.namenode import api, endpoints, openapi
 from tests.conftest import BLOCK_SIZE, make_cluster, node_id
 
 # Cases per operation and generation mode (positive: schema-valid, negative: schema-violating).
@@ -91,14 +91,14 @@ REPLACES = {
 }
 MUTATING = {f"POST {wire.API}/fs/{name}" for name in ("mkdir", "create", "delete", "copy", "move")}
 
-ENDPOINTS = {(ep.method, f"{wire.API}{ep.route}"): ep for ep in api.ENDPOINTS}
+ENDPOINTS = {(ep.method, f"{wire.API}{ep.route}"): ep for ep in endpoints.ENDPOINTS}
 HEALTH = ("GET", f"{wire.API}/health")
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def access(method: str, path: str) -> api.Access:
-    """Who may call an operation of the description (/v1/health is not in api.ENDPOINTS)."""
+    """Who may call an operation of the description (/v1/health is not in endpoints.ENDPOINTS)."""
     ep = ENDPOINTS.get((method, path))
     return "open" if ep is None else ep.access
 

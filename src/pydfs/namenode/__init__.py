@@ -20,6 +20,7 @@ from pydfs.namenode.attributes import Attributes
 from pydfs.namenode.backups import Backups
 from pydfs.namenode.blockmap import BlockMap
 from pydfs.namenode.census import Census
+from pydfs.namenode.commits import Commits
 from pydfs.namenode.leadership import Leadership, NotLeader
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
@@ -67,12 +68,13 @@ class NameNode:
         )
         self.namespace.read_token = lambda block: self.block_token(block, "r")
         self.attributes: Attributes = Attributes(self.namespace.tree)
+        self.commits: Commits = Commits(self.namespace)
         self.blockmap: BlockMap = BlockMap(
             self.store, self.membership, self.namespace.tree, self.leadership
         )
         self.users: auth.Users = auth.Users(self.store)
         self.uploads: Uploads = Uploads(
-            self.namespace,
+            self.commits,
             self.membership,
             lease=config.upload_lease,
             lifetime=config.upload_lifetime,

@@ -1,4 +1,4 @@
-"""The name node's aiohttp routes: its API's endpoints (``namenode.api``), the API's OpenAPI
+"""The name node's aiohttp routes: its API's endpoints (``namenode.endpoints``), the API's OpenAPI
 description, the web UI's pages, ``/metrics`` and ``/health``."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pydfs import wire
-from pydfs.namenode.api import ENDPOINTS, Pipeline
+from pydfs.namenode.api import Pipeline
+from pydfs.namenode.endpoints import ENDPOINTS
 from pydfs.server import add_endpoints, make_app
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pydfs import fastpath, metrics, wire
-from pydfs.namenode import api
+from pydfs.namenode import api, endpoints
 from pydfs.namenode.app import PIPELINE
 from pydfs.server import DEFAULT_LIMITS, Limits
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from pydfs.namenode import NameNode
 
-ROUTES = fastpath.Routes((ep.method, f"{wire.API}{ep.route}", ep) for ep in api.ENDPOINTS)
+ROUTES = fastpath.Routes((ep.method, f"{wire.API}{ep.route}", ep) for ep in endpoints.ENDPOINTS)
 
 
 class Front(fastpath.Front):

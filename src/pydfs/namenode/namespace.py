@@ -1,4 +1,5 @@
-"""The directory tree's operations: every namespace change, each one transaction.
+"""The directory tree's operations: every change of its shape, each one transaction (a file's
+new content is committed by ``commits``).
 
 Paths arrive normalised (``pydfs.paths``). Each mutating method is one durable transaction, so a
 crash leaves either the old or the new state. Blocks are immutable and may be shared: a copy
@@ -9,13 +10,11 @@ trash) only when no file names it any more.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
 
 from pydfs import paths, wire
 from pydfs.errors import (
     AlreadyExists,
-    Conflict,
     DirectoryNotEmpty,
     InvalidArgument,
     InvalidPath,
@@ -28,66 +27,11 @@ from pydfs.namenode.auth import SYSTEM, User, home_of
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.permissions import R, W, X, allowed, check, check_sticky
 from pydfs.namenode.store import Inode, Store, Tx
-from pydfs.namenode.store.interface import Block, NewInode
+from pydfs.namenode.store.interface import NewInode
 from pydfs.namenode.tree import ROOT_ID, Tree, Walk
 
 
-async def _still_version(
-    tx: Tx, path: str, existing: Inode | None, expect: list[str]
-) -> list[Block]:
-    """Refuse a commit whose writer started from another version of *path* than the one there
-    now (or from one since removed or moved away); returns that version's blocks."""
-    if existing is None:
-        raise Conflict(f"{path} was removed or moved away while open for writing")
-    current = [p.block for p in await tx.blocks.of_file(existing.id)]
-    if [b.id for b in current] != expect:
-        raise Conflict(f"{path} was replaced while open for writing")
-    return current
-
-
-def _layout(
-    path: str,
-    written: list[wire.StoredBlock],
-    keep: list[wire.KeptBlock],
-    current: list[Block],
-    block_size: int,
-) -> list[Block]:
-    """The new version's blocks: those *keep* places, taken from *current* (the version the
-    file names now), and *written* in the other places, in order. With blocks kept, every
-    block but the last must be full, so that a kept block holds the same bytes as before."""
-    new = [Block(b.block_id, b.size, b.crc) for b in written]
-    if not keep:
-        return new
-    named = {b.id: b for b in current}
-    placed: dict[int, Block] = {}
-    for k in keep:
-        if k.block_id not in named:
-            raise Conflict(f"{path} no longer names block {k.block_id}")
-        placed[k.index] = named[k.block_id]
-    fill = iter(new)
-    layout = [placed[i] if i in placed else next(fill) for i in range(len(new) + len(keep))]
-    if any(b.size != block_size for b in layout[:-1]) or layout[-1].size > block_size:
-        raise InvalidArgument(f"blocks kept in {path} must all be full but the last")
-    return layout
-
-
-class FileCommit(NamedTuple):
-    """A file's commit as ``Namespace.check_commit`` allowed it, for ``apply_commit``."""
-
-    path: str
-    user: User | None
-    parent: Inode
-    existing: Inode | None
-    replication: int
-    block_size: int
-    blocks: list[wire.StoredBlock]
-    layout: list[Block]
-    sha256: str | None
-    overwrite: bool
-    expected: set[str] | None  # the blocks the version it expects names (a commit with expect)
-
-
-def _no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
+def no_file_named_as_directory(path: str, existing: Inode | None, directory: bool) -> None:
     """``touch f/`` or ``put x nodir/``: a name written with a trailing '/' is a directory's,
     as ``open(2)`` and coreutils take it (an existing directory is refused by the caller)."""
     if directory and (existing is None or not existing.is_dir):
@@ -203,7 +147,7 @@ class Namespace:
 
     # --- directories ----------------------------------------------------------------------
 
-    async def _insert(
+    async def insert(
         self,
         tx: Tx,
         parent: Inode,
@@ -290,7 +234,7 @@ class Namespace:
             last = p == path
             try:
                 made = await walk.tx.inodes.get(
-                    await self._insert(
+                    await self.insert(
                         walk.tx,
                         parent,
                         paths.basename(p),
@@ -321,11 +265,11 @@ class Namespace:
         async with self.tree.writing() as walk:
             parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
             existing = await walk.tx.inodes.child(parent.id, paths.basename(path))
-            _no_file_named_as_directory(path, existing, directory)
+            no_file_named_as_directory(path, existing, directory)
             if existing is not None:
                 raise AlreadyExists(f"{path} already exists")
             check(user, parent, W | X, paths.parent(path))
-            made = await self._insert(
+            made = await self.insert(
                 walk.tx,
                 parent,
                 paths.basename(path),
@@ -334,9 +278,9 @@ class Namespace:
                 replication=self.replication,
                 block_size=self.block_size,
             )
-            return await self._made(walk.tx, made, path)
+            return await self.status_of_new(walk.tx, made, path)
 
-    async def _made(self, tx: Tx, inode_id: int, path: str) -> wire.FileStatus:
+    async def status_of_new(self, tx: Tx, inode_id: int, path: str) -> wire.FileStatus:
         """The status of a file just written at *path*, without walking the path again."""
         node = await tx.inodes.get(inode_id)
         assert node is not None
@@ -356,10 +300,10 @@ class Namespace:
             if await walk.tx.inodes.child(parent.id, paths.basename(path)) is not None:
                 raise AlreadyExists(f"{path} already exists")
             check(user, parent, W | X, paths.parent(path))
-            made = await self._insert(
+            made = await self.insert(
                 walk.tx, parent, paths.basename(path), "l", user, mode=0o777, target=target
             )
-            return await self._made(walk.tx, made, path)
+            return await self.status_of_new(walk.tx, made, path)
 
     async def readlink(self, path: str, user: User | None = None) -> str:
         async with self.tree.reading() as walk:
@@ -367,35 +311,6 @@ class Namespace:
         if node.target is None:
             raise InvalidArgument(f"{path} is not a symbolic link")
         return node.target
-
-    async def check_writable(
-        self, path: str, user: User | None, *, overwrite: bool, directory: bool = False
-    ) -> None:
-        """Refuse early what ``commit_file`` of *path* by *user* would refuse; *directory* as
-        for ``create_file``."""
-        async with self.tree.reading() as walk:
-            await self._writable(walk, path, user, overwrite=overwrite, directory=directory)
-
-    async def _writable(
-        self, walk: Walk, path: str, user: User | None, *, overwrite: bool, directory: bool = False
-    ) -> tuple[Inode, Inode | None]:
-        """The parent directory of *path* and the file there now, if *user* may write it."""
-        if path == paths.ROOT:
-            raise IsADirectory("/ is a directory")
-        parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
-        existing = await walk.tx.inodes.child(parent.id, paths.basename(path))
-        _no_file_named_as_directory(path, existing, directory)
-        if existing is None:
-            check(user, parent, W | X, paths.parent(path))
-        elif existing.is_dir:
-            raise IsADirectory(f"{path} is a directory")
-        elif existing.target is not None:  # never followed: write to where it points instead
-            raise AlreadyExists(f"{path} is a symbolic link")
-        elif not overwrite:
-            raise AlreadyExists(f"{path} already exists")
-        else:
-            check(user, existing, W, path)
-        return parent, existing
 
     # --- removal --------------------------------------------------------------------------
 
@@ -476,134 +391,7 @@ class Namespace:
             await tx.inodes.touch([ROOT_ID], time.time())
         return files, blocks
 
-    # --- writes, copies and moves ---------------------------------------------------------
-
-    async def commit_file(
-        self,
-        path: str,
-        user: User | None,
-        *,
-        replication: int,
-        block_size: int,
-        blocks: list[wire.StoredBlock],
-        overwrite: bool,
-        sha256: str | None = None,
-        before: Callable[[Tx], Awaitable[None]] | None = None,
-        expect: list[str] | None = None,
-        keep: list[wire.KeptBlock] | None = None,
-    ) -> wire.FileStatus:
-        """Make *path* name exactly *blocks*, atomically creating or replacing the file (and
-        recording *sha256*, the hash its writer computed, or none); *before* runs first in the
-        same transaction (an upload's bookkeeping); *expect*: only if the file is there and
-        names exactly these blocks now; *keep*: blocks of that version the new one keeps, in
-        the places they name (``_layout``)."""
-        async with self.tree.writing() as walk:
-            if before is not None:
-                await before(walk.tx)
-            commit = await self.check_commit(
-                walk,
-                path,
-                user,
-                replication=replication,
-                block_size=block_size,
-                blocks=blocks,
-                overwrite=overwrite,
-                sha256=sha256,
-                expect=expect,
-                keep=keep,
-            )
-            return await self.apply_commit(walk, commit)
-
-    async def check_commit(
-        self,
-        walk: Walk,
-        path: str,
-        user: User | None,
-        *,
-        replication: int,
-        block_size: int,
-        blocks: list[wire.StoredBlock],
-        overwrite: bool,
-        sha256: str | None = None,
-        expect: list[str] | None = None,
-        keep: list[wire.KeptBlock] | None = None,
-        directory: bool = False,
-    ) -> FileCommit:
-        """Everything ``commit_file`` refuses, refused in *walk*'s transaction without changing
-        anything, so that a batch can refuse one file and go on (``apply_commit`` then makes
-        the change); *directory* as for ``create_file``."""
-        if path == paths.ROOT:
-            raise IsADirectory("/ is a directory")
-        if keep and expect is None:
-            raise InvalidArgument("a commit keeps only blocks of the version it expects")
-        tx = walk.tx
-        parent, existing = await self._writable(
-            walk, path, user, overwrite=overwrite, directory=directory
-        )
-        current = [] if expect is None else await _still_version(tx, path, existing, expect)
-        if keep and existing is not None and existing.block_size != block_size:
-            raise InvalidArgument(f"blocks kept in {path} need its block size")
-        layout = _layout(path, blocks, keep or [], current, block_size)
-        expected = None if expect is None else {b.id for b in current}
-        return FileCommit(
-            path,
-            user,
-            parent,
-            existing,
-            replication,
-            block_size,
-            blocks,
-            layout,
-            sha256,
-            overwrite,
-            expected,
-        )
-
-    async def apply_commit(self, walk: Walk, commit: FileCommit) -> wire.FileStatus:
-        """Make the change ``check_commit`` found allowed, in the same transaction."""
-        tx, path, blocks, layout = walk.tx, commit.path, commit.blocks, commit.layout
-        now = time.time()
-        size = sum(b.size for b in layout)
-        named: set[str] = set()
-        existing = commit.existing
-        if existing is None:
-            try:
-                inode_id = await self._insert(
-                    tx,
-                    commit.parent,
-                    paths.basename(path),
-                    "f",
-                    commit.user,
-                    size=size,
-                    replication=commit.replication,
-                    block_size=commit.block_size,
-                )
-            except AlreadyExists:
-                if not commit.overwrite:
-                    raise
-                # A writer through another name node committed the path meanwhile (a shared
-                # store at READ COMMITTED): replace its file, as if it came first.
-                _, existing = await self._writable(walk, path, commit.user, overwrite=True)
-        if existing is not None:
-            # Replacing content keeps the file's owner, group and mode, as a POSIX write does.
-            # Its blocks are released once the new ones are attached: those kept stay.
-            named = await tx.blocks.detach([existing.id])
-            if commit.expected is not None and named != commit.expected:
-                raise Conflict(f"{path} was replaced while open for writing")
-            await tx.inodes.set_content(
-                existing.id,
-                size=size,
-                mtime=now,
-                replication=commit.replication,
-                block_size=commit.block_size,
-            )
-            inode_id = existing.id
-        await tx.blocks.add([Block(b.block_id, b.size, b.crc) for b in blocks], now)
-        await tx.blocks.add_replicas([(b.block_id, n) for b in blocks for n in b.nodes], now)
-        await tx.blocks.attach(inode_id, [b.id for b in layout])
-        await tx.blocks.release(named)
-        await tx.inodes.set_sha256(inode_id, commit.sha256)
-        return await self._made(tx, inode_id, path)
+    # --- copies and moves ------------------------------------------------------------------
 
     async def _target(
         self, walk: Walk, src: str, dst: str, user: User | None
@@ -654,7 +442,7 @@ class Namespace:
                 check_sticky(user, parent, existing, target)
                 # Blocks it shares with the source survive: the source still names them.
                 await self._release(tx, [existing])
-            inode_id = await self._insert(
+            inode_id = await self.insert(
                 tx,
                 parent,
                 paths.basename(target),
@@ -684,7 +472,7 @@ class Namespace:
                     block_size=held.block_size,
                 )
             await tx.inodes.set_sha256(inode_id, await tx.inodes.sha256(source.id))  # same bytes
-            return await self._made(tx, inode_id, target)
+            return await self.status_of_new(tx, inode_id, target)
 
     async def move(
         self,

@@ -35,8 +35,8 @@ from pydfs.errors import (
 )
 from pydfs.namenode import placement
 from pydfs.namenode.auth import User
+from pydfs.namenode.commits import Commits, FileCommit
 from pydfs.namenode.membership import Membership
-from pydfs.namenode.namespace import FileCommit, Namespace
 from pydfs.namenode.store import Tx
 from pydfs.namenode.store.interface import UploadRow
 from pydfs.namenode.tree import Walk
@@ -53,7 +53,7 @@ _SHA256 = re.compile("[0-9a-f]{64}")
 class Uploads:
     def __init__(
         self,
-        namespace: Namespace,
+        commits: Commits,
         membership: Membership,
         *,
         lease: float,
@@ -63,9 +63,10 @@ class Uploads:
         write_token: Callable[[str, list[wire.NodeRef]], str] = lambda block_id, targets: "",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.namespace = namespace
+        self.commits = commits
+        self.namespace = commits.namespace
         self.membership = membership
-        self.store = namespace.store
+        self.store = self.namespace.store
         self.lease = lease
         self.lifetime = lifetime  # seconds an upload may stay open, renewals included
         self.max_open = max_open  # uploads one user may hold at once
@@ -96,7 +97,7 @@ class Uploads:
         path = paths.normalize(req.path)
         replication, block_size = self._shape(req.replication, req.block_size)
         # Fail early on what the commit would refuse anyway.
-        await self.namespace.check_writable(
+        await self.commits.check_writable(
             path, user, overwrite=req.overwrite, directory=paths.names_directory(req.path)
         )
         async with self.store.write(durable=False) as tx:
@@ -228,7 +229,7 @@ class Uploads:
             granted = await tx.uploads.granted(upload_id)
         path, overwrite, directory = _target(upload, req)
         if directory:  # refused (as at start): no file named "d/"
-            await self.namespace.check_writable(path, user, overwrite=overwrite, directory=True)
+            await self.commits.check_writable(path, user, overwrite=overwrite, directory=True)
         seen = _check_blocks(upload, req, granted)
 
         async def close(tx: Tx) -> None:
@@ -236,7 +237,7 @@ class Uploads:
             await tx.uploads.close(upload_id)
             await tx.blocks.trash(_unused(granted, seen))
 
-        status = await self.namespace.commit_file(
+        status = await self.commits.commit_file(
             path,
             user,
             replication=upload.replication,
@@ -280,7 +281,7 @@ class Uploads:
                     continue
                 await tx.uploads.close(item.upload_id)
                 await tx.blocks.trash(_unused(granted, seen))
-                status = await self.namespace.apply_commit(walk, allowed)
+                status = await self.commits.apply_commit(walk, allowed)
                 results.append(wire.CommitResult(status=status))
                 done.append(item.commit)
                 replication.append(upload.replication)
@@ -298,7 +299,7 @@ class Uploads:
         granted = await walk.tx.uploads.granted(item.upload_id)
         path, overwrite, directory = _target(upload, req)
         seen = _check_blocks(upload, req, granted)
-        allowed = await self.namespace.check_commit(
+        allowed = await self.commits.check_commit(
             walk,
             path,
             user,

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydfs.namenode.attributes import Attributes
 from pydfs.namenode.blockmap import BlockMap
+from pydfs.namenode.commits import Commits
 from pydfs.namenode.leadership import Leadership
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
@@ -19,7 +20,16 @@ from pydfs.namenode.store.sqlite import Store
 
 BLOCK_SIZE = 64 * 1024
 
-_WRAPPED = ("Membership", "Namespace", "BlockMap", "Uploads", "Replicator", "Users", "Suspects")
+_WRAPPED = (
+    "Membership",
+    "Namespace",
+    "Commits",
+    "BlockMap",
+    "Uploads",
+    "Replicator",
+    "Users",
+    "Suspects",
+)
 
 
 def unwrap(value: Any) -> Any:
@@ -62,7 +72,7 @@ def parts_loop(value: Blocking) -> asyncio.AbstractEventLoop:
 
 
 class Parts:
-    """The namespace and the block map over one store: what the tests call ``ns``."""
+    """The namespace, its commits and the block map over one store: what the tests call ``ns``."""
 
     def __init__(self, store: Store, membership: Membership, **kwargs: Any) -> None:
         self.store = store
@@ -72,9 +82,10 @@ class Parts:
         self.leadership = Leadership(store)  # alone on its store: leads once renewed
         self.blockmap = BlockMap(store, membership, self.namespace.tree, self.leadership)
         self.attributes = Attributes(self.namespace.tree)
+        self.commits = Commits(self.namespace)
 
     def __getattr__(self, name: str) -> Any:
-        for part in ("namespace", "attributes"):
+        for part in ("namespace", "commits", "attributes"):
             if hasattr(self.__dict__[part], name):
                 return getattr(self.__dict__[part], name)
         return getattr(self.__dict__["blockmap"], name)

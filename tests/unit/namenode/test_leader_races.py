@@ -16,6 +16,7 @@ import pytest_asyncio
 from pydfs import wire
 from pydfs.errors import Conflict
 from pydfs.namenode.blockmap import BlockMap
+from pydfs.namenode.commits import Commits
 from pydfs.namenode.leadership import Leadership
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
@@ -58,7 +59,7 @@ async def _setup(leader_store: Store, standby_store: Store, block: str):
         async def close(tx: Tx) -> None:
             await tx.uploads.close(UPLOAD)
 
-        await ns.commit_file(
+        await Commits(ns).commit_file(
             f"/{block}",
             None,
             replication=1,

@@ -476,7 +476,7 @@ def test_directories_a_rolled_back_write_made_are_never_walked_through(ns, loop)
     async def rolled_back() -> None:
         async with namespace.tree.writing() as walk:  # as mkdir's, create's, commit's
             parent = await walk.resolve("/r")
-            ghost = await namespace._insert(walk.tx, parent, "ghost", "d", OWNER)
+            ghost = await namespace.insert(walk.tx, parent, "ghost", "d", OWNER)
             assert ghost and await walk.lookup("/r/ghost/x") is None  # walked inside it
             raise KeyError("rolled back")
 

@@ -25,6 +25,7 @@ from pydfs.errors import (
     PermissionDenied,
     Unavailable,
 )
+from pydfs.namenode.commits import Commits
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.namespace import Namespace
 from pydfs.namenode.store import Store, open_store
@@ -365,7 +366,7 @@ def _stored(*names: str) -> list[wire.StoredBlock]:
 
 
 async def _commit(ns: Namespace, path: str, *blocks: str) -> wire.FileStatus:
-    return await ns.commit_file(
+    return await Commits(ns).commit_file(
         path, None, replication=1, block_size=1024, blocks=_stored(*blocks), overwrite=True
     )
 
@@ -449,7 +450,7 @@ async def test_a_writer_expecting_the_version_a_racer_replaced_is_refused(
     await replaced.wait()
     asyncio.get_running_loop().call_later(0.1, release.set)
     with pytest.raises(Conflict, match="replaced while open"):
-        await ns.commit_file(
+        await Commits(ns).commit_file(
             "/f",
             None,
             replication=1,
@@ -527,7 +528,7 @@ async def test_a_copy_racing_a_replace_of_its_source_is_of_one_version(
 
     async def late(self: Any, source: int, target: int) -> None:
         replaced = [wire.StoredBlock(n, 1000, 1, ["dn-1"]) for n in ("new-0", "new-1")]
-        await b.commit_file(
+        await Commits(b).commit_file(
             "/f", None, replication=1, block_size=1024, blocks=replaced, overwrite=True
         )
         await share(self, source, target)

@@ -426,7 +426,7 @@ def test_heartbeat_asks_a_new_node_for_a_report_until_it_sends_one(nn):
 def test_heartbeat_hands_out_delete_orders_once(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    put(nn.namespace, "/f", 2, {bid(1): ["dn-1", "dn-2"]})
+    put(nn.commits, "/f", 2, {bid(1): ["dn-1", "dn-2"]})
     assert ops(beat(nn, "dn-1")) == []
     nn.namespace.delete("/f")
     assert ops(beat(nn, "dn-1")) == [("delete", [bid(1)], None)]
@@ -442,7 +442,7 @@ def test_heartbeat_trashes_a_received_block_nobody_knows_at_once(nn):
 def test_heartbeat_hands_out_replicate_orders_and_takes_the_copy(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    put(nn.namespace, "/f", 2, {bid(1): ["dn-1"]})
+    put(nn.commits, "/f", 2, {bid(1): ["dn-1"]})
     nn.replicator.run_once()
     assert ops(beat(nn, "dn-2")) == []
     assert ops(beat(nn, "dn-1")) == [("replicate", [bid(1)], "dn-2")]
@@ -455,7 +455,7 @@ def test_heartbeat_hands_out_replicate_orders_and_takes_the_copy(nn):
 def test_a_restarted_source_is_given_its_orders_again(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    put(nn.namespace, "/f", 2, {bid(1): ["dn-1"]})
+    put(nn.commits, "/f", 2, {bid(1): ["dn-1"]})
     nn.replicator.run_once()
     assert ops(beat(nn, "dn-1")) == [("replicate", [bid(1)], "dn-2")]
     nn.replicator.run_once()
@@ -468,7 +468,7 @@ def test_a_restarted_source_is_given_its_orders_again(nn):
 def test_a_failed_copy_reported_by_heartbeat_is_ordered_again(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    put(nn.namespace, "/f", 2, {bid(1): ["dn-1"]})
+    put(nn.commits, "/f", 2, {bid(1): ["dn-1"]})
     nn.replicator.run_once()
     assert ops(beat(nn, "dn-1")) == [("replicate", [bid(1)], "dn-2")]
     beat(nn, "dn-1", failed_copies=[bid(1)])
@@ -479,7 +479,7 @@ def test_a_failed_copy_reported_by_heartbeat_is_ordered_again(nn):
 def test_a_corrupt_replica_reported_by_heartbeat_shows_in_fsck(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    put(nn.namespace, "/f", 2, {bid(1): ["dn-1", "dn-2"]})
+    put(nn.commits, "/f", 2, {bid(1): ["dn-1", "dn-2"]})
     beat(nn, "dn-2", corrupt=[bid(1)])
     assert holders(nn.namespace, bid(1)) == {"dn-1"}
     report = nn.fsck("/", files=False)
@@ -495,7 +495,7 @@ def test_a_corrupt_replica_reported_by_heartbeat_shows_in_fsck(nn):
 def test_suspect_yields_a_verify_command_on_that_nodes_next_heartbeat(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    put(nn.namespace, "/f", 2, {bid(1): ["dn-1", "dn-2"], bid(2): ["dn-1"], bid(4): ["dn-2"]})
+    put(nn.commits, "/f", 2, {bid(1): ["dn-1", "dn-2"], bid(2): ["dn-1"], bid(4): ["dn-2"]})
     for _ in range(3):  # the same replica reported again is verified once
         nn.suspect(wire.CorruptReplica(bid(1), "dn-1"), OWNER)
     nn.suspect(wire.CorruptReplica(bid(2), "dn-1"), OWNER)
@@ -511,7 +511,7 @@ def test_suspect_yields_a_verify_command_on_that_nodes_next_heartbeat(nn):
 
 @pytest.mark.parametrize("replication", [0, -1, MAX_REPLICATION + 1])
 def test_setrep_validates_the_range(nn, replication):
-    put(nn.namespace, "/f", 2, {bid(1): []})
+    put(nn.commits, "/f", 2, {bid(1): []})
     with pytest.raises(InvalidArgument):
         nn.setrep("/f", replication)
     assert nn.namespace.stat("/f").replication == 2
@@ -519,9 +519,9 @@ def test_setrep_validates_the_range(nn, replication):
 
 def test_setrep_sets_every_file_below_a_directory_and_rescans(nn):
     nn.namespace.mkdir("/d/e", OWNER, parents=True)
-    put(nn.namespace, "/d/a", 2, {bid(1): []})
-    put(nn.namespace, "/d/e/b", 2, {bid(2): []})
-    put(nn.namespace, "/c", 2, {bid(3): []})
+    put(nn.commits, "/d/a", 2, {bid(1): []})
+    put(nn.commits, "/d/e/b", 2, {bid(2): []})
+    put(nn.commits, "/c", 2, {bid(3): []})
     nn.replicator.run_once()
     assert nn.setrep("/d", MAX_REPLICATION) == 2
     assert nn.replicator.dirty is True
@@ -535,9 +535,9 @@ def test_fsck_counts_block_health_per_file(nn):
         beat(nn, node)
     kill(nn.membership, "dn-3")
     nn.namespace.mkdir("/a", OWNER)
-    put(nn.namespace, "/a/healthy", 2, {bid(1): ["dn-1", "dn-2"]})
-    put(nn.namespace, "/a/under", 2, {bid(2): ["dn-1"], bid(3): ["dn-1", "dn-2"]})
-    put(nn.namespace, "/missing", 1, {bid(4): ["dn-3"]})
+    put(nn.commits, "/a/healthy", 2, {bid(1): ["dn-1", "dn-2"]})
+    put(nn.commits, "/a/under", 2, {bid(2): ["dn-1"], bid(3): ["dn-1", "dn-2"]})
+    put(nn.commits, "/missing", 1, {bid(4): ["dn-3"]})
     report = nn.fsck("/", files=True)
     assert (report.files, report.blocks) == (3, 4)
     assert (report.healthy, report.under_replicated, report.missing) == (2, 1, 1)
@@ -559,7 +559,7 @@ def test_fsck_counts_block_health_per_file(nn):
 def test_fsck_counts_replicas_on_a_draining_node_as_readable_not_healthy(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    put(nn.namespace, "/f", 1, {bid(1): ["dn-1"]})
+    put(nn.commits, "/f", 1, {bid(1): ["dn-1"]})
     state = nn.decommission("dn-1")
     assert (state.id, state.admin_state, state.state) == ("dn-1", "decommissioning", "live")
     report = nn.fsck("/", files=False)
@@ -572,7 +572,7 @@ def test_fsck_counts_replicas_on_a_draining_node_as_readable_not_healthy(nn):
 def test_decommission_through_heartbeats(nn):
     beat(nn, "dn-1")
     beat(nn, "dn-2")
-    put(nn.namespace, "/f", 1, {bid(1): ["dn-1"]})
+    put(nn.commits, "/f", 1, {bid(1): ["dn-1"]})
     nn.replicator.run_once()
     nn.decommission("dn-1")
     nn.replicator.run_once()

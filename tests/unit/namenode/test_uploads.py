@@ -62,7 +62,7 @@ class Clock:
 
 def make_uploads(ns, membership, **kwargs):
     loop = parts_loop(ns)
-    return Blocking(Uploads(unwrap(ns).namespace, unwrap(membership), **kwargs), loop)
+    return Blocking(Uploads(unwrap(ns).commits, unwrap(membership), **kwargs), loop)
 
 
 def restart_membership(ns, **kwargs):

@@ -361,7 +361,7 @@ def setup(app: web.Application, nn: NameNode) -> None:
                             raise AlreadyExists(
                                 f"{target} exists; tick 'replace existing' to overwrite it"
                             )
-                        await ns.check_writable(target, user, overwrite=overwrite)
+                        await nn.commits.check_writable(target, user, overwrite=overwrite)
                         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
                             while chunk := await part.read_chunk(CHUNK):
                                 spool.write(chunk)

@@ -108,17 +108,12 @@ def plant_grant(ns: Any, block: str, nodes: list[str], upload: str = "u" * 32) -
         if db.execute("SELECT 1 FROM uploads WHERE id = ?", (upload,)).fetchone() is None:
             row = UploadRow(upload, "nobody", None, 2, BLOCK_SIZE, False, 0.0, time.time() + 600)
             db.execute(
-                "INSERT INTO uploads (id, user, path, replication, block_size, overwrite, "
-                "started, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (*row[:5], int(row.overwrite), row.started, row.expires),
             )
         db.execute(
             "INSERT INTO upload_blocks (block, upload, nodes) VALUES (?, ?, ?)",
             (block, upload, ",".join(nodes)),
-        )
-        db.execute(  # the upload's own list of its blocks (migration 0012)
-            "UPDATE uploads SET blocks = iif(blocks = '', ?1, blocks || ',' || ?1) WHERE id = ?2",
-            (block, upload),
         )
 
 

@@ -1,6 +1,5 @@
 """What the metadata store leaves on disk: private files, and names in NFC."""
 
-import asyncio
 import os
 import sqlite3
 import stat
@@ -166,45 +165,5 @@ def test_the_census_is_kept_across_a_close_and_counted_again_after_a_crash(
     store = Store(path)
     try:
         assert _census(store) == {**counted, "f": 2}  # counted again
-    finally:
-        store.close()
-
-
-def test_uploads_open_before_0012_keep_their_granted_blocks(tmp_path: Path) -> None:
-    """Migration 0012 lists each upload's blocks in its row (no index of them by upload)."""
-    path = tmp_path / "ns.sqlite3"
-    db = sqlite3.connect(path)
-    db.create_function("nfc", 1, lambda s: unicodedata.normalize("NFC", s))
-    for version, sql in migrations.pending("pydfs.namenode.store.sqlite", 0):
-        if version <= 11:
-            for statement in sqlite_store._statements(sql):
-                db.execute(statement)
-    db.execute(
-        "INSERT INTO uploads VALUES ('u1', 'alice', '/f', 2, 4096, 0, 1, 9), "
-        "('u2', 'bob', NULL, 1, 4096, 1, 2, 9)"
-    )
-    db.execute(
-        "INSERT INTO upload_blocks VALUES ('b1', 'u1', 'n1,n2'), ('b2', 'u1', 'n2,n3'), "
-        "('b3', 'u2', 'n1')"
-    )
-    db.execute("PRAGMA user_version=11")
-    db.commit()
-    db.close()
-    store = Store(path)
-    uploads = store._tx.uploads
-
-    async def check() -> None:
-        assert await uploads.granted("u1") == {"b1": ["n1", "n2"], "b2": ["n2", "n3"]}
-        await uploads.grant("u1", "b4", ["n1"])
-        assert list(await uploads.granted("u1")) == ["b1", "b2", "b4"]
-        assert [(u.id, n) for u, n in await uploads.all()] == [("u1", 3), ("u2", 1)]
-        await uploads.close("u1")
-        assert await uploads.granted("u1") == {}
-        assert await uploads.grant_of("b1") is None
-        assert await uploads.grant_of("b3") == ["n1"]
-
-    try:
-        with store.transaction():
-            asyncio.run(check())
     finally:
         store.close()

@@ -486,30 +486,15 @@ class Uploads:
             "INSERT INTO upload_blocks (block, upload, nodes) VALUES (?, ?, ?)",
             (block_id, upload_id, ",".join(nodes)),
         )
-        self.db.execute(  # the upload's list: no index of upload_blocks by upload (0012)
-            "UPDATE uploads SET blocks = iif(blocks = '', ?1, blocks || ',' || ?1) WHERE id = ?2",
-            (block_id, upload_id),
-        )
-
-    def _blocks(self, upload_id: str) -> list[str]:
-        row = self.db.execute("SELECT blocks FROM uploads WHERE id = ?", (upload_id,)).fetchone()
-        return row[0].split(",") if row and row[0] else []
 
     async def granted(self, upload_id: str) -> dict[str, list[str]]:
-        blocks = self._blocks(upload_id)
-        if not blocks:
-            return {}
-        rows = dict(
-            self.db.execute(
-                f"SELECT block, nodes FROM upload_blocks WHERE block IN {_ANY}", (_array(blocks),)
-            )
+        rows = self.db.execute(
+            "SELECT block, nodes FROM upload_blocks WHERE upload = ?", (upload_id,)
         )
-        return {block: rows[block].split(",") for block in blocks if block in rows}
+        return {block: nodes.split(",") for block, nodes in rows}
 
     async def close(self, upload_id: str) -> None:
-        blocks = self._blocks(upload_id)
-        if blocks:
-            self.db.execute(f"DELETE FROM upload_blocks WHERE block IN {_ANY}", (_array(blocks),))
+        self.db.execute("DELETE FROM upload_blocks WHERE upload = ?", (upload_id,))
         self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
 
     async def open_by(self, user: str) -> int:
@@ -522,8 +507,12 @@ class Uploads:
         return [u for (u,) in self.db.execute("SELECT id FROM uploads WHERE expires < ?", (now,))]
 
     async def all(self) -> list[tuple[UploadRow, int]]:
-        rows = self.db.execute(f"SELECT {self._COLS}, blocks FROM uploads ORDER BY started, id")
-        return [(self._row(row[:8]), len(row[8].split(",")) if row[8] else 0) for row in rows]
+        rows = self.db.execute(
+            f"SELECT {', '.join('u.' + c for c in self._COLS.split(', '))}, "
+            "(SELECT count(*) FROM upload_blocks b WHERE b.upload = u.id) "
+            "FROM uploads u ORDER BY u.started, u.id"
+        )
+        return [(self._row(row[:8]), int(row[8])) for row in rows]
 
     async def grant_of(self, block_id: str) -> list[str] | None:
         row = self.db.execute(

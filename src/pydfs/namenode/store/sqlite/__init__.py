@@ -160,24 +160,28 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=OFF")
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.create_function("nfc", 1, _nfc, deterministic=True)  # for migrations
-        self._migrate()
-        self._open_census()
+        migrated = self._migrate()
+        self._open_census(recount=migrated)
         self._tx = Tx(self)
         if self.dirty:  # a schema change is durable before anything is served
             self.sync()
             self._synced = self._commits
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> bool:
+        """Apply the pending migrations; whether there were any."""
         (current,) = self.db.execute("PRAGMA user_version").fetchone()
-        for version, sql in migrations.pending(__package__, current):
+        pending = migrations.pending(__package__, current)
+        for version, sql in pending:
             with self.transaction() as db:
                 for statement in _statements(sql):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={version}")
+        return bool(pending)
 
-    def _open_census(self) -> None:
+    def _open_census(self, *, recount: bool = False) -> None:
         """The census in a TEMP table (it shadows the stored one), from the stored counts if
-        the store was closed since they were, else counted again; the store marked open."""
+        the store was closed since they were, else (or after a migration, which the census's
+        triggers did not see: *recount*) counted again; the store marked open."""
         db = self.db
         db.execute(
             "CREATE TEMP TABLE census (kind TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
@@ -185,7 +189,7 @@ class Store:
         with self.transaction() as db:
             stored = dict(db.execute("SELECT kind, n FROM main.census"))
             counts = {kind: 0 for kind in ("f", "d", "l", "b")}
-            if stored.get("open", 1):
+            if recount or stored.get("open", 1):
                 counts.update(db.execute("SELECT type, count(*) FROM inodes GROUP BY type"))
                 (counts["b"],) = db.execute("SELECT count(*) FROM blocks").fetchone()
             else:

@@ -487,8 +487,10 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             status = metrics.CLIENT_GONE
         else:
-            transport.write(_response(answer, request.keep_alive, request.id))
-            if not request.keep_alive:
+            # A server stopping ends each connection with the answer it is making.
+            keep_alive = request.keep_alive and not self.front.closing
+            transport.write(_response(answer, keep_alive, request.id))
+            if not keep_alive:
                 self.close()
             self.answered = True
             self.since = asyncio.get_running_loop().time()

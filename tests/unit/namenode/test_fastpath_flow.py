@@ -196,6 +196,41 @@ def test_shutdown_closes_idle_connections_and_lets_answers_finish() -> None:
     asyncio.run(go())
 
 
+def test_a_connection_answered_while_the_server_stops_is_closed_with_its_answer() -> None:
+    """A connection busy when the stop began gets its answer with ``Connection: close`` and is
+    closed: a request it sent next would start work the stop no longer waits for."""
+
+    async def go() -> None:
+        f = front()
+        releases = [asyncio.Event(), asyncio.Event()]
+        stat = f.pipeline.nn.namespace.stat
+
+        async def slow_stat(*args: Any, **kwargs: Any) -> Any:
+            await releases.pop(0).wait()
+            return await stat(*args, **kwargs)
+
+        f.pipeline.nn.namespace.stat = slow_stat
+        first, second = releases
+        transports = [Closable(), Closable()]
+        conns = [_Connection(f), _Connection(f)]
+        for conn, transport in zip(conns, transports, strict=True):
+            conn.connection_made(transport)  # type: ignore[arg-type]
+            conn.data_received(STAT)
+            await turns()
+        shutting = asyncio.ensure_future(f.shutdown())
+        await turns()
+        first.set()
+        await turns()
+        assert len(transports[0].written) == 1 and transports[0].closed
+        assert b"\r\nConnection: close\r\n" in transports[0].written[0]
+        assert not shutting.done()
+        second.set()
+        await shutting
+        assert transports[1].closed and len(transports[1].written) == 1
+
+    asyncio.run(go())
+
+
 class Closable(Transport):
     def __init__(self) -> None:
         super().__init__()

@@ -6,6 +6,7 @@ while its server is down waits for it. Each test has a server of its own, which 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -181,3 +182,29 @@ async def test_an_upload_lease_survives_a_crash_right_after_it_is_granted(
     async with store.read() as tx:
         assert await tx.uploads.get("u1") is not None
         assert await tx.uploads.granted("u1") == {"b1": ["n1", "n2"]}
+
+
+async def test_a_server_lost_just_after_a_commit_leaves_the_write_done(
+    server: Postgres, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory times are set after the commit, in a transaction of their own: a server
+    lost between the two leaves the change committed and its caller answered (it failed with
+    an internal error though its change was made)."""
+    port = server.port
+    commit = pgstore.Session.commit
+
+    async def commit_then_crash(self: pgstore.Session, suffix: str = "") -> None:
+        await commit(self, suffix)
+        _down(server, "immediate")
+
+    monkeypatch.setattr(pgstore.Session, "commit", commit_then_crash)
+    async with store.write() as tx:
+        await tx.inodes.insert(NewInode(ROOT, "made", "d", "root", "root", 0o755, 0.0))
+        tx.changed([ROOT], 5.0)  # a directory time to set after the commit
+    monkeypatch.undo()
+    server.start(port)
+    for _ in range(3):  # the pool may still hand out the connection the crash broke
+        with contextlib.suppress(Unavailable):
+            assert await _names(store) == {"made"}
+            return
+    raise AssertionError("the store did not reconnect")

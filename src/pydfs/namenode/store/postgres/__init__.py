@@ -444,8 +444,12 @@ async def _touch(conn: Connection, touched: dict[int, float]) -> None:
         await conn.execute(sql)
     except Exception as exc:  # the change itself is committed: a stale time is no failure
         log.warning("could not set the modification time of directories %s: %s", ids, exc)
-        if not conn.is_closed() and conn.is_in_transaction():
-            await conn.execute("ROLLBACK")
+        try:
+            if not conn.is_closed() and conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+        except Exception:  # the connection is gone (the pool took it back): drop it
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
 
 
 async def _reset(conn: Connection) -> None:

@@ -18,7 +18,7 @@ from pydfs.errors import Unavailable
 from pydfs.local_postgres import Postgres
 from pydfs.namenode.store import Store, open_store
 from pydfs.namenode.store import postgres as pgstore
-from pydfs.namenode.store.interface import NewInode, UploadRow
+from pydfs.namenode.store.interface import APPLYING, Applying, NewInode, UploadRow
 
 pytestmark = pytest.mark.asyncio
 
@@ -204,6 +204,49 @@ async def test_a_server_lost_just_after_a_commit_leaves_the_write_done(
     monkeypatch.undo()
     server.start(port)
     for _ in range(3):  # the pool may still hand out the connection the crash broke
+        with contextlib.suppress(Unavailable):
+            assert await _names(store) == {"made"}
+            return
+    raise AssertionError("the store did not reconnect")
+
+
+async def _write_for(store: Store, applying: Applying, name: str) -> None:
+    token = APPLYING.set(applying)
+    try:
+        async with store.write() as tx:
+            await tx.inodes.insert(NewInode(ROOT, name, "d", "root", "root", 0o755, 0.0))
+    finally:
+        APPLYING.reset(token)
+
+
+async def test_a_commit_cut_short_is_known_applied_by_its_request_record(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMMIT whose connection breaks may or may not have been applied; a request's record,
+    committed with its change, tells which: applied, the write returns as done (its request
+    then gets its answer, not ``AnswerLost`` at the retry); not applied, ``Unavailable``."""
+    commit = pgstore.Session.commit
+
+    async def applied_then_cut(self: pgstore.Session, suffix: str = "") -> None:
+        await commit(self, suffix)
+        self._drop()
+        raise Unavailable("metadata store unreachable (commit: whether it was applied ...)")
+
+    async def cut(self: pgstore.Session, suffix: str = "") -> None:
+        self._drop()  # the server never saw the COMMIT: the transaction ends with the session
+        raise Unavailable("metadata store unreachable (commit: whether it was applied ...)")
+
+    monkeypatch.setattr(pgstore.Session, "commit", applied_then_cut)
+    applying = Applying("alice", "a" * 32, "first")
+    await _write_for(store, applying, "made")
+    assert applying.recorded
+    monkeypatch.setattr(pgstore.Session, "commit", cut)
+    with pytest.raises(Unavailable):
+        await _write_for(store, Applying("alice", "b" * 32, "first"), "never")
+    with pytest.raises(Unavailable):  # a change without a request id cannot be told
+        await _mkdir(store, "unknown")
+    monkeypatch.undo()
+    for _ in range(3):  # the pool may still hand out a connection dropped above
         with contextlib.suppress(Unavailable):
             assert await _names(store) == {"made"}
             return

@@ -54,7 +54,8 @@ each is prepared once per connection.
 Failover (Patroni, or any primary that moves): name the servers in one URL,
 ``postgresql://h1:5432,h2:5432/pydfs?target_session_attrs=read-write``. A statement whose
 connection breaks, or that meets a server now read-only, fails with ``Unavailable`` (503: the
-client may try again; a commit so cut short may or may not have been applied), and its
+client may try again; a commit so cut short may or may not have been applied, unless the
+request's record committed with it says, ``Store._commit``), and its
 connection is dropped; the pool opens new ones, on whichever server accepts writes now
 (``_connect``: each server tried in turn, with a timeout of its own). The pool is opened at the
 first transaction, which waits up to ``OPEN_WAIT`` for a server to accept writes, so that a name
@@ -91,6 +92,7 @@ IDLE_IN_TRANSACTION = "5000"
 MIGRATION_LOCK = 0x70796466_73_6D67  # "pydfs" "mg"
 CONNECT_TIMEOUT = 5.0  # seconds to connect to one server (a machine gone swallows packets)
 OPEN_WAIT = 60.0  # seconds the first transaction waits for a server that accepts writes
+RESOLVE_WAIT = 30.0  # seconds a commit cut short waits for a server to tell whether it applied
 
 # A read sees one moment: at READ COMMITTED each statement would see its own, and a file's
 # size read before a replace and its blocks after would name bytes of neither version.
@@ -361,7 +363,7 @@ class Store:
                 suffix = bump if tx.reshaping else ""
                 if (request := interface.pending()) is not None:
                     suffix += applied.record(request)
-                await session.commit(suffix)
+                await self._commit(session, suffix, request)
             except asyncpg.UniqueViolationError as exc:
                 await session.rollback()
                 if request is not None and exc.constraint_name == applied.CONSTRAINT:
@@ -372,8 +374,34 @@ class Store:
                 raise
             if request is not None:
                 request.recorded = True
-            if tx.touched:
+            if tx.touched and not session.broken:
                 await _touch(session.conn, tx.touched)
+
+    async def _commit(
+        self, session: Session, suffix: str, request: interface.Applying | None
+    ) -> None:
+        """Commit; a COMMIT whose connection broke (a failover, say) may or may not have been
+        applied: a request's own record, committed with it, tells which once a server answers
+        again (up to ``RESOLVE_WAIT``), so that the request is answered as applied rather than
+        retried into ``AnswerLost``. Without a record, or past the wait, ``Unavailable``."""
+        try:
+            await session.commit(suffix)
+        except Unavailable:
+            if request is None:  # nothing to tell: applied or not is unknown
+                raise
+            deadline = time.monotonic() + RESOLVE_WAIT
+            while True:
+                try:
+                    async with self.read() as tx:
+                        prior = await tx.requests.applied(request.user, request.request_id)
+                    break
+                except Unavailable:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+            if prior is None or prior.attempt != request.attempt:
+                raise
+            log.info("request %s: its commit was applied, though cut short", request.request_id)
 
     async def backup(self, dest: Path) -> interface.BackupInfo:
         raise InvalidArgument(

@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -251,3 +252,27 @@ async def test_a_commit_cut_short_is_known_applied_by_its_request_record(
             assert await _names(store) == {"made"}
             return
     raise AssertionError("the store did not reconnect")
+
+
+class _LeftMidProtocol:
+    """A connection whose server died as it sent an error: asyncpg refuses every statement."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+
+    async def fetch(self, *args: object) -> list[object]:
+        raise asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        )
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+async def test_a_connection_left_mid_protocol_is_unavailable_and_dropped(store: Store) -> None:
+    """Seen when a Patroni primary was killed: a 500 before, now a retryable 503."""
+    conn = _LeftMidProtocol()
+    session = pgstore.Session(conn, None, store)  # type: ignore[arg-type]
+    with pytest.raises(Unavailable):
+        await session.fetch("SELECT 1")
+    assert conn.terminated and session.broken

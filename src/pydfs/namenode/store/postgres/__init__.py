@@ -107,6 +107,9 @@ UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InterfaceError,
+    # A connection whose server died as it sent an error is left in a state no statement can
+    # leave ("cannot switch to state 12; another operation (2) is in progress").
+    asyncpg.InternalClientError,
     asyncpg.TargetServerAttributeNotMatched,  # every server reached is a standby
     asyncpg.ReadOnlySQLTransactionError,  # a connection to a server demoted to a standby
     asyncpg.TooManyConnectionsError,

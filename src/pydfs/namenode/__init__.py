@@ -14,7 +14,7 @@ import time
 
 from pydfs import server, tokens, wire
 from pydfs.config import NameNodeConfig
-from pydfs.errors import Conflict, InvalidArgument, PermissionDenied
+from pydfs.errors import Conflict, InvalidArgument, PermissionDenied, Unavailable
 from pydfs.namenode import app, auth, fastpath
 from pydfs.namenode.attributes import Attributes
 from pydfs.namenode.backups import Backups
@@ -316,6 +316,8 @@ class NameNode:
                 try:
                     if await self.membership.refresh():
                         self._heal()
+                except Unavailable as exc:  # the store is away (a failover): said elsewhere
+                    log.debug("reading the data nodes' admin states: %s", exc)
                 except Exception:
                     log.exception("reading the data nodes' admin states failed")
             if safe and self.waiting() is None:

@@ -44,7 +44,10 @@ from pydfs.server import error_body
 log = logging.getLogger("pydfs.namenode")
 
 KEEP = 600.0  # seconds a request id is remembered
-WAIT = 1.0  # seconds an attempt waits for the answer of another that applied the request
+# Seconds an attempt waits for the answer of another that applied the request: that one may
+# be finding out, once the database is back after a failover, that its COMMIT cut short was
+# applied (``Store._resolve`` in the PostgreSQL store), as the retry's own write did.
+WAIT = 5.0
 POLL = 0.02  # seconds between looks at it
 PRUNE_EVERY = 1.0  # seconds between prunes; each forgets up to twice the answers since the last
 _ID = re.compile(r"[0-9a-f]{32}")

@@ -19,7 +19,13 @@ from pydfs.errors import Unavailable
 from pydfs.local_postgres import Postgres
 from pydfs.namenode.store import Store, open_store
 from pydfs.namenode.store import postgres as pgstore
-from pydfs.namenode.store.interface import APPLYING, Applying, NewInode, UploadRow
+from pydfs.namenode.store.interface import (
+    APPLYING,
+    AppliedElsewhere,
+    Applying,
+    NewInode,
+    UploadRow,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -227,23 +233,29 @@ async def test_a_commit_cut_short_is_known_applied_by_its_request_record(
     committed with its change, tells which: applied, the write returns as done (its request
     then gets its answer, not ``AnswerLost`` at the retry); not applied, ``Unavailable``."""
     commit = pgstore.Session.commit
+    cuts: list[str] = []  # the next commit's fate: "after" it applied, or "before"
 
-    async def applied_then_cut(self: pgstore.Session, suffix: str = "") -> None:
+    async def cutting(self: pgstore.Session, suffix: str = "") -> None:
+        fate = cuts.pop(0) if cuts else None
+        if fate == "after":
+            await commit(self, suffix)
+        if fate is not None:
+            self._drop()  # "before": the server never saw the COMMIT
+            raise Unavailable("metadata store unreachable (commit: whether it was applied ...)")
         await commit(self, suffix)
-        self._drop()
-        raise Unavailable("metadata store unreachable (commit: whether it was applied ...)")
 
-    async def cut(self: pgstore.Session, suffix: str = "") -> None:
-        self._drop()  # the server never saw the COMMIT: the transaction ends with the session
-        raise Unavailable("metadata store unreachable (commit: whether it was applied ...)")
-
-    monkeypatch.setattr(pgstore.Session, "commit", applied_then_cut)
+    monkeypatch.setattr(pgstore.Session, "commit", cutting)
     applying = Applying("alice", "a" * 32, "first")
+    cuts.append("after")
     await _write_for(store, applying, "made")
     assert applying.recorded
-    monkeypatch.setattr(pgstore.Session, "commit", cut)
+    cuts.append("before")
     with pytest.raises(Unavailable):
         await _write_for(store, Applying("alice", "b" * 32, "first"), "never")
+    cuts.append("before")
+    with pytest.raises(AppliedElsewhere):  # a record, by another attempt: not this one's
+        await _write_for(store, Applying("alice", "a" * 32, "second"), "again")
+    cuts.append("before")
     with pytest.raises(Unavailable):  # a change without a request id cannot be told
         await _mkdir(store, "unknown")
     monkeypatch.undo()
@@ -276,3 +288,32 @@ async def test_a_connection_left_mid_protocol_is_unavailable_and_dropped(store: 
     with pytest.raises(Unavailable):
         await session.fetch("SELECT 1")
     assert conn.terminated and session.broken
+
+
+async def test_commits_cut_short_all_at_once_are_resolved_without_starving_the_pool(
+    server: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As many writes as the pool has connections, each COMMIT cut after it applied (a
+    failover in the middle of a busy moment): each is resolved, none waits for a connection
+    another resolution holds."""
+    monkeypatch.setattr(pgstore, "POOL_SIZE", 2)
+    store = open_store(server.database("crowd"))
+    await _root(store)
+    commit = pgstore.Session.commit
+
+    async def cut_after_applying(self: pgstore.Session, suffix: str = "") -> None:
+        await commit(self, suffix)
+        if "INSERT INTO applied" in suffix:  # a request's write, not a resolution's lookup
+            self._drop()
+            raise Unavailable("metadata store unreachable (commit: whether it was applied ...)")
+
+    monkeypatch.setattr(pgstore.Session, "commit", cut_after_applying)
+    try:
+        writes = [
+            _write_for(store, Applying("alice", f"{i:032x}", "first"), f"d{i}") for i in range(4)
+        ]
+        await asyncio.wait_for(asyncio.gather(*writes), 20)
+        monkeypatch.undo()
+        assert await _names(store) == {f"d{i}" for i in range(4)}
+    finally:
+        await store.aclose()

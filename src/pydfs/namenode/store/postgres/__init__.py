@@ -55,7 +55,7 @@ Failover (Patroni, or any primary that moves): name the servers in one URL,
 ``postgresql://h1:5432,h2:5432/pydfs?target_session_attrs=read-write``. A statement whose
 connection breaks, or that meets a server now read-only, fails with ``Unavailable`` (503: the
 client may try again; a commit so cut short may or may not have been applied, unless the
-request's record committed with it says, ``Store._commit``), and its
+request's record committed with it says, ``Store._resolve``), and its
 connection is dropped; the pool opens new ones, on whichever server accepts writes now
 (``_connect``: each server tried in turn, with a timeout of its own). The pool is opened at the
 first transaction, which waits up to ``OPEN_WAIT`` for a server to accept writes, so that a name
@@ -138,6 +138,8 @@ def _reachable(what: str) -> Iterator[None]:
     try:
         yield
     except UNREACHABLE as exc:
+        if isinstance(exc, asyncpg.InternalClientError):  # a dead server, or a defect: say
+            log.warning("connection to the metadata store unusable (%s)", what, exc_info=True)
         raise Unavailable(f"metadata store unreachable ({what}): {exc}") from exc
 
 
@@ -355,6 +357,7 @@ class Store:
         # Every write is durable here, *durable* notwithstanding: what a primary has not
         # flushed (and sent to a synchronous standby) is lost when a failover promotes the
         # standby, and a lease lost so would fail a write its client made during the failover.
+        cut: Unavailable | None = None  # a COMMIT whose connection broke
         async with self._session("BEGIN") as session:
             await session.start()
             tx = Tx(session)
@@ -366,7 +369,12 @@ class Store:
                 suffix = bump if tx.reshaping else ""
                 if (request := interface.pending()) is not None:
                     suffix += applied.record(request)
-                await self._commit(session, suffix, request)
+                try:
+                    await session.commit(suffix)
+                except Unavailable as exc:
+                    if request is None:  # nothing tells whether it was applied
+                        raise
+                    cut = exc
             except asyncpg.UniqueViolationError as exc:
                 await session.rollback()
                 if request is not None and exc.constraint_name == applied.CONSTRAINT:
@@ -375,36 +383,51 @@ class Store:
             except BaseException:
                 await session.rollback()
                 raise
-            if request is not None:
-                request.recorded = True
-            if tx.touched and not session.broken:
+            if cut is None and tx.touched and not session.broken:
                 await _touch(session.conn, tx.touched)
+        if request is not None:
+            if cut is not None:  # its connection back in the pool: others may use the slot
+                await self._resolve(request, cut)
+            request.recorded = True
 
-    async def _commit(
-        self, session: Session, suffix: str, request: interface.Applying | None
-    ) -> None:
-        """Commit; a COMMIT whose connection broke (a failover, say) may or may not have been
-        applied: a request's own record, committed with it, tells which once a server answers
-        again (up to ``RESOLVE_WAIT``), so that the request is answered as applied rather than
-        retried into ``AnswerLost``. Without a record, or past the wait, ``Unavailable``."""
-        try:
-            await session.commit(suffix)
-        except Unavailable:
-            if request is None:  # nothing to tell: applied or not is unknown
+    async def _resolve(self, request: interface.Applying, cut: Unavailable) -> None:
+        """Whether a COMMIT whose connection broke (a failover, say) was applied: the record
+        of *request* committed with it tells, once a server answers again (up to
+        ``RESOLVE_WAIT``), so that the request is answered as done rather than retried into
+        ``AnswerLost``. Applied: returns (the directory times it changed stay as they were);
+        applied by another attempt: ``AppliedElsewhere``; else *cut* (``Unavailable``). The
+        record is read ``FOR UPDATE`` and that is committed: a lock is written to the log, so
+        this commit returns only once a synchronous standby has the record too."""
+        deadline = time.monotonic() + RESOLVE_WAIT
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise cut
+            try:
+                rows = await asyncio.wait_for(self._applied_by(request), left)
+                break
+            except (TimeoutError, Unavailable):
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        if not rows:
+            raise cut
+        if rows[0][0] != request.attempt:
+            raise interface.AppliedElsewhere(request.request_id)
+        log.info("request %s: its commit was applied, though cut short", request.request_id)
+
+    async def _applied_by(self, request: interface.Applying) -> list[tuple[Any, ...]]:
+        async with self._session("BEGIN") as session:
+            await session.start()
+            try:
+                rows = await session.fetch(
+                    "SELECT attempt FROM applied WHERE usr = $1 AND id = $2 FOR UPDATE",
+                    request.user,
+                    request.request_id,
+                )
+                await session.commit()
+            except BaseException:
+                await session.rollback()
                 raise
-            deadline = time.monotonic() + RESOLVE_WAIT
-            while True:
-                try:
-                    async with self.read() as tx:
-                        prior = await tx.requests.applied(request.user, request.request_id)
-                    break
-                except Unavailable:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
-            if prior is None or prior.attempt != request.attempt:
-                raise
-            log.info("request %s: its commit was applied, though cut short", request.request_id)
+            return rows
 
     async def backup(self, dest: Path) -> interface.BackupInfo:
         raise InvalidArgument(

@@ -543,7 +543,7 @@ def decode(data: bytes | str, type: type[T]) -> T:
         raise ProtocolError(f"malformed {type.__name__}: {exc}") from None
     # JSON spells NUL only as this escape: a body without it costs one scan, no second look.
     escaped = b"\\u0000" in data if isinstance(data, bytes) else "\\u0000" in data
-    if escaped and _any_string(data, lambda text: "\0" in text):
+    if escaped and _any_string(data, lambda text: "\0" in text, unreadable=True):
         raise ProtocolError(f"malformed {type.__name__}: a string holds a NUL character")
     return value
 
@@ -552,14 +552,17 @@ def _has_lone_surrogate(text: str) -> bool:
     return any("\ud800" <= c <= "\udfff" for c in text)
 
 
-def _any_string(data: bytes | str, test: Callable[[str], bool]) -> bool:
+def _any_string(
+    data: bytes | str, test: Callable[[str], bool], *, unreadable: bool = False
+) -> bool:
     """Does *data*, JSON that msgspec refused or that holds a suspect escape, hold a string
     (a key or a value) for which *test* holds? (Python's own decoder accepts lone surrogates;
-    only such a body costs this second look.)"""
+    only such a body costs this second look.) *unreadable* is the answer for a body Python's
+    decoder refuses though msgspec took it (invalid UTF-8 in a field msgspec skipped)."""
     try:
         value = json.loads(data)
     except ValueError:
-        return False
+        return unreadable
     todo = [value]
     while todo:
         item = todo.pop()

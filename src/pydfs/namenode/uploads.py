@@ -224,31 +224,12 @@ class Uploads:
             return await self._commit(upload_id, req, user)
 
     async def _commit(self, upload_id: str, req: wire.CommitRequest, user: User) -> wire.FileStatus:
-        async with self.store.read() as tx:
-            upload = await self._get(tx, upload_id, user, renew=False)
-            granted = await tx.uploads.granted(upload_id)
-        path, overwrite, directory = _target(upload, req)
-        if directory:  # refused (as at start): no file named "d/"
-            await self.commits.check_writable(path, user, overwrite=overwrite, directory=True)
-        seen = _check_blocks(upload, req, granted)
-
-        async def close(tx: Tx) -> None:
-            await self._get(tx, upload_id, user, renew=False)  # not committed meanwhile
-            await tx.uploads.close(upload_id)
-            await tx.blocks.trash(_unused(granted, seen))
-
-        status = await self.commits.commit_file(
-            path,
-            user,
-            replication=upload.replication,
-            block_size=upload.block_size,
-            blocks=req.blocks,
-            overwrite=overwrite,
-            sha256=req.sha256,
-            before=close,
-            expect=req.expect,
-            keep=req.keep,
-        )
+        async with self.namespace.tree.writing() as walk:
+            item = wire.UploadCommit(upload_id, req)
+            upload, granted, seen, allowed = await self._check_one(walk, item, user)
+            await walk.tx.uploads.close(upload_id)
+            await walk.tx.blocks.trash(_unused(granted, seen))
+            status = await self.commits.apply_commit(walk, allowed)
         if self.on_commit is not None:
             self.on_commit(req.blocks, upload.replication)
         return status

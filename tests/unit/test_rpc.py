@@ -277,6 +277,19 @@ async def test_a_post_that_may_have_arrived_is_resent_with_its_request_id(raw_se
 
 
 @pytest.mark.asyncio
+async def test_request_ids_grow_with_time(raw_server, make_rpc):
+    """A name node keeps the ids in an index (``namenode.applied``): ids that grow go in at
+    its end, where random ones would land all over it and cost more as it grows."""
+    server = raw_server()
+    r = make_rpc(server.url)
+    for i in range(20):
+        await r.call("POST", f"/c{i}")
+    ids = [q.headers["x-pydfs-request"] for q in server.requests]
+    assert len(set(ids)) == 20 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
+    assert ids == sorted(ids)
+
+
+@pytest.mark.asyncio
 async def test_a_connection_lost_mid_answer_is_unavailable(raw_server, make_rpc):
     def half(conn: Conn, server: RawServer) -> None:
         req = conn.read_request()

@@ -120,9 +120,10 @@ def translate(exc: BaseException, url: str) -> errors.PydfsError:
 
 def change_id() -> str:
     """A change's request id (``wire.H_REQUEST``, 32 hex digits): the time in µs first, so that
-    the ids a name node keeps (``namenode.applied``) go in at the end of their index, not all
-    over it (a random one's insert costs more as the index grows); then random digits."""
-    return f"{time.time_ns() // 1000 % (1 << 52):013x}{secrets.token_hex(10)[:19]}"
+    the ids a name node keeps by user (``namenode.applied``) go in at the end of that user's
+    part of their index, not all over it (a random one's insert costs more as the index
+    grows); then 76 random bits."""
+    return f"{time.time_ns() // 1000 % (1 << 52):013x}{secrets.randbits(76):019x}"
 
 
 class Backoff:

@@ -69,8 +69,8 @@ class Once:
         self.replayed = 0  # attempts answered as an earlier one was
         self._answered = 0  # answers recorded since the last prune
         self._pruned = 0.0  # when
-        # Attempt ids: this process's random prefix and a count, unique among every name
-        # node's attempts at no cost per request (a random id each took a system call).
+        # Attempt ids: this name node's random prefix and a count, unique among every name
+        # node's attempts (and across restarts) without a random draw per change.
         self._process = secrets.token_hex(8)
         self._attempts = itertools.count()
 

@@ -96,6 +96,17 @@ def test_start_grants_a_first_block(uploads):
     assert in_flight(uploads) == {grant.block.block_id}
 
 
+def test_block_and_upload_ids_grow_with_time_behind_two_random_digits(uploads):
+    """The store keeps them in indexes that outgrow its cache: an id that grows goes in at one
+    of 256 ends, a random one anywhere. Data nodes spread block files by the first two digits,
+    which stay random."""
+    grants = [uploads.start(wire.UploadRequest(f"/f{i}"), ALICE) for i in range(40)]
+    for ids in ([g.upload_id for g in grants], [g.block.block_id for g in grants]):
+        assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in ids)
+        assert [i[2:] for i in ids] == sorted(i[2:] for i in ids)
+        assert len({i[:2] for i in ids}) > 10
+
+
 def test_start_uses_namespace_defaults(uploads, ns):
     grant = uploads.start(wire.UploadRequest("/f"), ALICE)
     assert (grant.replication, grant.block_size) == (ns.replication, ns.block_size)

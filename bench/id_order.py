@@ -1,21 +1,22 @@
 #!/usr/bin/env python3
 """What a new block costs the SQLite store when it already holds many: random ids against ids
-that grow with time (``namenode.uploads.new_id``).
+that grow with time (``pydfs.ids.new_id``, as the name node makes them).
 
     python bench/id_order.py [--blocks 2000000] [--adds 20000] [--rounds 2] [--dir DIR]
 
-Fills a fresh store (the name node's schema, its 64 MiB page cache) with --blocks blocks of two
-replicas each under random ids, checkpoints, drops the page cache (as root), then adds --adds
-blocks one transaction each (a blocks row and two replicas, as a commit does), first with random
-ids, then with ids that grow, for --rounds rounds, and prints the wall and CPU time per block.
-A random id lands on a random page of every index of blocks; once those indexes outgrow the
-cache, each insert reads and writes pages the next one will not reuse.
+Fills a store (the name node's schema and page cache size) with --blocks blocks of two replicas
+each under random ids, then, for each of --rounds rounds and each id order (which goes first
+alternates), reopens the store (an empty cache of its own), drops the system's page cache (as
+root; said in the output), and adds --adds blocks one transaction each (a blocks row and two
+replicas: what a block adds to the indexes keyed by block id, less the file's own row), and
+prints the wall and CPU time per block. No fsync: the name node's write-ahead log fsync comes on
+top, the same for both. A random id lands on a random page of each index of blocks; once those
+indexes outgrow the cache, each insert reads and writes pages the next one will not reuse.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
 import tempfile
@@ -23,8 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from machine import drop_caches
+from pydfs.ids import new_id
 from pydfs.namenode.store.sqlite import Store
-from pydfs.namenode.uploads import new_id
 
 FILL_BATCH = 100_000
 
@@ -61,20 +63,20 @@ def main() -> int:
     parser.add_argument("--dir", default="/var/tmp", help="where the store goes (not tmpfs)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="pydfs-idorder-") as tmp:
-        store = Store(Path(tmp) / "namespace.sqlite3")
+        path = Path(tmp) / "namespace.sqlite3"
+        store = Store(path)
         fill(store, args.blocks)
-        size = os.path.getsize(Path(tmp) / "namespace.sqlite3") / 1e6
-        dropped = os.geteuid() == 0
-        if dropped:
-            os.sync()
-            Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        print(f"store of {args.blocks} blocks: {size:.0f} MB; page cache dropped: {dropped}")
-        makers = (("random", lambda: secrets.token_hex(16)), ("grows", new_id))
-        for _ in range(args.rounds):
-            for name, make in makers:
-                wall, cpu = add(store, make, args.adds)
-                print(f"{name:7} {wall:7.1f} µs wall {cpu:7.1f} µs cpu per block")
         store.close()
+        print(f"a store of {args.blocks} blocks: {path.stat().st_size / 1e6:.0f} MB")
+        makers = [("random", lambda: secrets.token_hex(16)), ("grows", lambda: new_id(spread=True))]
+        for round in range(args.rounds):
+            for name, make in makers if round % 2 == 0 else makers[::-1]:
+                store = Store(path)
+                cold = drop_caches()
+                wall, cpu = add(store, make, args.adds)
+                store.close()
+                cache = "page cache dropped" if cold else "page cache as it was (not root)"
+                print(f"{name:7} {wall:7.1f} µs wall {cpu:7.1f} µs cpu per block ({cache})")
     return 0
 
 

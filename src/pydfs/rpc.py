@@ -19,13 +19,12 @@ import asyncio
 import logging
 import os
 import random
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlencode, urlsplit
 
-from pydfs import errors, http1, wire
+from pydfs import errors, http1, ids, wire
 from pydfs.config import namenode_urls
 
 if TYPE_CHECKING:
@@ -116,14 +115,6 @@ def translate(exc: BaseException, url: str) -> errors.PydfsError:
     if isinstance(exc, aiohttp.ClientError | OSError):
         return errors.Unavailable(f"connection to {url} failed: {exc.__class__.__name__}")
     return errors.InternalError(f"unexpected {exc.__class__.__name__} talking to {url}")
-
-
-def change_id() -> str:
-    """A change's request id (``wire.H_REQUEST``, 32 hex digits): the time in µs first, so that
-    the ids a name node keeps by user (``namenode.applied``) go in at the end of that user's
-    part of their index, not all over it (a random one's insert costs more as the index
-    grows); then 76 random bits."""
-    return f"{time.time_ns() // 1000 % (1 << 52):013x}{secrets.randbits(76):019x}"
 
 
 class Backoff:
@@ -262,7 +253,7 @@ class Rpc:
         data = None if body is None else wire.encode(body)
         headers = None
         if method != "GET":
-            rid = change_id()
+            rid = ids.new_id()  # grows with time: the name node keeps it in an index
             headers = {wire.H_REQUEST: rid, "X-Request-Id": rid}
         backoff = Backoff(
             len(self.urls),

@@ -16,7 +16,6 @@ their expiry frees. ``listing`` shows them to administrators.
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +32,7 @@ from pydfs.errors import (
     PydfsError,
     Unavailable,
 )
+from pydfs.ids import new_id
 from pydfs.namenode import placement
 from pydfs.namenode.auth import User
 from pydfs.namenode.commits import Commits, FileCommit
@@ -48,16 +48,6 @@ MAX_REPLICATION = 16
 
 MAX_BATCH = 64
 _SHA256 = re.compile("[0-9a-f]{64}")
-
-
-def new_id() -> str:
-    """A new block's or upload's id, 32 hex digits: two random ones (data nodes spread block
-    files over directories by them), the time in µs, then 68 random bits. Ids that grow with
-    time go in at one of 256 ends of the store's indexes of them (blocks, replicas, grants,
-    uploads), which stay in its cache; a random id's insert reads and writes a random page of
-    an index that outgrows the cache with the cluster."""
-    now = time.time_ns() // 1000 % (1 << 52)
-    return f"{secrets.randbits(8):02x}{now:013x}{secrets.randbits(68):017x}"
 
 
 class Uploads:
@@ -151,7 +141,7 @@ class Uploads:
     ) -> wire.UploadGrant:
         now = self.clock()
         upload = UploadRow(
-            id=new_id(),
+            id=new_id(spread=True),
             user=user.name,
             path=path,
             replication=replication,
@@ -198,7 +188,7 @@ class Uploads:
                 f"no live data node has room for a block of {upload.block_size} bytes "
                 f"(most free: {max(n.free for n in live)} bytes)"
             )
-        block_id = new_id()
+        block_id = new_id(spread=True)
         await tx.uploads.grant(upload.id, block_id, targets)
         refs = [self.membership.ref(t) for t in targets]
         return wire.BlockGrant(block_id, refs, self.write_token(block_id, refs))

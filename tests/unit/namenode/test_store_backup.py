@@ -241,3 +241,21 @@ async def test_the_sqlite_store_keeps_only_the_latest_answers(
         assert sorted(k[1][-1] for k in store.answers) == ["2", "3", "4"]
     finally:
         store.close()
+
+
+async def test_answers_older_than_a_prune_go_the_newer_stay(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+    try:
+        for i in range(6):
+            await store.answered("alice", f"{i:032x}", 200, b"{}")
+        for i, key in enumerate(list(store.answers)):  # answered at 100, 101, ... 105
+            store.answers[key] = (100.0 + i, 200, b"{}")
+        async with store.write() as tx:
+            await tx.requests.prune(103.0, 10)
+        assert [key[1][-1] for key in store.answers] == ["3", "4", "5"]
+        await store.answered("alice", f"{6:032x}", 200, b"{}")  # now: the newest
+        async with store.write() as tx:
+            await tx.requests.prune(105.5, 10)
+        assert [key[1][-1] for key in store.answers] == ["6"]
+    finally:
+        store.close()

@@ -31,6 +31,7 @@ import os
 import sqlite3
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,7 +139,7 @@ class Store:
         self.shared = False
         self.lost = 0  # in-process: no connection to lose
         self.generation = 0
-        self.answers: applied.Answers = {}
+        self.answers: applied.Answers = OrderedDict()
         self._lock = asyncio.Lock()
         self._active = 0  # callers inside read() or write(), durability waits included
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -238,7 +239,7 @@ class Store:
         answers = self.answers
         answers[user, request_id] = (time.time(), status, body)
         if len(answers) > applied.MAX_ANSWERS:  # the oldest goes: its retry is told AnswerLost
-            del answers[next(iter(answers))]
+            answers.popitem(last=False)
 
     def write(self, *, durable: bool = True) -> _Writing:
         return _Writing(self, durable)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import OrderedDict
 
 from pydfs.namenode.store.interface import Applied, AppliedElsewhere, Applying
 
@@ -23,7 +24,10 @@ def record(db: sqlite3.Connection, applying: Applying) -> None:
         raise AppliedElsewhere(applying.request_id) from None
 
 
-Answers = dict[tuple[str, str], tuple[float, int, bytes]]
+# An OrderedDict, not a dict: the oldest goes as each new one comes, and a dict finds its
+# first entry by stepping over every slot deleted before it (until it is resized): a name node
+# making changes without pause spent up to 56 µs more on each one.
+Answers = OrderedDict[tuple[str, str], tuple[float, int, bytes]]
 # Answers kept at most, the latest: a name node making thousands of changes a second would
 # otherwise hold every answer of the last ten minutes (about 600 MiB for a million creates). A
 # client sends a request again within seconds; one older than this many changes is told that it
@@ -49,7 +53,7 @@ class Requests:
     async def prune(self, before: float, limit: int) -> int:
         answers = self.answers
         while answers and next(iter(answers.values()))[0] < before:
-            del answers[next(iter(answers))]
+            answers.popitem(last=False)
         return self.db.execute(
             "DELETE FROM applied WHERE (usr, id) IN "
             "(SELECT usr, id FROM applied WHERE at < ? ORDER BY at LIMIT ?)",

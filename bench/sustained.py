@@ -43,16 +43,18 @@ async def measure(cluster: LocalCluster, seconds: float, window: float, clients:
 
         async def watch() -> None:
             pid = cluster.namenode.pid
-            cpu, before = cpu_seconds(pid), made
-            while time.monotonic() + window <= end:
-                await asyncio.sleep(window)
-                now, count = cpu_seconds(pid), made
+            cpu, before, since = cpu_seconds(pid), made, time.monotonic()
+            while since < end:
+                await asyncio.sleep(max(0.0, min(window, end - since)))
+                now, count, at = cpu_seconds(pid), made, time.monotonic()
                 per = (now - cpu) / max(1, count - before) * 1e6
-                rate = (count - before) / window
+                rate = (count - before) / max(at - since, 1e-9)
                 print(f"{count:9d} made   name node cpu {per:5.0f} µs/change   {rate:6.0f}/s")
-                cpu, before = now, count
+                cpu, before, since = now, count, at
 
+        started = time.monotonic()
         await asyncio.gather(watch(), *(client(c) for c in range(clients)))
+        print(f"{made} changes in {time.monotonic() - started:.1f} s")
 
 
 def main() -> int:

@@ -25,15 +25,16 @@ def record(db: sqlite3.Connection, applying: Applying) -> None:
 
 
 # An OrderedDict, not a dict: the oldest goes as each new one comes, and a dict finds its
-# first entry by stepping over every slot deleted before it (until it is resized): a name node
-# making changes without pause spent up to 56 µs more on each one.
+# first entry by stepping over every slot deleted before it, until it is resized (that step
+# alone took up to 56 µs; bench/sustained.py showed a name node's CPU per change climb).
 Answers = OrderedDict[tuple[str, str], tuple[float, int, bytes]]
+"""(user, request id): (when answered, status, body), the oldest first."""
+
 # Answers kept at most, the latest: a name node making thousands of changes a second would
 # otherwise hold every answer of the last ten minutes (about 600 MiB for a million creates). A
 # client sends a request again within seconds; one older than this many changes is told that it
 # was applied, its answer lost.
 MAX_ANSWERS = 65_536
-"""(user, request id): (when answered, status, body), the oldest first."""
 
 
 class Requests:

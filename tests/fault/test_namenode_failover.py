@@ -13,11 +13,15 @@ import pytest
 
 from pydfs import errors
 from pydfs.cluster import LocalCluster
+from pydfs.namenode import applied
 from tests.conftest import BLOCK_SIZE
 
 CLIENTS = 4
 KILL_AFTER = 1.5  # seconds of work before the kill
-WORK_AFTER = 2.5  # seconds of work after it
+# Seconds of work after it. A client whose request the killed name node applied without
+# recording its answer waits for that answer (``applied.WAIT``) before it is told AnswerLost
+# and goes on: each client must still have time to work after that.
+WORK_AFTER = applied.WAIT + 2.5
 
 
 class Model:

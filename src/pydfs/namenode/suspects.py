@@ -10,6 +10,7 @@ reader (it has moved on to another replica) and the scrubber reads every replica
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from pydfs.namenode.blockmap import BlockMap
@@ -43,7 +44,9 @@ class Suspects:
         self.clock = clock
         self._pending: dict[str, list[str]] = {}  # node → blocks to verify, oldest first
         self._queued: set[tuple[str, str]] = set()  # (node, block) pending
-        self._ordered: dict[tuple[str, str], float] = {}  # (node, block) → when, oldest first
+        # (node, block) → when, oldest first; an OrderedDict, as the oldest go first (a dict
+        # steps over every slot deleted before its first entry: sqlite.applied.Answers)
+        self._ordered: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._all = _Bucket(ALL_RATE, ALL_BURST, clock())
         self._users: dict[str, _Bucket] = {}
 
@@ -85,11 +88,8 @@ class Suspects:
 
     def _forget_older_than(self, cutoff: float) -> None:
         ordered = self._ordered
-        while ordered:
-            key, when = next(iter(ordered.items()))
-            if when > cutoff:
-                break
-            del ordered[key]
+        while ordered and next(iter(ordered.values())) <= cutoff:
+            ordered.popitem(last=False)
 
     def __len__(self) -> int:
         """Verifications waiting for their nodes' heartbeats."""

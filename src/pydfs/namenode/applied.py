@@ -28,7 +28,6 @@ pruned a few at a time as answers are recorded.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import re
 import secrets
@@ -69,14 +68,10 @@ class Once:
         self.replayed = 0  # attempts answered as an earlier one was
         self._answered = 0  # answers recorded since the last prune
         self._pruned = 0.0  # when
-        # Attempt ids: this name node's random prefix and a count, unique among every name
-        # node's attempts (and across restarts) without a random draw per change.
-        self._process = secrets.token_hex(8)
-        self._attempts = itertools.count()
 
     async def serve(self, user: str, rid: str, call: Callable[[], Awaitable[bytes]]) -> Answer:
         """The answer to *user*'s request *rid*, which *call* applies and answers."""
-        applying = Applying(user, rid, f"{self._process}{next(self._attempts):x}")
+        applying = Applying(user, rid, secrets.token_hex(8))
         token = APPLYING.set(applying)
         try:
             body = await call()

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from pydfs import errors, http1, ids, wire
 from pydfs.config import namenode_urls
@@ -249,7 +249,9 @@ class Rpc:
         reply: type[T] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> T | None:
-        query = f"?{urlencode(params)}" if params else ""
+        # Slashes as they are: a path's query then needs no unquoting at the server (its fast
+        # path reads such a query without parse_qsl), and reads as it is in logs.
+        query = f"?{urlencode(params, safe='/', quote_via=quote)}" if params else ""
         data = None if body is None else wire.encode(body)
         headers = None
         if method != "GET":

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
 
 from pydfs import checksum, rpc, wire
 from pydfs.errors import (
@@ -343,7 +342,7 @@ async def _read_small(
     links: rpc.Links, node: wire.NodeRef, block: wire.BlockInfo, pos: int, end: int
 ) -> AsyncIterator[tuple[bytes, int]]:
     """``_read_range`` for a range of at most a chunk: one answer, read whole."""
-    params = urlencode({"offset": str(pos), "length": str(end - pos)})
+    params = f"offset={pos}&length={end - pos}"
     headers = {wire.H_BLOCK_TOKEN: block.token} if block.token else None
     answer = await links.request(node.url, "GET", f"/blocks/{block.id}?{params}", None, headers)
     read = wire.body_reader(answer.body)

@@ -4,7 +4,7 @@ replicas in the order readers should try them (with read tokens when asked)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,7 +49,7 @@ def of(node: Inode, path: str, blocks: list[wire.BlockInfo] | None = None) -> wi
     )
 
 
-def listing(path: str, entries: list[Entry]) -> wire.Listing:
+def listing(path: str, entries: Iterable[Entry]) -> wire.Listing:
     # Straight from rows to statuses: names were validated when stored, and a large
     # directory is where per-entry work shows.
     prefix = path.rstrip("/") + "/"

@@ -59,7 +59,7 @@ async def test_inodes_insert_get_child_and_entries_sorted(store: Store) -> None:
         assert (got.owner, got.group, got.mode, got.block_size) == ("alice", "staff", 0o644, 4096)
         assert await tx.inodes.child(d, "b") == got
         assert await tx.inodes.child(d, "zz") is None
-        entries = await tx.inodes.entries(d)
+        entries = list(await tx.inodes.entries(d))  # an iterable, read inside the transaction
         assert [e[0] for e in entries] == ["a", "b"]
         assert entries[1] == (
             *(got.name, got.type, got.size, got.mtime, got.ctime, got.owner, got.group),
@@ -102,7 +102,7 @@ async def test_inode_updates(store: Store) -> None:
         await tx.inodes.delete([f])
         await tx.inodes.delete_all_but(ROOT)
     async with store.read() as tx:
-        assert await tx.inodes.entries(ROOT) == []
+        assert list(await tx.inodes.entries(ROOT)) == []
         assert (await tx.inodes.counts()).get("f", 0) == 0
 
 

@@ -128,8 +128,10 @@ class UploadRow(NamedTuple):
 class Inodes(Protocol):
     async def get(self, inode_id: int) -> Inode | None: ...
     async def child(self, parent: int, name: str) -> Inode | None: ...
-    async def entries(self, parent: int) -> list[Entry]:
-        """The children of *parent*, sorted by name."""
+    async def entries(self, parent: int) -> Iterable[Entry]:
+        """The children of *parent*, sorted by name, to be read before the transaction ends
+        (SQLite's rows come from its cursor as they are read: a large directory is where
+        per-entry work shows)."""
 
     async def has_children(self, inode_id: int) -> bool: ...
     async def page(

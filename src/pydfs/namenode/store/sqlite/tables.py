@@ -55,10 +55,10 @@ class Inodes:
         ).fetchone()
         return _inode(row) if row else None
 
-    async def entries(self, parent: int) -> list[Entry]:
+    async def entries(self, parent: int) -> Iterable[Entry]:
         return self.db.execute(
             f"SELECT {_ENTRY} FROM inodes WHERE parent = ? ORDER BY name", (parent,)
-        ).fetchall()
+        )
 
     async def has_children(self, inode_id: int) -> bool:
         row = self.db.execute("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (inode_id,))

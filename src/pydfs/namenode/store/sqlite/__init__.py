@@ -9,8 +9,16 @@ acknowledged change survives a crash of the process or of the machine, and nothi
 acknowledged that a crash could take back. Checkpoints fsync on their own. Schema migrations are
 the numbered files in ``migrations/``; the version applied is kept in ``PRAGMA user_version``.
 
+Writes that come while others are at work share one transaction, each in a savepoint of its own
+(``_Batch``): it commits at the end of the event loop's turn, or once the fsync running then is
+done (none of its writes could be durable sooner, and those that come meanwhile join it), so that
+the pages they touch (a directory's, the record of requests applied) are written to the log once
+for all of them. A write that fails is rolled back to its savepoint alone; a batch whose commit
+fails fails every write in it, and every read that saw it (a read made while a batch is open
+waits for its commit). A write made alone has a transaction of its own, committed at once.
+
 The connection is used from the event loop's thread only, by one transaction at a time (an
-``asyncio.Lock``; the repositories never suspend, so it is never waited on today). One process
+``asyncio.Lock``; the repositories never suspend, so only a batch's commit waits on it). One process
 owns the file (the name node locks its data directory), so the tree's generation is a counter
 in memory.
 
@@ -82,52 +90,80 @@ class _Reading:
     async def __aexit__(self, *exc: object) -> None:
         store = self.store
         store._lock.release()
-        if store.dirty:
-            await store._settle()
+        batch = store._batch
+        if batch is not None or store.dirty:
+            await store._settle(batch)  # what it read may not be committed yet
         else:  # _settle, one coroutine less
             store._active -= 1
 
 
+class _Batch:
+    """Writes that share one SQLite transaction, each in a savepoint of its own: they came
+    while others' were being made durable, and commit together at the end of the event loop's
+    turn (``Store._commit_batch``), writing the pages they share once."""
+
+    __slots__ = ("done", "durable")
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.durable = False
+
+
 class _Writing:
-    __slots__ = ("durable", "store")
+    __slots__ = ("batch", "durable", "store")
 
     def __init__(self, store: Store, durable: bool) -> None:
         self.store = store
         self.durable = durable
+        self.batch: _Batch | None = None
 
     async def __aenter__(self) -> Tx:
         store = self.store
         await store._take_turn()
         try:
-            store._begin()
+            self.batch = store._begin_write()
         except BaseException:
             store._lock.release()
-            await store._settle()
+            await store._settle(None)
             raise
         store._tx.reshaping = False
         return store._tx
 
     async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        store = self.store
+        store, batch = self.store, self.batch
+        request = interface.pending() if kind is None else None
         try:
-            if kind is None:
-                request = interface.pending()
+            if batch is None:
+                if kind is None:
+                    if request is not None:
+                        try:
+                            applied.record(store.db, request)
+                        except interface.AppliedElsewhere:
+                            store._rollback()
+                            raise
+                    store._commit(self.durable)
+                    if store._tx.reshaping:
+                        store.generation += 1
+                else:
+                    store._rollback()
+            elif kind is None:
                 if request is not None:
                     try:
                         applied.record(store.db, request)
                     except interface.AppliedElsewhere:
-                        store._rollback()
+                        store._rollback_write(batch)
                         raise
-                store._commit(self.durable)
-                if request is not None:
-                    request.recorded = True
+                store.db.execute("RELEASE write")
+                batch.durable |= self.durable
                 if store._tx.reshaping:
                     store.generation += 1
             else:
-                store._rollback()
+                store._rollback_write(batch)
         finally:
             store._lock.release()
-            await store._settle()
+            await store._settle(batch)
+        if request is not None:
+            request.recorded = True
 
 
 class Store:
@@ -142,6 +178,7 @@ class Store:
         self.answers: applied.Answers = OrderedDict()
         self._lock = asyncio.Lock()
         self._active = 0  # callers inside read() or write(), durability waits included
+        self._batch: _Batch | None = None  # the writes of the open transaction, if batched
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         for suffix in ("", "-wal", "-shm", "-journal"):
             with contextlib.suppress(FileNotFoundError):
@@ -244,14 +281,80 @@ class Store:
     def write(self, *, durable: bool = True) -> _Writing:
         return _Writing(self, durable)
 
-    async def _settle(self) -> None:
+    async def _settle(self, batch: _Batch | None) -> None:
         """The end of a read or write, failed ones too: what it made or may have seen (an
-        answer, or an error such as "exists", can tell of it) is made durable first."""
+        answer, or an error such as "exists", can tell of it) is committed (*batch*, the one
+        it read or wrote in) and made durable first."""
         try:
+            if batch is not None:
+                await asyncio.shield(batch.done)  # raises if the batch's commit failed
             if self.dirty:
                 await self.flush(alone=self._active == 1)
         finally:
             self._active -= 1
+
+    def _begin_write(self) -> _Batch | None:
+        """Begin a write: its own transaction if it is alone, else one in a batch (joined, or
+        opened to commit at the end of this turn of the event loop)."""
+        batch = self._batch
+        if batch is None and self._active > 1:  # others are at work: their writes may join
+            self._begin()
+            batch = self._batch = _Batch()
+            asyncio.get_running_loop().create_task(self._commit_batch(batch))
+        elif batch is None:
+            self._begin()
+            return None
+        try:
+            self.db.execute("SAVEPOINT write")
+        except BaseException:
+            self._fail_batch(batch, InternalError("the metadata store could not begin a write"))
+            raise
+        return batch
+
+    def _rollback_write(self, batch: _Batch) -> None:
+        """Undo this write of *batch* alone; if SQLite undid the whole transaction (it may, on
+        a full disk or an I/O error), the batch fails."""
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK TO write")
+                self.db.execute("RELEASE write")
+                return
+        except sqlite3.Error as exc:
+            self._fail_batch(batch, InternalError(f"the metadata store failed a write: {exc}"))
+            raise
+        self._fail_batch(batch, InternalError("the metadata store rolled back a write"))
+
+    async def _commit_batch(self, batch: _Batch) -> None:
+        """Commit *batch* once the writes that came in this turn of the event loop joined it,
+        or, while an fsync runs, once it is done: none of them could be durable sooner, and
+        those that come meanwhile join."""
+        flushing = self._flushing
+        if flushing is not None:
+            await asyncio.wait([flushing])
+        await self._lock.acquire()
+        try:
+            if self._batch is not batch:  # failed meanwhile
+                return
+            self._batch = None
+            try:
+                self._commit(batch.durable)
+            except Exception as exc:
+                self._fail_batch(batch, InternalError(f"the metadata store failed a commit: {exc}"))
+                return
+            batch.done.set_result(None)
+        finally:
+            self._lock.release()
+
+    def _fail_batch(self, batch: _Batch, exc: InternalError) -> None:
+        """Every write of *batch* fails, and every read that saw it: rolled back, the tree
+        they read may have changed (the directory cache starts again)."""
+        self._rollback()
+        if self._batch is batch:
+            self._batch = None
+        self.generation += 1
+        if not batch.done.done():
+            batch.done.set_exception(exc)
+            batch.done.exception()  # retrieved: nobody may be waiting
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
@@ -350,6 +453,13 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None:  # its writers are still waiting: it stands or falls now
+            try:
+                self._commit(batch.durable)
+                batch.done.set_result(None)
+            except Exception as exc:
+                self._fail_batch(batch, InternalError(f"the metadata store failed a commit: {exc}"))
         self._close_census()
         if self._commits > self._synced:
             self.sync()

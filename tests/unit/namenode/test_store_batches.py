@@ -1,0 +1,214 @@
+"""Writes that come together share one SQLite transaction (a savepoint each), so that the
+pages they touch are written once: each still stands or falls alone, and nothing of a batch
+is answered before the batch is committed and durable."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from pydfs.errors import AlreadyExists, InternalError
+from pydfs.namenode.store import interface
+from pydfs.namenode.store.sqlite import Store
+
+pytestmark = pytest.mark.asyncio
+
+
+@contextmanager
+def crowded(store: Store) -> Iterator[None]:
+    """As under load: another caller is inside the store (waiting for its fsync, say), so
+    writes that come now may be batched."""
+    store._active += 1
+    try:
+        yield
+    finally:
+        store._active -= 1
+
+
+async def _put(store: Store, n: int) -> None:
+    async with store.write() as tx:
+        await tx.datanodes.put(f"dn-{n}", "http://x")
+
+
+def _stored(store: Store) -> list[str]:
+    return [row[0] for row in store.db.execute("SELECT id FROM datanodes ORDER BY id")]
+
+
+async def test_writes_that_come_together_share_one_commit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+    try:
+        before = store._commits
+        with crowded(store):
+            await asyncio.gather(*(_put(store, n) for n in range(5)))
+        assert store._commits - before == 1
+        assert not store.dirty  # durable before any was answered
+        assert _stored(store) == [f"dn-{n}" for n in range(5)]
+        await _put(store, 9)  # alone: a transaction of its own, committed at once
+        assert store._commits - before == 2 and store._batch is None
+    finally:
+        store.close()
+
+
+async def test_a_write_that_fails_in_a_batch_undoes_only_itself(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+
+    async def failing() -> None:
+        async with store.write() as tx:
+            await tx.datanodes.put("dn-x", "http://x")
+            raise AlreadyExists("refused after a change")
+
+    try:
+        with crowded(store):
+            results = await asyncio.gather(
+                _put(store, 1), failing(), _put(store, 2), return_exceptions=True
+            )
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], AlreadyExists)
+        assert _stored(store) == ["dn-1", "dn-2"]
+    finally:
+        store.close()
+
+
+class _FailingCommit:
+    """A connection whose COMMIT fails once (a full disk)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.failed = False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT" and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+async def test_a_failed_batch_fails_every_write_in_it_and_every_read_that_saw_it(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+    real = store.db
+    seen: list[list[str]] = []
+
+    async def read() -> None:
+        async with store.read() as tx:
+            seen.append([row.id for row in await tx.datanodes.all()])
+
+    try:
+        store.db = _FailingCommit(real)  # type: ignore[assignment]
+        generation = store.generation
+        with crowded(store):
+            results = await asyncio.gather(
+                _put(store, 1), _put(store, 2), read(), return_exceptions=True
+            )
+        assert seen == [["dn-1", "dn-2"]]  # the read saw the batch, uncommitted
+        assert all(isinstance(r, InternalError) for r in results), results
+        assert not real.in_transaction and store._batch is None
+        assert store.generation > generation  # what walks cached from it is forgotten
+        assert _stored(store) == []
+        with crowded(store):
+            await asyncio.gather(_put(store, 3), _put(store, 4))  # later writes go on
+        assert _stored(store) == ["dn-3", "dn-4"]
+    finally:
+        store.db = real
+        store.close()
+
+
+async def test_a_write_that_sqlite_rolled_back_whole_fails_the_batch_it_was_in(
+    tmp_path: Path,
+) -> None:
+    """SQLite may roll back a whole transaction on an error (a full disk, an I/O error): the
+    writes that were in it before are gone, and must not be answered as done."""
+    store = Store(tmp_path / "ns.sqlite3")
+
+    async def rolled_back() -> None:
+        async with store.write() as tx:
+            await tx.datanodes.put("dn-x", "http://x")
+            store.db.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+
+    try:
+        with crowded(store):
+            results = await asyncio.gather(
+                _put(store, 1), rolled_back(), _put(store, 2), return_exceptions=True
+            )
+        assert isinstance(results[0], InternalError)
+        assert isinstance(results[1], sqlite3.OperationalError | InternalError)
+        assert results[2] is None  # came after: a batch of its own
+        assert _stored(store) == ["dn-2"]
+    finally:
+        store.close()
+
+
+async def test_two_attempts_of_one_request_in_one_batch_apply_it_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ns.sqlite3")
+
+    async def attempt(attempt_id: str) -> str:
+        applying = interface.Applying("alice", "0" * 32, attempt_id)
+        token = interface.APPLYING.set(applying)
+        try:
+            async with store.write() as tx:
+                await tx.datanodes.put(f"dn-{attempt_id}", "http://x")
+        except interface.AppliedElsewhere:
+            return "elsewhere"
+        finally:
+            interface.APPLYING.reset(token)
+        assert applying.recorded
+        return "applied"
+
+    try:
+        with crowded(store):
+            results = await asyncio.gather(attempt("a"), attempt("b"))
+        assert results == ["applied", "elsewhere"]
+        assert _stored(store) == ["dn-a"]
+        async with store.read() as tx:
+            applied = await tx.requests.applied("alice", "0" * 32)
+        assert applied is not None and applied.attempt == "a"
+    finally:
+        store.close()
+
+
+async def test_a_batch_commits_once_the_running_fsync_is_done_with_what_came_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """None of its writes could be durable before the next fsync: the batch stays open for
+    those that come while one runs, and they share its commit."""
+    store = Store(tmp_path / "ns.sqlite3")
+    started, release = threading.Event(), threading.Event()
+    real_sync = store.sync
+
+    def slow_sync() -> None:
+        started.set()
+        release.wait(10)
+        real_sync()
+
+    try:
+        async with store.write() as tx:
+            await tx.datanodes.put("dn-0", "http://x")
+        store.sync = slow_sync  # type: ignore[method-assign]
+        store._grouped = 2  # the last fsync was a crowded one: the next goes to a thread
+        before = store._commits
+        with crowded(store):
+            first = asyncio.ensure_future(_put(store, 1))
+            await asyncio.to_thread(started.wait, 10)  # its fsync runs
+            later = [asyncio.ensure_future(_put(store, n)) for n in (2, 3, 4)]
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert store._commits - before == 1 and store._batch is not None
+            release.set()
+            await asyncio.gather(first, *later)
+        assert store._commits - before == 2  # 2, 3 and 4 in one
+        assert _stored(store) == [f"dn-{n}" for n in range(5)]
+    finally:
+        release.set()
+        store.sync = real_sync  # type: ignore[method-assign]
+        store.close()

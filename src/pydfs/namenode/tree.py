@@ -7,8 +7,10 @@ blocks, deleted files) keeps the cache; any other (a rename, a deleted directory
 owner) *reshapes* the tree. A reshaping write empties this cache at once and bumps the store's
 generation as it commits, and every walk first compares the generation with the one its cache
 was filled at: a tree reshaped through another name node sharing the store empties it too.
-Only committed rows are remembered, and only under the generation they were read under: a write
-remembers what it walked once it is durable, and others may reshape the tree meanwhile.
+Rows are remembered only under the generation they were read under: a write remembers what it
+walked once it is durable, and others may reshape the tree meanwhile; a read remembers what it
+read at once (a store whose reads may see changes not yet committed bumps the generation if
+they fail to commit).
 """
 
 from __future__ import annotations

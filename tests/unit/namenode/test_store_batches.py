@@ -212,3 +212,101 @@ async def test_a_batch_commits_once_the_running_fsync_is_done_with_what_came_mea
         release.set()
         store.sync = real_sync  # type: ignore[method-assign]
         store.close()
+
+
+async def _attempt(store: Store, user: str, attempt_id: str) -> str:
+    """One attempt of request 0…0 by *user*, which adds node dn-*attempt_id*."""
+    applying = interface.Applying(user, "0" * 32, attempt_id)
+    token = interface.APPLYING.set(applying)
+    try:
+        async with store.write() as tx:
+            await tx.datanodes.put(f"dn-{attempt_id}", "http://x")
+        return "applied"
+    except Exception as exc:
+        return type(exc).__name__
+    finally:
+        interface.APPLYING.reset(token)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_a_write_whose_request_record_fails_is_undone_so_a_retry_applies_it_once(
+    tmp_path: Path, batched: bool
+) -> None:
+    """The record of a request failed (SQLite undid that statement alone, as it may on a full
+    disk): the write it records must not stand, or the client's retry applies it twice."""
+    store = Store(tmp_path / "ns.sqlite3")
+    refuse = [True]
+
+    def authorizer(action: int, table: str | None, *_: object) -> int:
+        if refuse[0] and action == sqlite3.SQLITE_INSERT and table == "applied":
+            refuse[0] = False
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    store.db.set_authorizer(authorizer)
+    try:
+        if batched:
+            with crowded(store):
+                first = await asyncio.gather(_attempt(store, "alice", "a"), _put(store, 1))
+            assert first == ["DatabaseError", None]
+        else:
+            assert await _attempt(store, "alice", "a") == "DatabaseError"
+            assert not store.db.in_transaction
+        assert "dn-a" not in _stored(store)
+        assert await _attempt(store, "alice", "b") == "applied"  # the client's retry
+        assert [n for n in _stored(store) if n != "dn-1"] == ["dn-b"]
+    finally:
+        store.close()
+
+
+async def test_a_write_whose_request_record_rolled_back_the_batch_fails_it(
+    tmp_path: Path,
+) -> None:
+    """The disk fills as a request's record is written and SQLite rolls back the whole batch:
+    the writes before it fail, and those after it start a transaction of their own rather
+    than one SQLite has already ended (whose writes would be committed unseen, unsynced)."""
+    store = Store(tmp_path / "ns.sqlite3")
+    user = "u" * 6000  # its record needs new pages
+
+    async def fill_then_attempt() -> str:
+        (pages,) = store.db.execute("PRAGMA page_count").fetchone()
+        store.db.execute(f"PRAGMA max_page_count={pages + 1}")
+        return await _attempt(store, user, "a")
+
+    try:
+        with crowded(store):
+            results = await asyncio.gather(
+                _put(store, 1), fill_then_attempt(), _put(store, 2), return_exceptions=True
+            )
+        store.db.execute("PRAGMA max_page_count=1073741823")
+        assert isinstance(results[0], InternalError)
+        assert results[1] in ("InternalError", "OperationalError")
+        assert store._batch is None and not store.db.in_transaction
+        assert "dn-1" not in _stored(store) and "dn-a" not in _stored(store)
+        assert results[2] is None and "dn-2" in _stored(store) and not store.dirty
+    finally:
+        store.close()
+
+
+async def test_bursts_of_writes_share_their_fsyncs(tmp_path: Path) -> None:
+    """Requests read together make a burst of writes: batched into one commit, they must still
+    be seen as a crowd, whose next flush goes to a worker thread and gathers the next burst
+    rather than an fsync each on the event loop."""
+    store = Store(tmp_path / "ns.sqlite3")
+    real_sync = store.sync
+
+    def slow_sync() -> None:
+        threading.Event().wait(0.002)
+        real_sync()
+
+    store.sync = slow_sync  # type: ignore[method-assign]
+    try:
+        for burst in range(3):  # settle
+            await asyncio.gather(*(_put(store, 1000 + 100 * burst + n) for n in range(20)))
+        before = store.fsyncs
+        for burst in range(20):
+            await asyncio.gather(*(_put(store, 100 * burst + n) for n in range(20)))
+        assert store.fsyncs - before <= 3 * 20  # an fsync per write would be 400
+    finally:
+        store.sync = real_sync  # type: ignore[method-assign]
+        store.close()

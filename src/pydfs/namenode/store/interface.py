@@ -5,14 +5,16 @@ migrations and its durability.
 Every method is ``async``: the embedded SQLite backend answers without suspending, a networked
 one (PostgreSQL) awaits its server. A transaction sees its own changes, and ``Store.write()``
 returns only once its commit is durable: what a caller acknowledges after it survives a crash.
-A ``Store.read()`` sees only committed changes, all of one moment (a file's size and its blocks
-of one version), and its caller may acknowledge what it read: a backend whose commits become
-visible before they are durable makes a read wait for them (not for soft state's, see
-``Store.write``).
+A ``Store.read()`` sees changes all of one moment (a file's size and its blocks of one version),
+and its caller may acknowledge what it read: a backend whose changes become visible before they
+are committed and durable (SQLite's writes that share a transaction, its commits before their
+fsync) makes a read wait for them (not for soft state's, see ``Store.write``), and fail if they
+fail.
 
 The namespace caches directories; a backend keeps a *generation* that every write reshaping the
 tree (renames, deletes of directories, modes, owners) bumps, and that every name node can read,
-so that a cache is dropped when any name node reshaped the tree.
+so that a cache is dropped when any name node reshaped the tree; a backend that let a read see
+changes that then failed to commit bumps it too.
 
 A request that changes something is applied once, however often its client sends it again
 (``namenode.applied``): while it runs, ``APPLYING`` names it, and the first write transaction

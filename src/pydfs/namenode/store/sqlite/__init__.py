@@ -102,11 +102,12 @@ class _Batch:
     while others' were being made durable, and commit together at the end of the event loop's
     turn (``Store._commit_batch``), writing the pages they share once."""
 
-    __slots__ = ("done", "durable")
+    __slots__ = ("committer", "done", "writes")
 
     def __init__(self) -> None:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.durable = False
+        self.writes = 0  # durable ones
+        self.committer: asyncio.Task[None] | None = None
 
 
 class _Writing:
@@ -133,32 +134,25 @@ class _Writing:
         store, batch = self.store, self.batch
         request = interface.pending() if kind is None else None
         try:
-            if batch is None:
-                if kind is None:
-                    if request is not None:
-                        try:
-                            applied.record(store.db, request)
-                        except interface.AppliedElsewhere:
-                            store._rollback()
-                            raise
-                    store._commit(self.durable)
-                    if store._tx.reshaping:
-                        store.generation += 1
-                else:
-                    store._rollback()
-            elif kind is None:
-                if request is not None:
-                    try:
+            if kind is not None:
+                store._rollback_write(batch)
+            else:
+                try:
+                    if request is not None:  # AppliedElsewhere if another attempt did
                         applied.record(store.db, request)
-                    except interface.AppliedElsewhere:
-                        store._rollback_write(batch)
-                        raise
-                store.db.execute("RELEASE write")
-                batch.durable |= self.durable
+                    if batch is None:
+                        store._commit(self.durable)
+                        store._writes += self.durable
+                    else:
+                        store.db.execute("RELEASE write")
+                        batch.writes += self.durable
+                except BaseException:
+                    # Nothing of a write whose record or commit failed may stand: the
+                    # record keeps a retry from applying it again.
+                    store._rollback_write(batch)
+                    raise
                 if store._tx.reshaping:
                     store.generation += 1
-            else:
-                store._rollback_write(batch)
         finally:
             store._lock.release()
             await store._settle(batch)
@@ -190,7 +184,10 @@ class Store:
         self._needed = 0  # the last of them that must be durable (not soft state)
         self._synced = 0  # commits known durable
         self._flushing: asyncio.Future[None] | None = None
-        self._grouped = 0  # commits the last threaded fsync covered
+        self._flushing_upto: int | None = None  # the commits the running fsync covers
+        self._writes = 0  # durable writes committed (a batch's, each)
+        self._writes_synced = 0  # of them, when the last threaded fsync began
+        self._grouped = 0  # writes the last threaded fsync covered
         self._lone = 0  # lone flushes so far
         self._wal_fd: int | None = None
         self.fsyncs = 0
@@ -297,10 +294,13 @@ class Store:
         """Begin a write: its own transaction if it is alone, else one in a batch (joined, or
         opened to commit at the end of this turn of the event loop)."""
         batch = self._batch
+        if batch is not None and not self.db.in_transaction:  # SQLite rolled it back
+            self._fail_batch(batch, InternalError("the metadata store rolled back a write"))
+            batch = None
         if batch is None and self._active > 1:  # others are at work: their writes may join
             self._begin()
             batch = self._batch = _Batch()
-            asyncio.get_running_loop().create_task(self._commit_batch(batch))
+            batch.committer = asyncio.get_running_loop().create_task(self._commit_batch(batch))
         elif batch is None:
             self._begin()
             return None
@@ -311,9 +311,13 @@ class Store:
             raise
         return batch
 
-    def _rollback_write(self, batch: _Batch) -> None:
-        """Undo this write of *batch* alone; if SQLite undid the whole transaction (it may, on
-        a full disk or an I/O error), the batch fails."""
+    def _rollback_write(self, batch: _Batch | None) -> None:
+        """Undo this write: its transaction if it is alone; in *batch*, its savepoint alone,
+        unless SQLite undid the whole transaction (it may, on a full disk or an I/O error):
+        then the batch fails."""
+        if batch is None:
+            self._rollback()
+            return
         try:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK TO write")
@@ -327,9 +331,10 @@ class Store:
     async def _commit_batch(self, batch: _Batch) -> None:
         """Commit *batch* once the writes that came in this turn of the event loop joined it,
         or, while an fsync runs, once it is done: none of them could be durable sooner, and
-        those that come meanwhile join."""
+        those that come meanwhile join. (An fsync about to start, not yet counting the commits
+        it covers, is not waited for: the batch commits before it counts.)"""
         flushing = self._flushing
-        if flushing is not None:
+        if flushing is not None and self._flushing_upto is not None:
             await asyncio.wait([flushing])
         await self._lock.acquire()
         try:
@@ -337,10 +342,16 @@ class Store:
                 return
             self._batch = None
             try:
-                self._commit(batch.durable)
+                self._commit(batch.writes > 0)
             except Exception as exc:
-                self._fail_batch(batch, InternalError(f"the metadata store failed a commit: {exc}"))
+                try:
+                    self._fail_batch(
+                        batch, InternalError(f"the metadata store failed a commit: {exc}")
+                    )
+                except sqlite3.Error as again:  # its writers are told; the next write is refused
+                    log.error("rolling back a batch whose commit failed failed too: %s", again)
                 return
+            self._writes += batch.writes
             batch.done.set_result(None)
         finally:
             self._lock.release()
@@ -348,13 +359,15 @@ class Store:
     def _fail_batch(self, batch: _Batch, exc: InternalError) -> None:
         """Every write of *batch* fails, and every read that saw it: rolled back, the tree
         they read may have changed (the directory cache starts again)."""
-        self._rollback()
         if self._batch is batch:
             self._batch = None
         self.generation += 1
-        if not batch.done.done():
-            batch.done.set_exception(exc)
-            batch.done.exception()  # retrieved: nobody may be waiting
+        try:
+            self._rollback()
+        finally:
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+                batch.done.exception()  # retrieved: nobody may be waiting
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
@@ -414,13 +427,15 @@ class Store:
             await asyncio.shield(self._flushing)
 
     async def _fsync(self) -> None:
-        upto = self._commits
+        upto, writes = self._commits, self._writes
+        self._flushing_upto = upto
         try:
             await asyncio.to_thread(self.sync)
-            self._grouped = upto - self._synced
+            self._grouped = writes - self._writes_synced
             self._synced = max(self._synced, upto)
+            self._writes_synced = writes
         finally:
-            self._flushing = None
+            self._flushing = self._flushing_upto = None
 
     def sync(self) -> None:
         """fdatasync the write-ahead log (blocking), as SQLite itself would: its size is
@@ -456,7 +471,7 @@ class Store:
         batch, self._batch = self._batch, None
         if batch is not None:  # its writers are still waiting: it stands or falls now
             try:
-                self._commit(batch.durable)
+                self._commit(batch.writes > 0)
                 batch.done.set_result(None)
             except Exception as exc:
                 self._fail_batch(batch, InternalError(f"the metadata store failed a commit: {exc}"))

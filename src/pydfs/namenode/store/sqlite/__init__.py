@@ -379,6 +379,7 @@ class Store:
             self._rollback()
             raise
         self._commit(durable)
+        self._writes += durable
 
     def _begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")

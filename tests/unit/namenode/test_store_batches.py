@@ -310,3 +310,59 @@ async def test_bursts_of_writes_share_their_fsyncs(tmp_path: Path) -> None:
     finally:
         store.sync = real_sync  # type: ignore[method-assign]
         store.close()
+
+
+class _BrokenLog:
+    """A connection whose COMMIT and ROLLBACK both fail (the log cannot be read back)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql in ("COMMIT", "ROLLBACK"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+async def test_a_failed_write_that_cannot_be_rolled_back_makes_the_store_refuse_everything(
+    tmp_path: Path,
+) -> None:
+    """Left open, its transaction would be read as if it stood: nothing is served again."""
+    store = Store(tmp_path / "ns.sqlite3")
+    real = store.db
+    try:
+        store.db = _BrokenLog(real)  # type: ignore[assignment]
+        with crowded(store):
+            results = await asyncio.gather(_put(store, 1), _put(store, 2), return_exceptions=True)
+        assert all(isinstance(r, InternalError) for r in results), results
+        for opening in (store.read, store.write):
+            with pytest.raises(InternalError, match="restart the name node"):
+                async with opening():
+                    pass
+    finally:
+        store.db = real
+        store.failed = None
+        store.close()
+
+
+async def test_writes_made_alone_fsync_on_the_loop_but_one_in_sixteen(tmp_path: Path) -> None:
+    """(A thread costs more than the fsync it moves when nobody else is waiting.)"""
+    store = Store(tmp_path / "ns.sqlite3")
+    threaded = 0
+    real_fsync = store._fsync
+
+    async def counting() -> None:
+        nonlocal threaded
+        threaded += 1
+        await real_fsync()
+
+    store._fsync = counting  # type: ignore[method-assign]
+    try:
+        for n in range(64):
+            await _put(store, n)
+        assert not store.dirty and threaded <= 64 // 16 + 1
+    finally:
+        store.close()

@@ -200,7 +200,7 @@ class Store:
         self._tx = Tx(self)
         if self.dirty:  # a schema change is durable before anything is served
             self.sync()
-            self._synced = self._commits
+            self._synced, self._writes_synced = self._commits, self._writes
 
     def _migrate(self) -> bool:
         """Apply the pending migrations; whether there were any."""
@@ -348,8 +348,8 @@ class Store:
                     self._fail_batch(
                         batch, InternalError(f"the metadata store failed a commit: {exc}")
                     )
-                except sqlite3.Error as again:  # its writers are told; the next write is refused
-                    log.error("rolling back a batch whose commit failed failed too: %s", again)
+                except sqlite3.Error:  # its writers are told; the store refuses from now on
+                    pass
                 return
             self._writes += batch.writes
             batch.done.set_result(None)
@@ -398,7 +398,16 @@ class Store:
         # Also after a failed COMMIT (busy, disk full), which may leave the transaction open:
         # every later write would fail to begin.
         if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                # Left open, the transaction's failed writes would be read as if they stood.
+                self.failed = InternalError(
+                    f"the metadata store could not roll back a failed write ({exc}): "
+                    "restart the name node"
+                )
+                log.critical("ROLLBACK failed: %s; refusing every request", exc)
+                raise
 
     @property
     def dirty(self) -> bool:
@@ -411,7 +420,7 @@ class Store:
 
         A caller that knows nobody else is waiting (*alone*) fsyncs on the event loop's own
         thread, where the hand-off to a worker thread (about 250 µs here) would cost more than
-        the fsync it moves, unless the last threaded fsync covered several commits: other
+        the fsync it moves, unless the last threaded fsync covered several writes: other
         clients' requests may then be unread in their sockets, and an fsync that blocks the
         loop would keep them out of the group. Every 16th lone flush still goes to a thread,
         to see whether a crowd came back."""
@@ -420,7 +429,7 @@ class Store:
             self._lone += 1
             if self._lone % 16:
                 self.sync()
-                self._synced = target
+                self._synced, self._writes_synced = target, self._writes
                 return
         while self._synced < target:
             if self._flushing is None:
@@ -475,7 +484,10 @@ class Store:
                 self._commit(batch.writes > 0)
                 batch.done.set_result(None)
             except Exception as exc:
-                self._fail_batch(batch, InternalError(f"the metadata store failed a commit: {exc}"))
+                with contextlib.suppress(sqlite3.Error):  # closing regardless
+                    self._fail_batch(
+                        batch, InternalError(f"the metadata store failed a commit: {exc}")
+                    )
         self._close_census()
         if self._commits > self._synced:
             self.sync()

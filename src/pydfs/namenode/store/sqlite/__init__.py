@@ -184,7 +184,7 @@ class Store:
         self._needed = 0  # the last of them that must be durable (not soft state)
         self._synced = 0  # commits known durable
         self._flushing: asyncio.Future[None] | None = None
-        self._flushing_upto: int | None = None  # the commits the running fsync covers
+        self._fsync_counted = False  # has the running fsync counted the commits it covers?
         self._writes = 0  # durable writes committed (a batch's, each)
         self._writes_synced = 0  # of them, when the last threaded fsync began
         self._grouped = 0  # writes the last threaded fsync covered
@@ -334,27 +334,27 @@ class Store:
         those that come meanwhile join. (An fsync about to start, not yet counting the commits
         it covers, is not waited for: the batch commits before it counts.)"""
         flushing = self._flushing
-        if flushing is not None and self._flushing_upto is not None:
+        if flushing is not None and self._fsync_counted:
             await asyncio.wait([flushing])
         await self._lock.acquire()
         try:
-            if self._batch is not batch:  # failed meanwhile
-                return
-            self._batch = None
-            try:
-                self._commit(batch.writes > 0)
-            except Exception as exc:
-                try:
-                    self._fail_batch(
-                        batch, InternalError(f"the metadata store failed a commit: {exc}")
-                    )
-                except sqlite3.Error:  # its writers are told; the store refuses from now on
-                    pass
-                return
-            self._writes += batch.writes
-            batch.done.set_result(None)
+            if self._batch is batch:  # else failed meanwhile
+                self._end_batch(batch)
         finally:
             self._lock.release()
+
+    def _end_batch(self, batch: _Batch) -> None:
+        """Commit the open *batch*, or fail it if its commit fails."""
+        self._batch = None
+        try:
+            self._commit(batch.writes > 0)
+        except Exception as exc:
+            # Its writers are told; a ROLLBACK that fails too makes the store refuse from now on.
+            with contextlib.suppress(sqlite3.Error):
+                self._fail_batch(batch, InternalError(f"the metadata store failed a commit: {exc}"))
+            return
+        self._writes += batch.writes
+        batch.done.set_result(None)
 
     def _fail_batch(self, batch: _Batch, exc: InternalError) -> None:
         """Every write of *batch* fails, and every read that saw it: rolled back, the tree
@@ -438,14 +438,14 @@ class Store:
 
     async def _fsync(self) -> None:
         upto, writes = self._commits, self._writes
-        self._flushing_upto = upto
+        self._fsync_counted = True
         try:
             await asyncio.to_thread(self.sync)
             self._grouped = writes - self._writes_synced
             self._synced = max(self._synced, upto)
             self._writes_synced = writes
         finally:
-            self._flushing = self._flushing_upto = None
+            self._flushing, self._fsync_counted = None, False
 
     def sync(self) -> None:
         """fdatasync the write-ahead log (blocking), as SQLite itself would: its size is
@@ -478,16 +478,8 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        batch, self._batch = self._batch, None
-        if batch is not None:  # its writers are still waiting: it stands or falls now
-            try:
-                self._commit(batch.writes > 0)
-                batch.done.set_result(None)
-            except Exception as exc:
-                with contextlib.suppress(sqlite3.Error):  # closing regardless
-                    self._fail_batch(
-                        batch, InternalError(f"the metadata store failed a commit: {exc}")
-                    )
+        if self._batch is not None:  # its writers are still waiting: it stands or falls now
+            self._end_batch(self._batch)
         self._close_census()
         if self._commits > self._synced:
             self.sync()

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from tests.unit.namenode.store_faults import FailingStatements, gate_fsyncs
 
 from pydfs.config import NameNodeConfig
 from pydfs.errors import InternalError
@@ -45,15 +46,7 @@ async def test_flush_makes_every_earlier_commit_durable_with_one_fsync(tmp_path:
 
 async def test_a_commit_made_during_an_fsync_waits_for_the_next(tmp_path: Path) -> None:
     store = Store(tmp_path / "ns.sqlite3")
-    started, release = threading.Event(), threading.Event()
-    real_sync = store.sync
-
-    def slow_sync() -> None:
-        started.set()
-        release.wait(10)
-        real_sync()
-
-    store.sync = slow_sync  # type: ignore[method-assign]
+    started, release = gate_fsyncs(store)
     base = store.fsyncs
     try:
         _write(store, 1)
@@ -149,16 +142,7 @@ async def test_a_lone_flush_waits_for_a_running_fsync_instead_of_starting_one(
     tmp_path: Path,
 ) -> None:
     store = Store(tmp_path / "ns.sqlite3")
-    started, gate = threading.Event(), threading.Event()
-    real_sync = store.sync
-
-    def slow_sync() -> None:
-        if threading.current_thread() is not threading.main_thread():
-            started.set()
-            gate.wait(10)
-        real_sync()
-
-    store.sync = slow_sync  # type: ignore[method-assign]
+    started, gate = gate_fsyncs(store, threads_only=True)
     try:
         _write(store, 1)
         first = asyncio.ensure_future(store.flush())
@@ -201,29 +185,13 @@ async def test_after_a_crowded_fsync_a_lone_flush_still_uses_a_thread(tmp_path: 
         store.close()
 
 
-class _FailingCommit:
-    """The store's connection, whose next COMMIT fails as SQLite's may (busy, disk full) while
-    the transaction stays open."""
-
-    def __init__(self, db: object) -> None:
-        self._db = db
-        self.armed = True
-
-    def execute(self, sql: str, *args: object) -> object:
-        if sql == "COMMIT" and self.armed:
-            self.armed = False
-            raise sqlite3.OperationalError("database is locked")
-        return self._db.execute(sql, *args)  # type: ignore[attr-defined]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._db, name)
-
-
 async def test_a_failed_commit_is_rolled_back_and_later_writes_go_on(tmp_path: Path) -> None:
     store = Store(tmp_path / "ns.sqlite3")
     real = store.db
     try:
-        store.db = _FailingCommit(real)  # type: ignore[assignment]
+        # COMMIT fails as SQLite's may while the transaction stays open
+        failing = FailingStatements(real, {"COMMIT"}, "database is locked", times=1)
+        store.db = failing  # type: ignore[assignment]
         with pytest.raises(sqlite3.OperationalError):
             _write(store, 1)
         assert not real.in_transaction

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from tests.unit.namenode.store_faults import FailingStatements, gate_fsyncs
 
 from pydfs.errors import AlreadyExists, InternalError
 from pydfs.namenode.store import interface
@@ -75,23 +76,6 @@ async def test_a_write_that_fails_in_a_batch_undoes_only_itself(tmp_path: Path) 
         store.close()
 
 
-class _FailingCommit:
-    """A connection whose COMMIT fails once (a full disk)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self.failed = False
-
-    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
-        if sql == "COMMIT" and not self.failed:
-            self.failed = True
-            raise sqlite3.OperationalError("database or disk is full")
-        return self._db.execute(sql, *args)  # type: ignore[arg-type]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._db, name)
-
-
 async def test_a_failed_batch_fails_every_write_in_it_and_every_read_that_saw_it(
     tmp_path: Path,
 ) -> None:
@@ -104,7 +88,8 @@ async def test_a_failed_batch_fails_every_write_in_it_and_every_read_that_saw_it
             seen.append([row.id for row in await tx.datanodes.all()])
 
     try:
-        store.db = _FailingCommit(real)  # type: ignore[assignment]
+        failing = FailingStatements(real, {"COMMIT"}, "database or disk is full", times=1)
+        store.db = failing  # type: ignore[assignment]
         generation = store.generation
         with crowded(store):
             results = await asyncio.gather(
@@ -183,18 +168,10 @@ async def test_a_batch_commits_once_the_running_fsync_is_done_with_what_came_mea
     """None of its writes could be durable before the next fsync: the batch stays open for
     those that come while one runs, and they share its commit."""
     store = Store(tmp_path / "ns.sqlite3")
-    started, release = threading.Event(), threading.Event()
-    real_sync = store.sync
-
-    def slow_sync() -> None:
-        started.set()
-        release.wait(10)
-        real_sync()
-
     try:
         async with store.write() as tx:
             await tx.datanodes.put("dn-0", "http://x")
-        store.sync = slow_sync  # type: ignore[method-assign]
+        started, release = gate_fsyncs(store)
         store._grouped = 2  # the last fsync was a crowded one: the next goes to a thread
         before = store._commits
         with crowded(store):
@@ -210,7 +187,6 @@ async def test_a_batch_commits_once_the_running_fsync_is_done_with_what_came_mea
         assert _stored(store) == [f"dn-{n}" for n in range(5)]
     finally:
         release.set()
-        store.sync = real_sync  # type: ignore[method-assign]
         store.close()
 
 
@@ -312,21 +288,6 @@ async def test_bursts_of_writes_share_their_fsyncs(tmp_path: Path) -> None:
         store.close()
 
 
-class _BrokenLog:
-    """A connection whose COMMIT and ROLLBACK both fail (the log cannot be read back)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
-        if sql in ("COMMIT", "ROLLBACK"):
-            raise sqlite3.OperationalError("disk I/O error")
-        return self._db.execute(sql, *args)  # type: ignore[arg-type]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._db, name)
-
-
 async def test_a_failed_write_that_cannot_be_rolled_back_makes_the_store_refuse_everything(
     tmp_path: Path,
 ) -> None:
@@ -334,7 +295,9 @@ async def test_a_failed_write_that_cannot_be_rolled_back_makes_the_store_refuse_
     store = Store(tmp_path / "ns.sqlite3")
     real = store.db
     try:
-        store.db = _BrokenLog(real)  # type: ignore[assignment]
+        # the log cannot be read back: COMMIT and ROLLBACK both fail
+        broken = FailingStatements(real, {"COMMIT", "ROLLBACK"}, "disk I/O error", times=None)
+        store.db = broken  # type: ignore[assignment]
         with crowded(store):
             results = await asyncio.gather(_put(store, 1), _put(store, 2), return_exceptions=True)
         assert all(isinstance(r, InternalError) for r in results), results

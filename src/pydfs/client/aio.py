@@ -482,7 +482,7 @@ class AsyncClient:
     ) -> AsyncGenerator[bytes, None]:
         """Verified bytes of *path* from *offset*, as they arrive; ``progress(n)`` hears of each
         piece."""
-        async for data in self.transfer.read(await self.info(path, read=True), offset, length):
+        async for data in self.transfer.read_path(path, offset, length):
             if progress is not None:
                 progress(len(data))
             yield data

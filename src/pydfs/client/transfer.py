@@ -14,15 +14,17 @@ import asyncio
 import hashlib
 import inspect
 import io
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
-from pydfs import wire
+from pydfs import paths, wire
 from pydfs.client import blocks
 from pydfs.client.commits import Commits
 from pydfs.errors import (
     AnswerLost,
     Conflict,
+    InvalidPath,
     IsADirectory,
     LimitExceeded,
     PydfsError,
@@ -39,6 +41,8 @@ SMALL_WRITE = 1 << 20  # a write of at most this many bytes takes its lease from
 MAX_BATCH = 64  # leases fetched at once, at most (as many as the name node grants at once)
 BATCH_SHELF_LIFE = 300.0  # seconds a batch lease is used for (leases last 600 s)
 LIMIT_WAIT = 30.0  # seconds a fetch of leases waits for the user's other writers to make room
+KEPT_STATUSES = 4096  # small files' statuses (with read tokens) a client keeps, most recent
+KEPT_SIZE = SMALL_WRITE  # the largest file read from a kept status (its bytes wait, held whole)
 
 Progress = Callable[[int], None]
 """``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
@@ -78,6 +82,7 @@ class Transfer:
         self._shelves: dict[tuple[int | None, int | None], _LeaseShelf] = {}
         self.commits = Commits(lambda: client.rpc)
         """The commits of small files, sent to the name node together."""
+        self._kept: OrderedDict[str, wire.FileStatus] = OrderedDict()
 
     async def close(self) -> None:
         """Hand the unused batch leases back, so that the name node need not wait for them to
@@ -229,8 +234,13 @@ class Transfer:
             checksum = None if sha256 is None else sha256()
             commit = wire.CommitRequest(stored, path, overwrite, checksum, expect, keep or [])
             if not grant.path:  # an upload from a batch: a small file, committed with others
-                return await self.commits.commit(grant.upload_id, commit)
-            return await client.rpc.call("POST", f"{route}/commit", commit, reply=wire.FileStatus)
+                status = await self.commits.commit(grant.upload_id, commit)
+            else:
+                status = await client.rpc.call(
+                    "POST", f"{route}/commit", commit, reply=wire.FileStatus
+                )
+            self.keep(status)
+            return status
         except BaseException:
             await asyncio.shield(self._abort(route))
             raise
@@ -326,13 +336,104 @@ class Transfer:
 
     async def status(self, path: str) -> wire.FileStatus:
         """What a reader of *path* needs: its status with its blocks' read tokens."""
-        return await self._client.info(path, read=True)
+        status = await self._client.info(path, read=True)
+        self.keep(status)
+        return status
+
+    def keep(self, status: wire.FileStatus) -> None:
+        """Keep a small file's status, read tokens and all, for ``read_path`` (the most recent
+        ``KEPT_STATUSES``); a status without tokens replaces nothing kept of another version."""
+        blocks = status.blocks
+        if (
+            status.type != "file"
+            or not 0 < status.size <= KEPT_SIZE
+            or not blocks
+            or any(b.token is None for b in blocks)
+        ):
+            self._kept.pop(status.path, None)
+            return
+        self._kept[status.path] = status
+        self._kept.move_to_end(status.path)
+        if len(self._kept) > KEPT_STATUSES:
+            self._kept.popitem(last=False)
+
+    async def read_path(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Verified bytes of *path* as it is now.
+
+        A small file whose status this client kept (from its own write, or an earlier read) is
+        read in one round trip rather than two: its blocks are read from that status while the
+        name node is asked for the current one. Blocks never change (a new version of a file
+        names new blocks), so if the file still names the same blocks, the bytes read are its
+        content as of the name node's answer; if not, or if the guess failed, they are dropped
+        and the file is read from the answer, as without a kept status. The name node is asked
+        either way, so a deleted, replaced or forbidden file is never served from the past."""
+        try:
+            kept = self._kept.get(paths.normalize(path))
+        except InvalidPath:
+            kept = None  # the name node says what is wrong with it
+        if kept is None:
+            async for data in self.read(await self.status(path), offset, length):
+                yield data
+            return
+        corrupt: list[tuple[str, str]] = []
+        guess = asyncio.ensure_future(self._read_kept(kept, offset, length, corrupt))
+        try:
+            status = await self.status(path)
+        except BaseException:
+            guess.cancel()
+            raise
+        if _same_content(status, kept):
+            guessed = await guess
+            if guessed is not None:
+                for block, node in corrupt:  # replicas of the file as it is now
+                    await self._report_corrupt(block, node)
+                if guessed:
+                    yield guessed
+                return
+        else:
+            guess.cancel()
+        async for data in self.read(status, offset, length):
+            yield data
+
+    async def _read_kept(
+        self,
+        status: wire.FileStatus,
+        offset: int,
+        length: int | None,
+        corrupt: list[tuple[str, str]],
+    ) -> bytes | None:
+        """The bytes of a kept *status*, or None if they could not be read (its tokens expired,
+        its blocks deleted with the file): a guess, which ``read_path`` confirms or drops.
+        Replicas found corrupt go into *corrupt*, to be reported once the blocks are confirmed
+        to be the file's (a block deleted since is no replica to report)."""
+
+        async def note(block: str, node: str) -> None:
+            corrupt.append((block, node))
+
+        try:
+            parts = [
+                d async for d in self.read(status, offset, length, on_corrupt=note, again=False)
+            ]
+        except PydfsError:
+            return None
+        return b"".join(parts)
 
     async def read(
-        self, status: wire.FileStatus, offset: int = 0, length: int | None = None
+        self,
+        status: wire.FileStatus,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        on_corrupt: Callable[[str, str], Awaitable[None]] | None = None,
+        again: bool = True,
     ) -> AsyncIterator[bytes]:
         """Verified bytes of the file *status* describes: readers that have it already skip the
-        lookup, and keep reading the same version of the file."""
+        lookup, and keep reading the same version of the file. ``on_corrupt(block, node)``
+        hears of bad replicas (by default, the name node does); without *again*, a block no
+        replica of which could be read fails at once, without asking the name node where the
+        file's blocks are now."""
         path = status.path
         if status.type == "dir":
             raise IsADirectory(f"{path} is a directory")
@@ -350,7 +451,7 @@ class Transfer:
                             block,
                             lo,
                             hi,
-                            self._report_corrupt,
+                            on_corrupt or self._report_corrupt,
                             client.stall_timeout,
                             client.links,
                         ):
@@ -360,7 +461,7 @@ class Transfer:
                     except Unavailable:
                         # Every replica failed: the file may have been replaced, or its nodes
                         # restarted on new addresses. Ask the name node again.
-                        if attempt == 2:
+                        if attempt == 2 or not again:
                             raise
                         await asyncio.sleep(0.3 * (attempt + 1))
                         status = await self._still_same(path, status)
@@ -393,6 +494,17 @@ class _LeaseShelf:
         self.next_batch = 1
         self.fetch: asyncio.Task[None] | None = None
         self.waiting = 0
+
+
+def _same_content(now: wire.FileStatus, kept: wire.FileStatus) -> bool:
+    """Does the file *now* hold what *kept* names: the same blocks (by id, which a new version
+    never reuses), so the same bytes?"""
+    return (
+        now.type == "file"
+        and now.size == kept.size
+        and [(b.id, b.size) for b in now.blocks or []]
+        == [(b.id, b.size) for b in kept.blocks or []]
+    )
 
 
 def _retrieved(task: asyncio.Task[None]) -> None:

@@ -383,7 +383,14 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
     async def _cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
-        reader = await self._open_reader(self._strip_protocol(path))
+        path = self._strip_protocol(path)
+        if (start is None or start >= 0) and (end is None or end >= 0):
+            # No bound counted from the end: no size needed first, and a small file this
+            # client has seen is read in one round trip (``AsyncClient.read_bytes``).
+            offset = start or 0
+            length = None if end is None else max(0, end - offset)
+            return await self.client().read_bytes(path, offset, length)
+        reader = await self._open_reader(path)
         return await _read_range(reader, start, end)
 
     async def _cat_ranges(

@@ -237,4 +237,4 @@ class Commits:
         await tx.blocks.attach(inode_id, [b.id for b in layout])
         await tx.blocks.release(named)
         await tx.inodes.set_sha256(inode_id, commit.sha256)
-        return await self.namespace.status_of_new(tx, inode_id, path)
+        return await self.namespace.status_of_new(tx, inode_id, path, commit.user)

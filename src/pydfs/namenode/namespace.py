@@ -280,11 +280,16 @@ class Namespace:
             )
             return await self.status_of_new(walk.tx, made, path)
 
-    async def status_of_new(self, tx: Tx, inode_id: int, path: str) -> wire.FileStatus:
-        """The status of a file just written at *path*, without walking the path again."""
+    async def status_of_new(
+        self, tx: Tx, inode_id: int, path: str, reader: User | None = None
+    ) -> wire.FileStatus:
+        """The status of a file just written at *path*, without walking the path again; with
+        its blocks' read tokens if *reader* (its writer) may read it, so that the writer can
+        read back what it wrote without a lookup first."""
         node = await tx.inodes.get(inode_id)
         assert node is not None
-        return await self._status(tx, node, path)
+        tokens = reader is not None and allowed(reader, node.owner, node.group, node.mode, R)
+        return await self._status(tx, node, path, tokens=tokens)
 
     async def symlink(self, path: str, target: str, user: User | None = None) -> wire.FileStatus:
         """A symbolic link at *path* to *target*: any text, stored as given, never resolved or

@@ -10,42 +10,52 @@ the bytes without the name node's word would fail them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pydfs.client import AsyncClient
+from pydfs.client.transfer import KEPT_SIZE
 from pydfs.cluster import LocalCluster
 from pydfs.datanode.blocks import ROUTE
 from pydfs.errors import PermissionDenied
+from pydfs.wire import API
+from tests.conftest import block_files, block_path, node_id
 
-pytestmark = pytest.mark.asyncio
+
+def requests(url: str, route: str, method: str) -> float:
+    """Requests to *route* the server at *url* has answered."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "pydfs_requests_total"
+        and s.labels.get("route") == route
+        and s.labels.get("method") == method
+    )
 
 
 def block_reads(cluster: LocalCluster) -> float:
     """Block GETs the data nodes have answered."""
-    total = 0.0
-    for node in cluster.datanodes:
-        with urllib.request.urlopen(f"{node.url}/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        total += sum(
-            s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == "pydfs_requests_total"
-            and s.labels.get("route") == ROUTE
-            and s.labels.get("method") == "GET"
-        )
-    return total
+    return sum(requests(node.url, ROUTE, "GET") for node in cluster.datanodes)
+
+
+def corrupt_reports(cluster: LocalCluster) -> float:
+    return requests(cluster.url, f"{API}/blocks/corrupt", "POST")
 
 
 async def read_with(fs: AsyncClient, status) -> bytes:  # type: ignore[no-untyped-def]
     return b"".join([d async for d in fs.transfer.read(status)])
 
 
+@pytest.mark.asyncio
 async def test_a_file_written_is_read_back_while_the_name_node_is_asked(cluster_factory) -> None:
     cluster = cluster_factory()
     data = os.urandom(5000)
@@ -70,6 +80,7 @@ async def test_a_file_written_is_read_back_while_the_name_node_is_asked(cluster_
         assert await fs.read_bytes("/kept", 100, 50) == data[100:150]
 
 
+@pytest.mark.asyncio
 async def test_a_file_replaced_or_deleted_elsewhere_is_never_read_from_the_past(
     shared_cluster: LocalCluster,
 ) -> None:
@@ -96,6 +107,7 @@ async def test_a_file_replaced_or_deleted_elsewhere_is_never_read_from_the_past(
         assert await a.read_bytes("/kept-past/g") == old
 
 
+@pytest.mark.asyncio
 async def test_a_kept_file_its_reader_may_no_longer_read_is_refused(
     shared_cluster: LocalCluster,
 ) -> None:
@@ -115,3 +127,106 @@ async def test_a_kept_file_its_reader_may_no_longer_read_is_refused(
             assert written.blocks and not any(b.token for b in written.blocks)
             with pytest.raises(PermissionDenied):
                 await user.read_bytes(f"{home}/f")
+
+
+@pytest.mark.asyncio
+async def test_a_kept_files_replica_missing_is_read_elsewhere_and_reported(
+    cluster_factory,
+) -> None:
+    cluster = cluster_factory()
+    data = os.urandom(5000)
+    async with cluster.async_client() as fs:
+        kept = await fs.write_bytes("/f", data)
+        block = (kept.blocks or [])[0]
+        by_id = {node_id(node): node for node in cluster.datanodes}
+        block_path(by_id[block.nodes[0].id], block.id).unlink()  # the one a guess tries first
+        before = await asyncio.to_thread(corrupt_reports, cluster)
+        assert await fs.read_bytes("/f") == data
+        assert await asyncio.to_thread(corrupt_reports, cluster) == before + 1
+
+
+@pytest.mark.asyncio
+async def test_blocks_a_file_no_longer_names_are_not_reported_when_a_guess_misses_them(
+    cluster_factory,
+) -> None:
+    cluster = cluster_factory()
+    old, new = os.urandom(5000), os.urandom(5000)
+    async with cluster.async_client() as a, cluster.async_client() as b:
+        kept = await a.write_bytes("/f", old)
+        await b.write_bytes("/f", new)
+        gone = (kept.blocks or [])[0].id
+        cluster.wait_until(lambda: gone not in block_files(cluster), 30, "old block deleted")
+        guesses: list[bytes | None] = []
+        guess = a.transfer._read_kept
+
+        async def watched(*args):  # type: ignore[no-untyped-def]
+            guesses.append(await guess(*args))
+            return guesses[-1]
+
+        a.transfer._read_kept = watched  # type: ignore[method-assign]
+        before = await asyncio.to_thread(corrupt_reports, cluster)
+        os.kill(cluster.namenode.pid, signal.SIGSTOP)  # the guess ends before the answer
+        try:
+            read = asyncio.create_task(a.read_bytes("/f"))
+            for _ in range(200):
+                if guesses:
+                    break
+                await asyncio.sleep(0.05)
+            assert guesses == [None]  # both replicas said the block is not there
+        finally:
+            os.kill(cluster.namenode.pid, signal.SIGCONT)
+        assert await read == new
+        assert await asyncio.to_thread(corrupt_reports, cluster) == before
+
+
+@pytest.mark.asyncio
+async def test_a_guess_waits_on_no_node_the_name_node_knows_is_dead(cluster_factory) -> None:
+    cluster = cluster_factory()
+    data = os.urandom(5000)
+    async with cluster.async_client(stall_timeout=60.0) as fs:
+        kept = await fs.write_bytes("/f", data)
+        first = (kept.blocks or [])[0].nodes[0].id
+        node = next(n for n in cluster.datanodes if node_id(n) == first)
+        os.kill(node.pid, signal.SIGSTOP)  # it takes connections, and answers nothing
+        try:
+
+            def dead() -> bool:
+                with cluster.client() as admin:
+                    return any(n.id == first and n.state == "dead" for n in admin.datanodes())
+
+            await asyncio.to_thread(cluster.wait_until, dead, 30, f"{first} seen dead")
+            assert await asyncio.wait_for(fs.read_bytes("/f"), 20) == data
+        finally:
+            os.kill(node.pid, signal.SIGCONT)
+
+
+@pytest.mark.asyncio
+async def test_what_is_kept_of_a_file_gone_is_dropped(shared_cluster: LocalCluster) -> None:
+    async with shared_cluster.async_client() as fs:
+        await fs.write_bytes("/kept-gone", b"x" * 100)
+        await fs.delete("/kept-gone")
+        assert "/kept-gone" in fs.transfer._kept
+        with pytest.raises(FileNotFoundError):
+            await fs.read_bytes("/kept-gone")  # a guess, then the answer: no such file
+        assert "/kept-gone" not in fs.transfer._kept  # so the next read makes no guess
+
+
+@pytest.mark.asyncio
+async def test_only_small_files_are_answered_with_read_tokens(
+    shared_cluster: LocalCluster,
+) -> None:
+    async with shared_cluster.async_client() as fs:
+        small = await fs.write_bytes("/kept-small", b"s" * 10)
+        many = await fs.write_bytes("/kept-many", os.urandom(5 * 4096), block_size=4096)
+        big = await fs.write_bytes("/kept-big", os.urandom(KEPT_SIZE + 1), block_size=2 * KEPT_SIZE)
+        assert all(b.token for b in small.blocks or [])
+        for status in (many, big):
+            assert status.blocks and not any(b.token for b in status.blocks)
+
+
+def test_the_cli_prints_no_block_tokens(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "small.txt"
+    local.write_bytes(b"small\n")
+    out = json.loads(cli("put", "--json", str(local), "/kept-cli.txt").ok().out)
+    [status] = out if isinstance(out, list) else [out]
+    assert status["blocks"] and all(b["token"] is None for b in status["blocks"])

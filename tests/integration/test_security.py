@@ -193,6 +193,28 @@ def private(cluster: LocalCluster, users: dict[str, str]) -> bytes:
     return data
 
 
+def test_a_file_in_a_directory_its_writer_may_not_search_is_not_overwritten(
+    cluster: LocalCluster, users: dict[str, str]
+) -> None:
+    """Writing a file reaches it through its directory, as a stat does: without x there, a
+    file that others may write is out of reach (POSIX asks search permission of every
+    directory on the way, the last one included)."""
+    with cluster.client() as admin:
+        admin.mkdir("/tmp/closed")
+        admin.write_bytes("/tmp/closed/f", b"kept")
+        admin.chmod("/tmp/closed/f", 0o666)
+        admin.chmod("/tmp/closed", 0o700)
+        with as_user(cluster, users["bob"]) as bob:
+            for attempt in (
+                lambda: bob.info("/tmp/closed/f"),
+                lambda: bob.write_bytes("/tmp/closed/f", b"bob's"),
+                lambda: bob.write_bytes("/tmp/closed/f", b"bob's " * 300_000),  # a lease of its own
+            ):
+                with pytest.raises(PermissionDenied):
+                    attempt()
+        assert admin.read_bytes("/tmp/closed/f") == b"kept"
+
+
 def test_homes_are_private_by_default(cluster: LocalCluster, users: dict[str, str]) -> None:
     with cluster.client() as admin:
         home = admin.info("/user/alice")

@@ -14,11 +14,12 @@ import asyncio
 import hashlib
 import inspect
 import io
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
-from pydfs import paths, wire
+from pydfs import paths, tokens, wire
 from pydfs.client import blocks
 from pydfs.client.commits import Commits
 from pydfs.errors import (
@@ -43,6 +44,7 @@ BATCH_SHELF_LIFE = 300.0  # seconds a batch lease is used for (leases last 600 s
 LIMIT_WAIT = 30.0  # seconds a fetch of leases waits for the user's other writers to make room
 KEPT_STATUSES = 4096  # small files' statuses (with read tokens) a client keeps, most recent
 KEPT_SIZE = SMALL_WRITE  # the largest file read from a kept status (its bytes wait, held whole)
+KEPT_BLOCKS = 4  # and the most blocks (a round trip saved is nothing to a read of many)
 
 Progress = Callable[[int], None]
 """``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
@@ -232,7 +234,11 @@ class Transfer:
                 client.session, read, grant, allocate, rewind, client.stall_timeout, client.links
             )
             checksum = None if sha256 is None else sha256()
-            commit = wire.CommitRequest(stored, path, overwrite, checksum, expect, keep or [])
+            # Read tokens in the answer for a file small enough to be kept (``read_path``).
+            small = len(stored) <= KEPT_BLOCKS and sum(b.size for b in stored) <= KEPT_SIZE
+            commit = wire.CommitRequest(
+                stored, path, overwrite, checksum, expect, keep or [], read=small
+            )
             if not grant.path:  # an upload from a batch: a small file, committed with others
                 status = await self.commits.commit(grant.upload_id, commit)
             else:
@@ -342,12 +348,13 @@ class Transfer:
 
     def keep(self, status: wire.FileStatus) -> None:
         """Keep a small file's status, read tokens and all, for ``read_path`` (the most recent
-        ``KEPT_STATUSES``); a status without tokens replaces nothing kept of another version."""
+        ``KEPT_STATUSES``); any other status of its path drops the one kept."""
         blocks = status.blocks
         if (
             status.type != "file"
             or not 0 < status.size <= KEPT_SIZE
             or not blocks
+            or len(blocks) > KEPT_BLOCKS
             or any(b.token is None for b in blocks)
         ):
             self._kept.pop(status.path, None)
@@ -370,9 +377,12 @@ class Transfer:
         and the file is read from the answer, as without a kept status. The name node is asked
         either way, so a deleted, replaced or forbidden file is never served from the past."""
         try:
-            kept = self._kept.get(paths.normalize(path))
+            key = paths.normalize(path)
         except InvalidPath:
-            kept = None  # the name node says what is wrong with it
+            key = ""  # the name node says what is wrong with it
+        kept = self._kept.get(key)
+        if kept is not None and _expired(kept):
+            kept = None
         if kept is None:
             async for data in self.read(await self.status(path), offset, length):
                 yield data
@@ -383,16 +393,18 @@ class Transfer:
             status = await self.status(path)
         except BaseException:
             guess.cancel()
+            self._kept.pop(key, None)  # gone, forbidden, a link: not worth a guess again
             raise
-        if _same_content(status, kept):
+        if _same_content(status, kept) and _first_nodes_live(kept, status):
             guessed = await guess
             if guessed is not None:
-                for block, node in corrupt:  # replicas of the file as it is now
-                    await self._report_corrupt(block, node)
+                for block, node in corrupt:
+                    if _holds(status, block, node):  # a replica that moved is no corrupt one
+                        await self._report_corrupt(block, node)
                 if guessed:
                     yield guessed
                 return
-        else:
+        else:  # another version; or the guess waits on a node now known dead: read anew
             guess.cancel()
         async for data in self.read(status, offset, length):
             yield data
@@ -497,14 +509,30 @@ class _LeaseShelf:
 
 
 def _same_content(now: wire.FileStatus, kept: wire.FileStatus) -> bool:
-    """Does the file *now* hold what *kept* names: the same blocks (by id, which a new version
-    never reuses), so the same bytes?"""
+    """Does the file *now* hold what *kept* names: the same blocks, so the same bytes (a block
+    id names the same bytes for ever: new bytes get a new block)?"""
     return (
         now.type == "file"
         and now.size == kept.size
         and [(b.id, b.size) for b in now.blocks or []]
         == [(b.id, b.size) for b in kept.blocks or []]
     )
+
+
+def _expired(status: wire.FileStatus) -> bool:
+    """Has a read token of *status* expired (or will before a read of it gets there)?"""
+    soon = time.time() + 1.0
+    return any(tokens.block_token_expiry(b.token or "") < soon for b in status.blocks or [])
+
+
+def _first_nodes_live(kept: wire.FileStatus, now: wire.FileStatus) -> bool:
+    """Is every node a read of *kept* tries first live, as the name node sees it *now*?"""
+    live = {n.id for b in now.blocks or [] for n in b.nodes if n.live}
+    return all(b.nodes and b.nodes[0].id in live for b in kept.blocks or [])
+
+
+def _holds(status: wire.FileStatus, block: str, node: str) -> bool:
+    return any(b.id == block and any(n.id == node for n in b.nodes) for b in status.blocks or [])
 
 
 def _retrieved(task: asyncio.Task[None]) -> None:

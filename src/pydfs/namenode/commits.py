@@ -84,6 +84,7 @@ async def _writable(
     if path == paths.ROOT:
         raise IsADirectory("/ is a directory")
     parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
+    check(user, parent, X, paths.parent(path))  # what is in it is reached through it
     existing = await walk.tx.inodes.child(parent.id, paths.basename(path))
     no_file_named_as_directory(path, existing, directory)
     if existing is None:
@@ -193,8 +194,11 @@ class Commits:
             expected,
         )
 
-    async def apply_commit(self, walk: Walk, commit: FileCommit) -> wire.FileStatus:
-        """Make the change ``check_commit`` found allowed, in the same transaction."""
+    async def apply_commit(
+        self, walk: Walk, commit: FileCommit, *, read: bool = False
+    ) -> wire.FileStatus:
+        """Make the change ``check_commit`` found allowed, in the same transaction; with
+        *read*, answer with read tokens if the writer may read the file."""
         tx, path, blocks, layout = walk.tx, commit.path, commit.blocks, commit.layout
         now = time.time()
         size = sum(b.size for b in layout)
@@ -237,4 +241,5 @@ class Commits:
         await tx.blocks.attach(inode_id, [b.id for b in layout])
         await tx.blocks.release(named)
         await tx.inodes.set_sha256(inode_id, commit.sha256)
-        return await self.namespace.status_of_new(tx, inode_id, path, commit.user)
+        reader = commit.user if read else None
+        return await self.namespace.status_of_new(tx, inode_id, path, reader)

@@ -9,7 +9,9 @@ A write token names its targets, in order, with their URLs: a data node takes a 
 it is one of them, and forwards it down a pipeline only to the targets after it, so a client
 can neither plant a block on a node the name node did not choose nor make a data node send
 anything anywhere else. Block ids are made fresh for each grant, so a token for a block is a
-token for one upload (``w``) or one ordered copy (``c``).
+token for one upload (``w``) or one ordered copy (``c``). A write token also reads its block
+back, on the nodes it names: the only bytes the block can hold are those its bearer sent, and a
+writer that reads back what it wrote then needs no read token first (``Transfer.read_path``).
 User tokens are random; the name node keeps only their SHA-256 (they carry 256 bits of entropy,
 so a slow password hash would buy nothing).
 """

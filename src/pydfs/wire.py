@@ -354,9 +354,6 @@ class CommitRequest(Struct):
     # writer that changed part of a file sends only the blocks it changed. Every block of the
     # new version but its last must then be full, so that kept blocks hold the same bytes.
     keep: list[KeptBlock] = []
-    # Answer with the blocks' read tokens, if the writer may read the file: a client that
-    # keeps small files' statuses reads one back without a lookup first.
-    read: bool = False
 
 
 MAX_COMMIT_BATCH = 256  # uploads one /uploads/commit-many may commit

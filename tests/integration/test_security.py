@@ -197,8 +197,8 @@ def test_a_file_in_a_directory_its_writer_may_not_search_is_not_overwritten(
     cluster: LocalCluster, users: dict[str, str]
 ) -> None:
     """Writing a file reaches it through its directory, as a stat does: without x there, a
-    file that others may write is out of reach (POSIX asks search permission of every
-    directory on the way, the last one included)."""
+    file that others may write is out of reach, and whether a name is taken there is not told
+    (POSIX asks search permission of every directory on the way, the last one included)."""
     with cluster.client() as admin:
         admin.mkdir("/tmp/closed")
         admin.write_bytes("/tmp/closed/f", b"kept")
@@ -209,6 +209,10 @@ def test_a_file_in_a_directory_its_writer_may_not_search_is_not_overwritten(
                 lambda: bob.info("/tmp/closed/f"),
                 lambda: bob.write_bytes("/tmp/closed/f", b"bob's"),
                 lambda: bob.write_bytes("/tmp/closed/f", b"bob's " * 300_000),  # a lease of its own
+                # Nor does a name there tell bob whether it exists.
+                lambda: bob.write_bytes("/tmp/closed/f", b"bob's", overwrite=False),
+                lambda: bob.touch("/tmp/closed/f"),
+                lambda: bob.symlink("/tmp/closed/f", "/elsewhere"),
             ):
                 with pytest.raises(PermissionDenied):
                     attempt()

@@ -41,3 +41,42 @@ def test_the_most_recent_statuses_are_kept(monkeypatch: pytest.MonkeyPatch) -> N
     t.keep(status("/a"))  # seen again: the most recent now
     t.keep(status("/d"))
     assert kept(t) == ["/c", "/a", "/d"]
+
+
+def test_a_guess_is_trusted_only_where_its_nodes_are_live_at_the_same_address() -> None:
+    def located(*nodes: tuple[str, str, bool]) -> Any:
+        refs = [wire.NodeRef(i, url, live) for i, url, live in nodes]
+        block = wire.BlockInfo("b", 10, 0, refs, "r.1.x.y")
+        return wire.FileStatus("/f", "f", "file", 10, 0.0, 0.0, "u", blocks=[block])
+
+    kept = located(("a", "http://a:1", True), ("b", "http://b:1", True))
+    assert transfer._nodes_as_before(
+        kept, located(("b", "http://b:1", True), ("a", "http://a:1", True))
+    )
+    assert not transfer._nodes_as_before(
+        kept, located(("a", "http://a:2", True), ("b", "http://b:1", True))
+    )
+    assert not transfer._nodes_as_before(
+        kept, located(("a", "http://a:1", True), ("b", "http://b:1", False))
+    )
+    assert not transfer._nodes_as_before(kept, located(("a", "http://a:1", True)))
+
+
+def test_a_written_file_is_kept_with_the_tokens_its_blocks_were_written_with() -> None:
+    status = wire.FileStatus(
+        "/f",
+        "f",
+        "file",
+        20,
+        0.0,
+        0.0,
+        "u",
+        blocks=[wire.BlockInfo("b1", 10, 0), wire.BlockInfo("b2", 10, 0)],
+    )
+    both = transfer._with_tokens(status, {"b1": "w.1", "b2": "w.2"})
+    assert [b.token for b in both.blocks or []] == ["w.1", "w.2"]
+    assert status.blocks and status.blocks[0].token is None  # what the caller gets is unchanged
+    one = transfer._with_tokens(status, {"b2": "w.2"})  # b1 kept from the version before
+    t = Transfer(object())  # type: ignore[arg-type]
+    t.keep(one)
+    assert kept(t) == []

@@ -33,25 +33,7 @@ def when(t: float) -> str:
 
 
 def emit_json(obj: Any) -> None:
-    """*obj* as JSON on stdout, block read tokens blanked: they are credentials, which output
-    that ends up in logs and pastes should not carry (a reader asks for its own)."""
-    data = msgspec.to_builtins(obj)
-    _blank_block_tokens(data)
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _blank_block_tokens(data: Any) -> None:
-    if isinstance(data, list):
-        for item in data:
-            _blank_block_tokens(item)
-    elif isinstance(data, dict):
-        blocks = data.get("blocks")
-        if isinstance(blocks, list):
-            for block in blocks:
-                if isinstance(block, dict) and "token" in block:
-                    block["token"] = None
-        for value in data.values():
-            _blank_block_tokens(value)
+    sys.stdout.write(json.dumps(msgspec.to_builtins(obj), indent=2, sort_keys=True) + "\n")
 
 
 def mode(s: wire.FileStatus) -> str:

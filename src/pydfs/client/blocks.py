@@ -220,8 +220,10 @@ async def write_blocks(
     rewind: Callable[[int], Awaitable[bool]],
     stall_timeout: float = STALL_TIMEOUT,
     links: rpc.Links | None = None,
+    tokens: dict[str, str] | None = None,
 ) -> list[wire.StoredBlock]:
-    """Write the whole source as blocks; returns what to commit.
+    """Write the whole source as blocks; returns what to commit, and puts the write token each
+    block went with into *tokens*, if given (it reads the block back).
 
     A block whose first node fails (or all of whose nodes do, when it fans out) is sent again
     to fresh nodes that avoid the failed ones, if the source can be rewound (a local file can;
@@ -272,6 +274,8 @@ async def write_blocks(
                 continue
             failed += [t.id for t in block.targets if t.id not in result.nodes]
             stored.append(result)
+            if tokens is not None:
+                tokens[result.block_id] = block.token
             offset += result.size
             block = None
             break

@@ -19,6 +19,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
+import msgspec
+
 from pydfs import paths, tokens, wire
 from pydfs.client import blocks
 from pydfs.client.commits import Commits
@@ -45,6 +47,7 @@ LIMIT_WAIT = 30.0  # seconds a fetch of leases waits for the user's other writer
 KEPT_STATUSES = 4096  # small files' statuses (with read tokens) a client keeps, most recent
 KEPT_SIZE = SMALL_WRITE  # the largest file read from a kept status (its bytes wait, held whole)
 KEPT_BLOCKS = 4  # and the most blocks (a round trip saved is nothing to a read of many)
+GUESS_GRACE = 0.25  # seconds a read from a kept status may go on once the name node answered
 
 Progress = Callable[[int], None]
 """``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
@@ -230,22 +233,26 @@ class Transfer:
 
         keepalive = asyncio.ensure_future(self._keep_lease(route))
         try:
+            written: dict[str, str] = {}
             stored = await blocks.write_blocks(
-                client.session, read, grant, allocate, rewind, client.stall_timeout, client.links
+                client.session,
+                read,
+                grant,
+                allocate,
+                rewind,
+                client.stall_timeout,
+                client.links,
+                written,
             )
             checksum = None if sha256 is None else sha256()
-            # Read tokens in the answer for a file small enough to be kept (``read_path``).
-            small = len(stored) <= KEPT_BLOCKS and sum(b.size for b in stored) <= KEPT_SIZE
-            commit = wire.CommitRequest(
-                stored, path, overwrite, checksum, expect, keep or [], read=small
-            )
+            commit = wire.CommitRequest(stored, path, overwrite, checksum, expect, keep or [])
             if not grant.path:  # an upload from a batch: a small file, committed with others
                 status = await self.commits.commit(grant.upload_id, commit)
             else:
                 status = await client.rpc.call(
                     "POST", f"{route}/commit", commit, reply=wire.FileStatus
                 )
-            self.keep(status)
+            self.keep(_with_tokens(status, written))
             return status
         except BaseException:
             await asyncio.shield(self._abort(route))
@@ -347,8 +354,8 @@ class Transfer:
         return status
 
     def keep(self, status: wire.FileStatus) -> None:
-        """Keep a small file's status, read tokens and all, for ``read_path`` (the most recent
-        ``KEPT_STATUSES``); any other status of its path drops the one kept."""
+        """Keep a small file's status, with a token for each block, for ``read_path`` (the
+        most recent ``KEPT_STATUSES``); any other status of its path drops the one kept."""
         blocks = status.blocks
         if (
             status.type != "file"
@@ -369,13 +376,14 @@ class Transfer:
     ) -> AsyncIterator[bytes]:
         """Verified bytes of *path* as it is now.
 
-        A small file whose status this client kept (from its own write, or an earlier read) is
-        read in one round trip rather than two: its blocks are read from that status while the
-        name node is asked for the current one. Blocks never change (a new version of a file
-        names new blocks), so if the file still names the same blocks, the bytes read are its
-        content as of the name node's answer; if not, or if the guess failed, they are dropped
-        and the file is read from the answer, as without a kept status. The name node is asked
-        either way, so a deleted, replaced or forbidden file is never served from the past."""
+        A small file whose status this client kept (from its own write, with the write tokens
+        of its blocks, or from an earlier read) is read in one round trip rather than two: its
+        blocks are read from that status while the name node is asked for the current one. A
+        block id names the same bytes for ever (new bytes get a new block), so if the file still
+        names the same blocks, the bytes read are its content as of the name node's answer; if
+        not, or if the guess failed or is slow, they are dropped and the file is read from the
+        answer, as without a kept status. The name node is asked either way, so a deleted,
+        replaced or forbidden file is never served from the past."""
         try:
             key = paths.normalize(path)
         except InvalidPath:
@@ -389,25 +397,30 @@ class Transfer:
             return
         corrupt: list[tuple[str, str]] = []
         guess = asyncio.ensure_future(self._read_kept(kept, offset, length, corrupt))
+        guessed = None
         try:
-            status = await self.status(path)
-        except BaseException:
-            guess.cancel()
-            self._kept.pop(key, None)  # gone, forbidden, a link: not worth a guess again
-            raise
-        if _same_content(status, kept) and _first_nodes_live(kept, status):
-            guessed = await guess
-            if guessed is not None:
-                for block, node in corrupt:
-                    if _holds(status, block, node):  # a replica that moved is no corrupt one
-                        await self._report_corrupt(block, node)
-                if guessed:
-                    yield guessed
-                return
-        else:  # another version; or the guess waits on a node now known dead: read anew
-            guess.cancel()
-        async for data in self.read(status, offset, length):
-            yield data
+            try:
+                status = await self.status(path)
+            except BaseException:
+                self._kept.pop(key, None)  # gone, forbidden, a link: not worth a guess again
+                raise
+            # The same version, whose replicas are where they were: the guess is good. It is
+            # given a moment to end, not the stall timeout of a node that hangs.
+            if _same_content(status, kept) and _nodes_as_before(kept, status):
+                await asyncio.wait({guess}, timeout=GUESS_GRACE)
+                if guess.done():
+                    guessed = guess.result()
+        finally:
+            guess.cancel()  # if it is not done: the answer is read instead
+        if guessed is None:
+            async for data in self.read(status, offset, length):
+                yield data
+            return
+        for block, node in corrupt:
+            if _holds(status, block, node):  # a replica that moved is no corrupt one
+                await self._report_corrupt(block, node)
+        if guessed:
+            yield guessed
 
     async def _read_kept(
         self,
@@ -519,16 +532,25 @@ def _same_content(now: wire.FileStatus, kept: wire.FileStatus) -> bool:
     )
 
 
+def _with_tokens(status: wire.FileStatus, written: dict[str, str]) -> wire.FileStatus:
+    """A committed file's status with the write tokens its blocks went with, which read them
+    back (none where a block was not written with it: one the commit kept)."""
+    blocks = [
+        msgspec.structs.replace(b, token=written.get(b.id) or None) for b in status.blocks or []
+    ]
+    return msgspec.structs.replace(status, blocks=blocks)
+
+
 def _expired(status: wire.FileStatus) -> bool:
     """Has a read token of *status* expired (or will before a read of it gets there)?"""
     soon = time.time() + 1.0
     return any(tokens.block_token_expiry(b.token or "") < soon for b in status.blocks or [])
 
 
-def _first_nodes_live(kept: wire.FileStatus, now: wire.FileStatus) -> bool:
-    """Is every node a read of *kept* tries first live, as the name node sees it *now*?"""
-    live = {n.id for b in now.blocks or [] for n in b.nodes if n.live}
-    return all(b.nodes and b.nodes[0].id in live for b in kept.blocks or [])
+def _nodes_as_before(kept: wire.FileStatus, now: wire.FileStatus) -> bool:
+    """Is every node a read of *kept* may try live *now*, at the same address?"""
+    live = {(n.id, n.url) for b in now.blocks or [] for n in b.nodes if n.live}
+    return all((n.id, n.url) in live for b in kept.blocks or [] for n in b.nodes)
 
 
 def _holds(status: wire.FileStatus, block: str, node: str) -> bool:

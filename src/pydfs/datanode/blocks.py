@@ -180,7 +180,8 @@ class Pipeline:
         self.blocks = blocks
 
     def admit(self, request: Request) -> None:
-        modes = "wc" if request.endpoint == "put" else "r"
+        # A write token also reads back the block it wrote: its bearer sent those bytes.
+        modes = "wc" if request.endpoint == "put" else "rw"
         token = request.headers.get(_TOKEN)
         request.grant = self.blocks.admit(request.match["id"], token, modes)
 

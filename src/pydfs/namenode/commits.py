@@ -194,11 +194,8 @@ class Commits:
             expected,
         )
 
-    async def apply_commit(
-        self, walk: Walk, commit: FileCommit, *, read: bool = False
-    ) -> wire.FileStatus:
-        """Make the change ``check_commit`` found allowed, in the same transaction; with
-        *read*, answer with read tokens if the writer may read the file."""
+    async def apply_commit(self, walk: Walk, commit: FileCommit) -> wire.FileStatus:
+        """Make the change ``check_commit`` found allowed, in the same transaction."""
         tx, path, blocks, layout = walk.tx, commit.path, commit.blocks, commit.layout
         now = time.time()
         size = sum(b.size for b in layout)
@@ -241,5 +238,4 @@ class Commits:
         await tx.blocks.attach(inode_id, [b.id for b in layout])
         await tx.blocks.release(named)
         await tx.inodes.set_sha256(inode_id, commit.sha256)
-        reader = commit.user if read else None
-        return await self.namespace.status_of_new(tx, inode_id, path, reader)
+        return await self.namespace.status_of_new(tx, inode_id, path)

@@ -264,6 +264,7 @@ class Namespace:
             raise AlreadyExists("/ already exists")
         async with self.tree.writing() as walk:
             parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
+            check(user, parent, X, paths.parent(path))  # before telling what is in it
             existing = await walk.tx.inodes.child(parent.id, paths.basename(path))
             no_file_named_as_directory(path, existing, directory)
             if existing is not None:
@@ -280,16 +281,11 @@ class Namespace:
             )
             return await self.status_of_new(walk.tx, made, path)
 
-    async def status_of_new(
-        self, tx: Tx, inode_id: int, path: str, reader: User | None = None
-    ) -> wire.FileStatus:
-        """The status of a file just written at *path*, without walking the path again; with
-        its blocks' read tokens if *reader* (its writer) may read it, so that the writer can
-        read back what it wrote without a lookup first."""
+    async def status_of_new(self, tx: Tx, inode_id: int, path: str) -> wire.FileStatus:
+        """The status of a file just written at *path*, without walking the path again."""
         node = await tx.inodes.get(inode_id)
         assert node is not None
-        tokens = reader is not None and allowed(reader, node.owner, node.group, node.mode, R)
-        return await self._status(tx, node, path, tokens=tokens)
+        return await self._status(tx, node, path)
 
     async def symlink(self, path: str, target: str, user: User | None = None) -> wire.FileStatus:
         """A symbolic link at *path* to *target*: any text, stored as given, never resolved or
@@ -302,6 +298,7 @@ class Namespace:
             raise AlreadyExists("/ already exists")
         async with self.tree.writing() as walk:
             parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
+            check(user, parent, X, paths.parent(path))  # before telling what is in it
             if await walk.tx.inodes.child(parent.id, paths.basename(path)) is not None:
                 raise AlreadyExists(f"{path} already exists")
             check(user, parent, W | X, paths.parent(path))

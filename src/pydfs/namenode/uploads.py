@@ -229,7 +229,7 @@ class Uploads:
             upload, granted, seen, allowed = await self._check_one(walk, item, user)
             await walk.tx.uploads.close(upload_id)
             await walk.tx.blocks.trash(_unused(granted, seen))
-            status = await self.commits.apply_commit(walk, allowed, read=req.read)
+            status = await self.commits.apply_commit(walk, allowed)
         if self.on_commit is not None:
             self.on_commit(req.blocks, upload.replication)
         return status
@@ -262,7 +262,7 @@ class Uploads:
                     continue
                 await tx.uploads.close(item.upload_id)
                 await tx.blocks.trash(_unused(granted, seen))
-                status = await self.commits.apply_commit(walk, allowed, read=item.commit.read)
+                status = await self.commits.apply_commit(walk, allowed)
                 results.append(wire.CommitResult(status=status))
                 done.append(item.commit)
                 replication.append(upload.replication)

@@ -407,7 +407,8 @@ class Transfer:
             # The same version, whose replicas are where they were: the guess is good. It is
             # given a moment to end, not the stall timeout of a node that hangs.
             if _same_content(status, kept) and _nodes_as_before(kept, status):
-                await asyncio.wait({guess}, timeout=GUESS_GRACE)
+                if not guess.done():
+                    await asyncio.wait({guess}, timeout=GUESS_GRACE)
                 if guess.done():
                     guessed = guess.result()
         finally:

@@ -17,6 +17,7 @@ import signal
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,8 +31,8 @@ from pydfs.wire import API, H_BLOCK_TOKEN
 from tests.conftest import block_files, block_path, node_id
 
 
-def requests(url: str, route: str, method: str) -> float:
-    """Requests to *route* the server at *url* has answered."""
+def requests(url: str, route: str, method: str, status: str | None = None) -> float:
+    """Requests to *route* the server at *url* has answered (with *status*, if given)."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     return sum(
@@ -41,12 +42,13 @@ def requests(url: str, route: str, method: str) -> float:
         if s.name == "pydfs_requests_total"
         and s.labels.get("route") == route
         and s.labels.get("method") == method
+        and status in (None, s.labels.get("status"))
     )
 
 
 def block_reads(cluster: LocalCluster) -> float:
-    """Block GETs the data nodes have answered."""
-    return sum(requests(node.url, ROUTE, "GET") for node in cluster.datanodes)
+    """Block GETs the data nodes have served."""
+    return sum(requests(node.url, ROUTE, "GET", "200") for node in cluster.datanodes)
 
 
 def corrupt_reports(cluster: LocalCluster) -> float:
@@ -58,7 +60,32 @@ async def read_with(fs: AsyncClient, status) -> bytes:  # type: ignore[no-untype
 
 
 def kept_of(fs: AsyncClient, path: str):  # type: ignore[no-untyped-def]
-    return fs.transfer._kept[path]
+    return fs.transfer._kept[path][1]
+
+
+async def guessed_while_stopped(cluster: LocalCluster, fs: AsyncClient, path: str) -> Any:
+    """Read *path* with the name node stopped until the guess from its kept status is done;
+    returns the read's task and what the guess found (None: it failed)."""
+    guesses: list[bytes | None] = []
+    guess = fs.transfer._read_kept
+
+    async def watched(*args):  # type: ignore[no-untyped-def]
+        guesses.append(await guess(*args))
+        return guesses[-1]
+
+    fs.transfer._read_kept = watched  # type: ignore[method-assign]
+    os.kill(cluster.namenode.pid, signal.SIGSTOP)
+    try:
+        read = asyncio.create_task(fs.read_bytes(path))
+        for _ in range(200):
+            if guesses:
+                break
+            await asyncio.sleep(0.05)
+        assert len(guesses) == 1, "no guess ended while the name node was stopped"
+    finally:
+        os.kill(cluster.namenode.pid, signal.SIGCONT)
+        fs.transfer._read_kept = guess  # type: ignore[method-assign]
+    return read, guesses[0]
 
 
 @pytest.mark.asyncio
@@ -151,7 +178,9 @@ async def test_a_kept_files_replica_missing_is_read_elsewhere_and_reported(
         by_id = {node_id(node): node for node in cluster.datanodes}
         block_path(by_id[block.nodes[0].id], block.id).unlink()  # the one a guess tries first
         before = await asyncio.to_thread(corrupt_reports, cluster)
-        assert await fs.read_bytes("/f") == data
+        read, guessed = await guessed_while_stopped(cluster, fs, "/f")
+        assert guessed == data  # from the other replica
+        assert await read == data
         assert await asyncio.to_thread(corrupt_reports, cluster) == before + 1
 
 
@@ -166,25 +195,9 @@ async def test_blocks_a_file_no_longer_names_are_not_reported_when_a_guess_misse
         await b.write_bytes("/f", new)
         gone = (kept.blocks or [])[0].id
         cluster.wait_until(lambda: gone not in block_files(cluster), 30, "old block deleted")
-        guesses: list[bytes | None] = []
-        guess = a.transfer._read_kept
-
-        async def watched(*args):  # type: ignore[no-untyped-def]
-            guesses.append(await guess(*args))
-            return guesses[-1]
-
-        a.transfer._read_kept = watched  # type: ignore[method-assign]
         before = await asyncio.to_thread(corrupt_reports, cluster)
-        os.kill(cluster.namenode.pid, signal.SIGSTOP)  # the guess ends before the answer
-        try:
-            read = asyncio.create_task(a.read_bytes("/f"))
-            for _ in range(200):
-                if guesses:
-                    break
-                await asyncio.sleep(0.05)
-            assert guesses == [None]  # both replicas said the block is not there
-        finally:
-            os.kill(cluster.namenode.pid, signal.SIGCONT)
+        read, guessed = await guessed_while_stopped(cluster, a, "/f")
+        assert guessed is None  # both replicas said the block is not there
         assert await read == new
         assert await asyncio.to_thread(corrupt_reports, cluster) == before
 
@@ -260,8 +273,9 @@ def http_get(url: str, token: str) -> int:
 
 
 @pytest.mark.asyncio
-async def test_a_write_token_reads_back_its_own_block_only(shared_cluster: LocalCluster) -> None:
-    async with shared_cluster.async_client() as fs:
+async def test_a_write_token_reads_back_its_own_block_only(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    async with cluster.async_client() as fs:
         await fs.write_bytes("/kept-own", b"mine" * 100)
         await fs.write_bytes("/kept-other", b"else" * 100)
         [own] = kept_of(fs, "/kept-own").blocks or []
@@ -270,4 +284,10 @@ async def test_a_write_token_reads_back_its_own_block_only(shared_cluster: Local
         node = own.nodes[0].url
         assert await asyncio.to_thread(http_get, f"{node}{API}/blocks/{own.id}", own.token) == 200
         refused = await asyncio.to_thread(http_get, f"{node}{API}/blocks/{other.id}", own.token)
+        assert refused == 401
+        # Nor on a node it does not name, though the block may be copied there later.
+        [elsewhere] = [
+            n.url for n in cluster.datanodes if node_id(n) not in {x.id for x in own.nodes}
+        ]
+        refused = await asyncio.to_thread(http_get, f"{elsewhere}{API}/blocks/{own.id}", own.token)
         assert refused == 401

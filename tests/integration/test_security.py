@@ -332,7 +332,11 @@ def test_data_nodes_refuse_reads_without_a_valid_token(
         "forged": tokens.block_token(b"x" * 64, info.id, "r", 600),
         "expired": tokens.block_token(secret, info.id, "r", -5),
         "another block": tokens.block_token(secret, other, "r", 600),
-        "write, not read": tokens.block_token(secret, info.id, "w", 600),
+        # A write token reads back its block only on the nodes it names (the writer's).
+        "write, for other nodes": tokens.block_token(
+            secret, info.id, "w", 600, [("dn-other", "http://127.0.0.1:9")]
+        ),
+        "copy, not read": tokens.block_token(secret, info.id, "c", 600, [(info.nodes[0].id, url)]),
         "garbage": "r.notanumber.zz",
     }
     for label, token in cases.items():

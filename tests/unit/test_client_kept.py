@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,9 +13,14 @@ from pydfs import wire
 from pydfs.client import transfer
 from pydfs.client.transfer import KEPT_SIZE, Transfer
 
+LIVE = [wire.NodeRef("dn-a", "http://127.0.0.1:1"), wire.NodeRef("dn-b", "http://127.0.0.1:2")]
+LATER = f"r.{int(time.time()) + 600}..mac"  # a token good for ten minutes
 
-def status(path: str, size: int = 10, token: str | None = "r.1.x.y", blocks: int = 1) -> Any:
-    infos = [wire.BlockInfo(f"b{i}{path}", size, 0, [], token) for i in range(blocks)]
+
+def status(
+    path: str, size: int = 10, token: str | None = LATER, blocks: int = 1, nodes: Any = LIVE
+) -> Any:
+    infos = [wire.BlockInfo(f"b{i}{path}", size, 0, nodes, token) for i in range(blocks)]
     return wire.FileStatus(path, path[1:], "file", size * blocks, 0.0, 0.0, "u", blocks=infos)
 
 
@@ -80,3 +88,61 @@ def test_a_written_file_is_kept_with_the_tokens_its_blocks_were_written_with() -
     t = Transfer(object())  # type: ignore[arg-type]
     t.keep(one)
     assert kept(t) == []
+
+
+def test_only_live_replicas_are_kept_and_a_file_with_none_is_not() -> None:
+    t = Transfer(object())  # type: ignore[arg-type]
+    dead = wire.NodeRef("dn-c", "http://127.0.0.1:3", live=False)
+    t.keep(status("/a", nodes=[LIVE[0], dead]))
+    t.keep(status("/b", nodes=[dead]))
+    assert kept(t) == ["/a"]
+    assert [n.id for b in t._kept["/a"][1].blocks or [] for n in b.nodes] == ["dn-a"]
+
+
+def test_tokens_that_expire_are_not_guessed_with() -> None:
+    assert not transfer._expired(status("/a"))
+    assert transfer._expired(status("/a", token=f"r.{int(time.time())}..mac"))
+    assert transfer._expired(status("/a", token="garbage"))
+
+
+class Answers:
+    """A client whose name node answers every stat with *now*."""
+
+    def __init__(self, now: wire.FileStatus) -> None:
+        self.now = now
+
+    async def info(self, path: str, *, read: bool = False) -> wire.FileStatus:
+        await asyncio.sleep(0)
+        return self.now
+
+
+async def collect(chunks: AsyncIterator[bytes]) -> bytes:
+    return b"".join([c async for c in chunks])
+
+
+@pytest.mark.asyncio
+async def test_a_guess_that_hangs_is_dropped_for_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = status("/f")
+    t = Transfer(Answers(now))  # type: ignore[arg-type]
+    t.keep(now)
+    guesses: list[str] = []
+
+    async def hangs(*args: Any) -> bytes:
+        guesses.append("started")
+        await asyncio.sleep(3600)  # a node that takes the connection and says nothing
+        return b""
+
+    async def from_answer(status: Any, offset: int = 0, length: Any = None) -> AsyncIterator[bytes]:
+        assert status is now
+        yield b"read from the answer"
+
+    monkeypatch.setattr(t, "_read_kept", hangs)
+    monkeypatch.setattr(t, "read", from_answer)
+    assert await asyncio.wait_for(collect(t.read_path("/f")), 10) == b"read from the answer"
+    assert guesses == ["started"]
+    # A status kept longer than KEPT_FOR sends its tokens nowhere: no guess at all.
+    monkeypatch.setattr(transfer, "KEPT_FOR", 0.0)
+    assert await collect(t.read_path("/f")) == b"read from the answer"
+    assert guesses == ["started"]

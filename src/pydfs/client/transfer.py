@@ -48,6 +48,7 @@ KEPT_STATUSES = 4096  # small files' statuses (with read tokens) a client keeps,
 KEPT_SIZE = SMALL_WRITE  # the largest file read from a kept status (its bytes wait, held whole)
 KEPT_BLOCKS = 4  # and the most blocks (a round trip saved is nothing to a read of many)
 GUESS_GRACE = 0.25  # seconds a read from a kept status may go on once the name node answered
+KEPT_FOR = 30.0  # seconds a status is read from without a new one: nodes move, tokens travel
 
 Progress = Callable[[int], None]
 """``progress(n)``: *n* more bytes moved. Called often, from the event loop: keep it cheap."""
@@ -87,7 +88,7 @@ class Transfer:
         self._shelves: dict[tuple[int | None, int | None], _LeaseShelf] = {}
         self.commits = Commits(lambda: client.rpc)
         """The commits of small files, sent to the name node together."""
-        self._kept: OrderedDict[str, wire.FileStatus] = OrderedDict()
+        self._kept: OrderedDict[str, tuple[float, wire.FileStatus]] = OrderedDict()
 
     async def close(self) -> None:
         """Hand the unused batch leases back, so that the name node need not wait for them to
@@ -355,18 +356,24 @@ class Transfer:
 
     def keep(self, status: wire.FileStatus) -> None:
         """Keep a small file's status, with a token for each block, for ``read_path`` (the
-        most recent ``KEPT_STATUSES``); any other status of its path drops the one kept."""
+        most recent ``KEPT_STATUSES``), with its live replicas only; any other status of its
+        path drops the one kept."""
         blocks = status.blocks
+        if blocks and any(not n.live for b in blocks for n in b.nodes):
+            blocks = [
+                msgspec.structs.replace(b, nodes=[n for n in b.nodes if n.live]) for b in blocks
+            ]
+            status = msgspec.structs.replace(status, blocks=blocks)
         if (
             status.type != "file"
             or not 0 < status.size <= KEPT_SIZE
             or not blocks
             or len(blocks) > KEPT_BLOCKS
-            or any(b.token is None for b in blocks)
+            or any(b.token is None or not b.nodes for b in blocks)
         ):
             self._kept.pop(status.path, None)
             return
-        self._kept[status.path] = status
+        self._kept[status.path] = (time.monotonic(), status)
         self._kept.move_to_end(status.path)
         if len(self._kept) > KEPT_STATUSES:
             self._kept.popitem(last=False)
@@ -388,9 +395,9 @@ class Transfer:
             key = paths.normalize(path)
         except InvalidPath:
             key = ""  # the name node says what is wrong with it
-        kept = self._kept.get(key)
-        if kept is not None and _expired(kept):
-            kept = None
+        kept_at, kept = self._kept.get(key, (0.0, None))
+        if kept is not None and (time.monotonic() - kept_at > KEPT_FOR or _expired(kept)):
+            kept = None  # the tokens it holds go to no address older than that
         if kept is None:
             async for data in self.read(await self.status(path), offset, length):
                 yield data

@@ -16,7 +16,7 @@ from pydfs import paths, wire
 from pydfs.errors import AlreadyExists, Conflict, InvalidArgument, IsADirectory
 from pydfs.namenode.auth import User
 from pydfs.namenode.namespace import Namespace, no_file_named_as_directory
-from pydfs.namenode.permissions import W, X, check
+from pydfs.namenode.permissions import W, check
 from pydfs.namenode.store import Inode, Tx
 from pydfs.namenode.store.interface import Block
 from pydfs.namenode.tree import Walk
@@ -83,12 +83,10 @@ async def _writable(
     """The parent directory of *path* and the file there now, if *user* may write it."""
     if path == paths.ROOT:
         raise IsADirectory("/ is a directory")
-    parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
-    check(user, parent, X, paths.parent(path))  # what is in it is reached through it
-    existing = await walk.tx.inodes.child(parent.id, paths.basename(path))
+    parent, existing = await walk.entry(path, user)
     no_file_named_as_directory(path, existing, directory)
     if existing is None:
-        check(user, parent, W | X, paths.parent(path))
+        check(user, parent, W, paths.parent(path))
     elif existing.is_dir:
         raise IsADirectory(f"{path} is a directory")
     elif existing.target is not None:  # never followed: write to where it points instead

@@ -263,13 +263,11 @@ class Namespace:
         if path == paths.ROOT:
             raise AlreadyExists("/ already exists")
         async with self.tree.writing() as walk:
-            parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
-            check(user, parent, X, paths.parent(path))  # before telling what is in it
-            existing = await walk.tx.inodes.child(parent.id, paths.basename(path))
+            parent, existing = await walk.entry(path, user)
             no_file_named_as_directory(path, existing, directory)
             if existing is not None:
                 raise AlreadyExists(f"{path} already exists")
-            check(user, parent, W | X, paths.parent(path))
+            check(user, parent, W, paths.parent(path))
             made = await self.insert(
                 walk.tx,
                 parent,
@@ -297,11 +295,10 @@ class Namespace:
         if path == paths.ROOT:
             raise AlreadyExists("/ already exists")
         async with self.tree.writing() as walk:
-            parent = await walk.resolve_dir(paths.parent(path), user, in_it=True)
-            check(user, parent, X, paths.parent(path))  # before telling what is in it
-            if await walk.tx.inodes.child(parent.id, paths.basename(path)) is not None:
+            parent, existing = await walk.entry(path, user)
+            if existing is not None:
                 raise AlreadyExists(f"{path} already exists")
-            check(user, parent, W | X, paths.parent(path))
+            check(user, parent, W, paths.parent(path))
             made = await self.insert(
                 walk.tx, parent, paths.basename(path), "l", user, mode=0o777, target=target
             )

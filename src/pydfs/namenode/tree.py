@@ -101,6 +101,14 @@ class Walk:
             raise NotADirectory(f"{path} is not a directory")
         return node
 
+    async def entry(self, path: str, user: User | None = None) -> tuple[Inode, Inode | None]:
+        """The directory *path* is in, and what *path* names there (None: nothing), for a
+        caller that makes or replaces that entry. Reaching it takes x on that directory too, as
+        a lookup of *path* does, before anything in it is told."""
+        parent = await self.resolve_dir(paths.parent(path), user, in_it=True)
+        check(user, parent, X, paths.parent(path))
+        return parent, await self.tx.inodes.child(parent.id, paths.basename(path))
+
     async def reach(
         self, node: Inode, user: User | None, *, want: int = R | X, owned: bool = False
     ) -> list[Inode]:

@@ -4,25 +4,16 @@ the name node does not take every heartbeat for a restart asking for a full bloc
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Callable
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from pydfs.cluster import LocalCluster
+from tests.integration.test_metrics import scrape, value
 
 ROUTE = "/v1/datanodes/report"
 
 
 def reports(url: str) -> float:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == "pydfs_requests_total" and s.labels.get("route") == ROUTE
-    )
+    return value(scrape(url), "pydfs_requests_total", route=ROUTE)
 
 
 def test_a_name_node_named_twice_gets_one_block_report(

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pydfs.client import AsyncClient
 from pydfs.client.transfer import KEPT_SIZE
@@ -29,30 +28,20 @@ from pydfs.datanode.blocks import ROUTE
 from pydfs.errors import PermissionDenied
 from pydfs.wire import API, H_BLOCK_TOKEN
 from tests.conftest import block_files, block_path, node_id
-
-
-def requests(url: str, route: str, method: str, status: str | None = None) -> float:
-    """Requests to *route* the server at *url* has answered (with *status*, if given)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == "pydfs_requests_total"
-        and s.labels.get("route") == route
-        and s.labels.get("method") == method
-        and status in (None, s.labels.get("status"))
-    )
+from tests.integration.test_metrics import scrape, value
 
 
 def block_reads(cluster: LocalCluster) -> float:
     """Block GETs the data nodes have served."""
-    return sum(requests(node.url, ROUTE, "GET", "200") for node in cluster.datanodes)
+    return sum(
+        value(scrape(node.url), "pydfs_requests_total", route=ROUTE, method="GET", status="200")
+        for node in cluster.datanodes
+    )
 
 
 def corrupt_reports(cluster: LocalCluster) -> float:
-    return requests(cluster.url, f"{API}/blocks/corrupt", "POST")
+    route = f"{API}/blocks/corrupt"
+    return value(scrape(cluster.url), "pydfs_requests_total", route=route, method="POST")
 
 
 async def read_with(fs: AsyncClient, status) -> bytes:  # type: ignore[no-untyped-def]

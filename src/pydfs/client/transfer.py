@@ -550,7 +550,7 @@ def _with_tokens(status: wire.FileStatus, written: dict[str, str]) -> wire.FileS
 
 
 def _expired(status: wire.FileStatus) -> bool:
-    """Has a read token of *status* expired (or will before a read of it gets there)?"""
+    """Has a token of *status* expired (or will before a read of it gets there)?"""
     soon = time.time() + 1.0
     return any(tokens.block_token_expiry(b.token or "") < soon for b in status.blocks or [])
 

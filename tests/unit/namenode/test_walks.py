@@ -1,5 +1,6 @@
 """Recursive operations by a plain user: they go only where the user may list, and a refusal
-names nothing below a directory the user could not list. Also: a trailing '/' makes no file."""
+names nothing below a directory the user could not list. Also: a trailing '/' makes no file,
+and no name is made in a directory its maker may not search."""
 
 import pytest
 
@@ -108,3 +109,17 @@ def test_a_trailing_slash_makes_no_file(ns):
     with pytest.raises(IsADirectory):
         ns.check_writable("/d", ADMIN, overwrite=True, directory=True)
     assert ns.lookup("/d/name") is None and ns.lookup("/nodir") is None
+
+
+def test_no_name_is_made_in_a_directory_its_maker_may_write_but_not_search(ns):
+    ns.chmod("/", 0o777, ADMIN)
+    ns.mkdir("/drop", ADMIN, mode=0o702)  # others: w, no x
+    for make in (
+        lambda: ns.create_file("/drop/t", BOB),
+        lambda: ns.symlink("/drop/l", "x", BOB),
+        lambda: put(ns, "/drop/c", BOB),
+        lambda: ns.check_writable("/drop/c", BOB, overwrite=False),
+    ):
+        with pytest.raises(PermissionDenied):
+            make()
+    assert [e.name for e in ns.listdir("/drop", ADMIN).entries] == []

@@ -27,12 +27,12 @@ def choose(
     rng: random.Random | None = None,
 ) -> list[str]:
     """Up to *count* distinct node ids for a block of at most *block_size* bytes."""
-    rng = rng or random.Random()
+    draw = random.uniform if rng is None else rng.uniform  # random.Random() costs 15 µs
     pool = [c for c in candidates if c.id not in exclude and c.free >= block_size]
     chosen: list[str] = []
     while pool and len(chosen) < count:
         total = sum(c.free for c in pool)
-        pick = rng.uniform(0, total)
+        pick = draw(0, total)
         for i, c in enumerate(pool):
             pick -= c.free
             if pick <= 0 or i == len(pool) - 1:

@@ -148,7 +148,8 @@ class BlockStore:
         self.reserved = 0  # bytes promised to writes in progress
         self.writing = 0  # writers that may have renamed a block they have not yet synced
         self.receiving: set[str] = set()  # blocks with a writer open
-        self._deleted: dict[str, float] = {}  # block → when this node deleted it (tombstones)
+        # block → when this node deleted it (tombstones), the oldest first
+        self._deleted: collections.OrderedDict[str, float] = collections.OrderedDict()
         # Held by a delete from its check to its unlink, and by a copy's rename into place, so
         # that a copy the name node orders after a delete order is never deleted by it.
         self.renaming = threading.Lock()
@@ -323,10 +324,15 @@ class BlockStore:
         self._deleted.pop(block_id, None)
 
     def _bury(self, block_ids: Iterable[str]) -> None:
+        """Tombstone *block_ids*, and forget the tombstones that expired, from the oldest: each
+        delete order costs what it buries, however many a node deleted within the hour."""
         now = time.monotonic()
-        if len(self._deleted) > 100_000:  # forget the expired ones
-            self._deleted = {b: t for b, t in self._deleted.items() if now - t < TOMBSTONE_SECONDS}
-        self._deleted.update((b, now) for b in block_ids)
+        deleted = self._deleted
+        while deleted and now - next(iter(deleted.values())) >= TOMBSTONE_SECONDS:
+            deleted.popitem(last=False)
+        for block_id in block_ids:
+            deleted[block_id] = now
+            deleted.move_to_end(block_id)
 
     async def delete_many(self, block_ids: Iterable[str]) -> int:
         """Delete blocks from a worker thread: unlinking a 64 MiB block takes ~13 ms here (its

@@ -11,7 +11,7 @@ import pytest
 from pydfs import checksum
 from pydfs.checksum import FOOTER_SIZE, BlockChecksums
 from pydfs.datanode import blockstore
-from pydfs.datanode.blockstore import BlockStore, Spares, check_block_id
+from pydfs.datanode.blockstore import TOMBSTONE_SECONDS, BlockStore, Spares, check_block_id
 from pydfs.datanode.scanner import Scanner
 from pydfs.errors import ChecksumMismatch, InvalidArgument, NoSpace, NotFound, ProtocolError
 
@@ -596,3 +596,23 @@ def test_a_copy_that_lands_after_a_delete_order_is_not_deleted_by_it(tmp_path):
     assert store._unlink(BLOCK) is None  # the thread gets to it now: the copy stays
     assert list(store.list()) == [BLOCK]
     assert store.checksums(BLOCK).crc == checksum.crc(b"new")
+
+
+def test_tombstones_are_forgotten_once_expired(tmp_path, monkeypatch):
+    """A node that deleted many blocks does not keep their tombstones past the hour (nor
+    rebuild them all at each order), and a block deleted again is remembered from then."""
+    store = BlockStore(tmp_path, CHUNK)
+    now = [1000.0]
+    monkeypatch.setattr(blockstore.time, "monotonic", lambda: now[0])
+    store._bury([f"{i:032x}" for i in range(1000)])
+    now[0] += TOMBSTONE_SECONDS / 2
+    store._bury([f"{0:032x}", f"{1000:032x}"])  # the first again, and a new one
+    now[0] += TOMBSTONE_SECONDS / 2
+    store._bury([f"{1001:032x}"])
+    assert sorted(store._deleted) == [f"{i:032x}" for i in (0, 1000, 1001)]
+    with pytest.raises(InvalidArgument):
+        store.writer(f"{0:032x}", None)
+    now[0] += TOMBSTONE_SECONDS
+    store._bury([])
+    assert not store._deleted
+    store.writer(f"{0:032x}", None).abort()

@@ -148,8 +148,10 @@ class BlockStore:
         self.reserved = 0  # bytes promised to writes in progress
         self.writing = 0  # writers that may have renamed a block they have not yet synced
         self.receiving: set[str] = set()  # blocks with a writer open
-        # block → when this node deleted it (tombstones), the oldest first
+        # block → when this node deleted it (tombstones), the oldest first; changed under
+        # _burying, as a write made durable in a thread unburies (after ``renaming``, if both)
         self._deleted: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._burying = threading.Lock()
         # Held by a delete from its check to its unlink, and by a copy's rename into place, so
         # that a copy the name node orders after a delete order is never deleted by it.
         self.renaming = threading.Lock()
@@ -321,18 +323,21 @@ class BlockStore:
     def _unbury(self, block_id: str) -> None:
         """The block was written anew (by a copy the name node ordered, or after its tombstone
         expired): no older delete order applies to it."""
-        self._deleted.pop(block_id, None)
+        with self._burying:
+            self._deleted.pop(block_id, None)
 
     def _bury(self, block_ids: Iterable[str]) -> None:
         """Tombstone *block_ids*, and forget the tombstones that expired, from the oldest: each
         delete order costs what it buries, however many a node deleted within the hour."""
+        block_ids = list(block_ids)
         now = time.monotonic()
         deleted = self._deleted
-        while deleted and now - next(iter(deleted.values())) >= TOMBSTONE_SECONDS:
-            deleted.popitem(last=False)
-        for block_id in block_ids:
-            deleted[block_id] = now
-            deleted.move_to_end(block_id)
+        with self._burying:
+            while deleted and now - next(iter(deleted.values())) >= TOMBSTONE_SECONDS:
+                deleted.popitem(last=False)
+            for block_id in block_ids:
+                deleted[block_id] = now
+                deleted.move_to_end(block_id)
 
     async def delete_many(self, block_ids: Iterable[str]) -> int:
         """Delete blocks from a worker thread: unlinking a 64 MiB block takes ~13 ms here (its

@@ -2,6 +2,7 @@ import asyncio
 import os
 import stat
 import struct
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -616,3 +617,37 @@ def test_tombstones_are_forgotten_once_expired(tmp_path, monkeypatch):
     store._bury([])
     assert not store._deleted
     store.writer(f"{0:032x}", None).abort()
+
+
+def test_tombstones_expire_while_copies_unbury_theirs_in_threads(tmp_path, monkeypatch):
+    """A copy made durable in a worker thread unburies its block while a delete order expires
+    tombstones on the event loop: neither loses a tombstone still due, nor fails."""
+    store = BlockStore(tmp_path, CHUNK)
+    now = [TOMBSTONE_SECONDS * 2]
+    monkeypatch.setattr(blockstore.time, "monotonic", lambda: now[0])
+    expired = [f"{i:032x}" for i in range(2000)]
+    due = [f"{i:032x}" for i in range(2000, 2100)]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can
+    try:
+        for _ in range(100):
+            store._deleted.clear()
+            store._deleted.update((b, 0.0) for b in expired)
+            store._deleted.update((b, now[0]) for b in due)
+            go = threading.Event()
+
+            def copy(go: threading.Event = go) -> None:  # copies made durable meanwhile
+                go.wait()
+                for block_id in expired:
+                    store._unbury(block_id)
+
+            copies = threading.Thread(target=copy)
+            copies.start()
+            try:
+                go.set()
+                store._bury([])
+            finally:
+                copies.join()
+            assert list(store._deleted) == due
+    finally:
+        sys.setswitchinterval(switching)

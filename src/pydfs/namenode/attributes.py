@@ -56,7 +56,6 @@ class Attributes:
         if not 0 <= mode <= MODE_BITS:
             raise InvalidArgument(f"mode {mode:o} out of range (0 to 1777 octal)")
         async with self.tree.writing() as walk:
-            await walk.reshape()
             ids = await self._select_owned(walk, path, user, recursive=recursive, what="chmod")
             return await walk.tx.inodes.set_mode(ids, mode)
 
@@ -76,7 +75,6 @@ class Attributes:
             if group is not None and not user.in_group(group):
                 raise PermissionDenied(f"you are not a member of group {group!r}")
         async with self.tree.writing() as walk:
-            await walk.reshape()
             ids = await self._select_owned(walk, path, user, recursive=recursive, what="chown")
             return await walk.tx.inodes.set_owner(ids, owner, group)
 
@@ -86,7 +84,8 @@ class Attributes:
         """*path* (and, with *recursive*, all below it), refusing unless *user* owns every one
         of them or is an admin. The walk enters the directories *user* owns even without r+x
         on them (it could give itself those bits), and no other directory it may not list (see
-        ``_walk``)."""
+        ``_walk``). A directory among them reshapes the tree (a walk reads its mode and owner);
+        files alone do not."""
         node = await walk.resolve(path, user)
         nodes = await walk.reach(node, user, owned=True) if recursive else [node]
         if user is not None and not user.admin:
@@ -94,4 +93,6 @@ class Attributes:
             if foreign:
                 where = await walk.path_of(foreign[0].id)
                 raise PermissionDenied(f"{where}: only the owner or an admin may {what}")
+        if any(n.is_dir for n in nodes):
+            await walk.reshape()
         return [n.id for n in nodes]

@@ -487,9 +487,10 @@ class Namespace:
         if src == paths.ROOT:
             raise InvalidArgument("the root directory cannot be moved")
         async with self.tree.writing() as walk:
-            await walk.reshape()
             tx = walk.tx
             source = await walk.resolve(src, user)
+            if source.is_dir:  # what walks meet changes; a file moved is not met on the way
+                await walk.reshape()
             if into:
                 target, existing = await self._target(walk, src, dst, user)
             else:

@@ -3,10 +3,11 @@
 A deep path costs one query, not one per component: directories met on the way down are
 remembered by (parent id, name). A walk reads only their id, type, owner, group and mode, so a
 write that changes none of these for a directory (new entries, sizes, times, replication,
-blocks, deleted files) keeps the cache; any other (a rename, a deleted directory, a new mode or
-owner) *reshapes* the tree. A reshaping write empties this cache at once and bumps the store's
-generation as it commits, and every walk first compares the generation with the one its cache
-was filled at: a tree reshaped through another name node sharing the store empties it too.
+blocks, files deleted, moved or given a new mode or owner) keeps the cache; any other (a
+directory moved or deleted, or given a new mode or owner) *reshapes* the tree. A reshaping
+write empties this cache at once and bumps the store's generation as it commits, and every
+walk first compares the generation with the one its cache was filled at: a tree reshaped
+through another name node sharing the store empties it too.
 Rows are remembered only under the generation they were read under: a write remembers what it
 walked once it is durable, and others may reshape the tree meanwhile; a read remembers what it
 read at once (a store whose reads may see changes not yet committed bumps the generation if

@@ -167,3 +167,47 @@ def test_a_write_remembers_its_walk_only_if_no_reshape_came_between(open_store: 
     loop.run_until_complete(crowd())
     with pytest.raises(PermissionDenied):
         ns.create_file("/a/b/f2", alice)
+
+
+def test_only_changes_to_directories_empty_the_cache(open_store: Any, loop: Any) -> None:
+    """A walk meets directories only: a file moved, or given a mode or an owner, changes
+    nothing it meets, and keeps the cache (on every name node: the generation stays); the same
+    of a directory empties it."""
+    store = open_store()
+    ns = open_parts(store, loop)
+    tree = unwrap(ns).namespace.tree
+    ns.mkdir("/a/b/c", parents=True)
+    ns.mkdir("/d")
+    ns.create_file("/a/b/c/f")
+
+    def generation() -> int:
+        async def read() -> int:
+            async with store.read() as tx:
+                return int(await tx.generation())
+
+        return loop.run_until_complete(read())
+
+    before = generation()
+    for change in (
+        lambda: ns.move("/a/b/c/f", "/a/b/c/g"),
+        lambda: ns.move("/a/b/c/g", "/d"),
+        lambda: ns.chmod("/d/g", 0o600),
+        lambda: ns.chown("/d/g", "alice", None),
+    ):
+        ns.stat("/a/b/c/")  # walked: /a, /a/b and /a/b/c are cached
+        change()
+        assert len(tree._dirs) >= 3, change
+    assert generation() == before
+    for change in (
+        lambda: ns.chmod("/d", 0o755),
+        lambda: ns.chown("/a/b", "alice", None),
+        lambda: ns.move("/a/b/c", "/d"),
+        lambda: ns.chmod("/a", 0o755, recursive=True),
+    ):
+        ns.stat("/a/b/")
+        assert tree._dirs
+        change()
+        assert not tree._dirs, change
+        now = generation()
+        assert now > before, change
+        before = now

@@ -121,6 +121,54 @@ def test_the_cache_never_changes_an_answer(tmp_path: Path, seed: int, loop: Any)
             store.close()
 
 
+def changes_of_names(
+    rng: random.Random, serial: list[int]
+) -> tuple[str, list[Any], dict[str, Any]]:
+    """``random_call``, with more of what may or may not reshape the tree: moves (into a
+    directory or onto a name), modes and owners, and new files to move."""
+    user = rng.choice(USERS)
+
+    def path() -> str:
+        return "/" + "/".join(rng.choice(NAMES) for _ in range(rng.randint(1, 4)))
+
+    k = rng.random()
+    if k < 0.15:
+        kwargs = {"overwrite": rng.random() < 0.6, "into": rng.random() < 0.7}
+        return "move", [path(), path(), user], kwargs
+    if k < 0.25:
+        return "chmod", [path(), rng.choice(MODES), user], {"recursive": rng.random() < 0.4}
+    if k < 0.30:
+        owner, group = rng.choice([None, "alice", "bob"]), rng.choice([None, "staff"])
+        return "chown", [path(), owner, group, user], {"recursive": rng.random() < 0.4}
+    if k < 0.40:
+        return "create_file", [path(), rng.choice(USERS[:3])], {}
+    return random_call(rng, serial)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_two_name_nodes_caching_answer_as_one_without(tmp_path: Path, seed: int, loop: Any):
+    """Each call through either of two name nodes sharing a store, both caching, answers as a
+    namespace without a cache does: what one changes, the other never walks from its cache."""
+    shared, alone = Store(tmp_path / "shared.sqlite3"), Store(tmp_path / "uncached.sqlite3")
+    nodes = [open_parts(shared, loop), open_parts(shared, loop)]
+    uncached = open_parts(alone, loop)
+    unwrap(uncached).namespace.tree.cached = lambda generation: {}
+    rng, serial = random.Random(seed), [0]
+    try:
+        for step in range(400):
+            name, args, kwargs = changes_of_names(rng, serial)
+            answers = []
+            for ns in (rng.choice(nodes), uncached):
+                try:
+                    answers.append(("ok", comparable(getattr(ns, name)(*args, **kwargs))))
+                except PydfsError as exc:
+                    answers.append((type(exc).__name__, str(exc)))
+            assert answers[0] == answers[1], f"step {step}: {name}{tuple(args)} {kwargs}"
+    finally:
+        shared.close()
+        alone.close()
+
+
 def test_a_tree_reshaped_through_another_name_node_is_never_walked_from_a_cache(
     open_store: Any, loop: Any
 ) -> None:

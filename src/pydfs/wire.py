@@ -334,6 +334,66 @@ class StoredBlock(Struct):
     nodes: list[str]
 
 
+# Many small blocks to one data node in one request (``POST /blocks``), each as it would go
+# alone: a ``BlockBatch`` (JSON) whose length leads the body as a ``BATCH_HEAD``, then each
+# block's frames (at most ``WHOLE_BLOCK`` bytes), in order. The node makes the lot durable with
+# one flush of its disk and answers each block on its own (``BlockBatchReply``).
+BATCH_HEAD = struct.Struct("<I")
+MAX_BLOCK_BATCH = 64  # blocks one /blocks batch carries, at most
+BATCHED_HEAD = 4096  # bytes of the head one block may take (its id, token and length in JSON)
+MAX_BATCH_BODY = BATCH_HEAD.size + MAX_BLOCK_BATCH * (WHOLE_BLOCK + BATCHED_HEAD)
+
+
+class BatchedBlock(Struct):
+    block_id: str
+    token: str  # its write token, as a PUT of the block alone carries it
+    length: int  # bytes of its frames in the body
+
+
+class BlockBatch(Struct):
+    blocks: list[BatchedBlock]
+
+
+class BatchedResult(Struct):
+    """One block's outcome: stored on this node, or why not (nothing of it kept)."""
+
+    stored: StoredBlock | None = None
+    error: ErrorBody | None = None
+
+
+class BlockBatchReply(Struct):
+    results: list[BatchedResult]  # one per block, in the request's order
+
+
+def pack_blocks(blocks: list[tuple[str, str, bytes]]) -> bytes:
+    """The body of a ``POST /blocks`` of (block id, token, framed block) triples."""
+    head = encode(BlockBatch([BatchedBlock(i, t, len(framed)) for i, t, framed in blocks]))
+    return b"".join([BATCH_HEAD.pack(len(head)), head, *(framed for _, _, framed in blocks)])
+
+
+def unpack_blocks(body: bytes) -> list[tuple[BatchedBlock, bytes]]:
+    """Each block of a ``POST /blocks`` body with its frames; a body that does not add up is a
+    ``ProtocolError``."""
+    if len(body) < BATCH_HEAD.size:
+        raise ProtocolError("block batch shorter than its head")
+    (size,) = BATCH_HEAD.unpack_from(body)
+    start = BATCH_HEAD.size + size
+    if start > len(body):
+        raise ProtocolError("block batch shorter than its head")
+    batch = decode(body[BATCH_HEAD.size : start], BlockBatch)
+    if not 1 <= len(batch.blocks) <= MAX_BLOCK_BATCH:
+        raise ProtocolError(f"a block batch carries 1 to {MAX_BLOCK_BATCH} blocks")
+    view, out = memoryview(body), []
+    for block in batch.blocks:
+        if not 0 <= block.length <= WHOLE_BLOCK:
+            raise ProtocolError("a batched block is larger than one chunk with its frames")
+        out.append((block, bytes(view[start : start + block.length])))
+        start += block.length
+    if start != len(body):
+        raise ProtocolError("block batch body does not match the lengths its head gives")
+    return out
+
+
 class KeptBlock(Struct):
     """A block of the file's current version that its new version keeps, at *index*: the
     commit's blocks fill the other places, in order."""

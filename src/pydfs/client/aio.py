@@ -387,29 +387,41 @@ class AsyncClient:
         concurrency: int = WRITE_MANY_CONCURRENCY,
     ) -> dict[str, wire.FileStatus | PydfsError]:
         """Write many files, *concurrency* at a time, each as ``write_bytes`` would: small
-        ones take their leases from batches and their commits go to the name node together
-        (``client.commits``), so that the lot costs a few requests and fsyncs of the name node
-        rather than one of each per file. Every file is on its own: the answer maps each path
-        to its status, or to the error that refused it (nothing of that file stored); only a
-        failure of the whole (cancellation, a bug) raises."""
-        limit = asyncio.Semaphore(max(1, concurrency))
+        ones take their leases from batches, their blocks go to each data node together
+        (``client.puts``) and their commits to the name node (``client.commits``), so that
+        the lot costs a few requests and fsyncs rather than some of each per file. Every file
+        is on its own: the answer maps each path to its status, or to the error that refused
+        it (nothing of that file stored); only a failure of the whole (cancellation, a bug)
+        raises."""
 
         async def one(path: str, data: bytes) -> wire.FileStatus | PydfsError:
-            async with limit:
-                try:
-                    return await self.write_bytes(
-                        path,
-                        data,
-                        overwrite=overwrite,
-                        replication=replication,
-                        block_size=block_size,
-                    )
-                except PydfsError as exc:
-                    return exc
+            try:
+                return await self.write_bytes(
+                    path, data, overwrite=overwrite, replication=replication, block_size=block_size
+                )
+            except PydfsError as exc:
+                return exc
 
+        # Small files go in waves: those that start together take their leases, send their
+        # blocks and commit together, a few requests for the lot (``client.puts``, ``commits``).
+        # Larger ones, whose writes take longer than a wave should wait, go as they can.
+        width = max(1, concurrency)
+        small = [(p, d) for p, d in files.items() if len(d) <= wire.CHUNK_SIZE]
+        large = [(p, d) for p, d in files.items() if len(d) > wire.CHUNK_SIZE]
+        limit = asyncio.Semaphore(width)
+
+        async def bounded(path: str, data: bytes) -> wire.FileStatus | PydfsError:
+            async with limit:
+                return await one(path, data)
+
+        tasks: dict[str, asyncio.Task[wire.FileStatus | PydfsError]] = {}
         async with asyncio.TaskGroup() as group:
-            tasks = {path: group.create_task(one(path, data)) for path, data in files.items()}
-        return {path: task.result() for path, task in tasks.items()}
+            tasks |= {path: group.create_task(bounded(path, data)) for path, data in large}
+        for start in range(0, len(small), width):
+            async with asyncio.TaskGroup() as group:
+                wave = small[start : start + width]
+                tasks |= {path: group.create_task(one(path, data)) for path, data in wave}
+        return {path: tasks[path].result() for path in files}
 
     async def upload(
         self, local: str | os.PathLike[str], path: str, **kwargs: Any

@@ -31,6 +31,8 @@ from pydfs.errors import (
 if TYPE_CHECKING:
     import aiohttp
 
+    from pydfs.client.puts import Puts
+
 log = logging.getLogger("pydfs.client")
 
 STALL_TIMEOUT = 60.0  # seconds a data node may take no bytes, or send none, before we move on
@@ -118,7 +120,7 @@ async def put_block(
     grant: wire.BlockGrant,
     source: BlockSource,
     stall_timeout: float = STALL_TIMEOUT,
-    links: rpc.Links | None = None,
+    links: rpc.Links | Puts | None = None,
 ) -> wire.StoredBlock:
     """Send one block to its nodes (``fans_out``: to all at once, else down their pipeline);
     the answer lists the nodes that made it durable.
@@ -165,19 +167,20 @@ async def put_block(
     return _acknowledged(head, source, stored)
 
 
-def fans_out(source: BlockSource, links: rpc.Links | None) -> bool:
+def fans_out(source: BlockSource, links: rpc.Links | Puts | None) -> bool:
     """Does the block go to all its nodes at once (``_fan_out``), not down a pipeline?"""
     return links is not None and source.one_chunk
 
 
 async def _fan_out(
-    links: rpc.Links, grant: wire.BlockGrant, source: BlockSource
+    links: rpc.Links | Puts, grant: wire.BlockGrant, source: BlockSource
 ) -> wire.StoredBlock:
     """A block of one body goes to every target at once, as Swift's proxy sends an object:
     a pipeline would add a hop each way, and both nodes' fsyncs overlap (often into one journal
-    commit). It counts as stored on the nodes that made it durable and acknowledged the bytes
-    sent, as a pipeline drops a node that fails; if none did, the attempt fails with the first
-    node's error (and ``write_blocks`` avoids all of them)."""
+    commit); ``client.puts`` sends those going to one node meanwhile together. It counts as
+    stored on the nodes that made it durable and acknowledged the bytes sent, as a pipeline
+    drops a node that fails; if none did, the attempt fails with the first node's error (and
+    ``write_blocks`` avoids all of them)."""
     import asyncio
 
     headers = {wire.H_BLOCK_TOKEN: grant.token}
@@ -219,7 +222,7 @@ async def write_blocks(
     allocate: Callable[[list[str]], Awaitable[wire.BlockGrant]],
     rewind: Callable[[int], Awaitable[bool]],
     stall_timeout: float = STALL_TIMEOUT,
-    links: rpc.Links | None = None,
+    links: rpc.Links | Puts | None = None,
     tokens: dict[str, str] | None = None,
 ) -> list[wire.StoredBlock]:
     """Write the whole source as blocks; returns what to commit, and puts the write token each

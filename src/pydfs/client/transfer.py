@@ -24,6 +24,7 @@ import msgspec
 from pydfs import paths, tokens, wire
 from pydfs.client import blocks
 from pydfs.client.commits import Commits
+from pydfs.client.puts import Puts
 from pydfs.errors import (
     AnswerLost,
     Conflict,
@@ -88,6 +89,8 @@ class Transfer:
         self._shelves: dict[tuple[int | None, int | None], _LeaseShelf] = {}
         self.commits = Commits(lambda: client.rpc)
         """The commits of small files, sent to the name node together."""
+        self.puts = Puts(lambda: client.links)
+        """The writes of small blocks, sent to each data node together."""
         self._kept: OrderedDict[str, tuple[float, wire.FileStatus]] = OrderedDict()
 
     async def close(self) -> None:
@@ -242,7 +245,7 @@ class Transfer:
                 allocate,
                 rewind,
                 client.stall_timeout,
-                client.links,
+                self.puts,
                 written,
             )
             checksum = None if sha256 is None else sha256()

@@ -26,7 +26,7 @@ import aiohttp
 from pydfs import checksum, rpc, tokens, wire
 from pydfs.calls import Answer, FileRange, Request
 from pydfs.datanode import census
-from pydfs.datanode.blockstore import check_block_id
+from pydfs.datanode.blockstore import BlockWriter, check_block_id
 from pydfs.errors import (
     ChecksumMismatch,
     InvalidArgument,
@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pydfs.datanode")
 
 ROUTE = f"{wire.API}/blocks/{{id}}"
-ENDPOINTS = [("PUT", ROUTE, "put"), ("GET", ROUTE, "get")]  # method, route, endpoint
+BATCH_ROUTE = f"{wire.API}/blocks"
+# method, route, endpoint
+ENDPOINTS = [("PUT", ROUTE, "put"), ("GET", ROUTE, "get"), ("POST", BATCH_ROUTE, "put_many")]
 READ_AT_ONCE = 2 * wire.SMALL_READ  # the chunks covering a small range: one pread, no sendfile
 _QUEUE_DEPTH = 32  # frames buffered towards the next node of a pipeline (2 MiB at 64 KiB)
 _TOKEN = wire.H_BLOCK_TOKEN.lower()
@@ -126,6 +128,50 @@ class Blocks:
                     nodes += stored.nodes
         return wire.StoredBlock(block_id, writer.size, block_crc, nodes)
 
+    async def put_many(self, body: bytes) -> wire.BlockBatchReply:
+        """Store the blocks of a batch (``wire.pack_blocks``), each as a client's PUT of it
+        alone would (its own write token, its frames checked), and make them durable together
+        (``BlockStore.commit_many``). A block refused (its token, a bad frame, held already)
+        or that could not be made durable is answered so on its own, and the others go on."""
+        dn = self.dn
+        writers: list[tuple[int, BlockWriter, int]] = []  # (place, writer, block CRC)
+        results: list[wire.BatchedResult] = []
+        try:
+            for place, (item, framed) in enumerate(wire.unpack_blocks(body)):
+                writer = None
+                try:
+                    self.admit(item.block_id, item.token, "w")
+                    writer = dn.store.writer(item.block_id, len(framed))
+                    crc = await _receive(wire.body_reader(framed), writer.write_chunk, None)
+                    writer.seal(crc)
+                except PydfsError as exc:
+                    if isinstance(exc, ChecksumMismatch):
+                        self.traffic.arrival_failures += 1
+                    if writer is not None:
+                        writer.abort()
+                    results.append(wire.BatchedResult(error=wire.ErrorBody(exc.code, exc.message)))
+                    continue
+                writers.append((place, writer, crc))
+                results.append(wire.BatchedResult())
+            failed = await dn.store.commit_many([writer for _, writer, _ in writers])
+        except BaseException:
+            for _, writer, _ in writers:
+                writer.abort()
+            raise
+        for place, writer, crc in writers:
+            if writer in failed:
+                writer.abort()
+                log.error("block %s not made durable: %s", writer.block_id, failed[writer])
+                lost = Unavailable(f"data node {dn.store.node_id} could not store the block")
+                results[place] = wire.BatchedResult(error=wire.ErrorBody(lost.code, lost.message))
+                continue
+            self.traffic.blocks_received += 1
+            self.traffic.bytes_written += writer.size
+            dn.heartbeats.received(wire.Received(writer.block_id, writer.size, crc, "w"))
+            stored = wire.StoredBlock(writer.block_id, writer.size, crc, [dn.store.node_id])
+            results[place] = wire.BatchedResult(stored=stored)
+        return wire.BlockBatchReply(results)
+
     def open_range(
         self, block_id: str, offset: str | None, length: str | None
     ) -> tuple[BinaryIO, int, int, dict[str, str]]:
@@ -180,19 +226,28 @@ class Pipeline:
         self.blocks = blocks
 
     def admit(self, request: Request) -> None:
+        if request.endpoint == "put_many":
+            return  # each block's token is in the body, whose size ``limit`` bounds
         # A write token also reads back the block it wrote: its bearer sent those bytes.
         modes = "wc" if request.endpoint == "put" else "rw"
         token = request.headers.get(_TOKEN)
         request.grant = self.blocks.admit(request.match["id"], token, modes)
 
     def limit(self, request: Request) -> int | None:
+        if request.endpoint == "put_many":
+            return wire.MAX_BATCH_BODY
         if request.endpoint == "put":
             small = request.length is not None and request.length <= wire.WHOLE_BLOCK
             return wire.WHOLE_BLOCK if small else None
         return None  # a GET's body, if any, is not read
 
     def serve(self, request: Request) -> Answer | Awaitable[Answer]:
+        if request.endpoint == "put_many":
+            return self._put_many(request)
         return self._put(request) if request.endpoint == "put" else self._get(request)
+
+    async def _put_many(self, request: Request) -> Answer:
+        return Answer(200, wire.encode(await self.blocks.put_many(request.body)))
 
     async def _put(self, request: Request) -> Answer:
         token = request.headers[_TOKEN]  # admitted: there is one

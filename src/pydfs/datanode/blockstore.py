@@ -34,17 +34,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
+import ctypes
 import errno
+import itertools
 import logging
 import os
 import re
 import secrets
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pydfs import checksum
 from pydfs.checksum import BlockChecksums
@@ -148,6 +152,10 @@ class BlockStore:
         self.reserved = 0  # bytes promised to writes in progress
         self.writing = 0  # writers that may have renamed a block they have not yet synced
         self.receiving: set[str] = set()  # blocks with a writer open
+        self.large = 0  # writers of blocks larger than a chunk, at work
+        self._flushes: list[tuple[list[BlockWriter], asyncio.Future[dict[BlockWriter, OSError]]]]
+        self._flushes = []  # small writers waiting for the next flush (``commit_many``)
+        self._flusher: asyncio.Task[None] | None = None
         # block → when this node deleted it (tombstones), the oldest first; changed under
         # _burying, as a write made durable in a thread unburies (after ``renaming``, if both)
         self._deleted: collections.OrderedDict[str, float] = collections.OrderedDict()
@@ -368,6 +376,89 @@ class BlockStore:
                 return None
         return size
 
+    async def commit_many(self, writers: Sequence[BlockWriter]) -> dict[BlockWriter, OSError]:
+        """Make sealed small writers durable, together with any others that come meanwhile:
+        the writers handed in while a flush runs go in the next, which renames each into place
+        and then flushes the file system once for all of them (``syncfs``), where fsyncs one by
+        one would each wait for a journal commit of their own (64 small blocks: 0.1 ms each
+        against 0.3-0.5 ms here). Returns the writers that failed, with why; the caller
+        aborts them.
+
+        Where ``syncfs`` is missing or cannot report a failed write (Linux before 5.8), where
+        the directory needs an fsync of its own, or while a large block is being written (a
+        flush of the whole file system would wait for its data too), each is fsync'd in turn."""
+        if not writers:
+            return {}
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[BlockWriter, OSError]] = loop.create_future()
+        self._flushes.append((list(writers), done))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        try:
+            try:
+                failed = await asyncio.shield(done)
+            except asyncio.CancelledError:
+                while not done.done():  # the flush's syscalls run to their end regardless
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([done])
+                if not done.cancelled():
+                    done.exception()  # retrieved: the cancellation is what the caller gets
+                raise
+        finally:
+            for writer in writers:
+                writer.settle()
+        return {w: failed[w] for w in writers if w in failed}
+
+    async def _flush(self) -> None:
+        try:
+            while self._flushes:
+                group, self._flushes = self._flushes, []
+                writers = [w for ws, _ in group for w in ws]
+                try:
+                    failed = await asyncio.to_thread(self._durable_many, writers)
+                except BaseException as exc:  # a bug, or the loop closing: no writer waits on
+                    for _, done in group:
+                        if not done.done():
+                            done.set_exception(copy.copy(exc))
+                    raise
+                for _, done in group:
+                    done.set_result(failed)
+        finally:
+            self._flusher = None
+
+    def _durable_many(self, writers: Sequence[BlockWriter]) -> dict[BlockWriter, OSError]:
+        failed: dict[BlockWriter, OSError] = {}
+        if _syncfs is None or self.sync_dir or self.large:
+            for writer in writers:
+                try:
+                    writer._durable()
+                except OSError as exc:
+                    failed[writer] = exc
+            return failed
+        renamed: list[BlockWriter] = []
+        for writer in writers:
+            try:
+                writer._rename()
+            except OSError as exc:
+                failed[writer] = exc
+            else:
+                renamed.append(writer)
+        if not renamed:
+            return failed
+        # A write that fails to reach the disk after a file was opened is reported to a
+        # ``syncfs`` on it (errseq): on the first opened of them, before any of them was
+        # written, every failure that touches them is reported (others too: only cautious).
+        first = min(renamed, key=lambda w: w.opened)
+        assert first._fd is not None
+        if _syncfs(first._fd) != 0:
+            err = ctypes.get_errno()
+            for writer in renamed:
+                failed[writer] = OSError(err, f"syncfs: {os.strerror(err)}")
+            return failed
+        for writer in renamed:
+            writer._closed()
+        return failed
+
     def quarantine(self, block_id: str) -> None:
         """Move a replica that failed verification out of service, keeping it for inspection."""
         path = self.path(block_id)
@@ -397,6 +488,9 @@ class BlockWriter:
         store.writing += 1
         store.receiving.add(block_id)
         self._replaced = 0  # bytes of the file this one replaced (a copy over a held block)
+        self._on_disk: int | None = None  # bytes of the sealed file, trailer included
+        self._large = False  # counted in ``store.large``
+        self.opened = next(_OPENED)  # its file was opened after those of lower numbers
 
     def write_chunk(self, data: bytes, crc: int) -> None:
         """Check one chunk against the CRC its writer sent, then append it."""
@@ -406,6 +500,9 @@ class BlockWriter:
         if len(data) > self.store.chunk_size:
             raise ProtocolError("chunk larger than the chunk size")
         self._short = len(data) < self.store.chunk_size
+        if self.size and not self._large:  # a second chunk: a large block
+            self._large = True
+            self.store.large += 1
         if checksum.crc(data) != crc:
             raise ChecksumMismatch(f"block {self.block_id}: chunk failed its CRC32C on arrival")
         self.size += len(data)
@@ -426,13 +523,8 @@ class BlockWriter:
                 raise NoSpace(f"data node {self.store.node_id}: disk full") from None
             raise
 
-    async def commit(self, block_crc: int) -> BlockChecksums:
-        """Verify the whole block, append its trailer, rename it into place and fsync it.
-
-        A block of one chunk written alone (no other write under way) is made durable on the
-        event loop's thread: the hand-off to a worker thread and back costs about 250 µs here,
-        as much as the fsync, and a lone small write is what a client writing small files one
-        after another waits on. Larger blocks, or writes side by side, fsync in a thread."""
+    def seal(self, block_crc: int) -> BlockChecksums:
+        """Verify the whole block against *block_crc* and append its trailer."""
         if self.block_crc != block_crc:
             raise ChecksumMismatch(f"block {self.block_id}: whole-block CRC32C mismatch")
         sums = BlockChecksums(
@@ -440,31 +532,50 @@ class BlockWriter:
         )
         trailer = sums.trailer()
         self._write(trailer)
-        try:
-            if self.size <= self.store.chunk_size and self.store.writing == 1:
-                self._durable()
-            else:
-                await self._durable_in_thread()
-        finally:
-            if self.state == "durable":  # counted here, on the loop, never in the thread
-                self.store.used += sums.size + len(trailer) - self._replaced
-                self.store.count += 0 if self._replaced else 1
-                self.store.writing -= 1
-                self._release()
+        self._on_disk = sums.size + len(trailer)
         return sums
 
-    async def _durable_in_thread(self) -> None:
-        done = asyncio.ensure_future(asyncio.to_thread(self._durable))
+    async def commit(self, block_crc: int) -> BlockChecksums:
+        """Verify the whole block, append its trailer, rename it into place and fsync it.
+
+        A block of one chunk written alone (no other write under way) is made durable on the
+        event loop's thread: the hand-off to a worker thread and back costs about 250 µs here,
+        as much as the fsync, and a lone small write is what a client writing small files one
+        after another waits on. Small writes side by side are flushed together
+        (``BlockStore.commit_many``); a larger block is fsync'd in a thread."""
+        sums = self.seal(block_crc)
+        if self.size <= self.store.chunk_size and self.store.writing > 1:
+            failed = await self.store.commit_many([self])
+            if self in failed:
+                raise failed[self]
+            return sums
         try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
-            while not done.done():  # the thread's syscalls run to their end regardless
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([done])
-            raise
+            if self.size <= self.store.chunk_size:
+                self._durable()
+            else:
+                await _in_thread(self._durable)
+        finally:
+            self.settle()
+        return sums
+
+    def settle(self) -> None:
+        """Count a block made durable (on the loop, never in a thread)."""
+        if self.state == "durable" and self._on_disk is not None:
+            self.store.used += self._on_disk - self._replaced
+            self.store.count += 0 if self._replaced else 1
+            self.store.writing -= 1
+            self._on_disk = None
+            self._release()
 
     def _durable(self) -> None:
+        self._rename()
         assert self._fd is not None
+        os.fsync(self._fd)  # not fdatasync: the new name, size and inode must be durable too
+        if self.store.sync_dir:
+            _fsync_dir(self.store.path(self.block_id).parent)
+        self._closed()
+
+    def _rename(self) -> None:
         final = self.store.path(self.block_id)
         with self.store.renaming:
             try:
@@ -474,9 +585,9 @@ class BlockWriter:
             os.replace(self._tmp, final)
             self.store._unbury(self.block_id)
         self.state = "renamed"
-        os.fsync(self._fd)  # not fdatasync: the new name, size and inode must be durable too
-        if self.store.sync_dir:
-            _fsync_dir(final.parent)
+
+    def _closed(self) -> None:
+        assert self._fd is not None
         os.close(self._fd)
         self._fd = None
         self.state = "durable"
@@ -497,6 +608,43 @@ class BlockWriter:
         self.store.reserved -= self._reserved
         self._reserved = 0
         self.store.receiving.discard(self.block_id)
+        if self._large:
+            self._large = False
+            self.store.large -= 1
+
+
+_OPENED = itertools.count()
+
+
+async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
+    """Run *fn* in a worker thread; a cancelled caller still waits for its syscalls to end,
+    so that no file is left half renamed behind it."""
+    done = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        while not done.done():  # the thread's syscalls run to their end regardless
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([done])
+        raise
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs``, where it reports writeback errors (Linux 5.8 and later)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        version = tuple(int(p) for p in os.uname().release.split(".")[:2])
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (ValueError, AttributeError, OSError):
+        return None
+    if version < (5, 8):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return cast(Callable[[int], int], fn)
+
+
+_syncfs = _find_syncfs()
 
 
 class Spares:

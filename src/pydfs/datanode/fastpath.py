@@ -1,6 +1,7 @@
 """A data node's small block reads and writes on the fast path (``pydfs.fastpath``).
 
-It takes a block PUT whose body is one chunk with its frames (``wire.WHOLE_BLOCK``), and a GET
+It takes a block PUT whose body is one chunk with its frames (``wire.WHOLE_BLOCK``), a batch of
+such blocks (``POST /blocks``, at most ``wire.MAX_BATCH_BODY``), and a GET
 asking for at most ``wire.SMALL_READ`` bytes (answered with the whole chunks that cover them:
 two at most, read at once): the requests small files are made of, which a client sends over
 ``rpc.Links``. Both go through the block pipeline (``datanode.blocks``), as aiohttp's routes
@@ -26,6 +27,8 @@ class Front(fastpath.Front):
             return None
         if found[0] == "put":
             return found if 0 <= length <= wire.WHOLE_BLOCK else None
+        if found[0] == "put_many":
+            return found if 0 <= length <= wire.MAX_BATCH_BODY else None
         size = query.get("length", "")
         small = size.isascii() and size.isdigit() and len(size) < 8 and int(size) <= wire.SMALL_READ
         return found if length <= 0 and small else None

@@ -439,19 +439,42 @@ def test_commit_renames_then_syncs_and_a_cancel_waits_for_the_sync(tmp_path, mon
 
 @pytest.fixture
 def synced_on(monkeypatch):
-    """For each fsync of a block file: did it run on the main (the event loop's) thread?"""
+    """How each block file was made durable: "loop" (fsync'd on the event loop's thread),
+    "thread" (fsync'd in another), or "flush:N" (N files renamed, then one ``syncfs``)."""
     seen = []
-    real_fsync = os.fsync
+    real_fsync, real_syncfs = os.fsync, blockstore._syncfs
+    renamed = []
 
     def fsync(fd):
-        seen.append(threading.current_thread() is threading.main_thread())
+        seen.append("loop" if threading.current_thread() is threading.main_thread() else "thread")
+        renamed.clear()
         real_fsync(fd)
 
+    def syncfs(fd):
+        assert threading.current_thread() is not threading.main_thread()
+        seen.append(f"flush:{len(renamed)}")
+        renamed.clear()
+        return real_syncfs(fd)
+
+    real_rename = blockstore.BlockWriter._rename
+
+    def rename(self):
+        renamed.append(self.block_id)
+        real_rename(self)
+
     monkeypatch.setattr(blockstore.os, "fsync", fsync)
+    if real_syncfs is not None:
+        monkeypatch.setattr(blockstore, "_syncfs", syncfs)
+        monkeypatch.setattr(blockstore.BlockWriter, "_rename", rename)
     return seen
 
 
-def test_a_lone_one_chunk_write_syncs_on_the_loop_and_others_in_a_thread(tmp_path, synced_on):
+def flushed(n: int) -> list[str]:
+    """What ``synced_on`` sees of *n* small writes made durable together."""
+    return [f"flush:{n}"] if blockstore._syncfs is not None else ["thread"] * n
+
+
+def test_a_lone_one_chunk_write_syncs_on_the_loop_and_others_together(tmp_path, synced_on):
     store = BlockStore(tmp_path, CHUNK)
     synced_on.clear()  # the store's own files
 
@@ -467,12 +490,37 @@ def test_a_lone_one_chunk_write_syncs_on_the_loop_and_others_in_a_thread(tmp_pat
         await asyncio.gather(writer("3" * 32, b"c"), writer("4" * 32, b"d"))  # side by side
 
     asyncio.run(main())
-    assert synced_on == [True, False, False, False]
-    assert store.count == 4 and store.writing == 0
+    assert synced_on == ["loop", "thread", *flushed(2)]
+    assert store.count == 4 and store.writing == 0 and store.large == 0
     assert store.checksums("3" * 32).size == 1
+    assert store.checksums("4" * 32).size == 1
 
 
-def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
+def test_small_writes_beside_a_large_one_are_fsyncd_each(tmp_path, synced_on):
+    """A flush of the whole file system would also wait for the large block's data."""
+    store = BlockStore(tmp_path, CHUNK)
+    synced_on.clear()
+    large = store.writer("1" * 32, None)
+    large.write_chunk(b"a" * CHUNK, checksum.crc(b"a" * CHUNK))
+    large.write_chunk(b"a", checksum.crc(b"a"))
+    assert store.large == 1
+
+    def writer(block_id, data):
+        w = store.writer(block_id, None)
+        w.write_chunk(data, checksum.crc(data))
+        return w.commit(checksum.crc(data))
+
+    async def main():
+        await asyncio.gather(writer("3" * 32, b"c"), writer("4" * 32, b"d"))
+        large.abort()
+        await asyncio.gather(writer("5" * 32, b"e"), writer("6" * 32, b"f"))
+
+    asyncio.run(main())
+    assert synced_on == ["thread", "thread", *flushed(2)]
+    assert store.count == 4 and store.writing == 0 and store.large == 0
+
+
+def test_writes_that_arrive_together_are_flushed_together_and_a_lone_one_on_the_loop(
     tmp_path, synced_on
 ):
     """Through ``blocks.Blocks.put``, as the fast path and aiohttp's route call it: each puts its
@@ -504,8 +552,10 @@ def test_writes_that_arrive_together_sync_in_threads_and_a_lone_one_on_the_loop(
         await put(8)
 
     asyncio.run(main())
-    assert synced_on == [False] * 8 + [True]
+    assert synced_on == [*flushed(8), "loop"]
     assert store.count == 9 and store.writing == 0 and len(heartbeats.links[0].received) == 9
+    for n in range(9):
+        assert store.checksums(f"{n:032x}").size == 100
 
 
 # --- upgrade from trailer version 2, and private files ----------------------------------------

@@ -7,16 +7,18 @@ import asyncio
 import hashlib
 import os
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
 
-from pydfs import errors, wire
+from pydfs import checksum, errors, wire
 from pydfs.client import AsyncClient
 from pydfs.cluster import LocalCluster
 from tests.integration.test_failover import through_proxy
 from tests.integration.test_fsspec_trips import Requests
+from tests.integration.test_metrics import scrape
 
 ClusterFactory = Callable[..., LocalCluster]
 
@@ -196,3 +198,85 @@ async def test_clients_of_one_user_share_its_open_uploads(
         assert len(names) == 3 * 40 + len(many)
     finally:
         await asyncio.gather(*(fs.close() for fs in clients))
+
+
+def block_requests(cluster: LocalCluster) -> list[Counter[str]]:
+    """Each data node's block writes so far, by ``METHOD route``."""
+    counts = []
+    for node in cluster.datanodes:
+        seen: Counter[str] = Counter()
+        for (name, labels), count in scrape(node.url).items():
+            label = dict(labels)
+            if name == "pydfs_requests_total" and label.get("route", "").startswith("/v1/blocks"):
+                seen[f"{label['method']} {label['route']}"] += int(count)
+        counts.append(seen)
+    return counts
+
+
+@pytest.mark.asyncio
+async def test_small_blocks_go_to_each_data_node_in_few_requests(
+    cluster_factory: ClusterFactory,
+) -> None:
+    cluster = cluster_factory(2)
+    files = {f"/tmp/f{i}": os.urandom(i % 3000) for i in range(300)}
+    async with cluster.async_client() as fs:
+        results = await fs.write_many(files)
+        assert all(isinstance(r, wire.FileStatus) for r in results.values()), results
+        for node in block_requests(cluster):
+            writes = node["PUT /v1/blocks/{id}"] + node["POST /v1/blocks"]
+            # one request per block without batches; waves of 64 need about ten
+            assert node["POST /v1/blocks"] >= 1 and writes <= len(files) // 4, node
+        for path, data in files.items():
+            assert await fs.read_bytes(path) == data
+            blocks = (await fs.info(path)).blocks
+            assert [len(b.nodes) for b in blocks] == ([2] if data else [])
+
+
+@pytest.mark.asyncio
+async def test_a_batch_admits_each_block_by_its_own_token(cluster_factory: ClusterFactory) -> None:
+    """A client that lies (a token for one block sent with another, a CRC that does not match
+    its bytes) gets only those blocks refused; the honest ones in the same batch are stored."""
+    cluster = cluster_factory(2)
+    async with cluster.async_client() as fs:
+        batch = await fs.rpc.call(
+            "POST", "/uploads/batch", wire.UploadBatchRequest(3), reply=wire.UploadBatch
+        )
+        a, b, c = (u.block for u in batch.uploads)
+
+        def frames(data: bytes, crc: int | None = None) -> bytes:
+            good = checksum.crc(data)
+            return (
+                wire.FRAME.pack(len(data), good if crc is None else crc)
+                + data
+                + (wire.FRAME.pack(0, good))
+            )
+
+        body = wire.pack_blocks(
+            [
+                (a.block_id, a.token, frames(b"honest")),
+                (b.block_id, a.token, frames(b"not mine")),
+                (c.block_id, c.token, frames(b"rotten", crc=7)),
+            ]
+        )
+        node = a.targets[0]
+        answer = await fs.links.request(node.url, "POST", "/blocks", body)
+        reply = wire.decode(answer.body, wire.BlockBatchReply)
+        assert [r.error.code if r.error else None for r in reply.results] == [
+            None,
+            "unauthenticated",
+            "checksum_mismatch",
+        ]
+        assert reply.results[0].stored is not None
+        assert reply.results[0].stored.nodes == [node.id]
+        headers = {wire.H_BLOCK_TOKEN: a.token}  # a write token reads back what it wrote
+        got = await fs.links.request(node.url, "GET", f"/blocks/{a.block_id}", None, headers)
+        assert got.body == b"honest"
+        for refused in (b, c):
+            headers = {wire.H_BLOCK_TOKEN: refused.token}
+            with pytest.raises(errors.NotFound):
+                await fs.links.request(
+                    node.url, "GET", f"/blocks/{refused.block_id}", None, headers
+                )
+        too_big = b"\0" * (wire.MAX_BATCH_BODY + 1)
+        with pytest.raises(errors.ProtocolError, match="too large"):
+            await fs.links.request(node.url, "POST", "/blocks", too_big)

@@ -110,3 +110,36 @@ def test_a_nul_character_is_a_protocol_error(data, type_):
 
 def test_a_backslash_before_u0000_is_text():
     assert wire.decode(b'{"path": "/a\\\\u0000"}', wire.PathRequest).path == "/a\\u0000"
+
+
+def test_a_block_batch_unpacks_to_what_was_packed() -> None:
+    blocks = [("a" * 32, "tok-a", b"frames of a"), ("b" * 32, "tok-b", b""), ("c" * 32, "t", b"c")]
+    unpacked = wire.unpack_blocks(wire.pack_blocks(blocks))
+    assert [(b.block_id, b.token, b.length, data) for b, data in unpacked] == [
+        (i, t, len(f), f) for i, t, f in blocks
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\x01\x00",
+        wire.BATCH_HEAD.pack(1000) + b"{}",  # a head longer than the body
+        wire.BATCH_HEAD.pack(2) + b"{}",  # no blocks
+        wire.pack_blocks([("a" * 32, "t", b"abc")]) + b"more",  # bytes after the last block
+        wire.pack_blocks([("a" * 32, "t", b"abc")])[:-1],  # a block cut short
+        wire.pack_blocks([("a" * 32, "t", b"x" * (wire.WHOLE_BLOCK + 1))]),  # larger than a chunk
+        wire.pack_blocks([("a" * 32, "t", b"")] * (wire.MAX_BLOCK_BATCH + 1)),
+        wire.BATCH_HEAD.pack(3) + b"[1]",
+    ],
+)
+def test_a_block_batch_that_does_not_add_up_is_a_protocol_error(body: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        wire.unpack_blocks(body)
+
+
+def test_a_block_batch_with_a_negative_length_is_a_protocol_error() -> None:
+    head = wire.encode(wire.BlockBatch([wire.BatchedBlock("a" * 32, "t", -3)]))
+    with pytest.raises(ProtocolError):
+        wire.unpack_blocks(wire.BATCH_HEAD.pack(len(head)) + head + b"abc")

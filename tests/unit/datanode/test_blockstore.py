@@ -1,4 +1,6 @@
 import asyncio
+import ctypes
+import errno
 import os
 import stat
 import struct
@@ -556,6 +558,109 @@ def test_writes_that_arrive_together_are_flushed_together_and_a_lone_one_on_the_
     assert store.count == 9 and store.writing == 0 and len(heartbeats.links[0].received) == 9
     for n in range(9):
         assert store.checksums(f"{n:032x}").size == 100
+
+
+def test_a_batch_stores_each_block_on_its_own_token_and_frames_and_flushes_once(
+    tmp_path, synced_on
+):
+    """``Blocks.put_many``, as a ``POST /blocks`` calls it: each block is admitted by its own
+    write token and checked frame by frame; the refused ones are answered so, and nothing of
+    them is kept, while the others are made durable together."""
+    from pydfs import tokens, wire
+    from pydfs.datanode.blocks import Blocks
+    from pydfs.datanode.heartbeat import Heartbeats
+
+    store = BlockStore(tmp_path, wire.CHUNK_SIZE)
+    synced_on.clear()
+    heartbeats = Heartbeats(SimpleNamespace(), [SimpleNamespace()])  # type: ignore[arg-type]
+    secret = b"s" * 32
+    dn = SimpleNamespace(store=store, heartbeats=heartbeats, secret=secret)
+    blocks = Blocks(dn)  # type: ignore[arg-type]
+    me = [(store.node_id, "http://dn")]
+
+    def framed(data, crc=None):
+        crc = checksum.crc(data) if crc is None else crc
+        return wire.FRAME.pack(len(data), crc) + data + wire.FRAME.pack(0, checksum.crc(data))
+
+    def token(block_id, mode="w", targets=me):
+        return tokens.block_token(secret, block_id, mode, 60, targets)
+
+    ids = [f"{n:032x}" for n in range(10)]
+    asyncio.run(blocks.put_many(wire.pack_blocks([(ids[9], token(ids[9]), framed(b"old"))])))
+    synced_on.clear()
+    batch = [
+        (ids[0], token(ids[0]), framed(b"zero")),
+        (ids[1], token(ids[0]), framed(b"one")),  # another block's token
+        (ids[2], token(ids[2], "c"), framed(b"two")),  # a copy's token: not a client's write
+        (ids[3], token(ids[3], "w", [("other", "http://x")]), framed(b"three")),  # not here
+        (ids[4], token(ids[4]), framed(b"four", crc=1)),  # a frame that fails its CRC
+        (ids[5], token(ids[5]), framed(b"five")),
+        (ids[5], token(ids[5]), framed(b"five again")),  # the same block twice
+        (ids[9], token(ids[9]), framed(b"new")),  # held already: a block never changes
+        (ids[6], token(ids[6]), framed(b"")),  # empty
+        (ids[7], "garbage", framed(b"seven")),
+    ]
+    reply = asyncio.run(blocks.put_many(wire.pack_blocks(batch)))
+    codes = [r.error.code if r.error else None for r in reply.results]
+    assert codes == [
+        None,
+        "unauthenticated",
+        "unauthenticated",
+        "unauthenticated",
+        "checksum_mismatch",
+        None,
+        "invalid_argument",
+        "invalid_argument",
+        None,
+        "unauthenticated",
+    ], codes
+    stored = {r.stored.block_id: r.stored for r in reply.results if r.stored}
+    assert set(stored) == {ids[0], ids[5], ids[6]}
+    assert stored[ids[0]] == wire.StoredBlock(ids[0], 4, checksum.crc(b"zero"), [store.node_id])
+    assert synced_on == flushed(3)
+    assert sorted(store.list()) == sorted([ids[0], ids[5], ids[6], ids[9]])
+    for block_id, data in ((ids[0], b"zero"), (ids[5], b"five"), (ids[6], b""), (ids[9], b"old")):
+        f, sums = store.open_block(block_id)
+        with f:
+            assert f.read(sums.size) == data
+    assert not list(store.tmp_dir.glob("[!s]*"))  # nothing but spare files left in tmp/
+    assert store.count == 4 and store.writing == 0 and store.reserved == 0 and not store.receiving
+    assert store.used == sum(store.path(b).stat().st_size for b in store.list())
+    received = [r.block for r in heartbeats.links[0].received]
+    assert received == [ids[9], ids[0], ids[5], ids[6]]
+
+
+def test_a_batch_whose_flush_fails_keeps_none_of_its_blocks(tmp_path, monkeypatch):
+    from pydfs import tokens, wire
+    from pydfs.datanode.blocks import Blocks
+    from pydfs.datanode.heartbeat import Heartbeats
+
+    store = BlockStore(tmp_path, wire.CHUNK_SIZE)
+    heartbeats = Heartbeats(SimpleNamespace(), [SimpleNamespace()])  # type: ignore[arg-type]
+    dn = SimpleNamespace(store=store, heartbeats=heartbeats, secret=b"s" * 32)
+    blocks = Blocks(dn)  # type: ignore[arg-type]
+
+    def failing(fd):
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    def fsync(fd):
+        raise OSError(errno.EIO, "fsync failed")
+
+    monkeypatch.setattr(blockstore, "_syncfs", failing if blockstore._syncfs else None)
+    monkeypatch.setattr(blockstore.os, "fsync", fsync)
+    me = [(store.node_id, "http://dn")]
+    batch = []
+    for n in range(3):
+        block_id, data = f"{n:032x}", bytes([n]) * 10
+        crc = checksum.crc(data)
+        frames = wire.FRAME.pack(10, crc) + data + wire.FRAME.pack(0, crc)
+        batch.append((block_id, tokens.block_token(b"s" * 32, block_id, "w", 60, me), frames))
+    reply = asyncio.run(blocks.put_many(wire.pack_blocks(batch)))
+    assert [r.error.code if r.error else None for r in reply.results] == ["unavailable"] * 3
+    assert list(store.list()) == [] and not list(store.tmp_dir.glob("[!s]*"))
+    assert store.count == 0 and store.used == 0 and store.writing == 0 and store.reserved == 0
+    assert heartbeats.links[0].received == []
 
 
 # --- upgrade from trailer version 2, and private files ----------------------------------------

@@ -334,10 +334,11 @@ class StoredBlock(Struct):
     nodes: list[str]
 
 
-# Many small blocks to one data node in one request (``POST /blocks``), each as it would go
-# alone: a ``BlockBatch`` (JSON) whose length leads the body as a ``BATCH_HEAD``, then each
-# block's frames (at most ``WHOLE_BLOCK`` bytes), in order. The node makes the lot durable with
-# one flush of its disk and answers each block on its own (``BlockBatchReply``).
+# Many small blocks to one data node in one request (``POST /blocks?block=<first id>``, with
+# the first block's token as a single PUT carries it: the request is admitted on its head), each
+# as it would go alone: a ``BlockBatch`` (JSON) whose length leads the body as a ``BATCH_HEAD``,
+# then each block's frames (at most ``WHOLE_BLOCK`` bytes), in order. The node makes the lot
+# durable with one flush of its disk and answers each block on its own (``BlockBatchReply``).
 BATCH_HEAD = struct.Struct("<I")
 MAX_BLOCK_BATCH = 64  # blocks one /blocks batch carries, at most
 BATCHED_HEAD = 4096  # bytes of the head one block may take (its id, token and length in JSON)
@@ -380,6 +381,8 @@ def unpack_blocks(body: bytes) -> list[tuple[BatchedBlock, bytes]]:
     start = BATCH_HEAD.size + size
     if start > len(body):
         raise ProtocolError("block batch shorter than its head")
+    if size > MAX_BLOCK_BATCH * BATCHED_HEAD:
+        raise ProtocolError("block batch head too long")
     batch = decode(body[BATCH_HEAD.size : start], BlockBatch)
     if not 1 <= len(batch.blocks) <= MAX_BLOCK_BATCH:
         raise ProtocolError(f"a block batch carries 1 to {MAX_BLOCK_BATCH} blocks")
@@ -387,6 +390,8 @@ def unpack_blocks(body: bytes) -> list[tuple[BatchedBlock, bytes]]:
     for block in batch.blocks:
         if not 0 <= block.length <= WHOLE_BLOCK:
             raise ProtocolError("a batched block is larger than one chunk with its frames")
+        if len(block.token) > BATCHED_HEAD // 2:
+            raise ProtocolError("a batched block's token is too long")
         out.append((block, bytes(view[start : start + block.length])))
         start += block.length
     if start != len(body):

@@ -259,7 +259,13 @@ async def test_a_batch_admits_each_block_by_its_own_token(cluster_factory: Clust
             ]
         )
         node = a.targets[0]
-        answer = await fs.links.request(node.url, "POST", "/blocks", body)
+        route, head = f"/blocks?block={a.block_id}", {wire.H_BLOCK_TOKEN: a.token}
+        # admitted on its head, by the token of the block it names first, before the body
+        with pytest.raises(errors.Unauthenticated):
+            await fs.links.request(node.url, "POST", route, body)
+        with pytest.raises(errors.Unauthenticated):
+            await fs.links.request(node.url, "POST", route, body, {wire.H_BLOCK_TOKEN: b.token})
+        answer = await fs.links.request(node.url, "POST", route, body, head)
         reply = wire.decode(answer.body, wire.BlockBatchReply)
         assert [r.error.code if r.error else None for r in reply.results] == [
             None,
@@ -279,4 +285,4 @@ async def test_a_batch_admits_each_block_by_its_own_token(cluster_factory: Clust
                 )
         too_big = b"\0" * (wire.MAX_BATCH_BODY + 1)
         with pytest.raises(errors.ProtocolError, match="too large"):
-            await fs.links.request(node.url, "POST", "/blocks", too_big)
+            await fs.links.request(node.url, "POST", route, too_big, head)

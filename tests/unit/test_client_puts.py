@@ -28,9 +28,13 @@ class FakeNodes:
 
     async def request(self, url, method, route, body=None, headers=None) -> http1.Answer:  # type: ignore[no-untyped-def]
         await asyncio.sleep(0)
-        if method == "POST" and route == "/blocks":
+        if method == "POST" and route.startswith("/blocks?block="):
             blocks = wire.unpack_blocks(body)
             self.sent.append((url, method, len(blocks)))
+            # admitted on its head by the first block's token, as a data node does
+            first = blocks[0][0]
+            assert route == f"/blocks?block={first.block_id}"
+            assert headers == {wire.H_BLOCK_TOKEN: first.token}
             if self.old:
                 raise errors.NotFound("no such route")
             if self.batch_error is not None:
@@ -154,3 +158,61 @@ async def test_a_cancelled_writer_leaves_the_others_their_answers() -> None:
     assert isinstance(done[2], asyncio.CancelledError)
     assert [d.size for i, d in enumerate(done) if i != 2] == [1, 2, 4, 5]
     assert nodes.sent == [("http://a", "PUT", 1), ("http://a", "POST", 3)]
+
+
+@pytest.mark.asyncio
+async def test_a_node_that_knows_no_batches_is_sent_none_again() -> None:
+    nodes = FakeNodes(old=True)
+    puts = Puts(lambda: nodes)  # type: ignore[arg-type,return-value]
+    await asyncio.gather(*(stored(put(puts, "http://a", n)) for n in range(1, 4)))
+    nodes.sent.clear()
+    results = await asyncio.gather(*(stored(put(puts, "http://a", n)) for n in range(4, 8)))
+    assert [r.size for r in results] == [4, 5, 6, 7]
+    assert nodes.sent == [("http://a", "PUT", 1)] * 4
+
+
+class StalledNodes(FakeNodes):
+    """The lone write to the node fails as a stalled node's does; nothing else is answered."""
+
+    async def request(self, url, method, route, body=None, headers=None) -> http1.Answer:  # type: ignore[no-untyped-def]
+        self.sent.append((url, method, 1))
+        await asyncio.sleep(0.05)
+        raise errors.Timeout(f"data node {url} took no data for 60s")
+
+
+@pytest.mark.asyncio
+async def test_the_writes_waiting_for_a_node_that_failed_fail_with_it_at_once() -> None:
+    nodes = StalledNodes()
+    puts = Puts(lambda: nodes)  # type: ignore[arg-type,return-value]
+    results = await asyncio.gather(
+        *(put(puts, "http://a", n) for n in range(1, 6)), return_exceptions=True
+    )
+    assert all(isinstance(r, errors.Timeout) for r in results), results
+    assert len({id(r) for r in results}) == 5
+    assert nodes.sent == [("http://a", "PUT", 1)]  # only the lone one waited for the node
+
+
+class SwappingNodes(FakeNodes):
+    """Answers a batch with its results swapped, as a broken or lying node might."""
+
+    async def request(self, url, method, route, body=None, headers=None) -> http1.Answer:  # type: ignore[no-untyped-def]
+        answer = await super().request(url, method, route, body, headers)
+        if method == "POST":
+            reply = wire.decode(answer.body, wire.BlockBatchReply)
+            reply.results.reverse()
+            return http1.Answer(200, wire.encode(reply), {})
+        return answer
+
+
+@pytest.mark.asyncio
+async def test_a_result_for_another_block_is_not_taken_for_its_own() -> None:
+    nodes = SwappingNodes()
+    puts = Puts(lambda: nodes)  # type: ignore[arg-type,return-value]
+    results = await asyncio.gather(
+        *(put(puts, "http://a", n) for n in (1, 2, 2, 3)), return_exceptions=True
+    )
+    # the lone one, then 2, 2 and 3 together, answered 3, 2, 2: only the middle ones match
+    assert isinstance(results[0], http1.Answer)
+    assert isinstance(results[1], errors.ProtocolError)
+    assert [wire.decode(r.body, wire.StoredBlock).size for r in results[2:3]] == [2]
+    assert isinstance(results[3], errors.ProtocolError)

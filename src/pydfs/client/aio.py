@@ -404,7 +404,7 @@ class AsyncClient:
 
         # Small files go in waves: those that start together take their leases, send their
         # blocks and commit together, a few requests for the lot (``client.puts``, ``commits``).
-        # Larger ones, whose writes take longer than a wave should wait, go as they can.
+        # Larger ones, whose writes take longer than a wave should wait, go beside them.
         width = max(1, concurrency)
         small = [(p, d) for p, d in files.items() if len(d) <= wire.CHUNK_SIZE]
         large = [(p, d) for p, d in files.items() if len(d) > wire.CHUNK_SIZE]
@@ -415,12 +415,16 @@ class AsyncClient:
                 return await one(path, data)
 
         tasks: dict[str, asyncio.Task[wire.FileStatus | PydfsError]] = {}
+
+        async def waves() -> None:
+            for start in range(0, len(small), width):
+                async with asyncio.TaskGroup() as group:
+                    wave = small[start : start + width]
+                    tasks.update((p, group.create_task(one(p, d))) for p, d in wave)
+
         async with asyncio.TaskGroup() as group:
-            tasks |= {path: group.create_task(bounded(path, data)) for path, data in large}
-        for start in range(0, len(small), width):
-            async with asyncio.TaskGroup() as group:
-                wave = small[start : start + width]
-                tasks |= {path: group.create_task(one(path, data)) for path, data in wave}
+            tasks.update((p, group.create_task(bounded(p, d))) for p, d in large)
+            group.create_task(waves())
         return {path: tasks[path].result() for path in files}
 
     async def upload(

@@ -164,7 +164,7 @@ async def put_block(
         if not task.done():
             task.cancel()
             await asyncio.wait({task})
-    return _acknowledged(head, source, stored)
+    return _acknowledged(head, grant.block_id, source, stored)
 
 
 def fans_out(source: BlockSource, links: rpc.Links | Puts | None) -> bool:
@@ -196,7 +196,8 @@ async def _fan_out(
         try:
             if isinstance(answer, BaseException):
                 raise answer
-            stored = _acknowledged(target, source, wire.decode(answer.body, wire.StoredBlock))
+            stored = wire.decode(answer.body, wire.StoredBlock)
+            stored = _acknowledged(target, grant.block_id, source, stored)
         except (PydfsError, OSError) as exc:
             log.warning("block %s not stored on %s: %s", grant.block_id, target.id, exc)
             errors.append(exc)
@@ -208,10 +209,12 @@ async def _fan_out(
 
 
 def _acknowledged(
-    head: wire.NodeRef, source: BlockSource, stored: wire.StoredBlock
+    head: wire.NodeRef, block_id: str, source: BlockSource, stored: wire.StoredBlock
 ) -> wire.StoredBlock:
     if stored.size != source.size or stored.crc != source.crc or not stored.nodes:
         raise ChecksumMismatch(f"data node {head.id} acknowledged different bytes")
+    if stored.block_id != block_id:
+        raise ProtocolError(f"data node {head.id} acknowledged another block")
     return stored
 
 

@@ -9,9 +9,10 @@ file at a time waits no longer than before; many writers at once (``write_many``
 ``pipe``, ``pydfs put -r``, threads sharing a client) share requests without asking for it.
 
 Each block keeps its own outcome, with its own write token: one refused fails only its writer,
-which sends it elsewhere as it would a lone write's. A batch that fails as a whole (the node
-unreachable, its disk failing) fails every block in it, as each alone would have; one refused
-as a request (a node without the endpoint) goes again one by one.
+which sends it elsewhere as it would a lone write's. A batch that fails as a whole fails every
+block in it, as each alone would have; when the node is unreachable or stalled, the writes
+waiting for it fail with it at once rather than each wait as long again. A node without the
+endpoint (an older version) gets each block alone.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from pydfs import wire
-from pydfs.errors import NotFound, ProtocolError, PydfsError, from_code
+from pydfs.errors import NotFound, ProtocolError, PydfsError, Timeout, Unavailable, from_code
 from pydfs.http1 import Answer
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ class Puts:
         try:
             self.requests += 1
             return await self._links().request(url, method, route, body, headers)
+        except (Unavailable, Timeout) as exc:
+            node.down = exc
+            raise
         finally:
             self._next(url, node)
 
@@ -75,23 +79,29 @@ class Puts:
     async def _send(self, url: str, node: _Node) -> None:
         try:
             while node.queue:
-                size = _fitting(node.queue)
+                if node.down is not None:  # those waiting would wait as long again, each
+                    down, node.down = node.down, None
+                    for *_, done in node.queue:
+                        _settle(done, exc=copy.copy(down))
+                    node.queue.clear()
+                    break
+                size = 1 if node.lone else _fitting(node.queue)
                 batch, node.queue = node.queue[:size], node.queue[size:]
                 batch = [w for w in batch if not w[3].done()]  # not cancelled
                 if batch:
-                    await self._request(url, batch)
+                    await self._request(url, node, batch)
         finally:
-            node.busy, node.sender = False, None
+            node.busy, node.sender, node.down = False, None, None
             for *_, done in node.queue:  # only if this task was cancelled (the loop closing)
                 done.cancel()
             node.queue.clear()
 
-    async def _request(self, url: str, batch: list[_Waiting]) -> None:
+    async def _request(self, url: str, node: _Node, batch: list[_Waiting]) -> None:
         try:
             if len(batch) == 1:
-                await self._alone(url, batch[0])
+                await self._alone(url, node, batch[0])
             else:
-                await self._together(url, batch)
+                await self._together(url, node, batch)
         except BaseException as exc:  # a bug, or this task cancelled: no writer waits forever
             for *_, done in batch:
                 if done.done():
@@ -103,27 +113,37 @@ class Puts:
             if not isinstance(exc, Exception):
                 raise
 
-    async def _alone(self, url: str, waiting: _Waiting) -> None:
+    async def _alone(self, url: str, node: _Node, waiting: _Waiting) -> None:
         block_id, token, body, done = waiting
         self.requests += 1
         headers = {wire.H_BLOCK_TOKEN: token}
         try:
             answer = await self._links().request(url, "PUT", f"/blocks/{block_id}", body, headers)
         except PydfsError as exc:
+            if isinstance(exc, Unavailable | Timeout):
+                node.down = exc
             _settle(done, exc=exc)
         else:
             _settle(done, answer)
 
-    async def _together(self, url: str, batch: list[_Waiting]) -> None:
+    async def _together(self, url: str, node: _Node, batch: list[_Waiting]) -> None:
         self.requests += 1
+        first, token, _, _ = batch[0]
         body = wire.pack_blocks([(block_id, token, frames) for block_id, token, frames, _ in batch])
+        headers = {wire.H_BLOCK_TOKEN: token}
         try:
-            answer = await self._links().request(url, "POST", "/blocks", body)
+            answer = await self._links().request(
+                url, "POST", f"/blocks?block={first}", body, headers
+            )
             reply = wire.decode(answer.body, wire.BlockBatchReply)
-        except (NotFound, ProtocolError):  # a node without batches, or refusing this one
-            await asyncio.gather(*(self._alone(url, waiting) for waiting in batch))
+        except NotFound:  # a node without batches (an older version): one by one, from now on
+            node.lone = True
+            for waiting in batch:
+                await self._alone(url, node, waiting)
             return
         except PydfsError as exc:  # the node, not any one block: each fails as alone it would
+            if isinstance(exc, Unavailable | Timeout):
+                node.down = exc
             for *_, done in batch:
                 _settle(done, exc=copy.copy(exc))
             return
@@ -132,9 +152,11 @@ class Puts:
             for *_, done in batch:
                 _settle(done, exc=copy.copy(wrong))
             return
-        for (*_, done), result in zip(batch, reply.results, strict=True):
-            if result.stored is not None:
+        for (block_id, *_, done), result in zip(batch, reply.results, strict=True):
+            if result.stored is not None and result.stored.block_id == block_id:
                 _settle(done, Answer(200, wire.encode(result.stored), {}))
+            elif result.stored is not None:
+                _settle(done, exc=ProtocolError(f"{url} answered for another block"))
             else:
                 error = result.error or wire.ErrorBody("protocol_error", "no block, no error")
                 _settle(done, exc=from_code(error.code, error.message))
@@ -147,6 +169,8 @@ class _Node:
         self.queue: list[_Waiting] = []
         self.busy = False  # a block request to the node is under way
         self.sender: asyncio.Task[None] | None = None  # sending what waited, if anything
+        self.down: PydfsError | None = None  # why the last request failed, if the node did
+        self.lone = False  # the node takes no batches: each block goes alone
 
 
 def _fitting(queue: list[_Waiting]) -> int:

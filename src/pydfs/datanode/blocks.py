@@ -128,28 +128,30 @@ class Blocks:
                     nodes += stored.nodes
         return wire.StoredBlock(block_id, writer.size, block_crc, nodes)
 
-    async def put_many(self, body: bytes) -> wire.BlockBatchReply:
+    async def put_many(self, body: bytes, first: str) -> wire.BlockBatchReply:
         """Store the blocks of a batch (``wire.pack_blocks``), each as a client's PUT of it
         alone would (its own write token, its frames checked), and make them durable together
         (``BlockStore.commit_many``). A block refused (its token, a bad frame, held already)
-        or that could not be made durable is answered so on its own, and the others go on."""
+        or that could not be made durable is answered so on its own, and the others go on.
+        *first*: the block whose token admitted the request on its head, which must lead."""
         dn = self.dn
+        blocks = wire.unpack_blocks(body)
+        if blocks[0][0].block_id != first:
+            raise ProtocolError("a block batch must begin with the block its head names")
         writers: list[tuple[int, BlockWriter, int]] = []  # (place, writer, block CRC)
         results: list[wire.BatchedResult] = []
         try:
-            for place, (item, framed) in enumerate(wire.unpack_blocks(body)):
+            for place, (item, framed) in enumerate(blocks):
                 writer = None
                 try:
                     self.admit(item.block_id, item.token, "w")
                     writer = dn.store.writer(item.block_id, len(framed))
                     crc = await _receive(wire.body_reader(framed), writer.write_chunk, None)
                     writer.seal(crc)
-                except PydfsError as exc:
-                    if isinstance(exc, ChecksumMismatch):
-                        self.traffic.arrival_failures += 1
+                except Exception as exc:
                     if writer is not None:
                         writer.abort()
-                    results.append(wire.BatchedResult(error=wire.ErrorBody(exc.code, exc.message)))
+                    results.append(wire.BatchedResult(error=self._refusal(exc)))
                     continue
                 writers.append((place, writer, crc))
                 results.append(wire.BatchedResult())
@@ -161,9 +163,7 @@ class Blocks:
         for place, writer, crc in writers:
             if writer in failed:
                 writer.abort()
-                log.error("block %s not made durable: %s", writer.block_id, failed[writer])
-                lost = Unavailable(f"data node {dn.store.node_id} could not store the block")
-                results[place] = wire.BatchedResult(error=wire.ErrorBody(lost.code, lost.message))
+                results[place] = wire.BatchedResult(error=self._refusal(failed[writer]))
                 continue
             self.traffic.blocks_received += 1
             self.traffic.bytes_written += writer.size
@@ -171,6 +171,15 @@ class Blocks:
             stored = wire.StoredBlock(writer.block_id, writer.size, crc, [dn.store.node_id])
             results[place] = wire.BatchedResult(stored=stored)
         return wire.BlockBatchReply(results)
+
+    def _refusal(self, exc: Exception) -> wire.ErrorBody:
+        """Why one block of a batch was not stored, as its writer is told."""
+        if isinstance(exc, ChecksumMismatch):
+            self.traffic.arrival_failures += 1
+        if not isinstance(exc, PydfsError):  # the disk failed it: tell no more than a 5xx would
+            log.error("block not stored: %r", exc)
+            exc = Unavailable(f"data node {self.dn.store.node_id} could not store the block")
+        return wire.ErrorBody(exc.code, exc.message)
 
     def open_range(
         self, block_id: str, offset: str | None, length: str | None
@@ -226,8 +235,10 @@ class Pipeline:
         self.blocks = blocks
 
     def admit(self, request: Request) -> None:
-        if request.endpoint == "put_many":
-            return  # each block's token is in the body, whose size ``limit`` bounds
+        if request.endpoint == "put_many":  # by the token of its first block; each its own
+            token = request.headers.get(_TOKEN)
+            request.grant = self.blocks.admit(request.query.get("block", ""), token, "w")
+            return
         # A write token also reads back the block it wrote: its bearer sent those bytes.
         modes = "wc" if request.endpoint == "put" else "rw"
         token = request.headers.get(_TOKEN)
@@ -247,7 +258,8 @@ class Pipeline:
         return self._put(request) if request.endpoint == "put" else self._get(request)
 
     async def _put_many(self, request: Request) -> Answer:
-        return Answer(200, wire.encode(await self.blocks.put_many(request.body)))
+        reply = await self.blocks.put_many(request.body, request.query["block"])
+        return Answer(200, wire.encode(reply))
 
     async def _put(self, request: Request) -> Answer:
         token = request.headers[_TOKEN]  # admitted: there is one

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import copy
 import ctypes
 import errno
 import itertools
@@ -48,7 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from pydfs import checksum
 from pydfs.checksum import BlockChecksums
@@ -154,8 +153,8 @@ class BlockStore:
         self.writing = 0  # writers that may have renamed a block they have not yet synced
         self.receiving: set[str] = set()  # blocks with a writer open
         self.large = 0  # writers of blocks larger than a chunk, at work
-        self._flushes: list[tuple[list[BlockWriter], asyncio.Future[dict[BlockWriter, OSError]]]]
-        self._flushes = []  # small writers waiting for the next flush (``commit_many``)
+        self._flushes: list[_Flush] = []  # small writers waiting for the next flush
+
         self._flusher: asyncio.Task[None] | None = None
         # block → when this node deleted it (tombstones), the oldest first; changed under
         # _burying, as a write made durable in a thread unburies (after ``renaming``, if both)
@@ -391,57 +390,99 @@ class BlockStore:
         against 0.3-0.5 ms here). Returns the writers that failed, with why; the caller
         aborts them.
 
-        Where ``syncfs`` is missing or cannot report a failed write (Linux before 5.8), where
+        Where ``syncfs`` cannot be trusted to report every failure (``_find_syncfs``), where
         the directory needs an fsync of its own, or while a large block is being written (a
-        flush of the whole file system would wait for its data too), each is fsync'd in turn."""
+        flush of the whole file system would wait for its data too), each is fsync'd in a
+        thread of its own, as a lone write's."""
         if not writers:
             return {}
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[dict[BlockWriter, OSError]] = loop.create_future()
-        self._flushes.append((list(writers), done))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
         try:
-            try:
-                failed = await asyncio.shield(done)
-            except asyncio.CancelledError:
-                while not done.done():  # the flush's syscalls run to their end regardless
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait([done])
-                if not done.cancelled():
-                    done.exception()  # retrieved: the cancellation is what the caller gets
-                raise
+            if _syncfs is None or self.sync_dir or self.large:
+                return await self._each(writers)
+            return await self._together(writers)
         finally:
             for writer in writers:
                 writer.settle()
+
+    @staticmethod
+    async def _each(writers: Sequence[BlockWriter]) -> dict[BlockWriter, OSError]:
+        done = await asyncio.gather(
+            *(_in_thread(w._durable) for w in writers), return_exceptions=True
+        )
+        failed: dict[BlockWriter, OSError] = {}
+        for writer, outcome in zip(writers, done, strict=True):
+            if isinstance(outcome, OSError):
+                failed[writer] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return failed
+
+    async def _together(self, writers: Sequence[BlockWriter]) -> dict[BlockWriter, OSError]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[BlockWriter, OSError]] = loop.create_future()
+        group = (list(writers), done)
+        self._flushes.append(group)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+            self._flusher.add_done_callback(self._flusher_gone)
+        try:
+            failed = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            if group in self._flushes:  # not taken yet: no thread touches these writers
+                self._flushes.remove(group)
+                done.cancel()
+            while not done.done():  # the flush's syscalls run to their end regardless
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([done])
+            if not done.cancelled():
+                done.exception()  # retrieved: the cancellation is what the caller gets
+            raise
         return {w: failed[w] for w in writers if w in failed}
 
     async def _flush(self) -> None:
         try:
             while self._flushes:
                 group, self._flushes = self._flushes, []
-                writers = [w for ws, _ in group for w in ws]
-                try:
-                    failed = await asyncio.to_thread(self._durable_many, writers)
-                except BaseException as exc:  # a bug, or the loop closing: no writer waits on
-                    for _, done in group:
-                        if not done.done():
-                            done.set_exception(copy.copy(exc))
-                    raise
-                for _, done in group:
-                    done.set_result(failed)
+                await self._flush_group(group)
         finally:
             self._flusher = None
+            self._fail_waiting()  # only if this task was cancelled (the loop closing)
+
+    async def _flush_group(self, group: Sequence[_Flush]) -> None:
+        writers = [w for ws, _ in group for w in ws]
+        work = _thread(self._durable_many, writers)
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            while not work.done():  # the thread's syscalls run to their end regardless
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([work])
+            raise
+        except Exception:
+            log.exception("flushing %d blocks failed", len(writers))
+        finally:
+            if work.cancelled() or work.exception() is not None:
+                failed = {w: OSError(errno.EIO, "the flush failed") for w in writers}
+            else:
+                failed = work.result()
+            for _, done in group:
+                if not done.done():
+                    done.set_result(failed)
+
+    def _flusher_gone(self, task: asyncio.Task[None]) -> None:
+        if self._flusher is task:  # cancelled before it ever ran
+            self._flusher = None
+            self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        waiting, self._flushes = self._flushes, []
+        for writers, done in waiting:
+            if not done.done():
+                done.set_result({w: OSError(errno.EIO, "no flush: stopping") for w in writers})
 
     def _durable_many(self, writers: Sequence[BlockWriter]) -> dict[BlockWriter, OSError]:
+        assert _syncfs is not None
         failed: dict[BlockWriter, OSError] = {}
-        if _syncfs is None or self.sync_dir or self.large:
-            for writer in writers:
-                try:
-                    writer._durable()
-                except OSError as exc:
-                    failed[writer] = exc
-            return failed
         renamed: list[BlockWriter] = []
         for writer in writers:
             try:
@@ -455,15 +496,26 @@ class BlockStore:
         # A write that fails to reach the disk after a file was opened is reported to a
         # ``syncfs`` on it (errseq): on the first opened of them, before any of them was
         # written, every failure that touches them is reported (others too: only cautious).
+        # A journal that failed its commit, or a file system gone read-only, is reported to an
+        # fsync of a file whose changes are in it (its commit done, it costs next to nothing).
         first = min(renamed, key=lambda w: w.opened)
         assert first._fd is not None
-        if _syncfs(first._fd) != 0:
-            err = ctypes.get_errno()
+        try:
+            if _syncfs(first._fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs: {os.strerror(err)}")
+            os.fsync(first._fd)
+            if os.fstatvfs(first._fd).f_flag & os.ST_RDONLY:
+                raise OSError(errno.EROFS, "the file system went read-only")
+        except OSError as exc:
             for writer in renamed:
-                failed[writer] = OSError(err, f"syncfs: {os.strerror(err)}")
+                failed[writer] = exc
             return failed
         for writer in renamed:
-            writer._closed()
+            try:
+                writer._closed()
+            except OSError as exc:  # durable all the same
+                log.warning("closing block %s: %s", writer.block_id, exc)
         return failed
 
     def quarantine(self, block_id: str) -> None:
@@ -600,9 +652,9 @@ class BlockWriter:
 
     def _closed(self) -> None:
         assert self._fd is not None
-        os.close(self._fd)
-        self._fd = None
+        fd, self._fd = self._fd, None  # never closed twice, even if the close fails
         self.state = "durable"
+        os.close(fd)
 
     def abort(self) -> None:
         """Undo a write that will not be acknowledged (a durable block stays: it is complete)."""
@@ -626,12 +678,20 @@ class BlockWriter:
 
 
 _OPENED = itertools.count()
+T = TypeVar("T")
+_Flush = tuple[list[BlockWriter], "asyncio.Future[dict[BlockWriter, OSError]]"]
+
+
+def _thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """*fn* run in a worker thread. Not a task (as ``asyncio.to_thread`` would make): a loop
+    closing cancels every task, and the caller would stop waiting while the thread works on."""
+    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
     """Run *fn* in a worker thread; a cancelled caller still waits for its syscalls to end,
     so that no file is left half renamed behind it."""
-    done = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    done = _thread(fn, *args)
     try:
         await asyncio.shield(done)
     except asyncio.CancelledError:
@@ -642,7 +702,8 @@ async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
 
 
 def _find_syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs``, where it reports writeback errors (Linux 5.8 and later)."""
+    """libc's ``syncfs``, where it reports every failure: a failed write of data since Linux
+    5.8 (errseq), a failed commit of the file system's journal since 5.17."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -650,7 +711,7 @@ def _find_syncfs() -> Callable[[int], int] | None:
         fn = ctypes.CDLL(None, use_errno=True).syncfs
     except (ValueError, AttributeError, OSError):
         return None
-    if version < (5, 8):
+    if version < (5, 17):
         return None
     fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
     return cast(Callable[[int], int], fn)

@@ -216,3 +216,51 @@ async def test_a_result_for_another_block_is_not_taken_for_its_own() -> None:
     assert isinstance(results[1], errors.ProtocolError)
     assert [wire.decode(r.body, wire.StoredBlock).size for r in results[2:3]] == [2]
     assert isinstance(results[3], errors.ProtocolError)
+
+
+class FlakyNodes(FakeNodes):
+    """Fails the first request as an unreachable node would, then answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def request(self, url, method, route, body=None, headers=None) -> http1.Answer:  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            self.sent.append((url, method, 1))
+            raise errors.Unavailable(f"cannot reach {url}")
+        return await super().request(url, method, route, body, headers)
+
+
+@pytest.mark.asyncio
+async def test_a_node_that_failed_once_and_came_back_is_written_to_again() -> None:
+    nodes = FlakyNodes()
+    puts = Puts(lambda: nodes)  # type: ignore[arg-type,return-value]
+    with pytest.raises(errors.Unavailable):
+        await put(puts, "http://a", 1)  # alone: nobody waited for it
+    results = await asyncio.gather(*(stored(put(puts, "http://a", n)) for n in range(2, 8)))
+    assert [r.size for r in results] == list(range(2, 8))
+    assert nodes.sent[1:] == [("http://a", "PUT", 1), ("http://a", "POST", 5)]
+
+
+@pytest.mark.asyncio
+async def test_a_node_without_batches_gets_its_writes_side_by_side() -> None:
+    nodes = FakeNodes(old=True)
+    puts = Puts(lambda: nodes)  # type: ignore[arg-type,return-value]
+    await asyncio.gather(*(stored(put(puts, "http://a", n)) for n in range(1, 4)))
+    in_flight = peak = 0
+    answer = nodes.request
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await answer(*args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    nodes.request = counting  # type: ignore[method-assign]
+    await asyncio.gather(*(stored(put(puts, "http://a", n)) for n in range(4, 12)))
+    assert peak == 8

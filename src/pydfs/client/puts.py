@@ -51,10 +51,13 @@ class Puts:
     ) -> Answer:
         token = (headers or {}).get(wire.H_BLOCK_TOKEN)
         small = body is not None and len(body) <= wire.WHOLE_BLOCK
-        if method != "PUT" or token is None or not small or len(headers or {}) != 1:
+        lone = token is None or len(token) > wire.BATCHED_HEAD // 2  # a batch cannot carry it
+        if method != "PUT" or lone or not small or len(headers or {}) != 1:
             return await self._links().request(url, method, route, body, headers)
-        assert body is not None
+        assert body is not None and token is not None
         node = self._nodes.setdefault(url, _Node())
+        if node.lone:  # it takes no batches: each goes as it comes, beside the others
+            return await self._links().request(url, method, route, body, headers)
         if node.busy:
             done: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
             node.queue.append((route.rsplit("/", 1)[1], token, body, done))
@@ -74,7 +77,7 @@ class Puts:
         if node.queue:
             node.sender = asyncio.get_running_loop().create_task(self._send(url, node))
         else:
-            node.busy = False
+            node.busy, node.down = False, None  # nobody waits to be told the node failed
 
     async def _send(self, url: str, node: _Node) -> None:
         try:
@@ -138,8 +141,7 @@ class Puts:
             reply = wire.decode(answer.body, wire.BlockBatchReply)
         except NotFound:  # a node without batches (an older version): one by one, from now on
             node.lone = True
-            for waiting in batch:
-                await self._alone(url, node, waiting)
+            await asyncio.gather(*(self._alone(url, node, waiting) for waiting in batch))
             return
         except PydfsError as exc:  # the node, not any one block: each fails as alone it would
             if isinstance(exc, Unavailable | Timeout):

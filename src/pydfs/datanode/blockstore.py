@@ -450,7 +450,13 @@ class BlockStore:
 
     async def _flush_group(self, group: Sequence[_Flush]) -> None:
         writers = [w for ws, _ in group for w in ws]
-        work = _thread(self._durable_many, writers)
+        try:
+            work = _thread(self._durable_many, writers)
+        except RuntimeError as exc:  # no thread to be had (the executor shut down, no memory)
+            log.error("cannot flush %d blocks: %s", len(writers), exc)
+            for _, done in group:
+                done.set_result({w: OSError(errno.EIO, "no flush: no thread") for w in writers})
+            return
         try:
             await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -663,9 +669,12 @@ class BlockWriter:
             self._fd = None
         if self.state != "durable":
             path = self._tmp if self.state == "open" else self.store.path(self.block_id)
-            path.unlink(missing_ok=True)
             self.store.writing -= 1
             self.state = "aborted"
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a failing disk: a file the next start checks, or tmp/
+                log.error("cannot remove %s: %s", path, exc)
         self._release()
 
     def _release(self) -> None:

@@ -761,6 +761,25 @@ def test_a_flush_that_fails_unexpectedly_fails_its_blocks_and_the_next_goes_on(
     consistent(store)
 
 
+def test_a_flush_that_gets_no_thread_fails_its_blocks(tmp_path, monkeypatch):
+    if blockstore._syncfs is None or BlockStore(tmp_path / "probe", CHUNK).sync_dir:
+        pytest.skip("small writes are fsync'd each here")
+    blocks, store, batch = batch_node(tmp_path)
+
+    def no_thread(fn, *args):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(blockstore, "_thread", no_thread)
+
+    async def main():
+        return await asyncio.wait_for(blocks.put_many(*batch(1, 3)), 10)
+
+    reply = asyncio.run(main())
+    assert [r.error.code for r in reply.results] == ["unavailable"] * 3
+    assert list(store.list()) == []
+    consistent(store)
+
+
 def test_writers_cancelled_during_a_flush_end_and_leave_the_store_consistent(tmp_path, monkeypatch):
     """As at a data node's shutdown: ``asyncio.run`` cancels every task, the flusher among
     them, while one batch is being flushed and another waits for it."""

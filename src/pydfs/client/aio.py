@@ -29,7 +29,8 @@ from pydfs.errors import ChecksumMismatch, InvalidArgument, PydfsError
 from pydfs.rpc import FAILOVER_TIMEOUT
 
 BACKUP_WAIT = 1800.0  # seconds a metadata backup may take to start arriving
-WRITE_MANY_CONCURRENCY = 64  # files ``write_many`` has on their way at once
+WRITE_MANY_CONCURRENCY = 64  # files ``write_many`` has on their way at once, per wave
+WAVES = 2  # waves of small files on their way at once: one's commits beside the next's blocks
 
 if TYPE_CHECKING:
     import aiohttp
@@ -416,15 +417,16 @@ class AsyncClient:
 
         tasks: dict[str, asyncio.Task[wire.FileStatus | PydfsError]] = {}
 
-        async def waves() -> None:
-            for start in range(0, len(small), width):
-                async with asyncio.TaskGroup() as group:
-                    wave = small[start : start + width]
-                    tasks.update((p, group.create_task(one(p, d))) for p, d in wave)
+        waves = asyncio.Semaphore(WAVES)
+
+        async def wave(files: list[tuple[str, bytes]]) -> None:
+            async with waves, asyncio.TaskGroup() as group:
+                tasks.update((p, group.create_task(one(p, d))) for p, d in files)
 
         async with asyncio.TaskGroup() as group:
             tasks.update((p, group.create_task(bounded(p, d))) for p, d in large)
-            group.create_task(waves())
+            for start in range(0, len(small), width):
+                group.create_task(wave(small[start : start + width]))
         return {path: tasks[path].result() for path in files}
 
     async def upload(

@@ -387,13 +387,14 @@ class AsyncClient:
         block_size: int | None = None,
         concurrency: int = WRITE_MANY_CONCURRENCY,
     ) -> dict[str, wire.FileStatus | PydfsError]:
-        """Write many files, *concurrency* at a time, each as ``write_bytes`` would: small
-        ones take their leases from batches, their blocks go to each data node together
-        (``client.puts``) and their commits to the name node (``client.commits``), so that
-        the lot costs a few requests and fsyncs rather than some of each per file. Every file
-        is on its own: the answer maps each path to its status, or to the error that refused
-        it (nothing of that file stored); only a failure of the whole (cancellation, a bug)
-        raises."""
+        """Write many files, each as ``write_bytes`` would: small ones (a chunk at most) in
+        waves of *concurrency*, ``WAVES`` waves at a time, larger ones *concurrency* at a time
+        beside them. Small ones take their leases from batches, their blocks go to each data
+        node together (``client.puts``) and their commits to the name node
+        (``client.commits``), so that the lot costs a few requests and fsyncs rather than some
+        of each per file. Every file is on its own: the answer maps each path to its status,
+        or to the error that refused it (nothing of that file stored); only a failure of the
+        whole (cancellation, a bug) raises."""
 
         async def one(path: str, data: bytes) -> wire.FileStatus | PydfsError:
             try:

@@ -286,3 +286,16 @@ async def test_a_batch_admits_each_block_by_its_own_token(cluster_factory: Clust
         too_big = b"\0" * (wire.MAX_BATCH_BODY + 1)
         with pytest.raises(errors.ProtocolError, match="too large"):
             await fs.links.request(node.url, "POST", route, too_big, head)
+
+
+@pytest.mark.asyncio
+async def test_an_io_object_whose_read_is_a_coroutine_is_read_as_one(
+    fs: AsyncClient, top: str
+) -> None:
+    """fsspec's async files derive from ``io.IOBase`` and read with ``await``."""
+    from tests.unit.test_lease_keeper import AsyncFile
+
+    data = os.urandom(100_000)
+    status = await fs.write_stream(f"{top}/async", AsyncFile(data))  # type: ignore[arg-type]
+    assert status.size == len(data)
+    assert await fs.read_bytes(f"{top}/async") == data

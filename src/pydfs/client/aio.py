@@ -29,7 +29,7 @@ from pydfs.errors import ChecksumMismatch, InvalidArgument, PydfsError
 from pydfs.rpc import FAILOVER_TIMEOUT
 
 BACKUP_WAIT = 1800.0  # seconds a metadata backup may take to start arriving
-WRITE_MANY_CONCURRENCY = 64  # files ``write_many`` has on their way at once, per wave
+WRITE_MANY_CONCURRENCY = 64  # small files ``write_many`` has on their way at once
 WAVES = 2  # waves of small files on their way at once: one's commits beside the next's blocks
 
 if TYPE_CHECKING:
@@ -387,9 +387,9 @@ class AsyncClient:
         block_size: int | None = None,
         concurrency: int = WRITE_MANY_CONCURRENCY,
     ) -> dict[str, wire.FileStatus | PydfsError]:
-        """Write many files, each as ``write_bytes`` would: small ones (a chunk at most) in
-        waves of *concurrency*, ``WAVES`` waves at a time, larger ones *concurrency* at a time
-        beside them. Small ones take their leases from batches, their blocks go to each data
+        """Write many files, each as ``write_bytes`` would: small ones (a chunk at most)
+        *concurrency* at a time, in ``WAVES`` waves, larger ones *concurrency* at a time beside
+        them. Small ones take their leases from batches, their blocks go to each data
         node together (``client.puts``) and their commits to the name node
         (``client.commits``), so that the lot costs a few requests and fsyncs rather than some
         of each per file. Every file is on its own: the answer maps each path to its status,
@@ -408,6 +408,7 @@ class AsyncClient:
         # blocks and commit together, a few requests for the lot (``client.puts``, ``commits``).
         # Larger ones, whose writes take longer than a wave should wait, go beside them.
         width = max(1, concurrency)
+        wave_size = -(-width // WAVES)  # the waves on their way hold *concurrency* files in all
         small = [(p, d) for p, d in files.items() if len(d) <= wire.CHUNK_SIZE]
         large = [(p, d) for p, d in files.items() if len(d) > wire.CHUNK_SIZE]
         limit = asyncio.Semaphore(width)
@@ -426,8 +427,8 @@ class AsyncClient:
 
         async with asyncio.TaskGroup() as group:
             tasks.update((p, group.create_task(bounded(p, d))) for p, d in large)
-            for start in range(0, len(small), width):
-                group.create_task(wave(small[start : start + width]))
+            for start in range(0, len(small), wave_size):
+                group.create_task(wave(small[start : start + wave_size]))
         return {path: tasks[path].result() for path in files}
 
     async def upload(

@@ -29,7 +29,8 @@ from pydfs.errors import ChecksumMismatch, InvalidArgument, PydfsError
 from pydfs.rpc import FAILOVER_TIMEOUT
 
 BACKUP_WAIT = 1800.0  # seconds a metadata backup may take to start arriving
-WRITE_MANY_CONCURRENCY = 64  # small files ``write_many`` has on their way at once
+WRITE_MANY_CONCURRENCY = 128  # small files ``write_many`` has on their way at once
+LARGE_AT_ONCE = 16  # larger files it has on their way beside them, at most
 WAVES = 2  # waves of small files on their way at once: one's commits beside the next's blocks
 
 if TYPE_CHECKING:
@@ -388,13 +389,14 @@ class AsyncClient:
         concurrency: int = WRITE_MANY_CONCURRENCY,
     ) -> dict[str, wire.FileStatus | PydfsError]:
         """Write many files, each as ``write_bytes`` would: small ones (a chunk at most)
-        *concurrency* at a time, in ``WAVES`` waves, larger ones *concurrency* at a time beside
-        them. Small ones take their leases from batches, their blocks go to each data
-        node together (``client.puts``) and their commits to the name node
-        (``client.commits``), so that the lot costs a few requests and fsyncs rather than some
-        of each per file. Every file is on its own: the answer maps each path to its status,
-        or to the error that refused it (nothing of that file stored); only a failure of the
-        whole (cancellation, a bug) raises."""
+        *concurrency* at a time, in ``WAVES`` waves, larger ones ``LARGE_AT_ONCE`` at a time
+        beside them (so that all stay well under a user's limit of open uploads). Small ones
+        take their leases from batches, their blocks go to each data node together
+        (``client.puts``) and their commits to the name node (``client.commits``), so that the
+        lot costs a few requests and fsyncs rather than some of each per file. Every file is
+        on its own: the answer maps each path to its status, or to the error that refused it
+        (nothing of that file stored); only a failure of the whole (cancellation, a bug)
+        raises."""
 
         async def one(path: str, data: bytes) -> wire.FileStatus | PydfsError:
             try:
@@ -411,7 +413,7 @@ class AsyncClient:
         wave_size = -(-width // WAVES)  # the waves on their way hold *concurrency* files in all
         small = [(p, d) for p, d in files.items() if len(d) <= wire.CHUNK_SIZE]
         large = [(p, d) for p, d in files.items() if len(d) > wire.CHUNK_SIZE]
-        limit = asyncio.Semaphore(width)
+        limit = asyncio.Semaphore(min(width, LARGE_AT_ONCE))
 
         async def bounded(path: str, data: bytes) -> wire.FileStatus | PydfsError:
             async with limit:

@@ -24,9 +24,10 @@ from pydfs.fsspec.files import PydfsFile, details
 
 PROTOCOL = "pydfs"
 PREFIX = f"{PROTOCOL}://"
-PIPE_CONCURRENCY = 64
-"""Files one ``pipe`` writes at once: each holds an upload lease until it commits, and the name
-node lets a user hold 256 (fsspec's default, 1,280 at once, would run into that limit)."""
+PIPE_CONCURRENCY = 128
+"""Small files one ``pipe`` writes at once (two waves of 64: ``AsyncClient.write_many``): each
+holds an upload lease until it commits, and the name node lets a user hold 256 (fsspec's
+default, 1,280 at once, would run into that limit)."""
 
 T = TypeVar("T")
 
@@ -458,8 +459,9 @@ class PydfsFileSystem(AsyncFileSystem):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         """Write many files: the directories they go in first (one ``mkdir -p`` per deepest
-        one), then the files, ``PIPE_CONCURRENCY`` at a time, their commits sent together
-        (``AsyncClient.write_many``). The first file refused is raised, once all are done."""
+        one), then the files, ``PIPE_CONCURRENCY`` small ones at a time, their blocks and
+        commits sent together (``AsyncClient.write_many``). The first file refused is raised,
+        once all are done."""
         files = {
             self._strip_protocol(k): v
             for k, v in ({path: value} if isinstance(path, str) else path).items()

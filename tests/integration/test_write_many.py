@@ -299,3 +299,18 @@ async def test_an_io_object_whose_read_is_a_coroutine_is_read_as_one(
     status = await fs.write_stream(f"{top}/async", AsyncFile(data))  # type: ignore[arg-type]
     assert status.size == len(data)
     assert await fs.read_bytes(f"{top}/async") == data
+
+
+@pytest.mark.asyncio
+async def test_large_files_wait_for_room_among_the_users_open_uploads(
+    cluster_factory: ClusterFactory,
+) -> None:
+    """A file over a batch lease's size opens an upload of its own: with the user's uploads all
+    open, it waits for one to end, as small files do, rather than fail."""
+    cluster = cluster_factory(2, namenode_args=["--max-open-uploads", "2"])
+    files = {f"/tmp/big{i}": os.urandom(1_100_000 + i) for i in range(6)}
+    async with cluster.async_client() as fs:
+        results = await asyncio.gather(*(fs.write_bytes(p, d) for p, d in files.items()))
+        assert [r.size for r in results] == [len(d) for d in files.values()]
+        for path, data in files.items():
+            assert await fs.read_bytes(path) == data

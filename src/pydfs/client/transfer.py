@@ -163,7 +163,9 @@ class Transfer:
         block_size: int | None = None,
     ) -> wire.UploadGrant:
         """Ask for an upload to *path*: a missing parent, or an existing file when not to
-        *overwrite*, is refused now rather than at the commit."""
+        *overwrite*, is refused now rather than at the commit. While the user holds as many
+        uploads as allowed, it waits for some to end, for up to ``LIMIT_WAIT`` seconds, as a
+        small file's lease does (``_fill``)."""
         client = self._client
         req = wire.UploadRequest(
             path,
@@ -171,7 +173,16 @@ class Transfer:
             block_size=client.block_size if block_size is None else block_size,
             overwrite=overwrite,
         )
-        return await client.rpc.call("POST", "/uploads", req, reply=wire.UploadGrant)
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + LIMIT_WAIT, 0.01
+        while True:
+            try:
+                return await client.rpc.call("POST", "/uploads", req, reply=wire.UploadGrant)
+            except LimitExceeded:
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(0.5, delay * 2)
 
     async def finish(
         self,

@@ -431,11 +431,8 @@ class BlockStore:
             if group in self._flushes:  # not taken yet: no thread touches these writers
                 self._flushes.remove(group)
                 done.cancel()
-            while not done.done():  # the flush's syscalls run to their end regardless
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([done])
-            if not done.cancelled():
-                done.exception()  # retrieved: the cancellation is what the caller gets
+            else:  # the flush's syscalls run to their end regardless (it sets a result)
+                await _outlast(done)
             raise
         return {w: failed[w] for w in writers if w in failed}
 
@@ -458,12 +455,7 @@ class BlockStore:
                 done.set_result({w: OSError(errno.EIO, "no flush: no thread") for w in writers})
             return
         try:
-            await asyncio.shield(work)
-        except asyncio.CancelledError:
-            while not work.done():  # the thread's syscalls run to their end regardless
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([work])
-            raise
+            await _outlast(work)
         except Exception:
             log.exception("flushing %d blocks failed", len(writers))
         finally:
@@ -697,17 +689,21 @@ def _thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
     return asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
-    """Run *fn* in a worker thread; a cancelled caller still waits for its syscalls to end,
-    so that no file is left half renamed behind it."""
-    done = _thread(fn, *args)
+async def _outlast(work: asyncio.Future[T]) -> T:
+    """*work*'s result; a caller cancelled meanwhile still waits for it to end (a thread's
+    syscalls run to their end regardless), so that no file is left half renamed behind it."""
     try:
-        await asyncio.shield(done)
+        return await asyncio.shield(work)
     except asyncio.CancelledError:
-        while not done.done():  # the thread's syscalls run to their end regardless
+        while not work.done():
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([done])
+                await asyncio.wait([work])
         raise
+
+
+async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
+    """Run *fn* in a worker thread (``_thread``), outlasting a caller's cancellation."""
+    await _outlast(_thread(fn, *args))
 
 
 def _find_syncfs() -> Callable[[int], int] | None:

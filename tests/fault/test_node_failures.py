@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -196,6 +197,29 @@ def test_full_disk_is_a_clear_error_and_keeps_old_data(
     message = cli.fails("put", "-f", "huge", "/small")
     assert "room" in message or "full" in message
     assert cli("get", "/small", "-").ok().raw == (tmp_path / "small").read_bytes()
+
+
+def test_a_data_node_whose_disk_refuses_blocks_is_written_around(
+    cluster_factory: Callable[..., LocalCluster],
+) -> None:
+    """One of three data nodes can no longer make files (its ``tmp/`` swapped for a file, as a
+    disk gone bad refuses them): every write still succeeds, on the other two, whichever node
+    the name node put first in a block's pipeline, and reads back."""
+    cluster = cluster_factory(3)
+    broken = cluster.datanodes[0]
+    tmp = broken.data_dir / "tmp"
+    shutil.rmtree(tmp)
+    tmp.write_bytes(b"")
+    files = {f"/f{i}": os.urandom(3 * BLOCK_SIZE + i) for i in range(6)}
+    with cluster.client() as fs:
+        for path, data in files.items():
+            fs.write_bytes(path, data)
+        for path, data in files.items():
+            assert fs.read_bytes(path) == data
+            blocks = fs.info(path).blocks
+            assert blocks is not None and len(blocks) == -(-len(data) // BLOCK_SIZE)
+            for block in blocks:
+                assert node_id(broken) not in {n.id for n in block.nodes}
 
 
 def test_frozen_datanode_does_not_hang_writes_or_reads(

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING
 from pydfs import checksum, rpc, wire
 from pydfs.errors import (
     ChecksumMismatch,
+    InsufficientNodes,
+    InternalError,
+    NoSpace,
     NotFound,
     ProtocolError,
     PydfsError,
@@ -243,6 +246,7 @@ async def write_blocks(
     stored: list[wire.StoredBlock] = []
     block: wire.BlockGrant | None = grant.block
     failed: list[str] = []
+    why: PydfsError | None = None  # the last node's failure
     offset = 0
     granted = time.monotonic()
     while True:
@@ -254,7 +258,12 @@ async def write_blocks(
         refreshed = False
         for attempt in range(4):
             if block is None:
-                block = await allocate(failed)
+                try:
+                    block = await allocate(failed)
+                except (InsufficientNodes, NoSpace):
+                    if why is None:
+                        raise
+                    raise why from None  # no node left: why the last one failed says more
             source = BlockSource(read, first, grant.block_size)
             try:
                 result = await put_block(session, block, source, stall_timeout, links)
@@ -268,10 +277,19 @@ async def write_blocks(
                     first = await _read_full(read, first_read(grant.block_size))
                 refreshed, block = True, None
                 continue
-            except (Unavailable, ChecksumMismatch, ProtocolError, NotFound) as exc:
+            except (
+                Unavailable,
+                NoSpace,
+                InternalError,
+                ChecksumMismatch,
+                ProtocolError,
+                NotFound,
+            ) as exc:
+                # The block is nowhere acknowledged: other nodes may take it (a node filled
+                # since it last told the name node its room, a failing disk, a defect).
                 gone = block.targets if fans_out(source, links) else block.targets[:1]
                 failed += [t.id for t in gone]
-                block = None
+                block, why = None, exc
                 names = ", ".join(t.id for t in gone)
                 log.warning("block write to %s failed (%s); retrying", names, exc)
                 if attempt == 3 or not await rewind(offset):

@@ -94,7 +94,10 @@ class Blocks:
             after = ids.index(dn.store.node_id) + 1
             next_url = targets[after][1] if after < len(targets) else None
         # Refuses (no room, exists, being written) before forwarding.
-        writer = dn.store.writer(block_id, expected, replace=copy)
+        try:
+            writer = dn.store.writer(block_id, expected, replace=copy)
+        except OSError as exc:
+            raise self._disk_failed(exc) from exc
         forward: Forwarder | None = None
         try:
             # Writes that arrived together all open their writers before any commits: a commit
@@ -116,6 +119,8 @@ class Blocks:
             writer.abort()
             if forward is not None:
                 forward.cancel()
+            if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)):
+                raise self._disk_failed(exc) from exc
             raise
         nodes = [dn.store.node_id]
         if forward is not None:
@@ -176,10 +181,18 @@ class Blocks:
         """Why one block of a batch was not stored, as its writer is told."""
         if isinstance(exc, ChecksumMismatch):
             self.traffic.arrival_failures += 1
-        if not isinstance(exc, PydfsError):  # the disk failed it: tell no more than a 5xx would
-            log.error("block not stored: %r", exc)
-            exc = Unavailable(f"data node {self.dn.store.node_id} could not store the block")
+        if not isinstance(exc, PydfsError):
+            exc = self._disk_failed(exc)
         return wire.ErrorBody(exc.code, exc.message)
+
+    def _disk_failed(self, exc: Exception) -> PydfsError:
+        """What a writer is told of a block this node's disk failed (a full disk is
+        ``NoSpace`` already): ``Unavailable``, so that it sends the block to other nodes, and
+        no more of the error than a 5xx would tell."""
+        if isinstance(exc, PydfsError):
+            return exc
+        log.error("block not stored: %r", exc)
+        return Unavailable(f"data node {self.dn.store.node_id} could not store the block")
 
     def open_range(
         self, block_id: str, offset: str | None, length: str | None

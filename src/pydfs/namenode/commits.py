@@ -18,7 +18,7 @@ from pydfs.namenode.auth import User
 from pydfs.namenode.namespace import Namespace, no_file_named_as_directory
 from pydfs.namenode.permissions import W, check
 from pydfs.namenode.store import Inode, Tx
-from pydfs.namenode.store.interface import Block
+from pydfs.namenode.store.interface import Block, Placed
 from pydfs.namenode.tree import Walk
 
 
@@ -199,9 +199,10 @@ class Commits:
         size = sum(b.size for b in layout)
         named: set[str] = set()
         existing = commit.existing
+        made: Inode | None = None
         if existing is None:
             try:
-                inode_id = await self.namespace.insert(
+                made = await self.namespace.insert(
                     tx,
                     commit.parent,
                     paths.basename(path),
@@ -210,7 +211,9 @@ class Commits:
                     size=size,
                     replication=commit.replication,
                     block_size=commit.block_size,
+                    sha256=commit.sha256,
                 )
+                inode_id = made.id
             except AlreadyExists:
                 if not commit.overwrite:
                     raise
@@ -235,5 +238,12 @@ class Commits:
         await tx.blocks.add_replicas([(b.block_id, n) for b in blocks for n in b.nodes], now)
         await tx.blocks.attach(inode_id, [b.id for b in layout])
         await tx.blocks.release(named)
-        await tx.inodes.set_sha256(inode_id, commit.sha256)
-        return await self.namespace.status_of_new(tx, inode_id, path)
+        if made is None:
+            await tx.inodes.set_sha256(inode_id, commit.sha256)
+            replaced = await tx.inodes.get(inode_id)
+            assert replaced is not None
+            return await self.namespace.status_of(tx, replaced, path)
+        # A new file names only the blocks just written, on the nodes just added: nothing to
+        # read back.
+        placed = [Placed(Block(b.block_id, b.size, b.crc), sorted(set(b.nodes))) for b in blocks]
+        return self.namespace.status_with(made, path, placed)

@@ -27,7 +27,7 @@ from pydfs.namenode.auth import SYSTEM, User, home_of
 from pydfs.namenode.membership import Membership
 from pydfs.namenode.permissions import R, W, X, allowed, check, check_sticky
 from pydfs.namenode.store import Inode, Store, Tx
-from pydfs.namenode.store.interface import NewInode
+from pydfs.namenode.store.interface import NewInode, Placed
 from pydfs.namenode.tree import ROOT_ID, Tree, Walk
 
 
@@ -83,14 +83,19 @@ class Namespace:
         async with self.tree.reading() as walk:
             return await walk.resolve_dir(path, user, in_it=in_it)
 
-    async def _status(
+    async def status_of(
         self, tx: Tx, node: Inode, path: str, *, tokens: bool = False
     ) -> wire.FileStatus:
         """With its blocks, if a file."""
         if node.type != "f":
             return status.of(node, path)
+        return self.status_with(node, path, await tx.blocks.of_file(node.id), tokens=tokens)
+
+    def status_with(
+        self, node: Inode, path: str, placed: list[Placed], *, tokens: bool = False
+    ) -> wire.FileStatus:
+        """A file's status, its blocks *placed* as ``Blocks.of_file`` finds them."""
         read_token = self.read_token if tokens else None
-        placed = await tx.blocks.of_file(node.id)
         return status.of(node, path, status.blocks(placed, self.membership, read_token))
 
     async def stat(
@@ -107,7 +112,7 @@ class Namespace:
                 if read:
                     check(user, node, R, path)
                 return status.of(node, path)
-            return await self._status(walk.tx, node, path, tokens=read)
+            return await self.status_of(walk.tx, node, path, tokens=read)
 
     async def listdir(self, path: str, user: User | None = None) -> wire.Listing:
         async with self.tree.reading() as walk:
@@ -162,30 +167,37 @@ class Namespace:
         owner: str | None = None,
         group: str | None = None,
         target: str | None = None,
-    ) -> int:
+        sha256: str | None = None,
+    ) -> Inode:
         """A new inode owned by *user*, in its parent's group (as BSD and HDFS do), with the
-        mode bits 0777 (directories) or 0666 (files) less the umask, unless *mode* is given."""
+        mode bits 0777 (directories) or 0666 (files) less the umask, unless *mode* is given;
+        returned as stored, without reading it back."""
         now = time.time()
         if mode is None:
             mode = (0o777 if type == "d" else 0o666) & ~self.umask
         if owner is None:
             owner = user.name if user is not None else SYSTEM
+        group = group or parent.group
         new = NewInode(
+            parent.id, name, type, owner, group, mode, now, size, replication, block_size, target
+        )
+        inode_id = await tx.inodes.insert(new, sha256=sha256)
+        await tx.inodes.touch([parent.id], now)
+        return Inode(
+            inode_id,
             parent.id,
             name,
             type,
-            owner,
-            group or parent.group,
-            mode,
-            now,
             size,
+            now,
+            now,
+            owner,
             replication,
             block_size,
+            group,
+            mode,
             target,
         )
-        inode_id = await tx.inodes.insert(new)
-        await tx.inodes.touch([parent.id], now)
-        return inode_id
 
     async def mkdir(
         self,
@@ -233,25 +245,23 @@ class Namespace:
             check(user, parent, W | X, paths.parent(p))
             last = p == path
             try:
-                made = await walk.tx.inodes.get(
-                    await self.insert(
-                        walk.tx,
-                        parent,
-                        paths.basename(p),
-                        "d",
-                        user,
-                        mode=mode if last else None,
-                        owner=owner if last else None,
-                        group=group if last else None,
-                    )
+                made = await self.insert(
+                    walk.tx,
+                    parent,
+                    paths.basename(p),
+                    "d",
+                    user,
+                    mode=mode if last else None,
+                    owner=owner if last else None,
+                    group=group if last else None,
                 )
             except AlreadyExists:
                 # Made meanwhile through another name node (a shared store at READ COMMITTED):
                 # with -p, a directory goes on as if it had been there.
-                made = await walk.tx.inodes.child(parent.id, paths.basename(p))
-                if not parents or made is None or (last and not made.is_dir):
+                found = await walk.tx.inodes.child(parent.id, paths.basename(p))
+                if not parents or found is None or (last and not found.is_dir):
                     raise
-            assert made is not None
+                made = found
             parent = made
         return parent
 
@@ -277,13 +287,7 @@ class Namespace:
                 replication=self.replication,
                 block_size=self.block_size,
             )
-            return await self.status_of_new(walk.tx, made, path)
-
-    async def status_of_new(self, tx: Tx, inode_id: int, path: str) -> wire.FileStatus:
-        """The status of a file just written at *path*, without walking the path again."""
-        node = await tx.inodes.get(inode_id)
-        assert node is not None
-        return await self._status(tx, node, path)
+            return status.of(made, path, [])  # a new file names no block
 
     async def symlink(self, path: str, target: str, user: User | None = None) -> wire.FileStatus:
         """A symbolic link at *path* to *target*: any text, stored as given, never resolved or
@@ -302,7 +306,7 @@ class Namespace:
             made = await self.insert(
                 walk.tx, parent, paths.basename(path), "l", user, mode=0o777, target=target
             )
-            return await self.status_of_new(walk.tx, made, path)
+            return status.of(made, path)
 
     async def readlink(self, path: str, user: User | None = None) -> str:
         async with self.tree.reading() as walk:
@@ -441,7 +445,7 @@ class Namespace:
                 check_sticky(user, parent, existing, target)
                 # Blocks it shares with the source survive: the source still names them.
                 await self._release(tx, [existing])
-            inode_id = await self.insert(
+            copied = await self.insert(
                 tx,
                 parent,
                 paths.basename(target),
@@ -453,7 +457,7 @@ class Namespace:
                 mode=0o777 if source.target is not None else None,
                 target=source.target,
             )
-            await tx.blocks.share(source.id, inode_id)
+            await tx.blocks.share(source.id, copied.id)
             # The source is held from here: read again what a replace committed since the walk
             # (a size of one version with the blocks of another would be a wrong file).
             held = await tx.inodes.get(source.id)
@@ -461,17 +465,18 @@ class Namespace:
                 raise NotFound(f"{src} was removed meanwhile")
             shape = (held.size, held.replication, held.block_size)
             if shape != (source.size, source.replication, source.block_size):
-                copied = await tx.inodes.get(inode_id)
-                assert copied is not None
                 await tx.inodes.set_content(
-                    inode_id,
+                    copied.id,
                     size=held.size,
                     mtime=copied.mtime,
                     replication=held.replication,
                     block_size=held.block_size,
                 )
-            await tx.inodes.set_sha256(inode_id, await tx.inodes.sha256(source.id))  # same bytes
-            return await self.status_of_new(tx, inode_id, target)
+                copied = copied._replace(
+                    size=held.size, replication=held.replication, block_size=held.block_size
+                )
+            await tx.inodes.set_sha256(copied.id, await tx.inodes.sha256(source.id))  # same bytes
+            return await self.status_of(tx, copied, target)
 
     async def move(
         self,
@@ -517,7 +522,7 @@ class Namespace:
             await tx.inodes.touch({parent.id, source.parent}, time.time())
             moved = await tx.inodes.get(source.id)
             assert moved is not None
-            return await self._status(tx, moved, target)
+            return await self.status_of(tx, moved, target)
 
     async def checksum(self, path: str, user: User | None = None) -> wire.FileChecksum:
         """The SHA-256 recorded when *path* was written (r permission needed, as to read it)."""

@@ -151,9 +151,11 @@ class Inodes(Protocol):
     async def subtree(self, inode_id: int) -> list[Inode]:
         """The inode and everything below it, parents before children."""
 
-    async def insert(self, new: NewInode, *, inode_id: int | None = None) -> int:
-        """A new inode's id (*inode_id*, or a fresh one); ``AlreadyExists`` if the parent
-        holds the name."""
+    async def insert(
+        self, new: NewInode, *, inode_id: int | None = None, sha256: str | None = None
+    ) -> int:
+        """A new inode's id (*inode_id*, or a fresh one), its content's *sha256* recorded with
+        it; ``AlreadyExists`` if the parent holds the name."""
 
     async def touch(self, inode_ids: Iterable[int], mtime: float) -> None: ...
     async def set_content(

@@ -112,16 +112,18 @@ class Inodes:
         )
         return [_inode(r) for r in rows]
 
-    async def insert(self, new: NewInode, *, inode_id: int | None = None) -> int:
+    async def insert(
+        self, new: NewInode, *, inode_id: int | None = None, sha256: str | None = None
+    ) -> int:
         """A name taken is found without aborting the transaction (``ON CONFLICT``); a parent
         gone (removed by a transaction that committed first) is ``NotFound``."""
         self.tx.structural = True
         try:
             rows = await self.q.fetch(
                 "INSERT INTO inodes (id, parent, name, type, size, mtime, ctime, owner, "
-                "replication, block_size, grp, mode, target) "
+                "replication, block_size, grp, mode, target, sha256) "
                 "VALUES (coalesce($1, nextval('inode_ids')), "
-                "nullif($2::bigint, 0), $3, $4, $5, $6, $6, $7, $8, $9, $10, $11, $12) "
+                "nullif($2::bigint, 0), $3, $4, $5, $6, $6, $7, $8, $9, $10, $11, $12, $13) "
                 "ON CONFLICT ON CONSTRAINT inodes_parent_name DO NOTHING RETURNING id",
                 inode_id,
                 new.parent,
@@ -135,6 +137,7 @@ class Inodes:
                 new.group,
                 new.mode,
                 new.target,
+                sha256,
                 pin=0,
             )
         except asyncpg.UniqueViolationError:  # the id (only the root's is given)

@@ -102,12 +102,14 @@ class Inodes:
         )
         return list(map(_inode, rows))
 
-    async def insert(self, new: NewInode, *, inode_id: int | None = None) -> int:
+    async def insert(
+        self, new: NewInode, *, inode_id: int | None = None, sha256: str | None = None
+    ) -> int:
         try:
             cur = self.db.execute(
                 "INSERT INTO inodes (id, parent, name, type, size, mtime, ctime, owner, "
-                "replication, block_size, grp, mode, target) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "replication, block_size, grp, mode, target, sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     inode_id,
                     new.parent,
@@ -122,6 +124,7 @@ class Inodes:
                     new.group,
                     new.mode,
                     new.target,
+                    sha256,
                 ),
             )
         except sqlite3.IntegrityError:

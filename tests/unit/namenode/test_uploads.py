@@ -1,5 +1,6 @@
 import re
 
+import msgspec
 import pytest
 from tests.unit.namenode.parts import Blocking, in_flight, parts_loop, unwrap
 
@@ -516,28 +517,9 @@ def test_a_batch_is_bounded(uploads, count):
 
 def _shape(status):
     """A status with each block's nodes as a set (a status lists them in a random order)."""
-    blocks = [(b.id, b.size, b.crc, {n.id for n in b.nodes}) for b in status.blocks or []]
-    return (
-        status.__struct_fields__,
-        [
-            getattr(status, f)
-            for f in (
-                "path",
-                "name",
-                "type",
-                "size",
-                "mtime",
-                "ctime",
-                "owner",
-                "group",
-                "mode",
-                "replication",
-                "block_size",
-                "target",
-            )
-        ],
-        blocks,
-    )
+    fields = msgspec.structs.asdict(status)
+    blocks = [(b.id, b.size, b.crc, {n.id for n in b.nodes}) for b in fields.pop("blocks") or []]
+    return fields, blocks
 
 
 def test_what_a_commit_answers_is_what_the_file_is(uploads, ns):

@@ -10,7 +10,13 @@ import pytest
 
 from pydfs import checksum, http1, wire
 from pydfs.client.blocks import BlockSource, _fan_out, _read_full, first_read, write_blocks
-from pydfs.errors import ChecksumMismatch, Unavailable
+from pydfs.errors import (
+    ChecksumMismatch,
+    InsufficientNodes,
+    InternalError,
+    NoSpace,
+    Unavailable,
+)
 
 CHUNK = wire.CHUNK_SIZE
 
@@ -82,15 +88,16 @@ def test_a_block_stops_at_its_size_and_leaves_the_rest() -> None:
 class FakeLinks:
     """``rpc.Links`` answering as data nodes would, or failing for the nodes in *down*."""
 
-    def __init__(self, down=(), lie=(), garbage=()) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, down=(), lie=(), garbage=(), error=Unavailable) -> None:  # type: ignore[no-untyped-def]
         self.down, self.lie, self.garbage = set(down), set(lie), set(garbage)
+        self.error = error
         self.sent: list[tuple[str, str, bytes | None, dict[str, str]]] = []
 
     async def request(self, url, method, route, body=None, headers=None):  # type: ignore[no-untyped-def]
         self.sent.append((url, method, body, dict(headers or {})))
         await asyncio.sleep(0)
         if url in self.down:
-            raise Unavailable(f"{url} is down")
+            raise self.error(f"{url} is down")
         if url in self.garbage:
             return http1.Answer(200, b"<html>a proxy's page</html>", {})
         chunks, crc = unframe(body)
@@ -125,28 +132,78 @@ def test_a_fan_out_counts_the_nodes_that_stored_it_and_fails_only_if_none_did() 
 
 
 def test_a_block_no_node_stored_goes_to_nodes_that_avoid_all_of_them() -> None:
-    links = FakeLinks(down={"http://dn1", "http://dn2"})
+    allocate = granting("12", "34")
+    stored = write_through(FakeLinks(down={"http://dn1", "http://dn2"}), allocate, b"small file")
+    assert allocate.excluded == [[], ["1", "2"]]
+    assert [b.nodes for b in stored] == [["3", "4"]]
+
+
+def write_through(links, allocate, data: bytes, block_size: int = 4 * CHUNK):  # type: ignore[no-untyped-def]
+    """``write_blocks`` of *data* over *links*, rewinding as a local file does."""
+    left = bytearray(data)
+
+    async def read(n: int) -> bytes:
+        piece = bytes(left[:n])
+        del left[:n]
+        return piece
+
+    async def rewind(offset: int) -> bool:
+        left[:] = data[offset:]
+        return True
+
+    grant = wire.UploadGrant("u", "", 2, block_size, None)  # type: ignore[arg-type]
+    return asyncio.run(write_blocks(None, read, grant, allocate, rewind, 5.0, links))  # type: ignore[arg-type]
+
+
+def granting(*pairs: str, then: Exception | None = None):  # type: ignore[no-untyped-def]
+    """An ``allocate`` granting blocks on the node pairs given, in turn, then raising *then*."""
     excluded: list[list[str]] = []
 
     async def allocate(exclude: list[str]) -> wire.BlockGrant:
         excluded.append(list(exclude))
-        fresh = "12" if len(excluded) == 1 else "34"
+        if len(excluded) > len(pairs):
+            assert then is not None
+            raise then
+        nodes = pairs[len(excluded) - 1]
         return wire.BlockGrant(
-            f"{len(excluded):032x}", [wire.NodeRef(n, f"http://dn{n}") for n in fresh], "t"
+            f"{len(excluded):032x}", [wire.NodeRef(n, f"http://dn{n}") for n in nodes], "t"
         )
 
-    data = bytearray(b"small file")
+    allocate.excluded = excluded  # type: ignore[attr-defined]
+    return allocate
 
-    async def read(n: int) -> bytes:
-        piece = bytes(data[:n])
-        del data[:n]
-        return piece
 
-    async def rewind(offset: int) -> bool:
-        data[:] = b"small file"[offset:]
-        return True
-
-    grant = wire.UploadGrant("u", "", 2, 4 * CHUNK, None)  # type: ignore[arg-type]
-    stored = asyncio.run(write_blocks(None, read, grant, allocate, rewind, 5.0, links))  # type: ignore[arg-type]
-    assert excluded == [[], ["1", "2"]]
+@pytest.mark.parametrize("error", [NoSpace, InternalError, Unavailable])
+def test_a_block_refused_for_room_or_by_a_failing_node_goes_to_other_nodes(error) -> None:  # type: ignore[no-untyped-def]
+    """A node that filled since it last told the name node, or whose disk failed (a defect
+    too): the block is nowhere acknowledged, so it goes to nodes that avoid them."""
+    allocate = granting("12", "34")
+    links = FakeLinks(down={"http://dn1", "http://dn2"}, error=error)
+    stored = write_through(links, allocate, b"small file")
+    assert allocate.excluded == [[], ["1", "2"]]
     assert [b.nodes for b in stored] == [["3", "4"]]
+
+
+def test_when_no_node_is_left_the_last_nodes_own_failure_is_told() -> None:
+    """A cluster whose nodes are all full says so, not "no live data node"."""
+    allocate = granting("12", then=InsufficientNodes("no live data node to write to"))
+    links = FakeLinks(down={"http://dn1", "http://dn2"}, error=NoSpace)
+    with pytest.raises(NoSpace, match="dn1"):
+        write_through(links, allocate, b"small file")
+
+
+def test_the_name_nodes_own_refusal_is_told_as_it_is() -> None:
+    """Nodes left, none with room: the name node's ``NoSpace`` says more than the node's."""
+    allocate = granting("12", then=NoSpace("no live data node has room"))
+    links = FakeLinks(down={"http://dn1", "http://dn2"})
+    with pytest.raises(NoSpace, match="has room"):
+        write_through(links, allocate, b"small file")
+
+
+def test_a_failure_of_an_earlier_block_is_not_told_for_a_later_one() -> None:
+    """Block 1 went elsewhere after its first nodes failed; block 2 then finds no node: that is
+    what the writer is told."""
+    allocate = granting("12", "34", then=InsufficientNodes("no live data node to write to"))
+    links = FakeLinks(down={"http://dn1", "http://dn2"}, error=InternalError)
+    with pytest.raises(InsufficientNodes):
+        write_through(links, allocate, os.urandom(CHUNK + 1), block_size=CHUNK)

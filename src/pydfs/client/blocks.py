@@ -255,12 +255,12 @@ async def write_blocks(
             return stored
         if block is not None and time.monotonic() - granted > STALE_GRANT:
             block = None  # not used: the name node trashes it with the upload's leftovers
-        refreshed = False
+        refreshed, why = False, None
         for attempt in range(4):
             if block is None:
                 try:
                     block = await allocate(failed)
-                except (InsufficientNodes, NoSpace):
+                except InsufficientNodes:
                     if why is None:
                         raise
                     raise why from None  # no node left: why the last one failed says more

@@ -16,9 +16,11 @@ forwards to the next of them, never to an address the client chose.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 import aiohttp
@@ -30,6 +32,7 @@ from pydfs.datanode.blockstore import BlockWriter, check_block_id
 from pydfs.errors import (
     ChecksumMismatch,
     InvalidArgument,
+    NoSpace,
     NotFound,
     ProtocolError,
     PydfsError,
@@ -94,10 +97,13 @@ class Blocks:
             after = ids.index(dn.store.node_id) + 1
             next_url = targets[after][1] if after < len(targets) else None
         # Refuses (no room, exists, being written) before forwarding.
-        try:
+        with self._disk(block_id):
             writer = dn.store.writer(block_id, expected, replace=copy)
-        except OSError as exc:
-            raise self._disk_failed(exc) from exc
+
+        def write_chunk(data: bytes, crc: int) -> None:
+            with self._disk(block_id):
+                writer.write_chunk(data, crc)
+
         forward: Forwarder | None = None
         try:
             # Writes that arrived together all open their writers before any commits: a commit
@@ -105,8 +111,9 @@ class Blocks:
             await asyncio.sleep(0)
             if next_url is not None:
                 forward = Forwarder(dn.session, next_url, block_id, token, dn.config.stall_timeout)
-            block_crc = await _receive(read, writer.write_chunk, forward)
-            await writer.commit(block_crc)
+            block_crc = await _receive(read, write_chunk, forward)
+            with self._disk(block_id):
+                await writer.commit(block_crc)
             self.traffic.blocks_received += 1
             self.traffic.bytes_written += writer.size
             arrived = wire.Received(block_id, writer.size, block_crc, "c" if copy else "w")
@@ -119,8 +126,6 @@ class Blocks:
             writer.abort()
             if forward is not None:
                 forward.cancel()
-            if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)):
-                raise self._disk_failed(exc) from exc
             raise
         nodes = [dn.store.node_id]
         if forward is not None:
@@ -156,7 +161,7 @@ class Blocks:
                 except Exception as exc:
                     if writer is not None:
                         writer.abort()
-                    results.append(wire.BatchedResult(error=self._refusal(exc)))
+                    results.append(wire.BatchedResult(error=self._refusal(item.block_id, exc)))
                     continue
                 writers.append((place, writer, crc))
                 results.append(wire.BatchedResult())
@@ -168,7 +173,8 @@ class Blocks:
         for place, writer, crc in writers:
             if writer in failed:
                 writer.abort()
-                results[place] = wire.BatchedResult(error=self._refusal(failed[writer]))
+                error = self._refusal(writer.block_id, failed[writer])
+                results[place] = wire.BatchedResult(error=error)
                 continue
             self.traffic.blocks_received += 1
             self.traffic.bytes_written += writer.size
@@ -177,21 +183,31 @@ class Blocks:
             results[place] = wire.BatchedResult(stored=stored)
         return wire.BlockBatchReply(results)
 
-    def _refusal(self, exc: Exception) -> wire.ErrorBody:
+    def _refusal(self, block_id: str, exc: Exception) -> wire.ErrorBody:
         """Why one block of a batch was not stored, as its writer is told."""
         if isinstance(exc, ChecksumMismatch):
             self.traffic.arrival_failures += 1
         if not isinstance(exc, PydfsError):
-            exc = self._disk_failed(exc)
+            exc = self._failed(block_id, exc)
         return wire.ErrorBody(exc.code, exc.message)
 
-    def _disk_failed(self, exc: Exception) -> PydfsError:
-        """What a writer is told of a block this node's disk failed (a full disk is
-        ``NoSpace`` already): ``Unavailable``, so that it sends the block to other nodes, and
-        no more of the error than a 5xx would tell."""
-        if isinstance(exc, PydfsError):
-            return exc
-        log.error("block not stored: %r", exc)
+    @contextlib.contextmanager
+    def _disk(self, block_id: str) -> Iterator[None]:
+        """Around the store's work on a block: what its disk refuses is told as ``_failed``."""
+        try:
+            yield
+        except PydfsError:
+            raise
+        except OSError as exc:
+            raise self._failed(block_id, exc) from exc
+
+    def _failed(self, block_id: str, exc: Exception) -> PydfsError:
+        """What a writer is told of a block this node could not store: ``NoSpace`` for a
+        full disk or quota, else ``Unavailable``, so that it sends the block to other nodes,
+        with no more of the error than a 5xx would tell (the log has it)."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return NoSpace(f"data node {self.dn.store.node_id}: disk full")
+        log.error("block %s not stored: %s", block_id, exc, exc_info=exc)
         return Unavailable(f"data node {self.dn.store.node_id} could not store the block")
 
     def open_range(

@@ -962,3 +962,64 @@ def test_tombstones_expire_while_copies_unbury_theirs_in_threads(tmp_path, monke
             assert list(store._deleted) == due
     finally:
         sys.setswitchinterval(switching)
+
+
+def lone_put(blocks, store, n, read=None):
+    """``Blocks.put`` of one one-chunk block, as a client's lone PUT of it."""
+    from pydfs import tokens, wire
+
+    data = bytes([n]) * 100
+    frames = (
+        wire.FRAME.pack(100, checksum.crc(data)) + data + wire.FRAME.pack(0, checksum.crc(data))
+    )
+    block_id = f"{n:032x}"
+    token = tokens.block_token(b"s" * 32, block_id, "w", 60, [(store.node_id, "http://dn")])
+    admitted = blocks.admit(block_id, token, "w")
+    reader = wire.body_reader(frames) if read is None else read
+    return asyncio.run(blocks.put(block_id, token, admitted, False, len(frames), reader))
+
+
+@pytest.mark.parametrize(
+    ("where", "err", "told"),
+    [
+        ("open", errno.ENOTDIR, "unavailable"),  # no file can be made: tmp/ gone
+        ("fsync", errno.EIO, "unavailable"),
+        ("fsync", errno.ENOSPC, "no_space"),  # a full disk met after the bytes were taken
+        ("fsync", errno.EDQUOT, "no_space"),
+    ],
+)
+def test_a_lone_write_the_disk_fails_is_refused_so_that_its_writer_goes_elsewhere(
+    tmp_path, monkeypatch, caplog, where, err, told
+):
+    """Not an internal error (which a writer does not send elsewhere): ``Unavailable``, or
+    ``NoSpace`` for a full disk; logged with the block and the error, and nothing kept."""
+    from pydfs.errors import PydfsError
+
+    blocks, store, _ = batch_node(tmp_path)
+
+    def fail(*args, **kwargs):
+        raise OSError(err, os.strerror(err), "/data/tmp/spare.x")
+
+    if where == "open":
+        monkeypatch.setattr(store.spares, "take", fail)
+    else:
+        monkeypatch.setattr(blockstore.os, "fsync", fail)
+    with pytest.raises(PydfsError) as refused:
+        lone_put(blocks, store, 7)
+    assert refused.value.code == told and refused.value.__cause__ is not refused.value
+    if told == "unavailable":
+        assert f"{7:032x}" in caplog.text and "/data/tmp/spare.x" in caplog.text
+    consistent(store)
+    assert store.count == 0
+
+
+def test_a_lone_write_whose_writer_went_away_is_not_a_disk_failure(tmp_path, caplog):
+    blocks, store, _ = batch_node(tmp_path)
+
+    async def gone(n):
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        lone_put(blocks, store, 8, read=gone)
+    assert "not stored" not in caplog.text
+    consistent(store)

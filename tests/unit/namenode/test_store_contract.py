@@ -48,8 +48,10 @@ async def test_an_unknown_url_is_refused() -> None:
 async def test_inodes_insert_get_child_and_entries_sorted(store: Store) -> None:
     async with store.write() as tx:
         d = await tx.inodes.insert(new(ROOT, "d", "d"))
-        b = await tx.inodes.insert(new(d, "b", size=5, replication=2, block_size=4096))
-        await tx.inodes.insert(new(d, "a"))
+        b = await tx.inodes.insert(
+            new(d, "b", size=5, replication=2, block_size=4096), sha256="5a" * 32
+        )
+        a = await tx.inodes.insert(new(d, "a"))
         with pytest.raises(AlreadyExists):
             await tx.inodes.insert(new(d, "b"))
     async with store.read() as tx:
@@ -59,6 +61,7 @@ async def test_inodes_insert_get_child_and_entries_sorted(store: Store) -> None:
         assert (got.owner, got.group, got.mode, got.block_size) == ("alice", "staff", 0o644, 4096)
         assert await tx.inodes.child(d, "b") == got
         assert await tx.inodes.child(d, "zz") is None
+        assert (await tx.inodes.sha256(b), await tx.inodes.sha256(a)) == ("5a" * 32, None)
         entries = list(await tx.inodes.entries(d))  # an iterable, read inside the transaction
         assert [e[0] for e in entries] == ["a", "b"]
         assert entries[1] == (

@@ -482,6 +482,7 @@ class DataNodeState(Struct):
     free: int
     blocks: int
     last_heartbeat: float
+    write_failure: str = ""  # why its disk refused a block lately: it gets no new blocks
 
 
 class Received(Struct, array_like=True):
@@ -507,6 +508,8 @@ class Heartbeat(Struct):
     received: list[Received] = []  # since the last heartbeat: writes, copies, verified
     corrupt: list[str] = []  # replicas that failed verification (quarantined) or are gone
     failed_copies: list[str] = []  # replication orders that could not be carried out
+    # Why the node's disk refused a block lately ("" if it did not): it gets no new blocks.
+    write_failure: str = ""
 
 
 class Command(Struct):

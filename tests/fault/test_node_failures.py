@@ -222,6 +222,46 @@ def test_a_data_node_whose_disk_refuses_blocks_is_written_around(
                 assert node_id(broken) not in {n.id for n in block.nodes}
 
 
+def test_a_data_node_whose_disk_refused_a_block_gets_no_new_ones_for_a_while(
+    cluster_factory: Callable[..., LocalCluster], tmp_path: Path
+) -> None:
+    """Once its heartbeat says its disk refused a block, the name node places no block on it:
+    writers no longer pay a failed attempt there, and an admin sees why."""
+    from tests.integration.test_metrics import scrape, value
+
+    cluster = cluster_factory(3)
+    broken = cluster.datanodes[0]
+    tmp = broken.data_dir / "tmp"
+    shutil.rmtree(tmp)
+    tmp.write_bytes(b"")
+
+    def attempts() -> float:  # block writes that reached the broken node
+        samples = scrape(broken.url)
+        return value(samples, "pydfs_requests_total", method="PUT") + value(
+            samples, "pydfs_requests_total", method="POST"
+        )
+
+    with cluster.client() as fs:
+        deadline, n = time.monotonic() + 30, 0
+        while not any(s.write_failure for s in fs.datanodes()):
+            assert time.monotonic() < deadline, "the name node never heard of the failure"
+            fs.write_bytes(f"/warm{n}", os.urandom(1000))
+            n += 1
+        (state,) = [s for s in fs.datanodes() if s.write_failure]
+        assert state.id == node_id(broken) and "directory" in state.write_failure.lower()
+    report = Cli(cluster.url, tmp_path, cluster.admin_token)("admin", "report").ok().out
+    (line,) = [line for line in report.splitlines() if "refuses new blocks" in line]
+    assert line.startswith(state.id)
+    before = attempts()
+    files = {f"/f{i}": os.urandom(size) for i, size in enumerate([10, 3 * BLOCK_SIZE] * 4)}
+    with cluster.client() as fs:  # a new client: none of its leases was granted before
+        for path, data in files.items():
+            fs.write_bytes(path, data)
+        assert attempts() == before
+        for path, data in files.items():
+            assert fs.read_bytes(path) == data
+
+
 def test_frozen_datanode_does_not_hang_writes_or_reads(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:

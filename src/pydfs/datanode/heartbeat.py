@@ -16,6 +16,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydfs import rpc, wire
@@ -28,6 +29,7 @@ log = logging.getLogger("pydfs.datanode.heartbeat")
 
 NEWS_WINDOW = 60.0  # seconds a name node may fail to answer before its news is dropped
 MAX_NEWS = 100_000  # pieces of news kept for one name node (a few hundred bytes each)
+REFUSED_FOR = 60.0  # seconds a node whose disk refused a block asks for no new blocks
 
 
 class Heartbeats:
@@ -35,7 +37,10 @@ class Heartbeats:
 
     def __init__(self, dn: DataNode, namenodes: list[rpc.Rpc]) -> None:
         incarnation = secrets.token_hex(8)  # one per process: a new one means a restart
-        self.links = [Heartbeater(dn, namenode, incarnation) for namenode in namenodes]
+        self._refused: tuple[float, str] | None = None  # (when, why) the disk last refused one
+        self.links = [
+            Heartbeater(dn, namenode, incarnation, self.write_failure) for namenode in namenodes
+        ]
 
     def received(self, replica: wire.Received) -> None:
         for link in self.links:
@@ -52,6 +57,18 @@ class Heartbeats:
             if link.keeps_news():
                 link.failed_copies.append(block_id)
 
+    def refused(self, why: str) -> None:
+        """This node's disk refused a block: the name nodes send it no new ones for
+        ``REFUSED_FOR`` seconds, after which the next one tries the disk again."""
+        self._refused = (time.monotonic(), why)
+        self.wake()
+
+    def write_failure(self) -> str:
+        """Why the disk refused a block within ``REFUSED_FOR`` seconds; "" if it did not."""
+        if self._refused is None or time.monotonic() - self._refused[0] >= REFUSED_FOR:
+            return ""
+        return self._refused[1]
+
     def wake(self) -> None:
         for link in self.links:
             link.wake()
@@ -67,8 +84,15 @@ class Heartbeats:
 class Heartbeater:
     """Heartbeats to one name node."""
 
-    def __init__(self, dn: DataNode, namenode: rpc.Rpc, incarnation: str) -> None:
+    def __init__(
+        self,
+        dn: DataNode,
+        namenode: rpc.Rpc,
+        incarnation: str,
+        write_failure: Callable[[], str],
+    ) -> None:
         self.dn = dn
+        self.write_failure = write_failure  # ``Heartbeats.write_failure``
         self.namenode = namenode
         # News for the name node, kept until a heartbeat carrying it succeeds.
         self.received: list[wire.Received] = []
@@ -121,6 +145,7 @@ class Heartbeater:
             received=received[:],
             corrupt=corrupt[:],
             failed_copies=failed_copies[:],
+            write_failure=self.write_failure(),
         )
         try:
             reply = await self.namenode.call(

@@ -15,6 +15,7 @@ needs have reported, of those the registry knew before, or until ``safe_mode_wai
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -25,6 +26,8 @@ from pydfs.errors import NotFound
 from pydfs.namenode.placement import Candidate
 from pydfs.namenode.store import Store
 from pydfs.namenode.store.interface import Tx
+
+log = logging.getLogger("pydfs.namenode")
 
 Writer = Callable[[], AbstractAsyncContextManager[Tx]]
 
@@ -42,6 +45,7 @@ class Node:
     wants_report: bool = False
     incarnation: str = ""
     admin_state: wire.AdminState = "normal"
+    write_failure: str = ""  # as its last heartbeat told
 
 
 @dataclass
@@ -94,6 +98,9 @@ class Membership:
         node.last_heartbeat = self.clock()
         node.last_heartbeat_wall = time.time()
         node.incarnation = hb.incarnation
+        if hb.write_failure and not node.write_failure:
+            log.warning("data node %s refuses blocks (%s): none go to it", hb.id, hb.write_failure)
+        node.write_failure = hb.write_failure
         if returning:
             node.wants_report = True
         return node, restarted
@@ -113,7 +120,8 @@ class Membership:
         return [n for n in self.live() if n.admin_state == "normal"]
 
     def candidates(self) -> list[Candidate]:
-        return [Candidate(n.id, n.free) for n in self.serving()]
+        """Where new blocks may go: serving nodes whose disk refused none lately."""
+        return [Candidate(n.id, n.free) for n in self.serving() if not n.write_failure]
 
     async def set_admin_state(
         self, node_id: str, state: wire.AdminState, write: Writer | None = None
@@ -177,6 +185,7 @@ class Membership:
                 free=n.free,
                 blocks=n.blocks,
                 last_heartbeat=n.last_heartbeat_wall,
+                write_failure=n.write_failure,
             )
             for n in sorted(self.nodes.values(), key=lambda n: n.id)
         ]

@@ -126,3 +126,22 @@ async def test_news_beyond_the_cap_is_dropped_for_a_report(pair, clock, monkeypa
     nn.down = False
     await link.run_once()
     assert nn.reports == 2
+
+
+@pytest.mark.asyncio
+async def test_a_disk_that_refused_a_block_is_told_to_every_name_node_for_a_while(
+    pair: tuple[Heartbeats, FakeNameNode, FakeNameNode], clock: SimpleNamespace
+) -> None:
+    """So that they place no new block on this node; then its disk is tried again."""
+    beats, up, _ = pair
+    link = beats.links[0]
+    await link.run_once()
+    beats.refused("Input/output error")
+    assert all(each._wake.is_set() for each in beats.links)  # told at once, not in 3 s
+    await link.run_once()
+    clock.t += heartbeat.REFUSED_FOR - 1
+    await link.run_once()
+    clock.t += 1
+    await link.run_once()
+    told = [beat.write_failure for beat in up.heartbeats]
+    assert told == ["", "Input/output error", "Input/output error", ""]

@@ -254,3 +254,17 @@ def test_states_report_every_node_sorted(members):
     assert (a.state, a.admin_state) == ("live", "decommissioning")
     assert (b.url, b.capacity, b.used, b.free, b.blocks) == ("http://dn-b.test", 10, 1, 9, 2)
     assert b.last_heartbeat >= before
+
+
+def test_a_node_whose_disk_refused_a_block_gets_none_while_it_says_so(members):
+    members.heartbeat(hb("dn-1"))
+    members.heartbeat(hb("dn-2"))
+    failing = hb("dn-2")
+    failing.write_failure = "Input/output error"
+    members.heartbeat(failing)
+    assert [c.id for c in members.candidates()] == ["dn-1"]
+    assert ids(members.serving()) == ["dn-1", "dn-2"]  # it serves reads all the same
+    (state,) = [s for s in members.states() if s.id == "dn-2"]
+    assert state.write_failure == "Input/output error"
+    members.heartbeat(hb("dn-2"))
+    assert sorted(c.id for c in members.candidates()) == ["dn-1", "dn-2"]

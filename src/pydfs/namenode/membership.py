@@ -98,8 +98,15 @@ class Membership:
         node.last_heartbeat = self.clock()
         node.last_heartbeat_wall = time.time()
         node.incarnation = hb.incarnation
-        if hb.write_failure and not node.write_failure:
-            log.warning("data node %s refuses blocks (%s): none go to it", hb.id, hb.write_failure)
+        if hb.write_failure != node.write_failure:
+            if hb.write_failure:
+                log.warning(
+                    "data node %s refused a block (%s): others get new ones",
+                    hb.id,
+                    hb.write_failure,
+                )
+            else:
+                log.info("data node %s takes new blocks again", hb.id)
         node.write_failure = hb.write_failure
         if returning:
             node.wants_report = True
@@ -120,8 +127,9 @@ class Membership:
         return [n for n in self.live() if n.admin_state == "normal"]
 
     def candidates(self) -> list[Candidate]:
-        """Where new blocks may go: serving nodes whose disk refused none lately."""
-        return [Candidate(n.id, n.free) for n in self.serving() if not n.write_failure]
+        """Where new blocks may go: the serving nodes (those whose disk refused one lately
+        only when too few others can take it: ``placement``)."""
+        return [Candidate(n.id, n.free, bool(n.write_failure)) for n in self.serving()]
 
     async def set_admin_state(
         self, node_id: str, state: wire.AdminState, write: Writer | None = None
@@ -185,7 +193,7 @@ class Membership:
                 free=n.free,
                 blocks=n.blocks,
                 last_heartbeat=n.last_heartbeat_wall,
-                write_failure=n.write_failure,
+                write_failure=n.write_failure if self.is_live(n.id) else "",
             )
             for n in sorted(self.nodes.values(), key=lambda n: n.id)
         ]

@@ -2,13 +2,14 @@
 
 Nodes are drawn without replacement with a probability proportional to their free space, so that
 fuller nodes fill more slowly and concurrent writers spread out instead of all picking the emptiest
-node. A node without room for one more block is never chosen.
+node. A node without room for one more block is never chosen; one whose disk refused a block
+lately is chosen only when too few others are, and last (never heading a pipeline).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 class Candidate:
     id: str
     free: int
+    refusing: bool = False  # its disk refused a block lately
 
 
 def choose(
@@ -28,8 +30,19 @@ def choose(
 ) -> list[str]:
     """Up to *count* distinct node ids for a block of at most *block_size* bytes."""
     draw = random.uniform if rng is None else rng.uniform  # random.Random() costs 15 µs
-    pool = [c for c in candidates if c.id not in exclude and c.free >= block_size]
+    fit = [c for c in candidates if c.id not in exclude and c.free >= block_size]
     chosen: list[str] = []
+    for refusing in (False, True):
+        pool = [c for c in fit if c.refusing == refusing]
+        _draw(pool, count, chosen, draw)
+    return chosen
+
+
+def _draw(
+    pool: list[Candidate], count: int, chosen: list[str], draw: Callable[[float, float], float]
+) -> None:
+    """Add nodes of *pool* to *chosen*, up to *count* in all, each with a chance in proportion
+    to its free space."""
     while pool and len(chosen) < count:
         total = sum(c.free for c in pool)
         pick = draw(0, total)
@@ -39,4 +52,3 @@ def choose(
                 chosen.append(c.id)
                 del pool[i]
                 break
-    return chosen

@@ -60,7 +60,7 @@ class Replicator:
     corrupt: set[str] = field(default_factory=set)  # blocks with a replica found bad, until healed
     _in_flight: dict[str, list[Copy]] = field(default_factory=lambda: defaultdict(list))
     _orders: dict[str, list[Copy]] = field(default_factory=lambda: defaultdict(list))
-    _last_view: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+    _last_view: tuple[frozenset[str], ...] = ()
     blocks_copied: int = 0
     bytes_copied: int = 0
 
@@ -139,6 +139,7 @@ class Replicator:
         view = (
             frozenset(n.id for n in self.membership.live()),
             frozenset(n.id for n in self.membership.serving()),
+            frozenset(n.id for n in self.membership.live() if n.write_failure),
         )
         changed = view != self._last_view
         self._last_view = view

@@ -256,15 +256,20 @@ def test_states_report_every_node_sorted(members):
     assert b.last_heartbeat >= before
 
 
-def test_a_node_whose_disk_refused_a_block_gets_none_while_it_says_so(members):
+def test_a_node_whose_disk_refused_a_block_is_a_last_resort_while_it_says_so(members):
     members.heartbeat(hb("dn-1"))
     members.heartbeat(hb("dn-2"))
     failing = hb("dn-2")
     failing.write_failure = "Input/output error"
     members.heartbeat(failing)
-    assert [c.id for c in members.candidates()] == ["dn-1"]
+    refusing = {c.id: c.refusing for c in members.candidates()}
+    assert refusing == {"dn-1": False, "dn-2": True}  # placed last, when needed (placement)
     assert ids(members.serving()) == ["dn-1", "dn-2"]  # it serves reads all the same
     (state,) = [s for s in members.states() if s.id == "dn-2"]
     assert state.write_failure == "Input/output error"
     members.heartbeat(hb("dn-2"))
-    assert sorted(c.id for c in members.candidates()) == ["dn-1", "dn-2"]
+    assert not any(c.refusing for c in members.candidates())
+    kill(members, "dn-1")
+    members.heartbeat(failing)
+    kill(members, "dn-2")
+    assert [s.write_failure for s in members.states()] == ["", ""]  # dead: nothing to tell

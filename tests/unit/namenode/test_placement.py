@@ -51,3 +51,13 @@ def test_full_nodes_fill_slower_over_many_picks():
     assert counts["dn-0"] > counts["dn-1"] > counts["dn-2"]
     assert counts["dn-1"] > counts["dn-3"]
     assert sum(counts.values()) == 8000
+
+
+def test_a_node_whose_disk_refused_a_block_is_chosen_only_when_needed_and_last():
+    rng = random.Random(3)
+    nodes = [Candidate("dn-0", 100 * MiB, refusing=True), *_nodes(0, MiB, MiB)[1:]]
+    for _ in range(200):
+        assert sorted(choose(nodes, 2, MiB, rng=rng)) == ["dn-1", "dn-2"]
+        chosen = choose(nodes, 3, MiB, rng=rng)
+        assert sorted(chosen[:2]) == ["dn-1", "dn-2"] and chosen[2] == "dn-0"
+    assert choose(nodes, 1, MiB, exclude=frozenset({"dn-1", "dn-2"}), rng=rng) == ["dn-0"]

@@ -611,3 +611,36 @@ def test_replication_state_survives_in_the_store(open_ns):
     rep.received("dn-2", [got(1)])
     ns.store.close()
     assert holders(open_ns(), bid(1)) == {"dn-1", "dn-2"}
+
+
+def refusing(membership, node_id, why="Input/output error"):
+    beat = wire.Heartbeat(node_id, f"http://{node_id}.test", "inc-1", 100 * MiB, 0, 100 * MiB, 0)
+    beat.write_failure = why
+    membership.heartbeat(beat)
+
+
+def test_a_node_that_takes_blocks_again_is_given_the_copies_it_was_spared(ns, rep):
+    """A node whose disk refused a block gets no copy while others can take it; once its
+    heartbeat no longer says so, the blocks it was spared are copied to it."""
+    live(ns.membership, "dn-1", "dn-2")
+    refusing(ns.membership, "dn-3")
+    put(ns, "/f", 3, {bid(1): ["dn-1", "dn-2"]})
+    put(ns, "/g", 2, {bid(2): ["dn-1"]})
+    health = rep.run_once()
+    ordered = copies(rep, "dn-1") | copies(rep, "dn-2")
+    assert ordered == {(bid(2), "dn-2"), (bid(1), "dn-3")}  # dn-3 only where no other will do
+    rep.received("dn-2", [got(2)])
+    assert rep.run_once().under_replicated == 1  # bid(1): its copy to dn-3 is under way
+    assert health.copies_ordered == 2
+
+
+def test_a_node_refusing_blocks_or_taking_them_again_starts_a_scan(ns, rep):
+    live(ns.membership, "dn-1", "dn-2", "dn-3")
+    put(ns, "/f", 2, {bid(1): ["dn-1", "dn-2"]})
+    rep.run_once()
+    ns.drop_replicas("dn-2", [bid(1)])  # behind the replicator's back: nothing says so
+    refusing(ns.membership, "dn-3")
+    assert rep.run_once().under_replicated == 1
+    ns.drop_replicas("dn-1", [bid(1)])
+    live(ns.membership, "dn-3")
+    assert rep.run_once().missing == 1

@@ -537,3 +537,14 @@ def test_what_a_commit_answers_is_what_the_file_is(uploads, ns):
         assert ns.checksum("/d/f", ALICE).sha256 == sha
     for made in (ns.mkdir("/d/e", ALICE, mode=0o700), ns.create_file("/d/g", ALICE)):
         assert _shape(made) == _shape(ns.stat(made.path))
+
+
+def test_a_lone_node_whose_disk_refused_a_block_is_still_written_to(ns):
+    """Its refusal may have been passing: with no other node, a write still tries it."""
+    live(ns, "dn-1")
+    beat = wire.Heartbeat("dn-1", "http://dn-1.test", "inc-1", 100 * MiB, 0, 100 * MiB, 0)
+    beat.write_failure = "Input/output error"
+    ns.membership.heartbeat(beat)
+    uploads = make_uploads(ns, ns.membership, lease=600)
+    grant = uploads.start(wire.UploadRequest("/f", replication=1), ALICE)
+    assert [n.id for n in grant.block.targets] == ["dn-1"]

@@ -21,6 +21,7 @@ What is measured, and where it comes from:
       pydfs_namenode_under_replicated_blocks, _over_replicated_blocks, _missing_blocks,
       pydfs_namenode_corrupt_blocks                         (as of the last replication scan)
       pydfs_namenode_datanodes{state="live"|"dead"}
+      pydfs_namenode_datanodes_refusing_blocks             (their disk refused one lately)
       pydfs_namenode_replication_copies_total, pydfs_namenode_replication_bytes_total
       pydfs_namenode_uploads_in_flight
       pydfs_namenode_leader, pydfs_namenode_leader_epoch      (several name nodes: who leads)

@@ -249,6 +249,7 @@ def test_a_data_node_whose_disk_refused_a_block_gets_no_new_ones_for_a_while(
             n += 1
         (state,) = [s for s in fs.datanodes() if s.write_failure]
         assert state.id == node_id(broken) and "directory" in state.write_failure.lower()
+    assert value(scrape(cluster.url), "pydfs_namenode_datanodes_refusing_blocks") == 1
     report = Cli(cluster.url, tmp_path, cluster.admin_token)("admin", "report").ok().out
     (line,) = [line for line in report.splitlines() if "refuses new blocks" in line]
     assert line.startswith(state.id)

@@ -69,6 +69,11 @@ class Census(Collector):
         datanodes.add_metric(["live"], live)
         datanodes.add_metric(["dead"], len(nodes) - live)
         yield datanodes
+        yield gauge(
+            "pydfs_namenode_datanodes_refusing_blocks",
+            "Live data nodes whose disk refused a block within the last minute.",
+            sum(1 for n in nn.membership.live() if n.write_failure),
+        )
         yield counter(
             "pydfs_namenode_replication_copies",
             "Block copies ordered by the replicator and completed.",

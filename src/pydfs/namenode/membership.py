@@ -29,6 +29,8 @@ from pydfs.namenode.store.interface import Tx
 
 log = logging.getLogger("pydfs.namenode")
 
+MAX_WRITE_FAILURE = 200  # characters of a data node's reason kept (an strerror is far shorter)
+
 Writer = Callable[[], AbstractAsyncContextManager[Tx]]
 
 
@@ -98,6 +100,8 @@ class Membership:
         node.last_heartbeat = self.clock()
         node.last_heartbeat_wall = time.time()
         node.incarnation = hb.incarnation
+        if len(hb.write_failure) > MAX_WRITE_FAILURE:
+            hb.write_failure = hb.write_failure[:MAX_WRITE_FAILURE]
         if hb.write_failure != node.write_failure:
             if hb.write_failure:
                 log.warning(

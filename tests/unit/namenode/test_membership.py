@@ -260,6 +260,9 @@ def test_a_node_whose_disk_refused_a_block_is_a_last_resort_while_it_says_so(mem
     members.heartbeat(hb("dn-1"))
     members.heartbeat(hb("dn-2"))
     failing = hb("dn-2")
+    failing.write_failure = "x" * 10_000  # kept short
+    members.heartbeat(failing)
+    assert len(members.nodes["dn-2"].write_failure) == 200
     failing.write_failure = "Input/output error"
     members.heartbeat(failing)
     refusing = {c.id: c.refusing for c in members.candidates()}

@@ -482,7 +482,7 @@ class DataNodeState(Struct):
     free: int
     blocks: int
     last_heartbeat: float
-    write_failure: str = ""  # why its disk refused a block lately: it gets no new blocks
+    write_failure: str = ""  # why its disk refused a block lately: others get new ones
 
 
 class Received(Struct, array_like=True):
@@ -508,7 +508,7 @@ class Heartbeat(Struct):
     received: list[Received] = []  # since the last heartbeat: writes, copies, verified
     corrupt: list[str] = []  # replicas that failed verification (quarantined) or are gone
     failed_copies: list[str] = []  # replication orders that could not be carried out
-    # Why the node's disk refused a block lately ("" if it did not): it gets no new blocks.
+    # Why the node's disk refused a block lately ("" if it did not): others get new ones.
     write_failure: str = ""
 
 

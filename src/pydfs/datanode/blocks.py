@@ -208,7 +208,7 @@ class Blocks:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return NoSpace(f"data node {self.dn.store.node_id}: disk full")
         log.error("block %s not stored: %s", block_id, exc, exc_info=exc)
-        if isinstance(exc, OSError):  # the name nodes send it no new blocks for a while
+        if isinstance(exc, OSError):  # the name nodes spare it new blocks for a while
             self.dn.heartbeats.refused(exc.strerror or type(exc).__name__)
         return Unavailable(f"data node {self.dn.store.node_id} could not store the block")
 

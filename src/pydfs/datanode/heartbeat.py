@@ -29,7 +29,7 @@ log = logging.getLogger("pydfs.datanode.heartbeat")
 
 NEWS_WINDOW = 60.0  # seconds a name node may fail to answer before its news is dropped
 MAX_NEWS = 100_000  # pieces of news kept for one name node (a few hundred bytes each)
-REFUSED_FOR = 60.0  # seconds a node whose disk refused a block asks for no new blocks
+REFUSED_FOR = 60.0  # seconds a node whose disk refused a block asks to be spared new ones
 
 
 class Heartbeats:
@@ -58,8 +58,8 @@ class Heartbeats:
                 link.failed_copies.append(block_id)
 
     def refused(self, why: str) -> None:
-        """This node's disk refused a block: the name nodes send it no new ones for
-        ``REFUSED_FOR`` seconds, after which the next one tries the disk again."""
+        """This node's disk refused a block: for ``REFUSED_FOR`` seconds the name nodes send
+        new blocks to other nodes when they can, then the disk is tried again."""
         self._refused = (time.monotonic(), why)
         self.wake()
 

@@ -203,30 +203,37 @@ def test_a_data_node_whose_disk_refuses_blocks_is_written_around(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:
     """One of three data nodes can no longer make files (its ``tmp/`` swapped for a file, as a
-    disk gone bad refuses them): every write still succeeds, on the other two, whichever node
-    the name node put first in a block's pipeline, and reads back."""
+    disk gone bad refuses them). With one replica, every block placed on it has it first in
+    its pipeline: the files are written until it has refused one, and every write succeeds on
+    the other nodes and reads back."""
+    from tests.integration.test_metrics import scrape, value
+
     cluster = cluster_factory(3)
     broken = cluster.datanodes[0]
     tmp = broken.data_dir / "tmp"
     shutil.rmtree(tmp)
     tmp.write_bytes(b"")
-    files = {f"/f{i}": os.urandom(3 * BLOCK_SIZE + i) for i in range(6)}
+    files: dict[str, bytes] = {}
     with cluster.client() as fs:
-        for path, data in files.items():
-            fs.write_bytes(path, data)
+        while not value(scrape(broken.url), "pydfs_requests_total", method="PUT", status="503"):
+            assert len(files) < 40, "the name node never placed a block on the broken node"
+            path, data = f"/f{len(files)}", os.urandom(3 * BLOCK_SIZE + len(files))
+            fs.write_bytes(path, data, replication=1)
+            files[path] = data
         for path, data in files.items():
             assert fs.read_bytes(path) == data
             blocks = fs.info(path).blocks
             assert blocks is not None and len(blocks) == -(-len(data) // BLOCK_SIZE)
             for block in blocks:
-                assert node_id(broken) not in {n.id for n in block.nodes}
+                assert [n.id for n in block.nodes] != [node_id(broken)]
 
 
 def test_a_data_node_whose_disk_refused_a_block_gets_no_new_ones_for_a_while(
     cluster_factory: Callable[..., LocalCluster], tmp_path: Path
 ) -> None:
-    """Once its heartbeat says its disk refused a block, the name node places no block on it:
-    writers no longer pay a failed attempt there, and an admin sees why."""
+    """Once its heartbeat says its disk refused a block, the name node places no block on it
+    while the others can take them: writers no longer pay a failed attempt there, and an
+    admin sees why."""
     from tests.integration.test_metrics import scrape, value
 
     cluster = cluster_factory(3)
@@ -251,7 +258,7 @@ def test_a_data_node_whose_disk_refused_a_block_gets_no_new_ones_for_a_while(
         assert state.id == node_id(broken) and "directory" in state.write_failure.lower()
     assert value(scrape(cluster.url), "pydfs_namenode_datanodes_refusing_blocks") == 1
     report = Cli(cluster.url, tmp_path, cluster.admin_token)("admin", "report").ok().out
-    (line,) = [line for line in report.splitlines() if "refuses new blocks" in line]
+    (line,) = [line for line in report.splitlines() if "its disk refused a block" in line]
     assert line.startswith(state.id)
     before = attempts()
     files = {f"/f{i}": os.urandom(size) for i, size in enumerate([10, 3 * BLOCK_SIZE] * 4)}

@@ -138,8 +138,9 @@ def test_a_block_no_node_stored_goes_to_nodes_that_avoid_all_of_them() -> None:
     assert [b.nodes for b in stored] == [["3", "4"]]
 
 
-def write_through(links, allocate, data: bytes, block_size: int = 4 * CHUNK):  # type: ignore[no-untyped-def]
-    """``write_blocks`` of *data* over *links*, rewinding as a local file does."""
+def write_through(links, allocate, data: bytes, block_size: int = 4 * CHUNK, *, pipe=False):  # type: ignore[no-untyped-def]
+    """``write_blocks`` of *data* over *links*, rewinding as a local file does (a *pipe*
+    cannot)."""
     left = bytearray(data)
 
     async def read(n: int) -> bytes:
@@ -149,7 +150,7 @@ def write_through(links, allocate, data: bytes, block_size: int = 4 * CHUNK):  #
 
     async def rewind(offset: int) -> bool:
         left[:] = data[offset:]
-        return True
+        return not pipe
 
     grant = wire.UploadGrant("u", "", 2, block_size, None)  # type: ignore[arg-type]
     return asyncio.run(write_blocks(None, read, grant, allocate, rewind, 5.0, links))  # type: ignore[arg-type]
@@ -173,7 +174,7 @@ def granting(*pairs: str, then: Exception | None = None):  # type: ignore[no-unt
     return allocate
 
 
-@pytest.mark.parametrize("error", [NoSpace, InternalError, Unavailable])
+@pytest.mark.parametrize("error", [NoSpace, InternalError])
 def test_a_block_refused_for_room_or_by_a_failing_node_goes_to_other_nodes(error) -> None:  # type: ignore[no-untyped-def]
     """A node that filled since it last told the name node, or whose disk failed (a defect
     too): the block is nowhere acknowledged, so it goes to nodes that avoid them."""
@@ -184,12 +185,23 @@ def test_a_block_refused_for_room_or_by_a_failing_node_goes_to_other_nodes(error
     assert [b.nodes for b in stored] == [["3", "4"]]
 
 
+def test_a_small_block_from_a_pipe_goes_to_other_nodes_too() -> None:
+    """A block of one chunk is all read already: it needs no rewind to be sent again."""
+    allocate = granting("12", "34")
+    links = FakeLinks(down={"http://dn1", "http://dn2"})
+    stored = write_through(links, allocate, b"small file", pipe=True)
+    assert [b.nodes for b in stored] == [["3", "4"]]
+    sent = [body for url, _, body, _ in links.sent if url == "http://dn3"]
+    assert unframe(sent[0])[0] == [b"small file"]
+
+
 def test_when_no_node_is_left_the_last_nodes_own_failure_is_told() -> None:
     """A cluster whose nodes are all full says so, not "no live data node"."""
     allocate = granting("12", then=InsufficientNodes("no live data node to write to"))
     links = FakeLinks(down={"http://dn1", "http://dn2"}, error=NoSpace)
     with pytest.raises(NoSpace, match="dn1"):
         write_through(links, allocate, b"small file")
+    assert allocate.excluded == [[], ["1", "2"]]  # it asked for other nodes first
 
 
 def test_the_name_nodes_own_refusal_is_told_as_it_is() -> None:

@@ -113,7 +113,7 @@ def datanodes(nodes: list[wire.DataNodeState], now: float) -> str:
     ]
     for n in nodes:
         ago = f"{now - n.last_heartbeat:.1f}s ago" if n.last_heartbeat else "never"
-        refused = f"  (refuses new blocks: {n.write_failure})" if n.write_failure else ""
+        refused = f"  (its disk refused a block: {n.write_failure})" if n.write_failure else ""
         lines.append(
             f"{n.id:<14}{n.state:<8}{n.admin_state:<17}{size(n.used):>10}{size(n.free):>12}"
             f"{n.blocks:>9}  {ago:<14}  {n.url}{refused}"

@@ -235,8 +235,8 @@ async def write_blocks(
     block went with into *tokens*, if given (it reads the block back).
 
     A block whose first node fails (or all of whose nodes do, when it fans out) is sent again
-    to fresh nodes that avoid the failed ones, if the source can be rewound (a local file can;
-    a pipe cannot).
+    to fresh nodes that avoid the failed ones, up to four tries: a block of one chunk as it is,
+    a larger one if the source can be rewound (a local file can; a pipe cannot).
 
     A block token lasts only so long, and the grant's may have expired before the source gave
     its first bytes (a file opened and written later, a slow pipe) or while a batch lease
@@ -292,9 +292,12 @@ async def write_blocks(
                 block, why = None, exc
                 names = ", ".join(t.id for t in gone)
                 log.warning("block write to %s failed (%s); retrying", names, exc)
-                if attempt == 3 or not await rewind(offset):
+                if attempt == 3:
                     raise
-                first = await _read_full(read, first_read(grant.block_size))
+                if not source.one_chunk:  # a block of one chunk is all in ``first``
+                    if not await rewind(offset):
+                        raise
+                    first = await _read_full(read, first_read(grant.block_size))
                 continue
             failed += [t.id for t in block.targets if t.id not in result.nodes]
             stored.append(result)

@@ -206,10 +206,14 @@ class Blocks:
         full disk or quota, else ``Unavailable``, so that it sends the block to other nodes,
         with no more of the error than a 5xx would tell (the log has it)."""
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.warning("block %s not stored: %s", block_id, exc)
             return NoSpace(f"data node {self.dn.store.node_id}: disk full")
-        log.error("block %s not stored: %s", block_id, exc, exc_info=exc)
+        heartbeats = self.dn.heartbeats
+        # The traceback once, as the disk starts refusing: copies ordered to it meanwhile and
+        # refused again need only a line each.
+        log.error("block %s not stored: %s", block_id, exc, exc_info=not heartbeats.write_failure())
         if isinstance(exc, OSError):  # the name nodes spare it new blocks for a while
-            self.dn.heartbeats.refused(exc.strerror or type(exc).__name__)
+            heartbeats.refused(exc.strerror or type(exc).__name__)
         return Unavailable(f"data node {self.dn.store.node_id} could not store the block")
 
     def open_range(

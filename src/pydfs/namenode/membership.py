@@ -105,7 +105,7 @@ class Membership:
         if hb.write_failure != node.write_failure:
             if hb.write_failure:
                 log.warning(
-                    "data node %s refused a block (%s): others get new ones",
+                    "data node %s refused a block (%s): it gets new ones only if others cannot",
                     hb.id,
                     hb.write_failure,
                 )

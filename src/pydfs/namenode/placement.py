@@ -3,7 +3,8 @@
 Nodes are drawn without replacement with a probability proportional to their free space, so that
 fuller nodes fill more slowly and concurrent writers spread out instead of all picking the emptiest
 node. A node without room for one more block is never chosen; one whose disk refused a block
-lately is chosen only when too few others are, and last (never heading a pipeline).
+lately is chosen only when too few others are, and after them (so it heads no pipeline that
+another node could head).
 """
 
 from __future__ import annotations

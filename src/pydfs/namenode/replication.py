@@ -136,10 +136,11 @@ class Replicator:
     # --- the scan ----------------------------------------------------------------------------
 
     def _view_changed(self) -> bool:
+        live = self.membership.live()
         view = (
-            frozenset(n.id for n in self.membership.live()),
+            frozenset(n.id for n in live),
             frozenset(n.id for n in self.membership.serving()),
-            frozenset(n.id for n in self.membership.live() if n.write_failure),
+            frozenset(n.id for n in live if n.write_failure),
         )
         changed = view != self._last_view
         self._last_view = view

@@ -477,7 +477,7 @@ def test_directories_a_rolled_back_write_made_are_never_walked_through(ns, loop)
         async with namespace.tree.writing() as walk:  # as mkdir's, create's, commit's
             parent = await walk.resolve("/r")
             ghost = await namespace.insert(walk.tx, parent, "ghost", "d", OWNER)
-            assert ghost and await walk.lookup("/r/ghost/x") is None  # walked inside it
+            assert ghost.id and await walk.lookup("/r/ghost/x") is None  # walked inside it
             raise KeyError("rolled back")
 
     with pytest.raises(KeyError):

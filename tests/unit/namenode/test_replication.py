@@ -613,17 +613,16 @@ def test_replication_state_survives_in_the_store(open_ns):
     assert holders(open_ns(), bid(1)) == {"dn-1", "dn-2"}
 
 
-def refusing(membership, node_id, why="Input/output error"):
-    beat = wire.Heartbeat(node_id, f"http://{node_id}.test", "inc-1", 100 * MiB, 0, 100 * MiB, 0)
+def refusing(membership, node_id, why="Input/output error", free=100 * MiB):
+    beat = wire.Heartbeat(node_id, f"http://{node_id}.test", "inc-1", free, 0, free, 0)
     beat.write_failure = why
     membership.heartbeat(beat)
 
 
-def test_a_node_that_takes_blocks_again_is_given_the_copies_it_was_spared(ns, rep):
-    """A node whose disk refused a block gets no copy while others can take it; once its
-    heartbeat no longer says so, the blocks it was spared are copied to it."""
+def test_a_node_whose_disk_refused_a_block_gets_a_copy_only_when_no_other_will_do(ns, rep):
+    """Though it has by far the most room (which placement otherwise favours)."""
     live(ns.membership, "dn-1", "dn-2")
-    refusing(ns.membership, "dn-3")
+    refusing(ns.membership, "dn-3", free=100_000 * MiB)
     put(ns, "/f", 3, {bid(1): ["dn-1", "dn-2"]})
     put(ns, "/g", 2, {bid(2): ["dn-1"]})
     health = rep.run_once()

@@ -526,16 +526,21 @@ def test_what_a_commit_answers_is_what_the_file_is(uploads, ns):
     """A new file's status is made from what the commit wrote, not read back: it must be what a
     stat finds, and its sha256 recorded, for a new file as for one replaced."""
     ns.mkdir("/d", ALICE, mode=0o750)
-    for overwrite in (False, True):
+    for replacing in (False, True):
         grant = uploads.start(wire.UploadRequest("/d/f", replication=2, block_size=MiB), ALICE)
         second = uploads.allocate(grant.upload_id, wire.BlockAllocRequest(), ALICE)
-        sha = ("ab" if overwrite else "cd") * 32
+        sha = ("ab" if replacing else "cd") * 32
         blocks = [stored(grant.block, MiB), stored(second, 7, nodes=[second.targets[0].id])]
         status = uploads.commit(grant.upload_id, wire.CommitRequest(blocks, sha256=sha), ALICE)
         assert _shape(status) == _shape(ns.stat("/d/f"))
         assert status.size == MiB + 7 and status.group == ns.stat("/d").group
         assert ns.checksum("/d/f", ALICE).sha256 == sha
-    for made in (ns.mkdir("/d/e", ALICE, mode=0o700), ns.create_file("/d/g", ALICE)):
+    made_now = (
+        ns.mkdir("/d/e", ALICE, mode=0o700),
+        ns.create_file("/d/g", ALICE),
+        ns.symlink("/d/l", "e/x", ALICE),
+    )
+    for made in made_now:
         assert _shape(made) == _shape(ns.stat(made.path))
 
 

@@ -155,7 +155,7 @@ def nodes_table(states: list[wire.DataNodeState], now: float) -> str:
     for s in states:
         state = _badge(s.state, "ok" if s.state == "live" else "bad")
         if s.write_failure:
-            state += " " + _badge(f"refuses blocks: {s.write_failure}", "warn")
+            state += " " + _badge(f"its disk refused a block: {s.write_failure}", "warn")
         admin = _badge(s.admin_state, "neutral" if s.admin_state == "normal" else "warn")
         rows.append(
             f"<tr><td class=mono>{esc(s.id)}</td>"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pydfs import Client, PydfsError
-from pydfs.cluster import LocalCluster
+from pydfs.cluster import LocalCluster, NodeProcess
 from tests.conftest import BLOCK_SIZE, Cli, block_files, block_path, node_id, wait_healthy
+from tests.integration.test_metrics import scrape, value
 
 pytestmark = pytest.mark.fault
 
@@ -199,6 +200,15 @@ def test_full_disk_is_a_clear_error_and_keeps_old_data(
     assert cli("get", "/small", "-").ok().raw == (tmp_path / "small").read_bytes()
 
 
+def refusing_new_files(node: NodeProcess) -> NodeProcess:
+    """*node*, its ``tmp/`` swapped for a file: it can make no block file, as a disk gone bad
+    refuses them."""
+    tmp = node.data_dir / "tmp"
+    shutil.rmtree(tmp)
+    tmp.write_bytes(b"")
+    return node
+
+
 def test_a_data_node_whose_disk_refuses_blocks_is_written_around(
     cluster_factory: Callable[..., LocalCluster],
 ) -> None:
@@ -206,13 +216,8 @@ def test_a_data_node_whose_disk_refuses_blocks_is_written_around(
     disk gone bad refuses them). With one replica, every block placed on it has it first in
     its pipeline: the files are written until it has refused one, and every write succeeds on
     the other nodes and reads back."""
-    from tests.integration.test_metrics import scrape, value
-
     cluster = cluster_factory(3)
-    broken = cluster.datanodes[0]
-    tmp = broken.data_dir / "tmp"
-    shutil.rmtree(tmp)
-    tmp.write_bytes(b"")
+    broken = refusing_new_files(cluster.datanodes[0])
     files: dict[str, bytes] = {}
     with cluster.client() as fs:
         while not value(scrape(broken.url), "pydfs_requests_total", method="PUT", status="503"):
@@ -234,13 +239,8 @@ def test_a_data_node_whose_disk_refused_a_block_gets_no_new_ones_for_a_while(
     """Once its heartbeat says its disk refused a block, the name node places no block on it
     while the others can take them: writers no longer pay a failed attempt there, and an
     admin sees why."""
-    from tests.integration.test_metrics import scrape, value
-
     cluster = cluster_factory(3)
-    broken = cluster.datanodes[0]
-    tmp = broken.data_dir / "tmp"
-    shutil.rmtree(tmp)
-    tmp.write_bytes(b"")
+    broken = refusing_new_files(cluster.datanodes[0])
 
     def attempts() -> float:  # block writes that reached the broken node
         samples = scrape(broken.url)

@@ -15,6 +15,7 @@ from pydfs.errors import (
     InsufficientNodes,
     InternalError,
     NoSpace,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -219,3 +220,25 @@ def test_a_failure_of_an_earlier_block_is_not_told_for_a_later_one() -> None:
     links = FakeLinks(down={"http://dn1", "http://dn2"}, error=InternalError)
     with pytest.raises(InsufficientNodes):
         write_through(links, allocate, os.urandom(CHUNK + 1), block_size=CHUNK)
+
+
+def test_a_block_refused_for_its_token_goes_once_more_under_a_fresh_one() -> None:
+    """No node is to blame: the same nodes may be granted again, and a second refusal ends it."""
+    allocate = granting("12", "12")
+    links = FakeLinks()
+    calls = 0
+    answer = links.request
+
+    async def request(url, method, route, body=None, headers=None):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls <= 2:  # both nodes of the first try
+            raise Unauthenticated("token expired")
+        return await answer(url, method, route, body, headers)
+
+    links.request = request  # type: ignore[method-assign]
+    stored = write_through(links, allocate, b"small file", pipe=True)
+    assert allocate.excluded == [[], []] and [b.nodes for b in stored] == [["1", "2"]]
+    always = FakeLinks(down={"http://dn1", "http://dn2"}, error=Unauthenticated)
+    with pytest.raises(Unauthenticated):
+        write_through(always, granting("12", "12", "12"), b"small file")

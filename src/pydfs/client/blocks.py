@@ -246,7 +246,6 @@ async def write_blocks(
     stored: list[wire.StoredBlock] = []
     block: wire.BlockGrant | None = grant.block
     failed: list[str] = []
-    why: PydfsError | None = None  # the last node's failure
     offset = 0
     granted = time.monotonic()
     while True:
@@ -255,7 +254,8 @@ async def write_blocks(
             return stored
         if block is not None and time.monotonic() - granted > STALE_GRANT:
             block = None  # not used: the name node trashes it with the upload's leftovers
-        refreshed, why = False, None
+        refreshed = False
+        why: PydfsError | None = None  # this block's last node failure
         for attempt in range(4):
             if block is None:
                 try:
@@ -267,16 +267,12 @@ async def write_blocks(
             source = BlockSource(read, first, grant.block_size)
             try:
                 result = await put_block(session, block, source, stall_timeout, links)
-            except Unauthenticated:
+            except Unauthenticated as exc:
                 # Refused for its token, by every node it went to: no node is to blame.
                 if refreshed or attempt == 3:
                     raise
-                if not source.one_chunk:  # a block of one chunk is all in ``first``
-                    if not await rewind(offset):
-                        raise
-                    first = await _read_full(read, first_read(grant.block_size))
                 refreshed, block = True, None
-                continue
+                refused: PydfsError = exc  # why this try failed
             except (
                 Unavailable,
                 NoSpace,
@@ -289,23 +285,24 @@ async def write_blocks(
                 # since it last told the name node its room, a failing disk, a defect).
                 gone = block.targets if fans_out(source, links) else block.targets[:1]
                 failed += [t.id for t in gone]
-                block, why = None, exc
+                block, why, refused = None, exc, exc
                 names = ", ".join(t.id for t in gone)
                 log.warning("block write to %s failed (%s); retrying", names, exc)
                 if attempt == 3:
                     raise
-                if not source.one_chunk:  # a block of one chunk is all in ``first``
-                    if not await rewind(offset):
-                        raise
-                    first = await _read_full(read, first_read(grant.block_size))
-                continue
-            failed += [t.id for t in block.targets if t.id not in result.nodes]
-            stored.append(result)
-            if tokens is not None:
-                tokens[result.block_id] = block.token
-            offset += result.size
-            block = None
-            break
+            else:
+                failed += [t.id for t in block.targets if t.id not in result.nodes]
+                stored.append(result)
+                if tokens is not None:
+                    tokens[result.block_id] = block.token
+                offset += result.size
+                block = None
+                break
+            # Another try: a block of one chunk is all in ``first``; a larger one is read again.
+            if not source.one_chunk:
+                if not await rewind(offset):
+                    raise refused
+                first = await _read_full(read, first_read(grant.block_size))
         if stored[-1].size < grant.block_size:
             return stored
 

@@ -100,18 +100,17 @@ class Membership:
         node.last_heartbeat = self.clock()
         node.last_heartbeat_wall = time.time()
         node.incarnation = hb.incarnation
-        if len(hb.write_failure) > MAX_WRITE_FAILURE:
-            hb.write_failure = hb.write_failure[:MAX_WRITE_FAILURE]
-        if hb.write_failure != node.write_failure:
-            if hb.write_failure:
+        failure = hb.write_failure[:MAX_WRITE_FAILURE]
+        if failure != node.write_failure:
+            if failure:
                 log.warning(
                     "data node %s refused a block (%s): it gets new ones only if others cannot",
                     hb.id,
-                    hb.write_failure,
+                    failure,
                 )
             else:
                 log.info("data node %s takes new blocks again", hb.id)
-        node.write_failure = hb.write_failure
+        node.write_failure = failure
         if returning:
             node.wants_report = True
         return node, restarted

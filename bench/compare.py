@@ -27,6 +27,7 @@ ROWS = {
     "w4_c16_stat_ops_per_s": "W4 stat, 16 clients",
     "w4_c16_create_ops_per_s": "W4 create, 16 clients",
     "w4_list_ms": "W4 `ls` of 10,000 entries (ms)",
+    "w5_files_per_s": "W5 64 KiB, one file at a time per process (files/s)",
 }
 # The phases whose CPU the second table shows: figure prefix → label.
 CPU_ROWS = {
@@ -38,6 +39,7 @@ CPU_ROWS = {
     "w4_c16_mkdir": "W4 mkdir, 16 clients",
     "w4_c16_stat": "W4 stat, 16 clients",
     "w4_c16_create": "W4 create, 16 clients",
+    "w5": "W5 (all its client processes)",
 }
 
 
@@ -155,7 +157,8 @@ def cost_us(run: Samples, setup: Setup, phase: str) -> float | None:
     """CPU microseconds one operation of *phase* cost in *run*: the name nodes', PostgreSQL's
     and the client's CPU over the phase, divided by the operations. Unlike a rate, it does not
     depend on the share of the machine that other programs left."""
-    rate = run.get(f"{setup.name}_{phase}_{'files' if phase.startswith('w3') else 'ops'}_per_s")
+    unit = "files" if phase.startswith(("w3", "w5")) else "ops"
+    rate = run.get(f"{setup.name}_{phase}_{unit}_per_s")
     used = [run.get(f"{setup.name}_{phase}_{who}_cpu_pct") for who in PROCESSES]
     if not rate or not any(used):
         return None

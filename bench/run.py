@@ -87,7 +87,7 @@ from workloads import (
 
 DEFAULT_BLOCK_SIZE = 64 * MiB  # the name node's default, used when the plan leaves it unset
 WORKLOADS = ("limits", "w1w2", "stream", "w3", "w4", "w5", "cli")
-COMPARED = ("w3", "w4")  # what several setups run unless --only says otherwise
+COMPARED = ("w3", "w4", "w5")  # what several setups run unless --only says otherwise
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,11 @@ class Plan:
 
 
 def make_plan(
-    quick: bool, runs: int | None, workloads: tuple[str, ...], peers: tuple[str, ...] = ()
+    quick: bool,
+    runs: int | None,
+    workloads: tuple[str, ...],
+    peers: tuple[str, ...] = (),
+    w5_procs: int | None = None,
 ) -> Plan:
     plan = Plan(
         mode="full",
@@ -130,7 +134,7 @@ def make_plan(
         meta_creates=10_000,
         list_entries=10_000,
         list_reps=5,
-        w5_procs=8,
+        w5_procs=w5_procs or 8,
         w5_files=100,
         w5_size=64 * KiB,
         w5_verify_per_proc=10,
@@ -202,6 +206,12 @@ class Bench:
     def cpu(self) -> tuple[dict[str, int], frozenset[str]]:
         """The processes whose CPU the metadata phases measure (``workloads.Cpu``)."""
         return {"client": os.getpid(), **server_pids(self.cluster)}, TREES
+
+    @property
+    def cpu_w5(self) -> tuple[dict[str, int], frozenset[str]]:
+        """The servers whose CPU W5 measures, data nodes included (W5 adds its clients)."""
+        datanodes = {f"datanode{n + 1}": d.pid for n, d in enumerate(self.cluster.datanodes)}
+        return {**server_pids(self.cluster), **datanodes}, TREES
 
 
 # --- one run -------------------------------------------------------------------------------
@@ -348,6 +358,7 @@ def many_processes(b: Bench, i: int) -> Samples:
             verify_per_proc=b.plan.w5_verify_per_proc,
             seed=random.randrange(1 << 32),
             logdir=b.work / "w5",
+            cpu=b.cpu_w5,
         )
     )
 
@@ -636,9 +647,17 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, list[Setup], argparse.Name
         help="name nodes sharing the PostgreSQL database (default 1); several counts, "
         "comma-separated, are compared (SQLite runs with one)",
     )
+    parser.add_argument(
+        "--w5-procs",
+        type=int,
+        metavar="N",
+        help="W5's client processes (default 8), on pydfs and on the peers",
+    )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.w5_procs is not None and not 1 <= args.w5_procs <= 64:
+        parser.error("--w5-procs must be between 1 and 64")
     try:
         setups = parse_setups(args.metadata, args.namenodes)
     except ValueError as exc:
@@ -657,7 +676,8 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, list[Setup], argparse.Name
         parser.error("--peers needs one of w1w2, w3, w5 among the workloads")
     if peers and len(setups) > 1:
         parser.error("--peers compares one pydfs setup with the peers: give one --metadata")
-    return make_plan(args.quick, args.runs, workloads, peers), setups, args
+    plan = make_plan(args.quick, args.runs, workloads, peers, args.w5_procs)
+    return plan, setups, args
 
 
 def main(argv: list[str] | None = None) -> int:

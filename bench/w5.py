@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import IO
 
 from common import MB, BenchFailure, Endpoint, Samples, connect, spread
+from machine import CpuMeter
 from pydfs.client.aio import AsyncClient
+from workloads import Cpu
 
 CHILD_TIMEOUT = 600.0  # seconds for all children to get ready, and again to finish
 
@@ -59,15 +61,19 @@ async def w5_parallel_writes(
     verify_per_proc: int,
     seed: int,
     logdir: Path,
+    cpu: Cpu | None = None,
 ) -> Samples:
     """*procs* processes, *files* files each, of *size* bytes, into ``base/pK``; then every listing
-    is checked and *verify_per_proc* files of each process are read back and compared."""
+    is checked and *verify_per_proc* files of each process are read back and compared. With
+    *cpu* (servers' pids by name, and the names that are process trees), the CPU each used
+    from go to the last answer, as ``w5_<name>_cpu_pct``, and ``w5_client_cpu_pct``: all the
+    client processes together."""
     for k in range(procs):
         await fs.mkdir(f"{base}/p{k}", parents=True)
     argvs = [
         _child_argv(spread(target, k), f"{base}/p{k}", k, files, size, seed) for k in range(procs)
     ]
-    seconds = await asyncio.to_thread(_run_children, argvs, procs * files, logdir)
+    seconds, pct = await asyncio.to_thread(_run_children, argvs, procs * files, logdir, cpu)
     rng = random.Random(seed)
     for k in range(procs):
         directory = f"{base}/p{k}"
@@ -84,7 +90,11 @@ async def w5_parallel_writes(
             if await fs.read_bytes(path) != payload(seed, k, i, size):
                 raise BenchFailure(f"W5: {path} read back differs from what child {k} wrote")
     total = procs * files
-    return {"w5_files_per_s": [total / seconds], "w5_mbps": [total * size / MB / seconds]}
+    return {
+        "w5_files_per_s": [total / seconds],
+        "w5_mbps": [total * size / MB / seconds],
+        **{f"w5_{who}_cpu_pct": [p] for who, p in pct.items()},
+    }
 
 
 def w5_mount_writes(
@@ -103,7 +113,7 @@ def w5_mount_writes(
     for k in range(procs):
         (base / f"p{k}").mkdir(parents=True)
     argvs = [_script_argv(["--mount"], base / f"p{k}", k, files, size, seed) for k in range(procs)]
-    seconds = _run_children(argvs, procs * files, logdir)
+    seconds, _ = _run_children(argvs, procs * files, logdir)
     rng = random.Random(seed)
     for k in range(procs):
         directory = base / f"p{k}"
@@ -137,9 +147,15 @@ def _child_argv(
     return [*argv, "--user", target.user]
 
 
-def _run_children(argvs: list[list[str]], want_files: int, logdir: Path) -> float:
+def _run_children(
+    argvs: list[list[str]],
+    want_files: int,
+    logdir: Path,
+    cpu: Cpu | None = None,
+) -> tuple[float, dict[str, float]]:
     """Start the children, wait for all to be ready, say go, wait for all to answer; returns the
-    wall time from go to the last answer."""
+    wall time from go to the last answer, and with *cpu* the CPU of those processes and of the
+    children (summed as ``client``) over it, in % of one core."""
     logdir.mkdir(parents=True, exist_ok=True)
     children: list[tuple[subprocess.Popen[str], Path]] = []
     try:
@@ -158,24 +174,31 @@ def _run_children(argvs: list[list[str]], want_files: int, logdir: Path) -> floa
         for k, (proc, log) in enumerate(children):
             if (line := _line(proc, k, log, deadline)) != "ready":
                 raise BenchFailure(f"W5: child {k} said {line!r}, not ready")
-        t0 = time.perf_counter()
-        for proc, _ in children:
-            stdin: IO[str] | None = proc.stdin
-            assert stdin is not None
-            stdin.write("go\n")
-            stdin.flush()
-        deadline = time.monotonic() + CHILD_TIMEOUT
-        answers = [
-            json.loads(_line(proc, k, log, deadline)) for k, (proc, log) in enumerate(children)
-        ]
-        elapsed = time.perf_counter() - t0
+        pids, trees = cpu or ({}, frozenset())
+        clients = {f"client{k}": proc.pid for k, (proc, _) in enumerate(children)}
+        # Read before the children are reaped: an ended child's /proc/PID/stat still counts.
+        with CpuMeter({**pids, **clients} if cpu else {}, trees) as meter:
+            t0 = time.perf_counter()
+            for proc, _ in children:
+                stdin: IO[str] | None = proc.stdin
+                assert stdin is not None
+                stdin.write("go\n")
+                stdin.flush()
+            deadline = time.monotonic() + CHILD_TIMEOUT
+            answers = [
+                json.loads(_line(proc, k, log, deadline)) for k, (proc, log) in enumerate(children)
+            ]
+            elapsed = time.perf_counter() - t0
         for k, (proc, log) in enumerate(children):
             if proc.wait(CHILD_TIMEOUT) != 0:
                 raise BenchFailure(f"W5: child {k} exited {proc.returncode}; see {_tail(log)}")
         written = sum(a["files"] for a in answers)
         if written != want_files:
             raise BenchFailure(f"W5: children wrote {written} files, not {want_files}")
-        return elapsed
+        if not cpu:
+            return elapsed, {}
+        pct = {k: v for k, v in meter.pct.items() if k not in clients}
+        return elapsed, pct | {"client": sum(meter.pct[k] for k in clients)}
     finally:
         for proc, _ in children:
             if proc.poll() is None:

@@ -39,7 +39,7 @@ CPU_ROWS = {
     "w4_c16_mkdir": "W4 mkdir, 16 clients",
     "w4_c16_stat": "W4 stat, 16 clients",
     "w4_c16_create": "W4 create, 16 clients",
-    "w5": "W5 (all its client processes)",
+    "w5": "W5 (client: all its processes)",
 }
 
 
@@ -123,13 +123,16 @@ def _rates(setups: list[Setup], runs: list[Samples], ratio_values: dict[str, lis
     return "\n".join(lines)
 
 
-PROCESSES = ["client", "namenode", *(f"namenode{k}" for k in range(2, 10)), OWN_POSTGRES]
+NAMENODES = ["namenode", *(f"namenode{k}" for k in range(2, 10))]
+DATANODES = [f"datanode{k}" for k in range(1, 10)]  # measured in the phases that write files
+PROCESSES = ["client", *NAMENODES, OWN_POSTGRES, *DATANODES]
 
 
 def _cpu(setups: list[Setup], runs: list[Samples]) -> str:
     lines = [
         "CPU during each phase, % of one core (median of the runs): name node(s) / "
-        "PostgreSQL / the benchmark's client process / the whole machine (all programs)",
+        "PostgreSQL / data nodes (W3, W5) / the client (the benchmark's process; W5's "
+        "processes together) / the whole machine (all programs)",
         "",
         "| phase | " + " | ".join(s.label for s in setups) + " |",
         "|---" + "|---:" * len(setups) + "|",
@@ -145,18 +148,21 @@ def _cpu(setups: list[Setup], runs: list[Samples]) -> str:
             if not pct:
                 cells.append("-")
                 continue
-            nn = " + ".join(f"{v:.0f}" for k, v in pct.items() if k.startswith("namenode"))
+            nn = " + ".join(f"{v:.0f}" for k, v in pct.items() if k in NAMENODES)
             pg = f"{pct[OWN_POSTGRES]:.0f}" if OWN_POSTGRES in pct else "-"
-            cells.append(f"{nn} / {pg} / {pct.get('client', 0):.0f} / {pct.get('machine', 0):.0f}")
+            dn = " + ".join(f"{v:.0f}" for k, v in pct.items() if k in DATANODES) or "-"
+            client, machine = pct.get("client", 0), pct.get("machine", 0)
+            cells.append(f"{nn} / {pg} / {dn} / {client:.0f} / {machine:.0f}")
         if any(c != "-" for c in cells):
             lines.append("| " + " | ".join([label, *cells]) + " |")
     return "\n".join(lines)
 
 
 def cost_us(run: Samples, setup: Setup, phase: str) -> float | None:
-    """CPU microseconds one operation of *phase* cost in *run*: the name nodes', PostgreSQL's
-    and the client's CPU over the phase, divided by the operations. Unlike a rate, it does not
-    depend on the share of the machine that other programs left."""
+    """CPU microseconds one operation of *phase* cost in *run*: the name nodes', PostgreSQL's,
+    the data nodes' (where measured) and the client's CPU over the phase, divided by the
+    operations. Unlike a rate, it does not depend on the share of the machine that other
+    programs left."""
     unit = "files" if phase.startswith(("w3", "w5")) else "ops"
     rate = run.get(f"{setup.name}_{phase}_{unit}_per_s")
     used = [run.get(f"{setup.name}_{phase}_{who}_cpu_pct") for who in PROCESSES]
@@ -172,8 +178,8 @@ def _costs(setups: list[Setup], runs: list[Samples]) -> str:
         *(f"{s.name} / {setups[0].name}" for s in setups[1:]),
     ]
     lines = [
-        "CPU per operation, µs (name nodes + PostgreSQL + client; median of the runs, min-max): "
-        "what the rates would be bounded by on cores of their own",
+        "CPU per operation, µs (name nodes + PostgreSQL + data nodes in W3 and W5 + client; "
+        "median of the runs, min-max): what the rates would be bounded by on cores of their own",
         "",
         "| " + " | ".join(head) + " |",
         "|---" + "|---:" * (len(head) - 1) + "|",

@@ -201,6 +201,8 @@ class CpuMeter:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:  # a process may be gone: the error on its way says more
+            return
         wall = time.perf_counter() - self._t0
         now = self._now()
         self.pct = {name: 100 * (now[name] - self._cpu[name]) / wall for name in now}

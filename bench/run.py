@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import compare
 from common import (
@@ -112,6 +112,7 @@ class Plan:
     stream_size: int
     workloads: tuple[str, ...] = field(default=WORKLOADS)
     peers: tuple[str, ...] = ()  # names in peers.PEERS, measured after pydfs in every run
+    client_loop: str = "asyncio"  # the event loop the SDK's clients run on: asyncio or uvloop
 
 
 def make_plan(
@@ -120,6 +121,7 @@ def make_plan(
     workloads: tuple[str, ...],
     peers: tuple[str, ...] = (),
     w5_procs: int | None = None,
+    client_loop: str = "asyncio",
 ) -> Plan:
     plan = Plan(
         mode="full",
@@ -142,6 +144,7 @@ def make_plan(
         stream_size=4 * GiB,
         workloads=workloads,
         peers=peers,
+        client_loop=client_loop,
     )
     if not quick:
         return plan
@@ -208,8 +211,8 @@ class Bench:
         return {"client": os.getpid(), **server_pids(self.cluster)}, TREES
 
     @property
-    def cpu_w5(self) -> tuple[dict[str, int], frozenset[str]]:
-        """The servers whose CPU W5 measures, data nodes included (W5 adds its clients)."""
+    def cpu_servers(self) -> tuple[dict[str, int], frozenset[str]]:
+        """Every server's process, data nodes included, for the phases that write files."""
         datanodes = {f"datanode{n + 1}": d.pid for n, d in enumerate(self.cluster.datanodes)}
         return {**server_pids(self.cluster), **datanodes}, TREES
 
@@ -321,7 +324,9 @@ async def settle_deletes(cluster: LocalCluster, blocks: list[str]) -> None:
 
 def small_files(b: Bench, i: int) -> Samples:
     payloads = [os.urandom(b.plan.small_size) for _ in range(b.plan.small_count)]
-    return b.runner.run(w3_small_files(b.fs, f"/bench/run{i}/small", payloads, b.cpu))
+    servers, trees = b.cpu_servers
+    cpu = {"client": os.getpid(), **servers}, trees
+    return b.runner.run(w3_small_files(b.fs, f"/bench/run{i}/small", payloads, cpu))
 
 
 def metadata(b: Bench, i: int) -> Samples:
@@ -358,7 +363,8 @@ def many_processes(b: Bench, i: int) -> Samples:
             verify_per_proc=b.plan.w5_verify_per_proc,
             seed=random.randrange(1 << 32),
             logdir=b.work / "w5",
-            cpu=b.cpu_w5,
+            cpu=b.cpu_servers,
+            uvloop=b.plan.client_loop == "uvloop",
         )
     )
 
@@ -610,6 +616,15 @@ def report(
 # --- main ----------------------------------------------------------------------------------
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the clients' event loop: None for asyncio's own."""
+    if name == "asyncio":
+        return None
+    import uvloop
+
+    return cast(Callable[[], asyncio.AbstractEventLoop], uvloop.new_event_loop)
+
+
 def parse_args(argv: list[str] | None) -> tuple[Plan, list[Setup], argparse.Namespace]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 run (for CI)")
@@ -648,10 +663,17 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, list[Setup], argparse.Name
         "comma-separated, are compared (SQLite runs with one)",
     )
     parser.add_argument(
+        "--client-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop the benchmark's SDK clients run on (W5's processes too): "
+        "asyncio's own (the default) or uvloop's",
+    )
+    parser.add_argument(
         "--w5-procs",
         type=int,
         metavar="N",
-        help="W5's client processes (default 8), on pydfs and on the peers",
+        help="W5's client processes, 1 to 64 (default 8), on pydfs and on the peers",
     )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
@@ -676,7 +698,7 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, list[Setup], argparse.Name
         parser.error("--peers needs one of w1w2, w3, w5 among the workloads")
     if peers and len(setups) > 1:
         parser.error("--peers compares one pydfs setup with the peers: give one --metadata")
-    plan = make_plan(args.quick, args.runs, workloads, peers, args.w5_procs)
+    plan = make_plan(args.quick, args.runs, workloads, peers, args.w5_procs, args.client_loop)
     return plan, setups, args
 
 
@@ -688,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     work = make_workdir(args.dir)
     note(
         f"{plan.mode} mode, {plan.runs} run(s) of {','.join(plan.workloads)}; "
-        f"data in {work} ({fs_type(work)}); metadata on {'; '.join(s.label for s in setups)}"
+        f"data in {work} ({fs_type(work)}); metadata on {'; '.join(s.label for s in setups)}; "
+        f"clients on {plan.client_loop}"
     )
     if plan.peers:
         note(f"side by side with {', '.join(plan.peers)}, each started for every run")
@@ -722,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 runner.run(fs.close())
 
-        with asyncio.Runner() as runner:
+        with asyncio.Runner(loop_factory=loop_factory(plan.client_loop)) as runner:
             if not several:
                 measure(setups[0], clusters[0], range(1, plan.runs + 1))
             for i in range(1, plan.runs + 1) if several else ():

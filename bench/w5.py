@@ -10,10 +10,13 @@ file system: a peer's), which start the processes, each this file run as a scrip
 
 A child connects (or checks its directory), makes its payloads (untimed), prints ``ready``, waits
 for a line ``go`` on stdin, writes its files into its directory one after another (through the
-SDK's ``write_bytes``, or with open-write-close) and prints one JSON line (files, bytes, its own
-seconds). The parent says ``go`` to all children at once once every one is ready, and
-times until the last one has answered. The payloads are a function of (seed, K, file), so the
-parent checks a sample of the files against what it computes itself.
+SDK's ``write_bytes``, or with open-write-close), prints one JSON line (files, bytes, its own
+seconds) and waits for a line ``bye`` before it closes and exits. The parent says ``go`` to all
+children at once once every one is ready, times until the last one has answered (the CPU of
+every process over that time too), then says ``bye``: a child done early does not close its
+client and end its interpreter while others still write, nor is that counted. The payloads are
+a function of (seed, K, file), so the parent checks a sample of the files against what it
+computes itself.
 """
 
 from __future__ import annotations
@@ -62,17 +65,21 @@ async def w5_parallel_writes(
     seed: int,
     logdir: Path,
     cpu: Cpu | None = None,
+    uvloop: bool = False,
 ) -> Samples:
     """*procs* processes, *files* files each, of *size* bytes, into ``base/pK``; then every listing
-    is checked and *verify_per_proc* files of each process are read back and compared. With
-    *cpu* (servers' pids by name, and the names that are process trees), the CPU each used
-    from go to the last answer, as ``w5_<name>_cpu_pct``, and ``w5_client_cpu_pct``: all the
-    client processes together."""
+    is checked and *verify_per_proc* files of each process are read back and compared. The CPU
+    from go to the last answer, in % of one core: ``w5_client_cpu_pct`` all the client processes
+    together, ``w5_machine_cpu_pct`` the whole machine, and ``w5_<name>_cpu_pct`` each server
+    *cpu* names (pids by name, and the names that are process trees). *uvloop*: the processes
+    run their clients on uvloop."""
     for k in range(procs):
         await fs.mkdir(f"{base}/p{k}", parents=True)
     argvs = [
         _child_argv(spread(target, k), f"{base}/p{k}", k, files, size, seed) for k in range(procs)
     ]
+    if uvloop:
+        argvs = [[*argv, "--uvloop"] for argv in argvs]
     seconds, pct = await asyncio.to_thread(_run_children, argvs, procs * files, logdir, cpu)
     rng = random.Random(seed)
     for k in range(procs):
@@ -108,12 +115,13 @@ def w5_mount_writes(
     logdir: Path,
 ) -> Samples:
     """W5 on a mounted file system: the same processes and files as ``w5_parallel_writes``, each
-    written with open-write-close into ``base/pK``; then the same checks. A wrong answer raises
-    ``OSError`` (the file system's fault, not pydfs's)."""
+    written with open-write-close into ``base/pK``; then the same checks, and the CPU of the
+    client processes and of the machine as for pydfs. A wrong answer raises ``OSError`` (the
+    file system's fault, not pydfs's)."""
     for k in range(procs):
         (base / f"p{k}").mkdir(parents=True)
     argvs = [_script_argv(["--mount"], base / f"p{k}", k, files, size, seed) for k in range(procs)]
-    seconds, _ = _run_children(argvs, procs * files, logdir)
+    seconds, pct = _run_children(argvs, procs * files, logdir)
     rng = random.Random(seed)
     for k in range(procs):
         directory = base / f"p{k}"
@@ -125,7 +133,11 @@ def w5_mount_writes(
             if (directory / file_name(i)).read_bytes() != payload(seed, k, i, size):
                 raise OSError(f"W5: {directory / file_name(i)} read back differs")
     total = procs * files
-    return {"w5_files_per_s": [total / seconds], "w5_mbps": [total * size / MB / seconds]}
+    return {
+        "w5_files_per_s": [total / seconds],
+        "w5_mbps": [total * size / MB / seconds],
+        **{f"w5_{who}_cpu_pct": [p] for who, p in pct.items()},
+    }
 
 
 def _script_argv(
@@ -176,8 +188,7 @@ def _run_children(
                 raise BenchFailure(f"W5: child {k} said {line!r}, not ready")
         pids, trees = cpu or ({}, frozenset())
         clients = {f"client{k}": proc.pid for k, (proc, _) in enumerate(children)}
-        # Read before the children are reaped: an ended child's /proc/PID/stat still counts.
-        with CpuMeter({**pids, **clients} if cpu else {}, trees) as meter:
+        with CpuMeter({**pids, **clients}, trees) as meter:
             t0 = time.perf_counter()
             for proc, _ in children:
                 stdin: IO[str] | None = proc.stdin
@@ -189,14 +200,16 @@ def _run_children(
                 json.loads(_line(proc, k, log, deadline)) for k, (proc, log) in enumerate(children)
             ]
             elapsed = time.perf_counter() - t0
+        for proc, _ in children:
+            assert proc.stdin is not None
+            proc.stdin.write("bye\n")
+            proc.stdin.flush()
         for k, (proc, log) in enumerate(children):
             if proc.wait(CHILD_TIMEOUT) != 0:
                 raise BenchFailure(f"W5: child {k} exited {proc.returncode}; see {_tail(log)}")
         written = sum(a["files"] for a in answers)
         if written != want_files:
             raise BenchFailure(f"W5: children wrote {written} files, not {want_files}")
-        if not cpu:
-            return elapsed, {}
         pct = {k: v for k, v in meter.pct.items() if k not in clients}
         return elapsed, pct | {"client": sum(meter.pct[k] for k in clients)}
     finally:
@@ -247,6 +260,7 @@ async def _child(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - t0
         answer = {"files": len(data), "bytes": sum(map(len, data)), "seconds": seconds}
         print(json.dumps(answer), flush=True)
+        sys.stdin.readline()  # "bye": the others are done too
     return 0
 
 
@@ -266,6 +280,7 @@ def _mount_child(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     answer = {"files": len(data), "bytes": sum(map(len, data)), "seconds": seconds}
     print(json.dumps(answer), flush=True)
+    sys.stdin.readline()  # "bye": the others are done too
     return 0
 
 
@@ -282,8 +297,15 @@ def main() -> int:
     parser.add_argument("--files", type=int, required=True)
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--uvloop", action="store_true", help="run the client on uvloop")
     args = parser.parse_args()
-    return _mount_child(args) if args.mount else asyncio.run(_child(args))
+    if args.mount:
+        return _mount_child(args)
+    if args.uvloop:
+        import uvloop
+
+        return uvloop.run(_child(args))
+    return asyncio.run(_child(args))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,20 @@ import os
 import pytest
 
 from pydfs import checksum, http1, wire
-from pydfs.client.blocks import BlockSource, _fan_out, _read_full, first_read, write_blocks
+from pydfs.client.blocks import (
+    BlockSource,
+    _fan_out,
+    _pieces,
+    _read_full,
+    first_read,
+    write_blocks,
+)
 from pydfs.errors import (
     ChecksumMismatch,
     InsufficientNodes,
     InternalError,
     NoSpace,
+    ProtocolError,
     Unauthenticated,
     Unavailable,
 )
@@ -242,3 +250,60 @@ def test_a_block_refused_for_its_token_goes_once_more_under_a_fresh_one() -> Non
     always = FakeLinks(down={"http://dn1", "http://dn2"}, error=Unauthenticated)
     with pytest.raises(Unauthenticated):
         write_through(always, granting("12", "12", "12"), b"small file")
+
+
+# --- what a data node says of the range it answers with --------------------------------------
+
+
+def range_answer(
+    data: bytes, start: int, chunks: int, *, offset: int | None = None
+) -> tuple[dict[str, str], bytes]:
+    """A data node's answer to a range read of *data* (one block): *chunks* whole chunks from
+    byte *start*, said to start at *offset* (where they do, unless a node lies)."""
+    body = data[start : start + chunks * CHUNK]
+    crcs = [checksum.crc(body[i : i + CHUNK]) for i in range(0, len(body), CHUNK)]
+    headers = {
+        wire.H_BLOCK_SIZE.lower(): str(len(data)),
+        wire.H_BLOCK_CRC.lower(): str(checksum.crc(data)),
+        wire.H_CHUNK_SIZE.lower(): str(CHUNK),
+        wire.H_OFFSET.lower(): str(start if offset is None else offset),
+        wire.H_CHUNK_CRCS.lower(): checksum.pack_crcs(crcs),
+    }
+    return headers, body
+
+
+async def pieces_of(data: bytes, headers: dict[str, str], body: bytes, pos: int, end: int) -> bytes:
+    block = wire.BlockInfo("b" * 32, len(data), checksum.crc(data))
+    node = wire.NodeRef("dn-1", "http://127.0.0.1:1")
+    got = [p async for p, _ in _pieces(node, block, headers, wire.body_reader(body), pos, end)]
+    return b"".join(got)
+
+
+def test_a_range_comes_out_at_its_offset() -> None:
+    data = os.urandom(3 * CHUNK + 100)
+    headers, body = range_answer(data, CHUNK, 2)
+    pos, end = CHUNK + 10, 3 * CHUNK - 5
+    assert asyncio.run(pieces_of(data, headers, body, pos, end)) == data[pos:end]
+
+
+def test_chunks_said_to_start_after_the_byte_asked_for_are_refused() -> None:
+    # A node that answers with the chunk after the one asked for, and says so: its bytes, all
+    # good, would come out at the offset asked for.
+    data = os.urandom(3 * CHUNK)
+    headers, body = range_answer(data, 2 * CHUNK, 1)
+    with pytest.raises(ProtocolError, match="answered from byte"):
+        asyncio.run(pieces_of(data, headers, body, CHUNK, CHUNK + 100))
+
+
+def test_chunks_said_to_start_off_a_chunk_boundary_are_refused() -> None:
+    data = os.urandom(2 * CHUNK)
+    headers, body = range_answer(data, 0, 1, offset=-CHUNK // 2)
+    with pytest.raises(ProtocolError, match="answered from byte"):
+        asyncio.run(pieces_of(data, headers, body, 0, 100))
+
+
+def test_an_answer_with_none_of_the_range_is_refused_rather_than_asked_again() -> None:
+    data = os.urandom(2 * CHUNK)
+    headers, body = range_answer(data, CHUNK, 0)  # no chunk at all
+    with pytest.raises(ProtocolError, match="none of the range"):
+        asyncio.run(pieces_of(data, headers, body, CHUNK, CHUNK + 100))

@@ -402,6 +402,11 @@ async def _pieces(
         raise ChecksumMismatch(f"replica on {node.id} is not the block the name node recorded")
     if chunk <= 0:
         raise ProtocolError(f"{node.id} sent a chunk size of {chunk}")
+    # Where its chunks start is the node's word too: bytes placed from anywhere after *pos*
+    # would come out at the wrong offset, and an answer that covers none of the range would
+    # have the reader ask again for ever.
+    if start % chunk or start > pos:
+        raise ProtocolError(f"{node.id} answered from byte {start}, not the chunk holding {pos}")
     p = start
     for expected in crcs:
         n = min(chunk, block.size - p)
@@ -414,3 +419,5 @@ async def _pieces(
             yield (data if (lo, hi) == (0, n) else data[lo:hi]), min(p, end)
         if p >= end:
             return
+    if p <= pos:
+        raise ProtocolError(f"{node.id} sent none of the range of block {block.id} asked for")

@@ -1,11 +1,13 @@
 """``pydfs mount`` when a file changes under an open handle: replaced, moved or removed
-elsewhere, appended to from two mounts. A handle reads the version it opened or fails; a writer's
+elsewhere, appended to from two mounts, replaced through this mount under a reader. A handle
+reads the version it opened or fails; an open after a change reads the new version; a writer's
 close fails rather than drop or misplace its writes; an open is checked as its writes would be."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import subprocess
 import time
@@ -78,6 +80,81 @@ def test_a_replaced_file_reads_as_opened_or_fails(
                 assert got == old
             assert os.fstat(reader.fileno()).st_size == len(old)
         assert len(f.read_bytes()) == new_size
+
+
+def _mapped(path: Path) -> bytes:
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return m[:]
+
+
+@pytest.mark.parametrize("old_reads", ["after the new open", "before the new open", "all along"])
+def test_a_file_opened_after_the_mount_replaced_it_reads_the_new_version_with_an_old_reader_open(
+    work: Path, old_reads: str
+) -> None:
+    """The kernel keeps one page cache per inode number, shared by its handles. A reader open
+    on the version before this mount's own commit reads on, and its pages must not reach a
+    reader opened after the commit (close-to-open), nor any later open, by read or mmap."""
+    f = work / "f"
+    v1, v2 = os.urandom(300 * 1024 + 100), os.urandom(300 * 1024 + 100)  # a part page at the end
+    f.write_bytes(v1)
+    with open(f, "rb", buffering=0) as old:
+        if old_reads == "all along":
+            assert os.pread(old.fileno(), len(v1), 0) == v1
+        with open(f, "r+b", buffering=0) as writer:
+            writer.write(v2)
+        # What the old reader reads from now on is not checked: what matters here is whose
+        # page cache its reads fill.
+        if old_reads != "after the new open":
+            os.pread(old.fileno(), len(v1), 0)
+        with open(f, "rb", buffering=0) as new:
+            if old_reads != "before the new open":
+                os.pread(old.fileno(), len(v1), 0)
+            assert new.read() == v2
+            assert f.read_bytes() == v2  # a third open, the old reader still open
+            assert _mapped(f) == v2
+        os.pread(old.fileno(), len(v1), 0)
+    time.sleep(TTL * 2)
+    assert f.read_bytes() == _mapped(f) == v2
+
+
+def test_a_writer_left_on_the_old_number_still_writes_the_file(work: Path) -> None:
+    """A writer's fsync, an old reader open: the file takes a new number and the writer stays
+    on the old one (its inode), but its later writes, its size and a rename follow the file."""
+    f, moved = work / "f", work / "g"
+    v1, v2 = os.urandom(100 * 1024), os.urandom(100 * 1024)
+    f.write_bytes(v1)
+    with open(f, "rb", buffering=0) as old:
+        assert old.read(10) == v1[:10]
+        with open(f, "r+b", buffering=0) as writer:
+            writer.write(v2)
+            os.fsync(writer.fileno())
+            assert f.read_bytes() == v2
+            writer.write(b"tail")
+            assert os.fstat(writer.fileno()).st_size == len(v2) + 4
+            f.rename(moved)
+        assert moved.read_bytes() == _mapped(moved) == v2 + b"tail"
+        assert not f.exists()
+
+
+def test_a_file_replaced_elsewhere_reads_the_new_version_with_an_old_reader_open(
+    work: Path, mnt: Path, shared_cluster: LocalCluster
+) -> None:
+    """As above, the new version made by another client: the mount gives it a new number
+    when it learns of it, so the old reader's pages stay with the old one."""
+    f = work / "f"
+    v1, v2 = os.urandom(300 * 1024), os.urandom(200 * 1024)
+    f.write_bytes(v1)
+    with open(f, "rb", buffering=0) as old:
+        assert os.pread(old.fileno(), len(v1), 0) == v1
+        with shared_cluster.client() as fs:
+            fs.write_bytes(dfs(f, mnt), v2)
+        time.sleep(TTL * 2)
+        with open(f, "rb", buffering=0) as new:
+            with contextlib.suppress(OSError):  # its blocks may be gone already
+                os.pread(old.fileno(), len(v1), 0)
+            assert new.read() == v2
+            assert f.read_bytes() == _mapped(f) == v2
+    assert f.read_bytes() == v2
 
 
 def _opened(path: Path, flags: int) -> bool:

@@ -7,8 +7,11 @@ its path, so that a file still open keeps its number and a new file of that name
 
 A number also stands for one version of a file: a file replaced elsewhere (new blocks) gets a
 new number when the mount learns of it, as a file renamed over another does, so that a handle
-open on the old version keeps that version's size and attributes. The mount's own writes keep
-their file's number (``changed``).
+open on the old version keeps that version's size and attributes, and the kernel's page cache
+of that number (one per number, shared by its handles) holds that version's pages only. The
+mount's own writes keep their file's number, unless a reader is still open on the version
+before (``changed``): the path then takes a new number, and the old one stays at the path for
+the handles open on it (a writer among them goes on writing to the file).
 
 Statuses and misses are cached for ``ttl`` seconds, as the kernel caches what it is told: a
 change made elsewhere shows within that time, changes made through this mount at once.
@@ -33,6 +36,7 @@ BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use it as their buffer size
 class Node:
     ino: int
     path: str | None  # None once unlinked (or replaced) while the kernel still holds it
+    # A number the path left for a newer one (``changed``) keeps it, and follows its renames.
     lookups: int = 0
     status: wire.FileStatus | None = None
     fetched: float = 0.0
@@ -81,24 +85,31 @@ class Inodes:
             if known is not None and not same_version(known, status):
                 self._detach(path, lost=True)
                 ino = None
-        if ino is None:
-            ino, self._next = self._next, self._next + 1
-            self._nodes[ino] = Node(ino, path)
-            self._by_path[path] = ino
-        node = self._nodes[ino]
+        node = self._new(path) if ino is None else self._nodes[ino]
         node.status, node.known, node.fetched = status, status, time.monotonic()
         self._missing.pop(path, None)
         if lookup:
             node.lookups += 1
         return node
 
-    def changed(self, ino: int, status: wire.FileStatus) -> Node | None:
-        """This mount changed *ino*'s file: *status* is what it is now, under the same number."""
+    def changed(self, ino: int, status: wire.FileStatus, *, pinned: bool = False) -> Node | None:
+        """This mount changed *ino*'s file: *status* is what it is now, under the same number
+        unless readers open on *ino* are *pinned* to the version before. Their reads go on
+        filling the kernel's page cache of *ino*, where opens from now on would find the old
+        pages: the path then takes a new number, and *ino* keeps the path for its handles."""
         node = self._nodes.get(ino)
         if node is not None and node.path is not None:
             node.status, node.known, node.fetched = status, status, time.monotonic()
-            self._by_path[node.path] = ino
+            current = self._new(node.path) if pinned else node
+            current.status, current.known, current.fetched = status, status, node.fetched
+            self._by_path[node.path] = current.ino
             self._missing.pop(node.path, None)
+        return node
+
+    def _new(self, path: str) -> Node:
+        ino, self._next = self._next, self._next + 1
+        node = self._nodes[ino] = Node(ino, path)
+        self._by_path[path] = ino
         return node
 
     def forget(self, ino: int, count: int) -> None:
@@ -153,23 +164,30 @@ class Inodes:
         """*src* is now *dst*: it and everything below it keep their numbers."""
         self.stale(src)
         self.removed(dst)
-        prefix = src.rstrip("/") + "/"
-        for path in [p for p in self._by_path if p == src or p.startswith(prefix)]:
-            ino = self._by_path.pop(path)
+        for path, node in self._at(src):
             new = dst + path[len(src) :]
-            self._by_path[new] = ino
-            self._nodes[ino].path = new
-            self._nodes[ino].status = None
+            if self._by_path.get(path) == node.ino:
+                del self._by_path[path]
+                self._by_path[new] = node.ino
+            node.path, node.status = new, None
 
     def _detach(self, path: str, *, lost: bool) -> None:
-        prefix = path.rstrip("/") + "/"
-        for p in [p for p in self._by_path if p == path or p.startswith(prefix)]:
-            ino = self._by_path.pop(p)
-            if ino == pyfuse3.ROOT_INODE:  # the mounted directory itself went away
-                self._by_path[p] = ino
+        for p, node in self._at(path):
+            if node.ino == pyfuse3.ROOT_INODE:  # the mounted directory itself went away
                 continue
-            node = self._nodes[ino]
+            if self._by_path.get(p) == node.ino:
+                del self._by_path[p]
             node.path, node.status, node.lost = None, None, lost
+
+    def _at(self, path: str) -> list[tuple[str, Node]]:
+        """The nodes at *path* or below it (numbers the paths left for newer ones too), with
+        their paths."""
+        prefix = path.rstrip("/") + "/"
+        return [
+            (n.path, n)
+            for n in self._nodes.values()
+            if n.path is not None and (n.path == path or n.path.startswith(prefix))
+        ]
 
     # --- attributes ---------------------------------------------------------------------------
 

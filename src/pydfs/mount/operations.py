@@ -8,7 +8,8 @@ so the mount recovers when the name node is back.
 A file changed elsewhere under an open handle: a reader keeps the version it opened (its inode
 number is that version's, ``Inodes``) or fails once its blocks are gone; a writer's close fails
 (ESTALE) if the file it opened was replaced, moved or removed elsewhere, rather than replace
-another's writes or recreate the file.
+another's writes or recreate the file. A file this mount changes under an open reader takes a
+new number too (``_changed``), so that the reader's pages stay in its own number's page cache.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pyfuse3
 from pydfs import errors, paths, wire
 from pydfs.client import AsyncClient
 from pydfs.mount.identity import Identity
-from pydfs.mount.inodes import Inodes, Node
+from pydfs.mount.inodes import Inodes, Node, same_version
 from pydfs.mount.reading import ReadHandle
 from pydfs.mount.writeback import WriteHandle
 
@@ -102,6 +103,7 @@ class Operations(pyfuse3.Operations):
         self.options = options
         self.inodes = Inodes(root, identity, options.ttl)
         self._handles: dict[int, ReadHandle | WriteHandle] = {}
+        self._readers: dict[int, set[ReadHandle]] = {}  # by inode
         self._writers: dict[int, set[WriteHandle]] = {}  # by inode
         self._listings: dict[int, tuple[int, list[wire.FileStatus]]] = {}  # (dir, entries)
         self._next_fh = 1
@@ -200,7 +202,7 @@ class Operations(pyfuse3.Operations):
                 )
         self.inodes.stale(path)
         status = await self.client.info(path)
-        node = self.inodes.changed(inode, status)  # changed here: still this inode
+        node = self._changed(inode, status)
         return self._attributes(node or self.inodes.node(inode), status)
 
     async def _truncate(self, inode: int, path: str, size: int) -> None:
@@ -438,7 +440,9 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ESTALE)
         if reading:
             fh = self._fh()
-            self._handles[fh] = ReadHandle(self.client, status, self.options.read_ahead)
+            handle = ReadHandle(self.client, status, self.options.read_ahead, ino=node.ino)
+            self._handles[fh] = handle
+            self._readers.setdefault(node.ino, set()).add(handle)
             # The kernel keeps the pages it has only if they are of this very version.
             version = tuple(b.id for b in status.blocks or [])
             keep, node.cached_version = node.cached_version == version, version
@@ -522,14 +526,34 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno_of(exc)) from None
         if status is not None:
             self.inodes.stale(status.path)
-            node = self.inodes.changed(handle.ino, status)
+            node = self._changed(handle.ino, status)
             if node is not None:
                 node.cached_version = None
+
+    def _changed(self, ino: int, status: wire.FileStatus) -> Node | None:
+        """This mount changed *ino*'s file to *status*. A reader still open on it keeps the
+        version it opened, and its reads land in the kernel's page cache of *ino* (one per
+        inode, shared by its handles; FUSE takes no handle off it once open), where later opens
+        would read them: the file then takes a new number (``Inodes.changed``), and the kernel
+        forgets its entry, to look the name up again."""
+        pinned = any(not same_version(r.status, status) for r in self._readers.get(ino, ()))
+        before = self.inodes.ino_of(status.path)
+        node = self.inodes.changed(ino, status, pinned=pinned)
+        parent = self.inodes.ino_of(paths.parent(status.path))
+        if before is not None and self.inodes.ino_of(status.path) != before and parent is not None:
+            name = paths.basename(status.path).encode()
+            pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
+        return node
 
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
         if isinstance(handle, ReadHandle):
             handle.close()
+            readers = self._readers.get(handle.ino)
+            if readers is not None:
+                readers.discard(handle)
+                if not readers:
+                    del self._readers[handle.ino]
         elif handle is not None:
             try:
                 await self._commit(handle)
@@ -552,6 +576,7 @@ class Operations(pyfuse3.Operations):
             else:
                 handle.close()
         self._handles.clear()
+        self._readers.clear()
 
     # --- what pydfs does not hold ---------------------------------------------------------
 

@@ -13,8 +13,11 @@ CHUNK = 4 << 20  # what one prefetch fetches
 
 
 class ReadHandle:
-    def __init__(self, client: AsyncClient, status: wire.FileStatus, read_ahead: int) -> None:
+    def __init__(
+        self, client: AsyncClient, status: wire.FileStatus, read_ahead: int, *, ino: int
+    ) -> None:
         self.status = status
+        self.ino = ino  # the kernel's number of the file it reads
         self._reader = AsyncReader(client.transfer, status, buffer_size=0)
         self._ahead = max(0, read_ahead // CHUNK)
         self._chunks: dict[int, asyncio.Task[bytes]] = {}

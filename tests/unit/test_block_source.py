@@ -295,11 +295,14 @@ def test_chunks_said_to_start_after_the_byte_asked_for_are_refused() -> None:
         asyncio.run(pieces_of(data, headers, body, CHUNK, CHUNK + 100))
 
 
-def test_chunks_said_to_start_off_a_chunk_boundary_are_refused() -> None:
+@pytest.mark.parametrize("offset", [CHUNK // 2, -CHUNK])
+def test_chunks_said_to_start_off_a_chunk_boundary_or_before_the_block_are_refused(
+    offset: int,
+) -> None:
     data = os.urandom(2 * CHUNK)
-    headers, body = range_answer(data, 0, 1, offset=-CHUNK // 2)
+    headers, body = range_answer(data, 0, 1, offset=offset)
     with pytest.raises(ProtocolError, match="answered from byte"):
-        asyncio.run(pieces_of(data, headers, body, 0, 100))
+        asyncio.run(pieces_of(data, headers, body, CHUNK // 2 + 1, CHUNK // 2 + 100))
 
 
 def test_an_answer_with_none_of_the_range_is_refused_rather_than_asked_again() -> None:

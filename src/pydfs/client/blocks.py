@@ -405,7 +405,7 @@ async def _pieces(
     # Where its chunks start is the node's word too: bytes placed from anywhere after *pos*
     # would come out at the wrong offset, and an answer that covers none of the range would
     # have the reader ask again for ever.
-    if start % chunk or start > pos:
+    if start % chunk or not 0 <= start <= pos:
         raise ProtocolError(f"{node.id} answered from byte {start}, not the chunk holding {pos}")
     p = start
     for expected in crcs:

@@ -34,7 +34,10 @@ class Client:
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="pydfs-client", daemon=True
         )
+        running = threading.Event()  # close() needs it running, however soon it comes
+        self._loop.call_soon(running.set)
         self._thread.start()
+        running.wait()
         self._aio = AsyncClient(namenode, **kwargs)
 
     def _run(self, aw: Awaitable[T]) -> T:

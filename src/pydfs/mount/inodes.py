@@ -93,24 +93,46 @@ class Inodes:
         return node
 
     def changed(self, ino: int, status: wire.FileStatus, *, pinned: bool = False) -> Node | None:
-        """This mount changed *ino*'s file: *status* is what it is now, under the same number
-        unless readers open on *ino* are *pinned* to the version before. Their reads go on
+        """This mount changed *ino*'s file: *status* is what it is now. New content stays under
+        *ino* unless readers open on it are *pinned* to another version: their reads go on
         filling the kernel's page cache of *ino*, where opens from now on would find the old
-        pages: the path then takes a new number, and *ino* keeps the path for its handles."""
+        pages, so the path then takes a new number, and *ino* keeps the path for its handles.
+        A change of attributes only leaves the path with the number it has."""
         node = self._nodes.get(ino)
-        if node is not None and node.path is not None:
-            node.status, node.known, node.fetched = status, status, time.monotonic()
-            current = self._new(node.path) if pinned else node
-            current.status, current.known, current.fetched = status, status, node.fetched
-            self._by_path[node.path] = current.ino
-            self._missing.pop(node.path, None)
+        if node is None or node.path is None:
+            return node
+        renewed = node.known is None or not same_version(node.known, status)
+        mapped = self._nodes.get(self._by_path.get(node.path, ino))
+        if not renewed:
+            current = node if mapped is None else mapped
+        elif not pinned:
+            current = node
+        elif mapped is None or mapped is node or mapped.lookups > 0:
+            current = self._new(node.path)
+        else:  # a number made for an earlier change, which the kernel never saw: it will do
+            current = mapped
+        node.status, node.known, node.fetched = status, status, time.monotonic()
+        current.status, current.known, current.fetched = status, status, node.fetched
+        self._point(node.path, current)
+        self._missing.pop(node.path, None)
         return node
 
     def _new(self, path: str) -> Node:
         ino, self._next = self._next, self._next + 1
         node = self._nodes[ino] = Node(ino, path)
-        self._by_path[path] = ino
+        self._point(path, node)
         return node
+
+    def _point(self, path: str, node: Node) -> None:
+        """*path* is *node*'s now. A number it was before that the kernel never looked up (one
+        made for an earlier change, see ``changed``) is dropped: nothing can reach it any more,
+        and no ``forget`` will come for it."""
+        before = self._by_path.get(path)
+        self._by_path[path] = node.ino
+        if before is not None and before != node.ino and before != pyfuse3.ROOT_INODE:
+            old = self._nodes.get(before)
+            if old is not None and old.lookups <= 0:
+                del self._nodes[before]
 
     def forget(self, ino: int, count: int) -> None:
         node = self._nodes.get(ino)

@@ -469,6 +469,7 @@ class Operations(pyfuse3.Operations):
             truncate=truncate,
             spill_dir=self.options.spill_dir,
             ino=node.ino,
+            committed=lambda made: self._committed(node.ino, made),
         )
         fh = self._fh()
         self._handles[fh] = handle
@@ -525,10 +526,14 @@ class Operations(pyfuse3.Operations):
             log.warning("writes not saved: %s", str(exc) or type(exc).__name__)
             raise pyfuse3.FUSEError(errno_of(exc)) from None
         if status is not None:
-            self.inodes.stale(status.path)
-            node = self._changed(handle.ino, status)
-            if node is not None:
-                node.cached_version = None
+            self._committed(handle.ino, status)
+
+    def _committed(self, ino: int, status: wire.FileStatus) -> None:
+        """A writer open on *ino* committed *status*."""
+        self.inodes.stale(status.path)
+        node = self._changed(ino, status)
+        if node is not None:
+            node.cached_version = None
 
     def _changed(self, ino: int, status: wire.FileStatus) -> Node | None:
         """This mount changed *ino*'s file to *status*. A reader still open on it keeps the

@@ -40,12 +40,16 @@ class WriteHandle:
         truncate: bool,
         spill_dir: str | None,
         ino: int = 0,
+        committed: Callable[[wire.FileStatus], None] | None = None,
     ) -> None:
         """*path*: where the file is now (None once unlinked through this mount; it raises if the
         file went away elsewhere); *version*: the file when opened; *truncate*: start empty, and
-        commit even if nothing is written (``O_TRUNC``)."""
+        commit even if nothing is written (``O_TRUNC``); *committed*: told of a commit made while
+        the file is open (what was streamed, published as it moves to a copy), which the mount
+        must know of as it knows of one at close."""
         self._client = client
         self.ino = ino
+        self._committed = committed
         self._path = path
         self._base = None if truncate else version
         self._expect = _blocks(version)  # what the file must still be at commit
@@ -155,7 +159,9 @@ class WriteHandle:
         if self._spill is not None:
             return self._spill
         if self._stream is not None:  # publish what was streamed: it becomes the base
-            await self.commit()
+            status = await self.commit()
+            if status is not None and self._committed is not None:
+                self._committed(status)
         spill = Spill(self._client, self._base, self._base_size, self._spill_dir, self._readable)
         if self._small:
             spill.write(0, bytes(self._small))

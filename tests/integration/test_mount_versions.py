@@ -176,6 +176,19 @@ def test_a_writer_that_went_back_after_streaming_keeps_its_writes_past_the_ttl(
     assert f.read_bytes() == b"HEAD" + data[4:] + b"tail"
 
 
+@pytest.mark.parametrize("how", ["by path", "by its writer"])
+def test_a_truncate_to_the_files_own_size_keeps_its_content(work: Path, how: str) -> None:
+    """A size that does not change is no change: it once committed the file empty."""
+    f = work / "f"
+    f.write_bytes(b"abc" * 1000)
+    if how == "by path":
+        os.truncate(f, 3000)
+    else:
+        with open(f, "r+b", buffering=0) as writer:
+            os.ftruncate(writer.fileno(), 3000)
+    assert f.read_bytes() == b"abc" * 1000
+
+
 def test_a_file_replaced_elsewhere_reads_the_new_version_with_an_old_reader_open(
     work: Path, mnt: Path, shared_cluster: LocalCluster
 ) -> None:

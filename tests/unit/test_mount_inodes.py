@@ -55,3 +55,15 @@ def test_a_change_of_attributes_only_leaves_the_path_its_number() -> None:
     inodes.changed(old.ino, chmod, pinned=True)  # the writer, on the old number, chmods
     assert inodes.ino_of("/f") == new
     assert inodes.node(new).known == chmod
+
+
+def test_a_number_the_kernel_never_saw_goes_with_its_file() -> None:
+    inodes = Inodes("/", None, 1.0)
+    old = inodes.remember("/f", version("v0"), lookup=True)
+    inodes.changed(old.ino, version("v1"), pinned=True)
+    new = inodes.ino_of("/f")
+    inodes.removed("/f")  # unlinked through this mount
+    assert new not in inodes._nodes
+    assert old.ino in inodes._nodes  # the kernel holds it: it goes when the kernel forgets it
+    inodes.forget(old.ino, 1)
+    assert inodes._nodes.keys() == {1}

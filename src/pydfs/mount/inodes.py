@@ -200,6 +200,8 @@ class Inodes:
             if self._by_path.get(p) == node.ino:
                 del self._by_path[p]
             node.path, node.status, node.lost = None, None, lost
+            if node.lookups <= 0:  # the kernel never had it: nothing can reach it now
+                del self._nodes[node.ino]
 
     def _at(self, path: str) -> list[tuple[str, Node]]:
         """The nodes at *path* or below it (numbers the paths left for newer ones too), with

@@ -92,6 +92,8 @@ class WriteHandle:
         return await spill.read(offset, size)
 
     async def truncate(self, size: int) -> None:
+        if size == self.size and size:  # nothing changes (the kernel asks it of an O_TRUNC-less
+            return  # open, `truncate -s` to its size): nor may it be committed as empty
         if size == 0:
             await self._drop()
             self._base = None

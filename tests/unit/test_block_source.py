@@ -310,3 +310,19 @@ def test_an_answer_with_none_of_the_range_is_refused_rather_than_asked_again() -
     headers, body = range_answer(data, CHUNK, 0)  # no chunk at all
     with pytest.raises(ProtocolError, match="none of the range"):
         asyncio.run(pieces_of(data, headers, body, CHUNK, CHUNK + 100))
+
+
+def test_chunks_that_match_their_table_but_not_the_block_are_refused() -> None:
+    # The bytes and the CRC table rewritten together, the trailer still naming the block.
+    real, other = os.urandom(CHUNK + 100), os.urandom(CHUNK + 100)
+    headers, body = range_answer(other, 0, 2)
+    headers[wire.H_BLOCK_CRC.lower()] = str(checksum.crc(real))
+    block = wire.BlockInfo("b" * 32, len(real), checksum.crc(real))
+    node = wire.NodeRef("dn-1", "http://127.0.0.1:1")
+
+    async def read_all() -> bytes:
+        pieces = _pieces(node, block, headers, wire.body_reader(body), 0, len(real))
+        return b"".join([p async for p, _ in pieces])
+
+    with pytest.raises(ChecksumMismatch, match="other bytes"):
+        asyncio.run(read_all())

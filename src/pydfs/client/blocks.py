@@ -398,7 +398,7 @@ async def _pieces(
         raise ProtocolError(f"{node.id} sent a block without its checksums") from None
     if size != block.size:
         raise ChecksumMismatch(f"replica on {node.id} has {size} bytes, not {block.size}")
-    if block_crc != block.crc:  # the chunk CRCs are the replica's own: bind them to the block
+    if block_crc != block.crc:  # the replica's trailer names the block the name node recorded
         raise ChecksumMismatch(f"replica on {node.id} is not the block the name node recorded")
     if chunk <= 0:
         raise ProtocolError(f"{node.id} sent a chunk size of {chunk}")
@@ -407,12 +407,21 @@ async def _pieces(
     # have the reader ask again for ever.
     if start % chunk or not 0 <= start <= pos:
         raise ProtocolError(f"{node.id} answered from byte {start}, not the chunk holding {pos}")
+    # The chunk CRCs are the replica's own table: an answer from the block's first byte to its
+    # last is bound to the block as a whole too, before its last piece goes out (a table
+    # rewritten with the bytes, under a trailer that still names the block, passes chunk by
+    # chunk).
+    whole = 0 if start == 0 else None
     p = start
     for expected in crcs:
         n = min(chunk, block.size - p)
         data = await readexactly(n)
         if checksum.crc(data) != expected:
             raise ChecksumMismatch(f"chunk at {p} of block {block.id} on {node.id}")
+        if whole is not None:
+            whole = checksum.crc(data, whole)
+            if p + n == block.size and whole != block.crc:
+                raise ChecksumMismatch(f"block {block.id} on {node.id}: its chunks are other bytes")
         lo, hi = max(pos, p) - p, min(end, p + n) - p
         p += n
         if hi > lo:

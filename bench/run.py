@@ -199,11 +199,11 @@ class Bench:
     def pids(self) -> dict[str, int]:
         """The processes whose peak RSS is measured: this one, the name nodes, the data nodes."""
         servers = {k: v for k, v in server_pids(self.cluster).items() if k not in TREES}
-        return {
-            "client": os.getpid(),
-            **servers,
-            **{f"datanode{n + 1}": d.pid for n, d in enumerate(self.cluster.datanodes)},
-        }
+        return {"client": os.getpid(), **servers, **self.datanode_pids}
+
+    @property
+    def datanode_pids(self) -> dict[str, int]:
+        return {f"datanode{n + 1}": d.pid for n, d in enumerate(self.cluster.datanodes)}
 
     @property
     def cpu(self) -> tuple[dict[str, int], frozenset[str]]:
@@ -213,8 +213,7 @@ class Bench:
     @property
     def cpu_servers(self) -> tuple[dict[str, int], frozenset[str]]:
         """Every server's process, data nodes included, for the phases that write files."""
-        datanodes = {f"datanode{n + 1}": d.pid for n, d in enumerate(self.cluster.datanodes)}
-        return {**server_pids(self.cluster), **datanodes}, TREES
+        return {**server_pids(self.cluster), **self.datanode_pids}, TREES
 
 
 # --- one run -------------------------------------------------------------------------------

@@ -554,11 +554,7 @@ class Operations(pyfuse3.Operations):
         handle = self._handles.pop(fh, None)
         if isinstance(handle, ReadHandle):
             handle.close()
-            readers = self._readers.get(handle.ino)
-            if readers is not None:
-                readers.discard(handle)
-                if not readers:
-                    del self._readers[handle.ino]
+            _unlist(self._readers, handle)
         elif handle is not None:
             try:
                 await self._commit(handle)
@@ -566,11 +562,7 @@ class Operations(pyfuse3.Operations):
                 pass  # logged; close() was told at flush
             finally:
                 await handle.close()
-                writers = self._writers.get(handle.ino)
-                if writers is not None:
-                    writers.discard(handle)
-                    if not writers:
-                        del self._writers[handle.ino]
+                _unlist(self._writers, handle)
 
     async def close(self) -> None:
         """Drop what is still open (an unmount with files open: their writes are lost, as
@@ -598,3 +590,15 @@ def _directory(ino: int) -> pyfuse3.EntryAttributes:
     entry.st_ino = ino
     entry.st_mode = stat.S_IFDIR | 0o755
     return entry
+
+
+H = TypeVar("H", ReadHandle, WriteHandle)
+
+
+def _unlist(by_inode: dict[int, set[H]], handle: H) -> None:
+    """Take a released *handle* off its inode's open handles."""
+    handles = by_inode.get(handle.ino)
+    if handles is not None:
+        handles.discard(handle)
+        if not handles:
+            del by_inode[handle.ino]
